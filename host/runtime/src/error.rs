@@ -1,0 +1,54 @@
+//! Errors of the plugin runtime: loading, configuring, and faults during a hook call.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("creating the wasm engine: {0}")]
+    Engine(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("plugin {plugin}: reading {path}: {source}")]
+    Read {
+        plugin: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("plugin {plugin}: {path} is not a valid plugin component: {reason}")]
+    Invalid {
+        plugin: String,
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigureError {
+    #[error("route {route}, plugin {plugin}: config rejected: {message}")]
+    Rejected {
+        route: String,
+        plugin: String,
+        message: String,
+    },
+    #[error("route {route}, plugin {plugin}: {fault}")]
+    Fault {
+        route: String,
+        plugin: String,
+        fault: PluginFault,
+    },
+}
+
+/// Why a hook call did not return normally. The instance is discarded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PluginFault {
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("exceeded its time budget of {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("exceeded its memory cap of {0} bytes")]
+    MemoryLimit(usize),
+    #[error("could not be instantiated: {0}")]
+    Instantiate(String),
+}

@@ -1,0 +1,1 @@
+//! Tailgate host.

@@ -1,0 +1,2 @@
+//! The tailgate binary.
+fn main() {}
