@@ -1,1 +1,31 @@
-//! Support code for the end-to-end tests.
+//! Support code for Tailgate's end-to-end tests: starts the real `tailgate`
+//! binary on a generated config, real upstream servers on loopback, and a
+//! small HTTP client. Tests live in `tests/tests/*.rs`.
+
+pub mod client;
+pub mod process;
+pub mod upstream;
+
+use std::path::PathBuf;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Path of a built plugin component, e.g. `plugin_wasm("header_rewrite")`.
+/// Panics with a clear message when the plugins were not built.
+pub fn plugin_wasm(crate_file_stem: &str) -> PathBuf {
+    let path = repo_root()
+        .join("plugins/target/wasm32-wasip2/release")
+        .join(format!("{crate_file_stem}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `make plugins` (or `make test`) first",
+        path.display()
+    );
+    path
+}

@@ -1,0 +1,40 @@
+# Tailgate's entry points. `make run` and `make test` do all set-up on a
+# fresh machine (they install the wasm32-wasip2 Rust target if missing).
+
+CARGO       ?= cargo
+WASM_TARGET := wasm32-wasip2
+CONFIG      ?= config.toml
+
+.PHONY: run test build plugins bench setup lint fmt e2e unit
+
+## run: build the release binary and the plugins, run Tailgate on config.toml
+run: plugins
+	$(CARGO) build --release -p tailgate
+	./target/release/tailgate run --config $(CONFIG)
+
+## test: build the plugins and the binary, run every test (unit, config snapshots, runtime, end-to-end)
+test: setup plugins
+	$(CARGO) build -p tailgate
+	$(CARGO) test --workspace --no-fail-fast
+
+## build: release binary and plugins
+build: plugins
+	$(CARGO) build --release -p tailgate
+
+## plugins: build every plugin component (wasm32-wasip2)
+plugins: setup
+	cd plugins && $(CARGO) build --release
+
+## bench: benchmarks (plugin runtime instance strategies)
+bench: plugins
+	$(CARGO) bench -p tailgate-runtime
+
+## lint: formatting and clippy, as CI runs them
+lint: setup
+	$(CARGO) fmt --all -- --check
+	cd plugins && $(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	cd plugins && $(CARGO) clippy --release -- -D warnings
+
+setup:
+	@bash scripts/setup.sh
