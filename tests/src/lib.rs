@@ -29,3 +29,27 @@ pub fn plugin_wasm(crate_file_stem: &str) -> PathBuf {
     );
     path
 }
+
+/// The `[server]` and `[plugin_runtime]` sections every test config starts
+/// with: one listener on a free loopback port, the shared plugin cache.
+pub fn base_config(extra_server: &str) -> String {
+    format!(
+        r#"[server]
+listen = ["127.0.0.1:0"]
+workers = 2
+{extra_server}
+
+[plugin_runtime]
+cache_dir = "{cache}"
+hook_timeout = "100ms"
+memory_limit = "16MiB"
+
+[plugins]
+header-rewrite = "{hr}"
+fault-injector = "{fi}"
+"#,
+        cache = process::test_cache_dir().display(),
+        hr = plugin_wasm("header_rewrite").display(),
+        fi = plugin_wasm("fault_injector").display(),
+    )
+}
