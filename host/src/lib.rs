@@ -1,1 +1,20 @@
-//! Tailgate host.
+//! Tailgate: a public reverse proxy for tailnet services, extended per route
+//! by WebAssembly plugins.
+//!
+//! A request's way through the crate:
+//! `server` (listeners, HTTP/1.1 + HTTP/2) -> `router` (Host, then path) ->
+//! `pipeline` (the phases: request hooks -> upstream -> response hooks -> log)
+//! -> `upstream` (HTTP(S) pool or static files) -> back through `pipeline` ->
+//! `access_log`. `config` turns `config.toml` into a validated `Config`;
+//! `plugin_chain` loads each route's plugins into the `tailgate-runtime`.
+
+pub mod access_log;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod forwarding;
+pub mod pipeline;
+pub mod plugin_chain;
+pub mod router;
+pub mod server;
+pub mod upstream;

@@ -1,0 +1,156 @@
+//! The validated configuration: what `config.toml` means once parsed and
+//! checked. Built by `config::load` from the raw file structs; read by the
+//! router, the pipeline and the upstream layer. Every field here is valid.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use regex::Regex;
+
+/// The whole validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// File it was read from.
+    pub source: PathBuf,
+    pub server: ServerConfig,
+    pub runtime: PluginRuntimeConfig,
+    /// Plugin name -> wasm file (resolved relative to the config file's folder).
+    pub plugins: BTreeMap<PluginName, PathBuf>,
+    pub upstreams: BTreeMap<UpstreamName, Arc<Upstream>>,
+    /// Routes in config order.
+    pub routes: Vec<Arc<Route>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    /// Tokio worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Header holding the real client IP when the peer is trusted (lower case).
+    pub client_ip_header: Option<http::HeaderName>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub unknown_host: UnknownHost,
+}
+
+/// What to do with a request whose Host no route names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownHost {
+    Status(http::StatusCode),
+    /// Close the connection without a response (nginx 444).
+    Close,
+}
+
+#[derive(Debug, Clone)]
+pub struct PluginRuntimeConfig {
+    pub cache_dir: PathBuf,
+    pub hook_timeout: Duration,
+    pub memory_limit: usize,
+}
+
+/// Validated identifiers: non-empty, `[A-Za-z0-9_.-]+`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PluginName(pub String);
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UpstreamName(pub String);
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteName(pub String);
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: UpstreamName,
+    pub kind: UpstreamKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum UpstreamKind {
+    /// Serve files from a folder (resolved relative to the config file).
+    Static { root: PathBuf },
+    Http(HttpUpstream),
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpUpstream {
+    /// `http` or `https` base URL, e.g. `https://docs.tail8d86e.ts.net`.
+    /// Its path (if not "/") is prefixed to every request path.
+    pub url: http::Uri,
+    pub tls: bool,
+    /// host[:port] as in the URL; port defaulted from the scheme.
+    pub host: String,
+    pub port: u16,
+    pub host_header: HostHeader,
+    pub connect_timeout: Duration,
+    /// Time to wait for the response head once the request is sent.
+    pub response_timeout: Duration,
+    /// Verify the upstream's certificate (web PKI roots). Opt out per upstream.
+    pub tls_verify: bool,
+}
+
+/// Which Host header goes upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostHeader {
+    /// The client's Host (nginx `proxy_set_header Host $host`).
+    Client,
+    /// The upstream URL's host (nginx default `$proxy_host`).
+    Upstream,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: RouteName,
+    pub hosts: Vec<HostPattern>,
+    pub path: PathMatch,
+    pub upstream: Arc<Upstream>,
+    pub max_body_size: u64,
+    pub plugin_failure: FailurePolicy,
+    /// Upstream failure status -> page file (read at load; served with that status).
+    pub error_pages: BTreeMap<u16, Arc<ErrorPage>>,
+    pub plugins: Vec<RoutePlugin>,
+    pub hook_timeout: Duration,
+    pub memory_limit: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ErrorPage {
+    pub path: PathBuf,
+    pub body: bytes::Bytes,
+    pub content_type: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `example.com` (lower case, no port).
+    Exact(String),
+    /// `*.example.com`: stored as the suffix `.example.com`.
+    WildcardSuffix(String),
+    /// `*`: any host.
+    Any,
+}
+
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+    Regex(Regex),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// A faulting plugin fails the request (500 for request hooks).
+    Closed,
+    /// A faulting plugin is skipped, as if absent.
+    Open,
+}
+
+/// One entry of a route's plugin chain.
+#[derive(Debug, Clone)]
+pub struct RoutePlugin {
+    pub plugin: PluginName,
+    /// The plugin's config table as JSON, handed to its `configure`.
+    pub config_json: String,
+    /// Overrides the route's policy for this plugin.
+    pub on_failure: FailurePolicy,
+}
