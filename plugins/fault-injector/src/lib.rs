@@ -1,0 +1,140 @@
+//! fault-injector: a Tailgate test plugin that misbehaves on demand. It runs
+//! in the plugin stage of the request pipeline like any plugin, and lets the
+//! runtime's and the proxy's tests provoke every failure a guest can cause
+//! (trap, runaway loop, memory bomb, config rejection) and observe the host
+//! imports (`state` mode).
+//!
+//! Config (JSON, the route's `[routes.plugins.config]` table):
+//! `{"mode": "ok"|"trap"|"loop"|"alloc"|"reject"|"state",
+//!   "hook": "configure"|"request"|"response"|"log", "after": N,
+//!   "counter": "name", "hooks": ["request", "response", "log"],
+//!   "message": "...", "ttl_ms": N,
+//!   "rate_limit": {"zone", "rate_milli", "burst", "delay", "dry_run"}}`
+
+mod config;
+mod faults;
+mod state_probe;
+
+use std::sync::Mutex;
+
+use config::{Config, Hook, Mode};
+use exports::tailgate::plugin::hooks::Guest;
+use tailgate::plugin::types::{
+    Header, HeaderEdit, HeaderOp, HookSet, LogLine, LogRecord, RequestAction, RequestEdits,
+    RequestHead, ResponseEdits, ResponseHead, Var,
+};
+
+wit_bindgen::generate!({
+    world: "plugin",
+    path: "../../wit",
+});
+
+/// This instance's config, set by `configure`.
+static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
+
+fn current_config() -> Config {
+    match CONFIG.lock() {
+        Ok(guard) => guard
+            .clone()
+            .unwrap_or_else(|| panic!("fault-injector: hook called before configure")),
+        Err(_) => panic!("fault-injector: config lock poisoned"),
+    }
+}
+
+struct FaultInjector;
+
+impl Guest for FaultInjector {
+    fn configure(config: String) -> Result<HookSet, String> {
+        let config = Config::parse(&config)?;
+        if config.mode == Mode::Reject {
+            return Err(config
+                .message
+                .clone()
+                .unwrap_or_else(|| "rejected by fault-injector".to_string()));
+        }
+        faults::maybe_fault(&config, Hook::Configure);
+        let hooks = config.hook_set();
+        if let Ok(mut slot) = CONFIG.lock() {
+            *slot = Some(config);
+        }
+        Ok(hooks)
+    }
+
+    fn on_request(req: RequestHead) -> RequestAction {
+        let config = current_config();
+        faults::maybe_fault(&config, Hook::Request);
+        if config.mode == Mode::State {
+            return state_probe::on_request(&config, &req);
+        }
+        // Ok mode: a realistic small edit that reads the headers.
+        let user_agent = req
+            .headers
+            .iter()
+            .find(|h| h.name == "user-agent")
+            .map(|h| h.value.clone())
+            .unwrap_or_default();
+        RequestAction::Continue(RequestEdits {
+            headers: vec![
+                HeaderEdit {
+                    op: HeaderOp::Set,
+                    name: "x-fault-injector".to_string(),
+                    value: b"ok".to_vec(),
+                },
+                HeaderEdit {
+                    op: HeaderOp::Set,
+                    name: "x-seen-headers".to_string(),
+                    value: req.headers.len().to_string().into_bytes(),
+                },
+                HeaderEdit {
+                    op: HeaderOp::Set,
+                    name: "x-seen-user-agent".to_string(),
+                    value: user_agent,
+                },
+            ],
+            path: None,
+            delay_ms: 0,
+            vars: vec![Var {
+                name: "fault_injector".to_string(),
+                value: "ok".to_string(),
+            }],
+        })
+    }
+
+    fn on_response(_req: RequestHead, resp: ResponseHead) -> ResponseEdits {
+        let config = current_config();
+        faults::maybe_fault(&config, Hook::Response);
+        if config.mode == Mode::State {
+            return state_probe::on_response();
+        }
+        ResponseEdits {
+            headers: vec![HeaderEdit {
+                op: HeaderOp::Set,
+                name: "x-fault-injector".to_string(),
+                value: format!("ok {}", resp.status).into_bytes(),
+            }],
+        }
+    }
+
+    fn on_log(rec: LogRecord) -> Option<LogLine> {
+        let config = current_config();
+        faults::maybe_fault(&config, Hook::Log);
+        let vars: Vec<String> = rec
+            .vars
+            .iter()
+            .map(|v| format!("{}={}", v.name, v.value))
+            .collect();
+        Some(LogLine {
+            line: format!(
+                "{} {} {} {} vars={}",
+                rec.method,
+                rec.uri,
+                rec.status,
+                rec.request_id,
+                vars.join(",")
+            ),
+            labels: vec![("plugin".to_string(), "fault-injector".to_string())],
+        })
+    }
+}
+
+export!(FaultInjector);
