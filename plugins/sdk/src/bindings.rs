@@ -1,0 +1,14 @@
+//! The guest bindings of `wit/plugin.wit` (world `plugin`), generated once
+//! here by wit-bindgen. Everything a plugin touches is re-exported from the
+//! crate root with helpers; this module is public only so the export macro
+//! can name the generated glue.
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "plugin",
+    pub_export_macro: true,
+    export_macro_name: "__export_tailgate_hooks",
+    default_bindings_module: "tailgate_plugin_sdk::bindings",
+    ownership: Borrowing { duplicate_if_necessary: false },
+    additional_derives: [PartialEq],
+});

@@ -1,0 +1,243 @@
+//! The [`Plugin`] trait a plugin author implements, and the
+//! [`export_plugin!`](crate::export_plugin) macro that wires an implementation
+//! to the component's exported `hooks` interface: `configure` builds and keeps
+//! the one instance, each hook call is dispatched to it.
+
+use std::cell::OnceCell;
+
+use crate::{
+    Config, HookSet, LogLine, LogRecord, RequestAction, RequestHead, ResponseEdits, ResponseHead,
+};
+
+/// One plugin: built from a route's config by [`Plugin::configure`], then
+/// called per request.
+///
+/// The host calls only the hooks that [`Plugin::hooks`] reports, in this
+/// order: `on_request` -> (upstream or cache) -> `on_response` -> `on_log`.
+/// Every hook has a default, so implement only the ones you name in
+/// [`Plugin::HOOKS`].
+///
+/// A component instance is single-threaded and may serve many requests in a
+/// row, so `&self` is all a hook gets; keep per-request state out of `self`
+/// (use `Cell`s only for things like caches that any request may share).
+pub trait Plugin: Sized + 'static {
+    /// The hooks this type implements, e.g.
+    /// `HookSet::REQUEST.union(HookSet::RESPONSE)`.
+    const HOOKS: HookSet;
+
+    /// Validate this route's plugin config and build the plugin. Runs once
+    /// per instance, at load time; an `Err` is shown to the operator with
+    /// the route and plugin name, and the config is rejected. Parse with
+    /// [`Config::parse`] and check everything here, not per request.
+    fn configure(config: &Config) -> Result<Self, String>;
+
+    /// The hooks the host should call for this configured instance. Defaults
+    /// to [`Plugin::HOOKS`]; narrow it when a config leaves a hook with
+    /// nothing to do, so the host skips the call.
+    fn hooks(&self) -> HookSet {
+        Self::HOOKS
+    }
+
+    /// Before the request goes upstream: go on with edits
+    /// ([`RequestAction::proceed`], a [`RequestEdits`](crate::RequestEdits)
+    /// `.into()`), or answer now ([`RequestAction::respond`],
+    /// [`RequestAction::redirect`]). When it answers, later plugins' request
+    /// hooks and the upstream are skipped; response and log hooks still run.
+    ///
+    /// Default: go on unchanged.
+    fn on_request(&self, req: &RequestHead) -> RequestAction {
+        let _ = req;
+        RequestAction::proceed()
+    }
+
+    /// After the response head is known, before it is sent; also for
+    /// responses a plugin or the host produced (see
+    /// `ResponseHead::host_generated`).
+    ///
+    /// Default: no edits.
+    fn on_response(&self, req: &RequestHead, resp: &ResponseHead) -> ResponseEdits {
+        let _ = (req, resp);
+        ResponseEdits::new()
+    }
+
+    /// After the exchange, for every request (also failed ones): return a
+    /// shaped access-log line, or `None` to drop it.
+    ///
+    /// Default: `None`.
+    fn on_log(&self, rec: &LogRecord) -> Option<LogLine> {
+        let _ = rec;
+        None
+    }
+}
+
+/// Exports a [`Plugin`] type as the component's `hooks`.
+///
+/// `export_plugin!(MyPlugin);` once, in the plugin crate's `lib.rs` (a
+/// `cdylib`). `configure` builds `MyPlugin` and keeps it for the instance's
+/// lifetime; the hooks are dispatched to it.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        #[allow(unsafe_code)]
+        const _: () = {
+            struct TailgateHooks;
+
+            ::std::thread_local! {
+                static TAILGATE_PLUGIN: ::std::cell::OnceCell<$plugin> =
+                    const { ::std::cell::OnceCell::new() };
+            }
+
+            impl $crate::__private::Guest for TailgateHooks {
+                fn configure(
+                    config: ::std::string::String,
+                ) -> ::std::result::Result<$crate::HookSet, ::std::string::String> {
+                    TAILGATE_PLUGIN.with(|slot| $crate::__private::dispatch::configure(slot, config))
+                }
+
+                fn on_request(req: $crate::RequestHead) -> $crate::RequestAction {
+                    TAILGATE_PLUGIN.with(|slot| {
+                        $crate::Plugin::on_request($crate::__private::dispatch::configured(slot), &req)
+                    })
+                }
+
+                fn on_response(
+                    req: $crate::RequestHead,
+                    resp: $crate::ResponseHead,
+                ) -> $crate::ResponseEdits {
+                    TAILGATE_PLUGIN.with(|slot| {
+                        $crate::Plugin::on_response(
+                            $crate::__private::dispatch::configured(slot),
+                            &req,
+                            &resp,
+                        )
+                    })
+                }
+
+                fn on_log(rec: $crate::LogRecord) -> ::std::option::Option<$crate::LogLine> {
+                    TAILGATE_PLUGIN.with(|slot| {
+                        $crate::Plugin::on_log($crate::__private::dispatch::configured(slot), &rec)
+                    })
+                }
+            }
+
+            $crate::__export_tailgate_hooks!(TailgateHooks with_types_in $crate::bindings);
+        };
+    };
+}
+
+/// What the exported functions do, kept out of the macro so it stays small
+/// and this logic is compiled (and tested) once, in this crate.
+pub mod dispatch {
+    use super::*;
+
+    /// `configure`: build the plugin from the JSON config and keep it.
+    pub fn configure<P: Plugin>(
+        slot: &OnceCell<P>,
+        config_json: String,
+    ) -> Result<HookSet, String> {
+        if slot.get().is_some() {
+            return Err("configure called twice on one instance".to_owned());
+        }
+        let plugin = P::configure(&Config::new(config_json))?;
+        let hooks = plugin.hooks();
+        // Cannot fail: checked empty above and an instance is single-threaded.
+        let _ = slot.set(plugin);
+        Ok(hooks)
+    }
+
+    /// The configured plugin for a hook call. The host calls `configure`
+    /// before any hook; a hook without it is a host bug, and trapping is
+    /// the only honest answer.
+    pub fn configured<P: Plugin>(slot: &OnceCell<P>) -> &P {
+        match slot.get() {
+            Some(plugin) => plugin,
+            None => panic!("tailgate plugin hook called before configure"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dispatch;
+    use crate::RequestEdits;
+    use super::*;
+
+    struct Echo {
+        greeting: String,
+    }
+
+    impl Plugin for Echo {
+        const HOOKS: HookSet = HookSet::REQUEST.union(HookSet::LOG);
+
+        fn configure(config: &Config) -> Result<Self, String> {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Settings {
+                greeting: String,
+            }
+            let settings: Settings = config.parse()?;
+            Ok(Echo {
+                greeting: settings.greeting,
+            })
+        }
+
+        fn hooks(&self) -> HookSet {
+            if self.greeting.is_empty() {
+                HookSet::empty()
+            } else {
+                Self::HOOKS
+            }
+        }
+    }
+
+    #[test]
+    fn configure_keeps_the_instance_and_reports_its_hooks() {
+        let slot = OnceCell::new();
+        let hooks = dispatch::configure::<Echo>(&slot, r#"{"greeting":"hi"}"#.to_owned());
+        assert_eq!(hooks, Ok(HookSet::REQUEST | HookSet::LOG));
+        assert_eq!(dispatch::configured(&slot).greeting, "hi");
+    }
+
+    #[test]
+    fn configure_lets_the_instance_narrow_its_hooks() {
+        let slot = OnceCell::new();
+        let hooks = dispatch::configure::<Echo>(&slot, r#"{"greeting":""}"#.to_owned());
+        assert_eq!(hooks, Ok(HookSet::empty()));
+    }
+
+    #[test]
+    fn configure_passes_the_plugins_error_through_and_keeps_nothing() {
+        let slot = OnceCell::new();
+        let err = dispatch::configure::<Echo>(&slot, r#"{"greting":"hi"}"#.to_owned());
+        assert_eq!(
+            err,
+            Err("greting: unknown field `greting`, expected `greeting`".to_owned())
+        );
+        assert!(slot.get().is_none());
+    }
+
+    #[test]
+    fn configure_twice_is_refused() {
+        let slot = OnceCell::new();
+        let first = dispatch::configure::<Echo>(&slot, r#"{"greeting":"a"}"#.to_owned());
+        assert!(first.is_ok());
+        let second = dispatch::configure::<Echo>(&slot, r#"{"greeting":"b"}"#.to_owned());
+        assert_eq!(
+            second,
+            Err("configure called twice on one instance".to_owned())
+        );
+        assert_eq!(dispatch::configured(&slot).greeting, "a");
+    }
+
+    #[test]
+    fn default_hooks_go_on_unchanged() {
+        let slot = OnceCell::new();
+        assert!(dispatch::configure::<Echo>(&slot, r#"{"greeting":"a"}"#.to_owned()).is_ok());
+        let plugin = dispatch::configured(&slot);
+        let req = crate::head::tests::request(&[]);
+        match plugin.on_request(&req) {
+            RequestAction::Continue(edits) => assert_eq!(edits, RequestEdits::new()),
+            RequestAction::Respond(resp) => panic!("default on_request answered {}", resp.status),
+        }
+    }
+}
