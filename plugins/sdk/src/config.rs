@@ -68,6 +68,17 @@ fn message_without_position(err: &serde_json::Error) -> String {
     }
 }
 
+impl ConfigError {
+    /// An error at `path` (dotted, e.g. `deny[0].path`), for checks a
+    /// plugin makes after parsing.
+    pub fn new(path: impl Into<String>, message: impl fmt::Display) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {
@@ -156,9 +167,7 @@ mod tests {
     fn wrong_type_names_its_path_without_json_position() {
         assert_eq!(
             parse(r#"{"response":{"always":"yes"}}"#),
-            Err(
-                "response.always: invalid type: string \"yes\", expected a boolean".to_owned()
-            )
+            Err("response.always: invalid type: string \"yes\", expected a boolean".to_owned())
         );
         assert_eq!(
             parse(r#"{"deny":[{"status":403},{"status":"x"}]}"#),
@@ -172,6 +181,18 @@ mod tests {
             parse(r#"{"deny":[{}]}"#),
             Err("deny[0]: missing field `status`".to_owned())
         );
+    }
+
+    #[test]
+    fn plugin_checks_format_like_parse_errors() {
+        assert_eq!(
+            String::from(ConfigError::new(
+                "deny[0].status",
+                "99 is not a final status"
+            )),
+            "deny[0].status: 99 is not a final status"
+        );
+        assert_eq!(ConfigError::new("", "empty").to_string(), "empty");
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! A plugin is a type implementing [`Plugin`], exported with
 //! [`export_plugin!`]:
 //!
-//! ```ignore
-//! use tailgate_plugin_sdk::{export_plugin, Config, HookSet, Plugin, RequestAction, RequestHead};
+//! ```no_run
+//! use tailgate_plugin_sdk::{
+//!     export_plugin, Config, HookSet, Plugin, RequestAction, RequestEdits, RequestHead,
+//! };
 //!
 //! #[derive(serde::Deserialize)]
 //! #[serde(deny_unknown_fields)]
@@ -45,8 +47,8 @@ mod plugin;
 
 pub use bindings::tailgate::plugin::types::{
     Header, HeaderEdit, HeaderOp, HookSet, ImmediateResponse, LogLevel, LogLine, LogRecord,
-    RateDecision, RateLimit, RequestAction, RequestEdits, RequestHead, ResponseEdits,
-    ResponseHead, Var,
+    RateDecision, RateLimit, RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead,
+    Var,
 };
 pub use config::{Config, ConfigError};
 pub use plugin::Plugin;

@@ -120,7 +120,7 @@ macro_rules! export_plugin {
                 }
             }
 
-            $crate::__export_tailgate_hooks!(TailgateHooks with_types_in $crate::bindings);
+            $crate::bindings::__export_tailgate_hooks!(TailgateHooks with_types_in $crate::bindings);
         };
     };
 }
@@ -159,8 +159,8 @@ pub mod dispatch {
 #[cfg(test)]
 mod tests {
     use super::dispatch;
-    use crate::RequestEdits;
     use super::*;
+    use crate::RequestEdits;
 
     struct Echo {
         greeting: String,

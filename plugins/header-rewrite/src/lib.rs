@@ -1,0 +1,46 @@
+//! `header-rewrite`: Tailgate's nginx-style header plugin. In `on-request`
+//! it answers requests that match a `deny` or `redirect` rule and edits the
+//! headers of the others (`request.*`); in `on-response` it edits the
+//! response headers (`response.*`). The logic lives in [`rules::Rules`];
+//! this file only wires it to the SDK.
+
+mod answer_rules;
+mod config;
+mod header_plan;
+mod rules;
+mod template;
+
+use tailgate_plugin_sdk::{
+    export_plugin, Config, HookSet, Plugin, RequestAction, RequestHead, ResponseEdits, ResponseHead,
+};
+
+use crate::rules::Rules;
+
+/// One route's header-rewrite plugin.
+struct HeaderRewrite {
+    rules: Rules,
+}
+
+impl Plugin for HeaderRewrite {
+    const HOOKS: HookSet = HookSet::REQUEST.union(HookSet::RESPONSE);
+
+    fn configure(config: &Config) -> Result<Self, String> {
+        Ok(HeaderRewrite {
+            rules: Rules::from_config(config)?,
+        })
+    }
+
+    fn hooks(&self) -> HookSet {
+        self.rules.hooks()
+    }
+
+    fn on_request(&self, req: &RequestHead) -> RequestAction {
+        self.rules.on_request(req)
+    }
+
+    fn on_response(&self, req: &RequestHead, resp: &ResponseHead) -> ResponseEdits {
+        self.rules.on_response(req, resp)
+    }
+}
+
+export_plugin!(HeaderRewrite);

@@ -1,0 +1,366 @@
+//! The whole validated config of one (plugin, route) and what it does per
+//! request: in `on-request`, the first matching `deny` rule answers, else
+//! the first matching `redirect` rule, else the request goes on with the
+//! `request.*` header edits; in `on-response`, the `response.*` edits
+//! (skipped on host-generated responses unless `response.always`).
+
+use tailgate_plugin_sdk::{
+    Config, ConfigError, HookSet, RequestAction, RequestEdits, RequestHead, ResponseEdits,
+    ResponseHead,
+};
+
+use crate::answer_rules::{DenyRule, RedirectRule};
+use crate::config::RawConfig;
+use crate::header_plan::HeaderPlan;
+
+#[derive(Debug, Clone)]
+pub struct Rules {
+    request: HeaderPlan,
+    response: HeaderPlan,
+    /// Edit host-generated responses too.
+    response_always: bool,
+    deny: Vec<DenyRule>,
+    redirect: Vec<RedirectRule>,
+}
+
+impl Rules {
+    /// Parse and validate the route's config; compiles every regex and
+    /// template once.
+    pub fn from_config(config: &Config) -> Result<Rules, ConfigError> {
+        let raw: RawConfig = config.parse()?;
+        Rules::build(&raw)
+    }
+
+    pub fn build(raw: &RawConfig) -> Result<Rules, ConfigError> {
+        let request = HeaderPlan::build(
+            "request",
+            &raw.request.remove,
+            &raw.request.set,
+            &raw.request.append,
+        )?;
+        let response = HeaderPlan::build(
+            "response",
+            &raw.response.remove,
+            &raw.response.set,
+            &raw.response.append,
+        )?;
+        let deny = raw
+            .deny
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| DenyRule::build(i, rule))
+            .collect::<Result<_, _>>()?;
+        let redirect = raw
+            .redirect
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| RedirectRule::build(i, rule))
+            .collect::<Result<_, _>>()?;
+        Ok(Rules {
+            request,
+            response,
+            response_always: raw.response.always,
+            deny,
+            redirect,
+        })
+    }
+
+    /// Only the hooks this config gives work to, so the host skips the rest.
+    pub fn hooks(&self) -> HookSet {
+        let mut hooks = HookSet::empty();
+        if !self.request.is_empty() || !self.deny.is_empty() || !self.redirect.is_empty() {
+            hooks |= HookSet::REQUEST;
+        }
+        if !self.response.is_empty() {
+            hooks |= HookSet::RESPONSE;
+        }
+        hooks
+    }
+
+    pub fn on_request(&self, req: &RequestHead) -> RequestAction {
+        if let Some(rule) = self.deny.iter().find(|rule| rule.matches(req)) {
+            return RequestAction::Respond(rule.response());
+        }
+        if let Some(resp) = self.redirect.iter().find_map(|rule| rule.answer(req)) {
+            return RequestAction::Respond(resp);
+        }
+        RequestAction::Continue(RequestEdits {
+            headers: self.request.render(req),
+            ..RequestEdits::new()
+        })
+    }
+
+    pub fn on_response(&self, req: &RequestHead, resp: &ResponseHead) -> ResponseEdits {
+        if resp.host_generated && !self.response_always {
+            return ResponseEdits::new();
+        }
+        ResponseEdits {
+            headers: self.response.render(req),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tailgate_plugin_sdk::{Header, HeaderEdit, ImmediateResponse, Var};
+
+    use super::*;
+    use crate::answer_rules::RULE_VAR;
+    use crate::template::tests::request;
+
+    fn rules(json: &str) -> Rules {
+        Rules::from_config(&Config::new(json)).expect("valid config")
+    }
+
+    fn rejected(json: &str) -> String {
+        Rules::from_config(&Config::new(json))
+            .expect_err("config should be rejected")
+            .to_string()
+    }
+
+    fn response(status: u16, host_generated: bool) -> ResponseHead {
+        ResponseHead {
+            status,
+            headers: vec![Header::new("server", "nginx")],
+            host_generated,
+        }
+    }
+
+    /// The `[routes.plugins.config]` tables for header-rewrite in the
+    /// repository's default `config.toml`, as the host hands them over.
+    fn default_config_tables() -> Vec<String> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config.toml");
+        let text = std::fs::read_to_string(path).expect("read config.toml");
+        let doc: toml::Table = toml::from_str(&text).expect("config.toml is TOML");
+        let mut tables = Vec::new();
+        for route in doc["routes"].as_array().expect("routes") {
+            let Some(plugins) = route.get("plugins").and_then(|p| p.as_array()) else {
+                continue;
+            };
+            for entry in plugins {
+                if entry["plugin"].as_str() == Some("header-rewrite") {
+                    let config = entry
+                        .get("config")
+                        .cloned()
+                        .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+                    tables.push(serde_json::to_string(&config).expect("to JSON"));
+                }
+            }
+        }
+        tables
+    }
+
+    #[test]
+    fn the_default_config_toml_is_accepted_and_behaves() {
+        let tables = default_config_tables();
+        assert!(!tables.is_empty(), "config.toml uses header-rewrite");
+        for json in tables {
+            let rules = rules(&json);
+            assert_eq!(rules.hooks(), HookSet::REQUEST | HookSet::RESPONSE);
+
+            let RequestAction::Continue(edits) = rules.on_request(&request("GET", "/", None))
+            else {
+                panic!("/ was answered by the plugin");
+            };
+            assert_eq!(
+                edits.headers,
+                vec![HeaderEdit::set("x-tailgate-route", "site")]
+            );
+
+            let RequestAction::Respond(denied) =
+                rules.on_request(&request("GET", "/.git/HEAD", None))
+            else {
+                panic!("/.git/HEAD was not denied");
+            };
+            assert_eq!(
+                (denied.status, denied.body.as_slice()),
+                (403, &b"Forbidden\n"[..])
+            );
+
+            let RequestAction::Respond(moved) = rules.on_request(&request("GET", "/old/a/b", None))
+            else {
+                panic!("/old/a/b was not redirected");
+            };
+            assert_eq!(moved.status, 301);
+            assert_eq!(
+                moved.headers,
+                vec![Header::new("location", "https://example.com/a/b")]
+            );
+
+            let edits = rules.on_response(&request("GET", "/", None), &response(502, true));
+            assert_eq!(
+                edits.headers,
+                vec![
+                    HeaderEdit::remove("server"),
+                    HeaderEdit::set("x-content-type-options", "nosniff"),
+                    HeaderEdit::set("x-frame-options", "DENY"),
+                    HeaderEdit::set("x-request-id", "01HZX"),
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn empty_config_needs_no_hooks_and_changes_nothing() {
+        let rules = rules("{}");
+        assert_eq!(rules.hooks(), HookSet::empty());
+        assert_eq!(
+            rules.on_request(&request("GET", "/", None)),
+            RequestAction::Continue(RequestEdits::new())
+        );
+    }
+
+    #[test]
+    fn hooks_follow_what_the_config_uses() {
+        assert_eq!(
+            rules(r#"{"response":{"remove":["server"]}}"#).hooks(),
+            HookSet::RESPONSE
+        );
+        assert_eq!(
+            rules(r#"{"request":{"remove":["cookie"]}}"#).hooks(),
+            HookSet::REQUEST
+        );
+        assert_eq!(
+            rules(r#"{"deny":[{"methods":["TRACE"]}]}"#).hooks(),
+            HookSet::REQUEST
+        );
+        assert_eq!(
+            rules(r#"{"redirect":[{"path":"^/a$","location":"/b"}]}"#).hooks(),
+            HookSet::REQUEST
+        );
+        // `always` alone edits nothing.
+        assert_eq!(
+            rules(r#"{"response":{"always":true}}"#).hooks(),
+            HookSet::empty()
+        );
+    }
+
+    #[test]
+    fn host_generated_responses_are_left_alone_unless_always() {
+        let json = r#"{"response":{"set":{"X-Frame-Options":"DENY"}}}"#;
+        let plain = rules(json);
+        let req = request("GET", "/", None);
+        assert!(plain
+            .on_response(&req, &response(502, true))
+            .headers
+            .is_empty());
+        assert_eq!(
+            plain.on_response(&req, &response(404, false)).headers,
+            vec![HeaderEdit::set("x-frame-options", "DENY")]
+        );
+
+        let always = rules(r#"{"response":{"set":{"X-Frame-Options":"DENY"},"always":true}}"#);
+        assert_eq!(
+            always.on_response(&req, &response(502, true)).headers,
+            vec![HeaderEdit::set("x-frame-options", "DENY")]
+        );
+    }
+
+    #[test]
+    fn request_edits_apply_remove_then_set_then_append_with_templates() {
+        let rules = rules(
+            r#"{"request":{
+                "append":{"X-Forwarded-For":"{client_ip}"},
+                "set":{"X-Real-IP":"{client_ip}","X-Original-URI":"{uri}","X-UA":"{http_user_agent}"},
+                "remove":["Cookie"]
+            }}"#,
+        );
+        let RequestAction::Continue(edits) = rules.on_request(&request("GET", "/p", Some("q=1")))
+        else {
+            panic!("request was answered");
+        };
+        assert_eq!(
+            edits,
+            RequestEdits::new()
+                .remove_header("cookie")
+                .set_header("x-original-uri", "/p?q=1")
+                .set_header("x-real-ip", "203.0.113.7")
+                .set_header("x-ua", "curl/8.5")
+                .append_header("x-forwarded-for", "203.0.113.7")
+        );
+    }
+
+    #[test]
+    fn deny_is_checked_before_redirect_and_first_match_wins() {
+        let rules = rules(
+            r#"{
+                "deny":[
+                    {"path":"^/admin","status":404},
+                    {"path":"^/admin/special","status":410,"body":"gone"}
+                ],
+                "redirect":[
+                    {"path":"^/admin/(.*)","status":301,"location":"/x/$1"},
+                    {"path":"^/a(.*)","status":302,"location":"/first$1"},
+                    {"path":"^/a(.*)","status":307,"location":"/second$1"}
+                ]
+            }"#,
+        );
+        assert_eq!(
+            rules.on_request(&request("GET", "/admin/special", None)),
+            RequestAction::Respond(ImmediateResponse {
+                status: 404,
+                headers: Vec::new(),
+                body: Vec::new(),
+                vars: vec![Var::new(RULE_VAR, "deny[0]")],
+            })
+        );
+        let RequestAction::Respond(resp) = rules.on_request(&request("GET", "/abc", None)) else {
+            panic!("not redirected");
+        };
+        assert_eq!(resp.status, 302);
+        assert_eq!(resp.headers, vec![Header::new("location", "/firstbc")]);
+        assert_eq!(resp.vars, vec![Var::new(RULE_VAR, "redirect[1]")]);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_their_path() {
+        assert_eq!(
+            rejected(r#"{"respones":{}}"#),
+            "respones: unknown field `respones`, expected one of `request`, `response`, `deny`, `redirect`"
+        );
+        assert_eq!(
+            rejected(r#"{"request":{"always":true}}"#),
+            "request.always: unknown field `always`, expected one of `set`, `append`, `remove`"
+        );
+        assert_eq!(
+            rejected(r#"{"deny":[{"path":"x","stauts":403}]}"#),
+            "deny[0].stauts: unknown field `stauts`, expected one of `path`, `methods`, `status`, `body`, `content_type`"
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_missing_fields_are_rejected_with_their_path() {
+        assert_eq!(
+            rejected(r#"{"response":{"always":"yes"}}"#),
+            "response.always: invalid type: string \"yes\", expected a boolean"
+        );
+        assert_eq!(
+            rejected(r#"{"redirect":[{"path":"^/a","status":301}]}"#),
+            "redirect[0]: missing field `location`"
+        );
+        assert_eq!(
+            rejected(r#"{"deny":[{"path":"^/a","status":70000}]}"#),
+            "deny[0].status: invalid value: integer `70000`, expected u16"
+        );
+        assert_eq!(
+            rejected(r#"{"request":{"set":{"x-a":1}}}"#),
+            "request.set.x-a: invalid type: integer `1`, expected a string"
+        );
+    }
+
+    #[test]
+    fn validation_errors_name_the_offending_entry() {
+        assert!(rejected(r#"{"deny":[{"methods":["GET"]},{"path":"("}]}"#)
+            .starts_with("deny[1].path: regex parse error:"));
+        assert_eq!(
+            rejected(r#"{"redirect":[{"path":"^/a","status":200,"location":"/b"}]}"#),
+            "redirect[0].status: 200 is not a redirect status (301, 302, 303, 307, 308)"
+        );
+        assert!(rejected(r#"{"response":{"set":{"x-a":"{hots}"}}}"#)
+            .starts_with("response.set.x-a: unknown placeholder `{hots}`"));
+        assert_eq!(
+            rejected(r#"{"response":{"remove":["bad name"]}}"#),
+            "response.remove[0]: `bad name` is not a valid header name"
+        );
+    }
+}
