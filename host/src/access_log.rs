@@ -1,0 +1,205 @@
+//! The access log: the pipeline's last phase hands each finished exchange's
+//! line here. One writer task owns STDOUT and is fed by a bounded channel, so
+//! lines are never interleaved and a slow STDOUT never stalls a request.
+//! [`default_line`] is the nginx-like JSON line used when no plugin shapes it.
+
+use serde::Serialize;
+use tailgate_runtime::LogRecord;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Lines waiting for the writer; past this, lines are dropped and counted.
+const QUEUE_CAPACITY: usize = 16 * 1024;
+
+/// Where finished access-log lines go. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    tx: mpsc::Sender<String>,
+}
+
+impl AccessLog {
+    /// Spawn the STDOUT writer on the current tokio runtime. The task ends
+    /// (after writing every queued line) once every `AccessLog` clone is gone.
+    pub fn stdout() -> (Self, JoinHandle<()>) {
+        let (log, rx) = Self::channel(QUEUE_CAPACITY);
+        let writer = tokio::spawn(write_lines(rx, tokio::io::stdout()));
+        (log, writer)
+    }
+
+    /// A log whose lines land in the returned receiver (tests, other sinks).
+    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<String>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (AccessLog { tx }, rx)
+    }
+
+    /// Queue one line (a trailing newline is added by the writer; embedded
+    /// line breaks are escaped so one request stays one line).
+    pub fn write_line(&self, line: String) {
+        let line = if line.contains(['\n', '\r']) {
+            line.replace('\n', "\\n").replace('\r', "\\r")
+        } else {
+            line
+        };
+        if let Err(e) = self.tx.try_send(line) {
+            metrics::counter!("tailgate_access_log_dropped_total").increment(1);
+            if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                tracing::warn!("access log queue full; dropping a line");
+            }
+        }
+    }
+}
+
+/// Write lines as they come, batching whatever is already queued into one
+/// write.
+async fn write_lines<W>(mut rx: mpsc::Receiver<String>, mut out: W)
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = Vec::with_capacity(64 * 1024);
+    while let Some(line) = rx.recv().await {
+        buf.clear();
+        buf.extend_from_slice(line.as_bytes());
+        buf.push(b'\n');
+        while buf.len() < 64 * 1024 {
+            match rx.try_recv() {
+                Ok(line) => {
+                    buf.extend_from_slice(line.as_bytes());
+                    buf.push(b'\n');
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = out.write_all(&buf).await {
+            tracing::error!("writing the access log: {e}");
+        }
+        let _ = out.flush().await;
+    }
+}
+
+/// The default access-log line: JSON with nginx's variable names.
+pub fn default_line(rec: &LogRecord) -> String {
+    #[derive(Serialize)]
+    struct DefaultLine<'a> {
+        time: &'a str,
+        remote_addr: &'a str,
+        client_ip: &'a str,
+        request_method: &'a str,
+        request_uri: &'a str,
+        server_protocol: &'a str,
+        scheme: &'a str,
+        status: u16,
+        body_bytes_sent: u64,
+        request_length: u64,
+        request_time: f64,
+        upstream_response_time: Option<f64>,
+        upstream_addr: Option<&'a str>,
+        http_host: &'a str,
+        http_user_agent: &'a str,
+        http_referer: &'a str,
+        request_id: &'a str,
+        route: &'a str,
+    }
+    let remote_addr = rec
+        .peer_addr
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|_| rec.peer_addr.clone());
+    let line = DefaultLine {
+        time: &rec.time,
+        remote_addr: &remote_addr,
+        client_ip: &rec.client_ip,
+        request_method: &rec.method,
+        request_uri: &rec.uri,
+        server_protocol: &rec.protocol,
+        scheme: &rec.scheme,
+        status: rec.status,
+        body_bytes_sent: rec.bytes_sent,
+        request_length: rec.bytes_received,
+        request_time: millis(rec.request_time),
+        upstream_response_time: rec.upstream_response_time.map(millis),
+        upstream_addr: rec.upstream_addr.as_deref(),
+        http_host: &rec.host,
+        http_user_agent: &rec.user_agent,
+        http_referer: &rec.referer,
+        request_id: &rec.request_id,
+        route: &rec.route,
+    };
+    // Serialising plain strings and numbers cannot fail; NaN/inf become null.
+    serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"log_error\":\"{e}\"}}"))
+}
+
+/// Seconds rounded to milliseconds, as nginx prints them.
+fn millis(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn record() -> LogRecord {
+        LogRecord {
+            time: "2025-01-02T03:04:05.678Z".into(),
+            time_unix_ms: 1_735_787_045_678,
+            client_ip: "198.51.100.4".into(),
+            peer_addr: "10.0.0.2:5555".into(),
+            method: "GET".into(),
+            scheme: "https".into(),
+            host: "docs.example.com".into(),
+            uri: "/a?b=c".into(),
+            protocol: "HTTP/1.1".into(),
+            status: 200,
+            bytes_sent: 1234,
+            bytes_received: 0,
+            request_time: 0.012_345,
+            upstream_response_time: Some(0.010_01),
+            upstream_addr: Some("100.64.0.1:443".into()),
+            cache_status: String::new(),
+            route: "docs".into(),
+            request_id: "abc".into(),
+            user_agent: "curl/8 \"quoted\"".into(),
+            referer: String::new(),
+            request_headers: vec![],
+            response_headers: vec![],
+            vars: vec![],
+        }
+    }
+
+    #[test]
+    fn default_line_is_nginx_like_json() {
+        let line = default_line(&record());
+        let v: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(v["time"], "2025-01-02T03:04:05.678Z");
+        assert_eq!(v["remote_addr"], "10.0.0.2");
+        assert_eq!(v["client_ip"], "198.51.100.4");
+        assert_eq!(v["request_method"], "GET");
+        assert_eq!(v["request_uri"], "/a?b=c");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["body_bytes_sent"], 1234);
+        assert_eq!(v["request_time"], 0.012);
+        assert_eq!(v["upstream_response_time"], 0.01);
+        assert_eq!(v["http_host"], "docs.example.com");
+        assert_eq!(v["http_user_agent"], "curl/8 \"quoted\"");
+        assert_eq!(v["http_referer"], "");
+        assert_eq!(v["request_id"], "abc");
+        assert_eq!(v["route"], "docs");
+        assert!(!line.contains('\n'));
+    }
+
+    #[tokio::test]
+    async fn writer_emits_one_line_per_request_in_order() {
+        let (log, rx) = AccessLog::channel(16);
+        let (client, mut server) = tokio::io::duplex(1 << 16);
+        let writer = tokio::spawn(write_lines(rx, client));
+        log.write_line("first".into());
+        log.write_line("second\nhalf".into());
+        drop(log);
+        writer.await.expect("writer task");
+        let mut out = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut server, &mut out)
+            .await
+            .expect("read");
+        assert_eq!(out, "first\nsecond\\nhalf\n");
+    }
+}

@@ -1,0 +1,173 @@
+//! Per-request state of the pipeline: one [`RequestContext`] is created when
+//! a request arrives, filled in by each phase (route, vars, upstream timing)
+//! and consumed by the log phase. Also the conversions between hyper's
+//! `HeaderMap` and the WIT header lists plugins see.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Version};
+use tailgate_runtime::{Header, RequestHead, Var};
+
+use super::body::BodyCounter;
+use crate::config::model::Route;
+use crate::forwarding::ClientInfo;
+use crate::plugin_chain::RouteChain;
+
+/// What the pipeline knows about one request so far.
+pub struct RequestContext {
+    /// When the first byte of the request head was handled.
+    pub start: Instant,
+    pub started_at: SystemTime,
+    pub client: ClientInfo,
+    pub method: Method,
+    /// Host as routed: lower case, no port.
+    pub host: String,
+    /// Path and query as received.
+    pub uri: String,
+    pub version: Version,
+    pub user_agent: String,
+    pub referer: String,
+    /// The request headers as received.
+    pub request_headers: Vec<Header>,
+    pub route: Option<Arc<Route>>,
+    pub chain: Option<Arc<RouteChain>>,
+    /// Vars set by request hooks (nginx-variable style), for the log.
+    pub vars: Vec<Var>,
+    /// Request body bytes read from the client.
+    pub body: Arc<BodyCounter>,
+    pub upstream_time: Option<Duration>,
+    pub upstream_addr: Option<String>,
+}
+
+impl RequestContext {
+    pub fn new<B>(req: &Request<B>, host: String, client: ClientInfo, start: Instant) -> Self {
+        let header_text = |name: http::header::HeaderName| {
+            req.headers()
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default()
+        };
+        RequestContext {
+            start,
+            started_at: SystemTime::now(),
+            client,
+            method: req.method().clone(),
+            host,
+            uri: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| req.uri().path().to_string(), |pq| pq.as_str().to_string()),
+            version: req.version(),
+            user_agent: header_text(http::header::USER_AGENT),
+            referer: header_text(http::header::REFERER),
+            request_headers: headers_to_list(req.headers()),
+            route: None,
+            chain: None,
+            vars: Vec::new(),
+            body: Arc::new(BodyCounter::default()),
+            upstream_time: None,
+            upstream_addr: None,
+        }
+    }
+
+    pub fn route_name(&self) -> &str {
+        self.route.as_ref().map_or("", |r| r.name.as_str())
+    }
+
+    /// The head the request hooks see.
+    pub fn request_head<B>(&self, req: &Request<B>) -> RequestHead {
+        RequestHead {
+            method: self.method.as_str().to_string(),
+            scheme: self.client.scheme.clone(),
+            host: self.host.clone(),
+            path: req.uri().path().to_string(),
+            query: req.uri().query().map(str::to_string),
+            headers: self.request_headers.clone(),
+            client_ip: self.client.client_ip.to_string(),
+            route: self.route_name().to_string(),
+            request_id: self.client.request_id.clone(),
+        }
+    }
+}
+
+/// "HTTP/1.1" etc., as in logs.
+pub fn protocol_name(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP",
+    }
+}
+
+/// A `HeaderMap` as the WIT list (names lower case, values as bytes).
+pub fn headers_to_list(headers: &HeaderMap) -> Vec<Header> {
+    headers
+        .iter()
+        .map(|(name, value)| Header {
+            name: name.as_str().to_string(),
+            value: value.as_bytes().to_vec(),
+        })
+        .collect()
+}
+
+/// The WIT list back as a `HeaderMap`, order of repeated fields kept. Fields
+/// that are not valid HTTP are dropped (plugin output is checked before it
+/// gets here; this is the last guard).
+pub fn list_to_headers(list: &[Header]) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(list.len());
+    for header in list {
+        match (
+            HeaderName::from_bytes(header.name.as_bytes()),
+            HeaderValue::from_bytes(&header.value),
+        ) {
+            (Ok(name), Ok(value)) => {
+                headers.append(name, value);
+            }
+            _ => tracing::warn!(header = %header.name, "dropping an invalid header field"),
+        }
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lists_round_trip_with_repeats_and_bytes() {
+        let mut map = HeaderMap::new();
+        map.append("x-a", HeaderValue::from_static("1"));
+        map.append("x-a", HeaderValue::from_static("2"));
+        map.append("x-b", HeaderValue::from_bytes(&[b'c', 0xe9]).expect("obs-text"));
+        let list = headers_to_list(&map);
+        assert_eq!(list.len(), 3);
+        assert_eq!(list[2].value, vec![b'c', 0xe9]);
+        assert_eq!(list_to_headers(&list), map);
+    }
+
+    #[test]
+    fn invalid_fields_are_dropped() {
+        let list = vec![
+            Header {
+                name: "bad name".into(),
+                value: b"x".to_vec(),
+            },
+            Header {
+                name: "ok".into(),
+                value: b"a\r\nb".to_vec(),
+            },
+            Header {
+                name: "fine".into(),
+                value: b"y".to_vec(),
+            },
+        ];
+        let map = list_to_headers(&list);
+        assert_eq!(map.len(), 1);
+        assert_eq!(map["fine"], "y");
+    }
+}

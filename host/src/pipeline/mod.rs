@@ -1,0 +1,215 @@
+//! The request pipeline: every request goes through the same phases, in this
+//! fixed order (pingora style; also drawn in `docs/pipeline.md`):
+//!
+//! ```text
+//!  request in (server)
+//!     |
+//!  0. health      /healthz -> 200 "ok"                (no route, no log)
+//!  1. route       Host, then path -> Route            unknown host -> status | close (444)
+//!     |                                               no path      -> 404
+//!  2. head        RequestHead: client IP, scheme, request id (trusted-proxy rules)
+//!  3. request     chain.on_request: header/path edits, vars, delay_ms (sleep)
+//!     hooks         Respond  -> plugin's answer ------------------------+
+//!     |             Failed   -> host-made 500 --------------------------+
+//!  4. upstream    body limit (Content-Length, then counted) -> 413 -----+
+//!     |           hop-by-hop strip, X-Forwarded-*, Host, x-request-id   |
+//!     |           HTTP(S) pool or static files; streams both ways       |
+//!     |           connect fail -> 502, head timeout -> 504 (error page) |
+//!     |           upstream status with an error page -> the page        |
+//!  5. response    chain.on_response (host_generated = true for host-made)
+//!     hooks         Err -> host-made 500
+//!  6. send        status + headers now, body streamed (101 -> tunnel)
+//!  7. log         ALWAYS, when the body ends or is dropped (tunnel: when it
+//!                 closes): LogRecord -> chain.on_log -> access log; metrics
+//! ```
+//!
+//! Phases 1–3 and 5 never fail the connection: any failure becomes a
+//! [`ProxyError`](crate::error::ProxyError), turned into a response in one
+//! place. Each request loads the [`ActiveConfig`] once at its start and uses
+//! that same bundle (routes, plugin chains, upstream pools) to its end, so a
+//! config swap never mixes two configs inside one request.
+
+pub mod body;
+pub mod context;
+pub mod log_phase;
+mod reply;
+mod response_phase;
+mod upstream_phase;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body::Body;
+use tailgate_runtime::RequestHead;
+
+use self::body::{full_body, BoxError, ProxyBody};
+use self::context::RequestContext;
+use self::log_phase::{PendingLog, CLOSED_WITHOUT_RESPONSE};
+use self::reply::Reply;
+use crate::access_log::AccessLog;
+use crate::config::model::{Config, UnknownHost};
+use crate::error::ProxyError;
+use crate::forwarding::ClientInfo;
+use crate::plugin_chain::{PluginChains, RequestDecision};
+use crate::router::{request_host, RouteMatch, RouteTable};
+use crate::upstream::{UpstreamPool, UpstreamSetupError};
+
+/// The health-check path, answered before routing on every host.
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// Listeners speak plain HTTP (TLS ends at the edge in front of us).
+const LISTENER_SCHEME: &str = "http";
+
+/// Everything a request needs from the current config, swapped as one.
+pub struct ActiveConfig {
+    pub config: Arc<Config>,
+    pub routes: RouteTable,
+    pub chains: Arc<PluginChains>,
+    pub upstreams: UpstreamPool,
+}
+
+impl ActiveConfig {
+    pub fn new(config: Arc<Config>, chains: Arc<PluginChains>) -> Result<Self, UpstreamSetupError> {
+        Ok(ActiveConfig {
+            routes: RouteTable::new(&config),
+            upstreams: UpstreamPool::new(&config)?,
+            config,
+            chains,
+        })
+    }
+}
+
+/// The connection was dropped without a response (unknown host, `close`):
+/// returned to hyper as the service error, which closes an HTTP/1.1
+/// connection without writing anything and resets an HTTP/2 stream.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("connection closed without a response (unknown host)")]
+pub struct CloseConnection;
+
+/// The proxy as a service: one request in, one response out. Cheap to clone.
+#[derive(Clone)]
+pub struct Proxy {
+    active: Arc<ArcSwap<ActiveConfig>>,
+    access_log: AccessLog,
+}
+
+impl Proxy {
+    pub fn new(active: ActiveConfig, access_log: AccessLog) -> Self {
+        Proxy {
+            active: Arc::new(ArcSwap::from_pointee(active)),
+            access_log,
+        }
+    }
+
+    /// The bundle new requests start with.
+    pub fn active(&self) -> Arc<ActiveConfig> {
+        self.active.load_full()
+    }
+
+    /// Make `next` the bundle for new requests; requests in flight finish
+    /// with the one they started with. Returns the previous bundle.
+    pub fn swap(&self, next: ActiveConfig) -> Arc<ActiveConfig> {
+        self.active.swap(Arc::new(next))
+    }
+
+    /// Run one request from `peer` through the pipeline.
+    pub async fn handle<B>(
+        &self,
+        req: Request<B>,
+        peer: SocketAddr,
+    ) -> Result<Response<ProxyBody>, CloseConnection>
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let start = Instant::now();
+        // 0. health
+        if req.uri().path() == HEALTH_PATH {
+            return Ok(health_response());
+        }
+        let active = self.active.load_full();
+        let client = ClientInfo::resolve(peer, req.headers(), &active.config.server, LISTENER_SCHEME);
+        let mut ctx = RequestContext::new(&req, request_host(&req), client, start);
+
+        // 1. route
+        let route = match active.routes.resolve(&ctx.host, req.uri().path()) {
+            RouteMatch::Found(route) => route,
+            RouteMatch::UnknownHost => {
+                let status = match active.config.server.unknown_host {
+                    UnknownHost::Status(status) => status,
+                    UnknownHost::Close => {
+                        PendingLog::new(ctx, CLOSED_WITHOUT_RESPONSE, vec![], self.access_log.clone())
+                            .emit(0);
+                        return Err(CloseConnection);
+                    }
+                };
+                let err = ProxyError::UnknownHost {
+                    host: ctx.host.clone(),
+                    status,
+                };
+                let reply = Reply::error(&err, None, &ctx.client.request_id);
+                return Ok(response_phase::finish(ctx, None, reply, &self.access_log));
+            }
+            RouteMatch::NoPathMatch => {
+                let err = ProxyError::NoRoute {
+                    host: ctx.host.clone(),
+                    path: req.uri().path().to_string(),
+                };
+                let reply = Reply::error(&err, None, &ctx.client.request_id);
+                return Ok(response_phase::finish(ctx, None, reply, &self.access_log));
+            }
+        };
+        ctx.chain = active.chains.for_route(&route.name);
+        ctx.route = Some(route.clone());
+
+        // 2. head, 3. request hooks, 4. upstream
+        let mut head = ctx.request_head(&req);
+        let reply = match request_hooks(&mut ctx, &mut head).await {
+            Some(answer) => answer,
+            None => upstream_phase::forward(&active, &mut ctx, &route, &head, req).await,
+        };
+        // 5. response hooks, then 6. send and 7. log as the body goes out
+        Ok(response_phase::finish(ctx, Some(&head), reply, &self.access_log))
+    }
+}
+
+/// Phase 3: the route's request hooks. `Some` is an answer that skips the
+/// upstream (a plugin's own, or a host-made 500 when a plugin failed).
+async fn request_hooks(ctx: &mut RequestContext, head: &mut RequestHead) -> Option<Reply> {
+    let chain = ctx.chain.clone()?;
+    match chain.on_request(head) {
+        RequestDecision::Continue { delay_ms, vars } => {
+            ctx.vars.extend(vars);
+            if delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(u64::from(delay_ms))).await;
+            }
+            None
+        }
+        RequestDecision::Respond(answer, vars) => {
+            ctx.vars.extend(vars);
+            Some(Reply::immediate(answer))
+        }
+        RequestDecision::Failed { plugin, fault } => {
+            let err = ProxyError::PluginFailed {
+                route: ctx.route_name().to_string(),
+                plugin,
+                fault,
+            };
+            Some(Reply::error(&err, ctx.route.as_deref(), &ctx.client.request_id))
+        }
+    }
+}
+
+fn health_response() -> Response<ProxyBody> {
+    let mut resp = Response::new(full_body("ok"));
+    *resp.status_mut() = StatusCode::OK;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}

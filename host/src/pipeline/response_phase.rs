@@ -1,0 +1,85 @@
+//! The response phase and the hand-over to the send and log phases: the
+//! route's response hooks edit the head (also of host-made responses, which
+//! they see as `host-generated`); a hook failure under a fail-closed policy
+//! replaces the response with a host-made 500. The body is then wrapped so
+//! the log phase fires when it has been sent — or, for an upgrade, when the
+//! tunnel closes.
+
+use http::{header, Response};
+use http_body_util::BodyExt;
+use tailgate_runtime::{RequestHead, ResponseHead};
+
+use super::body::{empty_body, LogGuard, LoggedBody, ProxyBody};
+use super::context::{headers_to_list, list_to_headers, RequestContext};
+use super::log_phase::PendingLog;
+use super::reply::Reply;
+use crate::access_log::AccessLog;
+use crate::error::ProxyError;
+use crate::forwarding::strip_hop_by_hop;
+
+/// Run the response hooks (when the request was routed and hooked) and
+/// return the response to send, its log phase armed.
+pub fn finish(
+    ctx: RequestContext,
+    head: Option<&RequestHead>,
+    reply: Reply,
+    access_log: &AccessLog,
+) -> Response<ProxyBody> {
+    let Reply {
+        mut response,
+        host_generated,
+        mut upgrade,
+    } = reply;
+
+    if let (Some(chain), Some(head)) = (ctx.chain.as_ref(), head) {
+        let mut resp_head = ResponseHead {
+            status: response.status().as_u16(),
+            headers: headers_to_list(response.headers()),
+            host_generated,
+        };
+        match chain.on_response(head, &mut resp_head) {
+            Ok(()) => {
+                let keep_upgrade = upgrade
+                    .as_ref()
+                    .and_then(|_| response.headers().get(header::UPGRADE).cloned());
+                let mut headers = list_to_headers(&resp_head.headers);
+                strip_hop_by_hop(&mut headers, keep_upgrade.as_ref());
+                *response.headers_mut() = headers;
+            }
+            Err(failure) => {
+                let err = ProxyError::ResponseHooksFailed {
+                    route: ctx.route_name().to_string(),
+                    reason: failure.to_string(),
+                };
+                response = err.respond(ctx.route.as_deref(), &ctx.client.request_id);
+                upgrade = None;
+            }
+        }
+    }
+
+    let status = response.status().as_u16();
+    let pending = PendingLog::new(
+        ctx,
+        status,
+        headers_to_list(response.headers()),
+        access_log.clone(),
+    );
+    match upgrade {
+        Some(upgrade) => {
+            tokio::spawn(async move {
+                match upgrade.run().await {
+                    Ok(bytes) => {
+                        pending.add_received(bytes.from_client);
+                        pending.emit(bytes.to_client);
+                    }
+                    Err(e) => {
+                        tracing::debug!("upgrade did not complete: {e}");
+                        pending.emit(0);
+                    }
+                }
+            });
+            response.map(|_| empty_body())
+        }
+        None => response.map(|body| LoggedBody::new(body, LogGuard::new(pending)).boxed()),
+    }
+}

@@ -1,0 +1,173 @@
+//! The upstream phase: the request, as the request hooks left it, goes to the
+//! route's upstream. Enforces the body limit (declared length up front,
+//! streamed bytes as they pass), strips hop-by-hop headers, sets the
+//! forwarding headers and `Host`, streams the body, and turns the answer into
+//! a [`Reply`] — with the route's error page when the upstream failed or
+//! answered with a status that has one (nginx `proxy_intercept_errors`).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use http_body::Body;
+use tailgate_runtime::RequestHead;
+
+use super::body::{boxed, BoxError, LimitedBody, ProxyBody};
+use super::context::{list_to_headers, RequestContext};
+use super::reply::Reply;
+use super::ActiveConfig;
+use crate::config::model::{HostHeader, Route};
+use crate::error::{error_page_response, ProxyError};
+use crate::forwarding::{requested_upgrade, strip_hop_by_hop};
+use crate::upstream::{HttpUpstreamClient, PendingUpgrade, UpstreamResponse, UpstreamTarget};
+
+/// Send the request to the route's upstream and get its reply.
+pub async fn forward<B>(
+    active: &ActiveConfig,
+    ctx: &mut RequestContext,
+    route: &Route,
+    head: &RequestHead,
+    req: Request<B>,
+) -> Reply
+where
+    B: Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let request_id = ctx.client.request_id.clone();
+    if let Some(declared) = declared_length(req.headers()) {
+        if declared > route.max_body_size {
+            let err = ProxyError::BodyTooLarge {
+                route: route.name.0.clone(),
+                limit: route.max_body_size,
+            };
+            return Reply::error(&err, Some(route), &request_id);
+        }
+    }
+    let result = match active.upstreams.get(&route.upstream.name) {
+        Some(UpstreamTarget::Http(client)) => forward_http(client, ctx, route, head, req).await,
+        Some(UpstreamTarget::Static(root)) => {
+            let method = &ctx.method;
+            root.serve(method, &head.path, head.query.as_deref())
+                .await
+                .map(|response| Reply::upstream(response, None))
+        }
+        None => Err(ProxyError::Internal(format!(
+            "upstream {} of route {} is not built",
+            route.upstream.name, route.name
+        ))),
+    };
+    match result {
+        Ok(reply) => intercept_error_status(route, reply),
+        Err(err) => Reply::error(&err, Some(route), &request_id),
+    }
+}
+
+async fn forward_http<B>(
+    client: &HttpUpstreamClient,
+    ctx: &mut RequestContext,
+    route: &Route,
+    head: &RequestHead,
+    mut req: Request<B>,
+) -> Result<Reply, ProxyError>
+where
+    B: Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let upgrade = requested_upgrade(req.version(), req.headers());
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+
+    let uri = client
+        .uri_for(&head.path, head.query.as_deref())
+        .map_err(|e| ProxyError::Internal(format!("upstream target for {:?}: {e}", head.path)))?;
+    let mut headers = list_to_headers(&head.headers);
+    strip_hop_by_hop(&mut headers, upgrade.as_ref());
+    ctx.client.apply_forwarding_headers(&mut headers);
+    let host = match client.config().host_header {
+        HostHeader::Client => client_host(&req),
+        HostHeader::Upstream => HeaderValue::from_str(client.authority().as_str()).ok(),
+    };
+    match host {
+        Some(host) => headers.insert(header::HOST, host),
+        None => headers.remove(header::HOST),
+    };
+
+    let (_, body) = req.into_parts();
+    let body = boxed(LimitedBody::new(body, route.max_body_size, ctx.body.clone()));
+    let mut upstream_req = Request::new(body);
+    *upstream_req.method_mut() = ctx.method.clone();
+    *upstream_req.uri_mut() = uri;
+    *upstream_req.version_mut() = Version::HTTP_11;
+    *upstream_req.headers_mut() = headers;
+
+    let sent = Instant::now();
+    let result = client.send(upstream_req, &ctx.body).await;
+    let took = sent.elapsed();
+    ctx.upstream_time = Some(took);
+    metrics::histogram!("tailgate_upstream_response_seconds", "upstream" => client.name().0.clone())
+        .record(took.as_secs_f64());
+
+    let UpstreamResponse { mut response, peer } = match result {
+        Ok(answer) => answer,
+        Err(err) => {
+            ctx.upstream_addr = Some(format!("{}:{}", client.config().host, client.config().port));
+            if ctx.body.exceeded() {
+                return Err(ProxyError::BodyTooLarge {
+                    route: route.name.0.clone(),
+                    limit: route.max_body_size,
+                });
+            }
+            return Err(err);
+        }
+    };
+    ctx.upstream_addr = Some(match peer {
+        Some(peer) => peer.to_string(),
+        None => format!("{}:{}", client.config().host, client.config().port),
+    });
+
+    let pending_upgrade = match client_upgrade {
+        Some(client_side) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            let upstream_side = hyper::upgrade::on(&mut response);
+            Some(PendingUpgrade {
+                client: client_side,
+                upstream: upstream_side,
+            })
+        }
+        _ => None,
+    };
+    let keep_upgrade = pending_upgrade
+        .as_ref()
+        .and_then(|_| response.headers().get(header::UPGRADE).cloned());
+    strip_hop_by_hop(response.headers_mut(), keep_upgrade.as_ref());
+    Ok(Reply::upstream(response.map(boxed), pending_upgrade))
+}
+
+/// The client's `Host` as received (`:authority` for HTTP/2).
+fn client_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    match req.uri().authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    }
+}
+
+/// Content-Length as declared by the client, if any and valid.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Replace an upstream response whose status has an error page on this route.
+fn intercept_error_status(route: &Route, reply: Reply) -> Reply {
+    if reply.upgrade.is_some() {
+        return reply;
+    }
+    let status = reply.response.status();
+    match route.error_pages.get(&status.as_u16()) {
+        Some(page) => {
+            let page: Response<ProxyBody> = error_page_response(status, page);
+            Reply::host(page)
+        }
+        None => reply,
+    }
+}
