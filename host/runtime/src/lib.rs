@@ -5,19 +5,56 @@
 //! Flow: [`Runtime::load`] compiles (or loads from the on-disk cache) a plugin
 //! once; [`Runtime::configure`] validates one route's config for it and gives
 //! a [`ConfiguredPlugin`], whose hook methods the pipeline calls per request.
+//!
+//! All calls are synchronous and short (host imports are in-memory); a hook
+//! that runs past [`Limits::hook_timeout`] is stopped by an epoch trap, one
+//! that grows its memory past [`Limits::memory_bytes`] is refused the memory.
+//! Either way the call returns a [`PluginFault`] and the instance is thrown
+//! away; the next call gets a fresh one. See `docs/plugin-runtime.md`.
 
 mod bindings;
+mod compile_cache;
+mod engine;
 mod error;
+mod guest_output;
+mod hook;
+mod host_imports;
+mod host_state;
+mod instance;
+mod instance_pool;
+mod metrics;
+mod state;
 
 pub use bindings::types::{
     Header, HeaderEdit, HeaderOp, HookSet, ImmediateResponse, LogLevel, LogLine, LogRecord,
     RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead, Var,
 };
+pub use compile_cache::CacheOutcome;
+pub use engine::{Allocator, MAX_MEMORY_BYTES};
 pub use error::{ConfigureError, LoadError, PluginFault, RuntimeError};
+pub use hook::Hook;
+pub use state::clock::{Clock, ManualClock, SystemClock};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::Linker;
+use wasmtime::{Engine, Store};
+
+use bindings::{Plugin, PluginPre};
+use compile_cache::CompileCache;
+use engine::EpochTicker;
+use host_state::{GuestIdentity, HostState};
+use instance::{InstanceRecipe, LiveInstances, PluginInstance};
+use instance_pool::InstancePool;
+use metrics::{CallMetrics, FaultKind};
+use state::{SharedState, StateLimits};
+
+/// Hook calls one instance serves before it is replaced, by default. Chosen
+/// from `benches/instances.rs` (see `docs/plugin-runtime.md`): a reused
+/// instance costs a fraction of a fresh one per call.
+pub const DEFAULT_MAX_CALLS_PER_INSTANCE: u32 = 10_000;
 
 /// Engine-wide settings.
 #[derive(Debug, Clone)]
@@ -26,6 +63,21 @@ pub struct RuntimeConfig {
     pub cache_dir: PathBuf,
     /// Upper bound of instances alive at once across all plugins.
     pub max_instances: u32,
+    /// Hook calls an instance serves before it is replaced by a fresh one;
+    /// 1 = a fresh instance per call (full isolation between requests, at
+    /// the cost measured in `docs/plugin-runtime.md`).
+    pub max_calls_per_instance: u32,
+}
+
+impl RuntimeConfig {
+    /// Defaults: 1000 instances, [`DEFAULT_MAX_CALLS_PER_INSTANCE`].
+    pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
+        RuntimeConfig {
+            cache_dir: cache_dir.into(),
+            max_instances: 1000,
+            max_calls_per_instance: DEFAULT_MAX_CALLS_PER_INSTANCE,
+        }
+    }
 }
 
 /// Per (plugin, route) limits.
@@ -33,79 +85,361 @@ pub struct RuntimeConfig {
 pub struct Limits {
     /// Time budget of one hook call.
     pub hook_timeout: Duration,
-    /// Linear-memory cap of one instance, bytes.
+    /// Linear-memory cap of one instance, bytes (at most [`MAX_MEMORY_BYTES`]).
     pub memory_bytes: usize,
 }
 
 /// The one wasmtime engine, its epoch ticker, and the shared state plugins
-/// reach through the `host` imports.
+/// reach through the `host` imports. Long-lived: config reloads configure
+/// new plugins on the same runtime, so plugin state (rate limits, counters,
+/// kv) survives them.
 pub struct Runtime {
-    _private: (),
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    allocator: Allocator,
+    linker: Linker<HostState>,
+    cache: CompileCache,
+    shared: Arc<SharedState>,
+    live: Arc<LiveInstances>,
+    config: RuntimeConfig,
+    /// Dropped last of the runtime's parts: stops the epoch thread once the
+    /// runtime and every plugin loaded from it are gone.
+    _ticker: EpochTicker,
 }
 
 /// A compiled plugin component, ready to be configured for routes.
 pub struct LoadedPlugin {
-    _private: (),
+    name: String,
+    digest: String,
+    cache_outcome: CacheOutcome,
+    pre: PluginPre<HostState>,
+    runtime: Arc<RuntimeInner>,
 }
 
-/// A plugin configured for one route: the unit the pipeline calls.
+/// A plugin configured for one route: the unit the pipeline calls. Safe to
+/// call from many threads at once; each call takes an idle instance (or
+/// makes one) and gives it back afterwards.
+///
+/// Hooks the plugin did not declare in `configure` are not called: their
+/// methods return the neutral value at once (`Continue` with no edits, no
+/// response edits, and `None` for `on_log`). Since `None` from `on_log` also
+/// means "drop the line", the pipeline checks [`ConfiguredPlugin::implements`]
+/// (or [`ConfiguredPlugin::hooks`]) before calling a hook.
 pub struct ConfiguredPlugin {
-    _private: (),
+    recipe: InstanceRecipe,
+    hooks: HookSet,
+    pool: InstancePool,
+    metrics: CallMetrics,
+    max_calls_per_instance: u32,
+    _runtime: Arc<RuntimeInner>,
 }
 
 impl Runtime {
-    pub fn new(_config: RuntimeConfig) -> Result<Self, RuntimeError> {
-        todo!()
+    /// A runtime on the system clock.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// A runtime whose host imports (`now-ms`, rate limits, TTLs) read
+    /// `clock`; a [`ManualClock`] lets tests move time.
+    pub fn with_clock(config: RuntimeConfig, clock: Arc<dyn Clock>) -> Result<Self, RuntimeError> {
+        let (engine, allocator) = engine::build_engine(config.max_instances)?;
+        let mut linker = Linker::new(&engine);
+        instance::link(&mut linker).map_err(|e| RuntimeError::Engine(format!("linking host imports: {e:#}")))?;
+        let ticker = EpochTicker::start(engine.clone())?;
+        let cache = CompileCache::new(config.cache_dir.clone(), &engine);
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                allocator,
+                linker,
+                cache,
+                shared: Arc::new(SharedState::new(clock, StateLimits::default())),
+                live: Arc::new(LiveInstances::new(config.max_instances.max(1))),
+                config,
+                _ticker: ticker,
+            }),
+        })
     }
 
     /// Compile `wasm` (or load it from the cache) as plugin `name`.
-    pub fn load(&self, _name: &str, _wasm: &Path) -> Result<Arc<LoadedPlugin>, LoadError> {
-        todo!()
+    pub fn load(&self, name: &str, wasm: &Path) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let inner = &self.inner;
+        let invalid = |reason: String| LoadError::Invalid {
+            plugin: name.to_string(),
+            path: wasm.to_path_buf(),
+            reason,
+        };
+        let bytes = std::fs::read(wasm).map_err(|source| LoadError::Read {
+            plugin: name.to_string(),
+            path: wasm.to_path_buf(),
+            source,
+        })?;
+        check_component_header(&bytes).map_err(|reason| invalid(reason.to_string()))?;
+        let digest = compile_cache::sha256_hex(&bytes);
+        let (component, cache_outcome) = inner
+            .cache
+            .load_or_compile(&inner.engine, name, &bytes, &digest)
+            .map_err(|e| invalid(format!("{e:#}")))?;
+        let pre = inner
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PluginPre::new)
+            .map_err(|e| {
+                invalid(format!(
+                    "it does not fit the tailgate:plugin@0.1.0 `plugin` world: {e:#}"
+                ))
+            })?;
+        Ok(Arc::new(LoadedPlugin {
+            name: name.to_string(),
+            digest,
+            cache_outcome,
+            pre,
+            runtime: inner.clone(),
+        }))
     }
 
     /// Validate `config_json` for `route` by calling the plugin's `configure`.
     pub fn configure(
         &self,
-        _plugin: &Arc<LoadedPlugin>,
-        _route: &str,
-        _config_json: &str,
-        _limits: Limits,
+        plugin: &Arc<LoadedPlugin>,
+        route: &str,
+        config_json: &str,
+        limits: Limits,
     ) -> Result<ConfiguredPlugin, ConfigureError> {
-        todo!()
+        let inner = &self.inner;
+        let mut limits = limits;
+        if limits.memory_bytes > MAX_MEMORY_BYTES {
+            tracing::warn!(
+                plugin = %plugin.name,
+                route,
+                asked = limits.memory_bytes,
+                max = MAX_MEMORY_BYTES,
+                "plugin memory limit is above the runtime's maximum; using the maximum"
+            );
+            limits.memory_bytes = MAX_MEMORY_BYTES;
+        }
+        let guest = GuestIdentity {
+            plugin: plugin.name.as_str().into(),
+            route: route.into(),
+        };
+        let recipe = InstanceRecipe {
+            pre: plugin.pre.clone(),
+            guest,
+            config_json: config_json.to_string(),
+            limits,
+            deadline_ticks: engine::deadline_ticks(limits.hook_timeout),
+            shared: inner.shared.clone(),
+            live: inner.live.clone(),
+        };
+        let metrics = CallMetrics::new(&plugin.name, route);
+        let started = Instant::now();
+        let made = PluginInstance::new(&recipe);
+        metrics.call(Hook::Configure, started.elapsed());
+        let (instance, hooks) = match made {
+            Ok((instance, Ok(hooks))) => (instance, hooks),
+            Ok((_, Err(message))) => {
+                return Err(ConfigureError::Rejected {
+                    route: route.to_string(),
+                    plugin: plugin.name.clone(),
+                    message,
+                })
+            }
+            Err(fault) => {
+                report_fault(&metrics, &recipe.guest, Hook::Configure, &fault);
+                return Err(ConfigureError::Fault {
+                    route: route.to_string(),
+                    plugin: plugin.name.clone(),
+                    fault,
+                });
+            }
+        };
+        let configured = ConfiguredPlugin {
+            recipe,
+            hooks,
+            pool: InstancePool::new(InstancePool::default_capacity()),
+            metrics,
+            max_calls_per_instance: inner.config.max_calls_per_instance.max(1),
+            _runtime: inner.clone(),
+        };
+        configured.pool.give_back(instance);
+        Ok(configured)
     }
+
+    /// The instance allocator in use.
+    pub fn allocator(&self) -> Allocator {
+        self.inner.allocator
+    }
+
+    /// The clock the host imports read.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.inner.shared.clock.clone()
+    }
+
+    /// Plugin instances alive right now (idle in pools or in a call).
+    pub fn live_instances(&self) -> u32 {
+        self.inner.live.count()
+    }
+}
+
+/// A component starts with `\0asm` and layer 1; a core module (layer 0) is
+/// the usual mistake (built for wasm32-wasip1 / unknown without adapting).
+fn check_component_header(bytes: &[u8]) -> Result<(), &'static str> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err("not a WebAssembly file");
+    }
+    if bytes[6..8] == [0, 0] {
+        return Err("a core WebAssembly module, not a component (build the plugin for wasm32-wasip2)");
+    }
+    Ok(())
 }
 
 impl LoadedPlugin {
     pub fn name(&self) -> &str {
-        todo!()
+        &self.name
     }
     /// SHA-256 of the wasm file, hex.
     pub fn digest(&self) -> &str {
-        todo!()
+        &self.digest
+    }
+    /// Whether this load came from the compiled-plugin cache or compiled.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache_outcome
+    }
+    /// True when nothing was compiled: the plugin came from the cache.
+    pub fn was_cached(&self) -> bool {
+        self.cache_outcome == CacheOutcome::Hit
+    }
+    /// The cache file of this plugin's compiled form.
+    pub fn cache_path(&self) -> PathBuf {
+        self.runtime.cache.path_for(&self.digest)
     }
 }
 
 impl ConfiguredPlugin {
     pub fn name(&self) -> &str {
-        todo!()
+        &self.recipe.guest.plugin
     }
     pub fn route(&self) -> &str {
-        todo!()
+        &self.recipe.guest.route
     }
+    /// The hooks the plugin declared in `configure`.
     pub fn hooks(&self) -> HookSet {
-        todo!()
+        self.hooks
     }
-    pub fn on_request(&self, _req: &RequestHead) -> Result<RequestAction, PluginFault> {
-        todo!()
+    /// Whether the plugin implements `hook` (the pipeline skips it if not).
+    pub fn implements(&self, hook: Hook) -> bool {
+        hook.is_in(self.hooks)
     }
+    pub fn limits(&self) -> Limits {
+        self.recipe.limits
+    }
+    /// Instances kept idle for the next calls.
+    pub fn idle_instances(&self) -> usize {
+        self.pool.idle()
+    }
+
+    pub fn on_request(&self, req: &RequestHead) -> Result<RequestAction, PluginFault> {
+        if !self.implements(Hook::Request) {
+            return Ok(RequestAction::Continue(RequestEdits {
+                headers: Vec::new(),
+                path: None,
+                delay_ms: 0,
+                vars: Vec::new(),
+            }));
+        }
+        self.call(Hook::Request, |plugin, store| {
+            plugin.tailgate_plugin_hooks().call_on_request(store, req)
+        })
+    }
+
     pub fn on_response(
         &self,
-        _req: &RequestHead,
-        _resp: &ResponseHead,
+        req: &RequestHead,
+        resp: &ResponseHead,
     ) -> Result<ResponseEdits, PluginFault> {
-        todo!()
+        if !self.implements(Hook::Response) {
+            return Ok(ResponseEdits {
+                headers: Vec::new(),
+            });
+        }
+        self.call(Hook::Response, |plugin, store| {
+            plugin
+                .tailgate_plugin_hooks()
+                .call_on_response(store, req, resp)
+        })
     }
-    pub fn on_log(&self, _rec: &LogRecord) -> Result<Option<LogLine>, PluginFault> {
-        todo!()
+
+    /// `Ok(None)`: the plugin dropped the line, or does not implement `on-log`
+    /// (tell them apart with [`ConfiguredPlugin::implements`]).
+    pub fn on_log(&self, rec: &LogRecord) -> Result<Option<LogLine>, PluginFault> {
+        if !self.implements(Hook::Log) {
+            return Ok(None);
+        }
+        self.call(Hook::Log, |plugin, store| {
+            plugin.tailgate_plugin_hooks().call_on_log(store, rec)
+        })
     }
+
+    /// Runs one hook on an idle instance (or a fresh one), records metrics,
+    /// and keeps the instance if it is still fit for reuse.
+    fn call<R>(
+        &self,
+        hook: Hook,
+        entry: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginFault> {
+        let mut instance = match self.pool.take() {
+            Some(instance) => instance,
+            None => self.fresh_instance()?,
+        };
+        let started = Instant::now();
+        let result = instance.call(&self.recipe, entry);
+        self.metrics.call(hook, started.elapsed());
+        match result {
+            Ok(value) => {
+                if instance.reusable(self.max_calls_per_instance) {
+                    self.pool.give_back(instance);
+                }
+                Ok(value)
+            }
+            Err(fault) => {
+                drop(instance);
+                report_fault(&self.metrics, &self.recipe.guest, hook, &fault);
+                Err(fault)
+            }
+        }
+    }
+
+    /// A new instance, configured like the first; its faults are reported
+    /// under the `configure` hook.
+    fn fresh_instance(&self) -> Result<PluginInstance, PluginFault> {
+        let started = Instant::now();
+        let made = PluginInstance::new(&self.recipe);
+        self.metrics.call(Hook::Configure, started.elapsed());
+        let fault = match made {
+            Ok((instance, Ok(_))) => return Ok(instance),
+            Ok((_, Err(message))) => PluginFault::Instantiate(format!(
+                "configure rejected the config on a new instance: {message}"
+            )),
+            Err(fault) => fault,
+        };
+        report_fault(&self.metrics, &self.recipe.guest, Hook::Configure, &fault);
+        Err(fault)
+    }
+}
+
+fn report_fault(metrics: &CallMetrics, guest: &GuestIdentity, hook: Hook, fault: &PluginFault) {
+    let kind = FaultKind::of(fault);
+    metrics.fault(hook, kind);
+    tracing::warn!(
+        plugin = %guest.plugin,
+        route = %guest.route,
+        hook = hook.as_str(),
+        kind = kind.as_str(),
+        error = %fault,
+        "plugin fault; instance discarded"
+    );
 }

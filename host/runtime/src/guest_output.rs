@@ -1,0 +1,197 @@
+//! Where a plugin's stdout and stderr go: line by line into tracing (stderr
+//! as warnings, stdout as info), tagged with plugin and route, so a guest's
+//! panic message shows up in the proxy's log. The end of what stderr got
+//! during a call is also kept to explain a trap. Output per call is capped so
+//! a chatty guest cannot flood the log.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use crate::host_state::GuestIdentity;
+
+/// Longest line logged; longer ones are split.
+const MAX_LINE_BYTES: usize = 1024;
+/// Output logged per stream per call; the rest is dropped.
+const MAX_BYTES_PER_CALL: usize = 16 * 1024;
+/// How much of the end of stderr is kept to explain a trap.
+const TAIL_BYTES: usize = 512;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Stdout,
+    Stderr,
+}
+
+/// The end of a guest's stderr during the current call.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OutputTail(Arc<Mutex<Vec<u8>>>);
+
+impl OutputTail {
+    pub(crate) fn clear(&self) {
+        lock(&self.0).clear();
+    }
+
+    /// The kept text, trimmed, lossily decoded.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&lock(&self.0)).trim().to_string()
+    }
+
+    fn push(&self, bytes: &[u8]) {
+        let mut tail = lock(&self.0);
+        tail.extend_from_slice(bytes);
+        if tail.len() > TAIL_BYTES {
+            let cut = tail.len() - TAIL_BYTES;
+            tail.drain(..cut);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One guest output stream (stdout or stderr) of one instance.
+#[derive(Clone)]
+pub(crate) struct GuestOutput(Arc<OutputInner>);
+
+struct OutputInner {
+    guest: GuestIdentity,
+    kind: Kind,
+    tail: Option<OutputTail>,
+    lines: Mutex<LineBuffer>,
+}
+
+#[derive(Default)]
+struct LineBuffer {
+    pending: Vec<u8>,
+    /// Bytes seen since the buffer was last reset (per call).
+    seen: usize,
+    truncated: bool,
+}
+
+impl GuestOutput {
+    pub(crate) fn stdout(guest: GuestIdentity) -> Self {
+        Self::new(guest, Kind::Stdout, None)
+    }
+
+    pub(crate) fn stderr(guest: GuestIdentity, tail: OutputTail) -> Self {
+        Self::new(guest, Kind::Stderr, Some(tail))
+    }
+
+    fn new(guest: GuestIdentity, kind: Kind, tail: Option<OutputTail>) -> Self {
+        GuestOutput(Arc::new(OutputInner {
+            guest,
+            kind,
+            tail,
+            lines: Mutex::new(LineBuffer::default()),
+        }))
+    }
+
+    /// Starts a new call: a fresh output budget and an empty stderr tail.
+    pub(crate) fn begin_call(&self) {
+        let mut lines = lock(&self.0.lines);
+        lines.seen = 0;
+        lines.truncated = false;
+        if let Some(tail) = &self.0.tail {
+            tail.clear();
+        }
+    }
+
+    fn write_bytes(&self, bytes: &[u8]) {
+        let inner = &self.0;
+        if let Some(tail) = &inner.tail {
+            tail.push(bytes);
+        }
+        let mut lines = lock(&inner.lines);
+        if lines.seen >= MAX_BYTES_PER_CALL {
+            if !lines.truncated {
+                lines.truncated = true;
+                inner.emit(b"[further output dropped]");
+            }
+            return;
+        }
+        let room = MAX_BYTES_PER_CALL - lines.seen;
+        let bytes = &bytes[..bytes.len().min(room)];
+        lines.seen += bytes.len();
+        lines.pending.extend_from_slice(bytes);
+        while let Some(end) = lines.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = lines.pending.drain(..=end).collect();
+            inner.emit(&line[..line.len() - 1]);
+        }
+        while lines.pending.len() >= MAX_LINE_BYTES {
+            let line: Vec<u8> = lines.pending.drain(..MAX_LINE_BYTES).collect();
+            inner.emit(&line);
+        }
+    }
+}
+
+impl OutputInner {
+    fn emit(&self, line: &[u8]) {
+        let line = String::from_utf8_lossy(line);
+        let line = line.trim_end();
+        let (plugin, route) = (&*self.guest.plugin, &*self.guest.route);
+        match self.kind {
+            Kind::Stderr => tracing::warn!(plugin, route, stream = "stderr", "{line}"),
+            Kind::Stdout => tracing::info!(plugin, route, stream = "stdout", "{line}"),
+        }
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for GuestOutput {
+    async fn ready(&mut self) {}
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for GuestOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.write_bytes(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        // Never full: what is over the budget is dropped, not refused, so a
+        // guest never fails (or panics) because it printed.
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for GuestOutput {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.write_bytes(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

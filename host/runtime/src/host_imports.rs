@@ -1,0 +1,261 @@
+//! The `host` interface of `wit/plugin.wit`, as the guests see it: logging,
+//! plugin metrics, rate limiting, counters, kv and the clock. Every call is
+//! answered from the calling plugin's own namespace of the shared state.
+//! Misuse (a zero rate, an oversized key, a reserved metric name) traps the
+//! guest with a message saying what was wrong.
+
+use metrics::Label;
+
+use crate::bindings::host::Host;
+use crate::bindings::types::{self, LogLevel, RateDecision, RateLimit};
+use crate::host_state::HostState;
+use crate::state::rate_limiter::{self, RateLimitError, ZoneSpec};
+
+/// Most label pairs a plugin metric may carry (besides `plugin`).
+pub(crate) const MAX_METRIC_LABELS: usize = 8;
+/// Longest log message kept; the rest is cut.
+const MAX_LOG_BYTES: usize = 4096;
+/// Metric names the runtime itself exports under `tailgate_plugin_`.
+const RESERVED_METRIC_NAMES: [&str; 4] = [
+    "calls_total",
+    "faults_total",
+    "call_duration_seconds",
+    "state_keys",
+];
+
+/// Why a host import refused a call (the guest traps with this message).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HostCallError {
+    #[error("{import}: key of {len} bytes is longer than the {max}-byte limit")]
+    KeyTooLong {
+        import: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("kv-set: value of {len} bytes is larger than the {max}-byte limit")]
+    ValueTooLarge { len: usize, max: usize },
+    #[error("{import}: metric name {name:?} {reason}")]
+    MetricName {
+        import: &'static str,
+        name: String,
+        reason: &'static str,
+    },
+    #[error("{import}: {count} label pairs, at most {MAX_METRIC_LABELS} allowed")]
+    TooManyLabels { import: &'static str, count: usize },
+    #[error("{import}: label name {name:?} is reserved or empty")]
+    LabelName { import: &'static str, name: String },
+    #[error("histogram-record: value {0} is not finite")]
+    NotFinite(f64),
+    #[error("rate-limit-check: {0}")]
+    RateLimit(#[from] RateLimitError),
+}
+
+type HostResult<T> = wasmtime::Result<T>;
+
+fn refuse<T>(error: HostCallError) -> HostResult<T> {
+    Err(wasmtime::Error::new(error))
+}
+
+impl HostState {
+    fn check_key(&self, import: &'static str, key: &str) -> HostResult<()> {
+        let max = self.shared.limits.max_key_bytes;
+        if key.len() > max {
+            return refuse(HostCallError::KeyTooLong {
+                import,
+                len: key.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    fn metric(
+        &self,
+        import: &'static str,
+        name: &str,
+        labels: Vec<(String, String)>,
+    ) -> HostResult<(String, Vec<Label>)> {
+        let sanitized = sanitize_metric_name(name);
+        if sanitized.is_empty() {
+            return refuse(HostCallError::MetricName {
+                import,
+                name: name.to_string(),
+                reason: "is empty",
+            });
+        }
+        if RESERVED_METRIC_NAMES.contains(&sanitized.as_str()) {
+            return refuse(HostCallError::MetricName {
+                import,
+                name: name.to_string(),
+                reason: "is reserved for the runtime's own metrics",
+            });
+        }
+        if labels.len() > MAX_METRIC_LABELS {
+            return refuse(HostCallError::TooManyLabels {
+                import,
+                count: labels.len(),
+            });
+        }
+        let mut out = Vec::with_capacity(labels.len() + 1);
+        for (key, value) in labels {
+            let key = sanitize_metric_name(&key);
+            if key.is_empty() || key == "plugin" {
+                return refuse(HostCallError::LabelName { import, name: key });
+            }
+            out.push(Label::new(key, value));
+        }
+        out.push(Label::new("plugin", self.guest.plugin.to_string()));
+        Ok((format!("tailgate_plugin_{sanitized}"), out))
+    }
+}
+
+/// `[a-zA-Z0-9_]` only: every other character becomes `_`.
+pub(crate) fn sanitize_metric_name(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect()
+}
+
+fn cut(message: &str, max: usize) -> &str {
+    if message.len() <= max {
+        return message;
+    }
+    let mut end = max;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
+
+impl types::Host for HostState {}
+
+impl Host for HostState {
+    fn log(&mut self, level: LogLevel, message: String) -> HostResult<()> {
+        let message = cut(&message, MAX_LOG_BYTES);
+        let (plugin, route) = (&*self.guest.plugin, &*self.guest.route);
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, route, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, route, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, route, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, route, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, route, "{message}"),
+        }
+        Ok(())
+    }
+
+    fn counter_add(
+        &mut self,
+        name: String,
+        labels: Vec<(String, String)>,
+        value: u64,
+    ) -> HostResult<()> {
+        let (name, labels) = self.metric("counter-add", &name, labels)?;
+        metrics::counter!(name, labels).increment(value);
+        Ok(())
+    }
+
+    fn histogram_record(
+        &mut self,
+        name: String,
+        labels: Vec<(String, String)>,
+        value: f64,
+    ) -> HostResult<()> {
+        if !value.is_finite() {
+            return refuse(HostCallError::NotFinite(value));
+        }
+        let (name, labels) = self.metric("histogram-record", &name, labels)?;
+        metrics::histogram!(name, labels).record(value);
+        Ok(())
+    }
+
+    fn rate_limit_check(
+        &mut self,
+        limit: RateLimit,
+        key: String,
+        dry_run: bool,
+    ) -> HostResult<RateDecision> {
+        self.check_key("rate-limit-check", &key)?;
+        self.check_key("rate-limit-check", &limit.zone)?;
+        let zone = self
+            .plugin_state
+            .rate_limits
+            .zone(ZoneSpec {
+                name: limit.zone,
+                rate_milli: limit.rate_milli,
+                burst: limit.burst,
+                delay: limit.delay,
+            })
+            .map_err(|e| wasmtime::Error::new(HostCallError::from(e)))?;
+        let decision = zone.check(&key, self.shared.now_ms());
+        if dry_run && decision != rate_limiter::RateDecision::Pass {
+            tracing::debug!(
+                plugin = %self.guest.plugin,
+                route = %self.guest.route,
+                ?decision,
+                "rate limit (dry run)"
+            );
+        }
+        Ok(match decision {
+            rate_limiter::RateDecision::Pass => RateDecision::Pass,
+            rate_limiter::RateDecision::Delay(ms) => RateDecision::Delay(ms),
+            rate_limiter::RateDecision::Reject(ms) => RateDecision::Reject(ms),
+        })
+    }
+
+    fn counter_incr(&mut self, key: String, delta: i64, ttl_ms: u64) -> HostResult<i64> {
+        self.check_key("counter-incr", &key)?;
+        let now = self.shared.now_ms();
+        Ok(self.plugin_state.counters.incr(&key, delta, ttl_ms, now))
+    }
+
+    fn counter_get(&mut self, key: String) -> HostResult<i64> {
+        self.check_key("counter-get", &key)?;
+        Ok(self.plugin_state.counters.get(&key, self.shared.now_ms()))
+    }
+
+    fn kv_get(&mut self, key: String) -> HostResult<Option<Vec<u8>>> {
+        self.check_key("kv-get", &key)?;
+        Ok(self.plugin_state.kv.get(&key, self.shared.now_ms()))
+    }
+
+    fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> HostResult<()> {
+        self.check_key("kv-set", &key)?;
+        let max = self.shared.limits.max_kv_value_bytes;
+        if value.len() > max {
+            return refuse(HostCallError::ValueTooLarge {
+                len: value.len(),
+                max,
+            });
+        }
+        let now = self.shared.now_ms();
+        self.plugin_state.kv.set(&key, value, ttl_ms, now);
+        Ok(())
+    }
+
+    fn kv_delete(&mut self, key: String) -> HostResult<bool> {
+        self.check_key("kv-delete", &key)?;
+        Ok(self.plugin_state.kv.delete(&key, self.shared.now_ms()))
+    }
+
+    fn now_ms(&mut self) -> HostResult<u64> {
+        Ok(self.shared.now_ms())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_are_sanitized() {
+        assert_eq!(sanitize_metric_name("cache-hits.total"), "cache_hits_total");
+        assert_eq!(sanitize_metric_name("ok_9"), "ok_9");
+        assert_eq!(sanitize_metric_name("é"), "_");
+    }
+
+    #[test]
+    fn cut_keeps_char_boundaries() {
+        assert_eq!(cut("héllo", 2), "h");
+        assert_eq!(cut("hello", 10), "hello");
+    }
+}

@@ -1,0 +1,181 @@
+//! One live plugin instance: its own `Store` (memory cap, WASI context,
+//! identity) and the instantiated component, configured for one route.
+//! Every call runs under an epoch deadline; a call that does not return
+//! normally is turned into a [`PluginFault`] and the instance must be
+//! dropped (a trapped instance cannot be entered again).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use wasmtime::component::HasSelf;
+use wasmtime::{Store, Trap};
+
+use crate::bindings::types::HookSet;
+use crate::bindings::{Plugin, PluginPre};
+use crate::host_state::{GuestIdentity, HostState};
+use crate::state::SharedState;
+use crate::{Limits, PluginFault};
+
+/// What it takes to make a configured instance of one (plugin, route).
+pub(crate) struct InstanceRecipe {
+    pub(crate) pre: PluginPre<HostState>,
+    pub(crate) guest: GuestIdentity,
+    pub(crate) config_json: String,
+    pub(crate) limits: Limits,
+    pub(crate) deadline_ticks: u64,
+    pub(crate) shared: Arc<SharedState>,
+    pub(crate) live: Arc<LiveInstances>,
+}
+
+/// Counts the instances alive across a runtime against its maximum.
+pub(crate) struct LiveInstances {
+    count: AtomicU32,
+    max: u32,
+}
+
+impl LiveInstances {
+    pub(crate) fn new(max: u32) -> Self {
+        LiveInstances {
+            count: AtomicU32::new(0),
+            max,
+        }
+    }
+
+    fn acquire(self: &Arc<Self>) -> Result<InstanceSlot, PluginFault> {
+        let previous = self.count.fetch_add(1, Ordering::AcqRel);
+        if previous >= self.max {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            return Err(PluginFault::Instantiate(format!(
+                "all {} plugin instances of the runtime are in use",
+                self.max
+            )));
+        }
+        Ok(InstanceSlot(self.clone()))
+    }
+
+    pub(crate) fn count(&self) -> u32 {
+        self.count.load(Ordering::Acquire)
+    }
+}
+
+/// One unit of [`LiveInstances`], given back on drop.
+struct InstanceSlot(Arc<LiveInstances>);
+
+impl Drop for InstanceSlot {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub(crate) struct PluginInstance {
+    store: Store<HostState>,
+    bindings: Plugin,
+    /// Hook calls served (not counting `configure`).
+    calls: u32,
+    /// Linear memory size right after `configure`.
+    baseline_memory: usize,
+    _slot: InstanceSlot,
+}
+
+impl PluginInstance {
+    /// Instantiates the plugin and calls `configure` with the route's
+    /// config. `Ok((instance, Err(message)))` is a config the plugin rejected.
+    pub(crate) fn new(
+        recipe: &InstanceRecipe,
+    ) -> Result<(PluginInstance, Result<HookSet, String>), PluginFault> {
+        let slot = recipe.live.acquire()?;
+        let state = HostState::new(
+            recipe.guest.clone(),
+            recipe.shared.clone(),
+            recipe.limits.memory_bytes,
+        );
+        let mut store = Store::new(recipe.pre.engine(), state);
+        store.limiter(|state| &mut state.memory);
+        // The epoch deadline starts at 0: set it before instantiating.
+        store.set_epoch_deadline(recipe.deadline_ticks);
+        let bindings = match recipe.pre.instantiate(&mut store) {
+            Ok(bindings) => bindings,
+            Err(error) => {
+                return Err(match classify(&error, store.data(), &recipe.limits) {
+                    PluginFault::Trap(message) => PluginFault::Instantiate(message),
+                    other => other,
+                })
+            }
+        };
+        let mut instance = PluginInstance {
+            store,
+            bindings,
+            calls: 0,
+            baseline_memory: 0,
+            _slot: slot,
+        };
+        let configured = instance.run(recipe, |bindings, store| {
+            bindings
+                .tailgate_plugin_hooks()
+                .call_configure(store, &recipe.config_json)
+        })?;
+        instance.baseline_memory = instance.store.data().memory.size();
+        Ok((instance, configured))
+    }
+
+    /// Calls a hook under the deadline and counts the call.
+    pub(crate) fn call<R>(
+        &mut self,
+        recipe: &InstanceRecipe,
+        hook: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginFault> {
+        let result = self.run(recipe, hook);
+        self.calls = self.calls.saturating_add(1);
+        result
+    }
+
+    fn run<R>(
+        &mut self,
+        recipe: &InstanceRecipe,
+        entry: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginFault> {
+        self.store.data_mut().begin_call();
+        self.store.set_epoch_deadline(recipe.deadline_ticks);
+        entry(&self.bindings, &mut self.store)
+            .map_err(|error| classify(&error, self.store.data(), &recipe.limits))
+    }
+
+    /// Whether the instance may serve another call: under `max_calls`, and
+    /// its memory has not grown past half of the room it had after
+    /// `configure` (a leak or a big request; a fresh one starts small).
+    pub(crate) fn reusable(&self, max_calls: u32) -> bool {
+        let memory = &self.store.data().memory;
+        let headroom = memory.cap().saturating_sub(self.baseline_memory);
+        let grown = memory.size().saturating_sub(self.baseline_memory);
+        self.calls < max_calls && grown <= headroom / 2
+    }
+}
+
+/// Names the fault behind a failed call. The memory cap is known from the
+/// limiter's record, the time budget from the epoch trap; anything else is
+/// a trap, described by its cause and the end of the guest's stderr (where
+/// a Rust guest's panic message is).
+fn classify(error: &wasmtime::Error, state: &HostState, limits: &Limits) -> PluginFault {
+    if state.memory.denied() {
+        return PluginFault::MemoryLimit(state.memory.cap());
+    }
+    if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        return PluginFault::Timeout(limits.hook_timeout);
+    }
+    let cause = error.root_cause().to_string();
+    let stderr = state.stderr_tail.text();
+    if stderr.is_empty() {
+        PluginFault::Trap(cause)
+    } else {
+        let stderr: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        PluginFault::Trap(format!("{cause}; guest stderr: {}", stderr.join(" | ")))
+    }
+}
+
+/// Links what plugins may import: WASI p2 (sync, on an empty context) and
+/// the `host` interface.
+pub(crate) fn link(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    Plugin::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
+    Ok(())
+}

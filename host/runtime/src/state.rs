@@ -1,0 +1,121 @@
+//! The state plugins share through the `host` imports: rate-limit zones,
+//! counters and kv, one set per plugin name (plugins cannot see each other's
+//! keys), all on the runtime's one [`Clock`]. Lives as long as the
+//! [`crate::Runtime`], so it survives config reloads.
+
+mod bounded_map;
+pub mod clock;
+pub(crate) mod counters;
+pub(crate) mod kv;
+pub(crate) mod rate_limiter;
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use clock::Clock;
+use counters::Counters;
+use kv::KvStore;
+use rate_limiter::RateLimitZones;
+
+/// Bounds on what one plugin may keep in host state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StateLimits {
+    /// Longest key (counter, kv, rate-limit key), bytes.
+    pub(crate) max_key_bytes: usize,
+    pub(crate) max_counters: usize,
+    pub(crate) max_kv_entries: usize,
+    pub(crate) max_kv_value_bytes: usize,
+    pub(crate) max_zones: usize,
+    pub(crate) max_keys_per_zone: usize,
+}
+
+impl Default for StateLimits {
+    fn default() -> Self {
+        StateLimits {
+            max_key_bytes: 512,
+            max_counters: 100_000,
+            max_kv_entries: 4_096,
+            max_kv_value_bytes: 4 * 1024,
+            max_zones: 64,
+            max_keys_per_zone: 100_000,
+        }
+    }
+}
+
+/// One plugin's namespace.
+pub(crate) struct PluginState {
+    pub(crate) counters: Counters,
+    pub(crate) kv: KvStore,
+    pub(crate) rate_limits: RateLimitZones,
+}
+
+/// Everything the host imports share, for all plugins of one runtime.
+pub(crate) struct SharedState {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) limits: StateLimits,
+    plugins: DashMap<String, Arc<PluginState>>,
+}
+
+impl SharedState {
+    pub(crate) fn new(clock: Arc<dyn Clock>, limits: StateLimits) -> Self {
+        SharedState {
+            clock,
+            limits,
+            plugins: DashMap::new(),
+        }
+    }
+
+    /// The namespace of plugin `name`, created on first use. The same name
+    /// gets the same state, also after the plugin is loaded again.
+    pub(crate) fn plugin(&self, name: &str) -> Arc<PluginState> {
+        if let Some(state) = self.plugins.get(name) {
+            return state.clone();
+        }
+        self.plugins
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let limits = self.limits;
+                let gauge = |kind: &'static str| {
+                    metrics::gauge!(
+                        "tailgate_plugin_state_keys",
+                        "plugin" => name.to_string(),
+                        "kind" => kind,
+                    )
+                };
+                Arc::new(PluginState {
+                    counters: Counters::new(limits.max_counters, Some(gauge("counter"))),
+                    kv: KvStore::new(limits.max_kv_entries, Some(gauge("kv"))),
+                    rate_limits: RateLimitZones::new(
+                        name.into(),
+                        limits.max_zones,
+                        limits.max_keys_per_zone,
+                    ),
+                })
+            })
+            .clone()
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clock::ManualClock;
+
+    #[test]
+    fn plugins_do_not_share_keys() {
+        let state = SharedState::new(Arc::new(ManualClock::new(0)), StateLimits::default());
+        let a = state.plugin("a");
+        let b = state.plugin("b");
+        a.counters.incr("hits", 3, 0, 0);
+        a.kv.set("k", b"secret".to_vec(), 0, 0);
+        assert_eq!(b.counters.get("hits", 0), 0);
+        assert_eq!(b.kv.get("k", 0), None);
+        // The same name is the same namespace.
+        assert_eq!(state.plugin("a").counters.get("hits", 0), 3);
+    }
+}

@@ -1,0 +1,455 @@
+//! The `rate-limit-check` host import: nginx `limit_req` leaky buckets, one
+//! per (plugin, zone definition, key), shared by every instance and thread.
+//!
+//! The arithmetic is nginx's (`ngx_http_limit_req_module.c`) to the integer:
+//! per key an `excess` in milli-requests and the `last` time in ms;
+//! `excess = max(excess - rate * elapsed / 1000 + 1000, 0)`; past
+//! `burst * 1000` the request is rejected and the bucket left as it was;
+//! otherwise the bucket is updated (`last` only when time moved) and the
+//! request waits `(excess - delay * 1000) * 1000 / rate` ms when the excess is
+//! above `delay * 1000`. A new key starts with excess 0. A key idle for 60 s
+//! whose bucket has drained is forgotten (nginx's expiry rule); a full zone
+//! forgets its least recently used key.
+//!
+//! Dry run follows nginx's `limit_req_dry_run`: the decision and the
+//! accounting are exactly those of enforcement (admitted requests fill the
+//! bucket, rejected ones do not), so a dry-run zone predicts what enforcing
+//! it would do; enforcing is the caller's business.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::bounded_map::{BoundedMap, Expiring};
+
+/// nginx forgets an idle, drained bucket after this long.
+const IDLE_EXPIRY_MS: u64 = 60_000;
+
+/// A zone definition: nginx `limit_req_zone ... rate=` + `limit_req burst= delay=`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ZoneSpec {
+    pub(crate) name: String,
+    /// Requests per second, in thousandths (10r/s = 10000).
+    pub(crate) rate_milli: u64,
+    pub(crate) burst: u32,
+    /// Requests within the burst served without delay (`nodelay` = burst).
+    pub(crate) delay: u32,
+}
+
+/// What to do with one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RateDecision {
+    Pass,
+    /// Serve after this many milliseconds.
+    Delay(u32),
+    /// Reject; one request would be admitted after this many milliseconds.
+    Reject(u32),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum RateLimitError {
+    #[error("rate-limit zone {zone:?}: rate-milli must be above 0")]
+    ZeroRate { zone: String },
+}
+
+/// One key's bucket.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    /// Milli-requests above the rate.
+    excess: u64,
+    /// When the bucket was last updated, ms.
+    last_ms: u64,
+    /// The zone's rate, to tell when the bucket has drained.
+    rate_milli: u64,
+}
+
+impl Expiring for Bucket {
+    fn is_expired(&self, now_ms: u64) -> bool {
+        let idle = now_ms.abs_diff(self.last_ms);
+        idle >= IDLE_EXPIRY_MS && leaked(self.rate_milli, idle) >= self.excess
+    }
+}
+
+/// Milli-requests that leak out of a bucket in `ms` (nginx: `rate * ms / 1000`).
+fn leaked(rate_milli: u64, ms: u64) -> u64 {
+    let leaked = u128::from(rate_milli) * u128::from(ms) / 1000;
+    u64::try_from(leaked).unwrap_or(u64::MAX)
+}
+
+/// One zone definition's buckets.
+pub(crate) struct RateLimitZone {
+    spec: ZoneSpec,
+    buckets: BoundedMap<Bucket>,
+    /// Clock time of the last check, ms: picks the zone to drop when a
+    /// plugin has too many.
+    last_used_ms: AtomicU64,
+}
+
+impl RateLimitZone {
+    pub(crate) fn new(spec: ZoneSpec, max_keys: usize, gauge: Option<metrics::Gauge>) -> Self {
+        RateLimitZone {
+            spec,
+            buckets: BoundedMap::new(max_keys, gauge),
+            last_used_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Accounts one request for `key` at `now_ms` and decides.
+    pub(crate) fn check(&self, key: &str, now_ms: u64) -> RateDecision {
+        let spec = &self.spec;
+        let rate = spec.rate_milli.max(1);
+        let burst_milli = u64::from(spec.burst) * 1000;
+        let delay_milli = u64::from(spec.delay) * 1000;
+        self.last_used_ms.store(now_ms, Ordering::Relaxed);
+        self.buckets.update(key, now_ms, |slot| {
+            let Some(bucket) = slot else {
+                *slot = Some(Bucket {
+                    excess: 0,
+                    last_ms: now_ms,
+                    rate_milli: rate,
+                });
+                return RateDecision::Pass;
+            };
+            let elapsed = elapsed_ms(bucket.last_ms, now_ms);
+            let excess = (bucket.excess + 1000).saturating_sub(leaked(rate, elapsed));
+            if excess > burst_milli {
+                return RateDecision::Reject(retry_after_ms(bucket, elapsed, rate, burst_milli));
+            }
+            bucket.excess = excess;
+            if elapsed != 0 {
+                bucket.last_ms = now_ms;
+            }
+            if excess <= delay_milli {
+                RateDecision::Pass
+            } else {
+                let ms = u128::from(excess - delay_milli) * 1000 / u128::from(rate);
+                RateDecision::Delay(u32::try_from(ms).unwrap_or(u32::MAX))
+            }
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn tracked_keys(&self) -> usize {
+        self.buckets.len()
+    }
+}
+
+/// nginx's elapsed time: a clock that went back up to a minute counts as no
+/// time, further back as 1 ms.
+fn elapsed_ms(last_ms: u64, now_ms: u64) -> u64 {
+    if now_ms >= last_ms {
+        now_ms - last_ms
+    } else if last_ms - now_ms > IDLE_EXPIRY_MS {
+        1
+    } else {
+        0
+    }
+}
+
+/// Milliseconds from now until the bucket has leaked enough for one more
+/// request to fit in the burst.
+fn retry_after_ms(bucket: &Bucket, elapsed: u64, rate_milli: u64, burst_milli: u64) -> u32 {
+    // Admitted at elapsed time `d` iff excess + 1000 - rate*d/1000 <= burst.
+    let needed = u128::from(bucket.excess + 1000 - burst_milli.min(bucket.excess + 1000));
+    let admit_at = (needed * 1000).div_ceil(u128::from(rate_milli));
+    let wait = admit_at.saturating_sub(u128::from(elapsed)).max(1);
+    u32::try_from(wait).unwrap_or(u32::MAX)
+}
+
+/// One plugin's zones, keyed by their full definition: a changed definition
+/// starts fresh, an unchanged one keeps its buckets across config reloads.
+/// At most `max_zones` at once; past that the least recently checked zone is
+/// dropped with its state (and a warning: a plugin that needs that many
+/// definitions is likely building zone names from request data).
+pub(crate) struct RateLimitZones {
+    plugin: Arc<str>,
+    zones: Mutex<HashMap<ZoneSpec, Arc<RateLimitZone>>>,
+    max_zones: usize,
+    max_keys_per_zone: usize,
+}
+
+impl RateLimitZones {
+    pub(crate) fn new(plugin: Arc<str>, max_zones: usize, max_keys_per_zone: usize) -> Self {
+        RateLimitZones {
+            plugin,
+            zones: Mutex::new(HashMap::new()),
+            max_zones,
+            max_keys_per_zone,
+        }
+    }
+
+    /// The zone for `spec`, created on first use.
+    pub(crate) fn zone(&self, spec: ZoneSpec) -> Result<Arc<RateLimitZone>, RateLimitError> {
+        if spec.rate_milli == 0 {
+            return Err(RateLimitError::ZeroRate { zone: spec.name });
+        }
+        let mut zones = self
+            .zones
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(zone) = zones.get(&spec) {
+            return Ok(zone.clone());
+        }
+        if zones.len() >= self.max_zones {
+            let stalest = zones
+                .iter()
+                .min_by_key(|(_, zone)| zone.last_used_ms.load(Ordering::Relaxed))
+                .map(|(spec, _)| spec.clone());
+            if let Some(stalest) = stalest {
+                tracing::warn!(
+                    plugin = %self.plugin,
+                    zone = %stalest.name,
+                    max_zones = self.max_zones,
+                    "too many rate-limit zone definitions; dropping the least recently used one and its state"
+                );
+                zones.remove(&stalest);
+            }
+        }
+        let gauge = metrics::gauge!(
+            "tailgate_ratelimit_keys",
+            "plugin" => self.plugin.to_string(),
+            "zone" => spec.name.clone(),
+        );
+        let zone = Arc::new(RateLimitZone::new(
+            spec.clone(),
+            self.max_keys_per_zone,
+            Some(gauge),
+        ));
+        zones.insert(spec, zone.clone());
+        Ok(zone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Barrier;
+
+    fn zone(rate_milli: u64, burst: u32, delay: u32) -> RateLimitZone {
+        RateLimitZone::new(
+            ZoneSpec {
+                name: "z".into(),
+                rate_milli,
+                burst,
+                delay,
+            },
+            1000,
+            None,
+        )
+    }
+
+    #[test]
+    fn burst_20_nodelay_admits_21_at_one_instant_from_200_threads() {
+        let zone = Arc::new(zone(10_000, 20, 20));
+        let barrier = Arc::new(Barrier::new(200));
+        let handles: Vec<_> = (0..200)
+            .map(|_| {
+                let zone = zone.clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    zone.check("1.2.3.4", 5_000)
+                })
+            })
+            .collect();
+        let decisions: Vec<RateDecision> = handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect();
+        let passed = decisions.iter().filter(|d| **d == RateDecision::Pass).count();
+        let delayed = decisions
+            .iter()
+            .filter(|d| matches!(d, RateDecision::Delay(_)))
+            .count();
+        assert_eq!((passed, delayed), (21, 0));
+        // 10 r/s: one request leaks in 100 ms.
+        assert!(decisions
+            .iter()
+            .filter(|d| !matches!(d, RateDecision::Pass))
+            .all(|d| *d == RateDecision::Reject(100)));
+    }
+
+    #[test]
+    fn delays_follow_nginx_formula() {
+        // rate=10r/s burst=5 (no delay=): every request past the first waits.
+        let zone = zone(10_000, 5, 0);
+        let t = 1_000_000;
+        let got: Vec<RateDecision> = (0..7).map(|_| zone.check("k", t)).collect();
+        assert_eq!(
+            got,
+            vec![
+                RateDecision::Pass,
+                RateDecision::Delay(100),
+                RateDecision::Delay(200),
+                RateDecision::Delay(300),
+                RateDecision::Delay(400),
+                RateDecision::Delay(500),
+                RateDecision::Reject(100),
+            ]
+        );
+    }
+
+    #[test]
+    fn delay_parameter_lets_the_first_requests_through() {
+        // rate=10r/s burst=4 delay=2.
+        let zone = zone(10_000, 4, 2);
+        let got: Vec<RateDecision> = (0..6).map(|_| zone.check("k", 0)).collect();
+        assert_eq!(
+            got,
+            vec![
+                RateDecision::Pass,     // excess 0
+                RateDecision::Pass,     // 1000
+                RateDecision::Pass,     // 2000
+                RateDecision::Delay(100), // 3000
+                RateDecision::Delay(200), // 4000
+                RateDecision::Reject(100),
+            ]
+        );
+    }
+
+    #[test]
+    fn bucket_refills_with_time_and_retry_after_is_exact() {
+        // 2 r/s, burst 1: one request leaks per 500 ms.
+        let zone = zone(2_000, 1, 1);
+        assert_eq!(zone.check("k", 10_000), RateDecision::Pass); // excess 0
+        assert_eq!(zone.check("k", 10_000), RateDecision::Pass); // excess 1000
+        assert_eq!(zone.check("k", 10_000), RateDecision::Reject(500));
+        assert_eq!(zone.check("k", 10_200), RateDecision::Reject(300));
+        assert_eq!(zone.check("k", 10_499), RateDecision::Reject(1));
+        // Exactly when Retry-After said: admitted.
+        assert_eq!(zone.check("k", 10_500), RateDecision::Pass);
+        assert_eq!(zone.check("k", 10_500), RateDecision::Reject(500));
+    }
+
+    #[test]
+    fn slow_rates_in_requests_per_minute() {
+        // 30r/m = 500 milli-requests per second: one per 2 s.
+        let zone = zone(500, 0, 0);
+        assert_eq!(zone.check("k", 0), RateDecision::Pass);
+        assert_eq!(zone.check("k", 1_000), RateDecision::Reject(1_000));
+        assert_eq!(zone.check("k", 2_000), RateDecision::Pass);
+    }
+
+    #[test]
+    fn integer_truncation_matches_nginx() {
+        // 3 r/s: nginx truncates rate * ms / 1000, so 333 ms leak 999
+        // milli-requests, not a whole request.
+        let zone = zone(3_000, 1, 1);
+        assert_eq!(zone.check("k", 0), RateDecision::Pass); // 0
+        assert_eq!(zone.check("k", 0), RateDecision::Pass); // 1000
+        // 333 ms leak 999: excess 1000 - 999 + 1000 = 1001 > 1000.
+        assert_eq!(zone.check("k", 333), RateDecision::Reject(1));
+        // 334 ms leak 1002: excess 998.
+        assert_eq!(zone.check("k", 334), RateDecision::Pass);
+    }
+
+    #[test]
+    fn keys_are_independent() {
+        let zone = zone(1_000, 0, 0);
+        assert_eq!(zone.check("a", 0), RateDecision::Pass);
+        assert_eq!(zone.check("b", 0), RateDecision::Pass);
+        assert!(matches!(zone.check("a", 0), RateDecision::Reject(_)));
+    }
+
+    #[test]
+    fn rejects_leave_the_bucket_alone() {
+        let zone = zone(1_000, 0, 0);
+        assert_eq!(zone.check("k", 0), RateDecision::Pass);
+        for t in [100, 200, 900] {
+            assert!(matches!(zone.check("k", t), RateDecision::Reject(_)));
+        }
+        assert_eq!(zone.check("k", 1_000), RateDecision::Pass);
+    }
+
+    #[test]
+    fn idle_drained_keys_expire_after_a_minute() {
+        let zone = zone(10_000, 5, 5);
+        zone.check("idle", 0);
+        zone.check("idle", 0);
+        assert_eq!(zone.tracked_keys(), 1);
+        // Drained long before, but not idle for 60 s yet: kept.
+        zone.check("other", 59_999);
+        assert_eq!(zone.tracked_keys(), 2);
+        zone.check("other", 60_000);
+        assert_eq!(zone.tracked_keys(), 1);
+    }
+
+    #[test]
+    fn full_zone_forgets_the_least_recently_used_key() {
+        let zone = RateLimitZone::new(
+            ZoneSpec {
+                name: "z".into(),
+                rate_milli: 1_000,
+                burst: 0,
+                delay: 0,
+            },
+            2,
+            None,
+        );
+        zone.check("a", 0);
+        zone.check("b", 0);
+        zone.check("c", 0);
+        assert_eq!(zone.tracked_keys(), 2);
+        // "a" was evicted: it starts over with an empty bucket.
+        assert_eq!(zone.check("a", 0), RateDecision::Pass);
+        // "c" is still tracked and full.
+        assert!(matches!(zone.check("c", 0), RateDecision::Reject(_)));
+    }
+
+    #[test]
+    fn zones_are_keyed_by_their_definition() {
+        let zones = RateLimitZones::new("p".into(), 8, 100);
+        let spec = ZoneSpec {
+            name: "login".into(),
+            rate_milli: 1_000,
+            burst: 0,
+            delay: 0,
+        };
+        let first = zones.zone(spec.clone()).expect("zone");
+        first.check("k", 0);
+        // Same definition (a reload that kept it): same state.
+        let again = zones.zone(spec.clone()).expect("zone");
+        assert!(matches!(again.check("k", 0), RateDecision::Reject(_)));
+        // Changed burst: fresh state.
+        let changed = zones
+            .zone(ZoneSpec { burst: 3, ..spec })
+            .expect("zone");
+        assert_eq!(changed.check("k", 0), RateDecision::Pass);
+    }
+
+    #[test]
+    fn zero_rate_is_an_error() {
+        let zones = RateLimitZones::new("p".into(), 8, 100);
+        let spec = ZoneSpec {
+            name: "a".into(),
+            rate_milli: 0,
+            burst: 0,
+            delay: 0,
+        };
+        assert_eq!(
+            zones.zone(spec).err(),
+            Some(RateLimitError::ZeroRate { zone: "a".into() })
+        );
+    }
+
+    #[test]
+    fn too_many_zones_drops_the_least_recently_used() {
+        let zones = RateLimitZones::new("p".into(), 2, 100);
+        let spec = |name: &str| ZoneSpec {
+            name: name.into(),
+            rate_milli: 1_000,
+            burst: 0,
+            delay: 0,
+        };
+        zones.zone(spec("a")).expect("a").check("k", 10);
+        zones.zone(spec("b")).expect("b").check("k", 20);
+        zones.zone(spec("a")).expect("a").check("k", 30);
+        // A third zone: "b" (last checked at 20) goes, "a" keeps its state.
+        zones.zone(spec("c")).expect("c").check("k", 40);
+        assert!(matches!(
+            zones.zone(spec("a")).expect("a").check("k", 40),
+            RateDecision::Reject(_)
+        ));
+        assert_eq!(zones.zone(spec("b")).expect("b").check("k", 40), RateDecision::Pass);
+    }
+}
