@@ -4,6 +4,8 @@
 //! response headers (`response.*`). The logic lives in [`rules::Rules`];
 //! this file only wires it to the SDK.
 
+#![deny(unsafe_code)]
+
 mod answer_rules;
 mod config;
 mod header_plan;

@@ -126,28 +126,80 @@ mod tests {
         }
     }
 
-    /// The `[routes.plugins.config]` tables for header-rewrite in the
-    /// repository's default `config.toml`, as the host hands them over.
-    fn default_config_tables() -> Vec<String> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config.toml");
-        let text = std::fs::read_to_string(path).expect("read config.toml");
-        let doc: toml::Table = toml::from_str(&text).expect("config.toml is TOML");
-        let mut tables = Vec::new();
-        for route in doc["routes"].as_array().expect("routes") {
-            let Some(plugins) = route.get("plugins").and_then(|p| p.as_array()) else {
-                continue;
-            };
-            for entry in plugins {
-                if entry["plugin"].as_str() == Some("header-rewrite") {
-                    let config = entry
+    /// The `[routes.plugins.config]` tables of every header-rewrite entry in
+    /// a TOML document, as JSON, the way the host hands them over.
+    fn header_rewrite_tables(value: &toml::Value, out: &mut Vec<String>) {
+        match value {
+            toml::Value::Table(table) => {
+                if table.get("plugin").and_then(|p| p.as_str()) == Some("header-rewrite") {
+                    let config = table
                         .get("config")
                         .cloned()
                         .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
-                    tables.push(serde_json::to_string(&config).expect("to JSON"));
+                    out.push(serde_json::to_string(&config).expect("to JSON"));
                 }
+                table.values().for_each(|v| header_rewrite_tables(v, out));
             }
+            toml::Value::Array(items) => items.iter().for_each(|v| header_rewrite_tables(v, out)),
+            _ => {}
         }
+    }
+
+    fn repo_file(path: &str) -> String {
+        let full = format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&full).unwrap_or_else(|err| panic!("read {full}: {err}"))
+    }
+
+    /// The header-rewrite tables of the repository's default `config.toml`.
+    fn default_config_tables() -> Vec<String> {
+        let doc: toml::Value =
+            toml::from_str(&repo_file("config.toml")).expect("config.toml is TOML");
+        let mut tables = Vec::new();
+        header_rewrite_tables(&doc, &mut tables);
         tables
+    }
+
+    #[test]
+    fn the_documented_examples_are_accepted() {
+        let doc = repo_file("docs/writing-a-plugin.md");
+        let mut tables = Vec::new();
+        for block in doc.split("```toml\n").skip(1) {
+            let block = block.split("```").next().unwrap_or_default();
+            let value: toml::Value = toml::from_str(block)
+                .unwrap_or_else(|err| panic!("TOML block in the doc: {err}\n{block}"));
+            header_rewrite_tables(&value, &mut tables);
+        }
+        assert!(tables.len() >= 2, "the doc shows header-rewrite configs");
+        for json in &tables {
+            Rules::from_config(&Config::new(json.as_str()))
+                .unwrap_or_else(|err| panic!("documented config rejected: {err}\n{json}"));
+        }
+        // The full example behaves as the doc says.
+        let full = tables
+            .iter()
+            .map(|json| rules(json))
+            .find(|rules| !rules.deny.is_empty())
+            .expect("an example with deny rules");
+        let RequestAction::Respond(trace) = full.on_request(&request("TRACE", "/", None)) else {
+            panic!("TRACE was not denied");
+        };
+        assert_eq!((trace.status, trace.body.len()), (405, 0));
+        let RequestAction::Respond(swagger) = full.on_request(&request("GET", "/swagger/ui", None))
+        else {
+            panic!("/swagger was not denied");
+        };
+        assert_eq!(swagger.status, 403);
+        let RequestAction::Respond(blog) = full.on_request(&request("GET", "/blog", Some("p=2")))
+        else {
+            panic!("/blog was not redirected");
+        };
+        assert_eq!(
+            (blog.status, blog.headers),
+            (
+                308,
+                vec![Header::new("location", "https://blog.example.com/blog?p=2")]
+            )
+        );
     }
 
     #[test]
