@@ -16,6 +16,7 @@ run: plugins
 test: setup plugins
 	$(CARGO) build -p tailgate
 	$(CARGO) test --workspace --no-fail-fast
+	cd plugins && $(CARGO) test --target x86_64-unknown-linux-gnu -p tailgate-plugin-sdk -p header-rewrite
 
 ## build: release binary and plugins
 build: plugins
