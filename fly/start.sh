@@ -110,6 +110,12 @@ ts() { tailscale "--socket=$TS_SOCKET" "$@"; }
 
 alive() { [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; }
 
+# Milliseconds since the epoch ($SECONDS only counts whole seconds).
+now_ms() {
+  local us=${EPOCHREALTIME/[.,]/}
+  printf '%s' $((us / 1000))
+}
+
 # Waits up to $2 seconds for process $1 to exit; true if it did.
 # shellcheck disable=SC2317 # called from cleanup, which runs from the EXIT trap
 wait_gone() {
@@ -188,7 +194,7 @@ printf '%s' "$TS_AUTHKEY" >"$authkey_file"
 unset TS_AUTHKEY
 up_output=$(mktemp "$TS_STATE_DIR/up-output.XXXXXX")
 
-deadline=$((SECONDS + TS_UP_TIMEOUT))
+deadline=$(($(now_ms) + TS_UP_TIMEOUT * 1000))
 
 # --- 2. tailscaled -------------------------------------------------------------
 
@@ -218,7 +224,7 @@ until state=$(backend_state) && [[ -n $state ]]; do
     ((userspace)) && hint="see its messages above"
     die "tailscaled exited with status $status before it was ready ($hint)"
   fi
-  if ((SECONDS >= deadline)); then
+  if (($(now_ms) >= deadline)); then
     die "tailscaled did not answer on $TS_SOCKET within ${TS_UP_TIMEOUT}s"
   fi
   sleep 0.2
@@ -226,14 +232,14 @@ done
 
 # --- 3. tailscale up -----------------------------------------------------------
 
-remaining=$((deadline - SECONDS))
+remaining=$(((deadline - $(now_ms) + 999) / 1000))
 ((remaining > 0)) || remaining=1
 up_args=(up "--auth-key=file:$authkey_file" "--hostname=$ts_hostname" "--timeout=${remaining}s")
 [[ -n $TS_TAGS ]] && up_args+=("--advertise-tags=$TS_TAGS")
 up_args+=("${ts_extra_args[@]}")
 log "joining the tailnet as $ts_hostname (timeout ${TS_UP_TIMEOUT}s)"
 joined=1
-ts "${up_args[@]}" >"$up_output" 2>&1 &
+tailscale "--socket=$TS_SOCKET" "${up_args[@]}" >"$up_output" 2>&1 &
 up_pid=$!
 
 # --- 4. wait for Running ---------------------------------------------------------
@@ -253,7 +259,7 @@ while :; do
       die "tailscale up failed with status $status: ${reason:-no output}. Check the TS_AUTHKEY secret (a valid, unexpired, reusable key) and that TS_TAGS matches the key's tags"
     fi
   fi
-  if ((SECONDS >= deadline)); then
+  if (($(now_ms) >= deadline)); then
     die "tailscale did not reach Running within ${TS_UP_TIMEOUT}s (backend state: ${state:-unknown}). NeedsMachineAuth means the device must be approved in the admin console; Starting usually means the control plane or DERP is unreachable"
   fi
   sleep 0.2
