@@ -243,7 +243,7 @@ fn joins_the_tailnet_runs_tailgate_and_on_sigterm_drains_then_logs_out() {
 
     // Fly's kill_signal reaches tailgate at once, while the tailnet is still up.
     run.signal("TERM");
-    let got = run.wait_event("tailgate got SIGTERM", SECS(2));
+    let got = run.wait_event("tailgate got SIGTERM", SECS(3));
     assert!(got.ends_with("while the tailnet is Running"), "{got}");
     assert_eq!(
         run.exit_code(SECS(15)),
@@ -277,7 +277,7 @@ fn sigint_is_forwarded_as_sigterm_too() {
     let mut run = StartSh::new().spawn();
     run.wait_event("tailgate run", SECS(15));
     run.signal("INT");
-    run.wait_event("tailgate got SIGTERM", SECS(2));
+    run.wait_event("tailgate got SIGTERM", SECS(3));
     assert_eq!(run.exit_code(SECS(15)), 0, "{}", run.output());
     run.assert_order(&[
         "tailgate got SIGTERM",
@@ -291,9 +291,15 @@ fn userspace_mode_starts_tailscaled_without_tun_and_with_socks5() {
     let mut run = StartSh::new()
         .env("TS_USERSPACE", "true")
         .env("TS_SOCKS5_SERVER", "localhost:1080")
+        .env("TS_EXTRA_ARGS", "--accept-dns=false  --netfilter-mode=off")
         .unset("TAILGATE_USER")
         .spawn();
     run.wait_event("tailgate run", SECS(15));
+    let up = run.event("tailscale up --").expect("tailscale up");
+    assert!(
+        up.ends_with(" --accept-dns=false --netfilter-mode=off"),
+        "TS_EXTRA_ARGS, split on spaces: {up}"
+    );
     let daemon = run.event("tailscaled start").expect("tailscaled started");
     assert!(daemon.contains("--tun=userspace-networking"), "{daemon}");
     assert!(
@@ -1020,25 +1026,32 @@ fn the_deploy_guide_documents_every_start_sh_setting() {
 /// every tailnet upstream pointed at `upstream`.
 fn fly_config_here(upstream: Option<&str>) -> String {
     let root = repo_root();
-    let mut text = read("fly/config.toml")
-        .replace("\"0.0.0.0:8080\"", "\"127.0.0.1:0\"")
-        .replace(
-            "/usr/local/lib/tailgate/plugins/",
-            &format!("{}/plugins/target/wasm32-wasip2/release/", root.display()),
-        )
-        .replace(
-            "/usr/local/share/tailgate/www/",
-            &format!("{}/www/", root.display()),
-        )
-        .replace(
-            "\"/var/lib/tailgate/cache\"",
-            &format!("\"{}\"", test_cache_dir().display()),
+    let mut text = read("fly/config.toml");
+    let mut swap = |from: &str, to: String| {
+        assert!(
+            text.contains(from),
+            "fly/config.toml no longer contains {from}: update this test's mapping"
         );
+        text = text.replace(from, &to);
+    };
+    swap("\"0.0.0.0:8080\"", "\"127.0.0.1:0\"".into());
+    swap(
+        "/usr/local/lib/tailgate/plugins/",
+        format!("{}/plugins/target/wasm32-wasip2/release/", root.display()),
+    );
+    swap(
+        "/usr/local/share/tailgate/www/",
+        format!("{}/www/", root.display()),
+    );
+    swap(
+        "\"/var/lib/tailgate/cache\"",
+        format!("\"{}\"", test_cache_dir().display()),
+    );
     if let Some(up) = upstream {
         for service in ["grafana", "docs"] {
-            text = text.replace(
+            swap(
                 &format!("\"https://{service}.tail8d86e.ts.net\""),
-                &format!("\"{up}\""),
+                format!("\"{up}\""),
             );
         }
     }
