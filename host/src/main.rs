@@ -1,2 +1,5 @@
-//! The tailgate binary.
-fn main() {}
+//! The `tailgate` binary: the command line in `tailgate::cli`.
+
+fn main() -> std::process::ExitCode {
+    tailgate::cli::main()
+}

@@ -49,6 +49,11 @@ pub struct PluginRuntimeConfig {
     pub cache_dir: PathBuf,
     pub hook_timeout: Duration,
     pub memory_limit: usize,
+    /// Upper bound of plugin instances alive at once (the runtime's pool size).
+    pub max_instances: u32,
+    /// Hook calls an instance serves before a fresh one replaces it (1 = a
+    /// fresh instance per call).
+    pub max_calls_per_instance: u32,
 }
 
 /// Validated identifiers: non-empty, `[A-Za-z0-9_.-]+`.
@@ -59,6 +64,24 @@ pub struct UpstreamName(pub String);
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RouteName(pub String);
 
+macro_rules! identifier_impls {
+    ($($name:ident),*) => {$(
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    )*};
+}
+
+identifier_impls!(PluginName, UpstreamName, RouteName);
+
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub name: UpstreamName,
@@ -68,7 +91,9 @@ pub struct Upstream {
 #[derive(Debug, Clone)]
 pub enum UpstreamKind {
     /// Serve files from a folder (resolved relative to the config file).
-    Static { root: PathBuf },
+    Static {
+        root: PathBuf,
+    },
     Http(HttpUpstream),
 }
 

@@ -1,0 +1,160 @@
+//! The command line: `tailgate run` loads the config and the plugin chains
+//! and starts the server (the edge where requests enter); `tailgate check`
+//! validates a config and every plugin's route config without serving.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tailgate_runtime::{Runtime, RuntimeConfig};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{self, Config};
+use crate::plugin_chain::PluginChains;
+
+/// A public reverse proxy for tailnet services, extended by WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "tailgate", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve: load the config and the plugins, then listen.
+    Run {
+        /// The config file.
+        #[arg(long, short, value_name = "PATH", default_value = "config.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file and load every plugin with each route's
+    /// config; exit 1 on the first problem.
+    Check {
+        /// The config file.
+        #[arg(value_name = "PATH")]
+        config: PathBuf,
+    },
+}
+
+/// Parse the arguments, run the command, and turn its outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging() {
+        eprintln!("tailgate: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let outcome = match cli.command {
+        Command::Run { config } => run(&config),
+        Command::Check { config } => check(&config),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Diagnostics go to stderr (stdout is the access log), filtered by
+/// `TAILGATE_LOG`, else `RUST_LOG`, else `info`.
+fn init_logging() -> anyhow::Result<()> {
+    let (var, directives) = ["TAILGATE_LOG", "RUST_LOG"]
+        .into_iter()
+        .find_map(|var| std::env::var(var).ok().map(|value| (var, value)))
+        .unwrap_or(("default", "info".to_owned()));
+    let filter = EnvFilter::try_new(&directives)
+        .with_context(|| format!("{var}: invalid log filter {directives:?}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("setting up logging: {e}"))
+}
+
+/// The plugin runtime and every route's chain for `config`. Runs inside a
+/// tokio runtime context, in case the plugin runtime needs one.
+fn load_plugins(path: &Path, config: &Config) -> anyhow::Result<(Runtime, PluginChains)> {
+    let runtime = Runtime::new(RuntimeConfig {
+        max_instances: config.runtime.max_instances,
+        max_calls_per_instance: config.runtime.max_calls_per_instance,
+        ..RuntimeConfig::new(&config.runtime.cache_dir)
+    })
+    .context("starting the plugin runtime")?;
+    let chains = PluginChains::load(config, &runtime)
+        .with_context(|| format!("{}: loading plugins", path.display()))?;
+    Ok((runtime, chains))
+}
+
+fn check(path: &Path) -> anyhow::Result<()> {
+    let config = config::load(path)?;
+    let tokio_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let _context = tokio_runtime.enter();
+    let (_runtime, chains) = load_plugins(path, &config)?;
+    println!(
+        "{}: ok ({} routes, {} plugins)",
+        path.display(),
+        config.routes.len(),
+        chains.loaded_plugins()
+    );
+    Ok(())
+}
+
+fn run(path: &Path) -> anyhow::Result<()> {
+    let config = config::load(path)?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().thread_name("tailgate-worker");
+    if config.server.workers > 0 {
+        builder.worker_threads(config.server.workers);
+    }
+    let tokio_runtime = builder.build().context("starting the tokio runtime")?;
+    let (runtime, chains) = {
+        let _context = tokio_runtime.enter();
+        load_plugins(path, &config)?
+    };
+    tracing::info!(
+        config = %path.display(),
+        routes = config.routes.len(),
+        plugins = chains.loaded_plugins(),
+        "config loaded"
+    );
+    tokio_runtime.block_on(crate::server::run(
+        Arc::new(config),
+        Arc::new(chains),
+        Arc::new(runtime),
+    ))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_defaults_to_config_toml_and_check_needs_a_path() {
+        let cli = Cli::try_parse_from(["tailgate", "run"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Run { config } if config == Path::new("config.toml"))
+        );
+        let cli = Cli::try_parse_from(["tailgate", "run", "--config", "/etc/tg.toml"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Run { config } if config == Path::new("/etc/tg.toml"))
+        );
+        let cli = Cli::try_parse_from(["tailgate", "check", "x.toml"]).unwrap();
+        assert!(matches!(cli.command, Command::Check { config } if config == Path::new("x.toml")));
+        assert!(Cli::try_parse_from(["tailgate", "check"]).is_err());
+        assert!(Cli::try_parse_from(["tailgate"]).is_err());
+    }
+}

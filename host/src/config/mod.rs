@@ -1,0 +1,149 @@
+//! Config loading: `config.toml` -> raw file structs ([`raw`]) -> the
+//! validated [`model::Config`] the router, pipeline and upstreams read.
+//! Runs once at startup (and in `tailgate check`), before any request.
+//!
+//! Steps, each in its own module: `[server]`, `[plugin_runtime]` and
+//! `[plugins]` (`server`), `[upstreams]` (`upstream`), `[[routes]]`
+//! (`route`). Every error names the file, line and column, and the route or
+//! upstream it is about. Relative paths are taken from the config file's folder.
+
+mod error;
+pub mod model;
+mod outline;
+mod plugin_config;
+mod raw;
+mod route;
+mod server;
+mod upstream;
+mod values;
+
+pub use error::{ConfigError, ConfigErrorKind, Context, Position};
+pub use model::Config;
+
+use std::path::{Path, PathBuf};
+
+use error::Source;
+use raw::RawFile;
+use route::RouteTargets;
+
+/// Read and validate the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        position: None,
+        context: None,
+        kind: Box::new(ConfigErrorKind::Read(e)),
+    })?;
+    parse(&text, path)
+}
+
+/// Validate config `text` read from `path` (used for error locations and as
+/// the base of relative paths; the file itself is not read).
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let src = Source { path, text };
+    let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(&src, &e))?;
+    let base_dir = path.parent().unwrap_or(Path::new(""));
+
+    let server = server::build_server(&src, raw.server)?;
+    let runtime = server::build_plugin_runtime(&src, base_dir, raw.plugin_runtime)?;
+    let plugins = server::build_plugins(&src, base_dir, raw.plugins)?;
+    let upstreams = upstream::build_upstreams(&src, base_dir, raw.upstreams)?;
+    let targets = RouteTargets {
+        base_dir,
+        runtime: &runtime,
+        plugins: &plugins,
+        upstreams: &upstreams,
+    };
+    let routes = route::build_routes(&src, &targets, raw.routes)?;
+    Ok(Config {
+        source: path.to_path_buf(),
+        server,
+        runtime,
+        plugins,
+        upstreams,
+        routes,
+    })
+}
+
+/// A TOML syntax or shape error, placed and given its route/upstream.
+fn toml_error(src: &Source<'_>, e: &toml::de::Error) -> ConfigError {
+    let message = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ");
+    let kind = ConfigErrorKind::Toml(message);
+    match e.span() {
+        Some(span) => {
+            let context = outline::context_of(src.text, e);
+            src.error(span, context.as_ref(), kind)
+        }
+        None => ConfigError {
+            file: src.path.to_path_buf(),
+            position: None,
+            context: None,
+            kind: Box::new(kind),
+        },
+    }
+}
+
+/// `relative` taken from the config file's folder; absolute paths unchanged.
+fn resolve_path(base_dir: &Path, relative: &str) -> PathBuf {
+    let p = Path::new(relative);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base_dir.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_start_at_the_config_folder() {
+        assert_eq!(
+            resolve_path(Path::new("/etc/tailgate"), "www"),
+            PathBuf::from("/etc/tailgate/www")
+        );
+        assert_eq!(resolve_path(Path::new(""), "www"), PathBuf::from("www"));
+        assert_eq!(
+            resolve_path(Path::new("/etc/tailgate"), "/srv/www"),
+            PathBuf::from("/srv/www")
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_reported_without_a_position() {
+        let err = load(Path::new("/nonexistent/tailgate.toml")).unwrap_err();
+        assert!(err.position.is_none());
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/tailgate.toml: cannot read the config file: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_empty_file_gets_every_default() {
+        let config = parse("", Path::new("empty.toml")).unwrap();
+        assert_eq!(config.server.listen, vec![server::DEFAULT_LISTEN]);
+        assert_eq!(config.server.workers, 0);
+        assert!(config.server.trusted_proxies.is_empty());
+        assert!(config.server.client_ip_header.is_none());
+        assert_eq!(
+            config.server.unknown_host,
+            model::UnknownHost::Status(http::StatusCode::NOT_FOUND)
+        );
+        assert_eq!(config.runtime.cache_dir, PathBuf::from(".tailgate/cache"));
+        assert_eq!(
+            config.runtime.hook_timeout,
+            std::time::Duration::from_millis(50)
+        );
+        assert_eq!(config.runtime.memory_limit, 16 << 20);
+        assert!(config.routes.is_empty());
+    }
+}

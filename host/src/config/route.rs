@@ -1,0 +1,332 @@
+//! Builds the validated `[[routes]]`: host patterns, the path match, the
+//! upstream and plugins they refer to, error pages and limits; and rejects
+//! duplicate names and duplicate (host, path) pairs. Last step of config
+//! loading; the router and pipeline read the result.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use regex::Regex;
+use toml::Spanned;
+
+use super::error::{ConfigError, ConfigErrorKind, Context, Source};
+use super::model::{
+    ErrorPage, FailurePolicy, HostPattern, PathMatch, PluginName, PluginRuntimeConfig, Route,
+    RouteName, RoutePlugin, Upstream, UpstreamName,
+};
+use super::plugin_config::table_to_json;
+use super::raw::{RawFailurePolicy, RawRoute, RawRoutePlugin, SpannedKey};
+use super::resolve_path;
+use super::server::memory_limit;
+use super::values::{
+    check_identifier, error_page_content_type, parse_duration, parse_host_pattern,
+};
+
+/// Default `max_body_size`: 1 MiB, as nginx's `client_max_body_size`.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 1 << 20;
+/// Default `plugin_failure`: a faulting plugin fails the request.
+pub const DEFAULT_PLUGIN_FAILURE: FailurePolicy = FailurePolicy::Closed;
+
+/// What routes may refer to: the sections built before them.
+pub(super) struct RouteTargets<'a> {
+    pub base_dir: &'a Path,
+    pub runtime: &'a PluginRuntimeConfig,
+    pub plugins: &'a BTreeMap<PluginName, PathBuf>,
+    pub upstreams: &'a BTreeMap<UpstreamName, Arc<Upstream>>,
+}
+
+pub(super) fn build_routes(
+    src: &Source<'_>,
+    targets: &RouteTargets<'_>,
+    raw: Vec<RawRoute>,
+) -> Result<Vec<Arc<Route>>, ConfigError> {
+    let mut routes: Vec<Arc<Route>> = Vec::with_capacity(raw.len());
+    // Name -> line of its first definition.
+    let mut names: HashMap<String, usize> = HashMap::new();
+    // (host pattern as written, path) -> (route name, line).
+    let mut pairs: HashMap<(String, PathKey), (String, usize)> = HashMap::new();
+    for (index, raw) in raw.into_iter().enumerate() {
+        let name_span = raw.name.span();
+        let name = check_identifier("route name", raw.name.get_ref()).map_err(|kind| {
+            src.error(name_span.clone(), Some(&Context::RouteIndex(index)), kind)
+        })?;
+        let context = Context::Route(name.clone());
+        if let Some(first_line) = names.get(&name) {
+            return Err(src.error(
+                name_span,
+                Some(&context),
+                ConfigErrorKind::DuplicateRoute {
+                    name,
+                    first_line: *first_line,
+                },
+            ));
+        }
+        names.insert(name.clone(), src.line_of(name_span));
+
+        let route = RouteBuilder {
+            src,
+            targets,
+            context: &context,
+        }
+        .build(name, raw, &mut pairs)?;
+        routes.push(Arc::new(route));
+    }
+    Ok(routes)
+}
+
+/// A path match as a comparable key, to find duplicate (host, path) pairs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum PathKey {
+    Exact(String),
+    Prefix(String),
+    Regex(String),
+}
+
+impl PathKey {
+    fn describe(&self) -> String {
+        match self {
+            PathKey::Exact(p) => format!("path_exact \"{p}\""),
+            PathKey::Prefix(p) => format!("path prefix \"{p}\""),
+            PathKey::Regex(r) => format!("path_regex \"{r}\""),
+        }
+    }
+}
+
+struct RouteBuilder<'a> {
+    src: &'a Source<'a>,
+    targets: &'a RouteTargets<'a>,
+    context: &'a Context,
+}
+
+impl RouteBuilder<'_> {
+    fn error(&self, span: Range<usize>, kind: ConfigErrorKind) -> ConfigError {
+        self.src.error(span, Some(self.context), kind)
+    }
+
+    fn at<T>(
+        &self,
+        span: Range<usize>,
+        result: Result<T, ConfigErrorKind>,
+    ) -> Result<T, ConfigError> {
+        self.src.at(span, Some(self.context), result)
+    }
+
+    fn build(
+        &self,
+        name: String,
+        raw: RawRoute,
+        pairs: &mut HashMap<(String, PathKey), (String, usize)>,
+    ) -> Result<Route, ConfigError> {
+        let hosts = self.hosts(&raw.hosts)?;
+        let (path, path_key) = self.path_match(&raw)?;
+        for (host, span) in hosts
+            .iter()
+            .zip(raw.hosts.get_ref().iter().map(Spanned::span))
+        {
+            let key = (describe_host(host), path_key.clone());
+            if let Some((other, other_line)) = pairs.get(&key) {
+                return Err(self.error(
+                    span,
+                    ConfigErrorKind::DuplicateHostPath {
+                        host: key.0,
+                        path: path_key.describe(),
+                        other: other.clone(),
+                        other_line: *other_line,
+                    },
+                ));
+            }
+            pairs.insert(key, (name.clone(), self.src.line_of(span)));
+        }
+
+        let upstream_name = UpstreamName(raw.upstream.get_ref().clone());
+        let upstream = self
+            .targets
+            .upstreams
+            .get(&upstream_name)
+            .cloned()
+            .ok_or_else(|| {
+                self.error(
+                    raw.upstream.span(),
+                    ConfigErrorKind::UndefinedUpstream {
+                        name: upstream_name.0.clone(),
+                    },
+                )
+            })?;
+
+        let max_body_size = match &raw.max_body_size {
+            None => DEFAULT_MAX_BODY_SIZE,
+            Some(size) => self.at(size.span(), size.get_ref().bytes())?,
+        };
+        let plugin_failure = raw
+            .plugin_failure
+            .map_or(DEFAULT_PLUGIN_FAILURE, |p| policy(*p.get_ref()));
+        let error_pages = self.error_pages(&raw.error_pages)?;
+        let plugins = raw
+            .plugins
+            .iter()
+            .map(|entry| self.plugin(entry, plugin_failure))
+            .collect::<Result<Vec<_>, _>>()?;
+        let hook_timeout = match &raw.hook_timeout {
+            None => self.targets.runtime.hook_timeout,
+            Some(t) => self.at(t.span(), parse_duration(t.get_ref()))?,
+        };
+        let memory_limit = match &raw.memory_limit {
+            None => self.targets.runtime.memory_limit,
+            Some(m) => memory_limit(self.src, m, Some(self.context))?,
+        };
+        Ok(Route {
+            name: RouteName(name),
+            hosts,
+            path,
+            upstream,
+            max_body_size,
+            plugin_failure,
+            error_pages,
+            plugins,
+            hook_timeout,
+            memory_limit,
+        })
+    }
+
+    fn hosts(&self, raw: &Spanned<Vec<Spanned<String>>>) -> Result<Vec<HostPattern>, ConfigError> {
+        if raw.get_ref().is_empty() {
+            return Err(self.error(raw.span(), ConfigErrorKind::HostsEmpty));
+        }
+        let mut hosts = Vec::with_capacity(raw.get_ref().len());
+        for item in raw.get_ref() {
+            let host = self.at(item.span(), parse_host_pattern(item.get_ref()))?;
+            if hosts.contains(&host) {
+                return Err(self.error(
+                    item.span(),
+                    ConfigErrorKind::HostDuplicate(describe_host(&host)),
+                ));
+            }
+            hosts.push(host);
+        }
+        Ok(hosts)
+    }
+
+    /// The route's one path match; a missing one is reported at the name.
+    fn path_match(&self, raw: &RawRoute) -> Result<(PathMatch, PathKey), ConfigError> {
+        let given: Vec<_> = [&raw.path, &raw.path_exact, &raw.path_regex]
+            .into_iter()
+            .flatten()
+            .collect();
+        match given.as_slice() {
+            [] => return Err(self.error(raw.name.span(), ConfigErrorKind::PathMissing)),
+            [_] => {}
+            [_, second, ..] => {
+                return Err(self.error(second.span(), ConfigErrorKind::PathExclusive));
+            }
+        }
+        let absolute = |p: &Spanned<String>| {
+            if p.get_ref().starts_with('/') {
+                Ok(p.get_ref().clone())
+            } else {
+                Err(self.error(
+                    p.span(),
+                    ConfigErrorKind::PathNotAbsolute(p.get_ref().clone()),
+                ))
+            }
+        };
+        if let Some(p) = &raw.path {
+            let p = absolute(p)?;
+            return Ok((PathMatch::Prefix(p.clone()), PathKey::Prefix(p)));
+        }
+        if let Some(p) = &raw.path_exact {
+            let p = absolute(p)?;
+            return Ok((PathMatch::Exact(p.clone()), PathKey::Exact(p)));
+        }
+        let Some(r) = &raw.path_regex else {
+            return Err(self.error(raw.name.span(), ConfigErrorKind::PathMissing));
+        };
+        let regex = Regex::new(r.get_ref())
+            .map_err(|e| self.error(r.span(), ConfigErrorKind::PathRegex(e.to_string())))?;
+        Ok((PathMatch::Regex(regex), PathKey::Regex(r.get_ref().clone())))
+    }
+
+    fn error_pages(
+        &self,
+        raw: &BTreeMap<SpannedKey, Spanned<String>>,
+    ) -> Result<BTreeMap<u16, Arc<ErrorPage>>, ConfigError> {
+        let mut pages = BTreeMap::new();
+        for (status, file) in raw {
+            let code = status
+                .get_ref()
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (400..=599).contains(c))
+                .ok_or_else(|| {
+                    self.error(
+                        status.span(),
+                        ConfigErrorKind::ErrorPageStatus(status.get_ref().clone()),
+                    )
+                })?;
+            let path = resolve_path(self.targets.base_dir, file.get_ref());
+            let page = self.at(file.span(), read_error_page(path))?;
+            pages.insert(code, Arc::new(page));
+        }
+        Ok(pages)
+    }
+
+    fn plugin(
+        &self,
+        entry: &RawRoutePlugin,
+        route_policy: FailurePolicy,
+    ) -> Result<RoutePlugin, ConfigError> {
+        let name = PluginName(entry.plugin.get_ref().clone());
+        if !self.targets.plugins.contains_key(&name) {
+            return Err(self.error(
+                entry.plugin.span(),
+                ConfigErrorKind::UndefinedPlugin { name: name.0 },
+            ));
+        }
+        let config_json = match &entry.config {
+            None => "{}".to_owned(),
+            Some(table) => self.at(
+                entry.plugin.span(),
+                table_to_json(table).map_err(ConfigErrorKind::PluginConfigJson),
+            )?,
+        };
+        Ok(RoutePlugin {
+            plugin: name,
+            config_json,
+            on_failure: entry
+                .on_failure
+                .as_ref()
+                .map_or(route_policy, |p| policy(*p.get_ref())),
+        })
+    }
+}
+
+fn policy(raw: RawFailurePolicy) -> FailurePolicy {
+    match raw {
+        RawFailurePolicy::Open => FailurePolicy::Open,
+        RawFailurePolicy::Closed => FailurePolicy::Closed,
+    }
+}
+
+fn describe_host(host: &HostPattern) -> String {
+    match host {
+        HostPattern::Exact(h) => h.clone(),
+        HostPattern::WildcardSuffix(suffix) => format!("*{suffix}"),
+        HostPattern::Any => "*".to_owned(),
+    }
+}
+
+fn read_error_page(path: PathBuf) -> Result<ErrorPage, ConfigErrorKind> {
+    let bad = |reason: String| ConfigErrorKind::ErrorPageFile {
+        path: path.clone(),
+        reason,
+    };
+    let content_type = error_page_content_type(path.extension().and_then(|e| e.to_str()))
+        .ok_or_else(|| bad("unknown file type; use .html, .htm, .txt, .json or .xml".into()))?;
+    let body = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
+    Ok(ErrorPage {
+        body: body.into(),
+        content_type,
+        path,
+    })
+}

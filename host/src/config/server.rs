@@ -1,0 +1,217 @@
+//! Builds the validated `[server]` (listeners, client-IP trust, unknown-host
+//! answer), `[plugin_runtime]` and `[plugins]` sections from the raw file
+//! structs. Part of config loading, before any request is served.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::{ConfigError, ConfigErrorKind, Context, Source};
+use super::model::{PluginName, PluginRuntimeConfig, ServerConfig, UnknownHost};
+use super::raw::{
+    RawPluginRuntime, RawServer, RawSize, RawUnknownHost, RawUnknownHostAction, SpannedKey,
+};
+use super::resolve_path;
+use super::values::{self, parse_cidr, parse_duration};
+
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 8080));
+pub const DEFAULT_CACHE_DIR: &str = ".tailgate/cache";
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_millis(50);
+pub const DEFAULT_MEMORY_LIMIT: usize = 16 << 20;
+pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+pub const DEFAULT_MAX_CALLS_PER_INSTANCE: u32 = tailgate_runtime::DEFAULT_MAX_CALLS_PER_INSTANCE;
+
+pub(super) fn build_server(src: &Source<'_>, raw: RawServer) -> Result<ServerConfig, ConfigError> {
+    let listen = match raw.listen {
+        None => vec![DEFAULT_LISTEN],
+        Some(list) => build_listen(src, list)?,
+    };
+    let workers = match raw.workers {
+        None => 0,
+        Some(w) if *w.get_ref() > values::MAX_WORKERS => {
+            return Err(src.error(w.span(), None, ConfigErrorKind::Workers(*w.get_ref())));
+        }
+        Some(w) => w.into_inner(),
+    };
+    let client_ip_header = raw
+        .client_ip_header
+        .map(|h| {
+            http::HeaderName::from_bytes(h.get_ref().as_bytes()).map_err(|_| {
+                src.error(
+                    h.span(),
+                    None,
+                    ConfigErrorKind::HeaderName(h.get_ref().clone()),
+                )
+            })
+        })
+        .transpose()?;
+    let trusted_proxies = raw
+        .trusted_proxies
+        .unwrap_or_default()
+        .iter()
+        .map(|cidr| src.at(cidr.span(), None, parse_cidr(cidr.get_ref())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let unknown_host = match raw.unknown_host {
+        None => UnknownHost::Status(http::StatusCode::NOT_FOUND),
+        Some(spec) => build_unknown_host(src, spec)?,
+    };
+    Ok(ServerConfig {
+        listen,
+        workers,
+        client_ip_header,
+        trusted_proxies,
+        unknown_host,
+    })
+}
+
+fn build_listen(
+    src: &Source<'_>,
+    list: Spanned<Vec<Spanned<String>>>,
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    if list.get_ref().is_empty() {
+        return Err(src.error(list.span(), None, ConfigErrorKind::ListenEmpty));
+    }
+    let mut seen = BTreeSet::new();
+    let mut addrs = Vec::new();
+    for item in list.get_ref() {
+        let addr: SocketAddr = item.get_ref().parse().map_err(|_| {
+            src.error(
+                item.span(),
+                None,
+                ConfigErrorKind::ListenAddress(item.get_ref().clone()),
+            )
+        })?;
+        // Port 0 (pick a free port) may repeat; a fixed address may not.
+        if addr.port() != 0 && !seen.insert(addr) {
+            return Err(src.error(
+                item.span(),
+                None,
+                ConfigErrorKind::ListenDuplicate(addr.to_string()),
+            ));
+        }
+        addrs.push(addr);
+    }
+    Ok(addrs)
+}
+
+fn build_unknown_host(src: &Source<'_>, spec: RawUnknownHost) -> Result<UnknownHost, ConfigError> {
+    let span = spec.action.span();
+    match (*spec.action.get_ref(), spec.status) {
+        (RawUnknownHostAction::Close, None) => Ok(UnknownHost::Close),
+        (RawUnknownHostAction::Close, Some(status)) => Err(src.error(
+            status.span(),
+            None,
+            ConfigErrorKind::UnknownHost("`status` applies only to action = \"status\""),
+        )),
+        (RawUnknownHostAction::Status, None) => Err(src.error(
+            span,
+            None,
+            ConfigErrorKind::UnknownHost("action = \"status\" needs a `status`"),
+        )),
+        (RawUnknownHostAction::Status, Some(status)) => {
+            let code = *status.get_ref();
+            match http::StatusCode::from_u16(code) {
+                Ok(code) if (400..=599).contains(&code.as_u16()) => Ok(UnknownHost::Status(code)),
+                _ => Err(src.error(
+                    status.span(),
+                    None,
+                    ConfigErrorKind::UnknownHostStatus(code),
+                )),
+            }
+        }
+    }
+}
+
+pub(super) fn build_plugin_runtime(
+    src: &Source<'_>,
+    base_dir: &Path,
+    raw: RawPluginRuntime,
+) -> Result<PluginRuntimeConfig, ConfigError> {
+    let cache_dir = match raw.cache_dir {
+        None => resolve_path(base_dir, DEFAULT_CACHE_DIR),
+        Some(dir) if dir.get_ref().is_empty() => {
+            return Err(src.error(dir.span(), None, ConfigErrorKind::EmptyPath("cache_dir")));
+        }
+        Some(dir) => resolve_path(base_dir, dir.get_ref()),
+    };
+    let hook_timeout = match raw.hook_timeout {
+        None => DEFAULT_HOOK_TIMEOUT,
+        Some(t) => src.at(t.span(), None, parse_duration(t.get_ref()))?,
+    };
+    let memory_limit = match raw.memory_limit {
+        None => DEFAULT_MEMORY_LIMIT,
+        Some(m) => memory_limit(src, &m, None)?,
+    };
+    let max_instances = match raw.max_instances {
+        None => DEFAULT_MAX_INSTANCES,
+        Some(n) if (1..=values::MAX_INSTANCES).contains(n.get_ref()) => n.into_inner(),
+        Some(n) => return Err(src.error(n.span(), None, ConfigErrorKind::MaxInstances)),
+    };
+    let max_calls_per_instance = match raw.max_calls_per_instance {
+        None => DEFAULT_MAX_CALLS_PER_INSTANCE,
+        Some(n) if *n.get_ref() >= 1 => n.into_inner(),
+        Some(n) => return Err(src.error(n.span(), None, ConfigErrorKind::MaxCallsPerInstance)),
+    };
+    Ok(PluginRuntimeConfig {
+        cache_dir,
+        hook_timeout,
+        memory_limit,
+        max_instances,
+        max_calls_per_instance,
+    })
+}
+
+/// A plugin instance's memory cap: a size between 64 KiB and 4 GiB.
+pub(super) fn memory_limit(
+    src: &Source<'_>,
+    raw: &Spanned<RawSize>,
+    context: Option<&Context>,
+) -> Result<usize, ConfigError> {
+    let bytes = src.at(raw.span(), context, raw.get_ref().bytes())?;
+    if !(values::MIN_MEMORY_LIMIT..=values::MAX_MEMORY_LIMIT).contains(&bytes) {
+        return Err(src.error(
+            raw.span(),
+            context,
+            ConfigErrorKind::MemoryLimit {
+                value: raw.get_ref().to_string(),
+            },
+        ));
+    }
+    usize::try_from(bytes).map_err(|_| {
+        src.error(
+            raw.span(),
+            context,
+            ConfigErrorKind::MemoryLimit {
+                value: raw.get_ref().to_string(),
+            },
+        )
+    })
+}
+
+pub(super) fn build_plugins(
+    src: &Source<'_>,
+    base_dir: &Path,
+    raw: BTreeMap<SpannedKey, Spanned<String>>,
+) -> Result<BTreeMap<PluginName, PathBuf>, ConfigError> {
+    let mut plugins = BTreeMap::new();
+    for (name, file) in raw {
+        let name = src.at(
+            name.span(),
+            None,
+            values::check_identifier("plugin name", name.get_ref()),
+        )?;
+        if file.get_ref().is_empty() {
+            return Err(src.error(
+                file.span(),
+                None,
+                ConfigErrorKind::EmptyPath("a plugin's file"),
+            ));
+        }
+        plugins.insert(PluginName(name), resolve_path(base_dir, file.get_ref()));
+    }
+    Ok(plugins)
+}

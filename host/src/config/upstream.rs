@@ -1,0 +1,200 @@
+//! Builds the validated `[upstreams.NAME]` tables: an HTTP(S) base URL with
+//! its timeouts and TLS/Host settings, or a static folder. Part of config
+//! loading; routes then refer to these by name.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::{ConfigError, ConfigErrorKind, Context, Source};
+use super::model::{HostHeader, HttpUpstream, Upstream, UpstreamKind, UpstreamName};
+use super::raw::{RawHostHeader, RawUpstream, SpannedKey};
+use super::resolve_path;
+use super::values::{check_identifier, parse_duration};
+
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(super) fn build_upstreams(
+    src: &Source<'_>,
+    base_dir: &Path,
+    raw: BTreeMap<SpannedKey, RawUpstream>,
+) -> Result<BTreeMap<UpstreamName, Arc<Upstream>>, ConfigError> {
+    let mut upstreams = BTreeMap::new();
+    for (name, table) in raw {
+        let name_span = name.span();
+        let name = src.at(
+            name.span(),
+            None,
+            check_identifier("upstream name", name.get_ref()),
+        )?;
+        let context = Context::Upstream(name.clone());
+        let kind = build_kind(src, base_dir, &context, name_span, table)?;
+        let name = UpstreamName(name);
+        upstreams.insert(name.clone(), Arc::new(Upstream { name, kind }));
+    }
+    Ok(upstreams)
+}
+
+fn build_kind(
+    src: &Source<'_>,
+    base_dir: &Path,
+    context: &Context,
+    name_span: Range<usize>,
+    raw: RawUpstream,
+) -> Result<UpstreamKind, ConfigError> {
+    let ctx = Some(context);
+    match (&raw.url, &raw.static_root) {
+        (None, None) => Err(src.error(name_span, ctx, ConfigErrorKind::UpstreamKindMissing)),
+        (Some(_), Some(root)) => {
+            Err(src.error(root.span(), ctx, ConfigErrorKind::UpstreamKindBoth))
+        }
+        (None, Some(root)) => {
+            let url_only = [
+                ("host_header", raw.host_header.as_ref().map(Spanned::span)),
+                (
+                    "connect_timeout",
+                    raw.connect_timeout.as_ref().map(Spanned::span),
+                ),
+                (
+                    "response_timeout",
+                    raw.response_timeout.as_ref().map(Spanned::span),
+                ),
+                ("tls_verify", raw.tls_verify.as_ref().map(Spanned::span)),
+            ];
+            if let Some((key, Some(span))) = url_only.into_iter().find(|(_, s)| s.is_some()) {
+                return Err(src.error(span, ctx, ConfigErrorKind::UrlOnlyKey(key)));
+            }
+            if root.get_ref().is_empty() {
+                return Err(src.error(root.span(), ctx, ConfigErrorKind::EmptyPath("static")));
+            }
+            let root_path = resolve_path(base_dir, root.get_ref());
+            src.at(root.span(), ctx, check_folder(&root_path))?;
+            Ok(UpstreamKind::Static { root: root_path })
+        }
+        (Some(url), None) => {
+            let (url_value, tls, host, port) =
+                src.at(url.span(), ctx, parse_upstream_url(url.get_ref()))?;
+            let timeout = |t: &Option<Spanned<String>>, default| match t {
+                None => Ok(default),
+                Some(t) => src.at(t.span(), ctx, parse_duration(t.get_ref())),
+            };
+            Ok(UpstreamKind::Http(HttpUpstream {
+                url: url_value,
+                tls,
+                host,
+                port,
+                host_header: match raw.host_header.map(Spanned::into_inner) {
+                    None | Some(RawHostHeader::Client) => HostHeader::Client,
+                    Some(RawHostHeader::Upstream) => HostHeader::Upstream,
+                },
+                connect_timeout: timeout(&raw.connect_timeout, DEFAULT_CONNECT_TIMEOUT)?,
+                response_timeout: timeout(&raw.response_timeout, DEFAULT_RESPONSE_TIMEOUT)?,
+                tls_verify: raw.tls_verify.is_none_or(Spanned::into_inner),
+            }))
+        }
+    }
+}
+
+fn check_folder(path: &Path) -> Result<(), ConfigErrorKind> {
+    let bad = |reason: String| ConfigErrorKind::StaticFolder {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(bad("not a folder".into())),
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
+/// An upstream base URL: `http` or `https`, a host, an optional port and
+/// path prefix; no credentials, query or fragment. Returns (url, tls, host, port).
+fn parse_upstream_url(text: &str) -> Result<(http::Uri, bool, String, u16), ConfigErrorKind> {
+    let bad = |reason: &str| ConfigErrorKind::UpstreamUrl {
+        value: redact_userinfo(text),
+        reason: reason.to_owned(),
+    };
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        Some(_) => return Err(bad("the scheme must be http or https")),
+        None => return Err(bad("it must start with http:// or https://")),
+    };
+    let authority = uri.authority().ok_or_else(|| bad("it has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad("credentials in the url are not supported"));
+    }
+    let host = authority.host();
+    if host.is_empty() {
+        return Err(bad("it has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(bad("a query is not allowed in an upstream url"));
+    }
+    let port = match authority.port_u16() {
+        Some(0) => return Err(bad("port 0 is not a port to connect to")),
+        Some(port) => port,
+        None if tls => 443,
+        None => 80,
+    };
+    let host = host.to_ascii_lowercase();
+    Ok((uri, tls, host, port))
+}
+
+/// `https://user:secret@host/x` -> `https://***@host/x`, so an error never
+/// repeats a password.
+fn redact_userinfo(url: &str) -> String {
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[authority_start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..authority_start], &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_urls_give_scheme_host_and_port() {
+        let (uri, tls, host, port) = parse_upstream_url("https://Docs.tail8d86e.ts.net").unwrap();
+        assert!(tls);
+        assert_eq!((host.as_str(), port), ("docs.tail8d86e.ts.net", 443));
+        assert_eq!(uri.path(), "/");
+        let (uri, tls, host, port) = parse_upstream_url("http://100.64.0.7:3000/app").unwrap();
+        assert!(!tls);
+        assert_eq!(
+            (host.as_str(), port, uri.path()),
+            ("100.64.0.7", 3000, "/app")
+        );
+        let (_, _, host, port) = parse_upstream_url("http://[fd7a::1]:8080").unwrap();
+        assert_eq!((host.as_str(), port), ("[fd7a::1]", 8080));
+    }
+
+    #[test]
+    fn upstream_urls_reject_what_cannot_be_dialled() {
+        for (bad, why) in [
+            ("ftp://x", "scheme"),
+            ("x.example.com", "http://"),
+            ("/just/a/path", "http://"),
+            ("http://user:pw@x", "\"http://***@x\": credentials"),
+            ("http://x/?a=1", "query"),
+            ("http://x:0", "port 0"),
+            ("http://x y", "invalid"),
+            ("", "empty"),
+        ] {
+            let err = parse_upstream_url(bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+    }
+}

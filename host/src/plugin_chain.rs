@@ -1,0 +1,357 @@
+//! Each route's plugin chain: the plugins of `[[routes.plugins]]`, loaded
+//! into the `tailgate-runtime` at startup and run by the pipeline at three
+//! phases — request hooks in chain order before the upstream, response hooks
+//! in reverse order (like nginx/Envoy response filters), and the log hook of
+//! the last plugin that has one. Each entry's fail policy (`on_failure`, by
+//! default the route's `plugin_failure`) decides what a fault does.
+
+mod edits;
+
+pub use edits::{apply_header_edits, apply_path_rewrite, check_immediate_response, InvalidOutput};
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tailgate_runtime::{
+    ConfigureError, ConfiguredPlugin, HookSet, ImmediateResponse, Limits, LoadError, LogLine,
+    LogRecord, PluginFault, RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead,
+    Runtime, Var,
+};
+
+use crate::config::model::{Config, FailurePolicy, RouteName};
+
+/// Why the chains could not be loaded; names the plugin and, where it
+/// applies, the route.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainLoadError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Configure(#[from] ConfigureError),
+    #[error("route {route}, plugin {plugin}: not defined in [plugins]")]
+    UndefinedPlugin { route: String, plugin: String },
+}
+
+/// Why a plugin's hook gave nothing usable.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HookFault {
+    /// The call trapped, timed out, ran out of memory or could not start.
+    #[error(transparent)]
+    Plugin(#[from] PluginFault),
+    /// The call returned something that cannot go on the wire.
+    #[error("returned {0}")]
+    InvalidOutput(#[from] InvalidOutput),
+}
+
+/// The hook surface of one configured plugin, as the chain calls it. The
+/// runtime's [`ConfiguredPlugin`] implements it; tests use scripted plugins.
+pub trait PluginHooks: Send + Sync {
+    fn name(&self) -> &str;
+    fn hooks(&self) -> HookSet;
+    fn on_request(&self, req: &RequestHead) -> Result<RequestAction, PluginFault>;
+    fn on_response(
+        &self,
+        req: &RequestHead,
+        resp: &ResponseHead,
+    ) -> Result<ResponseEdits, PluginFault>;
+    fn on_log(&self, rec: &LogRecord) -> Result<Option<LogLine>, PluginFault>;
+}
+
+impl PluginHooks for ConfiguredPlugin {
+    fn name(&self) -> &str {
+        ConfiguredPlugin::name(self)
+    }
+    fn hooks(&self) -> HookSet {
+        ConfiguredPlugin::hooks(self)
+    }
+    fn on_request(&self, req: &RequestHead) -> Result<RequestAction, PluginFault> {
+        ConfiguredPlugin::on_request(self, req)
+    }
+    fn on_response(
+        &self,
+        req: &RequestHead,
+        resp: &ResponseHead,
+    ) -> Result<ResponseEdits, PluginFault> {
+        ConfiguredPlugin::on_response(self, req, resp)
+    }
+    fn on_log(&self, rec: &LogRecord) -> Result<Option<LogLine>, PluginFault> {
+        ConfiguredPlugin::on_log(self, rec)
+    }
+}
+
+/// Every route's chain, built once at startup.
+pub struct PluginChains {
+    chains: HashMap<RouteName, Arc<RouteChain>>,
+    loaded_plugins: usize,
+}
+
+impl PluginChains {
+    /// Load every plugin of `[plugins]` once, then configure it for each
+    /// route that uses it, with that route's limits. The first plugin that
+    /// fails to load or rejects its config fails the whole load.
+    pub fn load(config: &Config, runtime: &Runtime) -> Result<PluginChains, ChainLoadError> {
+        let mut loaded = BTreeMap::new();
+        for (name, wasm) in &config.plugins {
+            tracing::debug!(plugin = %name, wasm = %wasm.display(), "loading plugin");
+            loaded.insert(name, runtime.load(name.as_str(), wasm)?);
+        }
+        let mut chains = HashMap::with_capacity(config.routes.len());
+        for route in &config.routes {
+            let limits = Limits {
+                hook_timeout: route.hook_timeout,
+                memory_bytes: route.memory_limit,
+            };
+            let mut entries = Vec::with_capacity(route.plugins.len());
+            for entry in &route.plugins {
+                let plugin =
+                    loaded
+                        .get(&entry.plugin)
+                        .ok_or_else(|| ChainLoadError::UndefinedPlugin {
+                            route: route.name.to_string(),
+                            plugin: entry.plugin.to_string(),
+                        })?;
+                let configured =
+                    runtime.configure(plugin, route.name.as_str(), &entry.config_json, limits)?;
+                entries.push(ChainEntry::new(Box::new(configured), entry.on_failure));
+            }
+            let chain = RouteChain::new(route.name.clone(), entries);
+            chains.insert(route.name.clone(), Arc::new(chain));
+        }
+        Ok(PluginChains {
+            chains,
+            loaded_plugins: loaded.len(),
+        })
+    }
+
+    /// Chains built by hand (tests, or a pipeline without a runtime).
+    pub fn from_chains(chains: impl IntoIterator<Item = RouteChain>) -> PluginChains {
+        PluginChains {
+            chains: chains
+                .into_iter()
+                .map(|c| (c.route.clone(), Arc::new(c)))
+                .collect(),
+            loaded_plugins: 0,
+        }
+    }
+
+    /// The chain of a configured route (empty when it has no plugins);
+    /// `None` for a route the config does not have.
+    pub fn for_route(&self, route: &RouteName) -> Option<Arc<RouteChain>> {
+        self.chains.get(route).cloned()
+    }
+
+    /// How many plugin components were loaded.
+    pub fn loaded_plugins(&self) -> usize {
+        self.loaded_plugins
+    }
+}
+
+/// One plugin of a chain with its fail policy.
+pub struct ChainEntry {
+    plugin: Box<dyn PluginHooks>,
+    hooks: HookSet,
+    on_failure: FailurePolicy,
+}
+
+impl ChainEntry {
+    pub fn new(plugin: Box<dyn PluginHooks>, on_failure: FailurePolicy) -> ChainEntry {
+        let hooks = plugin.hooks();
+        ChainEntry {
+            plugin,
+            hooks,
+            on_failure,
+        }
+    }
+}
+
+/// What the request hooks decided.
+#[derive(Debug)]
+pub enum RequestDecision {
+    /// Forward the (edited) request after `delay_ms` (the sum of every
+    /// plugin's delay), carrying the vars the plugins set.
+    Continue { delay_ms: u32, vars: Vec<Var> },
+    /// A plugin answered; later request hooks and the upstream are skipped.
+    /// The vars are every var set so far, the responding plugin's included
+    /// (they are moved out of the `ImmediateResponse`).
+    Respond(ImmediateResponse, Vec<Var>),
+    /// A fail-closed plugin faulted: the pipeline answers 500.
+    Failed { plugin: String, fault: HookFault },
+}
+
+/// A fail-closed plugin faulted in a response hook: the pipeline replaces
+/// the response with a host-generated 500.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("plugin {plugin}: {fault}")]
+pub struct ChainFailure {
+    pub plugin: String,
+    pub fault: HookFault,
+}
+
+/// What the log hook decided.
+#[derive(Debug)]
+pub enum LogDecision {
+    /// Write this line instead of the default one.
+    Line(LogLine),
+    /// The plugin dropped the line.
+    Drop,
+    /// No plugin of the chain has a log hook: write the default line.
+    Default,
+    /// The log hook faulted (whatever the policy): write the default line
+    /// — a line is never lost — and count the fault.
+    Failed { plugin: String, fault: HookFault },
+}
+
+/// The plugins of one route, in config order.
+pub struct RouteChain {
+    route: RouteName,
+    entries: Vec<ChainEntry>,
+}
+
+impl RouteChain {
+    pub fn new(route: RouteName, entries: Vec<ChainEntry>) -> RouteChain {
+        RouteChain { route, entries }
+    }
+
+    pub fn route(&self) -> &RouteName {
+        &self.route
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether any plugin of the chain has this hook (lets the pipeline skip
+    /// building a `LogRecord` or `ResponseHead` nobody reads).
+    pub fn has_hook(&self, hook: HookSet) -> bool {
+        self.entries.iter().any(|e| e.hooks.contains(hook))
+    }
+
+    /// Run the request hooks in chain order. Each plugin's edits are applied
+    /// to `head` before the next plugin sees it; a faulting fail-open plugin
+    /// is skipped and its edits are not applied.
+    pub fn on_request(&self, head: &mut RequestHead) -> RequestDecision {
+        let mut delay_ms: u32 = 0;
+        let mut vars = Vec::new();
+        for entry in self.with_hook(HookSet::REQUEST) {
+            let outcome = entry
+                .plugin
+                .on_request(head)
+                .map_err(HookFault::from)
+                .and_then(|action| match action {
+                    RequestAction::Continue(edits) => {
+                        apply_request_edits(head, &edits)?;
+                        Ok(RequestAction::Continue(edits))
+                    }
+                    RequestAction::Respond(mut resp) => {
+                        check_immediate_response(&mut resp)?;
+                        Ok(RequestAction::Respond(resp))
+                    }
+                });
+            match outcome {
+                Ok(RequestAction::Continue(edits)) => {
+                    delay_ms = delay_ms.saturating_add(edits.delay_ms);
+                    vars.extend(edits.vars);
+                }
+                Ok(RequestAction::Respond(mut resp)) => {
+                    vars.append(&mut resp.vars);
+                    return RequestDecision::Respond(resp, vars);
+                }
+                Err(fault) => {
+                    if self.fault(entry, "request", &fault) == FailurePolicy::Closed {
+                        return RequestDecision::Failed {
+                            plugin: entry.plugin.name().to_owned(),
+                            fault,
+                        };
+                    }
+                }
+            }
+        }
+        RequestDecision::Continue { delay_ms, vars }
+    }
+
+    /// Run the response hooks in reverse chain order, applying each
+    /// plugin's header edits to `resp` before the next one sees it.
+    pub fn on_response(
+        &self,
+        req: &RequestHead,
+        resp: &mut ResponseHead,
+    ) -> Result<(), ChainFailure> {
+        for entry in self.with_hook(HookSet::RESPONSE).rev() {
+            let outcome = entry
+                .plugin
+                .on_response(req, resp)
+                .map_err(HookFault::from)
+                .and_then(|edits| Ok(apply_header_edits(&mut resp.headers, &edits.headers)?));
+            if let Err(fault) = outcome {
+                if self.fault(entry, "response", &fault) == FailurePolicy::Closed {
+                    return Err(ChainFailure {
+                        plugin: entry.plugin.name().to_owned(),
+                        fault,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ask the last plugin of the chain that has a log hook to shape the line.
+    pub fn on_log(&self, rec: &LogRecord) -> LogDecision {
+        let Some(entry) = self.with_hook(HookSet::LOG).next_back() else {
+            return LogDecision::Default;
+        };
+        match entry.plugin.on_log(rec) {
+            Ok(Some(line)) => LogDecision::Line(line),
+            Ok(None) => LogDecision::Drop,
+            Err(fault) => {
+                let fault = HookFault::from(fault);
+                self.fault(entry, "log", &fault);
+                LogDecision::Failed {
+                    plugin: entry.plugin.name().to_owned(),
+                    fault,
+                }
+            }
+        }
+    }
+
+    fn with_hook(&self, hook: HookSet) -> impl DoubleEndedIterator<Item = &ChainEntry> {
+        self.entries.iter().filter(move |e| e.hooks.contains(hook))
+    }
+
+    /// Report a fault once (log + metric) and return the policy that applies.
+    fn fault(&self, entry: &ChainEntry, hook: &'static str, fault: &HookFault) -> FailurePolicy {
+        let policy = match entry.on_failure {
+            FailurePolicy::Closed => "closed",
+            FailurePolicy::Open => "open",
+        };
+        tracing::warn!(
+            route = %self.route,
+            plugin = entry.plugin.name(),
+            hook,
+            policy,
+            "plugin {hook} hook failed: {fault}"
+        );
+        metrics::counter!(
+            "tailgate_plugin_faults_total",
+            "route" => self.route.to_string(),
+            "plugin" => entry.plugin.name().to_owned(),
+            "hook" => hook,
+            "policy" => policy,
+        )
+        .increment(1);
+        entry.on_failure
+    }
+}
+
+/// Apply one plugin's request edits to `head`, all or nothing.
+fn apply_request_edits(head: &mut RequestHead, edits: &RequestEdits) -> Result<(), InvalidOutput> {
+    let mut headers = head.headers.clone();
+    apply_header_edits(&mut headers, &edits.headers)?;
+    if let Some(target) = &edits.path {
+        apply_path_rewrite(head, target)?;
+    }
+    head.headers = headers;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,295 @@
+//! Applying what plugins return to the request and response heads: header
+//! edits, path rewrites and immediate responses, each checked first so a
+//! plugin cannot put an invalid header or path on the wire. Used by the
+//! plugin chain between hooks; `apply_header_edits` is reusable by the pipeline.
+
+use tailgate_runtime::{Header, HeaderEdit, HeaderOp, ImmediateResponse, RequestHead};
+
+/// Plugin output that cannot be applied: an invalid header, path or status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidOutput {
+    #[error("invalid header name {0:?}")]
+    HeaderName(String),
+    #[error("invalid value for header {0:?} (control characters are not allowed)")]
+    HeaderValue(String),
+    #[error("invalid path {0:?} (must start with '/' and be a valid URI path)")]
+    Path(String),
+    #[error("invalid status {0} for an immediate response")]
+    Status(u16),
+}
+
+/// Apply `edits` to `headers` in order. Names are compared case-insensitively
+/// and stored lower case. `set` replaces every field of that name with one
+/// field at the place of the first; `append` adds a field at the end;
+/// `remove` drops every field of that name. Every edit is checked before any
+/// is applied, so on error `headers` is unchanged.
+pub fn apply_header_edits(
+    headers: &mut Vec<Header>,
+    edits: &[HeaderEdit],
+) -> Result<(), InvalidOutput> {
+    let mut checked = Vec::with_capacity(edits.len());
+    for edit in edits {
+        let name = header_name(&edit.name)?;
+        if !matches!(edit.op, HeaderOp::Remove) {
+            check_header_value(&name, &edit.value)?;
+        }
+        checked.push(name);
+    }
+    for (edit, name) in edits.iter().zip(checked) {
+        match edit.op {
+            HeaderOp::Remove => headers.retain(|h| !h.name.eq_ignore_ascii_case(&name)),
+            HeaderOp::Append => headers.push(Header {
+                name,
+                value: edit.value.clone(),
+            }),
+            HeaderOp::Set => {
+                let first = headers
+                    .iter()
+                    .position(|h| h.name.eq_ignore_ascii_case(&name));
+                let field = Header {
+                    name,
+                    value: edit.value.clone(),
+                };
+                match first {
+                    None => headers.push(field),
+                    Some(first) => {
+                        let mut index = 0;
+                        headers.retain(|h| {
+                            let keep = index <= first || !h.name.eq_ignore_ascii_case(&field.name);
+                            index += 1;
+                            keep
+                        });
+                        headers[first] = field;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rewrite the request target: `/new/path` keeps the query (as nginx's
+/// `rewrite` does), `/new/path?q=1` replaces it, `/new/path?` drops it.
+pub fn apply_path_rewrite(head: &mut RequestHead, target: &str) -> Result<(), InvalidOutput> {
+    let valid = target.starts_with('/')
+        && !target.contains('#')
+        && target.parse::<http::uri::PathAndQuery>().is_ok();
+    if !valid {
+        return Err(InvalidOutput::Path(target.to_owned()));
+    }
+    match target.split_once('?') {
+        None => head.path = target.to_owned(),
+        Some((path, query)) => {
+            head.path = path.to_owned();
+            head.query = (!query.is_empty()).then(|| query.to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// Check an immediate response's status and headers; lower-case the names.
+pub fn check_immediate_response(resp: &mut ImmediateResponse) -> Result<(), InvalidOutput> {
+    if !(100..=599).contains(&resp.status) {
+        return Err(InvalidOutput::Status(resp.status));
+    }
+    for header in &mut resp.headers {
+        let name = header_name(&header.name)?;
+        check_header_value(&name, &header.value)?;
+        header.name = name;
+    }
+    Ok(())
+}
+
+fn header_name(name: &str) -> Result<String, InvalidOutput> {
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map(|n| n.as_str().to_owned())
+        .map_err(|_| InvalidOutput::HeaderName(name.to_owned()))
+}
+
+fn check_header_value(name: &str, value: &[u8]) -> Result<(), InvalidOutput> {
+    http::HeaderValue::from_bytes(value)
+        .map(drop)
+        .map_err(|_| InvalidOutput::HeaderValue(name.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(name: &str, value: &str) -> Header {
+        Header {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    fn edit(op: HeaderOp, name: &str, value: &str) -> HeaderEdit {
+        HeaderEdit {
+            op,
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    fn pairs(headers: &[Header]) -> Vec<(String, String)> {
+        headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.clone(),
+                    String::from_utf8_lossy(&h.value).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn owned(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn set_replaces_every_field_of_the_name_in_place_of_the_first() {
+        let mut headers = vec![
+            h("accept", "*/*"),
+            h("x-tag", "a"),
+            h("host", "example.com"),
+            h("x-tag", "b"),
+        ];
+        apply_header_edits(&mut headers, &[edit(HeaderOp::Set, "X-Tag", "c")]).unwrap();
+        assert_eq!(
+            pairs(&headers),
+            owned(&[("accept", "*/*"), ("x-tag", "c"), ("host", "example.com")])
+        );
+        apply_header_edits(&mut headers, &[edit(HeaderOp::Set, "X-New", "1")]).unwrap();
+        assert_eq!(pairs(&headers).last(), Some(&("x-new".into(), "1".into())));
+    }
+
+    #[test]
+    fn append_keeps_existing_fields_and_remove_drops_all_of_them() {
+        let mut headers = vec![h("via", "1.1 a"), h("server", "nginx"), h("Server", "x")];
+        apply_header_edits(
+            &mut headers,
+            &[
+                edit(HeaderOp::Append, "Via", "1.1 tailgate"),
+                edit(HeaderOp::Remove, "SERVER", "ignored\n"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            pairs(&headers),
+            owned(&[("via", "1.1 a"), ("via", "1.1 tailgate")])
+        );
+    }
+
+    #[test]
+    fn edits_apply_in_order() {
+        let mut headers = vec![];
+        apply_header_edits(
+            &mut headers,
+            &[
+                edit(HeaderOp::Append, "x-a", "1"),
+                edit(HeaderOp::Remove, "x-a", ""),
+                edit(HeaderOp::Append, "x-a", "2"),
+                edit(HeaderOp::Append, "x-a", "3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(pairs(&headers), owned(&[("x-a", "2"), ("x-a", "3")]));
+    }
+
+    #[test]
+    fn an_invalid_edit_changes_nothing() {
+        let mut headers = vec![h("x-a", "1")];
+        let err = apply_header_edits(
+            &mut headers,
+            &[
+                edit(HeaderOp::Remove, "x-a", ""),
+                edit(HeaderOp::Set, "x-b", "line\r\nInjected: yes"),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(err, InvalidOutput::HeaderValue("x-b".into()));
+        assert_eq!(pairs(&headers), owned(&[("x-a", "1")]));
+        let err = apply_header_edits(&mut headers, &[edit(HeaderOp::Remove, "bad name", "")])
+            .unwrap_err();
+        assert_eq!(err, InvalidOutput::HeaderName("bad name".into()));
+    }
+
+    #[test]
+    fn header_values_may_carry_obs_text_bytes() {
+        let mut headers = vec![];
+        let e = HeaderEdit {
+            op: HeaderOp::Set,
+            name: "x-latin1".into(),
+            value: vec![b'c', 0xe9],
+        };
+        apply_header_edits(&mut headers, &[e]).unwrap();
+        assert_eq!(headers[0].value, vec![b'c', 0xe9]);
+    }
+
+    fn head(path: &str, query: Option<&str>) -> RequestHead {
+        RequestHead {
+            method: "GET".into(),
+            scheme: "http".into(),
+            host: "example.com".into(),
+            path: path.into(),
+            query: query.map(Into::into),
+            headers: vec![],
+            client_ip: "192.0.2.1".into(),
+            route: "site".into(),
+            request_id: "r1".into(),
+        }
+    }
+
+    #[test]
+    fn path_rewrites_keep_replace_or_drop_the_query() {
+        let mut r = head("/old", Some("a=1"));
+        apply_path_rewrite(&mut r, "/new").unwrap();
+        assert_eq!((r.path.as_str(), r.query.as_deref()), ("/new", Some("a=1")));
+        apply_path_rewrite(&mut r, "/newer?b=2").unwrap();
+        assert_eq!(
+            (r.path.as_str(), r.query.as_deref()),
+            ("/newer", Some("b=2"))
+        );
+        apply_path_rewrite(&mut r, "/bare?").unwrap();
+        assert_eq!((r.path.as_str(), r.query), ("/bare", None));
+    }
+
+    #[test]
+    fn invalid_path_rewrites_are_refused() {
+        for bad in ["relative", "", "/a b", "/a\r\nb", "/x#frag", "http://evil/"] {
+            let mut r = head("/keep", None);
+            assert_eq!(
+                apply_path_rewrite(&mut r, bad),
+                Err(InvalidOutput::Path(bad.into())),
+                "{bad:?}"
+            );
+            assert_eq!(r.path, "/keep");
+        }
+    }
+
+    #[test]
+    fn immediate_responses_need_a_real_status_and_valid_headers() {
+        let mut resp = ImmediateResponse {
+            status: 403,
+            headers: vec![h("Content-Type", "text/plain")],
+            body: b"no".to_vec(),
+            vars: vec![],
+        };
+        check_immediate_response(&mut resp).unwrap();
+        assert_eq!(resp.headers[0].name, "content-type");
+        resp.status = 99;
+        assert_eq!(
+            check_immediate_response(&mut resp),
+            Err(InvalidOutput::Status(99))
+        );
+        resp.status = 200;
+        resp.headers.push(h("x", "a\nb"));
+        assert_eq!(
+            check_immediate_response(&mut resp),
+            Err(InvalidOutput::HeaderValue("x".into()))
+        );
+    }
+}
