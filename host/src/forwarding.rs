@@ -226,7 +226,12 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("x-request-id", "client-chosen"),
         ]);
-        let c = ClientInfo::resolve(peer("203.0.113.7:5555"), &h, &server(&["10.0.0.0/8"]), "http");
+        let c = ClientInfo::resolve(
+            peer("203.0.113.7:5555"),
+            &h,
+            &server(&["10.0.0.0/8"]),
+            "http",
+        );
         assert!(!c.peer_trusted);
         assert_eq!(c.client_ip.to_string(), "203.0.113.7");
         assert_eq!(c.forwarded_for, "203.0.113.7");
@@ -332,7 +337,10 @@ mod tests {
             ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
         ]);
         let upgrade = requested_upgrade(http::Version::HTTP_11, &h);
-        assert_eq!(upgrade.as_ref().map(|v| v.as_bytes()), Some(&b"websocket"[..]));
+        assert_eq!(
+            upgrade.as_ref().map(|v| v.as_bytes()),
+            Some(&b"websocket"[..])
+        );
         strip_hop_by_hop(&mut h, upgrade.as_ref());
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");

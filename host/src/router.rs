@@ -71,7 +71,9 @@ impl RouteTable {
             }
         }
         // Stable sorts: equal lengths keep config order.
-        table.wildcard.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
+        table
+            .wildcard
+            .sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         for group in table
             .exact
             .values_mut()
@@ -196,7 +198,9 @@ mod tests {
             path,
             upstream: Arc::new(Upstream {
                 name: UpstreamName("u".into()),
-                kind: UpstreamKind::Static { root: "/nonexistent".into() },
+                kind: UpstreamKind::Static {
+                    root: "/nonexistent".into(),
+                },
             }),
             max_body_size: 1024,
             plugin_failure: FailurePolicy::Closed,
@@ -254,11 +258,17 @@ mod tests {
     #[test]
     fn unknown_host_without_catch_all() {
         let table = RouteTable::from_routes(&[route("a", &["a.com"], prefix("/"))]);
-        assert!(matches!(table.resolve("b.com", "/"), RouteMatch::UnknownHost));
+        assert!(matches!(
+            table.resolve("b.com", "/"),
+            RouteMatch::UnknownHost
+        ));
         assert!(matches!(table.resolve("", "/"), RouteMatch::UnknownHost));
         // The wildcard does not match its bare domain.
         let table = RouteTable::from_routes(&[route("w", &["*.a.com"], prefix("/"))]);
-        assert!(matches!(table.resolve("a.com", "/"), RouteMatch::UnknownHost));
+        assert!(matches!(
+            table.resolve("a.com", "/"),
+            RouteMatch::UnknownHost
+        ));
     }
 
     #[test]
@@ -270,7 +280,10 @@ mod tests {
             route("fallback", &["*"], prefix("/")),
         ]);
         assert_eq!(name_of(table.resolve("a.com", "/api/x")), "api");
-        assert!(matches!(table.resolve("a.com", "/other"), RouteMatch::NoPathMatch));
+        assert!(matches!(
+            table.resolve("a.com", "/other"),
+            RouteMatch::NoPathMatch
+        ));
         assert_eq!(name_of(table.resolve("b.com", "/other")), "fallback");
     }
 
@@ -284,7 +297,10 @@ mod tests {
         assert_eq!(name_of(table.resolve("h", "/static/logo.png")), "exact");
         assert_eq!(name_of(table.resolve("h", "/static/other.png")), "regex");
         assert_eq!(name_of(table.resolve("h", "/static/app.js")), "prefix");
-        assert!(matches!(table.resolve("h", "/nope"), RouteMatch::NoPathMatch));
+        assert!(matches!(
+            table.resolve("h", "/nope"),
+            RouteMatch::NoPathMatch
+        ));
     }
 
     #[test]
@@ -313,7 +329,8 @@ mod tests {
 
     #[test]
     fn one_route_with_several_hosts() {
-        let table = RouteTable::from_routes(&[route("site", &["localhost", "127.0.0.1"], prefix("/"))]);
+        let table =
+            RouteTable::from_routes(&[route("site", &["localhost", "127.0.0.1"], prefix("/"))]);
         assert_eq!(name_of(table.resolve("localhost", "/")), "site");
         assert_eq!(name_of(table.resolve("127.0.0.1", "/a")), "site");
     }
@@ -341,7 +358,10 @@ mod tests {
             .body(())
             .expect("request");
         assert_eq!(request_host(&req), "h2.example.com");
-        let req = http::Request::builder().uri("/x").body(()).expect("request");
+        let req = http::Request::builder()
+            .uri("/x")
+            .body(())
+            .expect("request");
         assert_eq!(request_host(&req), "");
     }
 }

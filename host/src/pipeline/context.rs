@@ -55,10 +55,10 @@ impl RequestContext {
             client,
             method: req.method().clone(),
             host,
-            uri: req
-                .uri()
-                .path_and_query()
-                .map_or_else(|| req.uri().path().to_string(), |pq| pq.as_str().to_string()),
+            uri: req.uri().path_and_query().map_or_else(
+                || req.uri().path().to_string(),
+                |pq| pq.as_str().to_string(),
+            ),
             version: req.version(),
             user_agent: header_text(http::header::USER_AGENT),
             referer: header_text(http::header::REFERER),
@@ -143,7 +143,10 @@ mod tests {
         let mut map = HeaderMap::new();
         map.append("x-a", HeaderValue::from_static("1"));
         map.append("x-a", HeaderValue::from_static("2"));
-        map.append("x-b", HeaderValue::from_bytes(&[b'c', 0xe9]).expect("obs-text"));
+        map.append(
+            "x-b",
+            HeaderValue::from_bytes(&[b'c', 0xe9]).expect("obs-text"),
+        );
         let list = headers_to_list(&map);
         assert_eq!(list.len(), 3);
         assert_eq!(list[2].value, vec![b'c', 0xe9]);

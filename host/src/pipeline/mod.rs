@@ -132,7 +132,8 @@ impl Proxy {
             return Ok(health_response());
         }
         let active = self.active.load_full();
-        let client = ClientInfo::resolve(peer, req.headers(), &active.config.server, LISTENER_SCHEME);
+        let client =
+            ClientInfo::resolve(peer, req.headers(), &active.config.server, LISTENER_SCHEME);
         let mut ctx = RequestContext::new(&req, request_host(&req), client, start);
 
         // 1. route
@@ -142,8 +143,13 @@ impl Proxy {
                 let status = match active.config.server.unknown_host {
                     UnknownHost::Status(status) => status,
                     UnknownHost::Close => {
-                        PendingLog::new(ctx, CLOSED_WITHOUT_RESPONSE, vec![], self.access_log.clone())
-                            .emit(0);
+                        PendingLog::new(
+                            ctx,
+                            CLOSED_WITHOUT_RESPONSE,
+                            vec![],
+                            self.access_log.clone(),
+                        )
+                        .emit(0);
                         return Err(CloseConnection);
                     }
                 };
@@ -173,7 +179,12 @@ impl Proxy {
             None => upstream_phase::forward(&active, &mut ctx, &route, &head, req).await,
         };
         // 5. response hooks, then 6. send and 7. log as the body goes out
-        Ok(response_phase::finish(ctx, Some(&head), reply, &self.access_log))
+        Ok(response_phase::finish(
+            ctx,
+            Some(&head),
+            reply,
+            &self.access_log,
+        ))
     }
 }
 
@@ -199,7 +210,11 @@ async fn request_hooks(ctx: &mut RequestContext, head: &mut RequestHead) -> Opti
                 plugin,
                 fault,
             };
-            Some(Reply::error(&err, ctx.route.as_deref(), &ctx.client.request_id))
+            Some(Reply::error(
+                &err,
+                ctx.route.as_deref(),
+                &ctx.client.request_id,
+            ))
         }
     }
 }
@@ -213,3 +228,6 @@ fn health_response() -> Response<ProxyBody> {
     );
     resp
 }
+
+#[cfg(test)]
+mod tests;

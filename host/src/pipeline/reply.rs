@@ -49,7 +49,8 @@ impl Reply {
     /// A plugin's answer (already checked by the plugin chain). Framing
     /// headers are the host's business and are dropped.
     pub fn immediate(answer: ImmediateResponse) -> Self {
-        let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut headers = list_to_headers(&answer.headers);
         strip_hop_by_hop(&mut headers, None);
         headers.remove(header::CONTENT_LENGTH);

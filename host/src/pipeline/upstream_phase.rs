@@ -92,7 +92,11 @@ where
     };
 
     let (_, body) = req.into_parts();
-    let body = boxed(LimitedBody::new(body, route.max_body_size, ctx.body.clone()));
+    let body = boxed(LimitedBody::new(
+        body,
+        route.max_body_size,
+        ctx.body.clone(),
+    ));
     let mut upstream_req = Request::new(body);
     *upstream_req.method_mut() = ctx.method.clone();
     *upstream_req.uri_mut() = uri;

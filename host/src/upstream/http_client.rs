@@ -63,10 +63,11 @@ impl HttpUpstreamClient {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.connect_timeout));
-        let tls = tls::client_config(config.tls_verify).map_err(|source| UpstreamSetupError::Tls {
-            upstream: name.0.clone(),
-            source,
-        })?;
+        let tls =
+            tls::client_config(config.tls_verify).map_err(|source| UpstreamSetupError::Tls {
+                upstream: name.0.clone(),
+                source,
+            })?;
         let https = HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -78,15 +79,20 @@ impl HttpUpstreamClient {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(connector);
 
-        let authority = config
-            .url
-            .authority()
-            .cloned()
-            .ok_or_else(|| UpstreamSetupError::NoHost {
-                upstream: name.0.clone(),
-                url: config.url.to_string(),
-            })?;
-        let scheme = if config.tls { Scheme::HTTPS } else { Scheme::HTTP };
+        let authority =
+            config
+                .url
+                .authority()
+                .cloned()
+                .ok_or_else(|| UpstreamSetupError::NoHost {
+                    upstream: name.0.clone(),
+                    url: config.url.to_string(),
+                })?;
+        let scheme = if config.tls {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        };
         let path_prefix = config.url.path().trim_end_matches('/').to_string();
         Ok(HttpUpstreamClient {
             name: name.clone(),
@@ -122,11 +128,11 @@ impl HttpUpstreamClient {
             target.push_str(query);
         }
         let path_and_query = PathAndQuery::try_from(target)?;
-        Ok(Uri::builder()
+        Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(path_and_query)
-            .build()?)
+            .build()
     }
 
     /// Send a request (its URI from [`Self::uri_for`]) and wait for the
@@ -153,8 +159,7 @@ impl HttpUpstreamClient {
             None => {
                 let mut seen = body.bytes();
                 loop {
-                    match tokio::time::timeout(self.config.response_timeout, &mut response).await
-                    {
+                    match tokio::time::timeout(self.config.response_timeout, &mut response).await {
                         Ok(result) => break result,
                         Err(_) if body.bytes() != seen => seen = body.bytes(),
                         Err(_) => {
@@ -232,14 +237,19 @@ mod tests {
         let req = Request::get(u.uri_for("/", None).expect("uri"))
             .body(crate::pipeline::body::empty_body())
             .expect("request");
-        let err = u.send(req, &BodyCounter::default()).await.expect_err("refused");
+        let err = u
+            .send(req, &BodyCounter::default())
+            .await
+            .expect_err("refused");
         assert!(matches!(err, ProxyError::UpstreamConnect { .. }), "{err:?}");
         assert_eq!(err.status(), http::StatusCode::BAD_GATEWAY);
     }
 
     #[tokio::test]
     async fn silent_upstream_times_out_after_the_response_timeout() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         // Accept and hold the connection without answering.
         let holder = tokio::spawn(async move {
@@ -252,11 +262,17 @@ mod tests {
             .body(crate::pipeline::body::empty_body())
             .expect("request");
         let started = std::time::Instant::now();
-        let err = u.send(req, &BodyCounter::default()).await.expect_err("timeout");
+        let err = u
+            .send(req, &BodyCounter::default())
+            .await
+            .expect_err("timeout");
         let took = started.elapsed();
         assert!(matches!(err, ProxyError::UpstreamTimeout { .. }), "{err:?}");
         assert_eq!(err.status(), http::StatusCode::GATEWAY_TIMEOUT);
-        assert!(took >= Duration::from_millis(290) && took < Duration::from_secs(2), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(290) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
         holder.abort();
     }
 }

@@ -20,7 +20,7 @@ use crate::config::model::{Config, UpstreamKind, UpstreamName};
 /// One upstream, ready to take requests.
 #[derive(Debug, Clone)]
 pub enum UpstreamTarget {
-    Http(HttpUpstreamClient),
+    Http(Box<HttpUpstreamClient>),
     Static(StaticRoot),
 }
 
@@ -48,7 +48,7 @@ impl UpstreamPool {
                             "TLS certificate verification is OFF for this upstream (tls_verify = false)"
                         );
                     }
-                    UpstreamTarget::Http(HttpUpstreamClient::new(name, http)?)
+                    UpstreamTarget::Http(Box::new(HttpUpstreamClient::new(name, http)?))
                 }
             };
             targets.insert(name.clone(), target);

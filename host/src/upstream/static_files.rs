@@ -160,7 +160,7 @@ impl StaticRoot {
             empty_body()
         } else {
             let frames = ReaderStream::new(file).map_ok(Frame::data);
-            BodyExt::boxed(StreamBody::new(frames).map_err(Into::into))
+            BodyExt::boxed(BodyExt::map_err(StreamBody::new(frames), Into::into))
         };
         let mut resp = Response::new(body);
         let headers = resp.headers_mut();
