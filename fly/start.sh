@@ -268,6 +268,7 @@ if alive "$up_pid"; then
   kill -TERM "$up_pid" 2>/dev/null || true
 fi
 sed 's/^/tailscale up: /' "$up_output" >&2
+rm -f -- "$authkey_file"
 log "tailnet is up (backend state Running)"
 
 # --- 5. tailgate -----------------------------------------------------------------
@@ -286,9 +287,10 @@ while :; do
   status=0
   wait -n -p exited "${pids[@]}" || status=$?
   if [[ -z ${exited:-} ]]; then
-    # A trapped signal interrupted the wait (on_signal has forwarded it), or
-    # there is nothing left to wait for.
-    if ((status == 127)) || ! alive "$tailgate_pid"; then
+    # A trapped signal interrupted the wait (on_signal has forwarded it; the
+    # next `wait -n` also reports a child that exited meanwhile), or there is
+    # nothing left to wait for.
+    if ((status == 127)); then
       log "lost track of tailgate (pid $tailgate_pid)"
       tailgate_pid=""
       break

@@ -240,6 +240,15 @@ fn joins_the_tailnet_runs_tailgate_and_on_sigterm_drains_then_logs_out() {
         "tailgate must not inherit TS_AUTHKEY: {tailgate}"
     );
     assert!(run.output().contains("tailnet is up"), "{}", run.output());
+    let key_files = std::fs::read_dir(run.state_file("../tailscale"))
+        .expect("TS_STATE_DIR")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("authkey"))
+        .count();
+    assert_eq!(
+        key_files, 0,
+        "the auth key file is deleted once the node is up"
+    );
 
     // Fly's kill_signal reaches tailgate at once, while the tailnet is still up.
     run.signal("TERM");
