@@ -2,6 +2,7 @@
 //! and starts the server (the edge where requests enter); `tailgate check`
 //! validates a config and every plugin's route config without serving.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -60,7 +61,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Diagnostics go to stderr (stdout is the access log), filtered by
-/// `TAILGATE_LOG`, else `RUST_LOG`, else `info`.
+/// `TAILGATE_LOG`, else `RUST_LOG`, else `info`; colours only on a terminal.
 fn init_logging() -> anyhow::Result<()> {
     let (var, directives) = ["TAILGATE_LOG", "RUST_LOG"]
         .into_iter()
@@ -71,6 +72,7 @@ fn init_logging() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init()
         .map_err(|e| anyhow::anyhow!("setting up logging: {e}"))
 }
