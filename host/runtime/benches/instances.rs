@@ -39,7 +39,10 @@ fn request() -> RequestHead {
         query: Some("ref=home".into()),
         headers: vec![
             header("host", "example.com"),
-            header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"),
+            header(
+                "user-agent",
+                "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+            ),
             header("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
             header("accept-language", "en-US,en;q=0.5"),
             header("accept-encoding", "gzip, deflate, br"),
@@ -105,7 +108,9 @@ fn instances(c: &mut Criterion) {
         let (_runtime, plugin) = configured(max_calls, cache.path());
         let plugin = Arc::new(plugin);
         let req = request();
-        group.bench_function(format!("{name}/1-thread"), |b| b.iter(|| call(&plugin, &req)));
+        group.bench_function(format!("{name}/1-thread"), |b| {
+            b.iter(|| call(&plugin, &req))
+        });
         group.bench_function(format!("{name}/2-threads"), |b| {
             b.iter_custom(|iters| run_threads(&plugin, 2, iters))
         });

@@ -95,7 +95,9 @@ impl CompileCache {
                     );
                 }
             }
-            Err(error) => tracing::warn!(plugin, error = %format!("{error:#}"), "cannot serialize compiled plugin"),
+            Err(error) => {
+                tracing::warn!(plugin, error = %format!("{error:#}"), "cannot serialize compiled plugin")
+            }
         }
         Ok((component, CacheOutcome::Compiled(took)))
     }
@@ -106,7 +108,9 @@ impl CompileCache {
         std::fs::create_dir_all(&self.dir)?;
         let temp = self.dir.join(format!(
             ".{}.{}-{}.tmp",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("plugin"),
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("plugin"),
             std::process::id(),
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
@@ -175,7 +179,10 @@ mod tests {
         assert_ne!(a.path_for("abc"), b.path_for("abc"));
         let name = a.path_for("abc");
         let name = name.file_name().and_then(|n| n.to_str()).expect("name");
-        assert!(name.starts_with("abc-") && name.ends_with(".cwasm"), "{name}");
+        assert!(
+            name.starts_with("abc-") && name.ends_with(".cwasm"),
+            "{name}"
+        );
     }
 
     #[test]

@@ -68,8 +68,8 @@ pub(crate) fn build_engine(max_instances: u32) -> Result<(Engine, Allocator), Ru
             }
         },
     }
-    let engine = Engine::new(&engine_config(None))
-        .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+    let engine =
+        Engine::new(&engine_config(None)).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
     Ok((engine, Allocator::OnDemand))
 }
 
@@ -112,9 +112,14 @@ fn pooling_config(max_instances: u32) -> PoolingAllocationConfig {
 /// The process's address-space limit (`ulimit -v`), if it has one.
 fn address_space_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max address space"))?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max address space"))?;
     // "Max address space   <soft>   <hard>   bytes"
-    let soft = line.trim_start_matches("Max address space").split_whitespace().next()?;
+    let soft = line
+        .trim_start_matches("Max address space")
+        .split_whitespace()
+        .next()?;
     soft.parse().ok()
 }
 

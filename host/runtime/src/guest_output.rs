@@ -52,7 +52,9 @@ impl OutputTail {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One guest output stream (stdout or stderr) of one instance.
@@ -134,6 +136,9 @@ impl OutputInner {
     fn emit(&self, line: &[u8]) {
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end();
+        if line.is_empty() {
+            return;
+        }
         let (plugin, route) = (&*self.guest.plugin, &*self.guest.route);
         match self.kind {
             Kind::Stderr => tracing::warn!(plugin, route, stream = "stderr", "{line}"),
@@ -182,7 +187,11 @@ impl OutputStream for GuestOutput {
 }
 
 impl tokio::io::AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.write_bytes(buf);
         Poll::Ready(Ok(buf.len()))
     }

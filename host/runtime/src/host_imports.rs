@@ -112,7 +112,13 @@ impl HostState {
 /// `[a-zA-Z0-9_]` only: every other character becomes `_`.
 pub(crate) fn sanitize_metric_name(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

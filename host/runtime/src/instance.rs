@@ -167,7 +167,11 @@ fn classify(error: &wasmtime::Error, state: &HostState, limits: &Limits) -> Plug
     if stderr.is_empty() {
         PluginFault::Trap(cause)
     } else {
-        let stderr: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let stderr: Vec<&str> = stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         PluginFault::Trap(format!("{cause}; guest stderr: {}", stderr.join(" | ")))
     }
 }

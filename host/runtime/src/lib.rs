@@ -148,7 +148,8 @@ impl Runtime {
     pub fn with_clock(config: RuntimeConfig, clock: Arc<dyn Clock>) -> Result<Self, RuntimeError> {
         let (engine, allocator) = engine::build_engine(config.max_instances)?;
         let mut linker = Linker::new(&engine);
-        instance::link(&mut linker).map_err(|e| RuntimeError::Engine(format!("linking host imports: {e:#}")))?;
+        instance::link(&mut linker)
+            .map_err(|e| RuntimeError::Engine(format!("linking host imports: {e:#}")))?;
         let ticker = EpochTicker::start(engine.clone())?;
         let cache = CompileCache::new(config.cache_dir.clone(), &engine);
         Ok(Runtime {
@@ -292,7 +293,9 @@ fn check_component_header(bytes: &[u8]) -> Result<(), &'static str> {
         return Err("not a WebAssembly file");
     }
     if bytes[6..8] == [0, 0] {
-        return Err("a core WebAssembly module, not a component (build the plugin for wasm32-wasip2)");
+        return Err(
+            "a core WebAssembly module, not a component (build the plugin for wasm32-wasip2)",
+        );
     }
     Ok(())
 }

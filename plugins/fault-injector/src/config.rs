@@ -81,6 +81,10 @@ pub struct Config {
     /// `counter-incr`, so across instances and threads); absent = every call.
     #[serde(default)]
     pub after: Option<u64>,
+    /// With `after`: how many calls fault (from the `after`th on); absent =
+    /// all later calls. `"after": 2, "times": 1` faults the 2nd call only.
+    #[serde(default)]
+    pub times: Option<u64>,
     /// Name of the shared call counter `after` uses (default
     /// `calls-<hook>`); give routes sharing the plugin different names.
     #[serde(default)]
@@ -122,6 +126,9 @@ impl Config {
         }
         if config.after == Some(0) {
             return Err("`after` counts calls from 1".into());
+        }
+        if config.times.is_some() && config.after.is_none() {
+            return Err("`times` needs `after`".into());
         }
         if config.rate_limit.rate_milli == 0 {
             return Err("`rate_limit.rate_milli` must be above 0".into());

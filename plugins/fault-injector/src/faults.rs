@@ -12,7 +12,12 @@ pub fn maybe_fault(config: &Config, hook: Hook) {
     }
     if let Some(after) = config.after {
         let calls = host::counter_incr(&config.counter_key(), 1, 0);
-        if calls < after as i64 {
+        let last = config.times.map_or(i64::MAX, |times| {
+            (after as i64)
+                .saturating_add(times as i64)
+                .saturating_sub(1)
+        });
+        if calls < after as i64 || calls > last {
             return;
         }
     }

@@ -7,7 +7,7 @@
 //! Config (JSON, the route's `[routes.plugins.config]` table):
 //! `{"mode": "ok"|"trap"|"loop"|"alloc"|"reject"|"state",
 //!   "hook": "configure"|"request"|"response"|"log", "after": N,
-//!   "counter": "name", "hooks": ["request", "response", "log"],
+//!   "times": N, "counter": "name", "hooks": ["request", "response", "log"],
 //!   "message": "...", "ttl_ms": N,
 //!   "rate_limit": {"zone", "rate_milli", "burst", "delay", "dry_run"}}`
 

@@ -256,7 +256,10 @@ mod tests {
             .into_iter()
             .map(|h| h.join().expect("thread"))
             .collect();
-        let passed = decisions.iter().filter(|d| **d == RateDecision::Pass).count();
+        let passed = decisions
+            .iter()
+            .filter(|d| **d == RateDecision::Pass)
+            .count();
         let delayed = decisions
             .iter()
             .filter(|d| matches!(d, RateDecision::Delay(_)))
@@ -297,9 +300,9 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                RateDecision::Pass,     // excess 0
-                RateDecision::Pass,     // 1000
-                RateDecision::Pass,     // 2000
+                RateDecision::Pass,       // excess 0
+                RateDecision::Pass,       // 1000
+                RateDecision::Pass,       // 2000
                 RateDecision::Delay(100), // 3000
                 RateDecision::Delay(200), // 4000
                 RateDecision::Reject(100),
@@ -337,7 +340,7 @@ mod tests {
         let zone = zone(3_000, 1, 1);
         assert_eq!(zone.check("k", 0), RateDecision::Pass); // 0
         assert_eq!(zone.check("k", 0), RateDecision::Pass); // 1000
-        // 333 ms leak 999: excess 1000 - 999 + 1000 = 1001 > 1000.
+                                                            // 333 ms leak 999: excess 1000 - 999 + 1000 = 1001 > 1000.
         assert_eq!(zone.check("k", 333), RateDecision::Reject(1));
         // 334 ms leak 1002: excess 998.
         assert_eq!(zone.check("k", 334), RateDecision::Pass);
@@ -411,9 +414,7 @@ mod tests {
         let again = zones.zone(spec.clone()).expect("zone");
         assert!(matches!(again.check("k", 0), RateDecision::Reject(_)));
         // Changed burst: fresh state.
-        let changed = zones
-            .zone(ZoneSpec { burst: 3, ..spec })
-            .expect("zone");
+        let changed = zones.zone(ZoneSpec { burst: 3, ..spec }).expect("zone");
         assert_eq!(changed.check("k", 0), RateDecision::Pass);
     }
 
@@ -450,6 +451,9 @@ mod tests {
             zones.zone(spec("a")).expect("a").check("k", 40),
             RateDecision::Reject(_)
         ));
-        assert_eq!(zones.zone(spec("b")).expect("b").check("k", 40), RateDecision::Pass);
+        assert_eq!(
+            zones.zone(spec("b")).expect("b").check("k", 40),
+            RateDecision::Pass
+        );
     }
 }
