@@ -153,6 +153,8 @@ pub enum ConfigErrorKind {
     UndefinedPlugin { name: String },
     #[error("error page status \"{0}\" must be a number between 400 and 599")]
     ErrorPageStatus(String),
+    #[error("error page status {0} is given twice")]
+    ErrorPageDuplicate(u16),
     #[error("error page {path}: {reason}")]
     ErrorPageFile { path: PathBuf, reason: String },
     #[error("plugin config cannot be passed as JSON: {0}")]

@@ -264,6 +264,9 @@ impl RouteBuilder<'_> {
                         ConfigErrorKind::ErrorPageStatus(status.get_ref().clone()),
                     )
                 })?;
+            if pages.contains_key(&code) {
+                return Err(self.error(status.span(), ConfigErrorKind::ErrorPageDuplicate(code)));
+            }
             let path = resolve_path(self.targets.base_dir, file.get_ref());
             let page = self.at(file.span(), read_error_page(path))?;
             pages.insert(code, Arc::new(page));
