@@ -7,9 +7,10 @@
 
 use std::time::UNIX_EPOCH;
 
-use tailgate_runtime::{Header, LogRecord};
+use tailgate_runtime::{Header, HookSet, LogRecord};
 
 use super::context::{protocol_name, RequestContext};
+use super::run_hook;
 use crate::access_log::{default_line, AccessLog};
 use crate::plugin_chain::LogDecision;
 
@@ -48,9 +49,10 @@ impl PendingLog {
     pub fn emit(self, bytes_sent: u64) {
         let record = self.record(bytes_sent);
         record_metrics(&self.ctx, &record);
-        let line = match &self.ctx.chain {
+        let hooked = self.ctx.chain.as_ref().filter(|c| c.has_hook(HookSet::LOG));
+        let line = match hooked {
             None => Some(default_line(&record)),
-            Some(chain) => match chain.on_log(&record) {
+            Some(chain) => match run_hook(|| chain.on_log(&record)) {
                 LogDecision::Line(line) => Some(line.line),
                 LogDecision::Drop => None,
                 LogDecision::Default => Some(default_line(&record)),

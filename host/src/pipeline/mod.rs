@@ -44,7 +44,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
-use tailgate_runtime::RequestHead;
+use tailgate_runtime::{HookSet, RequestHead};
 
 use self::body::{full_body, BoxError, ProxyBody};
 use self::context::RequestContext;
@@ -191,8 +191,8 @@ impl Proxy {
 /// Phase 3: the route's request hooks. `Some` is an answer that skips the
 /// upstream (a plugin's own, or a host-made 500 when a plugin failed).
 async fn request_hooks(ctx: &mut RequestContext, head: &mut RequestHead) -> Option<Reply> {
-    let chain = ctx.chain.clone()?;
-    match chain.on_request(head) {
+    let chain = ctx.chain.clone().filter(|c| c.has_hook(HookSet::REQUEST))?;
+    match run_hook(|| chain.on_request(head)) {
         RequestDecision::Continue { delay_ms, vars } => {
             ctx.vars.extend(vars);
             if delay_ms > 0 {
@@ -216,6 +216,18 @@ async fn request_hooks(ctx: &mut RequestContext, head: &mut RequestHead) -> Opti
                 &ctx.client.request_id,
             ))
         }
+    }
+}
+
+/// Run a plugin hook call: synchronous, and CPU-bound for up to its time
+/// budget. On a multi-thread runtime the worker's other tasks are handed to
+/// another thread first (`block_in_place`), so a slow plugin does not stall
+/// unrelated connections and the plugin runtime may block on its own I/O
+/// (guest stdout/stderr) without tripping tokio's nested-runtime check.
+pub(crate) fn run_hook<R>(call: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(call),
+        _ => call(),
     }
 }
 

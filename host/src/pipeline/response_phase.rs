@@ -7,12 +7,13 @@
 
 use http::{header, Response};
 use http_body_util::BodyExt;
-use tailgate_runtime::{RequestHead, ResponseHead};
+use tailgate_runtime::{HookSet, RequestHead, ResponseHead};
 
 use super::body::{empty_body, LogGuard, LoggedBody, ProxyBody};
 use super::context::{headers_to_list, list_to_headers, RequestContext};
 use super::log_phase::PendingLog;
 use super::reply::Reply;
+use super::run_hook;
 use crate::access_log::AccessLog;
 use crate::error::ProxyError;
 use crate::forwarding::strip_hop_by_hop;
@@ -31,13 +32,14 @@ pub fn finish(
         mut upgrade,
     } = reply;
 
-    if let (Some(chain), Some(head)) = (ctx.chain.as_ref(), head) {
+    let hooked = ctx.chain.as_ref().filter(|c| c.has_hook(HookSet::RESPONSE));
+    if let (Some(chain), Some(head)) = (hooked, head) {
         let mut resp_head = ResponseHead {
             status: response.status().as_u16(),
             headers: headers_to_list(response.headers()),
             host_generated,
         };
-        match chain.on_response(head, &mut resp_head) {
+        match run_hook(|| chain.on_response(head, &mut resp_head)) {
             Ok(()) => {
                 let keep_upgrade = upgrade
                     .as_ref()
