@@ -200,6 +200,10 @@ mod tests {
     use crate::config::model::HostHeader;
 
     fn upstream(url: &str) -> HttpUpstreamClient {
+        upstream_with(url, true)
+    }
+
+    fn upstream_with(url: &str, tls_verify: bool) -> HttpUpstreamClient {
         let url: Uri = url.parse().expect("url");
         let tls = url.scheme_str() == Some("https");
         let config = HttpUpstream {
@@ -210,7 +214,7 @@ mod tests {
             host_header: HostHeader::Upstream,
             connect_timeout: Duration::from_millis(500),
             response_timeout: Duration::from_millis(300),
-            tls_verify: true,
+            tls_verify,
         };
         HttpUpstreamClient::new(&UpstreamName("u".into()), &config).expect("client")
     }
@@ -274,5 +278,87 @@ mod tests {
             "{took:?}"
         );
         holder.abort();
+    }
+
+    /// An HTTPS server on loopback with a self-signed certificate for
+    /// "localhost"; answers with the SNI name it was asked for.
+    async fn self_signed_https() -> SocketAddr {
+        use std::sync::Arc;
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+        let cert = certified.cert.der().clone();
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(socket).await else {
+                        return;
+                    };
+                    let sni = tls.get_ref().1.server_name().unwrap_or("").to_string();
+                    let service = hyper::service::service_fn(move |_req| {
+                        let body = format!("secure sni={sni}");
+                        async move {
+                            Ok::<_, std::convert::Infallible>(Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(body)),
+                            ))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn tls_is_verified_unless_the_upstream_opts_out() {
+        use http_body_util::BodyExt;
+        let addr = self_signed_https().await;
+        let url = format!("https://localhost:{}", addr.port());
+        let get = |client: &HttpUpstreamClient| {
+            Request::get(client.uri_for("/", None).expect("uri"))
+                .body(crate::pipeline::body::empty_body())
+                .expect("request")
+        };
+
+        let verifying = upstream_with(&url, true);
+        let err = verifying
+            .send(get(&verifying), &BodyCounter::default())
+            .await
+            .expect_err("a self-signed certificate is refused");
+        assert!(matches!(err, ProxyError::UpstreamConnect { .. }), "{err:?}");
+        assert_eq!(err.status(), http::StatusCode::BAD_GATEWAY);
+
+        let trusting = upstream_with(&url, false);
+        let answer = trusting
+            .send(get(&trusting), &BodyCounter::default())
+            .await
+            .expect("tls_verify = false accepts it");
+        assert_eq!(answer.peer.map(|p| p.port()), Some(addr.port()));
+        let body = answer
+            .response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(&body[..], b"secure sni=localhost");
     }
 }
