@@ -102,3 +102,98 @@ impl ConnectionServer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access_log::AccessLog;
+    use crate::pipeline::ActiveConfig;
+    use crate::plugin_chain::PluginChains;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A real listener on loopback served by `ConnectionServer`; unknown
+    /// hosts are closed without a response.
+    async fn serve() -> (SocketAddr, tokio::sync::mpsc::Receiver<String>) {
+        let config = r#"
+[server]
+listen = ["127.0.0.1:0"]
+unknown_host = { action = "close" }
+[upstreams.files]
+static = "."
+[[routes]]
+name = "files"
+hosts = ["files.test"]
+path = "/"
+upstream = "files"
+"#;
+        let dir = std::env::temp_dir();
+        let config = crate::config::parse(config, &dir.join("config.toml")).expect("config");
+        let active = ActiveConfig::new(
+            Arc::new(config),
+            Arc::new(PluginChains::from_chains(vec![])),
+        )
+        .expect("active config");
+        let (log, lines) = AccessLog::channel(16);
+        let graceful = Arc::new(GracefulShutdown::new());
+        let server = ConnectionServer::new(Proxy::new(active, log), graceful);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(server.accept_loop(listener));
+        (addr, lines)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http1_unknown_host_close_sends_nothing() {
+        let (addr, mut lines) = serve().await;
+        let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        socket
+            .write_all(b"GET / HTTP/1.1\r\nHost: nobody.test\r\n\r\n")
+            .await
+            .expect("write");
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut out))
+            .await
+            .expect("closed in time")
+            .expect("read");
+        assert!(out.is_empty(), "{:?}", String::from_utf8_lossy(&out));
+        let line = lines.recv().await.expect("logged");
+        assert!(line.contains("\"status\":444"), "{line}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn h2c_prior_knowledge_works_and_a_closed_stream_keeps_the_connection() {
+        let (addr, _lines) = serve().await;
+        let socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(socket))
+                .await
+                .expect("h2c handshake");
+        tokio::spawn(connection);
+        let request = |authority: &str| {
+            http::Request::get(format!("http://{authority}/healthz-not"))
+                .body(Empty::<Bytes>::new())
+                .expect("request")
+        };
+
+        // Unknown host: this stream is reset, nothing is answered.
+        let refused = sender.send_request(request("nobody.test")).await;
+        assert!(refused.is_err(), "{refused:?}");
+
+        // The same connection still serves the next stream.
+        let health = http::Request::get("http://files.test/healthz")
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let resp = sender.send_request(health).await.expect("served");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(&body[..], b"ok");
+        let missing = sender
+            .send_request(request("files.test"))
+            .await
+            .expect("served");
+        assert_eq!(missing.status(), 404);
+    }
+}
