@@ -48,6 +48,9 @@ pub async fn run(
     if config.server.listen.is_empty() {
         return Err(ServerError::NoListener);
     }
+    // Listen for the signals before announcing the listeners, so a stop
+    // request right after start-up is a clean shutdown too.
+    let shutdown = shutdown_signal();
     let active = ActiveConfig::new(config.clone(), chains)?;
     let (access_log, log_writer) = AccessLog::stdout();
     let proxy = Proxy::new(active, access_log);
@@ -72,7 +75,7 @@ pub async fn run(
         accepting.spawn(server.clone().accept_loop(listener));
     }
     drop(server);
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down: no new connections; draining open ones");
     accepting.shutdown().await;
     match Arc::try_unwrap(graceful) {
@@ -93,26 +96,40 @@ pub async fn run(
     Ok(())
 }
 
-/// SIGINT (Ctrl-C) or SIGTERM (what Fly sends on stop).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what Fly sends on stop). The
+/// handlers are installed when this is called, not when it is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    #[cfg(unix)]
+    let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match term {
+                    Ok(mut term) => {
+                        term.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            let int = async {
+                match int {
+                    Ok(mut int) => {
+                        int.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = term => {}
+                _ = int => {}
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
