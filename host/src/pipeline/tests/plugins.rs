@@ -1,0 +1,240 @@
+//! Plugin chains in the pipeline: edits, delays, immediate answers, faults,
+//! and what response and log hooks see.
+
+use super::*;
+
+// === plugins ===
+
+type Seen = Arc<Mutex<Vec<String>>>;
+
+type RequestScript = Box<dyn Fn(&RequestHead) -> Result<RequestAction, PluginFault> + Send + Sync>;
+
+/// A plugin that does what the test says and notes what it saw.
+struct Scripted {
+    hooks: HookSet,
+    seen: Seen,
+    request: RequestScript,
+    response_fails: bool,
+    log: Option<String>,
+}
+
+impl PluginHooks for Scripted {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+    fn hooks(&self) -> HookSet {
+        self.hooks
+    }
+    fn on_request(&self, req: &RequestHead) -> Result<RequestAction, PluginFault> {
+        self.seen
+            .lock()
+            .expect("lock")
+            .push(format!("request {} {}", req.path, req.request_id));
+        (self.request)(req)
+    }
+    fn on_response(
+        &self,
+        _req: &RequestHead,
+        resp: &ResponseHead,
+    ) -> Result<ResponseEdits, PluginFault> {
+        self.seen.lock().expect("lock").push(format!(
+            "response {} host_generated={}",
+            resp.status, resp.host_generated
+        ));
+        if self.response_fails {
+            return Err(PluginFault::Trap("boom".into()));
+        }
+        Ok(ResponseEdits {
+            headers: vec![HeaderEdit {
+                op: HeaderOp::Set,
+                name: "x-plugin".into(),
+                value: b"yes".to_vec(),
+            }],
+        })
+    }
+    fn on_log(&self, rec: &LogRecord) -> Result<Option<LogLine>, PluginFault> {
+        let vars: Vec<String> = rec
+            .vars
+            .iter()
+            .map(|v| format!("{}={}", v.name, v.value))
+            .collect();
+        Ok(self.log.as_ref().map(|prefix| LogLine {
+            line: format!(
+                "{prefix} {} {} {} {}",
+                rec.status,
+                rec.bytes_sent,
+                rec.route,
+                vars.join(",")
+            ),
+            labels: vec![],
+        }))
+    }
+}
+
+fn scripted(
+    seen: &Seen,
+    request: impl Fn(&RequestHead) -> Result<RequestAction, PluginFault> + Send + Sync + 'static,
+) -> Scripted {
+    Scripted {
+        hooks: HookSet::REQUEST | HookSet::RESPONSE | HookSet::LOG,
+        seen: seen.clone(),
+        request: Box::new(request),
+        response_fails: false,
+        log: Some("custom".into()),
+    }
+}
+
+fn chain(plugin: Scripted, policy: FailurePolicy) -> RouteChain {
+    RouteChain::new(
+        RouteName("app".into()),
+        vec![ChainEntry::new(Box::new(plugin), policy)],
+    )
+}
+
+fn continue_with(headers: Vec<HeaderEdit>, path: Option<&str>, delay_ms: u32) -> RequestAction {
+    RequestAction::Continue(RequestEdits {
+        headers,
+        path: path.map(str::to_string),
+        delay_ms,
+        vars: vec![Var {
+            name: "seen".into(),
+            value: "1".into(),
+        }],
+    })
+}
+
+#[tokio::test]
+async fn request_edits_reach_the_upstream_and_response_edits_the_client() {
+    let up = echo_upstream().await;
+    let seen = Seen::default();
+    let plugin = scripted(&seen, |_| {
+        Ok(continue_with(
+            vec![HeaderEdit {
+                op: HeaderOp::Set,
+                name: "x-added".into(),
+                value: b"1".to_vec(),
+            }],
+            Some("/rewritten?q=2"),
+            0,
+        ))
+    });
+    let mut h = harness(
+        &config(up, "", ""),
+        vec![chain(plugin, FailurePolicy::Closed)],
+    );
+    let a = h.get("app.test", "/orig").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json()["uri"], "/base/rewritten?q=2");
+    assert_eq!(a.echoed("x-added").as_deref(), Some("1"));
+    assert_eq!(a.headers["x-plugin"], "yes");
+    let line = h.log.try_recv().expect("log line");
+    assert_eq!(line, format!("custom 200 {} app seen=1", a.body.len()));
+    let seen = seen.lock().expect("lock").clone();
+    assert!(seen[0].starts_with("request /orig "), "{seen:?}");
+    assert_eq!(seen[1], "response 200 host_generated=false");
+}
+
+#[tokio::test]
+async fn delay_is_honoured() {
+    let up = echo_upstream().await;
+    let seen = Seen::default();
+    let plugin = scripted(&seen, |_| Ok(continue_with(vec![], None, 150)));
+    let h = harness(
+        &config(up, "", ""),
+        vec![chain(plugin, FailurePolicy::Closed)],
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(h.get("app.test", "/").await.status, StatusCode::OK);
+    assert!(started.elapsed() >= Duration::from_millis(150));
+}
+
+#[tokio::test]
+async fn a_plugin_answer_skips_the_upstream_and_still_runs_response_and_log_hooks() {
+    let up = echo_upstream().await;
+    let seen = Seen::default();
+    let plugin = scripted(&seen, |_| {
+        Ok(RequestAction::Respond(ImmediateResponse {
+            status: 403,
+            headers: vec![tailgate_runtime::Header {
+                name: "content-type".into(),
+                value: b"text/plain".to_vec(),
+            }],
+            body: b"denied\n".to_vec(),
+            vars: vec![Var {
+                name: "why".into(),
+                value: "rule".into(),
+            }],
+        }))
+    });
+    let mut h = harness(
+        &config(up, "", ""),
+        vec![chain(plugin, FailurePolicy::Closed)],
+    );
+    let a = h.get("app.test", "/secret").await;
+    assert_eq!(
+        (a.status, &a.body[..]),
+        (StatusCode::FORBIDDEN, &b"denied\n"[..])
+    );
+    assert_eq!(a.headers["x-plugin"], "yes");
+    assert_eq!(h.log.try_recv().expect("line"), "custom 403 7 app why=rule");
+    assert_eq!(
+        seen.lock().expect("lock")[1],
+        "response 403 host_generated=false"
+    );
+}
+
+#[tokio::test]
+async fn failing_plugins_give_host_made_500s_seen_as_host_generated() {
+    let up = echo_upstream().await;
+    let seen = Seen::default();
+    let plugin = scripted(&seen, |_| Err(PluginFault::Trap("unreachable".into())));
+    let mut h = harness(
+        &config(up, "", ""),
+        vec![chain(plugin, FailurePolicy::Closed)],
+    );
+    let a = h.get("app.test", "/").await;
+    assert_eq!(
+        (a.status, &a.body[..]),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &b"500 Internal Server Error\n"[..]
+        )
+    );
+    assert_eq!(
+        seen.lock().expect("lock")[1],
+        "response 500 host_generated=true"
+    );
+    assert_eq!(h.log.try_recv().expect("line"), "custom 500 26 app ");
+
+    // A failing response hook (fail-closed) replaces the answer with a 500.
+    let seen = Seen::default();
+    let mut plugin = scripted(&seen, |_| Ok(continue_with(vec![], None, 0)));
+    plugin.response_fails = true;
+    let h = harness(
+        &config(up, "", ""),
+        vec![chain(plugin, FailurePolicy::Closed)],
+    );
+    let a = h.get("app.test", "/").await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!a.headers.contains_key("x-plugin"));
+}
+
+#[tokio::test]
+async fn upstream_errors_are_seen_by_response_hooks_as_host_generated() {
+    let up = echo_upstream().await;
+    let seen = Seen::default();
+    let mut plugin = scripted(&seen, |_| Ok(continue_with(vec![], None, 0)));
+    plugin.log = None;
+    let routes = "";
+    let cfg = config(up, "", routes).replace("upstream = \"echo\"", "upstream = \"dead\"");
+    let mut h = harness(&cfg, vec![chain(plugin, FailurePolicy::Closed)]);
+    let a = h.get("app.test", "/").await;
+    assert_eq!(a.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(a.headers["x-plugin"], "yes");
+    assert_eq!(
+        seen.lock().expect("lock")[1],
+        "response 502 host_generated=true"
+    );
+    // The log hook dropped the line.
+    assert!(h.log.try_recv().is_err());
+}
