@@ -31,10 +31,8 @@ impl TempDir {
     pub fn new(tag: &str) -> Self {
         static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "tailgate-e2e-{tag}-{}-{n}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("tailgate-e2e-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
@@ -122,7 +120,10 @@ impl Tailgate {
             .arg("run")
             .arg("--config")
             .arg(&config_path)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -130,8 +131,16 @@ impl Tailgate {
             .map_err(|e| format!("spawn tailgate: {e}"))?;
         let stdout = Lines::default();
         let stderr = Lines::default();
-        capture(child.stdout.take().expect("stdout"), stdout.clone(), "stdout");
-        capture(child.stderr.take().expect("stderr"), stderr.clone(), "stderr");
+        capture(
+            child.stdout.take().expect("stdout"),
+            stdout.clone(),
+            "stdout",
+        );
+        capture(
+            child.stderr.take().expect("stderr"),
+            stderr.clone(),
+            "stderr",
+        );
         let deadline = Instant::now() + Duration::from_secs(60);
         let expected = count_listen(config);
         loop {

@@ -12,11 +12,23 @@ use tailgate_e2e::repo_root;
 fn default_config_on_free_port() -> String {
     let root = repo_root();
     let text = std::fs::read_to_string(root.join("config.toml")).expect("read config.toml");
-    text.replace("listen = [\"127.0.0.1:8080\"]", "listen = [\"127.0.0.1:0\"]")
-        .replace("cache_dir = \".tailgate/cache\"", &format!("cache_dir = \"{}\"", test_cache_dir().display()))
-        .replace("= \"plugins/", &format!("= \"{}/plugins/", root.display()))
-        .replace("static = \"www\"", &format!("static = \"{}/www\"", root.display()))
-        .replace("\"www/50x.html\"", &format!("\"{}/www/50x.html\"", root.display()))
+    text.replace(
+        "listen = [\"127.0.0.1:8080\"]",
+        "listen = [\"127.0.0.1:0\"]",
+    )
+    .replace(
+        "cache_dir = \".tailgate/cache\"",
+        &format!("cache_dir = \"{}\"", test_cache_dir().display()),
+    )
+    .replace("= \"plugins/", &format!("= \"{}/plugins/", root.display()))
+    .replace(
+        "static = \"www\"",
+        &format!("static = \"{}/www\"", root.display()),
+    )
+    .replace(
+        "\"www/50x.html\"",
+        &format!("\"{}/www/50x.html\"", root.display()),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -27,41 +39,84 @@ async fn default_config_serves_the_landing_page_through_the_plugin() {
     assert_eq!(r.status, 200);
     assert!(r.text().contains("Tailgate is running"));
     assert_eq!(r.header("x-frame-options").as_deref(), Some("DENY"));
-    assert!(r.header("content-type").unwrap_or_default().starts_with("text/html"));
+    assert!(r
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("text/html"));
     assert_eq!(get(tg.addr(), "localhost", "/.env").await.status, 403);
     let r = get(tg.addr(), "localhost", "/old/index.html").await;
     assert_eq!(r.status, 301);
-    assert_eq!(r.header("location").as_deref(), Some("http://localhost/index.html"));
-    assert_eq!(get(tg.addr(), "localhost", "/../Cargo.toml").await.status, 404);
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("http://localhost/index.html")
+    );
+    assert_eq!(
+        get(tg.addr(), "localhost", "/../Cargo.toml").await.status,
+        404
+    );
 }
 
 #[test]
 fn check_accepts_the_default_config() {
     let dir = TempDir::new("check");
     let cfg = dir.write("config.toml", &default_config_on_free_port());
-    let out = Command::new(tailgate_bin()).arg("check").arg(&cfg).output().expect("run check");
-    assert!(out.status.success(), "check failed: {}", String::from_utf8_lossy(&out.stderr));
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(tailgate_bin())
+        .arg("check")
+        .arg(&cfg)
+        .output()
+        .expect("run check");
+    assert!(
+        out.status.success(),
+        "check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(all.contains("ok"), "{all}");
 }
 
 #[test]
 fn check_reports_a_bad_config_with_its_location_and_exits_1() {
     let dir = TempDir::new("check");
-    let bad = default_config_on_free_port().replace("max_body_size = \"1MiB\"", "max_body_size = \"1 parsec\"");
+    let bad = default_config_on_free_port()
+        .replace("max_body_size = \"1MiB\"", "max_body_size = \"1 parsec\"");
     let cfg = dir.write("config.toml", &bad);
-    let out = Command::new(tailgate_bin()).arg("check").arg(&cfg).output().expect("run check");
+    let out = Command::new(tailgate_bin())
+        .arg("check")
+        .arg(&cfg)
+        .output()
+        .expect("run check");
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    let line = bad.lines().position(|l| l.contains("1 parsec")).expect("line") + 1;
-    assert!(err.contains(&format!("config.toml:{line}:")), "error lacks file:line: {err}");
+    let err =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let line = bad
+        .lines()
+        .position(|l| l.contains("1 parsec"))
+        .expect("line")
+        + 1;
+    assert!(
+        err.contains(&format!("config.toml:{line}:")),
+        "error lacks file:line: {err}"
+    );
     assert!(err.contains("site"), "error lacks the route name: {err}");
 
     // A plugin that rejects its route config fails the check too.
-    let bad = default_config_on_free_port().replace("response.always = true", "response.always = \"yes\"");
+    let bad = default_config_on_free_port()
+        .replace("response.always = true", "response.always = \"yes\"");
     let cfg = dir.write("config2.toml", &bad);
-    let out = Command::new(tailgate_bin()).arg("check").arg(&cfg).output().expect("run check");
+    let out = Command::new(tailgate_bin())
+        .arg("check")
+        .arg(&cfg)
+        .output()
+        .expect("run check");
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(err.contains("header-rewrite") && err.contains("site"), "{err}");
+    let err =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        err.contains("header-rewrite") && err.contains("site"),
+        "{err}"
+    );
 }

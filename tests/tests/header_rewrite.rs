@@ -9,8 +9,9 @@ use tailgate_e2e::upstream::{dead_upstream, TestUpstream};
 
 fn config(up: &TestUpstream, always: bool) -> String {
     let dead = dead_upstream();
-    base_config("") + &format!(
-        r#"
+    base_config("")
+        + &format!(
+            r#"
 [upstreams.app]
 url = "{up}"
 [upstreams.dead]
@@ -50,8 +51,8 @@ plugin = "header-rewrite"
 response.set = {{ "X-Frame-Options" = "DENY" }}
 response.always = {always}
 "#,
-        up = up.url()
-    )
+            up = up.url()
+        )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -62,12 +63,19 @@ async fn request_headers_are_set_appended_and_removed_with_placeholders() {
         tg.addr(),
         "app.test",
         "/path?x=1",
-        &[("x-secret", "s3cr3t"), ("x-multi", "one"), ("user-agent", "curl/8")],
+        &[
+            ("x-secret", "s3cr3t"),
+            ("x-multi", "one"),
+            ("user-agent", "curl/8"),
+        ],
     )
     .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.echoed_header("x-client").as_deref(), Some("127.0.0.1"));
-    assert_eq!(r.echoed_header("x-orig").as_deref(), Some("http://app.test/path?x=1"));
+    assert_eq!(
+        r.echoed_header("x-orig").as_deref(),
+        Some("http://app.test/path?x=1")
+    );
     assert_eq!(r.echoed_header("x-ua").as_deref(), Some("ua=curl/8"));
     assert_eq!(r.echoed_headers("x-multi"), vec!["one", "two"]);
     assert_eq!(r.echoed_header("x-secret"), None);
@@ -80,9 +88,16 @@ async fn response_headers_are_edited_and_request_id_matches() {
     let r = get(tg.addr(), "app.test", "/r").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-frame-options").as_deref(), Some("DENY"));
-    assert_eq!(r.header("server"), None, "upstream's Server header must be removed");
+    assert_eq!(
+        r.header("server"),
+        None,
+        "upstream's Server header must be removed"
+    );
     let req_id = r.header("x-req").expect("x-req set from {request_id}");
-    assert_eq!(r.echoed_header("x-request-id").as_deref(), Some(req_id.as_str()));
+    assert_eq!(
+        r.echoed_header("x-request-id").as_deref(),
+        Some(req_id.as_str())
+    );
     let rec = tg.wait_log("request_uri", "/r");
     assert_eq!(rec["request_id"].as_str(), Some(req_id.as_str()));
 }
@@ -108,9 +123,16 @@ async fn deny_rules_answer_without_reaching_the_upstream() {
     let r = get(tg.addr(), "app.test", "/swagger/index.html").await;
     assert_eq!(r.status, 403);
     assert_eq!(r.text(), "Swagger is not public\n");
-    let r = send(tg.addr(), http::Method::DELETE, "app.test", "/thing", &[], "")
-        .await
-        .expect("delete");
+    let r = send(
+        tg.addr(),
+        http::Method::DELETE,
+        "app.test",
+        "/thing",
+        &[],
+        "",
+    )
+    .await
+    .expect("delete");
     assert_eq!(r.status, 405);
     assert_eq!(up.requests(), 0);
     // Denied requests are logged too.
@@ -124,6 +146,9 @@ async fn redirect_rules_build_location_from_placeholders_and_captures() {
     let tg = Tailgate::start(&config(&up, false));
     let r = get(tg.addr(), "app.test", "/old/docs/page").await;
     assert_eq!(r.status, 301);
-    assert_eq!(r.header("location").as_deref(), Some("https://app.test/new/docs/page"));
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("https://app.test/new/docs/page")
+    );
     assert_eq!(up.requests(), 0);
 }

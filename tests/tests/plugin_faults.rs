@@ -42,13 +42,29 @@ async fn faulting_plugins_are_stopped_and_the_policy_applied() {
     for mode in ["trap", "loop", "alloc"] {
         for round in 0..3 {
             let t = Instant::now();
-            let closed = get(tg.addr(), &format!("{mode}-closed.test"), &format!("/c{round}")).await;
+            let closed = get(
+                tg.addr(),
+                &format!("{mode}-closed.test"),
+                &format!("/c{round}"),
+            )
+            .await;
             let took = t.elapsed();
             assert_eq!(closed.status, 500, "{mode}: fail-closed answers 500");
             // The hook budget is 100 ms; allow generous slack for a debug build.
-            assert!(took < Duration::from_secs(2), "{mode}: stopped after {took:?}");
-            let open = get(tg.addr(), &format!("{mode}-open.test"), &format!("/o{round}")).await;
-            assert_eq!(open.status, 200, "{mode}: fail-open goes on as if the plugin were absent");
+            assert!(
+                took < Duration::from_secs(2),
+                "{mode}: stopped after {took:?}"
+            );
+            let open = get(
+                tg.addr(),
+                &format!("{mode}-open.test"),
+                &format!("/o{round}"),
+            )
+            .await;
+            assert_eq!(
+                open.status, 200,
+                "{mode}: fail-open goes on as if the plugin were absent"
+            );
             assert_eq!(get(tg.addr(), "healthy.test", "/").await.status, 200);
         }
     }

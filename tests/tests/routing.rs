@@ -1,10 +1,10 @@
 //! Routing through the real binary: Host (exact, wildcard, catch-all,
 //! unknown-host status or close) and path (exact, regex in order, longest prefix).
 
+use tailgate_e2e::base_config;
 use tailgate_e2e::client::{get, raw_exchange};
 use tailgate_e2e::process::Tailgate;
 use tailgate_e2e::upstream::TestUpstream;
-use tailgate_e2e::base_config;
 
 fn routes(up: &TestUpstream) -> String {
     let u = up.url();
@@ -71,7 +71,10 @@ async fn route_of(tg: &Tailgate, host: &str, path: &str) -> (u16, String) {
     let id = r.header("x-request-id").unwrap_or_default();
     let _ = id;
     let rec = tg.wait_log("request_uri", path);
-    (r.status.as_u16(), rec["route"].as_str().unwrap_or("").to_string())
+    (
+        r.status.as_u16(),
+        rec["route"].as_str().unwrap_or("").to_string(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -81,22 +84,46 @@ async fn host_and_path_routing_follow_nginx_rules() {
     let tg = Tailgate::start(&cfg);
 
     // Longest prefix wins; exact beats prefix; the first regex in config order beats prefixes.
-    assert_eq!(route_of(&tg, "app.example.com", "/x").await, (200, "exact-host-prefix".into()));
-    assert_eq!(route_of(&tg, "app.example.com", "/api/users").await, (200, "exact-host-longer-prefix".into()));
-    assert_eq!(route_of(&tg, "app.example.com", "/api/login").await, (200, "exact-path".into()));
-    assert_eq!(route_of(&tg, "app.example.com", "/api/logo.png").await, (200, "regex-first".into()));
+    assert_eq!(
+        route_of(&tg, "app.example.com", "/x").await,
+        (200, "exact-host-prefix".into())
+    );
+    assert_eq!(
+        route_of(&tg, "app.example.com", "/api/users").await,
+        (200, "exact-host-longer-prefix".into())
+    );
+    assert_eq!(
+        route_of(&tg, "app.example.com", "/api/login").await,
+        (200, "exact-path".into())
+    );
+    assert_eq!(
+        route_of(&tg, "app.example.com", "/api/logo.png").await,
+        (200, "regex-first".into())
+    );
     // Host matching is case-insensitive and ignores the port.
-    assert_eq!(route_of(&tg, "APP.example.com:8443", "/y").await, (200, "exact-host-prefix".into()));
+    assert_eq!(
+        route_of(&tg, "APP.example.com:8443", "/y").await,
+        (200, "exact-host-prefix".into())
+    );
     // Wildcards: the longest suffix wins; exact beats wildcard.
-    assert_eq!(route_of(&tg, "docs.example.com", "/w").await, (200, "wildcard".into()));
-    assert_eq!(route_of(&tg, "a.deep.example.com", "/d").await, (200, "wildcard-longer".into()));
+    assert_eq!(
+        route_of(&tg, "docs.example.com", "/w").await,
+        (200, "wildcard".into())
+    );
+    assert_eq!(
+        route_of(&tg, "a.deep.example.com", "/d").await,
+        (200, "wildcard-longer".into())
+    );
 
     // The upstream URL's path is prefixed.
     let r = get(tg.addr(), "docs.example.com", "/page?q=1").await;
     assert_eq!(r.json()["uri"], "/b-prefix/page?q=1");
 
     // Known host, no matching path: 404. Unknown host: the configured status.
-    assert_eq!(get(tg.addr(), "noroot.example.com", "/other").await.status, 404);
+    assert_eq!(
+        get(tg.addr(), "noroot.example.com", "/other").await.status,
+        404
+    );
     assert_eq!(get(tg.addr(), "unknown.test", "/").await.status, 421);
     let rec = tg.wait_log("http_host", "unknown.test");
     assert_eq!(rec["status"].as_u64(), Some(421));
@@ -110,7 +137,11 @@ async fn unknown_host_close_drops_the_connection_without_a_response() {
     let out = raw_exchange(tg.addr(), b"GET / HTTP/1.1\r\nHost: nobody.test\r\n\r\n")
         .await
         .expect("connect");
-    assert!(out.is_empty(), "expected no response bytes, got {:?}", String::from_utf8_lossy(&out));
+    assert!(
+        out.is_empty(),
+        "expected no response bytes, got {:?}",
+        String::from_utf8_lossy(&out)
+    );
     // A known host on a new connection is still served.
     assert_eq!(get(tg.addr(), "app.example.com", "/").await.status, 200);
 }

@@ -16,8 +16,9 @@ use tailgate_e2e::upstream::TestUpstream;
 use tokio_tungstenite::tungstenite::Message;
 
 fn config(up: &TestUpstream) -> String {
-    base_config("") + &format!(
-        r#"
+    base_config("")
+        + &format!(
+            r#"
 [upstreams.app]
 url = "{}"
 
@@ -35,15 +36,19 @@ path = "/"
 upstream = "app"
 max_body_size = "1KiB"
 "#,
-        up.url()
-    )
+            up.url()
+        )
 }
 
 /// A chunked request body of `total` bytes, produced lazily in 64 KiB chunks.
-fn lazy_body(total: usize) -> StreamBody<impl futures_util::Stream<Item = Result<Frame<Bytes>, std::io::Error>>> {
+fn lazy_body(
+    total: usize,
+) -> StreamBody<impl futures_util::Stream<Item = Result<Frame<Bytes>, std::io::Error>>> {
     let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
     let n = total / chunk.len();
-    StreamBody::new(futures_util::stream::iter((0..n).map(move |_| Ok(Frame::data(chunk.clone())))))
+    StreamBody::new(futures_util::stream::iter(
+        (0..n).map(move |_| Ok(Frame::data(chunk.clone()))),
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -62,7 +67,10 @@ async fn a_100_mb_upload_streams_with_bounded_memory() {
         .expect("upload finished in time")
         .expect("upload response");
     assert_eq!(resp.status(), 200);
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.expect("body").to_bytes();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
     assert_eq!(String::from_utf8_lossy(&body), total.to_string());
     let peak = tg.peak_rss();
     assert!(
@@ -76,9 +84,16 @@ async fn bodies_over_the_route_limit_get_413() {
     let up = TestUpstream::start();
     let tg = Tailgate::start(&config(&up));
     // Declared length over the limit.
-    let r = send(tg.addr(), http::Method::POST, "small.test", "/upload", &[], vec![b'a'; 4096])
-        .await
-        .expect("post");
+    let r = send(
+        tg.addr(),
+        http::Method::POST,
+        "small.test",
+        "/upload",
+        &[],
+        vec![b'a'; 4096],
+    )
+    .await
+    .expect("post");
     assert_eq!(r.status, 413);
     // Chunked (no length) over the limit: counted while streaming.
     let client = Client::builder(TokioExecutor::new()).build_http();
@@ -91,9 +106,16 @@ async fn bodies_over_the_route_limit_get_413() {
         assert_eq!(resp.status(), 413);
     }
     // Under the limit passes.
-    let r = send(tg.addr(), http::Method::POST, "small.test", "/upload", &[], vec![b'a'; 512])
-        .await
-        .expect("post");
+    let r = send(
+        tg.addr(),
+        http::Method::POST,
+        "small.test",
+        "/upload",
+        &[],
+        vec![b'a'; 512],
+    )
+    .await
+    .expect("post");
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "512");
 }
@@ -102,21 +124,30 @@ async fn bodies_over_the_route_limit_get_413() {
 async fn websocket_echo_through_the_proxy() {
     let up = TestUpstream::start();
     let tg = Tailgate::start(&config(&up));
-    let stream = tokio::net::TcpStream::connect(tg.addr()).await.expect("connect");
+    let stream = tokio::net::TcpStream::connect(tg.addr())
+        .await
+        .expect("connect");
     let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
         "ws://app.test/ws",
     )
     .expect("ws request");
-    let (mut ws, resp) = tokio_tungstenite::client_async(req, stream).await.expect("ws handshake through proxy");
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, stream)
+        .await
+        .expect("ws handshake through proxy");
     assert_eq!(resp.status(), 101);
     for i in 0..5 {
-        ws.send(Message::text(format!("hello {i}"))).await.expect("send");
+        ws.send(Message::text(format!("hello {i}")))
+            .await
+            .expect("send");
         let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
             .await
             .expect("echo in time")
             .expect("message")
             .expect("ok");
-        assert_eq!(msg.into_text().expect("text").as_str(), format!("hello {i}"));
+        assert_eq!(
+            msg.into_text().expect("text").as_str(),
+            format!("hello {i}")
+        );
     }
     ws.close(None).await.expect("close");
     let rec = tg.wait_log("request_uri", "/ws");
