@@ -1,0 +1,511 @@
+//! The field catalog: every value a line, a template or a label can take
+//! from the WIT `log-record`, under nginx's variable names where nginx has
+//! one (`remote_addr`, `request_uri`, `body_bytes_sent`, `http_<header>`,
+//! ...). Field names are resolved once at configure time into [`Field`];
+//! each line renders them in `on-log` into [`Value`]s, redaction applied.
+
+use std::borrow::Cow;
+
+use tailgate_plugin_sdk::{Header, LogRecord};
+
+use crate::redact::{Redaction, REDACTED};
+use crate::time_format;
+
+/// A field of the log record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    /// nginx `$time_iso8601`: `2025-01-02T03:04:05+00:00`.
+    TimeIso8601,
+    /// nginx `$time_local`: `02/Jan/2025:03:04:05 +0000`.
+    TimeLocal,
+    /// RFC 3339 with milliseconds, UTC, as the host gives it.
+    Timestamp,
+    /// nginx `$msec`: `1735787045.678`.
+    Msec,
+    /// The socket peer's IP (nginx `$remote_addr`).
+    RemoteAddr,
+    RemotePort,
+    ClientIp,
+    Method,
+    Scheme,
+    Protocol,
+    /// `GET /a?b HTTP/1.1` (nginx `$request`).
+    RequestLine,
+    /// Path and query as received (nginx `$request_uri`).
+    RequestUri,
+    Path,
+    /// The query without `?` (nginx `$args`).
+    Args,
+    /// Host without port, as routed.
+    Host,
+    /// The Host header as sent (nginx `$http_host`); the routed host when
+    /// the request had none (HTTP/2).
+    HttpHost,
+    Status,
+    /// `2xx`, `4xx`, ...
+    StatusClass,
+    BodyBytesSent,
+    /// Request body bytes received.
+    RequestLength,
+    RequestTime,
+    UpstreamResponseTime,
+    UpstreamAddr,
+    UpstreamCacheStatus,
+    RequestId,
+    Route,
+    /// A var set by an earlier hook (`limit_req_status`, `var:<name>`).
+    Var(Box<str>),
+    /// A request header, lower case (`http_<name>`, `request_header:<name>`).
+    RequestHeader(Box<str>),
+    /// A response header, lower case (`sent_http_<name>`,
+    /// `response_header:<name>`).
+    ResponseHeader(Box<str>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    #[error(
+        "unknown field `{0}`; known: time, time_local, timestamp, msec, remote_addr, remote_port, \
+         client_ip, request_method, scheme, server_protocol, request, request_uri, path, args, \
+         host, http_host, status, status_class, body_bytes_sent, request_length, request_time, \
+         upstream_response_time, upstream_addr, upstream_cache_status, http_user_agent, \
+         http_referer, request_id, route, limit_req_status, var:<name>, http_<header>, \
+         request_header:<name>, sent_http_<header>, response_header:<name>"
+    )]
+    Unknown(String),
+    #[error("field `{0}`: `{1}` is not a valid header name")]
+    BadHeader(String, String),
+    #[error("field `{0}`: a var name takes letters, digits, `_`, `-` and `.`")]
+    BadVar(String),
+}
+
+/// A rendered field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    Text(Cow<'a, str>),
+    Int(u64),
+    /// Seconds, printed with 3 decimals like nginx.
+    Seconds(f64),
+    /// Unix milliseconds, printed as seconds with 3 decimals (`$msec`).
+    Millis(u64),
+    /// No value (e.g. no upstream was asked).
+    Null,
+}
+
+impl Field {
+    pub fn parse(name: &str) -> Result<Field, FieldError> {
+        let field = match name {
+            "time" | "time_iso8601" => Field::TimeIso8601,
+            "time_local" => Field::TimeLocal,
+            "timestamp" => Field::Timestamp,
+            "msec" => Field::Msec,
+            "remote_addr" => Field::RemoteAddr,
+            "remote_port" => Field::RemotePort,
+            "client_ip" => Field::ClientIp,
+            "request_method" => Field::Method,
+            "scheme" => Field::Scheme,
+            "server_protocol" => Field::Protocol,
+            "request" => Field::RequestLine,
+            "request_uri" => Field::RequestUri,
+            "path" => Field::Path,
+            "args" => Field::Args,
+            "host" => Field::Host,
+            "http_host" => Field::HttpHost,
+            "status" => Field::Status,
+            "status_class" => Field::StatusClass,
+            "body_bytes_sent" => Field::BodyBytesSent,
+            "request_length" => Field::RequestLength,
+            "request_time" => Field::RequestTime,
+            "upstream_response_time" => Field::UpstreamResponseTime,
+            "upstream_addr" => Field::UpstreamAddr,
+            "upstream_cache_status" => Field::UpstreamCacheStatus,
+            "request_id" => Field::RequestId,
+            "route" => Field::Route,
+            "limit_req_status" => Field::Var("limit_req_status".into()),
+            _ => return Field::parse_prefixed(name),
+        };
+        Ok(field)
+    }
+
+    fn parse_prefixed(name: &str) -> Result<Field, FieldError> {
+        if let Some(var) = name.strip_prefix("var:") {
+            let valid = !var.is_empty()
+                && var
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+            return if valid {
+                Ok(Field::Var(var.into()))
+            } else {
+                Err(FieldError::BadVar(name.to_owned()))
+            };
+        }
+        let header = |header: &str, dashes: bool| -> Result<Box<str>, FieldError> {
+            let header = if dashes {
+                header.replace('_', "-")
+            } else {
+                header.to_owned()
+            };
+            if crate::redact::is_token(&header) {
+                Ok(header.to_ascii_lowercase().into_boxed_str())
+            } else {
+                Err(FieldError::BadHeader(name.to_owned(), header))
+            }
+        };
+        if let Some(h) = name.strip_prefix("request_header:") {
+            return Ok(Field::RequestHeader(header(h, false)?));
+        }
+        if let Some(h) = name.strip_prefix("response_header:") {
+            return Ok(Field::ResponseHeader(header(h, false)?));
+        }
+        if let Some(h) = name.strip_prefix("sent_http_") {
+            return Ok(Field::ResponseHeader(header(h, true)?));
+        }
+        if let Some(h) = name.strip_prefix("http_") {
+            return Ok(Field::RequestHeader(header(h, true)?));
+        }
+        Err(FieldError::Unknown(name.to_owned()))
+    }
+
+    /// Whether the field takes few distinct values, so it may be a Loki
+    /// label: one stream per value, and streams are what Loki indexes.
+    pub fn is_bounded(&self) -> bool {
+        match self {
+            Field::Method
+            | Field::Scheme
+            | Field::Protocol
+            | Field::Host
+            | Field::HttpHost
+            | Field::Status
+            | Field::StatusClass
+            | Field::UpstreamAddr
+            | Field::UpstreamCacheStatus
+            | Field::Route => true,
+            Field::Var(name) => &**name == "limit_req_status",
+            _ => false,
+        }
+    }
+
+    /// The value of this field for `rec`, redaction applied.
+    pub fn render<'a>(&self, rec: &'a LogRecord, redaction: &Redaction) -> Value<'a> {
+        let text = |s: &'a str| Value::Text(Cow::Borrowed(s));
+        match self {
+            Field::TimeIso8601 => owned(|out| time_format::iso8601(rec.time_unix_ms, out)),
+            Field::TimeLocal => owned(|out| time_format::local(rec.time_unix_ms, out)),
+            Field::Timestamp => text(&rec.time),
+            Field::Msec => Value::Millis(rec.time_unix_ms),
+            Field::RemoteAddr => Value::Text(redaction.peer_ip(&rec.peer_addr)),
+            Field::RemotePort => match rec.peer_addr.rsplit_once(':') {
+                Some((_, port)) => port.parse().map_or(Value::Null, Value::Int),
+                None => Value::Null,
+            },
+            Field::ClientIp => Value::Text(redaction.ip(&rec.client_ip)),
+            Field::Method => text(&rec.method),
+            Field::Scheme => text(&rec.scheme),
+            Field::Protocol => text(&rec.protocol),
+            Field::RequestLine => Value::Text(Cow::Owned(format!(
+                "{} {} {}",
+                rec.method,
+                redaction.uri(&rec.uri),
+                rec.protocol
+            ))),
+            Field::RequestUri => Value::Text(redaction.uri(&rec.uri)),
+            Field::Path => text(rec.uri.split_once('?').map_or(rec.uri.as_str(), |(p, _)| p)),
+            Field::Args => match rec.uri.split_once('?') {
+                Some((_, query)) => Value::Text(redaction.query(query)),
+                None => text(""),
+            },
+            Field::Host => text(&rec.host),
+            Field::HttpHost => match request_header(rec, "host", redaction) {
+                Some(host) => Value::Text(host),
+                None => text(&rec.host),
+            },
+            Field::Status => Value::Int(u64::from(rec.status)),
+            Field::StatusClass => owned(|out| {
+                out.push(char::from(b'0' + (rec.status / 100 % 10) as u8));
+                out.push_str("xx");
+            }),
+            Field::BodyBytesSent => Value::Int(rec.bytes_sent),
+            Field::RequestLength => Value::Int(rec.bytes_received),
+            Field::RequestTime => Value::Seconds(rec.request_time),
+            Field::UpstreamResponseTime => rec
+                .upstream_response_time
+                .map_or(Value::Null, Value::Seconds),
+            Field::UpstreamAddr => rec.upstream_addr.as_deref().map_or(Value::Null, text),
+            Field::UpstreamCacheStatus => text(&rec.cache_status),
+            Field::RequestId => text(&rec.request_id),
+            Field::Route => text(&rec.route),
+            Field::Var(name) => text(rec.var(name).unwrap_or("")),
+            Field::RequestHeader(name) => match &**name {
+                // The host lifts these two out of the headers.
+                "user-agent" => header_text(&rec.user_agent, "user-agent", redaction),
+                "referer" => match header_text(&rec.referer, "referer", redaction) {
+                    Value::Text(referer) => Value::Text(redact_referer(referer, redaction)),
+                    other => other,
+                },
+                _ => Value::Text(request_header(rec, name, redaction).unwrap_or(Cow::Borrowed(""))),
+            },
+            Field::ResponseHeader(name) => Value::Text(
+                joined(&rec.response_headers, name, redaction).unwrap_or(Cow::Borrowed("")),
+            ),
+        }
+    }
+}
+
+fn owned<'a>(write: impl FnOnce(&mut String)) -> Value<'a> {
+    let mut out = String::new();
+    write(&mut out);
+    Value::Text(Cow::Owned(out))
+}
+
+fn header_text<'a>(value: &'a str, name: &str, redaction: &Redaction) -> Value<'a> {
+    if redaction.hides_header(name) && !value.is_empty() {
+        Value::Text(Cow::Borrowed(REDACTED))
+    } else {
+        Value::Text(Cow::Borrowed(value))
+    }
+}
+
+/// A referer is a URI too: the listed query parameters are hidden in it.
+fn redact_referer<'a>(referer: Cow<'a, str>, redaction: &Redaction) -> Cow<'a, str> {
+    match referer {
+        Cow::Borrowed(text) => redaction.uri(text),
+        Cow::Owned(text) => Cow::Owned(redaction.uri(&text).into_owned()),
+    }
+}
+
+fn request_header<'a>(
+    rec: &'a LogRecord,
+    name: &str,
+    redaction: &Redaction,
+) -> Option<Cow<'a, str>> {
+    joined(&rec.request_headers, name, redaction)
+}
+
+/// Every value of header `name`, joined like nginx (`; ` for cookies, `, `
+/// otherwise); `None` when absent; `REDACTED` when listed in `redact.headers`.
+fn joined<'a>(headers: &'a [Header], name: &str, redaction: &Redaction) -> Option<Cow<'a, str>> {
+    let mut values = headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name));
+    let first = values.next()?;
+    if redaction.hides_header(name) {
+        return Some(Cow::Borrowed(REDACTED));
+    }
+    let mut text = String::from_utf8_lossy(&first.value);
+    let separator = if name == "cookie" { "; " } else { ", " };
+    for more in values {
+        let joined = text.to_mut();
+        joined.push_str(separator);
+        joined.push_str(&String::from_utf8_lossy(&more.value));
+    }
+    Some(text)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use tailgate_plugin_sdk::Var;
+
+    use super::*;
+    use crate::config::RawRedact;
+
+    /// A record as the host would hand it over.
+    pub(crate) fn record() -> LogRecord {
+        LogRecord {
+            time: "2025-01-02T03:04:05.678Z".into(),
+            time_unix_ms: 1_735_787_045_678,
+            client_ip: "198.51.100.4".into(),
+            peer_addr: "10.0.0.2:5555".into(),
+            method: "GET".into(),
+            scheme: "https".into(),
+            host: "docs.example.com".into(),
+            uri: "/search?q=tail&token=s3cret".into(),
+            protocol: "HTTP/1.1".into(),
+            status: 200,
+            bytes_sent: 1234,
+            bytes_received: 17,
+            request_time: 0.012_345,
+            upstream_response_time: Some(0.010_01),
+            upstream_addr: Some("100.64.0.1:443".into()),
+            cache_status: String::new(),
+            route: "docs".into(),
+            request_id: "01HZX".into(),
+            user_agent: "curl/8 \"quoted\"".into(),
+            referer: "https://example.com/?token=abc".into(),
+            request_headers: vec![
+                Header::new("host", "docs.example.com:8443"),
+                Header::new("user-agent", "curl/8 \"quoted\""),
+                Header::new("authorization", "Bearer xyz"),
+                Header::new("x-forwarded-for", "10.0.0.1"),
+                Header::new("X-Forwarded-For", "10.0.0.2"),
+                Header::new("cookie", "a=1"),
+                Header::new("cookie", "b=2"),
+            ],
+            response_headers: vec![Header::new("content-type", "text/html")],
+            vars: vec![Var::new("limit_req_status", "PASSED")],
+        }
+    }
+
+    fn render(name: &str, rec: &LogRecord, redaction: &Redaction) -> Value<'static> {
+        let field = Field::parse(name).unwrap_or_else(|err| panic!("{err}"));
+        match field.render(rec, redaction) {
+            Value::Text(text) => Value::Text(Cow::Owned(text.into_owned())),
+            Value::Int(n) => Value::Int(n),
+            Value::Seconds(s) => Value::Seconds(s),
+            Value::Millis(ms) => Value::Millis(ms),
+            Value::Null => Value::Null,
+        }
+    }
+
+    fn text(value: &str) -> Value<'static> {
+        Value::Text(Cow::Owned(value.to_owned()))
+    }
+
+    #[test]
+    fn nginx_variables_render_from_the_record() {
+        let rec = record();
+        let none = Redaction::default();
+        let cases = [
+            ("time", text("2025-01-02T03:04:05+00:00")),
+            ("time_local", text("02/Jan/2025:03:04:05 +0000")),
+            ("timestamp", text("2025-01-02T03:04:05.678Z")),
+            ("msec", Value::Millis(1_735_787_045_678)),
+            ("remote_addr", text("10.0.0.2")),
+            ("remote_port", Value::Int(5555)),
+            ("client_ip", text("198.51.100.4")),
+            ("request_method", text("GET")),
+            ("scheme", text("https")),
+            ("server_protocol", text("HTTP/1.1")),
+            ("request", text("GET /search?q=tail&token=s3cret HTTP/1.1")),
+            ("request_uri", text("/search?q=tail&token=s3cret")),
+            ("path", text("/search")),
+            ("args", text("q=tail&token=s3cret")),
+            ("host", text("docs.example.com")),
+            ("http_host", text("docs.example.com:8443")),
+            ("status", Value::Int(200)),
+            ("status_class", text("2xx")),
+            ("body_bytes_sent", Value::Int(1234)),
+            ("request_length", Value::Int(17)),
+            ("request_time", Value::Seconds(0.012_345)),
+            ("upstream_response_time", Value::Seconds(0.010_01)),
+            ("upstream_addr", text("100.64.0.1:443")),
+            ("upstream_cache_status", text("")),
+            ("http_user_agent", text("curl/8 \"quoted\"")),
+            ("http_referer", text("https://example.com/?token=abc")),
+            ("request_id", text("01HZX")),
+            ("route", text("docs")),
+            ("limit_req_status", text("PASSED")),
+            ("var:missing", text("")),
+            ("http_x_forwarded_for", text("10.0.0.1, 10.0.0.2")),
+            ("request_header:X-Forwarded-For", text("10.0.0.1, 10.0.0.2")),
+            ("http_cookie", text("a=1; b=2")),
+            ("http_x_absent", text("")),
+            ("sent_http_content_type", text("text/html")),
+            ("response_header:content-type", text("text/html")),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(render(name, &rec, &none), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn absent_upstream_is_null_and_http_host_falls_back() {
+        let mut rec = record();
+        rec.upstream_response_time = None;
+        rec.upstream_addr = None;
+        rec.request_headers.clear();
+        rec.uri = "/plain".into();
+        rec.peer_addr = "[2001:db8::1]:443".into();
+        let none = Redaction::default();
+        assert_eq!(render("upstream_response_time", &rec, &none), Value::Null);
+        assert_eq!(render("upstream_addr", &rec, &none), Value::Null);
+        assert_eq!(render("http_host", &rec, &none), text("docs.example.com"));
+        assert_eq!(render("args", &rec, &none), text(""));
+        assert_eq!(render("path", &rec, &none), text("/plain"));
+        assert_eq!(render("remote_addr", &rec, &none), text("2001:db8::1"));
+        assert_eq!(render("remote_port", &rec, &none), Value::Int(443));
+        rec.status = 503;
+        assert_eq!(render("status_class", &rec, &none), text("5xx"));
+    }
+
+    #[test]
+    fn redaction_applies_wherever_the_value_shows() {
+        let rec = record();
+        let redaction = Redaction::build(&RawRedact {
+            query_params: vec!["token".into()],
+            headers: vec!["authorization".into(), "user-agent".into(), "cookie".into()],
+            ip_truncate: true,
+            ..RawRedact::default()
+        })
+        .expect("valid");
+        let cases = [
+            ("request_uri", text("/search?q=tail&token=REDACTED")),
+            (
+                "request",
+                text("GET /search?q=tail&token=REDACTED HTTP/1.1"),
+            ),
+            ("args", text("q=tail&token=REDACTED")),
+            ("http_referer", text("https://example.com/?token=REDACTED")),
+            ("http_authorization", text("REDACTED")),
+            ("http_cookie", text("REDACTED")),
+            ("http_user_agent", text("REDACTED")),
+            ("http_x_absent", text("")),
+            ("client_ip", text("198.51.100.0")),
+            ("remote_addr", text("10.0.0.0")),
+            ("http_x_forwarded_for", text("10.0.0.1, 10.0.0.2")),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(render(name, &rec, &redaction), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn only_bounded_fields_may_be_labels() {
+        for name in [
+            "status",
+            "status_class",
+            "route",
+            "http_host",
+            "request_method",
+            "limit_req_status",
+        ] {
+            assert!(Field::parse(name).expect("known").is_bounded(), "{name}");
+        }
+        for name in [
+            "client_ip",
+            "remote_addr",
+            "request_uri",
+            "request_id",
+            "http_user_agent",
+            "http_referer",
+            "time",
+            "request_time",
+            "var:other",
+            "http_x_api_key",
+            "path",
+        ] {
+            assert!(!Field::parse(name).expect("known").is_bounded(), "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_malformed_fields_are_refused() {
+        assert_eq!(
+            Field::parse("stauts"),
+            Err(FieldError::Unknown("stauts".into()))
+        );
+        assert!(Field::parse("stauts")
+            .expect_err("refused")
+            .to_string()
+            .starts_with("unknown field `stauts`; known: time, "));
+        assert_eq!(
+            Field::parse("request_header:a b"),
+            Err(FieldError::BadHeader(
+                "request_header:a b".into(),
+                "a b".into()
+            ))
+        );
+        assert_eq!(
+            Field::parse("http_"),
+            Err(FieldError::BadHeader("http_".into(), String::new()))
+        );
+        assert_eq!(Field::parse("var:"), Err(FieldError::BadVar("var:".into())));
+    }
+}

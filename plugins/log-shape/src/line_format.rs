@@ -1,0 +1,220 @@
+//! Writing one access-log line in `on-log`: a JSON object (nginx
+//! `log_format escape=json`), logfmt `key=value` pairs, or a `{field}`
+//! template (nginx's default escaping: empty values as `-`).
+
+use std::fmt::Write as _;
+
+use tailgate_plugin_sdk::LogRecord;
+
+use crate::fields::{Field, Value};
+use crate::redact::Redaction;
+use crate::template::{Part, Template};
+
+/// One field of a JSON or logfmt line, under its output name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputField {
+    pub name: String,
+    pub field: Field,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineFormat {
+    Json(Vec<OutputField>),
+    Logfmt(Vec<OutputField>),
+    Template(Template),
+}
+
+impl LineFormat {
+    pub fn render(&self, rec: &LogRecord, redaction: &Redaction) -> String {
+        let mut out = String::with_capacity(512);
+        match self {
+            LineFormat::Json(fields) => {
+                out.push('{');
+                for (i, output) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    json_string(&output.name, &mut out);
+                    out.push(':');
+                    json_value(&output.field.render(rec, redaction), &mut out);
+                }
+                out.push('}');
+            }
+            LineFormat::Logfmt(fields) => {
+                for (i, output) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    out.push_str(&output.name);
+                    out.push('=');
+                    logfmt_value(&output.field.render(rec, redaction), &mut out);
+                }
+            }
+            LineFormat::Template(template) => {
+                for part in template.parts() {
+                    match part {
+                        Part::Literal(text) => out.push_str(text),
+                        Part::Field(field) => {
+                            text_value(&field.render(rec, redaction), "-", &mut out)
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A value as plain text; `empty` stands for an empty or absent value.
+pub fn text_value(value: &Value<'_>, empty: &str, out: &mut String) {
+    // Writing to a String cannot fail.
+    match value {
+        Value::Text(text) if text.is_empty() => out.push_str(empty),
+        Value::Text(text) => out.push_str(text),
+        Value::Int(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::Seconds(secs) if secs.is_finite() => {
+            let _ = write!(out, "{:.3}", secs.max(0.0));
+        }
+        Value::Millis(ms) => crate::time_format::msec(*ms, out),
+        Value::Seconds(_) | Value::Null => out.push_str(empty),
+    }
+}
+
+fn json_value(value: &Value<'_>, out: &mut String) {
+    match value {
+        Value::Text(text) => json_string(text, out),
+        Value::Seconds(secs) if !secs.is_finite() => out.push_str("null"),
+        Value::Null => out.push_str("null"),
+        Value::Int(_) | Value::Seconds(_) | Value::Millis(_) => text_value(value, "null", out),
+    }
+}
+
+/// A JSON string, escaped like nginx `escape=json`: `"` and `\` escaped,
+/// control characters as `\n`, `\r`, `\t` or `\u00XX`.
+fn json_string(text: &str, out: &mut String) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A logfmt value: bare when it has no space, `=`, `"` or control
+/// character, else quoted with `\"`, `\\`, `\n`... escapes; empty as `""`.
+fn logfmt_value(value: &Value<'_>, out: &mut String) {
+    let Value::Text(text) = value else {
+        return text_value(value, "", out);
+    };
+    let bare = !text.is_empty()
+        && !text
+            .chars()
+            .any(|c| c == ' ' || c == '=' || c == '"' || c == '\\' || c.is_control());
+    if bare {
+        out.push_str(text);
+    } else {
+        json_string(text, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fields::tests::record;
+
+    fn fields(names: &[&str]) -> Vec<OutputField> {
+        names
+            .iter()
+            .map(|name| OutputField {
+                name: (*name).to_owned(),
+                field: Field::parse(name).expect("known"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn json_lines_escape_like_nginx_and_keep_numbers_numeric() {
+        let mut rec = record();
+        rec.user_agent = "a\"b\\c\nd\u{1}é".into();
+        rec.upstream_response_time = None;
+        rec.request_time = 1.0;
+        let line = LineFormat::Json(fields(&[
+            "status",
+            "request_time",
+            "upstream_response_time",
+            "http_user_agent",
+            "msec",
+        ]))
+        .render(&rec, &Redaction::default());
+        assert_eq!(
+            line,
+            r#"{"status":200,"request_time":1.000,"upstream_response_time":null,"http_user_agent":"a\"b\\c\nd\u0001é","msec":1735787045.678}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(parsed["http_user_agent"], "a\"b\\c\nd\u{1}é");
+    }
+
+    #[test]
+    fn request_time_rounds_to_milliseconds() {
+        let mut rec = record();
+        for (secs, text) in [
+            (0.012_345, "0.012"),
+            (0.0125, "0.013"),
+            (12.3456, "12.346"),
+            (0.0, "0.000"),
+        ] {
+            rec.request_time = secs;
+            let line =
+                LineFormat::Logfmt(fields(&["request_time"])).render(&rec, &Redaction::default());
+            assert_eq!(line, format!("request_time={text}"), "{secs}");
+        }
+        rec.request_time = f64::NAN;
+        let line = LineFormat::Json(fields(&["request_time"])).render(&rec, &Redaction::default());
+        assert_eq!(line, r#"{"request_time":null}"#);
+    }
+
+    #[test]
+    fn logfmt_quotes_only_what_needs_it() {
+        let mut rec = record();
+        rec.upstream_response_time = None;
+        let line = LineFormat::Logfmt(fields(&[
+            "request_method",
+            "request_uri",
+            "status",
+            "http_user_agent",
+            "upstream_cache_status",
+            "upstream_response_time",
+        ]))
+        .render(&rec, &Redaction::default());
+        assert_eq!(
+            line,
+            r#"request_method=GET request_uri="/search?q=tail&token=s3cret" status=200 http_user_agent="curl/8 \"quoted\"" upstream_cache_status="" upstream_response_time="#
+        );
+    }
+
+    #[test]
+    fn templates_print_empty_values_as_a_dash() {
+        let template = Template::parse(
+            "{remote_addr} - - [{time_local}] \"{request}\" {status} {body_bytes_sent} \"{http_referer}\" \"{http_user_agent}\" {upstream_cache_status}",
+        )
+        .expect("parses");
+        let mut rec = record();
+        rec.referer = String::new();
+        let line = LineFormat::Template(template).render(&rec, &Redaction::default());
+        assert_eq!(
+            line,
+            "10.0.0.2 - - [02/Jan/2025:03:04:05 +0000] \"GET /search?q=tail&token=s3cret HTTP/1.1\" 200 1234 \"-\" \"curl/8 \"quoted\"\" -"
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! nginx's time formats, from the log record's Unix milliseconds (UTC, as
+//! nginx prints them on a host whose zone is UTC, like Fly.io machines):
+//! `$time_iso8601`, `$time_local` and `$msec`. Used when a line is rendered
+//! in `on-log`.
+
+use std::fmt::Write as _;
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// A UTC calendar time, to the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+}
+
+impl Civil {
+    fn from_unix_ms(ms: u64) -> Civil {
+        let secs = ms / 1000;
+        let days = (secs / 86_400) as i64;
+        let rem = (secs % 86_400) as u32;
+        let (year, month, day) = civil_from_days(days);
+        Civil {
+            year,
+            month,
+            day,
+            hour: rem / 3600,
+            minute: rem % 3600 / 60,
+            second: rem % 60,
+        }
+    }
+}
+
+/// Days since 1970-01-01 to (year, month 1-12, day 1-31), proleptic
+/// Gregorian (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// nginx `$time_iso8601`: `2025-01-02T03:04:05+00:00`.
+pub fn iso8601(unix_ms: u64, out: &mut String) {
+    let t = Civil::from_unix_ms(unix_ms);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    );
+}
+
+/// nginx `$time_local` (the combined log format's): `02/Jan/2025:03:04:05 +0000`.
+pub fn local(unix_ms: u64, out: &mut String) {
+    let t = Civil::from_unix_ms(unix_ms);
+    let month = MONTHS[(t.month as usize).saturating_sub(1) % 12];
+    let _ = write!(
+        out,
+        "{:02}/{month}/{:04}:{:02}:{:02}:{:02} +0000",
+        t.day, t.year, t.hour, t.minute, t.second
+    );
+}
+
+/// nginx `$msec`: seconds with millisecond resolution, `1735787045.678`.
+pub fn msec(unix_ms: u64, out: &mut String) {
+    let _ = write!(out, "{}.{:03}", unix_ms / 1000, unix_ms % 1000);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(f: fn(u64, &mut String), ms: u64) -> String {
+        let mut out = String::new();
+        f(ms, &mut out);
+        out
+    }
+
+    #[test]
+    fn iso8601_like_nginx() {
+        assert_eq!(render(iso8601, 0), "1970-01-01T00:00:00+00:00");
+        // 2025-01-02T03:04:05.678Z
+        assert_eq!(
+            render(iso8601, 1_735_787_045_678),
+            "2025-01-02T03:04:05+00:00"
+        );
+        // Leap day and the last second of a year.
+        assert_eq!(
+            render(iso8601, 1_709_208_000_000),
+            "2024-02-29T12:00:00+00:00"
+        );
+        assert_eq!(
+            render(iso8601, 1_704_067_199_999),
+            "2023-12-31T23:59:59+00:00"
+        );
+        // 2000-03-01 (a 400-year leap rule) and far future.
+        assert_eq!(
+            render(iso8601, 951_868_800_000),
+            "2000-03-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            render(iso8601, 4_102_444_800_000),
+            "2100-01-01T00:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn local_time_like_the_combined_format() {
+        assert_eq!(
+            render(local, 1_735_787_045_678),
+            "02/Jan/2025:03:04:05 +0000"
+        );
+        assert_eq!(
+            render(local, 1_704_067_199_999),
+            "31/Dec/2023:23:59:59 +0000"
+        );
+    }
+
+    #[test]
+    fn msec_keeps_three_decimals() {
+        assert_eq!(render(msec, 1_735_787_045_678), "1735787045.678");
+        assert_eq!(render(msec, 1_735_787_045_008), "1735787045.008");
+        assert_eq!(render(msec, 5), "0.005");
+    }
+
+    #[test]
+    fn every_day_of_a_span_follows_the_previous() {
+        // Walk 1000 years day by day: each date is the day after the last,
+        // and no month runs past its length.
+        let days_in = |y: i64, m: u32| match m {
+            2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        let mut prev = civil_from_days(-1);
+        assert_eq!(prev, (1969, 12, 31));
+        for days in 0..365_250 {
+            let next = civil_from_days(days);
+            let (py, pm, pd) = prev;
+            let expected = if pd < days_in(py, pm) {
+                (py, pm, pd + 1)
+            } else if pm < 12 {
+                (py, pm + 1, 1)
+            } else {
+                (py + 1, 1, 1)
+            };
+            assert_eq!(next, expected, "day {days}");
+            prev = next;
+        }
+    }
+}

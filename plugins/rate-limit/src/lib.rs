@@ -1,0 +1,60 @@
+//! `rate-limit`: Tailgate's nginx `limit_req` plugin. In `on-request` it
+//! checks the route's limits against the host's shared leaky buckets (the
+//! `rate-limit-check` import: exact across every thread and instance; the
+//! plugin keeps no rate state) and rejects, delays or passes the request,
+//! leaving `limit_req_status` for the log phase. The logic lives in
+//! [`policy::RateLimitPolicy`]; this file only wires it to the SDK.
+
+#![deny(unsafe_code)]
+
+mod config;
+mod key;
+mod limit;
+mod outcome;
+mod policy;
+mod rate;
+
+use tailgate_plugin_sdk::{
+    export_plugin, host, Config, HookSet, LogLevel, Plugin, RateDecision, RateLimit, RequestAction,
+    RequestHead,
+};
+
+use crate::policy::{RateLimitHost, RateLimitPolicy};
+
+/// One route's rate-limit plugin.
+struct RateLimiter {
+    policy: RateLimitPolicy,
+}
+
+/// The real host imports.
+struct Host;
+
+impl RateLimitHost for Host {
+    fn rate_limit_check(&self, limit: RateLimit<'_>, key: &str, dry_run: bool) -> RateDecision {
+        host::rate_limit_check(limit, key, dry_run)
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        host::log(level, message);
+    }
+
+    fn counter_add(&self, name: &str, labels: &[(&str, &str)], value: u64) {
+        host::counter_add(name, labels, value);
+    }
+}
+
+impl Plugin for RateLimiter {
+    const HOOKS: HookSet = HookSet::REQUEST;
+
+    fn configure(config: &Config) -> Result<Self, String> {
+        Ok(RateLimiter {
+            policy: RateLimitPolicy::from_config(config)?,
+        })
+    }
+
+    fn on_request(&self, req: &RequestHead) -> RequestAction {
+        self.policy.on_request(req, &Host)
+    }
+}
+
+export_plugin!(RateLimiter);

@@ -1,0 +1,340 @@
+//! One validated `limits[i]`: which requests it applies to (path regex,
+//! methods), what it counts them by (its key) and the zone definition the
+//! host's leaky bucket runs (rate, burst, delay). Built at configure time;
+//! asked per request by [`crate::policy::RateLimitPolicy`].
+
+use std::borrow::Cow;
+
+use regex::{Regex, RegexBuilder};
+use tailgate_plugin_sdk::{ConfigError, RateLimit, RequestHead};
+
+use crate::config::RawLimit;
+use crate::key::KeySource;
+use crate::rate::Rate;
+
+/// Compiled-size cap of one path regex: far above any sane pattern, well
+/// below the instance's memory limit.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Longest zone name (the host takes up to 512 bytes; names are labels).
+const MAX_ZONE_NAME: usize = 64;
+/// Largest burst: nginx's own bound is far higher, but a burst this size at
+/// any rate is already a queue, not a limit.
+const MAX_BURST: u32 = 1_000_000;
+
+#[derive(Debug, Clone)]
+pub struct Limit {
+    zone: String,
+    rate: Rate,
+    burst: u32,
+    /// Requests within the burst served without delay (`nodelay` = burst).
+    delay: u32,
+    key: KeySource,
+    path: Option<Regex>,
+    /// Upper case.
+    methods: Option<Vec<String>>,
+    status: u16,
+    dry_run: bool,
+}
+
+/// Settings a limit inherits from the top level unless it sets its own.
+#[derive(Debug, Clone, Copy)]
+pub struct Inherited {
+    pub status: u16,
+    pub dry_run: bool,
+}
+
+impl Limit {
+    pub fn build(index: usize, raw: &RawLimit, inherited: Inherited) -> Result<Limit, ConfigError> {
+        let at = |field: &str| format!("limits[{index}].{field}");
+        zone_name(&at("zone"), &raw.zone)?;
+        let rate = Rate::parse(&raw.rate).map_err(|err| ConfigError::new(at("rate"), err))?;
+        if raw.burst > MAX_BURST {
+            return Err(ConfigError::new(
+                at("burst"),
+                format!("{} is above the maximum burst of {MAX_BURST}", raw.burst),
+            ));
+        }
+        let delay = match (raw.nodelay, raw.delay) {
+            (true, Some(_)) => {
+                return Err(ConfigError::new(
+                    at("delay"),
+                    "give `nodelay` or `delay`, not both",
+                ))
+            }
+            (true, None) => raw.burst,
+            (false, Some(delay)) if delay > raw.burst => {
+                return Err(ConfigError::new(
+                    at("delay"),
+                    format!(
+                        "{delay} is above the burst ({}): requests past the burst are rejected, \
+                         so write `nodelay = true` to serve the whole burst at once",
+                        raw.burst
+                    ),
+                ))
+            }
+            (false, delay) => delay.unwrap_or(0),
+        };
+        let key = KeySource::parse(&raw.key).map_err(|err| ConfigError::new(at("key"), err))?;
+        let path = match &raw.path {
+            Some(pattern) => Some(
+                RegexBuilder::new(pattern)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|err| ConfigError::new(at("path"), err))?,
+            ),
+            None => None,
+        };
+        let methods = match &raw.methods {
+            Some(methods) => Some(method_list(&at("methods"), methods)?),
+            None => None,
+        };
+        let status = raw.status.unwrap_or(inherited.status);
+        let status_at = if raw.status.is_some() {
+            at("status")
+        } else {
+            "status".to_owned()
+        };
+        check_status(&status_at, status)?;
+        Ok(Limit {
+            zone: raw.zone.clone(),
+            rate,
+            burst: raw.burst,
+            delay,
+            key,
+            path,
+            methods,
+            status,
+            dry_run: raw.dry_run.unwrap_or(inherited.dry_run),
+        })
+    }
+
+    pub fn zone(&self) -> &str {
+        &self.zone
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The zone definition for the host's `rate-limit-check`.
+    pub fn spec(&self) -> RateLimit<'_> {
+        RateLimit {
+            zone: &self.zone,
+            rate_milli: self.rate.milli_per_second(),
+            burst: self.burst,
+            delay: self.delay,
+        }
+    }
+
+    /// Whether the limit applies to this request: its path regex (if any)
+    /// matches and its methods (if listed) include the request's.
+    pub fn applies_to(&self, req: &RequestHead) -> bool {
+        self.methods
+            .as_ref()
+            .is_none_or(|methods| methods.contains(&req.method))
+            && self.path.as_ref().is_none_or(|re| re.is_match(&req.path))
+    }
+
+    /// The request's key; `None` when it is empty (not limited).
+    pub fn key<'r>(&self, req: &'r RequestHead) -> Option<Cow<'r, str>> {
+        self.key.key(req)
+    }
+}
+
+/// Zone names are metric labels and log text: short, no spaces or quotes.
+fn zone_name(at: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::new(at, "must not be empty"));
+    }
+    if name.len() > MAX_ZONE_NAME {
+        return Err(ConfigError::new(
+            at,
+            format!("`{name}` is longer than {MAX_ZONE_NAME} bytes"),
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+    {
+        return Err(ConfigError::new(
+            at,
+            format!("`{name}`: use letters, digits, `_`, `-`, `.` and `:`"),
+        ));
+    }
+    Ok(())
+}
+
+fn method_list(at: &str, methods: &[String]) -> Result<Vec<String>, ConfigError> {
+    if methods.is_empty() {
+        return Err(ConfigError::new(
+            at,
+            "must not be empty (leave it out to limit every method)",
+        ));
+    }
+    methods
+        .iter()
+        .enumerate()
+        .map(|(i, method)| {
+            let token = !method.is_empty()
+                && method
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if token {
+                Ok(method.to_ascii_uppercase())
+            } else {
+                Err(ConfigError::new(
+                    format!("{at}[{i}]"),
+                    format!("`{method}` is not a valid HTTP method"),
+                ))
+            }
+        })
+        .collect()
+}
+
+/// nginx `limit_req_status` takes 400-599.
+pub fn check_status(at: &str, status: u16) -> Result<(), ConfigError> {
+    if (400..=599).contains(&status) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            at,
+            format!("{status} is not an error status (400-599)"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::tests::request;
+
+    const INHERITED: Inherited = Inherited {
+        status: 429,
+        dry_run: false,
+    };
+
+    fn raw(rate: &str, burst: u32) -> RawLimit {
+        RawLimit {
+            zone: "z".to_owned(),
+            rate: rate.to_owned(),
+            burst,
+            nodelay: false,
+            delay: None,
+            key: "client_ip".to_owned(),
+            path: None,
+            methods: None,
+            status: None,
+            dry_run: None,
+        }
+    }
+
+    fn built(raw: &RawLimit) -> Limit {
+        Limit::build(0, raw, INHERITED).unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    fn refused(raw: &RawLimit) -> String {
+        Limit::build(2, raw, INHERITED)
+            .expect_err("refused")
+            .to_string()
+    }
+
+    #[test]
+    fn spec_carries_rate_burst_and_delay() {
+        let limit = built(&raw("10r/s", 20));
+        assert_eq!(
+            limit.spec(),
+            RateLimit {
+                zone: "z",
+                rate_milli: 10_000,
+                burst: 20,
+                delay: 0
+            }
+        );
+        let mut nodelay = raw("30r/m", 5);
+        nodelay.nodelay = true;
+        assert_eq!(built(&nodelay).spec().delay, 5);
+        assert_eq!(built(&nodelay).spec().rate_milli, 500);
+        let mut delay = raw("1r/s", 8);
+        delay.delay = Some(3);
+        assert_eq!(built(&delay).spec().delay, 3);
+    }
+
+    #[test]
+    fn inherits_status_and_dry_run_unless_set() {
+        let limit = built(&raw("1r/s", 0));
+        assert_eq!((limit.status(), limit.dry_run()), (429, false));
+        let mut own = raw("1r/s", 0);
+        own.status = Some(503);
+        own.dry_run = Some(true);
+        let limit = built(&own);
+        assert_eq!((limit.status(), limit.dry_run()), (503, true));
+    }
+
+    #[test]
+    fn applies_by_path_and_method() {
+        let mut login = raw("1r/s", 0);
+        login.path = Some("^/user/login$".to_owned());
+        login.methods = Some(vec!["post".to_owned()]);
+        let limit = built(&login);
+        let mut req = request("/user/login", &[]);
+        assert!(!limit.applies_to(&req), "GET is not limited");
+        req.method = "POST".to_owned();
+        assert!(limit.applies_to(&req));
+        req.path = "/user/login/x".to_owned();
+        assert!(!limit.applies_to(&req));
+        assert!(
+            built(&raw("1r/s", 0)).applies_to(&req),
+            "no filters: everything"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let mut r = raw("10", 0);
+        assert!(refused(&r).starts_with("limits[2].rate: `10` is not a rate"));
+        r = raw("1r/s", 2);
+        r.nodelay = true;
+        r.delay = Some(1);
+        assert_eq!(
+            refused(&r),
+            "limits[2].delay: give `nodelay` or `delay`, not both"
+        );
+        r = raw("1r/s", 2);
+        r.delay = Some(3);
+        assert!(refused(&r).starts_with("limits[2].delay: 3 is above the burst (2)"));
+        r = raw("1r/s", 2);
+        r.key = "ip".to_owned();
+        assert!(refused(&r).starts_with("limits[2].key: `ip` is not a key"));
+        r = raw("1r/s", 2);
+        r.path = Some("(".to_owned());
+        assert!(refused(&r).starts_with("limits[2].path: regex parse error"));
+        r = raw("1r/s", 2);
+        r.methods = Some(vec![]);
+        assert!(refused(&r).starts_with("limits[2].methods: must not be empty"));
+        r.methods = Some(vec!["GET".to_owned(), "PO ST".to_owned()]);
+        assert_eq!(
+            refused(&r),
+            "limits[2].methods[1]: `PO ST` is not a valid HTTP method"
+        );
+        r = raw("1r/s", 2);
+        r.status = Some(200);
+        assert_eq!(
+            refused(&r),
+            "limits[2].status: 200 is not an error status (400-599)"
+        );
+        r = raw("1r/s", 2);
+        r.zone = String::new();
+        assert_eq!(refused(&r), "limits[2].zone: must not be empty");
+        r.zone = "a zone".to_owned();
+        assert_eq!(
+            refused(&r),
+            "limits[2].zone: `a zone`: use letters, digits, `_`, `-`, `.` and `:`"
+        );
+        r = raw("1r/s", MAX_BURST + 1);
+        assert!(refused(&r).starts_with("limits[2].burst: 1000001 is above"));
+    }
+}

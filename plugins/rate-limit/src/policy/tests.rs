@@ -1,0 +1,429 @@
+//! The policy against a scripted host whose buckets follow nginx's
+//! arithmetic at one frozen instant (the host's own tests cover time).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use tailgate_plugin_sdk::{Header, Var};
+
+use super::*;
+use crate::key::tests::request;
+
+/// A host at one instant: per (zone, key), requests admitted so far.
+#[derive(Default)]
+struct FrozenHost {
+    admitted: RefCell<HashMap<(String, String), u64>>,
+    checks: RefCell<Vec<(String, String, bool)>>,
+    logs: RefCell<Vec<(LogLevel, String)>>,
+    counted: RefCell<Vec<(String, String)>>,
+}
+
+impl RateLimitHost for FrozenHost {
+    fn rate_limit_check(&self, limit: RateLimit<'_>, key: &str, dry_run: bool) -> RateDecision {
+        self.checks
+            .borrow_mut()
+            .push((limit.zone.to_owned(), key.to_owned(), dry_run));
+        let mut admitted = self.admitted.borrow_mut();
+        let n = admitted
+            .entry((limit.zone.to_owned(), key.to_owned()))
+            .or_insert(0);
+        let excess = *n * 1000;
+        if excess > u64::from(limit.burst) * 1000 {
+            return RateDecision::Reject((1_000_000 / limit.rate_milli) as u32);
+        }
+        *n += 1;
+        let delay = u64::from(limit.delay) * 1000;
+        if excess <= delay {
+            RateDecision::Pass
+        } else {
+            RateDecision::Delay(((excess - delay) * 1000 / limit.rate_milli) as u32)
+        }
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_owned()));
+    }
+
+    fn counter_add(&self, name: &str, labels: &[(&str, &str)], value: u64) {
+        assert_eq!((name, value, labels.len()), (METRIC, 1, 2));
+        assert_eq!((labels[0].0, labels[1].0), ("zone", "outcome"));
+        self.counted
+            .borrow_mut()
+            .push((labels[0].1.to_owned(), labels[1].1.to_owned()));
+    }
+}
+
+fn policy(json: &str) -> RateLimitPolicy {
+    RateLimitPolicy::from_config(&Config::new(json)).unwrap_or_else(|err| panic!("{err}"))
+}
+
+fn rejected(json: &str) -> String {
+    RateLimitPolicy::from_config(&Config::new(json))
+        .expect_err("config should be rejected")
+        .to_string()
+}
+
+fn status_var(action: &RequestAction) -> Option<&str> {
+    let vars: &[Var] = match action {
+        RequestAction::Continue(edits) => &edits.vars,
+        RequestAction::Respond(resp) => &resp.vars,
+    };
+    vars.iter()
+        .find(|v| v.name == STATUS_VAR)
+        .map(|v| v.value.as_str())
+}
+
+fn outcomes(
+    policy: &RateLimitPolicy,
+    host: &FrozenHost,
+    req: &RequestHead,
+    n: usize,
+) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let action = policy.on_request(req, host);
+            status_var(&action).unwrap_or("-").to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn burst_nodelay_admits_burst_plus_one_then_rejects_with_retry_after() {
+    let policy = policy(r#"{"limits":[{"zone":"ip","rate":"10r/s","burst":20,"nodelay":true}]}"#);
+    let host = FrozenHost::default();
+    let req = request("/", &[]);
+    let got = outcomes(&policy, &host, &req, 21);
+    assert!(got.iter().all(|o| o == "PASSED"), "{got:?}");
+    let RequestAction::Respond(resp) = policy.on_request(&req, &host) else {
+        panic!("22nd request was not rejected");
+    };
+    assert_eq!(resp.status, 429);
+    assert_eq!(
+        resp.headers,
+        vec![
+            Header::new("retry-after", "1"),
+            Header::new("content-type", "text/plain; charset=utf-8"),
+        ]
+    );
+    assert_eq!(resp.body, b"Too Many Requests\n");
+    assert_eq!(
+        resp.vars,
+        vec![Var::new(STATUS_VAR, "REJECTED"), Var::new(ZONE_VAR, "ip")]
+    );
+    assert_eq!(
+        host.checks.borrow()[0],
+        ("ip".to_owned(), "203.0.113.7".to_owned(), false)
+    );
+}
+
+#[test]
+fn without_nodelay_the_burst_is_delayed_nginx_style() {
+    let policy = policy(r#"{"limits":[{"zone":"ip","rate":"10r/s","burst":3}]}"#);
+    let host = FrozenHost::default();
+    let req = request("/", &[]);
+    let edits: Vec<RequestEdits> = (0..4)
+        .map(|_| match policy.on_request(&req, &host) {
+            RequestAction::Continue(edits) => edits,
+            RequestAction::Respond(resp) => panic!("rejected with {}", resp.status),
+        })
+        .collect();
+    let delays: Vec<u32> = edits.iter().map(|e| e.delay_ms).collect();
+    assert_eq!(delays, vec![0, 100, 200, 300]);
+    assert_eq!(edits[0].vars, vec![Var::new(STATUS_VAR, "PASSED")]);
+    assert_eq!(
+        edits[2].vars,
+        vec![Var::new(STATUS_VAR, "DELAYED"), Var::new(ZONE_VAR, "ip")]
+    );
+    assert!(matches!(
+        policy.on_request(&req, &host),
+        RequestAction::Respond(_)
+    ));
+    let logs = host.logs.borrow();
+    assert_eq!(logs.len(), 4, "3 delays and 1 rejection are logged");
+    assert_eq!(
+        logs[0],
+        (
+            LogLevel::Info,
+            "delaying request by zone \"ip\" (delay 100 ms), client: 203.0.113.7, \
+             request: \"GET /\", host: \"api.example.com\""
+                .to_owned()
+        )
+    );
+    assert_eq!(logs[3].0, LogLevel::Warn);
+}
+
+#[test]
+fn delay_threshold_serves_the_first_part_of_the_burst_at_once() {
+    let policy = policy(r#"{"limits":[{"zone":"ip","rate":"10r/s","burst":4,"delay":2}]}"#);
+    let host = FrozenHost::default();
+    let got = outcomes(&policy, &host, &request("/", &[]), 6);
+    assert_eq!(
+        got,
+        vec!["PASSED", "PASSED", "PASSED", "DELAYED", "DELAYED", "REJECTED"]
+    );
+}
+
+#[test]
+fn several_limits_each_with_its_own_key_and_path() {
+    let policy = policy(
+        r#"{"limits":[
+            {"zone":"general","rate":"10r/s","burst":100,"nodelay":true},
+            {"zone":"login","rate":"1r/s","burst":1,"nodelay":true,"path":"^/user/login$","methods":["POST"]},
+            {"zone":"api","rate":"5r/s","key":"header:x-api-key","path":"^/api/"}
+        ]}"#,
+    );
+    let host = FrozenHost::default();
+    let mut login = request("/user/login", &[]);
+    login.method = "POST".to_owned();
+    assert_eq!(
+        outcomes(&policy, &host, &login, 3),
+        vec!["PASSED", "PASSED", "REJECTED"]
+    );
+    // A GET of the login page only meets the general limit.
+    assert_eq!(
+        outcomes(&policy, &host, &request("/user/login", &[]), 1),
+        vec!["PASSED"]
+    );
+    // API without a key: the api limit does not apply (empty key).
+    let api = request("/api/items", &[]);
+    assert_eq!(outcomes(&policy, &host, &api, 3), vec!["PASSED"; 3]);
+    // With a key: one bucket per key.
+    let a = request("/api/items", &[("x-api-key", b"A")]);
+    let b = request("/api/items", &[("x-api-key", b"B")]);
+    assert_eq!(outcomes(&policy, &host, &a, 2), vec!["PASSED", "REJECTED"]);
+    assert_eq!(outcomes(&policy, &host, &b, 1), vec!["PASSED"]);
+    let checks = host.checks.borrow();
+    assert!(checks.contains(&("api".to_owned(), "A".to_owned(), false)));
+    assert!(!checks
+        .iter()
+        .any(|(zone, key, _)| zone == "api" && key.is_empty()));
+}
+
+#[test]
+fn a_rejecting_limit_stops_the_later_ones() {
+    let policy = policy(
+        r#"{"limits":[
+            {"zone":"strict","rate":"1r/s"},
+            {"zone":"loose","rate":"100r/s","burst":100}
+        ]}"#,
+    );
+    let host = FrozenHost::default();
+    let req = request("/", &[]);
+    assert_eq!(
+        outcomes(&policy, &host, &req, 2),
+        vec!["PASSED", "REJECTED"]
+    );
+    let zones: Vec<String> = host.checks.borrow().iter().map(|c| c.0.clone()).collect();
+    assert_eq!(zones, vec!["strict", "loose", "strict"]);
+}
+
+#[test]
+fn the_longest_delay_wins_across_limits() {
+    let policy = policy(
+        r#"{"limits":[
+            {"zone":"a","rate":"10r/s","burst":5},
+            {"zone":"b","rate":"2r/s","burst":5}
+        ]}"#,
+    );
+    let host = FrozenHost::default();
+    let req = request("/", &[]);
+    policy.on_request(&req, &host);
+    let RequestAction::Continue(edits) = policy.on_request(&req, &host) else {
+        panic!("rejected");
+    };
+    // a: 100 ms, b: 500 ms.
+    assert_eq!(edits.delay_ms, 500);
+    assert_eq!(
+        edits.vars,
+        vec![Var::new(STATUS_VAR, "DELAYED"), Var::new(ZONE_VAR, "b")]
+    );
+}
+
+#[test]
+fn dry_run_reports_what_it_would_do_and_does_nothing() {
+    let policy = policy(r#"{"dry_run":true,"limits":[{"zone":"ip","rate":"10r/s","burst":1}]}"#);
+    let host = FrozenHost::default();
+    let req = request("/", &[]);
+    let actions: Vec<RequestAction> = (0..3).map(|_| policy.on_request(&req, &host)).collect();
+    let got: Vec<&str> = actions.iter().filter_map(status_var).collect();
+    assert_eq!(got, vec!["PASSED", "DELAYED_DRY_RUN", "REJECTED_DRY_RUN"]);
+    for action in &actions {
+        let RequestAction::Continue(edits) = action else {
+            panic!("dry run answered the request");
+        };
+        assert_eq!(edits.delay_ms, 0);
+    }
+    assert!(host.checks.borrow().iter().all(|(_, _, dry_run)| *dry_run));
+    let logs = host.logs.borrow();
+    assert_eq!(logs.len(), 2);
+    assert_eq!(logs[0].0, LogLevel::Info);
+    assert!(
+        logs[0]
+            .1
+            .starts_with("delaying request, dry run, by zone \"ip\""),
+        "{}",
+        logs[0].1
+    );
+    assert_eq!(logs[1].0, LogLevel::Warn);
+    assert_eq!(
+        logs[1].1,
+        "limiting requests, dry run, by zone \"ip\" (retry after 100 ms), client: 203.0.113.7, \
+         request: \"GET /\", host: \"api.example.com\""
+    );
+}
+
+#[test]
+fn one_limit_may_run_dry_beside_an_enforced_one() {
+    let policy = policy(
+        r#"{"limits":[
+            {"zone":"new","rate":"1r/s","dry_run":true},
+            {"zone":"old","rate":"1r/s","burst":1,"nodelay":true}
+        ]}"#,
+    );
+    let host = FrozenHost::default();
+    let req = request("/", &[]);
+    assert_eq!(
+        outcomes(&policy, &host, &req, 3),
+        vec!["PASSED", "REJECTED_DRY_RUN", "REJECTED"]
+    );
+}
+
+#[test]
+fn status_body_and_log_level_are_configurable() {
+    let policy = policy(
+        r#"{"status":503,"body":"slow down\n","log_level":"error",
+            "limits":[{"zone":"g","rate":"1r/m","key":"global"},
+                      {"zone":"h","rate":"1r/m","key":"header:x-k","status":429}]}"#,
+    );
+    let host = FrozenHost::default();
+    let req = request("/", &[]);
+    policy.on_request(&req, &host);
+    let RequestAction::Respond(resp) = policy.on_request(&request("/other", &[]), &host) else {
+        panic!("global bucket not shared");
+    };
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.body, b"slow down\n");
+    // 1r/m = 16 milli-requests/s: one request leaks in 62.5 s.
+    assert_eq!(resp.headers[0], Header::new("retry-after", "63"));
+    assert_eq!(host.logs.borrow()[0].0, LogLevel::Error);
+    assert_eq!(host.checks.borrow()[0].1, "global");
+}
+
+#[test]
+fn default_body_follows_each_limits_status() {
+    let policy = policy(r#"{"limits":[{"zone":"a","rate":"1r/s","status":503}]}"#);
+    let host = FrozenHost::default();
+    let req = request("/", &[]);
+    policy.on_request(&req, &host);
+    let RequestAction::Respond(resp) = policy.on_request(&req, &host) else {
+        panic!("not rejected");
+    };
+    assert_eq!(
+        (resp.status, resp.body.as_slice()),
+        (503, &b"Service Unavailable\n"[..])
+    );
+}
+
+#[test]
+fn every_checked_limit_is_counted_by_zone_and_outcome() {
+    let policy = policy(
+        r#"{"limits":[{"zone":"a","rate":"1r/s"},{"zone":"b","rate":"1r/s","path":"^/b"}]}"#,
+    );
+    let host = FrozenHost::default();
+    policy.on_request(&request("/", &[]), &host);
+    policy.on_request(&request("/", &[]), &host);
+    let counted = host.counted.borrow();
+    assert_eq!(
+        *counted,
+        vec![
+            ("a".to_owned(), "passed".to_owned()),
+            ("a".to_owned(), "rejected".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn no_applicable_limit_sets_no_var() {
+    let policy = policy(r#"{"limits":[{"zone":"a","rate":"1r/s","path":"^/login"}]}"#);
+    let host = FrozenHost::default();
+    assert_eq!(
+        policy.on_request(&request("/", &[]), &host),
+        RequestAction::proceed()
+    );
+    assert!(host.checks.borrow().is_empty());
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    assert_eq!(rejected("{}"), "missing field `limits`");
+    assert!(rejected(r#"{"limits":[]}"#).starts_with("limits: give at least one limit"));
+    assert_eq!(
+        rejected(r#"{"limits":[{"zone":"a","rate":"1r/s","brust":3}]}"#),
+        "limits[0].brust: unknown field `brust`, expected one of `zone`, `rate`, `burst`, \
+         `nodelay`, `delay`, `key`, `path`, `methods`, `status`, `dry_run`"
+    );
+    assert_eq!(
+        rejected(r#"{"limits":[{"zone":"a"}]}"#),
+        "limits[0]: missing field `rate`"
+    );
+    assert_eq!(
+        rejected(r#"{"limits":[{"zone":"a","rate":"1r/s"},{"zone":"a","rate":"2r/s"}]}"#),
+        "limits[1].zone: `a` is already used by limits[0]; give each limit of a route its own zone"
+    );
+    assert_eq!(
+        rejected(r#"{"status":302,"limits":[{"zone":"a","rate":"1r/s"}]}"#),
+        "status: 302 is not an error status (400-599)"
+    );
+    assert_eq!(
+        rejected(r#"{"log_level":"notice","limits":[{"zone":"a","rate":"1r/s"}]}"#),
+        "log_level: unknown variant `notice`, expected one of `info`, `warn`, `error`"
+    );
+    assert_eq!(
+        rejected(r#"{"limits":[{"zone":"a","rate":"1r/s","burst":-1}]}"#),
+        "limits[0].burst: invalid value: integer `-1`, expected u32"
+    );
+    let many: Vec<String> = (0..17)
+        .map(|i| format!(r#"{{"zone":"z{i}","rate":"1r/s"}}"#))
+        .collect();
+    assert_eq!(
+        rejected(&format!(r#"{{"limits":[{}]}}"#, many.join(","))),
+        "limits: 17 limits; at most 16 per route"
+    );
+}
+
+/// The `[routes.plugins.config]` tables of every rate-limit entry in a TOML
+/// document, as JSON, the way the host hands them over.
+fn rate_limit_tables(value: &toml::Value, out: &mut Vec<String>) {
+    match value {
+        toml::Value::Table(table) => {
+            if table.get("plugin").and_then(|p| p.as_str()) == Some("rate-limit") {
+                let config = table
+                    .get("config")
+                    .cloned()
+                    .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+                out.push(serde_json::to_string(&config).expect("to JSON"));
+            }
+            table.values().for_each(|v| rate_limit_tables(v, out));
+        }
+        toml::Value::Array(items) => items.iter().for_each(|v| rate_limit_tables(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_documented_examples_are_accepted() {
+    let full = format!("{}/../../docs/rate-limit.md", env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(&full).unwrap_or_else(|err| panic!("read {full}: {err}"));
+    let mut tables = Vec::new();
+    for block in doc.split("```toml\n").skip(1) {
+        let block = block.split("```").next().unwrap_or_default();
+        let value: toml::Value = toml::from_str(block)
+            .unwrap_or_else(|err| panic!("TOML block in the doc: {err}\n{block}"));
+        rate_limit_tables(&value, &mut tables);
+    }
+    assert!(tables.len() >= 3, "the doc shows rate-limit configs");
+    for json in &tables {
+        RateLimitPolicy::from_config(&Config::new(json.as_str()))
+            .unwrap_or_else(|err| panic!("documented config rejected: {err}\n{json}"));
+    }
+}
