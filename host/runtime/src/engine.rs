@@ -186,6 +186,18 @@ mod tests {
     }
 
     #[test]
+    fn pooling_unless_the_address_space_is_too_small() {
+        let (_engine, allocator) = build_engine(4).expect("engine");
+        let pool_bytes = 4 * (MAX_MEMORY_BYTES as u64 + SLOT_GUARD_ESTIMATE);
+        match address_space_limit() {
+            None => assert_eq!(allocator, Allocator::Pooling),
+            // e.g. `(ulimit -v 2000000; cargo test ...)`
+            Some(limit) if pool_bytes > limit / 2 => assert_eq!(allocator, Allocator::OnDemand),
+            Some(_) => {}
+        }
+    }
+
+    #[test]
     fn address_space_limit_reads_proc() {
         // Whatever the limit is here, reading it must not fail on Linux.
         if std::path::Path::new("/proc/self/limits").exists() {
