@@ -173,8 +173,9 @@ fn runaway_loop_is_stopped_within_its_budget() {
         other => panic!("expected a timeout, got {other:?}"),
     }
     assert!(took >= budget, "stopped early: {took:?}");
-    // One 1 ms tick of slack, plus scheduling noise on a busy 2-core box.
-    assert!(took < budget + Duration::from_millis(60), "took {took:?}");
+    // One 1 ms tick of slack, plus scheduling noise on a busy 2-core box
+    // (the epoch thread competes with builds for the CPU).
+    assert!(took < budget + Duration::from_millis(100), "took {took:?}");
     // And the plugin still serves the other hooks.
     assert!(plugin.on_request(&req).is_ok());
 }
