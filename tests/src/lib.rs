@@ -47,9 +47,13 @@ memory_limit = "16MiB"
 [plugins]
 header-rewrite = "{hr}"
 fault-injector = "{fi}"
+rate-limit = "{rl}"
+log-shape = "{ls}"
 "#,
         cache = process::test_cache_dir().display(),
         hr = plugin_wasm("header_rewrite").display(),
         fi = plugin_wasm("fault_injector").display(),
+        rl = plugin_wasm("rate_limit").display(),
+        ls = plugin_wasm("log_shape").display(),
     )
 }
