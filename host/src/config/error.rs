@@ -110,7 +110,7 @@ pub enum ConfigErrorKind {
     Duration { value: String, reason: &'static str },
     #[error("invalid size \"{value}\": {reason}")]
     Size { value: String, reason: &'static str },
-    #[error("memory_limit {value} is out of range: must be between 64KiB and 4GiB")]
+    #[error("memory_limit {value} is out of range: must be between 64KiB and {max}MiB", max = tailgate_runtime::MAX_MEMORY_BYTES >> 20)]
     MemoryLimit { value: String },
     #[error("max_instances must be between 1 and {max}", max = crate::config::values::MAX_INSTANCES)]
     MaxInstances,

@@ -165,7 +165,7 @@ pub(super) fn build_plugin_runtime(
     })
 }
 
-/// A plugin instance's memory cap: a size between 64 KiB and 4 GiB.
+/// A plugin instance's memory cap: a size between 64 KiB and the runtime's ceiling.
 pub(super) fn memory_limit(
     src: &Source<'_>,
     raw: &Spanned<RawSize>,

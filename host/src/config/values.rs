@@ -15,9 +15,10 @@ use super::model::HostPattern;
 pub const MAX_WORKERS: usize = 1024;
 /// Upper bound of `plugin_runtime.max_instances`.
 pub const MAX_INSTANCES: u32 = 100_000;
-/// Bounds of a plugin instance's memory cap: one wasm page to 4 GiB.
+/// Bounds of a plugin instance's memory cap: one wasm page to the runtime's
+/// ceiling (the address space reserved per instance).
 pub const MIN_MEMORY_LIMIT: u64 = 64 * 1024;
-pub const MAX_MEMORY_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
+pub const MAX_MEMORY_LIMIT: u64 = tailgate_runtime::MAX_MEMORY_BYTES as u64;
 
 const DURATION_FORM: &str =
     "expected a whole number and a unit ms, s, m or h (e.g. \"50ms\", \"5s\", \"1m\")";
