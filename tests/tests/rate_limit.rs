@@ -159,8 +159,8 @@ async fn two_hundred_concurrent_requests_admit_exactly_burst_plus_one() {
     let replies = burst(tg.addr(), 200, request("/burst", "")).await;
     let span = span(&replies);
     // 10r/s leaks one request per 100 ms: a burst answered within that
-    // window admits exactly burst + 1; a slower machine may admit one more
-    // per 100 ms it took, never fewer, never more.
+    // window admits exactly burst + 1 (the usual case here); a slower run
+    // admits one more per 100 ms it took, never fewer, never more.
     let leaked = (span.as_millis() / 100) as usize;
     let admitted = count(&replies, 200);
     eprintln!("{admitted} of 200 requests admitted; all answered in {span:?}");
@@ -168,9 +168,6 @@ async fn two_hundred_concurrent_requests_admit_exactly_burst_plus_one() {
         (21..=21 + leaked).contains(&admitted),
         "admitted {admitted} of 200 in {span:?}"
     );
-    if span < Duration::from_millis(100) {
-        assert_eq!(admitted, 21, "burst answered in {span:?}");
-    }
     assert_eq!(
         count(&replies, 429),
         200 - admitted,
