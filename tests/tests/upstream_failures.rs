@@ -13,8 +13,9 @@ fn config(dir: &TempDir, up: &TestUpstream) -> String {
     let page = dir.write("50x.html", "<h1>We'll be right back</h1>\n");
     let dead = dead_upstream();
     let silent = silent_upstream();
-    base_config("") + &format!(
-        r#"
+    base_config("")
+        + &format!(
+            r#"
 [upstreams.dead]
 url = "http://{dead}"
 [upstreams.silent]
@@ -49,9 +50,9 @@ path = "/"
 upstream = "live"
 error_pages = {{ 503 = "{page}" }}
 "#,
-        page = page.display(),
-        live = up.url()
-    )
+            page = page.display(),
+            live = up.url()
+        )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -63,7 +64,10 @@ async fn refused_connection_is_502_and_response_timeout_is_504() {
     let t = Instant::now();
     assert_eq!(get(tg.addr(), "silent.test", "/").await.status, 504);
     let took = t.elapsed();
-    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(5), "504 after {took:?}");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(5),
+        "504 after {took:?}"
+    );
     let rec = tg.wait_log("http_host", "silent.test");
     assert_eq!(rec["status"].as_u64(), Some(504));
     // The proxy still serves.
@@ -78,7 +82,10 @@ async fn error_page_is_served_for_a_dead_upstream_and_intercepted_statuses() {
     let r = get(tg.addr(), "paged.test", "/anything").await;
     assert_eq!(r.status, 502);
     assert_eq!(r.text(), "<h1>We'll be right back</h1>\n");
-    assert!(r.header("content-type").unwrap_or_default().starts_with("text/html"));
+    assert!(r
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("text/html"));
     // An upstream 503 is replaced by the page; other statuses pass through.
     let r = get(tg.addr(), "live.test", "/status/503").await;
     assert_eq!(r.status, 503);
