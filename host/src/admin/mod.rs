@@ -1,0 +1,114 @@
+//! The admin listener: a small HTTP/1.1 server beside the proxy (default
+//! `127.0.0.1:12345`, `[admin] listen`), never on the public path. It answers
+//! operator endpoints (`POST /reload`, `/healthz`, and those other modules
+//! register: `/metrics`, cache purge, ...). Requests for the public routes
+//! never come here; nothing here runs the request pipeline.
+//!
+//! Adding an endpoint: one `.route(...)` line in [`admin_routes`], with the
+//! handler in the module that owns the feature (and, if it needs state, a
+//! field in [`AdminState`]).
+
+mod router;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::reload::Reloader;
+use crate::server::Lifecycle;
+
+pub use router::{handler, text_response, AdminHandler, AdminRequest, AdminResponse, AdminRouter};
+
+/// Largest request body an admin endpoint accepts.
+pub const MAX_ADMIN_BODY: usize = 1 << 20;
+
+/// What the admin endpoints act on. Add a field for a new endpoint's state.
+#[derive(Clone)]
+pub struct AdminState {
+    pub reloader: Arc<Reloader>,
+    pub lifecycle: Lifecycle,
+}
+
+/// Every admin endpoint, one line each.
+pub fn admin_routes(state: &AdminState) -> AdminRouter {
+    AdminRouter::new()
+        .route(Method::GET, "/healthz", health_endpoint(state.lifecycle.clone()))
+        .route(Method::POST, "/reload", crate::reload::endpoint(state.reloader.clone()))
+}
+
+/// `GET /healthz` on the admin listener: 200 "ok" while serving, 503
+/// "draining" once shutdown began (same answer as the public `/healthz`).
+fn health_endpoint(lifecycle: Lifecycle) -> AdminHandler {
+    router::handler(move |_req| {
+        let draining = lifecycle.is_draining();
+        async move {
+            if draining {
+                text_response(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            } else {
+                text_response(StatusCode::OK, "ok\n")
+            }
+        }
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("admin listener on {addr}: {source}")]
+pub struct AdminBindError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// Bind the admin listener. Prints `admin api on http://ADDR` to stderr
+/// (with the real port for `:0`).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, AdminBindError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| AdminBindError { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| AdminBindError { addr, source })?;
+    eprintln!("admin api on http://{local}");
+    tracing::info!(%local, "admin api listening");
+    Ok(listener)
+}
+
+/// Serve admin requests on `listener` until `stop` is cancelled; open
+/// admin connections are then dropped (admin calls are short).
+pub async fn serve(listener: TcpListener, router: Arc<AdminRouter>, stop: CancellationToken) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!("admin api: accepting a connection: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let router = router.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let router = router.clone();
+                async move { Ok::<_, std::convert::Infallible>(router.dispatch(req).await) }
+            });
+            let served = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .http1_only()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(%peer, "admin connection ended: {e}");
+            }
+        });
+        // Reap finished connections so the set does not grow.
+        while connections.try_join_next().is_some() {}
+    }
+    connections.shutdown().await;
+}

@@ -1,0 +1,285 @@
+//! Hot reload: builds a complete new [`ActiveConfig`] from the config file
+//! beside the running one and swaps it in atomically, or rejects it and
+//! keeps serving the old one. Sits outside the request path: requests load
+//! the active bundle once at their start (see `pipeline`), so a request in
+//! flight finishes on the config it started with.
+//!
+//! Triggers ([`triggers`]): the config file or a plugin file changing on
+//! disk, `SIGHUP`, and `POST /reload` on the admin listener ([`endpoint`]).
+//! Reloads run one at a time. Plugins are loaded on the one long-lived
+//! [`Runtime`], so state kept there (rate-limit zones keyed by their
+//! definition, kv) survives, and a plugin file whose bytes did not change is
+//! taken from the compile cache instead of being compiled again.
+
+pub mod triggers;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http::StatusCode;
+use serde::Serialize;
+use tailgate_runtime::Runtime;
+
+use crate::admin::{AdminHandler, AdminResponse};
+use crate::config::{self, model::Config, ConfigError};
+use crate::pipeline::{ActiveConfig, Proxy};
+use crate::plugin_chain::{ChainLoadError, PluginChains};
+use crate::server::{ListenerSet, ServerError};
+use crate::upstream::UpstreamSetupError;
+
+/// What started a reload (a metric label and a log field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadTrigger {
+    /// The config file or a plugin file changed on disk.
+    FileChange,
+    /// `SIGHUP`.
+    Signal,
+    /// `POST /reload` on the admin listener.
+    Admin,
+}
+
+impl ReloadTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadTrigger::FileChange => "file",
+            ReloadTrigger::Signal => "sighup",
+            ReloadTrigger::Admin => "admin",
+        }
+    }
+}
+
+/// Why a new config was rejected; the running config stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// Parse or validation error: names file, line, column and route.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A plugin did not load or rejected (or trapped on) its route config.
+    /// Same text as `tailgate check` prints.
+    #[error("{path}: loading plugins: {source}")]
+    Plugins {
+        path: PathBuf,
+        source: ChainLoadError,
+    },
+    #[error("{path}: {source}")]
+    Upstream {
+        path: PathBuf,
+        source: UpstreamSetupError,
+    },
+    #[error("{path}: {source}")]
+    Listen { path: PathBuf, source: ServerError },
+    #[error("the reload task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A successful reload.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadOutcome {
+    /// Counts successful reloads since start (the startup config is 0).
+    pub generation: u64,
+    pub routes: usize,
+    pub plugins: usize,
+    pub listeners_added: Vec<SocketAddr>,
+    pub listeners_removed: Vec<SocketAddr>,
+    /// Settings that changed but only take effect on restart.
+    pub needs_restart: Vec<&'static str>,
+}
+
+/// Rebuilds and swaps the active config. One per server.
+pub struct Reloader {
+    path: PathBuf,
+    proxy: Proxy,
+    runtime: Arc<Runtime>,
+    listeners: Arc<ListenerSet>,
+    /// The settings fixed at start (compared to warn about restart-only keys).
+    started_with: Arc<Config>,
+    /// Serialises reloads.
+    serial: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+    failures: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Reloader {
+    pub fn new(
+        path: PathBuf,
+        proxy: Proxy,
+        runtime: Arc<Runtime>,
+        listeners: Arc<ListenerSet>,
+    ) -> Self {
+        let started_with = proxy.active().config.clone();
+        Reloader {
+            path,
+            proxy,
+            runtime,
+            listeners,
+            started_with,
+            serial: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// The config file being served.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Files whose change triggers a reload: the config and every plugin.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let active = self.proxy.active();
+        std::iter::once(self.path.clone())
+            .chain(active.config.plugins.values().cloned())
+            .collect()
+    }
+
+    /// Rejected reloads since start.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Validate the config file and its plugins, then swap them in; on any
+    /// error keep the running config. Logs and counts the outcome
+    /// (`tailgate_config_reloads_total{trigger, outcome}`).
+    pub async fn reload(&self, trigger: ReloadTrigger) -> Result<ReloadOutcome, ReloadError> {
+        let _one_at_a_time = self.serial.lock().await;
+        let result = self.build_and_swap().await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(
+            "tailgate_config_reloads_total",
+            "trigger" => trigger.as_str(),
+            "outcome" => outcome,
+        )
+        .increment(1);
+        match &result {
+            Ok(done) => {
+                metrics::gauge!("tailgate_config_generation").set(done.generation as f64);
+                tracing::info!(
+                    trigger = trigger.as_str(),
+                    generation = done.generation,
+                    routes = done.routes,
+                    plugins = done.plugins,
+                    "config reloaded"
+                );
+                for key in &done.needs_restart {
+                    tracing::warn!(key, "changed by the reload, but applies only on restart");
+                }
+            }
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut last) = self.last_error.lock() {
+                    *last = Some(e.to_string());
+                }
+                tracing::error!(
+                    trigger = trigger.as_str(),
+                    "config reload rejected, still serving the previous config: {e}"
+                );
+            }
+        }
+        result
+    }
+
+    async fn build_and_swap(&self) -> Result<ReloadOutcome, ReloadError> {
+        let path = self.path.clone();
+        let runtime = self.runtime.clone();
+        // Parsing and compiling are blocking (and compiling is CPU-heavy).
+        let (config, chains) = tokio::task::spawn_blocking(move || {
+            let config = config::load(&path)?;
+            let chains = PluginChains::load(&config, &runtime)
+                .map_err(|source| ReloadError::Plugins { path, source })?;
+            Ok::<_, ReloadError>((config, chains))
+        })
+        .await??;
+        let needs_restart = restart_only_changes(&self.started_with, &config);
+        let wanted = config.server.listen.clone();
+        let routes = config.routes.len();
+        let plugins = chains.loaded_plugins();
+        let next = ActiveConfig::new(Arc::new(config), Arc::new(chains)).map_err(|source| {
+            ReloadError::Upstream {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
+        let bound = self
+            .listeners
+            .bind_missing(&wanted)
+            .await
+            .map_err(|source| ReloadError::Listen {
+                path: self.path.clone(),
+                source,
+            })?;
+        // The point of no return: new requests use `next` from here on.
+        self.proxy.swap(next);
+        let changes = self.listeners.apply(&wanted, bound);
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        Ok(ReloadOutcome {
+            generation,
+            routes,
+            plugins,
+            listeners_added: changes.added,
+            listeners_removed: changes.removed,
+            needs_restart,
+        })
+    }
+}
+
+/// Keys a reload cannot apply to the running process.
+fn restart_only_changes(running: &Config, next: &Config) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    if running.server.workers != next.server.workers {
+        keys.push("server.workers");
+    }
+    if running.runtime.cache_dir != next.runtime.cache_dir {
+        keys.push("plugin_runtime.cache_dir");
+    }
+    if running.runtime.max_instances != next.runtime.max_instances {
+        keys.push("plugin_runtime.max_instances");
+    }
+    if running.runtime.max_calls_per_instance != next.runtime.max_calls_per_instance {
+        keys.push("plugin_runtime.max_calls_per_instance");
+    }
+    if running.admin.listen != next.admin.listen {
+        keys.push("admin.listen");
+    }
+    keys
+}
+
+/// `POST /reload`: reload now. 200 with the outcome as JSON, or 422 with
+/// `{"status":"error","error":...}` when the new config was rejected.
+pub fn endpoint(reloader: Arc<Reloader>) -> AdminHandler {
+    crate::admin::handler(move |_req| {
+        let reloader = reloader.clone();
+        async move {
+            match reloader.reload(ReloadTrigger::Admin).await {
+                Ok(outcome) => json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "status": "ok",
+                        "outcome": outcome,
+                        "failed_reloads": reloader.failures(),
+                    }),
+                ),
+                Err(e) => json_response(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &serde_json::json!({
+                        "status": "error",
+                        "error": e.to_string(),
+                        "failed_reloads": reloader.failures(),
+                    }),
+                ),
+            }
+        }
+    })
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> AdminResponse {
+    let mut resp = crate::admin::text_response(status, format!("{body}\n"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
