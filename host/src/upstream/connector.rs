@@ -1,59 +1,324 @@
-//! The upstream connector's deadline: wraps the HTTPS connector so TCP
-//! connect *and* TLS handshake together must finish within the upstream's
-//! `connect_timeout` (the pipeline turns a miss into 502).
+//! The upstream connector: the only place Tailgate opens connections to
+//! upstreams. The hyper client hands it a URI; it dials only if the URI's
+//! host and port are one of its upstream's configured addresses *and* the
+//! `[tailnet] allow` list admits them — so no route, plugin rewrite, Host
+//! header or redirect can point a connection anywhere else. Then, in order:
+//! TCP through the tailnet dialer (system resolver with a DNS cache, or the
+//! SOCKS5 server) within `connect_timeout`, the optional tailnet identity
+//! check, and for `https` the TLS handshake (SNI = the upstream's host name)
+//! within its own `tls_handshake_timeout`.
 
 use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::Uri;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
-use crate::pipeline::body::BoxError;
+use super::dns::DnsCache;
+use super::socks5::{self, Socks5Error};
+use super::whois::{IdentityError, Peer, PeerIdentityCheck};
+use crate::config::model::tailnet::{allowlist_permits, AllowedTarget, DialMode};
+use crate::config::model::{Endpoint, TailnetConfig};
 
-/// Connecting did not finish in time.
+/// Why no connection was made.
 #[derive(Debug, thiserror::Error)]
-#[error("connect timed out after {0:?}")]
-pub struct ConnectTimeout(pub Duration);
-
-/// A connector whose every connection attempt has a deadline.
-#[derive(Debug, Clone)]
-pub struct TimeoutConnector<C> {
-    inner: C,
-    timeout: Duration,
+pub enum DialError {
+    #[error("refusing to dial {target}: not an address of upstream {upstream}")]
+    NotATarget { target: String, upstream: String },
+    #[error("refusing to dial {target}: not in [tailnet] allow")]
+    NotAllowed { target: String },
+    #[error("resolving {target}: {source}")]
+    Resolve { target: String, source: io::Error },
+    #[error("connecting to {target}: {source}")]
+    Connect { target: String, source: io::Error },
+    #[error("connecting to {target}: timed out after {after:?}")]
+    ConnectTimeout { target: String, after: Duration },
+    #[error("connecting to {target} {source}")]
+    Socks5 { target: String, source: Socks5Error },
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("TLS handshake with {target}: {source}")]
+    TlsHandshake { target: String, source: io::Error },
+    #[error("TLS handshake with {target}: timed out after {after:?}")]
+    TlsTimeout { target: String, after: Duration },
+    #[error("{host:?} is not a valid TLS server name")]
+    ServerName { host: String },
 }
 
-impl<C> TimeoutConnector<C> {
-    pub fn new(inner: C, timeout: Duration) -> Self {
-        TimeoutConnector { inner, timeout }
+/// How upstream connections reach the tailnet, with the allowlist and the
+/// identity check. One per active config, shared by its upstreams.
+#[derive(Debug, Clone)]
+pub struct TailnetDialer {
+    mode: DialerMode,
+    allow: Option<Arc<[AllowedTarget]>>,
+    identity: Option<Arc<PeerIdentityCheck>>,
+}
+
+#[derive(Debug, Clone)]
+enum DialerMode {
+    System(DnsCache),
+    Socks5(SocketAddr),
+}
+
+impl TailnetDialer {
+    pub fn new(tailnet: &TailnetConfig) -> Self {
+        TailnetDialer {
+            mode: match tailnet.dial {
+                DialMode::System => DialerMode::System(DnsCache::system(tailnet.dns_ttl)),
+                DialMode::Socks5(proxy) => DialerMode::Socks5(proxy),
+            },
+            allow: tailnet.allow.as_deref().map(Arc::from),
+            identity: tailnet
+                .identity
+                .clone()
+                .map(|check| Arc::new(PeerIdentityCheck::new(check))),
+        }
+    }
+
+    /// TCP to `endpoint` within `timeout`, then the identity check.
+    /// Returns the stream and the address reached (`host:port` through SOCKS5).
+    pub async fn dial(
+        &self,
+        endpoint: &Endpoint,
+        timeout: Duration,
+    ) -> Result<(TcpStream, String), DialError> {
+        let target = format!("{}:{}", endpoint.host, endpoint.port);
+        // Checked here too (not only at config load): nothing dials outside the list.
+        if !allowlist_permits(self.allow.as_deref(), &endpoint.host, endpoint.port) {
+            return Err(DialError::NotAllowed { target });
+        }
+        let host = endpoint.host.trim_start_matches('[').trim_end_matches(']');
+        let deadline = Instant::now() + timeout;
+        let timed_out = || DialError::ConnectTimeout {
+            target: target.clone(),
+            after: timeout,
+        };
+        let (stream, peer, reached) = match &self.mode {
+            DialerMode::System(dns) => {
+                let addrs = tokio::time::timeout_at(deadline.into(), dns.resolve(host, endpoint.port))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|source| DialError::Resolve {
+                        target: target.clone(),
+                        source,
+                    })?;
+                let stream = connect_first(&addrs, deadline)
+                    .await
+                    .map_err(|e| match e {
+                        None => timed_out(),
+                        Some(source) => DialError::Connect {
+                            target: target.clone(),
+                            source,
+                        },
+                    })?;
+                let peer = stream.peer_addr().map_err(|source| DialError::Connect {
+                    target: target.clone(),
+                    source,
+                })?;
+                (stream, Peer::Addr(peer), peer.to_string())
+            }
+            DialerMode::Socks5(proxy) => {
+                let stream = tokio::time::timeout_at(
+                    deadline.into(),
+                    socks5::connect(*proxy, host, endpoint.port),
+                )
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|source| DialError::Socks5 {
+                    target: target.clone(),
+                    source,
+                })?;
+                (stream, Peer::Name(host.to_ascii_lowercase()), target.clone())
+            }
+        };
+        if let Some(identity) = &self.identity {
+            identity.verify(peer).await?;
+        }
+        Ok((stream, reached))
     }
 }
 
-type ConnectFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
+/// The first of `addrs` that accepts before `deadline`. `Err(None)` is the
+/// deadline; otherwise the last connect error.
+async fn connect_first(addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream, Option<io::Error>> {
+    let mut last = None;
+    for addr in addrs {
+        match tokio::time::timeout_at(deadline.into(), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Ok(Err(e)) => last = Some(e),
+            Err(_) => return Err(None),
+        }
+    }
+    Err(Some(last.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::NotFound, "no address to connect to")
+    })))
+}
 
-impl<C> tower_service::Service<Uri> for TimeoutConnector<C>
-where
-    C: tower_service::Service<Uri>,
-    C::Response: Send + 'static,
-    C::Future: Send + 'static,
-    C::Error: Into<BoxError>,
-{
-    type Response = C::Response;
-    type Error = BoxError;
-    type Future = ConnectFuture<C::Response>;
+/// The address a connection reached (for the access log's `upstream_addr`).
+#[derive(Debug, Clone)]
+pub struct DialedPeer(pub String);
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+/// The hyper client's connector for one upstream.
+#[derive(Clone)]
+pub struct UpstreamConnector {
+    upstream: String,
+    endpoints: Arc<[Endpoint]>,
+    dialer: TailnetDialer,
+    tls: TlsConnector,
+    connect_timeout: Duration,
+    tls_handshake_timeout: Duration,
+}
+
+impl UpstreamConnector {
+    pub fn new(
+        upstream: &str,
+        endpoints: &[Endpoint],
+        dialer: TailnetDialer,
+        tls: TlsConnector,
+        connect_timeout: Duration,
+        tls_handshake_timeout: Duration,
+    ) -> Self {
+        UpstreamConnector {
+            upstream: upstream.to_owned(),
+            endpoints: endpoints.into(),
+            dialer,
+            tls,
+            connect_timeout,
+            tls_handshake_timeout,
+        }
+    }
+
+    /// The configured address `uri` names, if any.
+    fn endpoint_for(&self, uri: &Uri) -> Result<Endpoint, DialError> {
+        let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+        let https = uri.scheme_str() == Some("https");
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        self.endpoints
+            .iter()
+            .find(|e| e.host == host && e.port == port)
+            .cloned()
+            .ok_or_else(|| DialError::NotATarget {
+                target: format!("{host}:{port}"),
+                upstream: self.upstream.clone(),
+            })
+    }
+
+    async fn connect(self, uri: Uri) -> Result<UpstreamConnection, DialError> {
+        let endpoint = self.endpoint_for(&uri)?;
+        let (stream, reached) = self.dialer.dial(&endpoint, self.connect_timeout).await?;
+        let peer = DialedPeer(reached);
+        if uri.scheme_str() != Some("https") {
+            return Ok(UpstreamConnection::Plain(TokioIo::new(stream), peer));
+        }
+        let host = endpoint.host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host.to_owned()).map_err(|_| DialError::ServerName {
+            host: host.to_owned(),
+        })?;
+        let target = format!("{}:{}", endpoint.host, endpoint.port);
+        let tls = tokio::time::timeout(self.tls_handshake_timeout, self.tls.connect(name, stream))
+            .await
+            .map_err(|_| DialError::TlsTimeout {
+                target: target.clone(),
+                after: self.tls_handshake_timeout,
+            })?
+            .map_err(|source| DialError::TlsHandshake { target, source })?;
+        Ok(UpstreamConnection::Tls(Box::new(TokioIo::new(tls)), peer))
+    }
+}
+
+impl std::fmt::Debug for UpstreamConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamConnector")
+            .field("upstream", &self.upstream)
+            .field("endpoints", &self.endpoints)
+            .field("dialer", &self.dialer)
+            .finish_non_exhaustive()
+    }
+}
+
+type ConnectFuture = Pin<Box<dyn Future<Output = Result<UpstreamConnection, DialError>> + Send>>;
+
+impl tower_service::Service<Uri> for UpstreamConnector {
+    type Response = UpstreamConnection;
+    type Error = DialError;
+    type Future = ConnectFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), DialError>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
-        let timeout = self.timeout;
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, connecting).await {
-                Ok(result) => result.map_err(Into::into),
-                Err(_) => Err(ConnectTimeout(timeout).into()),
+        Box::pin(self.clone().connect(uri))
+    }
+}
+
+/// A connection to an upstream, plain or TLS.
+#[derive(Debug)]
+pub enum UpstreamConnection {
+    Plain(TokioIo<TcpStream>, DialedPeer),
+    Tls(Box<TokioIo<TlsStream<TcpStream>>>, DialedPeer),
+}
+
+impl Connection for UpstreamConnection {
+    fn connected(&self) -> Connected {
+        match self {
+            UpstreamConnection::Plain(_, peer) | UpstreamConnection::Tls(_, peer) => {
+                Connected::new().extra(peer.clone())
             }
-        })
+        }
+    }
+}
+
+impl Read for UpstreamConnection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamConnection::Plain(io, _) => Pin::new(io).poll_read(cx, buf),
+            UpstreamConnection::Tls(io, _) => Pin::new(io.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl Write for UpstreamConnection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamConnection::Plain(io, _) => Pin::new(io).poll_write(cx, buf),
+            UpstreamConnection::Tls(io, _) => Pin::new(io.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamConnection::Plain(io, _) => Pin::new(io).poll_flush(cx),
+            UpstreamConnection::Tls(io, _) => Pin::new(io.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamConnection::Plain(io, _) => Pin::new(io).poll_shutdown(cx),
+            UpstreamConnection::Tls(io, _) => Pin::new(io.as_mut()).poll_shutdown(cx),
+        }
     }
 }

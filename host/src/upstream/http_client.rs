@@ -1,30 +1,32 @@
 //! One HTTP(S) upstream: a keep-alive connection pool (hyper-util's client
-//! over rustls) and the send step of the pipeline's upstream phase, with its
-//! two deadlines: `connect_timeout` (TCP + TLS; a miss is 502) and
-//! `response_timeout`, counted from the moment a connection is in hand until
-//! the response head arrives (a miss is 504).
+//! over the [`UpstreamConnector`]) and the send step of the pipeline's
+//! upstream phase, with its deadlines: `connect_timeout` (TCP) and
+//! `tls_handshake_timeout` (a miss of either is 502) and `response_timeout`,
+//! counted from the moment a connection is in hand until the response head
+//! arrives (a miss is 504). An upstream with several addresses tries them in
+//! the order its [`UpstreamHealth`] gives; a request that can be replayed
+//! (idempotent, no body) moves on to the next address when one fails.
 
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
+use http::{header, HeaderValue, Method, Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::{capture_connection, HttpConnector, HttpInfo};
+use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio_rustls::TlsConnector;
 
-use super::connector::TimeoutConnector;
+use super::connector::{DialError, DialedPeer, TailnetDialer, UpstreamConnector};
+use super::health::UpstreamHealth;
 use super::tls;
-use crate::config::model::{HttpUpstream, UpstreamName};
+use crate::config::model::{HostHeader, HttpUpstream, UpstreamName};
 use crate::error::ProxyError;
-use crate::pipeline::body::{BodyCounter, ProxyBody};
+use crate::pipeline::body::{empty_body, BodyCounter, BoxError, ProxyBody};
 
 /// Idle keep-alive connections are closed after this long.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
-type Connector = TimeoutConnector<HttpsConnector<HttpConnector>>;
 
 /// The pool and settings of one HTTP(S) upstream.
 #[derive(Debug, Clone)]
@@ -35,45 +37,54 @@ pub struct HttpUpstreamClient {
     authority: Authority,
     /// The URL's path without a trailing slash ("" for "/").
     path_prefix: String,
-    client: Client<Connector, ProxyBody>,
+    client: Client<UpstreamConnector, ProxyBody>,
+    health: Arc<UpstreamHealth>,
 }
 
 /// A response head from the upstream, and where it came from.
 #[derive(Debug)]
 pub struct UpstreamResponse {
     pub response: Response<Incoming>,
-    /// The peer address of the connection used, when known.
-    pub peer: Option<SocketAddr>,
+    /// The address of the connection used (`IP:PORT`, or `host:port`
+    /// through SOCKS5, where only the proxy knows the address), when known.
+    pub peer: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamSetupError {
-    #[error("upstream {upstream}: TLS setup: {source}")]
-    Tls {
-        upstream: String,
-        source: rustls::Error,
-    },
+    #[error("upstream {upstream}: TLS setup: {reason}")]
+    Tls { upstream: String, reason: String },
     #[error("upstream {upstream}: URL {url} has no host")]
     NoHost { upstream: String, url: String },
 }
 
+/// The parts of a bodiless idempotent request, to send it again elsewhere.
+struct Replay {
+    method: Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+}
+
 impl HttpUpstreamClient {
-    pub fn new(name: &UpstreamName, config: &HttpUpstream) -> Result<Self, UpstreamSetupError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.connect_timeout));
-        let tls =
-            tls::client_config(config.tls_verify).map_err(|source| UpstreamSetupError::Tls {
+    pub fn new(
+        name: &UpstreamName,
+        config: &HttpUpstream,
+        dialer: &TailnetDialer,
+    ) -> Result<Self, UpstreamSetupError> {
+        let tls = tls::client_config(config.tls_verify, config.ca_file.as_deref()).map_err(
+            |reason| UpstreamSetupError::Tls {
                 upstream: name.0.clone(),
-                source,
-            })?;
-        let https = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let connector = TimeoutConnector::new(https, config.connect_timeout);
+                reason,
+            },
+        )?;
+        let connector = UpstreamConnector::new(
+            name.as_str(),
+            &config.endpoints,
+            dialer.clone(),
+            TlsConnector::from(Arc::new(tls)),
+            config.connect_timeout,
+            config.tls_handshake_timeout,
+        );
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
@@ -96,6 +107,11 @@ impl HttpUpstreamClient {
         let path_prefix = config.url.path().trim_end_matches('/').to_string();
         Ok(HttpUpstreamClient {
             name: name.clone(),
+            health: Arc::new(UpstreamHealth::new(
+                name.as_str(),
+                &config.health,
+                &config.endpoints,
+            )),
             config: config.clone(),
             scheme,
             authority,
@@ -117,9 +133,22 @@ impl HttpUpstreamClient {
         &self.authority
     }
 
+    pub fn health(&self) -> &UpstreamHealth {
+        &self.health
+    }
+
     /// The upstream URI for a request path (and query): the URL's path is
     /// prefixed. `path` must start with '/'.
     pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+        self.uri_at(&self.authority, path, query)
+    }
+
+    fn uri_at(
+        &self,
+        authority: &Authority,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<Uri, http::Error> {
         let mut target = String::with_capacity(self.path_prefix.len() + path.len() + 16);
         target.push_str(&self.path_prefix);
         target.push_str(path);
@@ -130,7 +159,7 @@ impl HttpUpstreamClient {
         let path_and_query = PathAndQuery::try_from(target)?;
         Uri::builder()
             .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
+            .authority(authority.clone())
             .path_and_query(path_and_query)
             .build()
     }
@@ -139,7 +168,86 @@ impl HttpUpstreamClient {
     /// response head under the upstream's deadlines. While the request body
     /// is still streaming, each `response_timeout` window in which `body`
     /// advanced extends the wait (a slow upload is not a silent upstream).
+    /// With several addresses, a failed attempt of a replayable request
+    /// moves on to the next one.
     pub async fn send(
+        &self,
+        req: Request<ProxyBody>,
+        body: &BodyCounter,
+    ) -> Result<UpstreamResponse, ProxyError> {
+        let order = self.health.order();
+        let replay = replayable(&req).then(|| Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+        });
+        let mut first = Some(req);
+        for (attempt, &i) in order.iter().enumerate() {
+            let request = match (first.take(), &replay) {
+                (Some(request), _) => request,
+                (None, Some(parts)) => {
+                    let mut request = Request::new(empty_body());
+                    *request.method_mut() = parts.method.clone();
+                    *request.uri_mut() = parts.uri.clone();
+                    *request.headers_mut() = parts.headers.clone();
+                    request
+                }
+                (None, None) => break,
+            };
+            let request = self.aim(request, i)?;
+            match self.send_once(request, body).await {
+                Ok(answer) => {
+                    self.health.success(i);
+                    return Ok(answer);
+                }
+                Err(err) => {
+                    self.health.failure(i, &err);
+                    let next = order.get(attempt + 1);
+                    let retry = replay.is_some()
+                        && matches!(
+                            err,
+                            ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamExchange { .. }
+                        );
+                    match next {
+                        Some(&n) if retry => tracing::warn!(
+                            upstream = self.name.as_str(),
+                            "{err}; trying the next address, {}",
+                            self.config.endpoints[n].authority
+                        ),
+                        _ => return Err(err),
+                    }
+                }
+            }
+        }
+        Err(ProxyError::Internal(format!(
+            "upstream {} has no address to try",
+            self.name
+        )))
+    }
+
+    /// Point `req` at address `i`: its authority, and its Host when the
+    /// upstream sends its own name.
+    fn aim(&self, mut req: Request<ProxyBody>, i: usize) -> Result<Request<ProxyBody>, ProxyError> {
+        let Some(endpoint) = self.config.endpoints.get(i).filter(|_| i > 0) else {
+            return Ok(req);
+        };
+        let path = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(endpoint.authority.clone())
+            .path_and_query(path)
+            .build()
+            .map_err(|e| ProxyError::Internal(format!("upstream target: {e}")))?;
+        *req.uri_mut() = uri;
+        if self.config.host_header == HostHeader::Upstream {
+            if let Ok(host) = HeaderValue::from_str(endpoint.authority.as_str()) {
+                req.headers_mut().insert(header::HOST, host);
+            }
+        }
+        Ok(req)
+    }
+
+    async fn send_once(
         &self,
         mut req: Request<ProxyBody>,
         body: &BodyCounter,
@@ -148,7 +256,7 @@ impl HttpUpstreamClient {
         let response = self.client.request(req);
         tokio::pin!(response);
 
-        // Phase 1: a connection (pooled, or new within connect_timeout).
+        // Phase 1: a connection (pooled, or new within its deadlines).
         let early = tokio::select! {
             result = &mut response => Some(result),
             _ = connection.wait_for_connection_metadata() => None,
@@ -177,27 +285,117 @@ impl HttpUpstreamClient {
             metadata.as_ref().and_then(|connected| {
                 let mut extensions = http::Extensions::new();
                 connected.get_extras(&mut extensions);
-                extensions.get::<HttpInfo>().map(HttpInfo::remote_addr)
+                extensions.get::<DialedPeer>().map(|p| p.0.clone())
             })
         };
         match result {
             Ok(response) => Ok(UpstreamResponse { response, peer }),
-            Err(e) if e.is_connect() => Err(ProxyError::UpstreamConnect {
-                upstream: self.name.0.clone(),
-                source: e.into(),
-            }),
+            Err(e) if e.is_connect() => {
+                let source = connect_failure(&e);
+                if let Some(DialError::Identity(_)) = find_dial_error(&e) {
+                    metrics::counter!(
+                        "tailgate_upstream_identity_refused_total",
+                        "upstream" => self.name.0.clone()
+                    )
+                    .increment(1);
+                }
+                Err(ProxyError::UpstreamConnect {
+                    upstream: self.name.0.clone(),
+                    source,
+                })
+            }
             Err(e) => Err(ProxyError::UpstreamExchange {
                 upstream: self.name.0.clone(),
                 source: e.into(),
             }),
         }
     }
+
+    /// Probe every address with `GET path` every `interval`, marking each up
+    /// or down, until the returned task is aborted.
+    pub fn spawn_active_checks(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let check = self.config.health.active.clone()?;
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let this = self.clone();
+        Some(runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(check.interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                for (i, endpoint) in this.config.endpoints.iter().enumerate() {
+                    let outcome = this.probe(&endpoint.authority, &check.path, check.timeout).await;
+                    match outcome {
+                        Ok(()) => this.health.success(i),
+                        Err(why) => this.health.failure(i, &format!("health check: {why}")),
+                    }
+                }
+            }
+        }))
+    }
+
+    async fn probe(&self, authority: &Authority, path: &str, timeout: Duration) -> Result<(), String> {
+        let uri = self
+            .uri_at(authority, path, None)
+            .map_err(|e| e.to_string())?;
+        let mut req = Request::get(uri)
+            .body(empty_body())
+            .map_err(|e| e.to_string())?;
+        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+            req.headers_mut().insert(header::HOST, host);
+        }
+        match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+            Ok(Err(e)) => Err(connect_failure(&e).to_string()),
+            Ok(Ok(resp)) if resp.status().is_success() || resp.status().is_redirection() => Ok(()),
+            Ok(Ok(resp)) => Err(format!("answered {}", resp.status())),
+        }
+    }
+}
+
+/// Idempotent (RFC 9110 9.2.2) and without a body: safe to send again.
+fn replayable(req: &Request<ProxyBody>) -> bool {
+    use http_body::Body as _;
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    idempotent && req.body().is_end_stream() && req.extensions().get::<hyper::upgrade::OnUpgrade>().is_none()
+        && !req.headers().contains_key(header::UPGRADE)
+}
+
+fn find_dial_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a DialError> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if let Some(dial) = err.downcast_ref::<DialError>() {
+            return Some(dial);
+        }
+        current = err.source();
+    }
+    None
+}
+
+/// Why connecting failed, in words an operator can act on: the connector's
+/// own error (it names the target and the cause), else hyper's chain.
+fn connect_failure(e: &hyper_util::client::legacy::Error) -> BoxError {
+    let message = match find_dial_error(e) {
+        Some(dial) => dial.to_string(),
+        None => {
+            let mut parts = vec![e.to_string()];
+            let mut current = std::error::Error::source(e);
+            while let Some(err) = current {
+                parts.push(err.to_string());
+                current = err.source();
+            }
+            parts.join(": ")
+        }
+    };
+    message.into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::HostHeader;
+    use std::net::SocketAddr;
 
     fn upstream(url: &str) -> HttpUpstreamClient {
         upstream_with(url, true)
@@ -206,17 +404,32 @@ mod tests {
     fn upstream_with(url: &str, tls_verify: bool) -> HttpUpstreamClient {
         let url: Uri = url.parse().expect("url");
         let tls = url.scheme_str() == Some("https");
+        let host = url.host().unwrap_or_default().to_string();
+        let port = url.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let config = HttpUpstream {
-            host: url.host().unwrap_or_default().to_string(),
-            port: url.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            endpoints: vec![crate::config::model::Endpoint {
+                host: host.clone(),
+                port,
+                authority: url.authority().cloned().expect("authority"),
+            }],
+            host,
+            port,
             url,
             tls,
             host_header: HostHeader::Upstream,
             connect_timeout: Duration::from_millis(500),
             response_timeout: Duration::from_millis(300),
             tls_verify,
+            ca_file: None,
+            tls_handshake_timeout: Duration::from_millis(500),
+            health: crate::config::model::HealthPolicy {
+                max_fails: 1,
+                fail_timeout: Duration::from_secs(10),
+                active: None,
+            },
         };
-        HttpUpstreamClient::new(&UpstreamName("u".into()), &config).expect("client")
+        let dialer = TailnetDialer::new(&crate::config::model::TailnetConfig::default());
+        HttpUpstreamClient::new(&UpstreamName("u".into()), &config, &dialer).expect("client")
     }
 
     #[test]
@@ -351,7 +564,8 @@ mod tests {
             .send(get(&trusting), &BodyCounter::default())
             .await
             .expect("tls_verify = false accepts it");
-        assert_eq!(answer.peer.map(|p| p.port()), Some(addr.port()));
+        let peer = answer.peer.clone().expect("peer known");
+        assert!(peer.ends_with(&format!(":{}", addr.port())), "{peer}");
         let body = answer
             .response
             .into_body()

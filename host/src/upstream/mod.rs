@@ -1,13 +1,20 @@
 //! Upstreams: where the pipeline's upstream phase sends a routed request.
 //! [`UpstreamPool`] holds one [`UpstreamTarget`] per configured upstream —
 //! an HTTP(S) client with its keep-alive pool, or a static-file folder —
-//! built once per active config.
+//! built once per active config. HTTP(S) upstreams are dialled by the
+//! [`connector`] through the tailnet ([`dns`] or [`socks5`]), within the
+//! `[tailnet]` allowlist, with the optional [`whois`] identity check and
+//! per-address [`health`].
 
-mod connector;
+pub mod connector;
+pub mod dns;
+pub mod health;
 pub mod http_client;
+pub mod socks5;
 pub mod static_files;
 pub mod tls;
 pub mod upgrade;
+pub mod whois;
 
 use std::collections::HashMap;
 
@@ -28,6 +35,16 @@ pub enum UpstreamTarget {
 #[derive(Debug, Default)]
 pub struct UpstreamPool {
     targets: HashMap<UpstreamName, UpstreamTarget>,
+    /// Active health checks; they stop with the pool (e.g. on config swap).
+    checks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for UpstreamPool {
+    fn drop(&mut self) {
+        for check in &self.checks {
+            check.abort();
+        }
+    }
 }
 
 impl UpstreamPool {
@@ -35,6 +52,8 @@ impl UpstreamPool {
     /// `tls_verify = false` are warned about here, once.
     pub fn new(config: &Config) -> Result<Self, UpstreamSetupError> {
         let mut targets = HashMap::with_capacity(config.upstreams.len());
+        let mut checks = Vec::new();
+        let dialer = connector::TailnetDialer::new(&config.tailnet);
         for (name, upstream) in &config.upstreams {
             let target = match &upstream.kind {
                 UpstreamKind::Static { root } => {
@@ -48,12 +67,20 @@ impl UpstreamPool {
                             "TLS certificate verification is OFF for this upstream (tls_verify = false)"
                         );
                     }
-                    UpstreamTarget::Http(Box::new(HttpUpstreamClient::new(name, http)?))
+                    let client = HttpUpstreamClient::new(name, http, &dialer)?;
+                    checks.extend(client.spawn_active_checks());
+                    UpstreamTarget::Http(Box::new(client))
                 }
             };
             targets.insert(name.clone(), target);
         }
-        Ok(UpstreamPool { targets })
+        let dials = targets.values().any(|t| matches!(t, UpstreamTarget::Http(_)));
+        if dials && config.tailnet.allow.is_none() {
+            tracing::warn!(
+                "[tailnet] has no `allow` list: every upstream in the config may be dialled; list them to pin the targets"
+            );
+        }
+        Ok(UpstreamPool { targets, checks })
     }
 
     pub fn get(&self, name: &UpstreamName) -> Option<&UpstreamTarget> {
