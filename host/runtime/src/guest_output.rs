@@ -12,7 +12,9 @@ use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+use crate::bindings::types::LogLevel;
 use crate::host_state::GuestIdentity;
+use crate::observer::{OutputSource, PluginObserver, PluginOutput};
 
 /// Longest line logged; longer ones are split.
 const MAX_LINE_BYTES: usize = 1024;
@@ -65,6 +67,7 @@ struct OutputInner {
     guest: GuestIdentity,
     kind: Kind,
     tail: Option<OutputTail>,
+    observer: Option<Arc<dyn PluginObserver>>,
     lines: Mutex<LineBuffer>,
 }
 
@@ -77,19 +80,32 @@ struct LineBuffer {
 }
 
 impl GuestOutput {
-    pub(crate) fn stdout(guest: GuestIdentity) -> Self {
-        Self::new(guest, Kind::Stdout, None)
+    pub(crate) fn stdout(
+        guest: GuestIdentity,
+        observer: Option<Arc<dyn PluginObserver>>,
+    ) -> Self {
+        Self::new(guest, Kind::Stdout, None, observer)
     }
 
-    pub(crate) fn stderr(guest: GuestIdentity, tail: OutputTail) -> Self {
-        Self::new(guest, Kind::Stderr, Some(tail))
+    pub(crate) fn stderr(
+        guest: GuestIdentity,
+        tail: OutputTail,
+        observer: Option<Arc<dyn PluginObserver>>,
+    ) -> Self {
+        Self::new(guest, Kind::Stderr, Some(tail), observer)
     }
 
-    fn new(guest: GuestIdentity, kind: Kind, tail: Option<OutputTail>) -> Self {
+    fn new(
+        guest: GuestIdentity,
+        kind: Kind,
+        tail: Option<OutputTail>,
+        observer: Option<Arc<dyn PluginObserver>>,
+    ) -> Self {
         GuestOutput(Arc::new(OutputInner {
             guest,
             kind,
             tail,
+            observer,
             lines: Mutex::new(LineBuffer::default()),
         }))
     }
@@ -140,9 +156,24 @@ impl OutputInner {
             return;
         }
         let (plugin, route) = (&*self.guest.plugin, &*self.guest.route);
-        match self.kind {
-            Kind::Stderr => tracing::warn!(plugin, route, stream = "stderr", "{line}"),
-            Kind::Stdout => tracing::info!(plugin, route, stream = "stdout", "{line}"),
+        let (source, level) = match self.kind {
+            Kind::Stderr => {
+                tracing::warn!(plugin, route, stream = "stderr", "{line}");
+                (OutputSource::Stderr, LogLevel::Warn)
+            }
+            Kind::Stdout => {
+                tracing::info!(plugin, route, stream = "stdout", "{line}");
+                (OutputSource::Stdout, LogLevel::Info)
+            }
+        };
+        if let Some(observer) = &self.observer {
+            observer.plugin_output(&PluginOutput {
+                plugin,
+                route,
+                source,
+                level,
+                message: line,
+            });
         }
     }
 }

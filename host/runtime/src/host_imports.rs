@@ -9,6 +9,7 @@ use metrics::Label;
 use crate::bindings::host::Host;
 use crate::bindings::types::{self, LogLevel, RateDecision, RateLimit};
 use crate::host_state::HostState;
+use crate::observer::{OutputSource, PluginOutput};
 use crate::state::rate_limiter::{self, RateLimitError, ZoneSpec};
 
 /// Most label pairs a plugin metric may carry (besides `plugin`).
@@ -145,6 +146,15 @@ impl Host for HostState {
             LogLevel::Info => tracing::info!(plugin, route, "{message}"),
             LogLevel::Warn => tracing::warn!(plugin, route, "{message}"),
             LogLevel::Error => tracing::error!(plugin, route, "{message}"),
+        }
+        if let Some(observer) = &self.shared.observer {
+            observer.plugin_output(&PluginOutput {
+                plugin,
+                route,
+                source: OutputSource::HostLog,
+                level,
+                message,
+            });
         }
         Ok(())
     }

@@ -37,8 +37,9 @@ impl HostState {
         let plugin_state = shared.plugin(&guest.plugin);
         let stderr_tail = OutputTail::default();
         // No preopens, no env, no args, no network: the builder's defaults.
-        let stdout = GuestOutput::stdout(guest.clone());
-        let stderr = GuestOutput::stderr(guest.clone(), stderr_tail.clone());
+        let observer = shared.observer.clone();
+        let stdout = GuestOutput::stdout(guest.clone(), observer.clone());
+        let stderr = GuestOutput::stderr(guest.clone(), stderr_tail.clone(), observer);
         let wasi = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())

@@ -23,17 +23,23 @@ mod host_state;
 mod instance;
 mod instance_pool;
 mod metrics;
+mod observer;
+pub mod plugin_config;
 mod state;
 
 pub use bindings::types::{
     Header, HeaderEdit, HeaderOp, HookSet, ImmediateResponse, LogLevel, LogLine, LogRecord,
-    RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead, Var,
+    RateDecision, RateLimit, RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead,
+    Var,
 };
 pub use compile_cache::CacheOutcome;
 pub use engine::{Allocator, MAX_MEMORY_BYTES};
 pub use error::{ConfigureError, LoadError, PluginFault, RuntimeError};
 pub use hook::Hook;
+pub use observer::{OutputSource, PluginObserver, PluginOutput};
 pub use state::clock::{Clock, ManualClock, SystemClock};
+pub use state::view::{BucketState, CounterEntry, KvEntry, PluginStateView, RateLimitZoneState};
+pub use state::StateLimits;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,7 +55,7 @@ use host_state::{GuestIdentity, HostState};
 use instance::{InstanceRecipe, LiveInstances, PluginInstance};
 use instance_pool::InstancePool;
 use metrics::{CallMetrics, FaultKind};
-use state::{SharedState, StateLimits};
+use state::SharedState;
 
 /// Hook calls one instance serves before it is replaced, by default. Chosen
 /// from `benches/instances.rs` (see `docs/plugin-runtime.md`): a reused
@@ -76,6 +82,27 @@ impl RuntimeConfig {
             cache_dir: cache_dir.into(),
             max_instances: 1000,
             max_calls_per_instance: DEFAULT_MAX_CALLS_PER_INSTANCE,
+        }
+    }
+}
+
+/// What a runtime is built around besides its [`RuntimeConfig`]: the clock,
+/// the caps on plugin state, and an optional observer of plugin output.
+/// The proxy uses the defaults; tests and the plugin harness change them.
+#[derive(Clone)]
+pub struct RuntimeOptions {
+    pub clock: Arc<dyn Clock>,
+    pub state_limits: StateLimits,
+    pub observer: Option<Arc<dyn PluginObserver>>,
+}
+
+impl Default for RuntimeOptions {
+    /// The system clock, default state caps, no observer.
+    fn default() -> Self {
+        RuntimeOptions {
+            clock: Arc::new(SystemClock),
+            state_limits: StateLimits::default(),
+            observer: None,
         }
     }
 }
@@ -146,6 +173,25 @@ impl Runtime {
     /// A runtime whose host imports (`now-ms`, rate limits, TTLs) read
     /// `clock`; a [`ManualClock`] lets tests move time.
     pub fn with_clock(config: RuntimeConfig, clock: Arc<dyn Clock>) -> Result<Self, RuntimeError> {
+        Self::with_options(
+            config,
+            RuntimeOptions {
+                clock,
+                ..RuntimeOptions::default()
+            },
+        )
+    }
+
+    /// A runtime with its clock, state caps and observer chosen.
+    pub fn with_options(
+        config: RuntimeConfig,
+        options: RuntimeOptions,
+    ) -> Result<Self, RuntimeError> {
+        let RuntimeOptions {
+            clock,
+            state_limits,
+            observer,
+        } = options;
         let (engine, allocator) = engine::build_engine(config.max_instances)?;
         let mut linker = Linker::new(&engine);
         instance::link(&mut linker)
@@ -158,7 +204,9 @@ impl Runtime {
                 allocator,
                 linker,
                 cache,
-                shared: Arc::new(SharedState::new(clock, StateLimits::default())),
+                shared: Arc::new(
+                    SharedState::new(clock, state_limits).with_observer(observer),
+                ),
                 live: Arc::new(LiveInstances::new(config.max_instances.max(1))),
                 config,
                 _ticker: ticker,
@@ -278,6 +326,17 @@ impl Runtime {
     /// The clock the host imports read.
     pub fn clock(&self) -> Arc<dyn Clock> {
         self.inner.shared.clock.clone()
+    }
+
+    /// The shared state of plugin `name` (what its `host` imports see), to
+    /// inspect or seed it. Created empty if the plugin has none yet.
+    pub fn plugin_state(&self, name: &str) -> PluginStateView {
+        PluginStateView::new(self.inner.shared.clone(), name)
+    }
+
+    /// The caps on each plugin's state.
+    pub fn state_limits(&self) -> StateLimits {
+        self.inner.shared.limits
     }
 
     /// Plugin instances alive right now (idle in pools or in a call).

@@ -8,26 +8,34 @@ pub mod clock;
 pub(crate) mod counters;
 pub(crate) mod kv;
 pub(crate) mod rate_limiter;
+pub mod view;
 
 use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use crate::observer::PluginObserver;
 use clock::Clock;
 use counters::Counters;
 use kv::KvStore;
 use rate_limiter::RateLimitZones;
 
-/// Bounds on what one plugin may keep in host state.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct StateLimits {
+/// Bounds on what one plugin may keep in host state. Past a cap the least
+/// recently used entry goes; tests shrink the caps to see that happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateLimits {
     /// Longest key (counter, kv, rate-limit key), bytes.
-    pub(crate) max_key_bytes: usize,
-    pub(crate) max_counters: usize,
-    pub(crate) max_kv_entries: usize,
-    pub(crate) max_kv_value_bytes: usize,
-    pub(crate) max_zones: usize,
-    pub(crate) max_keys_per_zone: usize,
+    pub max_key_bytes: usize,
+    /// Counters per plugin.
+    pub max_counters: usize,
+    /// kv entries per plugin.
+    pub max_kv_entries: usize,
+    /// Largest kv value, bytes.
+    pub max_kv_value_bytes: usize,
+    /// Rate-limit zone definitions per plugin.
+    pub max_zones: usize,
+    /// Keys (buckets) tracked per rate-limit zone.
+    pub max_keys_per_zone: usize,
 }
 
 impl Default for StateLimits {
@@ -54,6 +62,8 @@ pub(crate) struct PluginState {
 pub(crate) struct SharedState {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: StateLimits,
+    /// Told about every plugin log line and output line (test harnesses).
+    pub(crate) observer: Option<Arc<dyn PluginObserver>>,
     plugins: DashMap<String, Arc<PluginState>>,
 }
 
@@ -62,8 +72,14 @@ impl SharedState {
         SharedState {
             clock,
             limits,
+            observer: None,
             plugins: DashMap::new(),
         }
+    }
+
+    pub(crate) fn with_observer(mut self, observer: Option<Arc<dyn PluginObserver>>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// The namespace of plugin `name`, created on first use. The same name

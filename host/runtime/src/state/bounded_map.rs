@@ -87,10 +87,25 @@ impl<V: Expiring> BoundedMap<V> {
         result
     }
 
-    #[cfg(test)]
     /// Keys currently held (expired ones count until an access sweeps them).
     pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
+    }
+
+    /// `view` of every live entry, most recently used first within a shard.
+    /// Only looks: the LRU order and expired entries are left as they are.
+    pub(crate) fn live_entries<T>(&self, now_ms: u64, view: impl Fn(&str, &V) -> T) -> Vec<T> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            out.extend(
+                shard
+                    .iter()
+                    .filter(|(_, value)| !value.is_expired(now_ms))
+                    .map(|(key, value)| view(key, value)),
+            );
+        }
+        out
     }
 
     fn shard(&self, key: &str) -> MutexGuard<'_, LruCache<String, V>> {

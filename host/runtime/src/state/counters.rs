@@ -51,9 +51,14 @@ impl Counters {
         self.map.read(key, now_ms, |c| c.map_or(0, |c| c.value))
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Live counters as (key, value, ttl-ms).
+    pub(crate) fn entries(&self, now_ms: u64) -> Vec<(String, i64, u64)> {
+        self.map
+            .live_entries(now_ms, |key, c| (key.to_owned(), c.value, c.ttl_ms))
     }
 }
 

@@ -52,9 +52,15 @@ impl KvStore {
         self.map.update(key, now_ms, |slot| slot.take().is_some())
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Live entries as (key, value, expires-at ms, 0 = never).
+    pub(crate) fn entries(&self, now_ms: u64) -> Vec<(String, Vec<u8>, u64)> {
+        self.map.live_entries(now_ms, |key, e| {
+            (key.to_owned(), e.value.clone(), e.expires_at_ms)
+        })
     }
 }
 

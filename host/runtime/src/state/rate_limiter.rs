@@ -128,9 +128,19 @@ impl RateLimitZone {
         })
     }
 
-    #[cfg(test)]
+    /// Buckets held, including idle ones not yet swept.
     pub(crate) fn tracked_keys(&self) -> usize {
         self.buckets.len()
+    }
+
+    pub(crate) fn spec(&self) -> &ZoneSpec {
+        &self.spec
+    }
+
+    /// Live buckets as (key, excess in milli-requests, last update ms).
+    pub(crate) fn buckets(&self, now_ms: u64) -> Vec<(String, u64, u64)> {
+        self.buckets
+            .live_entries(now_ms, |key, b| (key.to_owned(), b.excess, b.last_ms))
     }
 }
 
@@ -176,6 +186,15 @@ impl RateLimitZones {
             max_zones,
             max_keys_per_zone,
         }
+    }
+
+    /// Every zone this plugin has now.
+    pub(crate) fn all(&self) -> Vec<Arc<RateLimitZone>> {
+        let zones = self
+            .zones
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        zones.values().cloned().collect()
     }
 
     /// The zone for `spec`, created on first use.

@@ -1,0 +1,369 @@
+//! What a test hands a plugin's hooks, built in a line or two: [`Request`]
+//! (an `on-request` / `on-response` request head), [`Response`] (an
+//! `on-response` head) and [`LogEntry`] (an `on-log` record). Defaults look
+//! like a real request through the proxy; every field can be changed.
+
+use tailgate_runtime::{Header, LogRecord, RequestHead, ResponseHead, Var};
+
+/// Client address used when a test gives none (TEST-NET-3).
+pub const DEFAULT_CLIENT_IP: &str = "203.0.113.7";
+/// Host used when a test gives none.
+pub const DEFAULT_HOST: &str = "example.com";
+
+fn header(name: &str, value: impl Into<Vec<u8>>) -> Header {
+    Header {
+        name: name.to_ascii_lowercase(),
+        value: value.into(),
+    }
+}
+
+/// A request head. The route is filled in with the plugin's route when the
+/// test leaves it unset.
+#[derive(Debug, Clone)]
+pub struct Request {
+    head: RequestHead,
+    route_set: bool,
+}
+
+impl Request {
+    /// `method path[?query]` to `https://example.com` from 203.0.113.7.
+    pub fn new(method: &str, uri: &str) -> Self {
+        let (path, query) = match uri.split_once('?') {
+            Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
+            None => (uri.to_owned(), None),
+        };
+        Request {
+            head: RequestHead {
+                method: method.to_owned(),
+                scheme: "https".to_owned(),
+                host: DEFAULT_HOST.to_owned(),
+                path,
+                query,
+                headers: Vec::new(),
+                client_ip: DEFAULT_CLIENT_IP.to_owned(),
+                route: String::new(),
+                request_id: "req-1".to_owned(),
+            },
+            route_set: false,
+        }
+    }
+
+    pub fn get(uri: &str) -> Self {
+        Self::new("GET", uri)
+    }
+
+    pub fn post(uri: &str) -> Self {
+        Self::new("POST", uri)
+    }
+
+    /// Adds a header field (the name is lower-cased, as the host does).
+    pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.head.headers.push(header(name, value));
+        self
+    }
+
+    pub fn host(mut self, host: &str) -> Self {
+        self.head.host = host.to_ascii_lowercase();
+        self
+    }
+
+    pub fn scheme(mut self, scheme: &str) -> Self {
+        self.head.scheme = scheme.to_owned();
+        self
+    }
+
+    pub fn client_ip(mut self, ip: &str) -> Self {
+        self.head.client_ip = ip.to_owned();
+        self
+    }
+
+    pub fn route(mut self, route: &str) -> Self {
+        self.head.route = route.to_owned();
+        self.route_set = true;
+        self
+    }
+
+    pub fn request_id(mut self, id: &str) -> Self {
+        self.head.request_id = id.to_owned();
+        self
+    }
+
+    /// The head, with `route` filled in unless the test chose one.
+    pub fn into_head(self, route: &str) -> RequestHead {
+        let mut head = self.head;
+        if !self.route_set {
+            head.route = route.to_owned();
+        }
+        head
+    }
+}
+
+impl From<RequestHead> for Request {
+    fn from(head: RequestHead) -> Self {
+        Request {
+            head,
+            route_set: true,
+        }
+    }
+}
+
+/// A response head, from the upstream unless marked host-generated.
+#[derive(Debug, Clone)]
+pub struct Response {
+    head: ResponseHead,
+}
+
+impl Response {
+    pub fn new(status: u16) -> Self {
+        Response {
+            head: ResponseHead {
+                status,
+                headers: Vec::new(),
+                host_generated: false,
+            },
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.head.headers.push(header(name, value));
+        self
+    }
+
+    /// Made by the host itself (upstream down, timeout, plugin failure).
+    pub fn host_generated(mut self) -> Self {
+        self.head.host_generated = true;
+        self
+    }
+
+    pub fn into_head(self) -> ResponseHead {
+        self.head
+    }
+}
+
+impl From<ResponseHead> for Response {
+    fn from(head: ResponseHead) -> Self {
+        Response { head }
+    }
+}
+
+/// An `on-log` record: a finished `GET /` answered 200 in 12 ms by default,
+/// timed at the harness clock.
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    record: LogRecord,
+    route_set: bool,
+    time_set: bool,
+}
+
+impl LogEntry {
+    pub fn new(method: &str, uri: &str, status: u16) -> Self {
+        LogEntry {
+            record: LogRecord {
+                time: String::new(),
+                time_unix_ms: 0,
+                client_ip: DEFAULT_CLIENT_IP.to_owned(),
+                peer_addr: format!("{DEFAULT_CLIENT_IP}:51234"),
+                method: method.to_owned(),
+                scheme: "https".to_owned(),
+                host: DEFAULT_HOST.to_owned(),
+                uri: uri.to_owned(),
+                protocol: "HTTP/1.1".to_owned(),
+                status,
+                bytes_sent: 0,
+                bytes_received: 0,
+                request_time: 0.012,
+                upstream_response_time: None,
+                upstream_addr: None,
+                cache_status: String::new(),
+                route: String::new(),
+                request_id: "req-1".to_owned(),
+                user_agent: String::new(),
+                referer: String::new(),
+                request_headers: Vec::new(),
+                response_headers: Vec::new(),
+                vars: Vec::new(),
+            },
+            route_set: false,
+            time_set: false,
+        }
+    }
+
+    pub fn get(uri: &str) -> Self {
+        Self::new("GET", uri, 200)
+    }
+
+    pub fn status(mut self, status: u16) -> Self {
+        self.record.status = status;
+        self
+    }
+
+    pub fn client_ip(mut self, ip: &str) -> Self {
+        self.record.client_ip = ip.to_owned();
+        self
+    }
+
+    pub fn host(mut self, host: &str) -> Self {
+        self.record.host = host.to_owned();
+        self
+    }
+
+    pub fn route(mut self, route: &str) -> Self {
+        self.record.route = route.to_owned();
+        self.route_set = true;
+        self
+    }
+
+    pub fn scheme(mut self, scheme: &str) -> Self {
+        self.record.scheme = scheme.to_owned();
+        self
+    }
+
+    pub fn request_id(mut self, id: &str) -> Self {
+        self.record.request_id = id.to_owned();
+        self
+    }
+
+    /// e.g. `HTTP/2.0`.
+    pub fn protocol(mut self, protocol: &str) -> Self {
+        self.record.protocol = protocol.to_owned();
+        self
+    }
+
+    pub fn bytes_received(mut self, bytes: u64) -> Self {
+        self.record.bytes_received = bytes;
+        self
+    }
+
+    pub fn bytes_sent(mut self, bytes: u64) -> Self {
+        self.record.bytes_sent = bytes;
+        self
+    }
+
+    pub fn request_time(mut self, seconds: f64) -> Self {
+        self.record.request_time = seconds;
+        self
+    }
+
+    /// An upstream answered: its address and time to response headers.
+    pub fn upstream(mut self, addr: &str, seconds: f64) -> Self {
+        self.record.upstream_addr = Some(addr.to_owned());
+        self.record.upstream_response_time = Some(seconds);
+        self
+    }
+
+    pub fn cache_status(mut self, status: &str) -> Self {
+        self.record.cache_status = status.to_owned();
+        self
+    }
+
+    /// A request header; `user-agent` and `referer` also fill their fields.
+    pub fn request_header(mut self, name: &str, value: &str) -> Self {
+        let name = name.to_ascii_lowercase();
+        match name.as_str() {
+            "user-agent" => self.record.user_agent = value.to_owned(),
+            "referer" => self.record.referer = value.to_owned(),
+            _ => {}
+        }
+        self.record.request_headers.push(header(&name, value));
+        self
+    }
+
+    pub fn response_header(mut self, name: &str, value: &str) -> Self {
+        self.record.response_headers.push(header(name, value));
+        self
+    }
+
+    /// A var an earlier hook set (e.g. `limit_req_status`).
+    pub fn var(mut self, name: &str, value: &str) -> Self {
+        self.record.vars.push(Var {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        });
+        self
+    }
+
+    /// Request start, Unix epoch milliseconds (default: the harness clock).
+    pub fn time_unix_ms(mut self, ms: u64) -> Self {
+        self.record.time_unix_ms = ms;
+        self.record.time = rfc3339_millis(ms);
+        self.time_set = true;
+        self
+    }
+
+    /// The record, with the route and (unless set) the time filled in.
+    pub fn into_record(self, route: &str, now_ms: u64) -> LogRecord {
+        let mut record = self.record;
+        if !self.route_set {
+            record.route = route.to_owned();
+        }
+        if !self.time_set {
+            record.time_unix_ms = now_ms;
+            record.time = rfc3339_millis(now_ms);
+        }
+        record
+    }
+}
+
+impl From<LogRecord> for LogEntry {
+    fn from(record: LogRecord) -> Self {
+        LogEntry {
+            record,
+            route_set: true,
+            time_set: true,
+        }
+    }
+}
+
+/// `2025-01-01T00:00:00.000Z` for Unix epoch milliseconds, as the host
+/// formats the log record's `time`.
+pub fn rfc3339_millis(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let millis = unix_ms % 1000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_of_known_instants() {
+        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(1_735_689_600_000), "2025-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339_millis(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
+    }
+
+    #[test]
+    fn request_splits_the_query_and_takes_the_plugins_route() {
+        let head = Request::get("/a?b=1").header("X-Key", "k").into_head("api");
+        assert_eq!((head.path.as_str(), head.query.as_deref()), ("/a", Some("b=1")));
+        assert_eq!(head.headers[0].name, "x-key");
+        assert_eq!(head.route, "api");
+        let head = Request::get("/").route("other").into_head("api");
+        assert_eq!(head.route, "other");
+    }
+}

@@ -1,0 +1,195 @@
+//! One plugin's host state seen from outside the guest: read every counter,
+//! kv entry and rate-limit bucket, and seed them, on the runtime's clock.
+//! Not on the request path: the plugin test harness (`tailgate-harness`)
+//! uses it to pre-seed state before a hook runs and to assert on it after.
+
+use std::sync::Arc;
+
+use super::rate_limiter::{self, ZoneSpec};
+use super::{PluginState, SharedState};
+use crate::bindings::types::{RateDecision, RateLimit};
+
+/// A handle on one plugin's namespace of the shared state (the same one the
+/// guest's `host` imports use).
+pub struct PluginStateView {
+    state: Arc<PluginState>,
+    shared: Arc<SharedState>,
+}
+
+/// A live shared counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterEntry {
+    pub key: String,
+    pub value: i64,
+    /// Idle expiry, ms; 0 = never.
+    pub ttl_ms: u64,
+}
+
+/// A live kv entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvEntry {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Clock time it is gone at, ms; 0 = never.
+    pub expires_at_ms: u64,
+}
+
+/// One rate-limit zone definition and its buckets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitZoneState {
+    pub zone: String,
+    pub rate_milli: u64,
+    pub burst: u32,
+    pub delay: u32,
+    /// Buckets held in memory, including idle ones the next access sweeps.
+    pub tracked_keys: usize,
+    /// Live buckets, sorted by key.
+    pub buckets: Vec<BucketState>,
+}
+
+/// One key's leaky bucket (nginx `limit_req` state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketState {
+    pub key: String,
+    /// Requests above the rate, in thousandths.
+    pub excess_milli: u64,
+    /// Clock time of the last update, ms.
+    pub last_ms: u64,
+}
+
+impl PluginStateView {
+    pub(crate) fn new(shared: Arc<SharedState>, plugin: &str) -> Self {
+        PluginStateView {
+            state: shared.plugin(plugin),
+            shared,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.shared.now_ms()
+    }
+
+    /// `counter-get`: the value, 0 if absent or expired.
+    pub fn counter(&self, key: &str) -> i64 {
+        self.state.counters.get(key, self.now_ms())
+    }
+
+    /// `counter-incr`: add `delta` (TTL `ttl_ms`, 0 = never) and return the new value.
+    pub fn counter_incr(&self, key: &str, delta: i64, ttl_ms: u64) -> i64 {
+        self.state.counters.incr(key, delta, ttl_ms, self.now_ms())
+    }
+
+    /// Live counters, sorted by key.
+    pub fn counters(&self) -> Vec<CounterEntry> {
+        let mut out: Vec<CounterEntry> = self
+            .state
+            .counters
+            .entries(self.now_ms())
+            .into_iter()
+            .map(|(key, value, ttl_ms)| CounterEntry { key, value, ttl_ms })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Counters held, including expired ones not yet swept.
+    pub fn counters_held(&self) -> usize {
+        self.state.counters.len()
+    }
+
+    /// `kv-get`.
+    pub fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
+        self.state.kv.get(key, self.now_ms())
+    }
+
+    /// `kv-set`: gone `ttl_ms` from now (0 = kept until evicted).
+    pub fn kv_set(&self, key: &str, value: impl Into<Vec<u8>>, ttl_ms: u64) {
+        self.state.kv.set(key, value.into(), ttl_ms, self.now_ms());
+    }
+
+    /// `kv-delete`: true if it was there.
+    pub fn kv_delete(&self, key: &str) -> bool {
+        self.state.kv.delete(key, self.now_ms())
+    }
+
+    /// Live kv entries, sorted by key.
+    pub fn kv_entries(&self) -> Vec<KvEntry> {
+        let mut out: Vec<KvEntry> = self
+            .state
+            .kv
+            .entries(self.now_ms())
+            .into_iter()
+            .map(|(key, value, expires_at_ms)| KvEntry {
+                key,
+                value,
+                expires_at_ms,
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// kv entries held, including expired ones not yet swept.
+    pub fn kv_held(&self) -> usize {
+        self.state.kv.len()
+    }
+
+    /// `rate-limit-check` (enforcing): account one request for `key`, as the
+    /// guest would. Seeds a bucket; an `Err` says why the zone is invalid.
+    pub fn rate_limit_check(&self, limit: &RateLimit, key: &str) -> Result<RateDecision, String> {
+        let zone = self
+            .state
+            .rate_limits
+            .zone(ZoneSpec {
+                name: limit.zone.clone(),
+                rate_milli: limit.rate_milli,
+                burst: limit.burst,
+                delay: limit.delay,
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(match zone.check(key, self.now_ms()) {
+            rate_limiter::RateDecision::Pass => RateDecision::Pass,
+            rate_limiter::RateDecision::Delay(ms) => RateDecision::Delay(ms),
+            rate_limiter::RateDecision::Reject(ms) => RateDecision::Reject(ms),
+        })
+    }
+
+    /// Every rate-limit zone of the plugin, sorted by name (then rate).
+    pub fn rate_limit_zones(&self) -> Vec<RateLimitZoneState> {
+        let now = self.now_ms();
+        let mut out: Vec<RateLimitZoneState> = self
+            .state
+            .rate_limits
+            .all()
+            .into_iter()
+            .map(|zone| {
+                let spec = zone.spec();
+                let mut buckets: Vec<BucketState> = zone
+                    .buckets(now)
+                    .into_iter()
+                    .map(|(key, excess_milli, last_ms)| BucketState {
+                        key,
+                        excess_milli,
+                        last_ms,
+                    })
+                    .collect();
+                buckets.sort_by(|a, b| a.key.cmp(&b.key));
+                RateLimitZoneState {
+                    zone: spec.name.clone(),
+                    rate_milli: spec.rate_milli,
+                    burst: spec.burst,
+                    delay: spec.delay,
+                    tracked_keys: zone.tracked_keys(),
+                    buckets,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.zone, a.rate_milli).cmp(&(&b.zone, b.rate_milli)));
+        out
+    }
+
+    /// The zone named `zone` (the first, if several definitions share it).
+    pub fn rate_limit_zone(&self, zone: &str) -> Option<RateLimitZoneState> {
+        self.rate_limit_zones().into_iter().find(|z| z.zone == zone)
+    }
+}
