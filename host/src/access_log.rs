@@ -16,13 +16,16 @@ const QUEUE_CAPACITY: usize = 16 * 1024;
 #[derive(Debug, Clone)]
 pub struct AccessLog {
     tx: mpsc::Sender<String>,
+    /// The second sink, when `[telemetry.loki]` is configured.
+    loki: Option<crate::telemetry::loki::LokiSink>,
 }
 
 impl AccessLog {
     /// Spawn the STDOUT writer on the current tokio runtime. The task ends
     /// (after writing every queued line) once every `AccessLog` clone is gone.
     pub fn stdout() -> (Self, JoinHandle<()>) {
-        let (log, rx) = Self::channel(QUEUE_CAPACITY);
+        let (mut log, rx) = Self::channel(QUEUE_CAPACITY);
+        log.loki = crate::telemetry::loki_sink();
         let writer = tokio::spawn(write_lines(rx, tokio::io::stdout()));
         (log, writer)
     }
@@ -30,17 +33,25 @@ impl AccessLog {
     /// A log whose lines land in the returned receiver (tests, other sinks).
     pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<String>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (AccessLog { tx }, rx)
+        (AccessLog { tx, loki: None }, rx)
     }
 
     /// Queue one line (a trailing newline is added by the writer; embedded
     /// line breaks are escaped so one request stays one line).
     pub fn write_line(&self, line: String) {
+        self.write_labelled_line(line, &[]);
+    }
+
+    /// Queue one line with its Loki stream labels (the log-shape plugin's).
+    pub fn write_labelled_line(&self, line: String, labels: &[(String, String)]) {
         let line = if line.contains(['\n', '\r']) {
             line.replace('\n', "\\n").replace('\r', "\\r")
         } else {
             line
         };
+        if let Some(loki) = &self.loki {
+            loki.push(labels, &line);
+        }
         if let Err(e) = self.tx.try_send(line) {
             metrics::counter!("tailgate_access_log_dropped_total").increment(1);
             if matches!(e, mpsc::error::TrySendError::Full(_)) {

@@ -116,9 +116,13 @@ fn run(path: &Path) -> anyhow::Result<()> {
         builder.worker_threads(config.server.workers);
     }
     let tokio_runtime = builder.build().context("starting the tokio runtime")?;
-    let (runtime, chains) = {
+    let (telemetry, runtime, chains) = {
         let _context = tokio_runtime.enter();
-        load_plugins(path, &config)?
+        // First: plugins register their metric handles when configured.
+        let telemetry =
+            crate::telemetry::Telemetry::start(&config.telemetry).context("starting telemetry")?;
+        let (runtime, chains) = load_plugins(path, &config)?;
+        (telemetry, runtime, chains)
     };
     tracing::info!(
         config = %path.display(),
@@ -126,11 +130,14 @@ fn run(path: &Path) -> anyhow::Result<()> {
         plugins = chains.loaded_plugins(),
         "config loaded"
     );
-    tokio_runtime.block_on(crate::server::run(
+    let served = tokio_runtime.block_on(crate::server::run(
         Arc::new(config),
         Arc::new(chains),
         Arc::new(runtime),
-    ))?;
+    ));
+    // Push the last metrics and log lines, bounded.
+    tokio_runtime.block_on(telemetry.shutdown(std::time::Duration::from_secs(5)));
+    served?;
     Ok(())
 }
 

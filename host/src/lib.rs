@@ -17,4 +17,5 @@ pub mod pipeline;
 pub mod plugin_chain;
 pub mod router;
 pub mod server;
+pub mod telemetry;
 pub mod upstream;

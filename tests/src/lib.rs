@@ -3,7 +3,10 @@
 //! small HTTP client. Tests live in `tests/tests/*.rs`.
 
 pub mod client;
+pub mod loki_standin;
+pub mod metrics_scrape;
 pub mod process;
+pub mod prometheus;
 pub mod upstream;
 
 use std::path::PathBuf;

@@ -114,9 +114,19 @@ impl Tailgate {
     }
 
     pub fn try_start(config: &str) -> Result<Tailgate, String> {
+        Self::try_start_with_env(config, &[])
+    }
+
+    /// [`Tailgate::start`] with extra environment variables (e.g. `FLY_REGION`).
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Tailgate {
+        Self::try_start_with_env(config, env).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn try_start_with_env(config: &str, env: &[(&str, &str)]) -> Result<Tailgate, String> {
         let dir = TempDir::new("tg");
         let config_path = dir.write("config.toml", config);
         let mut child = Command::new(tailgate_bin())
+            .envs(env.iter().copied())
             .arg("run")
             .arg("--config")
             .arg(&config_path)

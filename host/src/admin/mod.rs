@@ -38,6 +38,7 @@ pub fn admin_routes(state: &AdminState) -> AdminRouter {
     AdminRouter::new()
         .route(Method::GET, "/healthz", health_endpoint(state.lifecycle.clone()))
         .route(Method::POST, "/reload", crate::reload::endpoint(state.reloader.clone()))
+        .route(Method::GET, crate::telemetry::metrics_endpoint::METRICS_PATH, crate::telemetry::metrics_endpoint::endpoint())
 }
 
 /// `GET /healthz` on the admin listener: 200 "ok" while serving, 503

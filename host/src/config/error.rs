@@ -133,6 +133,9 @@ pub enum ConfigErrorKind {
     #[error("`{0}` applies only to `url` upstreams")]
     UrlOnlyKey(&'static str),
 
+    #[error("telemetry: {0}")]
+    Telemetry(#[source] super::telemetry::TelemetryConfigError),
+
     #[error("`hosts` must name at least one host")]
     HostsEmpty,
     #[error("invalid host \"{value}\": {reason}")]

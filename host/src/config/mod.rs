@@ -14,6 +14,7 @@ mod plugin_config;
 mod raw;
 mod route;
 mod server;
+mod telemetry;
 mod upstream;
 mod values;
 
@@ -55,6 +56,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         upstreams: &upstreams,
     };
     let routes = route::build_routes(&src, &targets, raw.routes)?;
+    let telemetry = telemetry::build_telemetry(&src, raw.telemetry)?;
     Ok(Config {
         source: path.to_path_buf(),
         server,
@@ -62,6 +64,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         plugins,
         upstreams,
         routes,
+        telemetry,
     })
 }
 

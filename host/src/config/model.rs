@@ -11,6 +11,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use regex::Regex;
 
+pub mod telemetry;
+pub use self::telemetry::TelemetryConfig;
+
 /// The whole validated config.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -23,6 +26,8 @@ pub struct Config {
     pub upstreams: BTreeMap<UpstreamName, Arc<Upstream>>,
     /// Routes in config order.
     pub routes: Vec<Arc<Route>>,
+    /// Metrics naming, remote_write and Loki pushers (`crate::telemetry`).
+    pub telemetry: TelemetryConfig,
 }
 
 #[derive(Debug, Clone)]

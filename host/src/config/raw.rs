@@ -35,6 +35,8 @@ pub struct RawFile {
     pub upstreams: BTreeMap<SpannedKey, RawUpstream>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub telemetry: super::telemetry::RawTelemetry,
 }
 
 #[derive(Debug, Default, Deserialize)]

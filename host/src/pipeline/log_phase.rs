@@ -51,17 +51,17 @@ impl PendingLog {
         record_metrics(&self.ctx, &record);
         let hooked = self.ctx.chain.as_ref().filter(|c| c.has_hook(HookSet::LOG));
         let line = match hooked {
-            None => Some(default_line(&record)),
+            None => Some((default_line(&record), Vec::new())),
             Some(chain) => match run_hook(|| chain.on_log(&record)) {
-                LogDecision::Line(line) => Some(line.line),
+                LogDecision::Line(line) => Some((line.line, line.labels)),
                 LogDecision::Drop => None,
-                LogDecision::Default => Some(default_line(&record)),
+                LogDecision::Default => Some((default_line(&record), Vec::new())),
                 // Reported and counted by the chain; a line is never lost.
-                LogDecision::Failed { .. } => Some(default_line(&record)),
+                LogDecision::Failed { .. } => Some((default_line(&record), Vec::new())),
             },
         };
-        if let Some(line) = line {
-            self.access_log.write_line(line);
+        if let Some((line, labels)) = line {
+            self.access_log.write_labelled_line(line, &labels);
         }
     }
 
@@ -118,7 +118,8 @@ fn record_metrics(ctx: &RequestContext, record: &LogRecord) {
         "host" => host.clone()
     )
     .increment(1);
-    metrics::histogram!("tailgate_http_request_duration_seconds").record(record.request_time);
+    metrics::histogram!("tailgate_http_request_duration_seconds", "host" => host.clone())
+        .record(record.request_time);
     metrics::counter!("tailgate_http_response_bytes_total", "host" => host)
         .increment(record.bytes_sent);
 }
