@@ -38,18 +38,29 @@ pub enum Command {
         #[arg(value_name = "PATH")]
         config: PathBuf,
     },
+    /// Plugin authoring: run a plugin's cases, start a new plugin.
+    Plugin {
+        #[command(subcommand)]
+        command: crate::plugin_cmd::PluginCommand,
+    },
 }
 
 /// Parse the arguments, run the command, and turn its outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = init_logging() {
+    // Plugin commands print their own report; only warnings go to stderr.
+    let default_level = match cli.command {
+        Command::Plugin { .. } => "warn",
+        _ => "info",
+    };
+    if let Err(e) = init_logging(default_level) {
         eprintln!("tailgate: {e:#}");
         return ExitCode::FAILURE;
     }
     let outcome = match cli.command {
         Command::Run { config } => run(&config),
         Command::Check { config } => check(&config),
+        Command::Plugin { command } => return crate::plugin_cmd::main(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,12 +72,12 @@ pub fn main() -> ExitCode {
 }
 
 /// Diagnostics go to stderr (stdout is the access log), filtered by
-/// `TAILGATE_LOG`, else `RUST_LOG`, else `info`; colours only on a terminal.
-fn init_logging() -> anyhow::Result<()> {
+/// `TAILGATE_LOG`, else `RUST_LOG`, else `default_level`; colours only on a terminal.
+fn init_logging(default_level: &str) -> anyhow::Result<()> {
     let (var, directives) = ["TAILGATE_LOG", "RUST_LOG"]
         .into_iter()
         .find_map(|var| std::env::var(var).ok().map(|value| (var, value)))
-        .unwrap_or(("default", "info".to_owned()));
+        .unwrap_or(("default", default_level.to_owned()));
     let filter = EnvFilter::try_new(&directives)
         .with_context(|| format!("{var}: invalid log filter {directives:?}"))?;
     tracing_subscriber::fmt()

@@ -15,6 +15,7 @@ pub mod error;
 pub mod forwarding;
 pub mod pipeline;
 pub mod plugin_chain;
+pub mod plugin_cmd;
 pub mod router;
 pub mod server;
 pub mod telemetry;
