@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tailgate's tests need, only those missing:
-# `shellcheck` (tests/tests/fly_deploy.rs lints fly/start.sh with it).
+# `shellcheck` (tests/tests/fly_deploy.rs lints fly/start.sh with it),
+# `microsocks` (tests/tests/tailnet_socks5.rs dials upstreams through it).
 # Runs `apt-get update` once, and only when something is missing; prints
 # nothing when everything is already there, so `make test` can call it always.
 set -euo pipefail
 
-packages=(shellcheck)
+packages=(shellcheck microsocks)
 
 missing=()
 for pkg in "${packages[@]}"; do

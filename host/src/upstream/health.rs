@@ -100,7 +100,8 @@ impl UpstreamHealth {
             state.down_until = Some(Instant::now() + self.fail_timeout);
             state.consecutive_failures = 0;
             drop(state);
-            if !already {
+            // A lone address is tried anyway: no news worth a warning.
+            if !already && self.endpoints.len() > 1 {
                 tracing::warn!(
                     upstream = %self.upstream,
                     address = %endpoint.label,

@@ -1,0 +1,116 @@
+//! `socks5` dial mode through the real binary against a real SOCKS5 server
+//! (Debian `microsocks`, as tailscaled's `--socks5-server` stands in):
+//! upstreams are reached through it by hostname, and with the SOCKS5 server
+//! down a request is a 502 naming the proxy, while the proxy keeps serving.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tailgate_e2e::base_config;
+use tailgate_e2e::client::get;
+use tailgate_e2e::process::Tailgate;
+use tailgate_e2e::upstream::TestUpstream;
+
+/// A running microsocks on a free loopback port, killed (by PID) on drop.
+struct Microsocks {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Microsocks {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new("microsocks")
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("microsocks is installed (scripts/install-test-deps.sh)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "microsocks did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Microsocks { child, addr }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Microsocks {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstreams_are_reached_through_the_socks5_server_and_its_absence_is_a_502() {
+    let mut socks = Microsocks::start();
+    let up = TestUpstream::start();
+    let port = up.addr.port();
+    let config = base_config("")
+        + &format!(
+            r#"
+[tailnet]
+mode = "socks5"
+socks5 = "{socks}"
+allow = ["localhost:{port}"]
+
+[upstreams.docs]
+url = "http://localhost:{port}"
+host_header = "upstream"
+connect_timeout = "2s"
+[upstreams.later]
+url = "http://localhost:{port}/later"
+connect_timeout = "2s"
+
+[[routes]]
+name = "docs"
+hosts = ["docs.test"]
+path = "/"
+upstream = "docs"
+
+[[routes]]
+name = "later"
+hosts = ["later.test"]
+path = "/"
+upstream = "later"
+"#,
+            socks = socks.addr
+        );
+    let tg = Tailgate::start(&config);
+
+    let r = get(tg.addr(), "docs.test", "/page").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["uri"], "/page");
+    assert_eq!(r.echoed_header("host").as_deref(), Some(format!("localhost:{port}").as_str()));
+    assert_eq!(up.requests(), 1);
+    // Through SOCKS5 only the hostname is known: the log names it.
+    let rec = tg.wait_log("request_uri", "/page");
+    assert_eq!(rec["upstream_addr"], format!("localhost:{port}"));
+
+    // The SOCKS5 server goes away: a new upstream connection cannot be made.
+    socks.stop();
+    let r = get(tg.addr(), "later.test", "/x").await;
+    assert_eq!(r.status, 502);
+    let line = tg
+        .stderr
+        .wait_for(Duration::from_secs(5), |l| l.contains("upstream later: connecting:"))
+        .expect("the failure is logged");
+    assert!(
+        line.contains(&format!("connecting to localhost:{port} via SOCKS5 proxy {}", socks.addr)),
+        "{line}"
+    );
+    assert_eq!(up.requests(), 1, "nothing reached the upstream without the proxy");
+    // Tailgate itself is fine.
+    assert_eq!(get(tg.addr(), "docs.test", "/healthz").await.status, 200);
+}
