@@ -1,0 +1,96 @@
+//! `plugin-template`: the starting point of a Tailgate plugin. It runs in
+//! the request phase (`on-request`): requests whose path starts with a
+//! `block` prefix are answered 403 here; the others go on upstream with one
+//! header set. Replace the logic, keep the shape: validate everything in
+//! `configure`, keep per-request work small.
+
+#![deny(unsafe_code)]
+
+use serde::Deserialize;
+use tailgate_plugin_sdk::{
+    export_plugin, host, Config, ConfigError, HookSet, ImmediateResponse, Plugin, RequestAction,
+    RequestEdits, RequestHead,
+};
+
+/// The route's config table, as written under `[routes.plugins.config]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// Header set on every request that goes upstream.
+    #[serde(default = "default_header")]
+    header: String,
+    /// Its value.
+    #[serde(default = "default_value")]
+    value: String,
+    /// Path prefixes answered with 403 instead of going upstream.
+    #[serde(default)]
+    block: Vec<String>,
+}
+
+fn default_header() -> String {
+    "x-plugin-template".to_owned()
+}
+
+fn default_value() -> String {
+    "on".to_owned()
+}
+
+/// One route's instance of the plugin: the validated config.
+struct Template {
+    header: String,
+    value: String,
+    block: Vec<String>,
+}
+
+/// An HTTP header name: an RFC 9110 token.
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+impl Plugin for Template {
+    const HOOKS: HookSet = HookSet::REQUEST;
+
+    fn configure(config: &Config) -> Result<Self, String> {
+        let settings: Settings = config.parse()?;
+        if !is_header_name(&settings.header) {
+            return Err(
+                ConfigError::new("header", format!("`{}` is not a header name", settings.header))
+                    .into(),
+            );
+        }
+        for (i, prefix) in settings.block.iter().enumerate() {
+            if !prefix.starts_with('/') {
+                return Err(ConfigError::new(
+                    format!("block[{i}]"),
+                    format!("`{prefix}` is not a path prefix (it must start with `/`)"),
+                )
+                .into());
+            }
+        }
+        Ok(Template {
+            header: settings.header.to_ascii_lowercase(),
+            value: settings.value,
+            block: settings.block,
+        })
+    }
+
+    fn on_request(&self, req: &RequestHead) -> RequestAction {
+        if let Some(prefix) = self.block.iter().find(|p| req.path.starts_with(p.as_str())) {
+            host::counter_add("template_blocked", &[("prefix", prefix)], 1);
+            host::info(&format!("blocked {} (prefix {prefix})", req.path));
+            return ImmediateResponse::new(403)
+                .header("content-type", "text/plain; charset=utf-8")
+                .body("Forbidden\n")
+                .var("template_blocked", prefix.as_str())
+                .into();
+        }
+        RequestEdits::new()
+            .set_header(self.header.as_str(), self.value.as_str())
+            .into()
+    }
+}
+
+export_plugin!(Template);
