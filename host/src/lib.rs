@@ -9,6 +9,8 @@
 //! `plugin_chain` loads each route's plugins into the `tailgate-runtime`.
 
 pub mod access_log;
+pub mod cache;
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -16,7 +18,9 @@ pub mod forwarding;
 pub mod pipeline;
 pub mod plugin_chain;
 pub mod plugin_cmd;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;

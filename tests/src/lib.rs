@@ -2,11 +2,14 @@
 //! binary on a generated config, real upstream servers on loopback, and a
 //! small HTTP client. Tests live in `tests/tests/*.rs`.
 
+pub mod cache_upstream;
 pub mod client;
+pub mod localapi_standin;
 pub mod loki_standin;
 pub mod metrics_scrape;
 pub mod process;
 pub mod prometheus;
+pub mod test_pki;
 pub mod upstream;
 
 use std::path::PathBuf;
@@ -33,14 +36,18 @@ pub fn plugin_wasm(crate_file_stem: &str) -> PathBuf {
     path
 }
 
-/// The `[server]` and `[plugin_runtime]` sections every test config starts
-/// with: one listener on a free loopback port, the shared plugin cache.
+/// The `[server]`, `[admin]` and `[plugin_runtime]` sections every test
+/// config starts with: one listener and the admin API on free loopback
+/// ports, the shared plugin cache.
 pub fn base_config(extra_server: &str) -> String {
     format!(
         r#"[server]
 listen = ["127.0.0.1:0"]
 workers = 2
 {extra_server}
+
+[admin]
+listen = "127.0.0.1:0"
 
 [plugin_runtime]
 cache_dir = "{cache}"

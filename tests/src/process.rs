@@ -209,6 +209,46 @@ impl Tailgate {
         read_status_kib(self.pid(), "VmRSS:") * 1024
     }
 
+    /// The admin API's address (from the `admin api on http://ADDR` line).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.stderr
+            .wait_for(Duration::from_secs(10), |l| l.contains("admin api on http://"))
+            .and_then(|l| {
+                let rest = l.split("admin api on http://").nth(1)?;
+                rest.split_whitespace().next()?.parse().ok()
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "no admin api line; stderr:\n{}",
+                    self.stderr.snapshot().join("\n")
+                )
+            })
+    }
+
+    /// Send a signal by name (`TERM`, `HUP`, `INT`) with `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {}", self.pid());
+    }
+
+    /// Wait up to `timeout` for the process to exit; its status, or `None`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

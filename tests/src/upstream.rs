@@ -21,6 +21,18 @@ use tokio::net::TcpListener;
 #[derive(Default)]
 pub struct UpstreamStats {
     pub requests: AtomicU64,
+    /// Requests per path (`/cache/...` paths count theirs).
+    pub paths: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+impl UpstreamStats {
+    /// Count a request for `path`; returns its number (1 for the first).
+    pub fn count_path(&self, path: &str) -> u64 {
+        let mut paths = self.paths.lock().expect("paths lock");
+        let n = paths.entry(path.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    }
 }
 
 pub struct TestUpstream {
@@ -39,7 +51,10 @@ impl TestUpstream {
     /// - `/bytes/N` answers N bytes of `x`;
     /// - `/ws` is a WebSocket echo;
     /// - `/headers/NAME=VALUE,...` answers 200 with those response headers;
-    /// - anything else echoes the request as JSON: method, uri, headers.
+    /// - `/cache/NAME?...` answers with caching headers the test controls
+    ///   (see `cache_upstream`);
+    /// - anything else echoes the request as JSON: method, uri, headers
+    ///   (after `delay_ms` milliseconds when the query has `delay_ms=N`).
     pub fn start() -> TestUpstream {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
         std_listener.set_nonblocking(true).expect("nonblocking");
@@ -93,6 +108,12 @@ impl TestUpstream {
     pub fn requests(&self) -> u64 {
         self.stats.requests.load(Ordering::SeqCst)
     }
+
+    /// Requests served for one path so far.
+    pub fn path_requests(&self, path: &str) -> u64 {
+        let paths = self.stats.paths.lock().expect("paths lock");
+        paths.get(path).copied().unwrap_or(0)
+    }
 }
 
 impl Drop for TestUpstream {
@@ -103,7 +124,7 @@ impl Drop for TestUpstream {
     }
 }
 
-type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
 
 fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     Response::builder()
@@ -163,8 +184,22 @@ async fn handle(req: Request<Incoming>, stats: Arc<UpstreamStats>) -> Response<B
             resp
         }
         "ws" => websocket_echo(req),
-        _ => echo(req),
+        "cache" => crate::cache_upstream::respond(&req, arg, &stats).await,
+        _ => {
+            if let Some(ms) = query_delay_ms(req.uri()) {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            echo(req)
+        }
     }
+}
+
+/// `delay_ms=N` from the query string.
+fn query_delay_ms(uri: &http::Uri) -> Option<u64> {
+    uri.query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("delay_ms="))
+        .and_then(|ms| ms.parse().ok())
 }
 
 fn echo(req: Request<Incoming>) -> Response<Body> {

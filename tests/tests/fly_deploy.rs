@@ -488,8 +488,7 @@ fn sigterm_during_start_up_aborts_and_cleans_up() {
 
 // === fly.toml, the production config, the Dockerfile, the tailnet policy ===
 
-/// Tailgate's drain timeout as fly/config.toml sets it (the key is commented
-/// out until the graceful-drain issue lands; the value is the plan).
+/// Tailgate's drain timeout as fly/config.toml sets it.
 fn drain_timeout() -> Duration {
     let config = read("fly/config.toml");
     let line = config

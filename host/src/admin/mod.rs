@@ -31,14 +31,33 @@ pub const MAX_ADMIN_BODY: usize = 1 << 20;
 pub struct AdminState {
     pub reloader: Arc<Reloader>,
     pub lifecycle: Lifecycle,
+    /// The response cache (`POST /cache/purge`); kept across reloads.
+    pub cache: Arc<crate::cache::ResponseCache>,
 }
 
 /// Every admin endpoint, one line each.
 pub fn admin_routes(state: &AdminState) -> AdminRouter {
     AdminRouter::new()
-        .route(Method::GET, "/healthz", health_endpoint(state.lifecycle.clone()))
-        .route(Method::POST, "/reload", crate::reload::endpoint(state.reloader.clone()))
-        .route(Method::GET, crate::telemetry::metrics_endpoint::METRICS_PATH, crate::telemetry::metrics_endpoint::endpoint())
+        .route(
+            Method::GET,
+            "/healthz",
+            health_endpoint(state.lifecycle.clone()),
+        )
+        .route(
+            Method::POST,
+            "/reload",
+            crate::reload::endpoint(state.reloader.clone()),
+        )
+        .route(
+            Method::GET,
+            crate::telemetry::metrics_endpoint::METRICS_PATH,
+            crate::telemetry::metrics_endpoint::endpoint(),
+        )
+        .route(
+            Method::POST,
+            crate::cache::purge::PURGE_PATH,
+            crate::cache::purge::endpoint(state.cache.clone()),
+        )
 }
 
 /// `GET /healthz` on the admin listener: 200 "ok" while serving, 503

@@ -53,7 +53,8 @@ impl AdminRouter {
 
     /// Add an endpoint (a later route for the same method and path wins).
     pub fn route(mut self, method: Method, path: &'static str, handler: AdminHandler) -> Self {
-        self.routes.retain(|(m, p, _)| !(*m == method && *p == path));
+        self.routes
+            .retain(|(m, p, _)| !(*m == method && *p == path));
         self.routes.push((method, path, handler));
         self
     }
@@ -109,9 +110,9 @@ mod tests {
         AdminRouter::new().route(
             Method::POST,
             "/echo",
-            handler(|req: AdminRequest| async move {
-                text_response(StatusCode::OK, req.into_body())
-            }),
+            handler(
+                |req: AdminRequest| async move { text_response(StatusCode::OK, req.into_body()) },
+            ),
         )
     }
 
@@ -130,7 +131,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_known_endpoint_gets_the_body() {
-        let resp = router().dispatch(request(Method::POST, "/echo", "hi")).await;
+        let resp = router()
+            .dispatch(request(Method::POST, "/echo", "hi"))
+            .await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(body(resp).await, "hi");
     }

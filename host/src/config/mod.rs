@@ -7,6 +7,8 @@
 //! (`route`). Every error names the file, line and column, and the route or
 //! upstream it is about. Relative paths are taken from the config file's folder.
 
+mod admin;
+mod cache;
 mod error;
 pub mod model;
 mod outline;
@@ -14,6 +16,8 @@ mod plugin_config;
 mod raw;
 mod route;
 mod server;
+mod tailnet;
+mod tls;
 mod telemetry;
 mod upstream;
 mod values;
@@ -48,7 +52,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let server = server::build_server(&src, raw.server)?;
     let runtime = server::build_plugin_runtime(&src, base_dir, raw.plugin_runtime)?;
     let plugins = server::build_plugins(&src, base_dir, raw.plugins)?;
-    let upstreams = upstream::build_upstreams(&src, base_dir, raw.upstreams)?;
+    let tailnet = tailnet::build_tailnet(&src, base_dir, raw.tailnet)?;
+    let tls = tls::build_tls(&src, base_dir, raw.tls)?;
+    let upstreams = upstream::build_upstreams(&src, base_dir, &tailnet, raw.upstreams)?;
     let targets = RouteTargets {
         base_dir,
         runtime: &runtime,
@@ -56,6 +62,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         upstreams: &upstreams,
     };
     let routes = route::build_routes(&src, &targets, raw.routes)?;
+    let admin = admin::build_admin(&src, raw.admin)?;
+    let cache = cache::build_cache(&src, raw.cache)?;
     let telemetry = telemetry::build_telemetry(&src, raw.telemetry)?;
     Ok(Config {
         source: path.to_path_buf(),
@@ -64,6 +72,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         plugins,
         upstreams,
         routes,
+        tailnet,
+        tls,
+        admin,
+        cache,
         telemetry,
     })
 }

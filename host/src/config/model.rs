@@ -13,6 +13,14 @@ use regex::Regex;
 
 pub mod telemetry;
 pub use self::telemetry::TelemetryConfig;
+pub use super::cache::{CacheCondition, CacheConfig, IgnoredHeaders, RouteCache, UseStale};
+
+pub mod tailnet;
+pub mod tls;
+
+pub use self::tailnet::TailnetConfig;
+pub use self::tls::TlsConfig;
+pub use super::admin::AdminConfig;
 
 /// The whole validated config.
 #[derive(Debug, Clone)]
@@ -26,8 +34,16 @@ pub struct Config {
     pub upstreams: BTreeMap<UpstreamName, Arc<Upstream>>,
     /// Routes in config order.
     pub routes: Vec<Arc<Route>>,
+    /// `[cache]`: the shared response cache (`crate::cache`).
+    pub cache: CacheConfig,
     /// Metrics naming, remote_write and Loki pushers (`crate::telemetry`).
     pub telemetry: TelemetryConfig,
+    /// `[tailnet]`: how upstreams are dialled, and which may be.
+    pub tailnet: TailnetConfig,
+    /// `[tls]`: TLS listeners, when Tailgate terminates TLS itself.
+    pub tls: Option<TlsConfig>,
+    /// `[admin]`: the admin listener (`crate::admin`).
+    pub admin: AdminConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +55,10 @@ pub struct ServerConfig {
     pub client_ip_header: Option<http::HeaderName>,
     pub trusted_proxies: Vec<IpNet>,
     pub unknown_host: UnknownHost,
+    /// How long in-flight requests and WebSockets get after SIGTERM/SIGINT.
+    pub drain_timeout: Duration,
+    /// Connections to `listen` open with a PROXY protocol v2 header.
+    pub proxy_protocol: bool,
 }
 
 /// What to do with a request whose Host no route names.
@@ -117,6 +137,43 @@ pub struct HttpUpstream {
     pub response_timeout: Duration,
     /// Verify the upstream's certificate (web PKI roots). Opt out per upstream.
     pub tls_verify: bool,
+    /// Trust these PEM roots instead of the web PKI ones.
+    pub ca_file: Option<PathBuf>,
+    /// Time for the TLS handshake once TCP is connected (the first handshake
+    /// to a tailnet service can wait for its certificate to be issued).
+    pub tls_handshake_timeout: Duration,
+    /// Every address of the upstream, in failover order; the first is the
+    /// URL's own (`host`, `port`). All share the scheme and path.
+    pub endpoints: Vec<Endpoint>,
+    pub health: HealthPolicy,
+}
+
+/// One address of an HTTP(S) upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Lower case; IPv6 in brackets.
+    pub host: String,
+    pub port: u16,
+    /// `host[:port]` as written in the URL.
+    pub authority: http::uri::Authority,
+}
+
+/// When an upstream address is taken out of rotation, and how it comes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthPolicy {
+    /// Consecutive failures that mark an address down (nginx `max_fails`).
+    pub max_fails: u32,
+    /// How long a down address is skipped (nginx `fail_timeout`).
+    pub fail_timeout: Duration,
+    pub active: Option<ActiveHealthCheck>,
+}
+
+/// A periodic `GET path` to every address; a 2xx/3xx marks it up, else down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveHealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
 }
 
 /// Which Host header goes upstream.
@@ -141,6 +198,11 @@ pub struct Route {
     pub plugins: Vec<RoutePlugin>,
     pub hook_timeout: Duration,
     pub memory_limit: usize,
+    /// The route's response cache settings; `None`: the route does not cache.
+    pub cache: Option<Arc<RouteCache>>,
+    /// Plain-HTTP requests are redirected to `https://` (301, or 308 for
+    /// methods other than GET and HEAD).
+    pub https_redirect: bool,
 }
 
 #[derive(Debug, Clone)]

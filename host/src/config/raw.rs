@@ -36,7 +36,13 @@ pub struct RawFile {
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     #[serde(default)]
+    pub cache: super::cache::RawCache,
+    #[serde(default)]
     pub telemetry: super::telemetry::RawTelemetry,
+    pub tailnet: Option<super::tailnet::RawTailnet>,
+    pub tls: Option<super::tls::RawTls>,
+    #[serde(default)]
+    pub admin: super::admin::RawAdmin,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +53,8 @@ pub struct RawServer {
     pub client_ip_header: Option<Spanned<String>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
     pub unknown_host: Option<RawUnknownHost>,
+    pub drain_timeout: Option<Spanned<String>>,
+    pub proxy_protocol: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +91,21 @@ pub struct RawUpstream {
     pub connect_timeout: Option<Spanned<String>>,
     pub response_timeout: Option<Spanned<String>>,
     pub tls_verify: Option<Spanned<bool>>,
+    /// Several addresses of one upstream, in failover order (instead of `url`).
+    pub urls: Option<Spanned<Vec<Spanned<String>>>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub tls_handshake_timeout: Option<Spanned<String>>,
+    pub max_fails: Option<Spanned<u32>>,
+    pub fail_timeout: Option<Spanned<String>>,
+    pub health_check: Option<RawHealthCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub path: Spanned<String>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -109,6 +132,8 @@ pub struct RawRoute {
     pub plugins: Vec<RawRoutePlugin>,
     pub hook_timeout: Option<Spanned<String>>,
     pub memory_limit: Option<Spanned<RawSize>>,
+    pub cache: Option<super::cache::RawRouteCache>,
+    pub https_redirect: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,6 +19,8 @@ use super::values::{self, parse_cidr, parse_duration};
 
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 8080));
+/// Fly's `kill_timeout` (fly/fly.toml) must stay longer than this.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CACHE_DIR: &str = ".tailgate/cache";
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_millis(50);
 pub const DEFAULT_MEMORY_LIMIT: usize = 16 << 20;
@@ -59,16 +61,22 @@ pub(super) fn build_server(src: &Source<'_>, raw: RawServer) -> Result<ServerCon
         None => UnknownHost::Status(http::StatusCode::NOT_FOUND),
         Some(spec) => build_unknown_host(src, spec)?,
     };
+    let drain_timeout = match raw.drain_timeout {
+        None => DEFAULT_DRAIN_TIMEOUT,
+        Some(t) => src.at(t.span(), None, parse_duration(t.get_ref()))?,
+    };
     Ok(ServerConfig {
         listen,
+        drain_timeout,
         workers,
         client_ip_header,
         trusted_proxies,
         unknown_host,
+        proxy_protocol: raw.proxy_protocol.is_some_and(Spanned::into_inner),
     })
 }
 
-fn build_listen(
+pub(super) fn build_listen(
     src: &Source<'_>,
     list: Spanned<Vec<Spanned<String>>>,
 ) -> Result<Vec<SocketAddr>, ConfigError> {

@@ -4,7 +4,7 @@
 //! ```text
 //!  request in (server)
 //!     |
-//!  0. health      /healthz -> 200 "ok"                (no route, no log)
+//!  0. health      /healthz -> 200 "ok" (503 draining)  (no route, no log)
 //!  1. route       Host, then path -> Route            unknown host -> status | close (444)
 //!     |                                               no path      -> 404
 //!  2. head        RequestHead: client IP, scheme, request id (trusted-proxy rules)
@@ -31,10 +31,11 @@
 
 pub mod body;
 pub mod context;
+mod https_redirect;
 pub mod log_phase;
-mod reply;
+pub(crate) mod reply;
 mod response_phase;
-mod upstream_phase;
+pub(crate) mod upstream_phase;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,17 +52,20 @@ use self::context::RequestContext;
 use self::log_phase::{PendingLog, CLOSED_WITHOUT_RESPONSE};
 use self::reply::Reply;
 use crate::access_log::AccessLog;
+use crate::cache::ResponseCache;
 use crate::config::model::{Config, UnknownHost};
 use crate::error::ProxyError;
 use crate::forwarding::ClientInfo;
 use crate::plugin_chain::{PluginChains, RequestDecision};
 use crate::router::{request_host, RouteMatch, RouteTable};
+use crate::server::Lifecycle;
 use crate::upstream::{UpstreamPool, UpstreamSetupError};
 
 /// The health-check path, answered before routing on every host.
 pub const HEALTH_PATH: &str = "/healthz";
 
-/// Listeners speak plain HTTP (TLS ends at the edge in front of us).
+/// The scheme of a request without a listener mark: plain HTTP (TLS ends at
+/// the edge in front of us, or `[tls]` listeners mark theirs `https`).
 const LISTENER_SCHEME: &str = "http";
 
 /// Everything a request needs from the current config, swapped as one.
@@ -70,6 +74,8 @@ pub struct ActiveConfig {
     pub routes: RouteTable,
     pub chains: Arc<PluginChains>,
     pub upstreams: UpstreamPool,
+    /// The response cache; one per process: [`Proxy::swap`] hands it on.
+    pub cache: Arc<ResponseCache>,
 }
 
 impl ActiveConfig {
@@ -77,6 +83,7 @@ impl ActiveConfig {
         Ok(ActiveConfig {
             routes: RouteTable::new(&config),
             upstreams: UpstreamPool::new(&config)?,
+            cache: ResponseCache::new(&config.cache),
             config,
             chains,
         })
@@ -95,6 +102,8 @@ pub struct CloseConnection;
 pub struct Proxy {
     active: Arc<ArcSwap<ActiveConfig>>,
     access_log: AccessLog,
+    /// Draining flag (`/healthz` 503) and where WebSocket tunnels run.
+    lifecycle: Lifecycle,
 }
 
 impl Proxy {
@@ -102,7 +111,14 @@ impl Proxy {
         Proxy {
             active: Arc::new(ArcSwap::from_pointee(active)),
             access_log,
+            lifecycle: Lifecycle::new(),
         }
+    }
+
+    /// Share the server's lifecycle (draining state, tunnel tracking).
+    pub fn with_lifecycle(mut self, lifecycle: Lifecycle) -> Self {
+        self.lifecycle = lifecycle;
+        self
     }
 
     /// The bundle new requests start with.
@@ -112,7 +128,10 @@ impl Proxy {
 
     /// Make `next` the bundle for new requests; requests in flight finish
     /// with the one they started with. Returns the previous bundle.
-    pub fn swap(&self, next: ActiveConfig) -> Arc<ActiveConfig> {
+    /// The response cache carries over, resized to `next`'s `[cache]`.
+    pub fn swap(&self, mut next: ActiveConfig) -> Arc<ActiveConfig> {
+        next.cache = self.active.load().cache.clone();
+        next.cache.reconfigure(&next.config.cache);
         self.active.swap(Arc::new(next))
     }
 
@@ -129,11 +148,14 @@ impl Proxy {
         let start = Instant::now();
         // 0. health
         if req.uri().path() == HEALTH_PATH {
-            return Ok(health_response());
+            return Ok(health_response(self.lifecycle.is_draining()));
         }
         let active = self.active.load_full();
-        let client =
-            ClientInfo::resolve(peer, req.headers(), &active.config.server, LISTENER_SCHEME);
+        let scheme = req
+            .extensions()
+            .get::<crate::server::ListenerScheme>()
+            .map_or(LISTENER_SCHEME, |s| s.0);
+        let client = ClientInfo::resolve(peer, req.headers(), &active.config.server, scheme);
         let mut ctx = RequestContext::new(&req, request_host(&req), client, start);
 
         // 1. route
@@ -158,7 +180,7 @@ impl Proxy {
                     status,
                 };
                 let reply = Reply::error(&err, None, &ctx.client.request_id);
-                return Ok(response_phase::finish(ctx, None, reply, &self.access_log));
+                return Ok(response_phase::finish(ctx, None, reply, &self.access_log, &self.lifecycle));
             }
             RouteMatch::NoPathMatch => {
                 let err = ProxyError::NoRoute {
@@ -166,7 +188,7 @@ impl Proxy {
                     path: req.uri().path().to_string(),
                 };
                 let reply = Reply::error(&err, None, &ctx.client.request_id);
-                return Ok(response_phase::finish(ctx, None, reply, &self.access_log));
+                return Ok(response_phase::finish(ctx, None, reply, &self.access_log, &self.lifecycle));
             }
         };
         ctx.chain = active.chains.for_route(&route.name);
@@ -174,9 +196,14 @@ impl Proxy {
 
         // 2. head, 3. request hooks, 4. upstream
         let mut head = ctx.request_head(&req);
-        let reply = match request_hooks(&mut ctx, &mut head).await {
-            Some(answer) => answer,
-            None => upstream_phase::forward(&active, &mut ctx, &route, &head, req).await,
+        let reply = if route.https_redirect && ctx.client.scheme == "http" {
+            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            Reply::host(https_redirect::redirect_to_https(&ctx.method, &ctx.host, target))
+        } else {
+            match request_hooks(&mut ctx, &mut head).await {
+                Some(answer) => answer,
+                None => upstream_phase::forward(&active, &mut ctx, &route, &head, req).await,
+            }
         };
         // 5. response hooks, then 6. send and 7. log as the body goes out
         Ok(response_phase::finish(
@@ -184,6 +211,7 @@ impl Proxy {
             Some(&head),
             reply,
             &self.access_log,
+            &self.lifecycle,
         ))
     }
 }
@@ -231,9 +259,16 @@ pub(crate) fn run_hook<R>(call: impl FnOnce() -> R) -> R {
     }
 }
 
-fn health_response() -> Response<ProxyBody> {
-    let mut resp = Response::new(full_body("ok"));
-    *resp.status_mut() = StatusCode::OK;
+/// 200 "ok", or 503 "draining" once shutdown began (so the edge stops
+/// sending new requests here).
+fn health_response(draining: bool) -> Response<ProxyBody> {
+    let (status, body) = if draining {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else {
+        (StatusCode::OK, "ok")
+    };
+    let mut resp = Response::new(full_body(body));
+    *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),

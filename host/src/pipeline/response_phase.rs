@@ -17,6 +17,7 @@ use super::run_hook;
 use crate::access_log::AccessLog;
 use crate::error::ProxyError;
 use crate::forwarding::strip_hop_by_hop;
+use crate::server::Lifecycle;
 
 /// Run the response hooks (when the request was routed and hooked) and
 /// return the response to send, its log phase armed.
@@ -25,6 +26,7 @@ pub fn finish(
     head: Option<&RequestHead>,
     reply: Reply,
     access_log: &AccessLog,
+    lifecycle: &Lifecycle,
 ) -> Response<ProxyBody> {
     let Reply {
         mut response,
@@ -68,7 +70,8 @@ pub fn finish(
     );
     match upgrade {
         Some(upgrade) => {
-            tokio::spawn(async move {
+            // Tracked, so a shutdown drain waits for open WebSockets.
+            lifecycle.tunnels().spawn(async move {
                 match upgrade.run().await {
                     Ok(bytes) => {
                         pending.add_received(bytes.from_client);

@@ -213,7 +213,7 @@ impl Reloader {
             })?;
         // The point of no return: new requests use `next` from here on.
         self.proxy.swap(next);
-        let changes = self.listeners.apply(&wanted, bound);
+        let changes = self.listeners.apply(&wanted, bound).await;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(ReloadOutcome {
             generation,

@@ -3,6 +3,9 @@
 //! or HTTP/2 when the client opens with the h2 preface — h2c prior
 //! knowledge), with every request handed to the `Proxy`. A failing
 //! connection only ends itself; accept errors are logged and retried.
+//! Every connection is tracked by the [`Lifecycle`]: on shutdown each one is
+//! asked to finish gracefully (HTTP/1.1: close after the response in
+//! flight; HTTP/2: GOAWAY) and the drain waits for them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,10 +13,11 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
+use super::handshake::{ConnectionHandshake, ListenerScheme};
+use super::Lifecycle;
 use crate::pipeline::Proxy;
 
 /// Time a client has to send a complete HTTP/1 request head.
@@ -28,7 +32,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub struct ConnectionServer {
     proxy: Proxy,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    graceful: Arc<GracefulShutdown>,
+    lifecycle: Lifecycle,
+    /// PROXY header and/or TLS before HTTP (`handshake.rs`).
+    handshake: ConnectionHandshake,
 }
 
 /// Keeps the active-connections gauge true, however a connection ends.
@@ -48,7 +54,7 @@ impl Drop for ConnectionGauge {
 }
 
 impl ConnectionServer {
-    pub fn new(proxy: Proxy, graceful: Arc<GracefulShutdown>) -> Self {
+    pub fn new(proxy: Proxy, lifecycle: Lifecycle) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -61,8 +67,19 @@ impl ConnectionServer {
         ConnectionServer {
             proxy,
             builder: Arc::new(builder),
-            graceful,
+            lifecycle,
+            handshake: ConnectionHandshake::default(),
         }
+    }
+
+    /// Open this server's connections with `handshake` (PROXY header, TLS).
+    pub fn with_handshake(mut self, handshake: ConnectionHandshake) -> Self {
+        self.handshake = handshake;
+        self
+    }
+
+    pub fn handshake(&self) -> &ConnectionHandshake {
+        &self.handshake
     }
 
     /// Accept connections forever (until the task is aborted).
@@ -71,8 +88,8 @@ impl ConnectionServer {
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let watcher = self.graceful.watcher();
-                    tokio::spawn(self.clone().serve(stream, peer, watcher));
+                    let connections = self.lifecycle.connections().clone();
+                    connections.spawn(self.clone().serve_accepted(stream, peer));
                 }
                 Err(e) => {
                     tracing::warn!("accepting a connection: {e}");
@@ -82,22 +99,33 @@ impl ConnectionServer {
         }
     }
 
-    /// Serve one connection until it closes.
-    pub async fn serve<S>(self, stream: S, peer: SocketAddr, watcher: Watcher)
+    /// Serve one connection until it closes; once shutdown begins, let it
+    /// finish what is in flight and close.
+    pub async fn serve<S>(self, stream: S, peer: SocketAddr)
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let _gauge = ConnectionGauge::open();
         let proxy = self.proxy.clone();
-        let service = hyper::service::service_fn(move |req| {
+        let scheme = ListenerScheme(self.handshake.scheme());
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+            req.extensions_mut().insert(scheme);
             let proxy = proxy.clone();
             async move { proxy.handle(req, peer).await }
         });
         let connection = self
             .builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        if let Err(e) = watcher.watch(connection).await {
+            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        let shutdown = self.lifecycle.shutdown_token();
+        let ended = tokio::select! {
+            ended = connection.as_mut() => ended,
+            _ = shutdown.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = ended {
             tracing::debug!(%peer, "connection ended: {e}");
         }
     }
@@ -136,8 +164,7 @@ upstream = "files"
         )
         .expect("active config");
         let (log, lines) = AccessLog::channel(16);
-        let graceful = Arc::new(GracefulShutdown::new());
-        let server = ConnectionServer::new(Proxy::new(active, log), graceful);
+        let server = ConnectionServer::new(Proxy::new(active, log), Lifecycle::new());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(server.accept_loop(listener));

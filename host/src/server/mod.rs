@@ -1,29 +1,45 @@
 //! Where requests enter: binds every `server.listen` address, accepts
 //! connections and serves each with hyper (HTTP/1.1, HTTP/2 and h2c prior
 //! knowledge, detected per connection), handing every request to the
-//! [`Proxy`](crate::pipeline::Proxy) service. Runs until SIGINT/SIGTERM,
-//! then stops accepting and lets open connections finish (bounded).
+//! [`Proxy`](crate::pipeline::Proxy) service. Beside it run the admin
+//! listener and the reload triggers (`crate::reload`). Runs until
+//! SIGINT/SIGTERM, then drains ([`Lifecycle`]): `/healthz` answers 503, no
+//! new connections are accepted, requests and WebSockets in flight finish
+//! (bounded by `server.drain_timeout`), the access log and the registered
+//! flush hooks are flushed, and `run` returns.
 
+mod lifecycle;
+mod handshake;
 mod listener;
+mod listener_set;
+pub mod proxy_protocol;
+mod tls_listeners;
+mod summary;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use tailgate_runtime::Runtime;
-use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::access_log::AccessLog;
+use crate::admin::{self, AdminBindError, AdminState};
 use crate::config::model::Config;
 use crate::pipeline::{ActiveConfig, Proxy};
 use crate::plugin_chain::PluginChains;
+use crate::reload::{triggers, Reloader};
 use crate::upstream::UpstreamSetupError;
 
+pub use lifecycle::Lifecycle;
+pub use handshake::{ConnectionHandshake, ListenerScheme};
 pub use listener::ConnectionServer;
+pub use listener_set::{BoundListener, ListenerChanges, ListenerSet};
 
-/// How long open connections may run on after a shutdown signal.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the flush hooks (telemetry queues) after the drain.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for the access log's last lines to reach stdout.
+const ACCESS_LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -33,13 +49,19 @@ pub enum ServerError {
         source: std::io::Error,
     },
     #[error(transparent)]
+    Admin(#[from] AdminBindError),
+    #[error(transparent)]
     Upstream(#[from] UpstreamSetupError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsSetupError),
     #[error("server.listen is empty: nothing to serve")]
     NoListener,
 }
 
 /// Serve `config` until a shutdown signal. Prints `listening on http://ADDR`
-/// to stderr for every bound listener (with the real port for `:0`).
+/// to stderr for every bound listener and `admin api on http://ADDR` for
+/// the admin listener (with the real port for `:0`). Reloads re-read
+/// `config.source` and load plugins on the same `runtime`.
 pub async fn run(
     config: Arc<Config>,
     chains: Arc<PluginChains>,
@@ -51,49 +73,104 @@ pub async fn run(
     // Listen for the signals before announcing the listeners, so a stop
     // request right after start-up is a clean shutdown too.
     let shutdown = shutdown_signal();
+    let lifecycle = Lifecycle::new();
+    let summary = summary::StartupSummary::new(&config, &chains);
     let active = ActiveConfig::new(config.clone(), chains)?;
     let (access_log, log_writer) = AccessLog::stdout();
-    let proxy = Proxy::new(active, access_log);
+    let proxy = Proxy::new(active, access_log).with_lifecycle(lifecycle.clone());
 
-    let mut listeners = Vec::with_capacity(config.server.listen.len());
-    for &addr in &config.server.listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        eprintln!("listening on http://{local}");
-        tracing::info!(%local, "listening");
-        listeners.push(listener);
-    }
+    let server = ConnectionServer::new(proxy.clone(), lifecycle.clone()).with_handshake(
+        ConnectionHandshake::plain(config.server.proxy_protocol),
+    );
+    let mut tls_listeners = match &config.tls {
+        Some(tls) => Some(tls_listeners::TlsListeners::start(tls, &server, &lifecycle).await?),
+        None => None,
+    };
+    let listeners = Arc::new(ListenerSet::new(server));
+    let bound = listeners.bind_missing(&config.server.listen).await?;
+    let admin_listener = admin::bind(config.admin.listen).await?;
+    listeners.apply(&config.server.listen, bound).await;
+    let admin_local = admin_listener.local_addr().unwrap_or(config.admin.listen);
+    summary.print(&listeners.local_addrs(), admin_local);
 
-    let graceful = Arc::new(GracefulShutdown::new());
-    let server = ConnectionServer::new(proxy, graceful.clone());
-    let mut accepting = tokio::task::JoinSet::new();
-    for listener in listeners {
-        accepting.spawn(server.clone().accept_loop(listener));
-    }
-    drop(server);
-    shutdown.await;
-    tracing::info!("shutting down: no new connections; draining open ones");
-    accepting.shutdown().await;
-    match Arc::try_unwrap(graceful) {
-        Ok(graceful) => {
-            if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-                .await
-                .is_err()
-            {
-                tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
-            }
+    let reloader = Arc::new(Reloader::new(
+        config.source.clone(),
+        proxy.clone(),
+        runtime.clone(),
+        listeners.clone(),
+    ));
+    let admin_stop = CancellationToken::new();
+    let admin_routes = admin::admin_routes(&AdminState {
+        reloader: reloader.clone(),
+        lifecycle: lifecycle.clone(),
+        cache: proxy.active().cache.clone(),
+    });
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        Arc::new(admin_routes),
+        admin_stop.clone(),
+    ));
+    let mut reload_triggers = tokio::task::JoinSet::new();
+    reload_triggers.spawn(triggers::reload_on_sighup(
+        reloader.clone(),
+        lifecycle.shutdown_token(),
+    ));
+    match triggers::spawn_file_watch(reloader.clone(), lifecycle.shutdown_token()) {
+        Ok(watch) => {
+            reload_triggers.spawn(async move {
+                let _ = watch.await;
+            });
         }
-        Err(_) => tracing::warn!("could not drain connections: accept loops still running"),
+        Err(e) => tracing::warn!("{e}; reload with SIGHUP or POST /reload instead"),
     }
+    drop(reloader);
+    drop(config);
+
+    shutdown.await;
+    if let Some(tls) = tls_listeners.as_mut() {
+        tls.close().await;
+    }
+    drain(&lifecycle, &listeners, &proxy).await;
+    // Reload triggers end on the shutdown token; the admin API served
+    // `/healthz` (503) and `/metrics` through the drain and stops now.
+    // Each holds the proxy, whose access-log handle must go before the
+    // log writer can finish.
+    while reload_triggers.join_next().await.is_some() {}
+    admin_stop.cancel();
+    let _ = admin_task.await;
+    drop(tls_listeners);
+    drop(listeners);
+    drop(proxy);
     // The plugin runtime outlives every request that could call into it.
     drop(runtime);
-    // The log writer ends once the last request's log line is queued.
-    let _ = tokio::time::timeout(Duration::from_secs(2), log_writer).await;
+    // The log writer ends once the last request's log line is written.
+    if tokio::time::timeout(ACCESS_LOG_FLUSH_TIMEOUT, log_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("access log not flushed within {ACCESS_LOG_FLUSH_TIMEOUT:?}");
+    }
+    lifecycle.flush(FLUSH_TIMEOUT).await;
+    tracing::info!("shut down");
     Ok(())
+}
+
+/// Stop accepting, fail health checks, and wait (bounded by the active
+/// config's `drain_timeout`) for requests and tunnels in flight.
+async fn drain(lifecycle: &Lifecycle, listeners: &ListenerSet, proxy: &Proxy) {
+    let timeout = proxy.active().config.server.drain_timeout;
+    lifecycle.begin_drain();
+    listeners.close_all().await;
+    tracing::info!(
+        drain_timeout = ?timeout,
+        "shutting down: no new connections; draining open ones"
+    );
+    let left = lifecycle.wait_drained(timeout).await;
+    if left > 0 {
+        tracing::warn!("{left} connections still open after {timeout:?}; closing them");
+    } else {
+        tracing::info!("drained: every request finished");
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (what Fly sends on stop). The

@@ -54,10 +54,9 @@ impl StartupSummary {
             .remote_write
             .as_ref()
             .map_or("off".to_owned(), |rw| without_credentials(&rw.endpoint.url));
-        let loki = telemetry
-            .loki
-            .as_ref()
-            .map_or("off".to_owned(), |loki| without_credentials(&loki.endpoint.url));
+        let loki = telemetry.loki.as_ref().map_or("off".to_owned(), |loki| {
+            without_credentials(&loki.endpoint.url)
+        });
         let _ = writeln!(
             body,
             "  telemetry: metrics {}_* at the admin api /metrics; remote_write {remote_write}; loki {loki}",
@@ -150,7 +149,10 @@ upstream = "app"
             "{text}"
         );
         assert!(text.contains("api              * =/api -> app"), "{text}");
-        assert!(text.contains("app              http://app.tail.ts.net:3000/"), "{text}");
+        assert!(
+            text.contains("app              http://app.tail.ts.net:3000/"),
+            "{text}"
+        );
         assert!(text.contains("remote_write off; loki off"), "{text}");
         assert!(text.lines().count() < 25, "fits one screen: {text}");
     }

@@ -1,0 +1,225 @@
+//! The process lifecycle through the real binary: the start-up summary, and
+//! a `SIGTERM`/`SIGINT` drain — new connections refused, `/healthz` 503,
+//! long requests and an open WebSocket finish, the access log is flushed,
+//! exit 0 within `drain_timeout` — and a drain cut short at the timeout.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::Method;
+use tailgate_e2e::base_config;
+use tailgate_e2e::client::{get, send};
+use tailgate_e2e::process::Tailgate;
+use tailgate_e2e::upstream::TestUpstream;
+use tokio_tungstenite::tungstenite::Message;
+
+fn config(up: &TestUpstream, drain_timeout: &str) -> String {
+    base_config(&format!("drain_timeout = \"{drain_timeout}\""))
+        + &format!(
+            r#"
+[upstreams.app]
+url = "{up}"
+
+[[routes]]
+name = "app"
+hosts = ["app.test"]
+path = "/"
+upstream = "app"
+
+[[routes.plugins]]
+plugin = "header-rewrite"
+[routes.plugins.config]
+response.set = {{ "X-Route" = "app" }}
+"#,
+            up = up.url()
+        )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_prints_a_summary_of_listeners_routes_plugins_and_upstreams() {
+    let up = TestUpstream::start();
+    let tg = Tailgate::start(&config(&up, "5s"));
+    let text = tg.stderr.snapshot().join("\n");
+    assert!(
+        text.contains(&format!("listeners: http://{}", tg.addr())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("admin api: http://{}", tg.admin_addr())),
+        "{text}"
+    );
+    assert!(
+        text.contains("app.test /* -> app (plugins: header-rewrite)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("app              {}/", up.url())),
+        "{text}"
+    );
+    assert!(text.contains("telemetry:"), "{text}");
+}
+
+async fn open_websocket(
+    tg: &Tailgate,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    let stream = tokio::net::TcpStream::connect(tg.addr())
+        .await
+        .expect("connect");
+    let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        "ws://app.test/ws",
+    )
+    .expect("ws request");
+    let (ws, resp) = tokio_tungstenite::client_async(req, stream)
+        .await
+        .expect("ws handshake through proxy");
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+async fn echo(ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, text: &str) {
+    ws.send(Message::text(text.to_string()))
+        .await
+        .expect("send");
+    let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("echo in time")
+        .expect("message")
+        .expect("ok");
+    assert_eq!(msg.into_text().expect("text").as_str(), text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_drains_long_requests_and_websockets_then_exits_zero() {
+    let up = TestUpstream::start();
+    let mut tg = Tailgate::start(&config(&up, "10s"));
+    let addr = tg.addr();
+    let admin = tg.admin_addr();
+    assert_eq!(get(admin, "admin", "/healthz").await.status, 200);
+
+    let mut ws = open_websocket(&tg).await;
+    echo(&mut ws, "before").await;
+    let before = up.requests();
+    let long: Vec<_> = (0..3)
+        .map(|i| {
+            tokio::spawn(async move {
+                send(
+                    addr,
+                    Method::GET,
+                    "app.test",
+                    &format!("/delay/{}", 1500 + i),
+                    &[],
+                    Bytes::new(),
+                )
+                .await
+            })
+        })
+        .collect();
+    // Let the long requests reach the upstream.
+    let reached = Instant::now() + Duration::from_secs(5);
+    while up.requests() < before + 3 && Instant::now() < reached {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(up.requests(), before + 3, "the long requests are in flight");
+
+    let signalled = Instant::now();
+    tg.signal("TERM");
+    // Draining: health fails, new connections are refused.
+    let draining = async {
+        loop {
+            if let Ok(r) = send(admin, Method::GET, "admin", "/healthz", &[], Bytes::new()).await {
+                if r.status == 503 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(2), draining)
+        .await
+        .expect("/healthz answers 503 while draining");
+    let refused = async {
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(2), refused)
+        .await
+        .expect("new connections are refused");
+
+    // In flight: the WebSocket still echoes; the long requests complete.
+    echo(&mut ws, "during the drain").await;
+    for request in long {
+        let reply = request
+            .await
+            .expect("task")
+            .expect("long request completes");
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.text(), "delayed");
+        assert_eq!(reply.header("x-route").as_deref(), Some("app"));
+    }
+    assert!(tg.is_running(), "still draining the WebSocket");
+    ws.close(None).await.expect("close");
+
+    let status = tg
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits within the drain timeout");
+    assert!(status.success(), "{status}");
+    assert!(signalled.elapsed() < Duration::from_secs(10));
+    // Flushed: every exchange is in the access log.
+    let log = tg.access_log();
+    for i in 0..3 {
+        let uri = format!("/delay/{}", 1500 + i);
+        assert!(
+            log.iter()
+                .any(|l| l["request_uri"] == uri.as_str() && l["status"] == 200),
+            "{uri} logged: {log:#?}"
+        );
+    }
+    assert!(
+        log.iter()
+            .any(|l| l["request_uri"] == "/ws" && l["status"] == 101),
+        "websocket logged: {log:#?}"
+    );
+    let stderr = tg.stderr.snapshot().join("\n");
+    assert!(
+        stderr.contains("drained: every request finished"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_longer_than_the_timeout_is_cut_short_and_still_exits_zero() {
+    let up = TestUpstream::start();
+    let mut tg = Tailgate::start(&config(&up, "1s"));
+    let addr = tg.addr();
+    let slow = tokio::spawn(async move {
+        send(
+            addr,
+            Method::GET,
+            "app.test",
+            "/delay/20000",
+            &[],
+            Bytes::new(),
+        )
+        .await
+    });
+    let reached = Instant::now() + Duration::from_secs(5);
+    while up.requests() < 1 && Instant::now() < reached {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let signalled = Instant::now();
+    tg.signal("INT");
+    let status = tg
+        .wait_exit(Duration::from_secs(8))
+        .expect("exits after the drain timeout");
+    assert!(status.success(), "{status}");
+    let took = signalled.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(6),
+        "exit {took:?} after SIGINT with drain_timeout 1s"
+    );
+    assert!(slow.await.expect("task").is_err(), "the cut request fails");
+    let stderr = tg.stderr.snapshot().join("\n");
+    assert!(stderr.contains("still open after 1s"), "{stderr}");
+}
