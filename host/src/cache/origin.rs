@@ -1,0 +1,101 @@
+//! The request the cache sends upstream to fill or refresh an entry: always
+//! a bodyless GET (a HEAD is converted, nginx `proxy_cache_convert_head`),
+//! with the route's forwarding headers, and without the client's own
+//! conditional and range fields, so the answer is the whole response the
+//! cache can store (the cache answers the client's conditionals itself).
+//! Owned, so a background refresh can send it after the client is gone.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use tailgate_runtime::RequestHead;
+
+use crate::error::ProxyError;
+use crate::pipeline::body::{empty_body, BodyCounter};
+use crate::pipeline::context::RequestContext;
+use crate::pipeline::upstream_phase::upstream_request_head;
+use crate::upstream::{HttpUpstreamClient, UpstreamResponse};
+
+/// Request fields dropped before filling the cache.
+const CLIENT_CONDITIONALS: [header::HeaderName; 6] = [
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+    header::RANGE,
+    header::IF_RANGE,
+];
+
+/// The upstream request for one cache key.
+pub struct Origin {
+    client: HttpUpstreamClient,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+/// An upstream answer, and how it was got.
+pub struct Fetched {
+    pub response: Response<Incoming>,
+    /// `IP:PORT` (or `host:port` through SOCKS5) of the connection used.
+    pub peer: Option<String>,
+    pub took: Duration,
+}
+
+impl Origin {
+    pub fn new(
+        client: &HttpUpstreamClient,
+        ctx: &RequestContext,
+        head: &RequestHead,
+        client_host: Option<HeaderValue>,
+    ) -> Result<Arc<Self>, ProxyError> {
+        let (uri, mut headers) = upstream_request_head(client, ctx, head, client_host, None)?;
+        for name in CLIENT_CONDITIONALS {
+            headers.remove(name);
+        }
+        Ok(Arc::new(Origin {
+            client: client.clone(),
+            uri,
+            headers,
+        }))
+    }
+
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// `host:port` of the upstream, for the log when no peer is known.
+    pub fn address(&self) -> String {
+        format!(
+            "{}:{}",
+            self.client.config().host,
+            self.client.config().port
+        )
+    }
+
+    /// Send the GET, with `conditions` (revalidation) added.
+    pub async fn fetch(&self, conditions: Option<&HeaderMap>) -> Result<Fetched, ProxyError> {
+        let mut headers = self.headers.clone();
+        if let Some(conditions) = conditions {
+            for (name, value) in conditions {
+                headers.insert(name, value.clone());
+            }
+        }
+        let mut req = Request::new(empty_body());
+        *req.method_mut() = Method::GET;
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = headers;
+        let sent = Instant::now();
+        let result = self.client.send(req, &BodyCounter::default()).await;
+        let took = sent.elapsed();
+        metrics::histogram!("tailgate_upstream_response_seconds", "upstream" => self.client.name().0.clone())
+            .record(took.as_secs_f64());
+        result.map(|UpstreamResponse { response, peer }| Fetched {
+            response,
+            peer,
+            took,
+        })
+    }
+}

@@ -1,0 +1,491 @@
+//! The cache step of the upstream phase: for a route with a cache, decide
+//! between a hit, a stale answer, a revalidation, a background refresh and a
+//! fetch that fills the cache; coalesce misses with the cache lock; and
+//! label the reply with its [`CacheStatus`] (log record, metric, optional
+//! response header). Requests the cache does not take (methods not cached,
+//! upgrades, requests with a body) pass through as `BYPASS`.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderValue, Method, Request};
+use http_body::Body;
+use http_body_util::BodyExt;
+use tailgate_runtime::RequestHead;
+
+use super::entry::CachedResponse;
+use super::fill::{CacheFill, FillingBody};
+use super::freshness::{assess, freshen, policy_request};
+use super::key::cookie_value;
+use super::lock::{CacheLockGuard, LockAttempt};
+use super::origin::{Fetched, Origin};
+use super::{CacheStatus, ResponseCache};
+use crate::config::model::{CacheCondition, Route, RouteCache};
+use crate::error::ProxyError;
+use crate::forwarding::{requested_upgrade, strip_hop_by_hop};
+use crate::pipeline::body::{boxed, empty_body, BoxError};
+use crate::pipeline::context::{list_to_headers, RequestContext};
+use crate::pipeline::reply::Reply;
+use crate::pipeline::upstream_phase::client_host;
+use crate::pipeline::ActiveConfig;
+use crate::upstream::UpstreamTarget;
+
+/// What the cache step made of a request.
+pub enum CacheStep<B> {
+    /// The cache answered (from storage, or by fetching).
+    Answered(Reply),
+    /// Not the cache's: the upstream phase carries on with the request.
+    Pass(Request<B>),
+}
+
+/// The cache step. Routes without a cache pass through untouched.
+pub async fn handle<B>(
+    active: &ActiveConfig,
+    ctx: &mut RequestContext,
+    route: &Route,
+    head: &RequestHead,
+    req: Request<B>,
+) -> CacheStep<B>
+where
+    B: Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let Some(settings) = route.cache.clone() else {
+        return CacheStep::Pass(req);
+    };
+    let Some(UpstreamTarget::Http(client)) = active.upstreams.get(&route.upstream.name) else {
+        return CacheStep::Pass(req);
+    };
+    let head_only = match ctx.method {
+        Method::GET if settings.cache_get => false,
+        Method::HEAD if settings.cache_head => true,
+        _ => {
+            ctx.cache_status = Some(CacheStatus::Bypass);
+            return CacheStep::Pass(req);
+        }
+    };
+    let has_body = !req.body().is_end_stream() && req.body().size_hint().exact() != Some(0);
+    if has_body || requested_upgrade(req.version(), req.headers()).is_some() {
+        ctx.cache_status = Some(CacheStatus::Bypass);
+        return CacheStep::Pass(req);
+    }
+    let origin = match Origin::new(client, ctx, head, client_host(&req)) {
+        Ok(origin) => origin,
+        Err(err) => {
+            return CacheStep::Answered(Reply::error(&err, Some(route), &ctx.client.request_id))
+        }
+    };
+    drop(req);
+    active.cache.ensure_sweeper();
+    let request_headers = list_to_headers(&head.headers);
+    let lookup = CacheLookup {
+        cache: active.cache.clone(),
+        primary: settings.key.render(head),
+        policy_request: policy_request(origin.uri(), &request_headers),
+        no_store: matches_any(&settings.no_store, head),
+        request_headers,
+        settings,
+        origin,
+        head_only,
+    };
+    let bypass = matches_any(&lookup.settings.bypass, head);
+    CacheStep::Answered(lookup.serve(ctx, route, bypass).await)
+}
+
+/// Record the request's cache status: the metric, and the response header
+/// when the route names one. No-op for routes without a cache.
+pub fn label(ctx: &RequestContext, route: &Route, mut reply: Reply) -> Reply {
+    let (Some(settings), Some(status)) = (route.cache.as_deref(), ctx.cache_status) else {
+        return reply;
+    };
+    metrics::counter!(
+        "tailgate_cache_requests_total",
+        "cache_status" => status.as_str(),
+        "host" => ctx.host.clone()
+    )
+    .increment(1);
+    if let Some(name) = &settings.status_header {
+        reply
+            .response
+            .headers_mut()
+            .insert(name.clone(), HeaderValue::from_static(status.as_str()));
+    }
+    reply
+}
+
+/// Whether a request condition holds: present, not empty, not "0".
+fn matches_any(conditions: &[CacheCondition], head: &RequestHead) -> bool {
+    let set = |value: Option<String>| value.is_some_and(|v| !v.is_empty() && v != "0");
+    conditions.iter().any(|condition| match condition {
+        CacheCondition::Header(name) => set(head
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name.as_str()))
+            .map(|h| String::from_utf8_lossy(&h.value).into_owned())),
+        CacheCondition::Cookie(name) => set(cookie_value(head, name)),
+        CacheCondition::Query(name) => set(head.query.as_deref().and_then(|q| {
+            q.split('&').find_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, "1"));
+                (k == name).then(|| v.to_owned())
+            })
+        })),
+    })
+}
+
+/// One request's way through the cache.
+struct CacheLookup {
+    cache: Arc<ResponseCache>,
+    settings: Arc<RouteCache>,
+    origin: Arc<Origin>,
+    primary: String,
+    request_headers: HeaderMap,
+    policy_request: http::request::Parts,
+    /// A `no_store` condition holds: the answer is not stored.
+    no_store: bool,
+    head_only: bool,
+}
+
+impl CacheLookup {
+    async fn serve(self, ctx: &mut RequestContext, route: &Route, bypass: bool) -> Reply {
+        if bypass {
+            ctx.cache_status = Some(CacheStatus::Bypass);
+            return self.fetch(ctx, route, None, None, true).await;
+        }
+        let mut waited = false;
+        loop {
+            let now = SystemTime::now();
+            let cached = self.cache.store.get(&self.primary, &self.request_headers);
+            if let Some(entry) = cached.as_ref().filter(|e| e.is_fresh(now)) {
+                ctx.cache_status = Some(CacheStatus::Hit);
+                return self.reply_from(entry);
+            }
+            ctx.cache_status = Some(match cached {
+                Some(_) => CacheStatus::Expired,
+                None => CacheStatus::Miss,
+            });
+            // An expired entry may be served while another request (or a
+            // background task) refreshes it.
+            let serve_while_updating = cached.as_ref().is_some_and(|e| {
+                e.may_serve_stale
+                    && (self.settings.use_stale.updating || e.within_stale_while_revalidate(now))
+            });
+            let use_lock = self.settings.lock || cached.is_some();
+            if waited || !use_lock {
+                return self.fetch(ctx, route, None, cached, true).await;
+            }
+            match self.cache.locks.try_lock(&self.primary) {
+                LockAttempt::Acquired(guard) => {
+                    if let Some(entry) = cached.as_ref().filter(|e| {
+                        serve_while_updating
+                            && (self.settings.background_update
+                                || e.within_stale_while_revalidate(now))
+                    }) {
+                        ctx.cache_status = Some(CacheStatus::Updating);
+                        let reply = self.reply_from(entry);
+                        let entry = entry.clone();
+                        tokio::spawn(self.refresh_in_background(entry, guard));
+                        return reply;
+                    }
+                    return self.fetch(ctx, route, Some(guard), cached, true).await;
+                }
+                LockAttempt::Busy(wait) => {
+                    if let Some(entry) = cached.as_ref().filter(|_| serve_while_updating) {
+                        ctx.cache_status = Some(CacheStatus::Updating);
+                        return self.reply_from(entry);
+                    }
+                    if !self.settings.lock {
+                        return self.fetch(ctx, route, None, cached, true).await;
+                    }
+                    if !wait.released_within(self.settings.lock_timeout).await {
+                        // nginx: after the lock timeout, go upstream and do
+                        // not store the answer.
+                        return self.fetch(ctx, route, None, cached, false).await;
+                    }
+                    waited = true;
+                }
+            }
+        }
+    }
+
+    /// A stored response as the reply.
+    fn reply_from(&self, entry: &CachedResponse) -> Reply {
+        Reply::upstream(
+            entry.response(SystemTime::now(), self.head_only, &self.request_headers),
+            None,
+        )
+    }
+
+    /// Go upstream (conditionally when `stale` has validators) and answer
+    /// from what comes back: the response (stored while it streams when
+    /// allowed), the revalidated entry, or the stale entry when the
+    /// upstream failed in a way `use_stale` covers.
+    async fn fetch(
+        &self,
+        ctx: &mut RequestContext,
+        route: &Route,
+        lock: Option<CacheLockGuard>,
+        stale: Option<Arc<CachedResponse>>,
+        may_store: bool,
+    ) -> Reply {
+        let conditions = stale.as_ref().and_then(|e| e.validators());
+        let result = self.origin.fetch(conditions.as_ref()).await;
+        let now = SystemTime::now();
+        let fetched = match result {
+            Ok(fetched) => fetched,
+            Err(err) => {
+                ctx.upstream_addr = Some(self.origin.address());
+                if let Some(entry) = stale.filter(|e| self.stale_on_error(e, &err, now)) {
+                    tracing::warn!(key = %self.primary, "upstream failed, serving stale: {err}");
+                    ctx.cache_status = Some(CacheStatus::Stale);
+                    return self.reply_from(&entry);
+                }
+                return Reply::error(&err, Some(route), &ctx.client.request_id);
+            }
+        };
+        let Fetched {
+            mut response,
+            peer,
+            took,
+        } = fetched;
+        ctx.upstream_time = Some(took);
+        ctx.upstream_addr = Some(peer.unwrap_or_else(|| self.origin.address()));
+        strip_hop_by_hop(response.headers_mut(), None);
+        let status = response.status();
+
+        if let Some(entry) = stale.as_ref() {
+            if status == http::StatusCode::NOT_MODIFIED && conditions.is_some() {
+                ctx.cache_status = Some(CacheStatus::Revalidated);
+                return match self.freshen(entry, response.headers(), now) {
+                    Some(fresh) => self.reply_from(&fresh),
+                    None => self.reply_from(entry),
+                };
+            }
+            if self.stale_on_status(entry, status.as_u16(), now) {
+                tracing::warn!(key = %self.primary, status = status.as_u16(), "upstream error status, serving stale");
+                ctx.cache_status = Some(CacheStatus::Stale);
+                return self.reply_from(entry);
+            }
+        }
+
+        let plan = if may_store && !self.no_store {
+            assess(
+                &self.settings,
+                &self.policy_request,
+                status,
+                response.headers(),
+                now,
+            )
+            .map_err(|why| tracing::debug!(key = %self.primary, "not stored: {why}"))
+            .ok()
+        } else {
+            None
+        };
+        // An entry larger than the whole cache could not be kept either.
+        let limit = self
+            .settings
+            .max_entry_size
+            .min(self.cache.store.max_size());
+        let declared = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let plan = plan.filter(|_| declared.is_none_or(|len| len <= limit));
+        if plan.is_none() && stale.is_some() && status.as_u16() < 500 {
+            // The upstream's current answer may not be stored: the old
+            // entry must not be served any more either.
+            self.cache
+                .store
+                .remove(&self.primary, &self.request_headers);
+        }
+        let response = match plan {
+            Some(plan) => {
+                let fill = CacheFill {
+                    cache: self.cache.clone(),
+                    primary: self.primary.clone(),
+                    request_headers: self.request_headers.clone(),
+                    plan,
+                    limit,
+                    lock,
+                    buffer: BytesMut::new(),
+                };
+                response.map(|body| boxed(FillingBody::new(body, fill)))
+            }
+            None => response.map(boxed),
+        };
+        if self.head_only {
+            // The client gets the head only; the GET body still fills the cache.
+            let (parts, body) = response.into_parts();
+            tokio::spawn(async move {
+                let mut body = body;
+                while let Some(frame) = body.frame().await {
+                    if frame.is_err() {
+                        break;
+                    }
+                }
+            });
+            return Reply::upstream(http::Response::from_parts(parts, empty_body()), None);
+        }
+        Reply::upstream(response, None)
+    }
+
+    /// Store the entry refreshed by a 304; `None` when it may no longer be
+    /// stored (it is then dropped, and served this once).
+    fn freshen(
+        &self,
+        entry: &CachedResponse,
+        not_modified: &HeaderMap,
+        now: SystemTime,
+    ) -> Option<Arc<CachedResponse>> {
+        match freshen(
+            &self.settings,
+            &self.policy_request,
+            entry,
+            not_modified,
+            now,
+        ) {
+            Ok(fresh) if !self.no_store => {
+                let fresh = Arc::new(fresh);
+                self.cache
+                    .store
+                    .insert(&self.primary, &self.request_headers, fresh.clone());
+                Some(fresh)
+            }
+            _ => {
+                self.cache
+                    .store
+                    .remove(&self.primary, &self.request_headers);
+                None
+            }
+        }
+    }
+
+    fn stale_on_error(&self, entry: &CachedResponse, err: &ProxyError, now: SystemTime) -> bool {
+        let allowed = match err {
+            ProxyError::UpstreamTimeout { .. } => self.settings.use_stale.timeout,
+            _ => self.settings.use_stale.error,
+        };
+        (entry.may_serve_stale && allowed) || entry.within_stale_if_error(now)
+    }
+
+    fn stale_on_status(&self, entry: &CachedResponse, status: u16, now: SystemTime) -> bool {
+        (entry.may_serve_stale && self.settings.use_stale.statuses.contains(&status))
+            || (matches!(status, 500 | 502 | 503 | 504) && entry.within_stale_if_error(now))
+    }
+
+    /// nginx `proxy_cache_background_update`: refresh `entry` after the
+    /// client has its stale copy. Holds the key's lock until done.
+    async fn refresh_in_background(self, entry: Arc<CachedResponse>, lock: CacheLockGuard) {
+        let conditions = entry.validators();
+        let fetched = match self.origin.fetch(conditions.as_ref()).await {
+            Ok(fetched) => fetched,
+            Err(err) => {
+                tracing::warn!(key = %self.primary, "background cache update failed: {err}");
+                return;
+            }
+        };
+        let mut response = fetched.response;
+        strip_hop_by_hop(response.headers_mut(), None);
+        let now = SystemTime::now();
+        let status = response.status();
+        if status == http::StatusCode::NOT_MODIFIED && conditions.is_some() {
+            self.freshen(&entry, response.headers(), now);
+            return;
+        }
+        if status.is_server_error() {
+            tracing::warn!(key = %self.primary, status = status.as_u16(), "background cache update got an error status; keeping the stale entry");
+            return;
+        }
+        let plan = if self.no_store {
+            None
+        } else {
+            assess(
+                &self.settings,
+                &self.policy_request,
+                status,
+                response.headers(),
+                now,
+            )
+            .ok()
+        };
+        let Some(plan) = plan else {
+            self.cache
+                .store
+                .remove(&self.primary, &self.request_headers);
+            return;
+        };
+        let limited = http_body_util::Limited::new(
+            response.into_body(),
+            usize::try_from(self.settings.max_entry_size).unwrap_or(usize::MAX),
+        );
+        match limited.collect().await {
+            Ok(body) => {
+                let entry = Arc::new(plan.into_entry(body.to_bytes()));
+                self.cache
+                    .store
+                    .insert(&self.primary, &self.request_headers, entry);
+            }
+            Err(err) => {
+                tracing::debug!(key = %self.primary, "background cache update not stored: {err}");
+                self.cache
+                    .store
+                    .remove(&self.primary, &self.request_headers);
+            }
+        }
+        drop(lock);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tailgate_runtime::Header;
+
+    fn head(query: Option<&str>, headers: &[(&str, &str)]) -> RequestHead {
+        RequestHead {
+            method: "GET".into(),
+            scheme: "http".into(),
+            host: "h".into(),
+            path: "/".into(),
+            query: query.map(Into::into),
+            headers: headers
+                .iter()
+                .map(|(n, v)| Header {
+                    name: (*n).into(),
+                    value: v.as_bytes().to_vec(),
+                })
+                .collect(),
+            client_ip: "127.0.0.1".into(),
+            route: "r".into(),
+            request_id: "id".into(),
+        }
+    }
+
+    #[test]
+    fn conditions_follow_nginx_rules() {
+        let conditions = vec![
+            CacheCondition::Header(http::HeaderName::from_static("x-refresh")),
+            CacheCondition::Cookie("session".into()),
+            CacheCondition::Query("nocache".into()),
+        ];
+        assert!(!matches_any(&conditions, &head(None, &[])));
+        assert!(matches_any(&conditions, &head(None, &[("X-Refresh", "1")])));
+        assert!(!matches_any(
+            &conditions,
+            &head(None, &[("x-refresh", "0")])
+        ));
+        assert!(!matches_any(&conditions, &head(None, &[("x-refresh", "")])));
+        assert!(matches_any(
+            &conditions,
+            &head(None, &[("cookie", "a=b; session=xyz")])
+        ));
+        assert!(!matches_any(
+            &conditions,
+            &head(None, &[("cookie", "sessionx=1")])
+        ));
+        assert!(matches_any(&conditions, &head(Some("a=1&nocache=1"), &[])));
+        assert!(matches_any(&conditions, &head(Some("nocache"), &[])));
+        assert!(!matches_any(&conditions, &head(Some("nocache=0"), &[])));
+    }
+}
