@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tailgate's tests need, only those missing:
 # `shellcheck` (tests/tests/fly_deploy.rs lints fly/start.sh with it),
-# `microsocks` (tests/tests/tailnet_socks5.rs dials upstreams through it).
+# `microsocks` (tests/tests/tailnet_socks5.rs dials upstreams through it),
+# `prometheus` (tests/tests/telemetry_*.rs start their own server on a free
+# loopback port; a system service the package may start on :9090 is not used).
 # Runs `apt-get update` once, and only when something is missing; prints
 # nothing when everything is already there, so `make test` can call it always.
 set -euo pipefail
 
-packages=(shellcheck microsocks)
+packages=(shellcheck microsocks prometheus)
 
 missing=()
 for pkg in "${packages[@]}"; do
