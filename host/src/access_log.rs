@@ -110,6 +110,9 @@ pub fn default_line(rec: &LogRecord) -> String {
         http_referer: &'a str,
         request_id: &'a str,
         route: &'a str,
+        /// nginx `$upstream_cache_status`; only on routes with a cache.
+        #[serde(skip_serializing_if = "str::is_empty")]
+        upstream_cache_status: &'a str,
     }
     let remote_addr = rec
         .peer_addr
@@ -135,6 +138,7 @@ pub fn default_line(rec: &LogRecord) -> String {
         http_referer: &rec.referer,
         request_id: &rec.request_id,
         route: &rec.route,
+        upstream_cache_status: &rec.cache_status,
     };
     // Serialising plain strings and numbers cannot fail; NaN/inf become null.
     serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"log_error\":\"{e}\"}}"))

@@ -208,6 +208,8 @@ mod tests {
             plugins: vec![],
             hook_timeout: Duration::from_millis(50),
             memory_limit: 1 << 20,
+            cache: None,
+            https_redirect: false,
         })
     }
 

@@ -132,9 +132,21 @@ pub enum ConfigErrorKind {
     StaticFolder { path: PathBuf, reason: String },
     #[error("`{0}` applies only to `url` upstreams")]
     UrlOnlyKey(&'static str),
+    #[error("upstream target {target} is not in [tailnet] allow; add it there to let Tailgate dial it")]
+    TargetNotAllowed { target: String },
+    #[error("invalid allow entry \"{value}\": {reason}")]
+    AllowEntry { value: String, reason: &'static str },
+    #[error("certificate {path}: {reason}")]
+    Certificate { path: PathBuf, reason: String },
+    /// A key with a value that cannot be used, and why.
+    #[error("`{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
 
     #[error("telemetry: {0}")]
     Telemetry(#[source] super::telemetry::TelemetryConfigError),
+
+    #[error(transparent)]
+    Cache(crate::config::cache::CacheConfigError),
 
     #[error("`hosts` must name at least one host")]
     HostsEmpty,

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use regex::Regex;
 use toml::Spanned;
 
+use super::cache::{build_route_cache, CacheConfigError};
 use super::error::{ConfigError, ConfigErrorKind, Context, Source};
 use super::model::{
     ErrorPage, FailurePolicy, HostPattern, PathMatch, PluginName, PluginRuntimeConfig, Route,
-    RouteName, RoutePlugin, Upstream, UpstreamName,
+    RouteName, RoutePlugin, Upstream, UpstreamKind, UpstreamName,
 };
 use super::plugin_config::table_to_json;
 use super::raw::{RawFailurePolicy, RawRoute, RawRoutePlugin, SpannedKey};
@@ -176,6 +177,15 @@ impl RouteBuilder<'_> {
             None => self.targets.runtime.memory_limit,
             Some(m) => memory_limit(self.src, m, Some(self.context))?,
         };
+        let cache = match &raw.cache {
+            None => None,
+            Some(_) if matches!(upstream.kind, UpstreamKind::Static { .. }) => {
+                return Err(
+                    self.error(raw.upstream.span(), CacheConfigError::StaticUpstream.into())
+                );
+            }
+            Some(table) => Some(Arc::new(build_route_cache(self.src, self.context, table)?)),
+        };
         Ok(Route {
             name: RouteName(name),
             hosts,
@@ -187,6 +197,8 @@ impl RouteBuilder<'_> {
             plugins,
             hook_timeout,
             memory_limit,
+            https_redirect: raw.https_redirect.as_ref().is_some_and(|b| *b.get_ref()),
+            cache,
         })
     }
 

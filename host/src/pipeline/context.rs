@@ -39,6 +39,8 @@ pub struct RequestContext {
     pub body: Arc<BodyCounter>,
     pub upstream_time: Option<Duration>,
     pub upstream_addr: Option<String>,
+    /// Set on routes with a cache (`crate::cache`): HIT, MISS, ...
+    pub cache_status: Option<crate::cache::CacheStatus>,
 }
 
 impl RequestContext {
@@ -69,6 +71,7 @@ impl RequestContext {
             body: Arc::new(BodyCounter::default()),
             upstream_time: None,
             upstream_addr: None,
+            cache_status: None,
         }
     }
 

@@ -86,7 +86,9 @@ impl PendingLog {
             request_time: ctx.start.elapsed().as_secs_f64(),
             upstream_response_time: ctx.upstream_time.map(|d| d.as_secs_f64()),
             upstream_addr: ctx.upstream_addr.clone(),
-            cache_status: String::new(),
+            cache_status: ctx
+                .cache_status
+                .map_or_else(String::new, |s| s.as_str().to_string()),
             route: ctx.route_name().to_string(),
             request_id: ctx.client.request_id.clone(),
             user_agent: ctx.user_agent.clone(),

@@ -4,6 +4,8 @@
 //! forwarding headers and `Host`, streams the body, and turns the answer into
 //! a [`Reply`] — with the route's error page when the upstream failed or
 //! answered with a status that has one (nginx `proxy_intercept_errors`).
+//! On a route with a cache, `crate::cache` answers first (hit, stale, or a
+//! fetch that fills the cache) and labels every reply with its cache status.
 
 use std::time::Instant;
 
@@ -16,6 +18,7 @@ use super::body::{boxed, BoxError, LimitedBody, ProxyBody};
 use super::context::{list_to_headers, RequestContext};
 use super::reply::Reply;
 use super::ActiveConfig;
+use crate::cache::{self, CacheStep};
 use crate::config::model::{HostHeader, Route};
 use crate::error::{error_page_response, ProxyError};
 use crate::forwarding::{requested_upgrade, strip_hop_by_hop};
@@ -43,6 +46,14 @@ where
             return Reply::error(&err, Some(route), &request_id);
         }
     }
+    // The route's response cache answers (from the cache, or by filling
+    // it), or lets the request through: no cache, or not cacheable.
+    let req = match cache::handle(active, ctx, route, head, req).await {
+        CacheStep::Answered(reply) => {
+            return cache::label(ctx, route, intercept_error_status(route, reply))
+        }
+        CacheStep::Pass(req) => req,
+    };
     let result = match active.upstreams.get(&route.upstream.name) {
         Some(UpstreamTarget::Http(client)) => forward_http(client, ctx, route, head, req).await,
         Some(UpstreamTarget::Static(root)) => {
@@ -56,10 +67,11 @@ where
             route.upstream.name, route.name
         ))),
     };
-    match result {
+    let reply = match result {
         Ok(reply) => intercept_error_status(route, reply),
         Err(err) => Reply::error(&err, Some(route), &request_id),
-    }
+    };
+    cache::label(ctx, route, reply)
 }
 
 async fn forward_http<B>(
@@ -75,21 +87,8 @@ where
 {
     let upgrade = requested_upgrade(req.version(), req.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-
-    let uri = client
-        .uri_for(&head.path, head.query.as_deref())
-        .map_err(|e| ProxyError::Internal(format!("upstream target for {:?}: {e}", head.path)))?;
-    let mut headers = list_to_headers(&head.headers);
-    strip_hop_by_hop(&mut headers, upgrade.as_ref());
-    ctx.client.apply_forwarding_headers(&mut headers);
-    let host = match client.config().host_header {
-        HostHeader::Client => client_host(&req),
-        HostHeader::Upstream => HeaderValue::from_str(client.authority().as_str()).ok(),
-    };
-    match host {
-        Some(host) => headers.insert(header::HOST, host),
-        None => headers.remove(header::HOST),
-    };
+    let (uri, headers) =
+        upstream_request_head(client, ctx, head, client_host(&req), upgrade.as_ref())?;
 
     let (_, body) = req.into_parts();
     let body = boxed(LimitedBody::new(
@@ -145,8 +144,35 @@ where
     Ok(Reply::upstream(response.map(boxed), pending_upgrade))
 }
 
+/// The upstream URI and request header fields for `head`: hop-by-hop fields
+/// stripped (the upgrade handshake kept), forwarding headers and `Host` set
+/// per the upstream's `host_header` (`client_host` is the client's own).
+pub(crate) fn upstream_request_head(
+    client: &HttpUpstreamClient,
+    ctx: &RequestContext,
+    head: &RequestHead,
+    client_host: Option<HeaderValue>,
+    upgrade: Option<&HeaderValue>,
+) -> Result<(http::Uri, http::HeaderMap), ProxyError> {
+    let uri = client
+        .uri_for(&head.path, head.query.as_deref())
+        .map_err(|e| ProxyError::Internal(format!("upstream target for {:?}: {e}", head.path)))?;
+    let mut headers = list_to_headers(&head.headers);
+    strip_hop_by_hop(&mut headers, upgrade);
+    ctx.client.apply_forwarding_headers(&mut headers);
+    let host = match client.config().host_header {
+        HostHeader::Client => client_host,
+        HostHeader::Upstream => HeaderValue::from_str(client.authority().as_str()).ok(),
+    };
+    match host {
+        Some(host) => headers.insert(header::HOST, host),
+        None => headers.remove(header::HOST),
+    };
+    Ok((uri, headers))
+}
+
 /// The client's `Host` as received (`:authority` for HTTP/2).
-fn client_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+pub(crate) fn client_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     match req.uri().authority() {
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
         None => req.headers().get(header::HOST).cloned(),
