@@ -223,3 +223,58 @@ async fn a_drain_longer_than_the_timeout_is_cut_short_and_still_exits_zero() {
     let stderr = tg.stderr.snapshot().join("\n");
     assert!(stderr.contains("still open after 1s"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_the_loki_queue_including_requests_finished_during_the_drain() {
+    let up = TestUpstream::start();
+    let loki = tailgate_e2e::loki_standin::LokiStandin::start();
+    // A batch would wait 10 minutes: only the shutdown flush can send it.
+    let telemetry = format!(
+        "\n[telemetry.loki]\nurl = \"{}\"\nbatch_wait = \"10m\"\n",
+        loki.push_url()
+    );
+    let mut tg = Tailgate::start(&(config(&up, "10s") + &telemetry));
+    let addr = tg.addr();
+    for i in 0..3 {
+        assert_eq!(
+            get(addr, "app.test", &format!("/before/{i}")).await.status,
+            200
+        );
+    }
+    let before = up.requests();
+    let long = tokio::spawn(async move {
+        send(
+            addr,
+            Method::GET,
+            "app.test",
+            "/delay/800",
+            &[],
+            Bytes::new(),
+        )
+        .await
+    });
+    let reached = Instant::now() + Duration::from_secs(5);
+    while up.requests() < before + 1 && Instant::now() < reached {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        loki.lines().is_empty(),
+        "nothing pushed before the shutdown"
+    );
+
+    tg.signal("TERM");
+    let reply = long
+        .await
+        .expect("task")
+        .expect("the long request completes");
+    assert_eq!(reply.status, 200);
+    let status = tg.wait_exit(Duration::from_secs(15)).expect("exits");
+    assert!(status.success(), "{status}");
+    let pushed: Vec<String> = loki.lines().into_iter().map(|l| l.line).collect();
+    for uri in ["/before/0", "/before/1", "/before/2", "/delay/800"] {
+        assert!(
+            pushed.iter().any(|l| l.contains(&format!("\"{uri}\""))),
+            "{uri} reached Loki at shutdown: {pushed:#?}"
+        );
+    }
+}

@@ -536,3 +536,67 @@ async fn listener_changes_apply_without_dropping_connections_on_addresses_that_s
     assert_eq!(keep_alive_get(&mut kept, "app.test").await, 200);
     assert_eq!(get(first, "app.test", "/").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_responses_survive_a_reload_and_purge_still_reaches_the_cache() {
+    let up = TestUpstream::start();
+    let cached = base_config("")
+        + &format!(
+            r#"
+[upstreams.app]
+url = "{up}"
+
+[[routes]]
+name = "app"
+hosts = ["app.test"]
+path = "/"
+upstream = "app"
+cache = {{ key = "{{host}}{{path}}", valid = {{ 200 = "1h" }}, status_header = "X-Cache-Status" }}
+"#,
+            up = up.url()
+        );
+    let tg = Tailgate::start(&cached);
+    let addr = tg.addr();
+    let status = |path: &'static str| async move {
+        get(addr, "app.test", path)
+            .await
+            .header("x-cache-status")
+            .unwrap_or_default()
+    };
+    assert_eq!(status("/page").await, "MISS");
+    assert_eq!(status("/page").await, "HIT");
+
+    let with_other_route = cached.clone()
+        + r#"
+[[routes]]
+name = "other"
+hosts = ["other.test"]
+path = "/"
+upstream = "app"
+"#;
+    std::fs::write(&tg.config_path, &with_other_route).expect("write");
+    let (code, body) = admin_reload(&tg).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(get(addr, "other.test", "/").await.status, 200);
+    assert_eq!(
+        status("/page").await,
+        "HIT",
+        "the entry outlived the reload"
+    );
+    let upstream_hits = up.requests();
+
+    // The admin purge acts on the cache the reloaded config serves from.
+    let purge = send(
+        tg.admin_addr(),
+        Method::POST,
+        "admin",
+        "/cache/purge?all=true",
+        &[],
+        Bytes::new(),
+    )
+    .await
+    .expect("POST /cache/purge");
+    assert_eq!(purge.status, 200, "{}", purge.text());
+    assert_eq!(status("/page").await, "MISS", "purged");
+    assert_eq!(up.requests(), upstream_hits + 1);
+}

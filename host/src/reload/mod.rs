@@ -197,7 +197,7 @@ impl Reloader {
         let wanted = config.server.listen.clone();
         let routes = config.routes.len();
         let plugins = chains.loaded_plugins();
-        let next = ActiveConfig::new(Arc::new(config), Arc::new(chains)).map_err(|source| {
+        let mut next = ActiveConfig::new(Arc::new(config), Arc::new(chains)).map_err(|source| {
             ReloadError::Upstream {
                 path: self.path.clone(),
                 source,
@@ -212,6 +212,11 @@ impl Reloader {
                 source,
             })?;
         // The point of no return: new requests use `next` from here on.
+        // The response cache is the process's: its entries stay, under the
+        // new `[cache]` bounds.
+        let cache = self.proxy.active().cache.clone();
+        cache.reconfigure(&next.config.cache);
+        next.cache = cache;
         self.proxy.swap(next);
         let changes = self.listeners.apply(&wanted, bound).await;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;

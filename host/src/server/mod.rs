@@ -8,13 +8,13 @@
 //! (bounded by `server.drain_timeout`), the access log and the registered
 //! flush hooks are flushed, and `run` returns.
 
-mod lifecycle;
 mod handshake;
+mod lifecycle;
 mod listener;
 mod listener_set;
 pub mod proxy_protocol;
-mod tls_listeners;
 mod summary;
+mod tls_listeners;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,8 +31,8 @@ use crate::plugin_chain::PluginChains;
 use crate::reload::{triggers, Reloader};
 use crate::upstream::UpstreamSetupError;
 
-pub use lifecycle::Lifecycle;
 pub use handshake::{ConnectionHandshake, ListenerScheme};
+pub use lifecycle::Lifecycle;
 pub use listener::ConnectionServer;
 pub use listener_set::{BoundListener, ListenerChanges, ListenerSet};
 
@@ -79,9 +79,8 @@ pub async fn run(
     let (access_log, log_writer) = AccessLog::stdout();
     let proxy = Proxy::new(active, access_log).with_lifecycle(lifecycle.clone());
 
-    let server = ConnectionServer::new(proxy.clone(), lifecycle.clone()).with_handshake(
-        ConnectionHandshake::plain(config.server.proxy_protocol),
-    );
+    let server = ConnectionServer::new(proxy.clone(), lifecycle.clone())
+        .with_handshake(ConnectionHandshake::plain(config.server.proxy_protocol));
     let mut tls_listeners = match &config.tls {
         Some(tls) => Some(tls_listeners::TlsListeners::start(tls, &server, &lifecycle).await?),
         None => None,

@@ -112,14 +112,14 @@ fn without_credentials(url: &http::Uri) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     #[test]
     fn the_summary_names_listeners_routes_plugins_and_upstreams() {
+        let path = std::env::temp_dir().join("config.toml");
         let config = crate::config::parse(
             r#"
 [upstreams.files]
-static = "www"
+static = "."
 [upstreams.app]
 url = "http://app.tail.ts.net:3000"
 [[routes]]
@@ -133,7 +133,7 @@ hosts = ["*"]
 path_exact = "/api"
 upstream = "app"
 "#,
-            Path::new("/etc/tailgate/config.toml"),
+            &path,
         )
         .expect("config");
         let summary = StartupSummary::new(&config, &PluginChains::from_chains(vec![]));
@@ -141,7 +141,10 @@ upstream = "app"
             &["127.0.0.1:8080".parse().expect("addr")],
             "127.0.0.1:12345".parse().expect("addr"),
         );
-        assert!(text.contains("serving /etc/tailgate/config.toml"), "{text}");
+        assert!(
+            text.contains(&format!("serving {}", path.display())),
+            "{text}"
+        );
         assert!(text.contains("listeners: http://127.0.0.1:8080"), "{text}");
         assert!(text.contains("admin api: http://127.0.0.1:12345"), "{text}");
         assert!(
