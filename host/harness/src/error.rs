@@ -21,7 +21,9 @@ pub enum HarnessError {
     ConfigureFault { plugin: String, fault: PluginFault },
     #[error("plugin config is not valid: {0}")]
     ConfigSyntax(String),
-    #[error("{path}: the built plugin was not found; looked for {looked_for}. Build it first: {build}")]
+    #[error(
+        "{path}: the built plugin was not found; looked for {looked_for}. Build it first: {build}"
+    )]
     NotBuilt {
         path: PathBuf,
         looked_for: String,

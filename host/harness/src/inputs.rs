@@ -352,15 +352,24 @@ mod tests {
     #[test]
     fn rfc3339_of_known_instants() {
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(1_735_689_600_000), "2025-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_millis(1_735_689_600_000),
+            "2025-01-01T00:00:00.000Z"
+        );
         assert_eq!(rfc3339_millis(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(rfc3339_millis(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
+        assert_eq!(
+            rfc3339_millis(4_107_542_399_999),
+            "2100-02-28T23:59:59.999Z"
+        );
     }
 
     #[test]
     fn request_splits_the_query_and_takes_the_plugins_route() {
         let head = Request::get("/a?b=1").header("X-Key", "k").into_head("api");
-        assert_eq!((head.path.as_str(), head.query.as_deref()), ("/a", Some("b=1")));
+        assert_eq!(
+            (head.path.as_str(), head.query.as_deref()),
+            ("/a", Some("b=1"))
+        );
         assert_eq!(head.headers[0].name, "x-key");
         assert_eq!(head.route, "api");
         let head = Request::get("/").route("other").into_head("api");

@@ -143,7 +143,12 @@ pub fn describe_response(resp: &ImmediateResponse) -> String {
         .iter()
         .map(|h| format!("{}: {}", h.name, text(&h.value)))
         .collect();
-    let mut out = format!("{} [{}] body {}", resp.status, headers.join("; "), text(&resp.body));
+    let mut out = format!(
+        "{} [{}] body {}",
+        resp.status,
+        headers.join("; "),
+        text(&resp.body)
+    );
     if !resp.vars.is_empty() {
         out.push_str(&format!("; vars {}", describe_vars(&resp.vars)));
     }

@@ -42,8 +42,7 @@ pub use harness::{
 };
 pub use inputs::{rfc3339_millis, LogEntry, Request, Response, DEFAULT_CLIENT_IP, DEFAULT_HOST};
 pub use inspect::{
-    describe_action, describe_edits, describe_log_line, header_str, var, FaultKind,
-    HeaderEditsExt,
+    describe_action, describe_edits, describe_log_line, header_str, var, FaultKind, HeaderEditsExt,
 };
 pub use locate::built_plugin;
 pub use metrics_capture::{plugin_metric_name, MetricValue, MetricsSnapshot, Recorded};

@@ -121,17 +121,19 @@ mod tests {
     fn finds_the_workspace_build_and_refuses_stale_or_missing_ones() {
         let root = tempfile::tempdir().expect("tempdir");
         let krate = root.path().join("my-plugin");
-        touch(&krate.join("Cargo.toml"), "[package]\nname = \"my-plugin\"\n");
+        touch(
+            &krate.join("Cargo.toml"),
+            "[package]\nname = \"my-plugin\"\n",
+        );
         touch(&krate.join("src/lib.rs"), "// v1\n");
         let err = built_plugin(&krate).expect_err("not built");
-        assert!(
-            matches!(err, HarnessError::NotBuilt { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, HarnessError::NotBuilt { .. }), "{err}");
         assert!(err.to_string().contains("my_plugin.wasm"), "{err}");
 
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let wasm = root.path().join("target/wasm32-wasip2/release/my_plugin.wasm");
+        let wasm = root
+            .path()
+            .join("target/wasm32-wasip2/release/my_plugin.wasm");
         touch(&wasm, "");
         assert_eq!(built_plugin(&krate).expect("found"), wasm);
 

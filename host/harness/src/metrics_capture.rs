@@ -101,12 +101,22 @@ impl Recorder for MetricsCapture {
     fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
 
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        let cell = self.lock().counters.entry(series_key(key)).or_default().clone();
+        let cell = self
+            .lock()
+            .counters
+            .entry(series_key(key))
+            .or_default()
+            .clone();
         Counter::from_arc(cell)
     }
 
     fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        let cell = self.lock().gauges.entry(series_key(key)).or_default().clone();
+        let cell = self
+            .lock()
+            .gauges
+            .entry(series_key(key))
+            .or_default()
+            .clone();
         Gauge::from_arc(cell)
     }
 

@@ -8,9 +8,7 @@ use tailgate_runtime::{
     ImmediateResponse, LogLine, PluginFault, RequestAction, RequestEdits, ResponseEdits,
 };
 
-use crate::inspect::{
-    describe_action, describe_log_line, describe_response_edits, FaultKind,
-};
+use crate::inspect::{describe_action, describe_log_line, describe_response_edits, FaultKind};
 use crate::plugin_logs::{format_logs, PluginLog};
 
 /// Which call an outcome is of, and what the plugin logged during it.
@@ -36,7 +34,10 @@ impl CallContext {
 }
 
 fn describe_fault(fault: &PluginFault) -> String {
-    format!("failed with a {} fault: {fault}", FaultKind::of(fault).as_str())
+    format!(
+        "failed with a {} fault: {fault}",
+        FaultKind::of(fault).as_str()
+    )
 }
 
 macro_rules! common_accessors {
@@ -66,8 +67,10 @@ macro_rules! common_accessors {
                 Err(fault) if FaultKind::of(fault) == kind => fault,
                 Err(fault) => panic!(
                     "{}",
-                    self.context
-                        .failure(&format!("a {} fault", kind.as_str()), &describe_fault(fault))
+                    self.context.failure(
+                        &format!("a {} fault", kind.as_str()),
+                        &describe_fault(fault)
+                    )
                 ),
                 Ok(value) => panic!(
                     "{}",
@@ -85,8 +88,10 @@ macro_rules! common_accessors {
             if !self.context.logs.iter().any(|l| l.message.contains(text)) {
                 panic!(
                     "{}",
-                    self.context
-                        .failure(&format!("a log line containing {text:?}"), "logged no such line")
+                    self.context.failure(
+                        &format!("a log line containing {text:?}"),
+                        "logged no such line"
+                    )
                 );
             }
             self
@@ -128,7 +133,8 @@ impl RequestOutcome {
             RequestAction::Continue(edits) => edits,
             other => panic!(
                 "{}",
-                self.context.failure("continue", &Self::describe_value(other))
+                self.context
+                    .failure("continue", &Self::describe_value(other))
             ),
         }
     }
@@ -140,7 +146,8 @@ impl RequestOutcome {
             RequestAction::Respond(resp) => resp,
             other => panic!(
                 "{}",
-                self.context.failure("respond", &Self::describe_value(other))
+                self.context
+                    .failure("respond", &Self::describe_value(other))
             ),
         }
     }
@@ -153,7 +160,8 @@ impl RequestOutcome {
             RequestAction::Respond(resp) if resp.status == status => resp,
             other => panic!(
                 "{}",
-                self.context.failure(&expected, &Self::describe_value(other))
+                self.context
+                    .failure(&expected, &Self::describe_value(other))
             ),
         }
     }

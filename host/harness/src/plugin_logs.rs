@@ -55,7 +55,10 @@ impl LogCapture {
 
     /// The lines captured after `mark`.
     pub(crate) fn since(&self, mark: usize) -> Vec<PluginLog> {
-        self.lock().get(mark..).map(<[_]>::to_vec).unwrap_or_default()
+        self.lock()
+            .get(mark..)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default()
     }
 
     pub(crate) fn all(&self) -> Vec<PluginLog> {

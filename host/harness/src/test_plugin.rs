@@ -74,7 +74,11 @@ impl<'h> TestPlugin<'h> {
     }
 
     /// Calls `on-response` for `req` answered with `resp`.
-    pub fn on_response(&self, req: impl Into<Request>, resp: impl Into<Response>) -> ResponseOutcome {
+    pub fn on_response(
+        &self,
+        req: impl Into<Request>,
+        resp: impl Into<Response>,
+    ) -> ResponseOutcome {
         let head = req.into().into_head(self.route());
         let resp = resp.into().into_head();
         let mark = self.harness.log_capture().mark();

@@ -80,10 +80,7 @@ struct LineBuffer {
 }
 
 impl GuestOutput {
-    pub(crate) fn stdout(
-        guest: GuestIdentity,
-        observer: Option<Arc<dyn PluginObserver>>,
-    ) -> Self {
+    pub(crate) fn stdout(guest: GuestIdentity, observer: Option<Arc<dyn PluginObserver>>) -> Self {
         Self::new(guest, Kind::Stdout, None, observer)
     }
 

@@ -204,9 +204,7 @@ impl Runtime {
                 allocator,
                 linker,
                 cache,
-                shared: Arc::new(
-                    SharedState::new(clock, state_limits).with_observer(observer),
-                ),
+                shared: Arc::new(SharedState::new(clock, state_limits).with_observer(observer)),
                 live: Arc::new(LiveInstances::new(config.max_instances.max(1))),
                 config,
                 _ticker: ticker,

@@ -156,12 +156,18 @@ pub(crate) fn log_line(
     };
     if let Some(want) = line {
         if &got.line != want {
-            out.push(format!("line: expected {want:?}\n        got      {:?}", got.line));
+            out.push(format!(
+                "line: expected {want:?}\n        got      {:?}",
+                got.line
+            ));
         }
     }
     for want in contains.into_iter().flatten() {
         if !got.line.contains(want.as_str()) {
-            out.push(format!("line: expected to contain {want:?}, got {:?}", got.line));
+            out.push(format!(
+                "line: expected to contain {want:?}, got {:?}",
+                got.line
+            ));
         }
     }
     if let Some(want) = labels {
@@ -192,13 +198,17 @@ pub(crate) fn metrics(want: &[MetricExpect], got: &MetricsSnapshot) -> Vec<Strin
         if let Some(value) = m.counter {
             let have = got.counter(&m.name, &labels);
             if have != value {
-                out.push(format!("metric {series}: expected counter {value}, got {have}"));
+                out.push(format!(
+                    "metric {series}: expected counter {value}, got {have}"
+                ));
             }
         }
         if let Some(value) = m.gauge {
             match got.gauge(&m.name, &labels) {
                 Some(have) if (have - value).abs() < 1e-9 => {}
-                have => out.push(format!("metric {series}: expected gauge {value}, got {have:?}")),
+                have => out.push(format!(
+                    "metric {series}: expected gauge {value}, got {have:?}"
+                )),
             }
         }
         if let Some(count) = m.histogram_count {
@@ -238,7 +248,10 @@ pub(crate) fn state(want: &StateExpect, got: &PluginStateView) -> Vec<String> {
     }
     for key in want.kv_absent.iter().flatten() {
         if let Some(have) = got.kv_get(key) {
-            out.push(format!("kv {key:?}: expected absent, got {:?}", text(&have)));
+            out.push(format!(
+                "kv {key:?}: expected absent, got {:?}",
+                text(&have)
+            ));
         }
     }
     for (zone, keys) in want.rate_limit_keys.iter().flatten() {

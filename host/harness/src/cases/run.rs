@@ -9,7 +9,7 @@ use std::time::Duration;
 use tailgate_runtime::StateLimits;
 
 use super::check;
-use super::file::{CasesFile, Case, Expect, HeaderValues, LogInput, RequestInput, Step};
+use super::file::{Case, CasesFile, Expect, HeaderValues, LogInput, RequestInput, Step};
 use crate::harness::{name_from_path, Harness, PluginConfig};
 use crate::inputs::{LogEntry, Request, Response};
 use crate::inspect::{describe_action, describe_log_line, describe_response_edits, FaultKind};
@@ -107,7 +107,10 @@ fn parse_memory(size: &super::file::MemorySize) -> Result<usize, String> {
     usize::try_from(bytes).map_err(|_| "memory_limit is too large".to_owned())
 }
 
-fn add_headers(mut req: Request, headers: &std::collections::BTreeMap<String, HeaderValues>) -> Request {
+fn add_headers(
+    mut req: Request,
+    headers: &std::collections::BTreeMap<String, HeaderValues>,
+) -> Request {
     for (name, values) in headers {
         for value in values.values() {
             req = req.header(name, value);
@@ -251,8 +254,8 @@ fn run_steps(
         }
         (Err(error), _) => {
             return Ok(vec![format!(
-                "{error}\n      plugin log:\n{}",
-                indent(&format_logs(&harness.logs()))
+                "{error}\nplugin log:\n{}",
+                format_logs(&harness.logs())
             )]);
         }
         (Ok(plugin), None) => plugin,
@@ -332,7 +335,10 @@ fn run_step(
         let found = check::metrics(metrics, &snapshot);
         if !found.is_empty() {
             failures.extend(found);
-            failures.push(format!("metrics recorded:\n{}", indent(&snapshot.describe())));
+            failures.push(format!(
+                "metrics recorded:\n{}",
+                indent(&snapshot.describe())
+            ));
         }
     }
     if let Some(want) = &expect.state {
@@ -383,7 +389,7 @@ fn with_log(context: &CallContext, failures: Vec<String>) -> Vec<String> {
         .collect();
     failures.push(format!(
         "plugin log during the call:\n{}",
-        indent(&format_logs(&context.logs))
+        format_logs(&context.logs)
     ));
     failures
 }
@@ -462,14 +468,14 @@ fn one_call(plugin: &crate::TestPlugin<'_>, call: &Call<'_>, expect: &Expect) ->
                 resp = resp.host_generated();
             }
             let outcome = plugin.on_response(req, resp);
-            let mut failures =
-                match fault_check(expect, outcome.result(), describe_response_edits) {
-                    Err(failures) => failures,
-                    Ok(()) => match (&expect.edits, outcome.result()) {
-                        (Some(want), Ok(edits)) => check::edits(want, &edits.headers),
-                        _ => Vec::new(),
-                    },
-                };
+            let mut failures = match fault_check(expect, outcome.result(), describe_response_edits)
+            {
+                Err(failures) => failures,
+                Ok(()) => match (&expect.edits, outcome.result()) {
+                    (Some(want), Ok(edits)) => check::edits(want, &edits.headers),
+                    _ => Vec::new(),
+                },
+            };
             failures.extend(logs_check(expect, outcome.logs()));
             with_log(outcome.context(), failures)
         }

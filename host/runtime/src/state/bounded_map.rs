@@ -97,7 +97,9 @@ impl<V: Expiring> BoundedMap<V> {
     pub(crate) fn live_entries<T>(&self, now_ms: u64, view: impl Fn(&str, &V) -> T) -> Vec<T> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
-            let shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let shard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             out.extend(
                 shard
                     .iter()
