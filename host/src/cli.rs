@@ -48,9 +48,10 @@ pub enum Command {
 /// Parse the arguments, run the command, and turn its outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Plugin commands print their own report; only warnings go to stderr.
+    // Plugin commands print their own report (with the plugin's log lines
+    // under a failing case); only errors go to stderr.
     let default_level = match cli.command {
-        Command::Plugin { .. } => "warn",
+        Command::Plugin { .. } => "error",
         _ => "info",
     };
     if let Err(e) = init_logging(default_level) {
