@@ -200,6 +200,8 @@ mod tests {
             client_ip_header: Some(HeaderName::from_static("fly-client-ip")),
             trusted_proxies: trusted.iter().map(|n| n.parse().expect("net")).collect(),
             unknown_host: UnknownHost::Close,
+            proxy_protocol: false,
+            drain_timeout: std::time::Duration::from_secs(10),
         }
     }
 

@@ -9,8 +9,8 @@
 //! `plugin_chain` loads each route's plugins into the `tailgate-runtime`.
 
 pub mod access_log;
-pub mod cache;
 pub mod admin;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -59,8 +59,7 @@ impl LocalApiStandIn {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let listener =
-                    tokio::net::UnixListener::from_std(std_listener).expect("listener");
+                let listener = tokio::net::UnixListener::from_std(std_listener).expect("listener");
                 let accept = async {
                     loop {
                         let Ok((stream, _)) = listener.accept().await else {
@@ -171,7 +170,11 @@ fn answer(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
             let Ok(addr) = addr.parse::<SocketAddr>() else {
                 return text(StatusCode::BAD_REQUEST, "invalid 'addr' parameter");
             };
-            match nodes.iter().enumerate().find(|(_, n)| n.addrs.contains(&addr.ip())) {
+            match nodes
+                .iter()
+                .enumerate()
+                .find(|(_, n)| n.addrs.contains(&addr.ip()))
+            {
                 Some((id, node)) => json(
                     StatusCode::OK,
                     serde_json::json!({
@@ -180,7 +183,10 @@ fn answer(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
                         "CapMap": {},
                     }),
                 ),
-                None => text(StatusCode::NOT_FOUND, &format!("no match for IP:port {addr}")),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    &format!("no match for IP:port {addr}"),
+                ),
             }
         }
         "/localapi/v0/status" => {

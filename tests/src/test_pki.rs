@@ -64,10 +64,9 @@ impl TestCa {
 
     /// A server certificate for `names` (DNS names or IP addresses).
     pub fn issue(&self, names: &[&str]) -> IssuedCert {
-        let params = CertificateParams::new(
-            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-        )
-        .expect("params");
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("params");
         let key = KeyPair::generate().expect("key");
         let cert = params.signed_by(&key, &self.cert, &self.key).expect("sign");
         IssuedCert {

@@ -2,6 +2,8 @@
 //! (Debian `microsocks`, as tailscaled's `--socks5-server` stands in):
 //! upstreams are reached through it by hostname, and with the SOCKS5 server
 //! down a request is a 502 naming the proxy, while the proxy keeps serving.
+//! The identity check finds the peer by its MagicDNS name in the LocalAPI
+//! stand-in's status (no peer address is known through SOCKS5).
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -9,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use tailgate_e2e::base_config;
 use tailgate_e2e::client::get;
-use tailgate_e2e::process::Tailgate;
+use tailgate_e2e::localapi_standin::LocalApiStandIn;
+use tailgate_e2e::process::{Tailgate, TempDir};
 use tailgate_e2e::upstream::TestUpstream;
 
 /// A running microsocks on a free loopback port, killed (by PID) on drop.
@@ -34,7 +37,10 @@ impl Microsocks {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "microsocks did not listen on {addr}");
+            assert!(
+                Instant::now() < deadline,
+                "microsocks did not listen on {addr}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Microsocks { child, addr }
@@ -57,6 +63,9 @@ async fn upstreams_are_reached_through_the_socks5_server_and_its_absence_is_a_50
     let mut socks = Microsocks::start();
     let up = TestUpstream::start();
     let port = up.addr.port();
+    let dir = TempDir::new("socks5");
+    let localapi = LocalApiStandIn::start(dir.path());
+    localapi.set_node("localhost", &[], &["tag:flyio-target"]);
     let config = base_config("")
         + &format!(
             r#"
@@ -64,6 +73,8 @@ async fn upstreams_are_reached_through_the_socks5_server_and_its_absence_is_a_50
 mode = "socks5"
 socks5 = "{socks}"
 allow = ["localhost:{port}"]
+require_tag = "tag:flyio-target"
+localapi_socket = "{socket}"
 
 [upstreams.docs]
 url = "http://localhost:{port}"
@@ -85,15 +96,20 @@ hosts = ["later.test"]
 path = "/"
 upstream = "later"
 "#,
-            socks = socks.addr
+            socks = socks.addr,
+            socket = localapi.socket_path().display(),
         );
     let tg = Tailgate::start(&config);
 
     let r = get(tg.addr(), "docs.test", "/page").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["uri"], "/page");
-    assert_eq!(r.echoed_header("host").as_deref(), Some(format!("localhost:{port}").as_str()));
+    assert_eq!(
+        r.echoed_header("host").as_deref(),
+        Some(format!("localhost:{port}").as_str())
+    );
     assert_eq!(up.requests(), 1);
+    assert!(localapi.requests() >= 1, "the peer was checked by name");
     // Through SOCKS5 only the hostname is known: the log names it.
     let rec = tg.wait_log("request_uri", "/page");
     assert_eq!(rec["upstream_addr"], format!("localhost:{port}"));
@@ -104,13 +120,22 @@ upstream = "later"
     assert_eq!(r.status, 502);
     let line = tg
         .stderr
-        .wait_for(Duration::from_secs(5), |l| l.contains("upstream later: connecting:"))
+        .wait_for(Duration::from_secs(5), |l| {
+            l.contains("upstream later: connecting:")
+        })
         .expect("the failure is logged");
     assert!(
-        line.contains(&format!("connecting to localhost:{port} via SOCKS5 proxy {}", socks.addr)),
+        line.contains(&format!(
+            "connecting to localhost:{port} via SOCKS5 proxy {}",
+            socks.addr
+        )),
         "{line}"
     );
-    assert_eq!(up.requests(), 1, "nothing reached the upstream without the proxy");
+    assert_eq!(
+        up.requests(),
+        1,
+        "nothing reached the upstream without the proxy"
+    );
     // Tailgate itself is fine.
     assert_eq!(get(tg.addr(), "docs.test", "/healthz").await.status, 200);
 }

@@ -67,7 +67,10 @@ async fn https_upstreams_verify_with_the_configured_ca_and_the_tailnet_name_as_s
     let ok = get(tg.addr(), "good.test", "/hello").await;
     assert_eq!(ok.status, 200, "{}", ok.text());
     let echoed = ok.json();
-    assert_eq!(echoed["sni"], "localhost", "SNI is the upstream's host name");
+    assert_eq!(
+        echoed["sni"], "localhost",
+        "SNI is the upstream's host name"
+    );
     assert_eq!(echoed["uri"], "/hello");
 
     let bad = get(tg.addr(), "wrongname.test", "/").await;
@@ -122,7 +125,10 @@ urls = ["https://wiki.tail8d86e.ts.net", "https://{dead}"]
         )),
         "{err}"
     );
-    assert!(err.contains("config.toml:"), "the error has a position: {err}");
+    assert!(
+        err.contains("config.toml:"),
+        "the error has a position: {err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -156,13 +162,21 @@ upstream = "app"
     // The client names the canary as Host, X-Forwarded-Host, or both.
     let r = get(tg.addr(), &canary_host, "/x").await;
     assert_eq!(r.status, 200);
-    let r = get_with(tg.addr(), "app.test", "/x", &[("x-forwarded-host", &canary_host)]).await;
+    let r = get_with(
+        tg.addr(),
+        "app.test",
+        "/x",
+        &[("x-forwarded-host", &canary_host)],
+    )
+    .await;
     assert_eq!(r.status, 200);
     // Absolute-form request target naming the canary.
     let raw = format!(
         "GET http://{canary_host}/abs HTTP/1.1\r\nHost: {canary_host}\r\nConnection: close\r\n\r\n"
     );
-    let out = raw_exchange(tg.addr(), raw.as_bytes()).await.expect("exchange");
+    let out = raw_exchange(tg.addr(), raw.as_bytes())
+        .await
+        .expect("exchange");
     let out = String::from_utf8_lossy(&out);
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     // A path that looks like another authority.
@@ -178,7 +192,11 @@ async fn the_whois_tag_check_accepts_tagged_peers_and_refuses_the_rest() {
     let dir = TempDir::new("whois");
     let localapi = LocalApiStandIn::start(dir.path());
     let tagged = TestUpstream::start();
-    localapi.set_node("docs.tail8d86e.ts.net", &[tagged.addr], &["tag:flyio-target"]);
+    localapi.set_node(
+        "docs.tail8d86e.ts.net",
+        &[tagged.addr],
+        &["tag:flyio-target"],
+    );
     // Peers on other loopback addresses: one tailscaled does not know, one
     // with the wrong tag. They accept TCP; nothing may be sent to them.
     let unknown = std::net::TcpListener::bind("127.0.0.2:0").expect("bind 127.0.0.2");
@@ -236,7 +254,8 @@ connect_timeout = "2s"
     assert!(
         metrics
             .lines()
-            .any(|l| l.contains("upstream_identity_refused_total") && l.contains("upstream=\"wrong\"")),
+            .any(|l| l.contains("upstream_identity_refused_total")
+                && l.contains("upstream=\"wrong\"")),
         "{metrics}"
     );
 
@@ -244,7 +263,8 @@ connect_timeout = "2s"
     // about again: concurrent slow requests open more upstream connections.
     let before = localapi.requests();
     let addr = tg.addr();
-    let slow = (0..3).map(|_| tokio::spawn(async move { get(addr, "tagged.test", "/delay/300").await.status }));
+    let slow = (0..3)
+        .map(|_| tokio::spawn(async move { get(addr, "tagged.test", "/delay/300").await.status }));
     for status in futures_util::future::join_all(slow).await {
         assert_eq!(status.expect("joined"), 200);
     }
@@ -272,9 +292,16 @@ urls = ["http://{dead}", "{live}"]
     let tg = Tailgate::start(&config);
 
     // A request with a body is not replayed: the dead first address answers 502.
-    let r = send(tg.addr(), Method::POST, "post.test", "/form", &[], b"a=1".to_vec())
-        .await
-        .expect("sent");
+    let r = send(
+        tg.addr(),
+        Method::POST,
+        "post.test",
+        "/form",
+        &[],
+        b"a=1".to_vec(),
+    )
+    .await
+    .expect("sent");
     assert_eq!(r.status, 502);
     assert_eq!(live.requests(), 0);
 
@@ -294,7 +321,43 @@ urls = ["http://{dead}", "{live}"]
         .stderr
         .snapshot()
         .iter()
-        .filter(|l| l.contains("upstream pair: connecting") && l.contains("trying the next address"))
+        .filter(|l| {
+            l.contains("upstream pair: connecting") && l.contains("trying the next address")
+        })
         .count();
     assert_eq!(failovers, 1, "{}", tg.stderr.snapshot().join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn active_health_checks_take_a_dead_address_out_before_any_request() {
+    let live = TestUpstream::start();
+    let dead = dead_upstream();
+    let config = base_config("")
+        + &format!(
+            r#"
+[upstreams.pair]
+urls = ["http://{dead}", "{live}"]
+fail_timeout = "30s"
+health_check = {{ path = "/status/204", interval = "100ms", timeout = "1s" }}
+"#,
+            live = live.url()
+        )
+        + &route("pair", "pair.test", "pair");
+    let tg = Tailgate::start(&config);
+    let line = stderr_line(&tg, "upstream address marked down");
+    assert!(
+        line.contains(&format!("address={dead}")) && line.contains("health check:"),
+        "{line}"
+    );
+    assert!(live.requests() >= 1, "the live address is probed too");
+
+    let r = get(tg.addr(), "pair.test", "/one").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        !tg.stderr
+            .snapshot()
+            .iter()
+            .any(|l| l.contains("trying the next address")),
+        "no request was sent to the address known to be down"
+    );
 }

@@ -22,8 +22,15 @@ use tokio::io::AsyncWriteExt;
 fn https_addr(tg: &Tailgate) -> SocketAddr {
     let line = tg
         .stderr
-        .wait_for(Duration::from_secs(10), |l| l.contains("listening on https://"))
-        .unwrap_or_else(|| panic!("no TLS listener; stderr:\n{}", tg.stderr.snapshot().join("\n")));
+        .wait_for(Duration::from_secs(10), |l| {
+            l.contains("listening on https://")
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no TLS listener; stderr:\n{}",
+                tg.stderr.snapshot().join("\n")
+            )
+        });
     line.split("listening on https://")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
@@ -113,7 +120,10 @@ fn base_root_store(ca: &TestCa) -> rustls::RootCertStore {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).expect("pem"))
+        .add(
+            rustls::pki_types::CertificateDer::from_pem_slice(ca.cert_pem().as_bytes())
+                .expect("pem"),
+        )
         .expect("root");
     roots
 }
@@ -123,9 +133,14 @@ async fn sni_picks_the_certificate_and_alpn_the_protocol() {
     let s = setup("", "");
     let addr = https_addr(&s.tg);
 
-    let h2 = tls_get(addr, s.ca.client_config(&["h2", "http/1.1"]), "a.test", "/x")
-        .await
-        .expect("a.test over h2");
+    let h2 = tls_get(
+        addr,
+        s.ca.client_config(&["h2", "http/1.1"]),
+        "a.test",
+        "/x",
+    )
+    .await
+    .expect("a.test over h2");
     assert_eq!(h2.status, 200, "{}", h2.body);
     assert_eq!(h2.alpn.as_deref(), Some("h2"));
     assert_eq!(h2.version, http::Version::HTTP_2);
@@ -173,7 +188,9 @@ async fn sessions_resume() {
             None => s.ca.client_config(&["http/1.1"]),
             Some(()) => tls12_only(&s.ca),
         };
-        let first = tls_get(addr, config.clone(), "a.test", "/1").await.expect("first");
+        let first = tls_get(addr, config.clone(), "a.test", "/1")
+            .await
+            .expect("first");
         assert!(!first.resumed);
         let second = tls_get(addr, config, "a.test", "/2").await.expect("second");
         assert!(second.resumed, "the second connection resumes the session");
@@ -193,16 +210,24 @@ async fn replaced_certificate_files_are_served_without_dropping_connections() {
         )
         .await
         .expect("handshake");
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-        .await
-        .expect("h2");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("h2");
     tokio::spawn(conn);
     let request = |path: &str| {
         http::Request::get(format!("https://a.test{path}"))
             .body(Empty::<Bytes>::new())
             .expect("request")
     };
-    assert_eq!(sender.send_request(request("/before")).await.expect("sent").status(), 200);
+    assert_eq!(
+        sender
+            .send_request(request("/before"))
+            .await
+            .expect("sent")
+            .status(),
+        200
+    );
 
     // Renewal: new files written in place of the old ones.
     let renewed = s.ca.issue(&["a.test", "renewed.a.test"]);
@@ -218,11 +243,16 @@ async fn replaced_certificate_files_are_served_without_dropping_connections() {
             break;
         }
         assert_eq!(r.peer_cert, cert_der(&s.a), "old or new, nothing else");
-        assert!(Instant::now() < deadline, "the renewed certificate was not picked up");
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was not picked up"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     s.tg.stderr
-        .wait_for(Duration::from_secs(5), |l| l.contains("TLS certificates reloaded"))
+        .wait_for(Duration::from_secs(5), |l| {
+            l.contains("TLS certificates reloaded")
+        })
         .expect("the reload is logged");
 
     // The connection from before still serves.
@@ -233,7 +263,9 @@ async fn replaced_certificate_files_are_served_without_dropping_connections() {
     // A broken file keeps the current certificates in service.
     std::fs::write(&s.a_files.0, "not a certificate").expect("write");
     s.tg.stderr
-        .wait_for(Duration::from_secs(5), |l| l.contains("TLS certificate reload failed"))
+        .wait_for(Duration::from_secs(5), |l| {
+            l.contains("TLS certificate reload failed")
+        })
         .expect("the failed reload is logged");
     let r = tls_get(addr, s.ca.client_config(&["http/1.1"]), "a.test", "/broken")
         .await
@@ -262,7 +294,9 @@ async fn proxy_protocol_v2_gives_the_client_address_on_tls_and_plain_listeners()
     let client: SocketAddr = "203.0.113.7:51000".parse().expect("addr");
 
     let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    tcp.write_all(&proxy_v2(client, addr)).await.expect("header");
+    tcp.write_all(&proxy_v2(client, addr))
+        .await
+        .expect("header");
     let r = tls_get_on(tcp, s.ca.client_config(&["h2"]), "a.test", "/tls-proxied")
         .await
         .expect("served after the header");
@@ -273,11 +307,16 @@ async fn proxy_protocol_v2_gives_the_client_address_on_tls_and_plain_listeners()
 
     // Plain listener.
     let mut raw = proxy_v2("198.51.100.4:40000".parse().expect("addr"), s.tg.addr());
-    raw.extend_from_slice(b"GET /plain-proxied HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    raw.extend_from_slice(
+        b"GET /plain-proxied HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    );
     let out = raw_exchange(s.tg.addr(), &raw).await.expect("exchange");
     let out = String::from_utf8_lossy(&out);
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    assert!(out.contains("198.51.100.4"), "X-Forwarded-For names the client: {out}");
+    assert!(
+        out.contains("198.51.100.4"),
+        "X-Forwarded-For names the client: {out}"
+    );
     let rec = s.tg.wait_log("request_uri", "/plain-proxied");
     assert_eq!(rec["client_ip"], "198.51.100.4");
 
@@ -291,7 +330,9 @@ async fn proxy_protocol_v2_gives_the_client_address_on_tls_and_plain_listeners()
         .expect_err("no header, no TLS");
     assert!(err.contains("TLS handshake"), "{err}");
     let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    tcp.write_all(&proxy_v2(client, addr)).await.expect("header");
+    tcp.write_all(&proxy_v2(client, addr))
+        .await
+        .expect("header");
     assert_eq!(
         tls_get_on(tcp, s.ca.client_config(&["h2"]), "a.test", "/again")
             .await
@@ -307,10 +348,17 @@ async fn plain_http_is_redirected_to_https_on_routes_that_ask() {
     let addr = https_addr(&s.tg);
     let r = get(s.tg.addr(), "secure.b.test", "/page?q=1").await;
     assert_eq!(r.status, 301);
-    assert_eq!(r.header("location").as_deref(), Some("https://secure.b.test/page?q=1"));
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("https://secure.b.test/page?q=1")
+    );
     let rec = s.tg.wait_log("request_uri", "/page?q=1");
     assert_eq!(rec["status"], 301);
-    assert_eq!(s.up.requests(), 0, "the upstream never saw the plain request");
+    assert_eq!(
+        s.up.requests(),
+        0,
+        "the upstream never saw the plain request"
+    );
 
     // Other routes still serve plain HTTP; over TLS the redirecting route serves.
     assert_eq!(get(s.tg.addr(), "a.test", "/plain").await.status, 200);

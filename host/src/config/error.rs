@@ -132,7 +132,9 @@ pub enum ConfigErrorKind {
     StaticFolder { path: PathBuf, reason: String },
     #[error("`{0}` applies only to `url` upstreams")]
     UrlOnlyKey(&'static str),
-    #[error("upstream target {target} is not in [tailnet] allow; add it there to let Tailgate dial it")]
+    #[error(
+        "upstream target {target} is not in [tailnet] allow; add it there to let Tailgate dial it"
+    )]
     TargetNotAllowed { target: String },
     #[error("invalid allow entry \"{value}\": {reason}")]
     AllowEntry { value: String, reason: &'static str },

@@ -17,8 +17,8 @@ mod raw;
 mod route;
 mod server;
 mod tailnet;
-mod tls;
 mod telemetry;
+mod tls;
 mod upstream;
 mod values;
 

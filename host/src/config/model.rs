@@ -119,7 +119,8 @@ pub enum UpstreamKind {
     Static {
         root: PathBuf,
     },
-    Http(HttpUpstream),
+    /// Boxed: far larger than a static folder.
+    Http(Box<HttpUpstream>),
 }
 
 #[derive(Debug, Clone)]

@@ -97,7 +97,10 @@ pub(super) fn build_tailnet(
     let identity = match raw.require_tag {
         None => {
             let stray = [
-                ("localapi_socket", raw.localapi_socket.as_ref().map(Spanned::span)),
+                (
+                    "localapi_socket",
+                    raw.localapi_socket.as_ref().map(Spanned::span),
+                ),
                 ("whois_cache", raw.whois_cache.as_ref().map(Spanned::span)),
             ];
             if let Some((key, Some(span))) = stray.into_iter().find(|(_, s)| s.is_some()) {
@@ -122,7 +125,11 @@ pub(super) fn build_tailnet(
             let localapi_socket = match &raw.localapi_socket {
                 None => resolve_path(base_dir, DEFAULT_LOCALAPI_SOCKET),
                 Some(p) if p.get_ref().is_empty() => {
-                    return Err(src.error(p.span(), None, ConfigErrorKind::EmptyPath("localapi_socket")))
+                    return Err(src.error(
+                        p.span(),
+                        None,
+                        ConfigErrorKind::EmptyPath("localapi_socket"),
+                    ))
                 }
                 Some(p) => resolve_path(base_dir, p.get_ref()),
             };
@@ -156,7 +163,9 @@ fn parse_allow_entry(text: &str) -> Result<AllowedTarget, ConfigErrorKind> {
         .filter(|(host, _)| !host.ends_with(':') && (!host.starts_with('[') || host.ends_with(']')))
         .ok_or_else(|| bad("write host:port, e.g. \"docs.tail8d86e.ts.net:443\""))?;
     if host.contains(':') && !host.starts_with('[') {
-        return Err(bad("write an IPv6 address in brackets, e.g. \"[fd7a::1]:443\""));
+        return Err(bad(
+            "write an IPv6 address in brackets, e.g. \"[fd7a::1]:443\"",
+        ));
     }
     let port: u16 = port
         .parse()

@@ -55,7 +55,11 @@ pub(super) fn build_tls(
     for entry in raw.certificates.get_ref() {
         for file in [&entry.cert, &entry.key] {
             if file.get_ref().is_empty() {
-                return Err(src.error(file.span(), None, ConfigErrorKind::EmptyPath("a certificate file")));
+                return Err(src.error(
+                    file.span(),
+                    None,
+                    ConfigErrorKind::EmptyPath("a certificate file"),
+                ));
             }
         }
         let pair = CertificatePair {

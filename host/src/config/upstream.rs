@@ -11,17 +11,28 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrorKind, Context, Source};
-use super::model::{HostHeader, HttpUpstream, Upstream, UpstreamKind, UpstreamName};
-use super::raw::{RawHostHeader, RawUpstream, SpannedKey};
+use super::model::{
+    ActiveHealthCheck, Endpoint, HealthPolicy, HostHeader, HttpUpstream, TailnetConfig, Upstream,
+    UpstreamKind, UpstreamName,
+};
+use super::raw::{RawHealthCheck, RawHostHeader, RawUpstream, SpannedKey};
 use super::resolve_path;
+use super::tailnet::check_allowed;
 use super::values::{check_identifier, parse_duration};
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Generous: a tailnet service's first handshake waits for its certificate.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_FAILS: u32 = 1;
+pub const DEFAULT_FAIL_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) fn build_upstreams(
     src: &Source<'_>,
     base_dir: &Path,
+    tailnet: &TailnetConfig,
     raw: BTreeMap<SpannedKey, RawUpstream>,
 ) -> Result<BTreeMap<UpstreamName, Arc<Upstream>>, ConfigError> {
     let mut upstreams = BTreeMap::new();
@@ -33,7 +44,7 @@ pub(super) fn build_upstreams(
             check_identifier("upstream name", name.get_ref()),
         )?;
         let context = Context::Upstream(name.clone());
-        let kind = build_kind(src, base_dir, &context, name_span, table)?;
+        let kind = build_kind(src, base_dir, tailnet, &context, name_span, table)?;
         let name = UpstreamName(name);
         upstreams.insert(name.clone(), Arc::new(Upstream { name, kind }));
     }
@@ -43,11 +54,32 @@ pub(super) fn build_upstreams(
 fn build_kind(
     src: &Source<'_>,
     base_dir: &Path,
+    tailnet: &TailnetConfig,
     context: &Context,
     name_span: Range<usize>,
-    raw: RawUpstream,
+    mut raw: RawUpstream,
 ) -> Result<UpstreamKind, ConfigError> {
     let ctx = Some(context);
+    let mut more_urls = Vec::new();
+    match (&raw.url, raw.urls.take()) {
+        (Some(_), Some(urls)) => {
+            return Err(src.error(
+                urls.span(),
+                ctx,
+                invalid("urls", "`url` and `urls` are exclusive; set one"),
+            ))
+        }
+        (None, Some(urls)) => {
+            let span = urls.span();
+            let mut urls = urls.into_inner().into_iter();
+            raw.url =
+                Some(urls.next().ok_or_else(|| {
+                    src.error(span, ctx, invalid("urls", "name at least one url"))
+                })?);
+            more_urls = urls.collect();
+        }
+        _ => {}
+    }
     match (&raw.url, &raw.static_root) {
         (None, None) => Err(src.error(name_span, ctx, ConfigErrorKind::UpstreamKindMissing)),
         (Some(_), Some(root)) => {
@@ -65,6 +97,17 @@ fn build_kind(
                     raw.response_timeout.as_ref().map(Spanned::span),
                 ),
                 ("tls_verify", raw.tls_verify.as_ref().map(Spanned::span)),
+                ("ca_file", raw.ca_file.as_ref().map(Spanned::span)),
+                (
+                    "tls_handshake_timeout",
+                    raw.tls_handshake_timeout.as_ref().map(Spanned::span),
+                ),
+                ("max_fails", raw.max_fails.as_ref().map(Spanned::span)),
+                ("fail_timeout", raw.fail_timeout.as_ref().map(Spanned::span)),
+                (
+                    "health_check",
+                    raw.health_check.as_ref().map(|h| h.path.span()),
+                ),
             ];
             if let Some((key, Some(span))) = url_only.into_iter().find(|(_, s)| s.is_some()) {
                 return Err(src.error(span, ctx, ConfigErrorKind::UrlOnlyKey(key)));
@@ -83,7 +126,67 @@ fn build_kind(
                 None => Ok(default),
                 Some(t) => src.at(t.span(), ctx, parse_duration(t.get_ref())),
             };
-            Ok(UpstreamKind::Http(HttpUpstream {
+            check_allowed(src, tailnet, context, url.span(), &host, port)?;
+            let mut endpoints = vec![endpoint(&url_value, &host, port)];
+            for other in &more_urls {
+                let (other_url, other_tls, other_host, other_port) =
+                    src.at(other.span(), ctx, parse_upstream_url(other.get_ref()))?;
+                if other_tls != tls || other_url.path() != url_value.path() {
+                    return Err(src.error(
+                        other.span(),
+                        ctx,
+                        invalid(
+                            "urls",
+                            "every url of an upstream must have the same scheme and path",
+                        ),
+                    ));
+                }
+                check_allowed(src, tailnet, context, other.span(), &other_host, other_port)?;
+                let next = endpoint(&other_url, &other_host, other_port);
+                if endpoints.contains(&next) {
+                    return Err(src.error(
+                        other.span(),
+                        ctx,
+                        invalid("urls", format!("{} is listed twice", next.authority)),
+                    ));
+                }
+                endpoints.push(next);
+            }
+            let ca_file = match &raw.ca_file {
+                None => None,
+                Some(file) if file.get_ref().is_empty() => {
+                    return Err(src.error(file.span(), ctx, ConfigErrorKind::EmptyPath("ca_file")))
+                }
+                Some(file) if !tls => {
+                    return Err(src.error(
+                        file.span(),
+                        ctx,
+                        invalid("ca_file", "applies only to https upstreams"),
+                    ))
+                }
+                Some(file) => {
+                    let path = resolve_path(base_dir, file.get_ref());
+                    src.at(file.span(), ctx, check_ca_file(&path))?;
+                    Some(path)
+                }
+            };
+            let max_fails = match &raw.max_fails {
+                None => DEFAULT_MAX_FAILS,
+                Some(n) if *n.get_ref() == 0 => {
+                    return Err(src.error(
+                        n.span(),
+                        ctx,
+                        invalid("max_fails", "must be at least 1"),
+                    ))
+                }
+                Some(n) => *n.get_ref(),
+            };
+            let active = raw
+                .health_check
+                .as_ref()
+                .map(|check| build_health_check(src, ctx, check))
+                .transpose()?;
+            Ok(UpstreamKind::Http(Box::new(HttpUpstream {
                 url: url_value,
                 tls,
                 host,
@@ -95,8 +198,74 @@ fn build_kind(
                 connect_timeout: timeout(&raw.connect_timeout, DEFAULT_CONNECT_TIMEOUT)?,
                 response_timeout: timeout(&raw.response_timeout, DEFAULT_RESPONSE_TIMEOUT)?,
                 tls_verify: raw.tls_verify.is_none_or(Spanned::into_inner),
-            }))
+                ca_file,
+                tls_handshake_timeout: timeout(
+                    &raw.tls_handshake_timeout,
+                    DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+                )?,
+                endpoints,
+                health: HealthPolicy {
+                    max_fails,
+                    fail_timeout: timeout(&raw.fail_timeout, DEFAULT_FAIL_TIMEOUT)?,
+                    active,
+                },
+            })))
         }
+    }
+}
+
+fn endpoint(url: &http::Uri, host: &str, port: u16) -> Endpoint {
+    Endpoint {
+        host: host.to_owned(),
+        port,
+        authority: url
+            .authority()
+            .cloned()
+            .unwrap_or_else(|| http::uri::Authority::from_static("invalid")),
+    }
+}
+
+fn build_health_check(
+    src: &Source<'_>,
+    ctx: Option<&Context>,
+    raw: &RawHealthCheck,
+) -> Result<ActiveHealthCheck, ConfigError> {
+    let path = raw.path.get_ref();
+    if !path.starts_with('/') || path.parse::<http::uri::PathAndQuery>().is_err() {
+        return Err(src.error(
+            raw.path.span(),
+            ctx,
+            invalid(
+                "health_check.path",
+                format!("\"{path}\" must be a path starting with \"/\""),
+            ),
+        ));
+    }
+    let duration = |t: &Option<Spanned<String>>, default| match t {
+        None => Ok(default),
+        Some(t) => src.at(t.span(), ctx, parse_duration(t.get_ref())),
+    };
+    Ok(ActiveHealthCheck {
+        path: path.clone(),
+        interval: duration(&raw.interval, DEFAULT_HEALTH_INTERVAL)?,
+        timeout: duration(&raw.timeout, DEFAULT_HEALTH_TIMEOUT)?,
+    })
+}
+
+/// A readable file with at least one PEM certificate.
+fn check_ca_file(path: &Path) -> Result<(), ConfigErrorKind> {
+    crate::upstream::tls::load_roots(path)
+        .map(|_| ())
+        .map_err(|reason| ConfigErrorKind::Certificate {
+            path: path.to_path_buf(),
+            reason,
+        })
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigErrorKind {
+    ConfigErrorKind::Invalid {
+        key,
+        reason: reason.into(),
     }
 }
 

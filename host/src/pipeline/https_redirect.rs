@@ -10,11 +10,7 @@ use super::body::{full_body, ProxyBody};
 
 /// `301` for GET and HEAD (as nginx's `return 301 https://...`), `308` for
 /// other methods so the method and body are kept.
-pub fn redirect_to_https(
-    method: &Method,
-    host: &str,
-    path_and_query: &str,
-) -> Response<ProxyBody> {
+pub fn redirect_to_https(method: &Method, host: &str, path_and_query: &str) -> Response<ProxyBody> {
     let status = if method == Method::GET || method == Method::HEAD {
         StatusCode::MOVED_PERMANENTLY
     } else {
@@ -41,7 +37,10 @@ mod tests {
     fn get_is_301_and_post_is_308_to_the_same_target() {
         let r = redirect_to_https(&Method::GET, "docs.example.com", "/a/b?x=1");
         assert_eq!(r.status(), 301);
-        assert_eq!(r.headers()[header::LOCATION], "https://docs.example.com/a/b?x=1");
+        assert_eq!(
+            r.headers()[header::LOCATION],
+            "https://docs.example.com/a/b?x=1"
+        );
         let r = redirect_to_https(&Method::POST, "[::1]", "/form");
         assert_eq!(r.status(), 308);
         assert_eq!(r.headers()[header::LOCATION], "https://[::1]/form");

@@ -180,7 +180,13 @@ impl Proxy {
                     status,
                 };
                 let reply = Reply::error(&err, None, &ctx.client.request_id);
-                return Ok(response_phase::finish(ctx, None, reply, &self.access_log, &self.lifecycle));
+                return Ok(response_phase::finish(
+                    ctx,
+                    None,
+                    reply,
+                    &self.access_log,
+                    &self.lifecycle,
+                ));
             }
             RouteMatch::NoPathMatch => {
                 let err = ProxyError::NoRoute {
@@ -188,7 +194,13 @@ impl Proxy {
                     path: req.uri().path().to_string(),
                 };
                 let reply = Reply::error(&err, None, &ctx.client.request_id);
-                return Ok(response_phase::finish(ctx, None, reply, &self.access_log, &self.lifecycle));
+                return Ok(response_phase::finish(
+                    ctx,
+                    None,
+                    reply,
+                    &self.access_log,
+                    &self.lifecycle,
+                ));
             }
         };
         ctx.chain = active.chains.for_route(&route.name);
@@ -198,7 +210,11 @@ impl Proxy {
         let mut head = ctx.request_head(&req);
         let reply = if route.https_redirect && ctx.client.scheme == "http" {
             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            Reply::host(https_redirect::redirect_to_https(&ctx.method, &ctx.host, target))
+            Reply::host(https_redirect::redirect_to_https(
+                &ctx.method,
+                &ctx.host,
+                target,
+            ))
         } else {
             match request_hooks(&mut ctx, &mut head).await {
                 Some(answer) => answer,

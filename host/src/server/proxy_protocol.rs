@@ -171,21 +171,36 @@ mod tests {
     #[tokio::test]
     async fn malformed_headers_are_refused() {
         let plain = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        assert!(matches!(parse(plain).await.0, Err(ProxyHeaderError::NoSignature)));
+        assert!(matches!(
+            parse(plain).await.0,
+            Err(ProxyHeaderError::NoSignature)
+        ));
         let v1 = b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n";
-        assert!(matches!(parse(v1).await.0, Err(ProxyHeaderError::NoSignature)));
+        assert!(matches!(
+            parse(v1).await.0,
+            Err(ProxyHeaderError::NoSignature)
+        ));
 
         let mut bad_version = SIGNATURE.to_vec();
         bad_version.extend_from_slice(&[0x11, 0x11, 0x00, 0x00]);
-        assert!(matches!(parse(&bad_version).await.0, Err(ProxyHeaderError::Version(1))));
+        assert!(matches!(
+            parse(&bad_version).await.0,
+            Err(ProxyHeaderError::Version(1))
+        ));
 
         let mut short = SIGNATURE.to_vec();
         short.extend_from_slice(&[0x21, 0x11, 0x00, 0x04, 1, 2, 3, 4]);
-        assert!(matches!(parse(&short).await.0, Err(ProxyHeaderError::Truncated { .. })));
+        assert!(matches!(
+            parse(&short).await.0,
+            Err(ProxyHeaderError::Truncated { .. })
+        ));
 
         let mut long = SIGNATURE.to_vec();
         long.extend_from_slice(&[0x21, 0x11, 0xff, 0xff]);
-        assert!(matches!(parse(&long).await.0, Err(ProxyHeaderError::TooLong(65535))));
+        assert!(matches!(
+            parse(&long).await.0,
+            Err(ProxyHeaderError::TooLong(65535))
+        ));
 
         let mut cut = SIGNATURE.to_vec();
         cut.extend_from_slice(&[0x21, 0x11, 0x00, 0x0c, 1, 2]);

@@ -56,8 +56,12 @@ pub fn load_pair(
     let key_pem = std::fs::read(&pair.key).map_err(|e| bad(&pair.key, e.to_string()))?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| bad(&pair.key, format!("not a PEM private key: {e}")))?;
-    let key = CertifiedKey::from_der(chain, key, provider)
-        .map_err(|e| bad(&pair.key, format!("cannot be used with {}: {e}", pair.cert.display())))?;
+    let key = CertifiedKey::from_der(chain, key, provider).map_err(|e| {
+        bad(
+            &pair.key,
+            format!("cannot be used with {}: {e}", pair.cert.display()),
+        )
+    })?;
     Ok(LoadedCertificate {
         key: Arc::new(key),
         names,

@@ -52,7 +52,10 @@ impl CertificateWatcher {
             .collect();
         let dirs: BTreeSet<PathBuf> = files
             .iter()
-            .map(|f| f.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf))
+            .map(|f| {
+                f.parent()
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+            })
             .collect();
         let names: BTreeSet<_> = files
             .iter()
@@ -60,23 +63,24 @@ impl CertificateWatcher {
             .collect();
 
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let Ok(event) = event else { return };
-            if event.kind.is_access() {
-                return;
-            }
-            let ours = event
-                .paths
-                .iter()
-                .any(|p| p.file_name().is_some_and(|n| names.contains(n)));
-            if ours {
-                let _ = tx.send(());
-            }
-        })
-        .map_err(|source| WatchError {
-            dir: PathBuf::from("."),
-            source,
-        })?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let Ok(event) = event else { return };
+                if event.kind.is_access() {
+                    return;
+                }
+                let ours = event
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name().is_some_and(|n| names.contains(n)));
+                if ours {
+                    let _ = tx.send(());
+                }
+            })
+            .map_err(|source| WatchError {
+                dir: PathBuf::from("."),
+                source,
+            })?;
         for dir in &dirs {
             let watched = if dir.as_os_str().is_empty() {
                 Path::new(".")
@@ -120,7 +124,9 @@ fn reload(pairs: &[CertificatePair], resolver: &SniCertResolver, provider: &Cryp
         Err(e) => {
             metrics::counter!("tailgate_tls_certificate_reloads_total", "result" => "error")
                 .increment(1);
-            tracing::error!("TLS certificate reload failed, still serving the previous certificates: {e}");
+            tracing::error!(
+                "TLS certificate reload failed, still serving the previous certificates: {e}"
+            );
         }
     }
 }

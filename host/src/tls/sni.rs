@@ -125,7 +125,10 @@ mod tests {
         assert!(is(set.select(Some("B.TEST.")), &b));
         assert!(is(set.select(Some("y.b.test")), &b));
         assert!(is(set.select(Some("x.b.test")), &c));
-        assert!(is(set.select(Some("deep.y.b.test")), &a), "wildcards cover one label");
+        assert!(
+            is(set.select(Some("deep.y.b.test")), &a),
+            "wildcards cover one label"
+        );
         assert!(is(set.select(Some("other.test")), &a));
         assert!(is(set.select(None), &a));
         assert!(CertificateSet::new(&[]).is_none());

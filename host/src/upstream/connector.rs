@@ -106,22 +106,21 @@ impl TailnetDialer {
         };
         let (stream, peer, reached) = match &self.mode {
             DialerMode::System(dns) => {
-                let addrs = tokio::time::timeout_at(deadline.into(), dns.resolve(host, endpoint.port))
-                    .await
-                    .map_err(|_| timed_out())?
-                    .map_err(|source| DialError::Resolve {
-                        target: target.clone(),
-                        source,
-                    })?;
-                let stream = connect_first(&addrs, deadline)
-                    .await
-                    .map_err(|e| match e {
-                        None => timed_out(),
-                        Some(source) => DialError::Connect {
+                let addrs =
+                    tokio::time::timeout_at(deadline.into(), dns.resolve(host, endpoint.port))
+                        .await
+                        .map_err(|_| timed_out())?
+                        .map_err(|source| DialError::Resolve {
                             target: target.clone(),
                             source,
-                        },
-                    })?;
+                        })?;
+                let stream = connect_first(&addrs, deadline).await.map_err(|e| match e {
+                    None => timed_out(),
+                    Some(source) => DialError::Connect {
+                        target: target.clone(),
+                        source,
+                    },
+                })?;
                 let peer = stream.peer_addr().map_err(|source| DialError::Connect {
                     target: target.clone(),
                     source,
@@ -139,7 +138,11 @@ impl TailnetDialer {
                     target: target.clone(),
                     source,
                 })?;
-                (stream, Peer::Name(host.to_ascii_lowercase()), target.clone())
+                (
+                    stream,
+                    Peer::Name(host.to_ascii_lowercase()),
+                    target.clone(),
+                )
             }
         };
         if let Some(identity) = &self.identity {
@@ -151,7 +154,10 @@ impl TailnetDialer {
 
 /// The first of `addrs` that accepts before `deadline`. `Err(None)` is the
 /// deadline; otherwise the last connect error.
-async fn connect_first(addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream, Option<io::Error>> {
+async fn connect_first(
+    addrs: &[SocketAddr],
+    deadline: Instant,
+) -> Result<TcpStream, Option<io::Error>> {
     let mut last = None;
     for addr in addrs {
         match tokio::time::timeout_at(deadline.into(), TcpStream::connect(addr)).await {

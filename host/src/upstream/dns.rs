@@ -173,6 +173,11 @@ mod tests {
             vec!["[fd7a::1]:80".parse().unwrap()]
         );
         let local = cache.resolve("localhost", 8080).await.unwrap();
-        assert!(local.iter().all(|a| a.ip().is_loopback() && a.port() == 8080), "{local:?}");
+        assert!(
+            local
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 8080),
+            "{local:?}"
+        );
     }
 }

@@ -71,12 +71,13 @@ impl HttpUpstreamClient {
         config: &HttpUpstream,
         dialer: &TailnetDialer,
     ) -> Result<Self, UpstreamSetupError> {
-        let tls = tls::client_config(config.tls_verify, config.ca_file.as_deref()).map_err(
-            |reason| UpstreamSetupError::Tls {
-                upstream: name.0.clone(),
-                reason,
-            },
-        )?;
+        let tls =
+            tls::client_config(config.tls_verify, config.ca_file.as_deref()).map_err(|reason| {
+                UpstreamSetupError::Tls {
+                    upstream: name.0.clone(),
+                    reason,
+                }
+            })?;
         let connector = UpstreamConnector::new(
             name.as_str(),
             &config.endpoints,
@@ -206,7 +207,8 @@ impl HttpUpstreamClient {
                     let retry = replay.is_some()
                         && matches!(
                             err,
-                            ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamExchange { .. }
+                            ProxyError::UpstreamConnect { .. }
+                                | ProxyError::UpstreamExchange { .. }
                         );
                     match next {
                         Some(&n) if retry => tracing::warn!(
@@ -323,7 +325,9 @@ impl HttpUpstreamClient {
             loop {
                 ticks.tick().await;
                 for (i, endpoint) in this.config.endpoints.iter().enumerate() {
-                    let outcome = this.probe(&endpoint.authority, &check.path, check.timeout).await;
+                    let outcome = this
+                        .probe(&endpoint.authority, &check.path, check.timeout)
+                        .await;
                     match outcome {
                         Ok(()) => this.health.success(i),
                         Err(why) => this.health.failure(i, &format!("health check: {why}")),
@@ -333,7 +337,12 @@ impl HttpUpstreamClient {
         }))
     }
 
-    async fn probe(&self, authority: &Authority, path: &str, timeout: Duration) -> Result<(), String> {
+    async fn probe(
+        &self,
+        authority: &Authority,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let uri = self
             .uri_at(authority, path, None)
             .map_err(|e| e.to_string())?;
@@ -359,7 +368,12 @@ fn replayable(req: &Request<ProxyBody>) -> bool {
         *req.method(),
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     );
-    idempotent && req.body().is_end_stream() && req.extensions().get::<hyper::upgrade::OnUpgrade>().is_none()
+    idempotent
+        && req.body().is_end_stream()
+        && req
+            .extensions()
+            .get::<hyper::upgrade::OnUpgrade>()
+            .is_none()
         && !req.headers().contains_key(header::UPGRADE)
 }
 

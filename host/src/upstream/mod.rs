@@ -74,7 +74,9 @@ impl UpstreamPool {
             };
             targets.insert(name.clone(), target);
         }
-        let dials = targets.values().any(|t| matches!(t, UpstreamTarget::Http(_)));
+        let dials = targets
+            .values()
+            .any(|t| matches!(t, UpstreamTarget::Http(_)));
         if dials && config.tailnet.allow.is_none() {
             tracing::warn!(
                 "[tailnet] has no `allow` list: every upstream in the config may be dialled; list them to pin the targets"

@@ -35,7 +35,9 @@ mod tests {
     /// A one-shot SOCKS5 server that records the CONNECT request's address
     /// bytes (ATYP onwards) and answers success, then echoes.
     async fn recording_proxy() -> (SocketAddr, tokio::sync::oneshot::Receiver<Vec<u8>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
@@ -65,7 +67,9 @@ mod tests {
                 _ => {}
             }
             let _ = tx.send(address);
-            s.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 80]).await.expect("reply");
+            s.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 80])
+                .await
+                .expect("reply");
             let mut buf = [0u8; 5];
             if s.read_exact(&mut buf).await.is_ok() {
                 let _ = s.write_all(&buf).await;
@@ -77,7 +81,9 @@ mod tests {
     #[tokio::test]
     async fn the_hostname_is_sent_not_a_resolved_address() {
         let (proxy, seen) = recording_proxy().await;
-        let mut tunnel = connect(proxy, "docs.tail8d86e.ts.net", 443).await.expect("connect");
+        let mut tunnel = connect(proxy, "docs.tail8d86e.ts.net", 443)
+            .await
+            .expect("connect");
         let address = seen.await.expect("request recorded");
         let name = b"docs.tail8d86e.ts.net";
         let mut expected = vec![3, name.len() as u8];
@@ -95,7 +101,13 @@ mod tests {
         let proxy = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("bind");
-        let err = connect(proxy, "docs.tail8d86e.ts.net", 443).await.unwrap_err();
-        assert!(err.to_string().starts_with(&format!("via SOCKS5 proxy {proxy}: ")), "{err}");
+        let err = connect(proxy, "docs.tail8d86e.ts.net", 443)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("via SOCKS5 proxy {proxy}: ")),
+            "{err}"
+        );
     }
 }

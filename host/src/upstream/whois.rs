@@ -64,11 +64,14 @@ pub enum IdentityError {
     },
 }
 
+/// Cached answers: when each was asked, and what it was.
+type AnswerCache = HashMap<Peer, (Instant, Result<(), IdentityError>)>;
+
 /// The check and its cache; one per active config, shared by its upstreams.
 #[derive(Debug)]
 pub struct PeerIdentityCheck {
     check: IdentityCheck,
-    cache: Mutex<HashMap<Peer, (Instant, Result<(), IdentityError>)>>,
+    cache: Mutex<AnswerCache>,
 }
 
 impl PeerIdentityCheck {
@@ -184,9 +187,7 @@ impl PeerIdentityCheck {
             .map_err(|_| format!("no answer within {LOCALAPI_TIMEOUT:?}"))?
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<Peer, (Instant, Result<(), IdentityError>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AnswerCache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -218,6 +218,7 @@ max_body_size = "1KiB"
     )
 }
 
+mod dial_target;
 mod exchange;
 mod plugins;
 mod routing;
