@@ -80,13 +80,27 @@ pub struct PushEndpoint {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum PushAuth {
     Basic {
         username: EnvText,
         password: EnvText,
     },
     Bearer(EnvText),
+}
+
+/// Secrets stay out of logs and snapshots.
+impl fmt::Debug for PushAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PushAuth::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            PushAuth::Bearer(_) => f.debug_tuple("Bearer").field(&"<redacted>").finish(),
+        }
+    }
 }
 
 /// Retries of a push that failed with a connection error, 429 or 5xx.
@@ -101,9 +115,15 @@ pub struct RetryPolicy {
 /// A config string that may name environment variables as `${NAME}`,
 /// expanded when telemetry starts (so Fly's `FLY_REGION` or a secret can be
 /// used without writing it in the file).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct EnvText {
     parts: Vec<EnvPart>,
+}
+
+impl fmt::Debug for EnvText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("EnvText").field(&self.to_string()).finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
