@@ -361,3 +361,40 @@ health_check = {{ path = "/status/204", interval = "100ms", timeout = "1s" }}
         "no request was sent to the address known to be down"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tls_handshake_has_its_own_timeout() {
+    let dir = TempDir::new("tls-timeout");
+    let ca = TestCa::new("Tailnet test CA");
+    // Accepts TCP, never answers the ClientHello (a certificate still being issued).
+    let silent = tailgate_e2e::upstream::silent_upstream();
+    let config = base_config("")
+        + &format!(
+            r#"
+[upstreams.slow]
+url = "https://localhost:{port}"
+ca_file = "{ca}"
+connect_timeout = "5s"
+tls_handshake_timeout = "400ms"
+"#,
+            port = silent.port(),
+            ca = ca.write(dir.path(), "ca").display()
+        )
+        + &route("slow", "slow.test", "slow");
+    let tg = Tailgate::start(&config);
+    let started = std::time::Instant::now();
+    assert_eq!(get(tg.addr(), "slow.test", "/").await.status, 502);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(380) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    let line = stderr_line(&tg, "upstream slow: connecting:");
+    assert!(
+        line.contains(&format!(
+            "TLS handshake with localhost:{}: timed out after 400ms",
+            silent.port()
+        )),
+        "{line}"
+    );
+}
