@@ -211,13 +211,17 @@ impl MetricsSnapshot {
         self.histogram(&plugin_metric_name(name), labels)
     }
 
-    /// One line per series, for failure messages.
+    /// One line per series that holds something (counters above 0,
+    /// histograms with values, every gauge), for failure messages.
     pub fn describe(&self) -> String {
-        if self.values.is_empty() {
-            return "  (no metrics recorded)".to_owned();
-        }
-        self.values
+        let lines: Vec<String> = self
+            .values
             .iter()
+            .filter(|m| match &m.value {
+                Recorded::Counter(n) => *n > 0,
+                Recorded::Gauge(_) => true,
+                Recorded::Histogram(samples) => !samples.is_empty(),
+            })
             .map(|m| {
                 let labels: Vec<String> =
                     m.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
@@ -228,8 +232,11 @@ impl MetricsSnapshot {
                 };
                 format!("  {}{{{}}} {value}", m.name, labels.join(","))
             })
-            .collect::<Vec<_>>()
-            .join("\n")
+            .collect();
+        if lines.is_empty() {
+            return "  (no metrics recorded)".to_owned();
+        }
+        lines.join("\n")
     }
 }
 

@@ -79,12 +79,12 @@ impl Plugin for Template {
 
     fn on_request(&self, req: &RequestHead) -> RequestAction {
         if let Some(prefix) = self.block.iter().find(|p| req.path.starts_with(p.as_str())) {
-            host::counter_add("template_blocked", &[("prefix", prefix)], 1);
+            host::counter_add("blocked_requests", &[("prefix", prefix)], 1);
             host::info(&format!("blocked {} (prefix {prefix})", req.path));
             return ImmediateResponse::new(403)
                 .header("content-type", "text/plain; charset=utf-8")
                 .body("Forbidden\n")
-                .var("template_blocked", prefix.as_str())
+                .var("blocked_prefix", prefix.as_str())
                 .into();
         }
         RequestEdits::new()

@@ -31,7 +31,7 @@ fn blocked_prefixes_are_answered_403_counted_and_logged() {
     plugin.on_request(Request::get("/public")).expect_continue();
     let metrics = harness.metrics();
     assert_eq!(
-        metrics.plugin_counter("template_blocked", &[("prefix", "/admin")]),
+        metrics.plugin_counter("blocked_requests", &[("prefix", "/admin")]),
         1
     );
 }
