@@ -1,0 +1,42 @@
+//! `cors`: Cross-Origin Resource Sharing for a route. In `on-request` it
+//! answers preflights (`OPTIONS` + `Access-Control-Request-Method`) itself,
+//! allowed or refused, so they never reach the upstream; in `on-response`
+//! it adds `Access-Control-Allow-Origin` (credentials, exposed headers) for
+//! allowed origins. The logic lives in [`policy::CorsPolicy`]; this file
+//! wires it to the SDK. Started from `tailgate plugin new cors`.
+
+#![deny(unsafe_code)]
+
+mod origin;
+mod policy;
+
+use tailgate_plugin_sdk::{
+    export_plugin, Config, HookSet, Plugin, RequestAction, RequestHead, ResponseEdits, ResponseHead,
+};
+
+use crate::policy::CorsPolicy;
+
+/// One route's CORS plugin.
+struct Cors {
+    policy: CorsPolicy,
+}
+
+impl Plugin for Cors {
+    const HOOKS: HookSet = HookSet::REQUEST.union(HookSet::RESPONSE);
+
+    fn configure(config: &Config) -> Result<Self, String> {
+        Ok(Cors {
+            policy: CorsPolicy::from_config(config)?,
+        })
+    }
+
+    fn on_request(&self, req: &RequestHead) -> RequestAction {
+        self.policy.on_request(req)
+    }
+
+    fn on_response(&self, req: &RequestHead, resp: &ResponseHead) -> ResponseEdits {
+        self.policy.on_response(req, resp)
+    }
+}
+
+export_plugin!(Cors);
