@@ -196,7 +196,6 @@ impl CorsPolicy {
             .header_values("access-control-request-headers")
             .flat_map(|v| {
                 String::from_utf8_lossy(v)
-                    .into_owned()
                     .split(',')
                     .map(|h| h.trim().to_ascii_lowercase())
                     .collect::<Vec<_>>()
