@@ -90,7 +90,7 @@ interval = "1s"
     let total = "sum(flyio_nginx_http_requests_total)";
     let ready = prom
         .wait_for(
-            &format!("count_over_time(flyio_nginx_http_requests_total{{host=\"c.test\"}}[1m])"),
+            "count_over_time(flyio_nginx_http_requests_total{host=\"c.test\"}[1m])",
             Duration::from_secs(30),
             |r| {
                 r.len() == 1

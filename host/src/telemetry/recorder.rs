@@ -162,9 +162,15 @@ mod tests {
                 "no bucket {le}:\n{text}"
             );
         }
+        for (le, n) in [("0.25", 0), ("0.5", 1), ("+Inf", 1)] {
+            let line = format!(
+                "tailgate_http_request_duration_seconds_bucket{{instance=\"flyio-proxy\",host=\"a\",le=\"{le}\"}} {n}"
+            );
+            assert!(text.contains(&line), "no {line}:\n{text}");
+        }
         assert!(text.contains(
-            "tailgate_http_request_duration_seconds_bucket{host=\"a\",instance=\"flyio-proxy\",le=\"0.25\"} 0"
-        ) || text.contains("le=\"0.25\"} 0"), "{text}");
+            "tailgate_http_request_duration_seconds_count{instance=\"flyio-proxy\",host=\"a\"} 1"
+        ));
         assert!(
             text.contains("tailgate_plugin_call_duration_seconds_bucket{instance=\"flyio-proxy\",le=\"0.00025\"} 1"),
             "{text}"
