@@ -7,7 +7,7 @@ CONFIG      ?= config.toml
 # Plugins' pure logic is unit-tested natively, on the host's own target.
 HOST_TARGET := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 
-.PHONY: run test build plugins bench setup lint
+.PHONY: run test build plugins plugin-cases template-check bench setup lint
 
 ## run: build the release binary and the plugins, run Tailgate on config.toml
 run: plugins
@@ -19,7 +19,24 @@ test: setup plugins
 	bash scripts/install-test-deps.sh
 	$(CARGO) build -p tailgate
 	$(CARGO) test --workspace --no-fail-fast
-	cd plugins && $(CARGO) test --target $(HOST_TARGET) -p tailgate-plugin-sdk -p header-rewrite -p rate-limit -p log-shape
+	cd plugins && $(CARGO) test --target $(HOST_TARGET) -p tailgate-plugin-sdk -p header-rewrite -p rate-limit -p log-shape -p cors
+	$(MAKE) --no-print-directory plugin-cases
+	$(MAKE) --no-print-directory template-check
+
+## plugin-cases: every plugin's cases.toml through `tailgate plugin test` (after `make plugins`, `cargo build -p tailgate`)
+plugin-cases:
+	@set -e; for cases in plugins/*/cases.toml; do \
+	  dir=$$(dirname $$cases); \
+	  wasm=$$(sed -n 's/^name = "\(.*\)"/\1/p' $$dir/Cargo.toml | head -1 | tr - _); \
+	  echo "== tailgate plugin test $$wasm.wasm $$cases"; \
+	  ./target/debug/tailgate plugin test plugins/target/$(WASM_TARGET)/release/$$wasm.wasm $$cases; \
+	done
+
+## template-check: the plugin template builds with plain cargo for wasm32-wasip2 and passes its harness tests and cases
+template-check:
+	cd plugins && $(CARGO) build --release --target $(WASM_TARGET) -p plugin-template
+	cd plugins && $(CARGO) test --target $(HOST_TARGET) -p plugin-template
+	./target/debug/tailgate plugin test plugins/target/$(WASM_TARGET)/release/plugin_template.wasm plugins/template/cases.toml
 
 ## build: release binary and plugins
 build: plugins
