@@ -434,3 +434,25 @@ async fn an_outage_longer_than_the_buffer_drops_the_oldest_lines_and_counts_them
         .map_or(100, |(k, _)| *k);
     assert!(tail_start >= 50, "the newest lines survive: kept {kept:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_pushes_the_lines_still_buffered() {
+    let up = TestUpstream::start();
+    let loki = LokiStandin::start();
+    // A batch would wait a minute: only the shutdown flush can send it.
+    let loki_config = format!("url = \"{}\"\nbatch_wait = \"1m\"", loki.push_url());
+    let mut tg = Tailgate::start(&config(&up, &loki_config));
+    requests(&tg, "app.test", "/s", 5).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        loki.lines().is_empty(),
+        "nothing sent before the batch is due"
+    );
+    tg.signal("TERM");
+    let status = tg
+        .wait_exit(Duration::from_secs(20))
+        .expect("exits on SIGTERM");
+    assert!(status.success(), "{status}");
+    assert_eq!(loki.lines().len(), 5);
+    assert_each_once(&loki.lines(), "/s", 5);
+}

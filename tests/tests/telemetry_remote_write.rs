@@ -318,3 +318,26 @@ max_retries = 1000
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_pushes_a_last_snapshot() {
+    let prom = Prometheus::start();
+    let up = TestUpstream::start();
+    // The first snapshot is taken at start; the next would be in an hour.
+    let telemetry = format!(
+        "\n[telemetry.remote_write]\nurl = \"{}\"\ninterval = \"1h\"\n",
+        prom.write_url()
+    );
+    let mut tg = Tailgate::start(&config(&up, &telemetry));
+    hit(&tg, "a.test", "/", 4, 200).await;
+    tg.signal("TERM");
+    let status = tg
+        .wait_exit(Duration::from_secs(20))
+        .expect("exits on SIGTERM");
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        prom.value("sum(tailgate_http_requests_total)").await,
+        Some(4.0),
+        "the counts made it out before exit"
+    );
+}
