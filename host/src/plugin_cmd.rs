@@ -65,12 +65,18 @@ const TEMPLATE: [(&str, &str); 4] = [
         "Cargo.toml",
         include_str!("../../plugins/template/Cargo.toml"),
     ),
-    ("src/lib.rs", include_str!("../../plugins/template/src/lib.rs")),
+    (
+        "src/lib.rs",
+        include_str!("../../plugins/template/src/lib.rs"),
+    ),
     (
         "tests/harness.rs",
         include_str!("../../plugins/template/tests/harness.rs"),
     ),
-    ("cases.toml", include_str!("../../plugins/template/cases.toml")),
+    (
+        "cases.toml",
+        include_str!("../../plugins/template/cases.toml"),
+    ),
 ];
 
 /// Checks `name` can be a plugin crate (and wasm file) name.
@@ -141,9 +147,8 @@ fn new(name: &str, plugins_dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         bail!("{} already exists", dir.display());
     }
-    let updated = with_member(&manifest, name).with_context(|| {
-        format!("{} has no `members = [...]`", manifest_path.display())
-    })?;
+    let updated = with_member(&manifest, name)
+        .with_context(|| format!("{} has no `members = [...]`", manifest_path.display()))?;
     for (path, text) in render_template(name) {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
@@ -182,7 +187,10 @@ mod tests {
         let files = render_template("basic-auth");
         let cargo = &files[0].1;
         assert!(cargo.contains("name = \"basic-auth\""), "{cargo}");
-        assert!(cargo.contains("description = \"Tailgate plugin basic-auth.\""), "{cargo}");
+        assert!(
+            cargo.contains("description = \"Tailgate plugin basic-auth.\""),
+            "{cargo}"
+        );
         for (path, text) in &files {
             assert!(!text.contains("plugin-template"), "{path}");
             assert!(!text.contains("plugin_template"), "{path}");
@@ -214,7 +222,10 @@ mod tests {
         .expect("write");
         new("cors", &plugins).expect("created");
         let manifest = std::fs::read_to_string(plugins.join("Cargo.toml")).expect("read");
-        assert!(manifest.contains("members = [\"sdk\", \"cors\"]"), "{manifest}");
+        assert!(
+            manifest.contains("members = [\"sdk\", \"cors\"]"),
+            "{manifest}"
+        );
         for path in ["Cargo.toml", "src/lib.rs", "tests/harness.rs", "cases.toml"] {
             assert!(plugins.join("cors").join(path).is_file(), "{path}");
         }
