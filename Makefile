@@ -46,8 +46,12 @@ build: plugins
 plugins: setup
 	cd plugins && $(CARGO) build --release
 
-## bench: benchmarks (plugin runtime instance strategies)
+## bench: Tailgate vs. nginx side by side (installs nginx and wrk; see docs/performance.md)
 bench: plugins
+	bash bench/run.sh
+
+## bench-runtime: criterion benchmarks of the plugin runtime (instance strategies)
+bench-runtime: plugins
 	$(CARGO) bench -p tailgate-runtime
 
 ## lint: formatting and clippy, as CI runs them

@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""The benchmark's numbers (bench/run.sh).
+
+  report.py sample WRK_OUTPUT SCENARIO BODY SIDE ROUND CPU_BEFORE CPU_AFTER HZ RSS_KIB
+      one wrk run -> one tab-separated sample line on stdout
+  report.py table SAMPLES_TSV --machine M --versions V --load L --settings S [--notes N]
+      every sample -> the markdown results (table, targets, raw samples)
+"""
+
+import argparse
+import re
+import statistics
+import sys
+
+# Targets of issue 10, by scenario: (metric, comparison, bound).
+# "ratio" bounds compare tailgate / peer; "abs" bounds compare tailgate's value.
+TARGETS = {
+    "pass-through": [("rps", "ratio>=", 1.2), ("p99", "ratio<=", 1.0),
+                     ("cpu", "ratio<=", 1.0), ("rss", "abs<=", 64.0)],
+    "tls": [("rps", "ratio>=", 1.2), ("p99", "ratio<=", 1.0),
+            ("cpu", "ratio<=", 1.0), ("rss", "abs<=", 64.0)],
+    "cache": [("rps", "ratio>=", 1.2), ("cpu", "ratio<=", 1.0), ("rss", "abs<=", 64.0)],
+    "plugins": [("rps", "ratio>=", 0.9)],
+}
+METRICS = [
+    ("rps", "requests/s"),
+    ("p50", "p50 latency (ms)"),
+    ("p99", "p99 latency (ms)"),
+    ("cpu", "proxy CPU per request (µs)"),
+    ("rss", "proxy peak RSS (MiB)"),
+]
+TITLES = {
+    "pass-through": "1 pass-through",
+    "cache": "2 cache hits",
+    "tls": "3 TLS",
+    "plugins": "4 plugin overhead",
+}
+
+
+def ms(value, unit):
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def sample(args):
+    path, scenario, body, side, rnd, before, after, hz, rss = args
+    text = open(path).read()
+    lat = {
+        m.group(1): ms(m.group(2), m.group(3))
+        for m in re.finditer(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
+    }
+    done = re.search(r"(\d+) requests in", text)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if not done or not rps or "50" not in lat or "99" not in lat:
+        sys.exit(f"report.py: cannot read wrk's output in {path}:\n{text}")
+    total = int(done.group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    errors = sum(int(x) for x in errs.groups()) if errs else 0
+    cpu_us = (int(after) - int(before)) * 1e6 / int(hz) / max(total, 1)
+    print("\t".join(str(x) for x in (
+        scenario, body, side, rnd, f"{float(rps.group(1)):.0f}", f"{lat['50']:.3f}",
+        f"{lat['99']:.3f}", f"{cpu_us:.2f}", rss, total, bad.group(1) if bad else 0, errors)))
+
+
+def load(path):
+    rows = []
+    with open(path) as f:
+        header = f.readline().rstrip("\n").split("\t")
+        for line in f:
+            if line.strip():
+                rows.append(dict(zip(header, line.rstrip("\n").split("\t"))))
+    return rows
+
+
+def summary(rows):
+    """Median of the rounds (peak RSS: the largest seen)."""
+    return {
+        "rps": statistics.median(float(r["rps"]) for r in rows),
+        "rps_min": min(float(r["rps"]) for r in rows),
+        "rps_max": max(float(r["rps"]) for r in rows),
+        "p50": statistics.median(float(r["p50_ms"]) for r in rows),
+        "p99": statistics.median(float(r["p99_ms"]) for r in rows),
+        "cpu": statistics.median(float(r["cpu_us_per_req"]) for r in rows),
+        "rss": max(int(r["peak_rss_kib"]) for r in rows) / 1024.0,
+    }
+
+
+def fmt(metric, s):
+    v = s[metric]
+    if metric == "rps":
+        return f"{v:,.0f} ({s['rps_min']:,.0f}–{s['rps_max']:,.0f})"
+    if metric == "rss":
+        return f"{v:.1f}"
+    if metric == "cpu":
+        return f"{v:.1f}"
+    return f"{v:.3f}"
+
+
+def verdict(metric, scenario, peer, tg):
+    for m, how, bound in TARGETS.get(scenario, []):
+        if m != metric:
+            continue
+        kind, op = how[:-2], how[-2:]
+        value = tg[metric] / peer[metric] if kind == "ratio" else tg[metric]
+        ok = value >= bound if op == ">=" else value <= bound
+        what = "×" if kind == "ratio" else " MiB"
+        return f"{'≥' if op == '>=' else '≤'} {bound:g}{what}: {'met' if ok else '**missed**'}"
+    return ""
+
+
+def table(args):
+    rows = load(args.samples)
+    order = []
+    for r in rows:
+        key = (r["scenario"], r["body"])
+        if key not in order:
+            order.append(key)
+    out = ["# Tailgate vs. nginx", ""]
+    out.append(f"- Machine: {args.machine}")
+    out.append(f"- Versions: {args.versions}")
+    out.append(f"- Load: {args.load}")
+    out.append(f"- Settings: {args.settings}")
+    out.append("- Numbers: median of the rounds (req/s: median, and min–max of the rounds); "
+               "CPU = user+system time of every proxy process over a run / requests served; "
+               "peak RSS = VmHWM of every proxy process (nginx: master + worker).")
+    out.append("")
+    out.append("| scenario | body | metric | peer | peer value | tailgate | tailgate / peer | target |")
+    out.append("|---|---|---|---|---|---|---|---|")
+    for scenario, body in order:
+        sides = [r["side"] for r in rows if r["scenario"] == scenario and r["body"] == body]
+        peer_name = next(s for s in sides if s != "tailgate")
+        peer = summary([r for r in rows if r["scenario"] == scenario and r["body"] == body
+                        and r["side"] == peer_name])
+        tg = summary([r for r in rows if r["scenario"] == scenario and r["body"] == body
+                      and r["side"] == "tailgate"])
+        for metric, label in METRICS:
+            ratio = tg[metric] / peer[metric] if peer[metric] else float("nan")
+            out.append(f"| {TITLES.get(scenario, scenario)} | {body} | {label} | {peer_name} | "
+                       f"{fmt(metric, peer)} | {fmt(metric, tg)} | {ratio:.2f} | "
+                       f"{verdict(metric, scenario, peer, tg)} |")
+    bad = [r for r in rows if int(r["non2xx"]) or int(r["errors"])]
+    out.append("")
+    if bad:
+        out.append(f"**{len(bad)} runs had non-2xx answers or socket errors** (see the samples).")
+    else:
+        out.append("Every run: no non-2xx answers, no socket errors.")
+    for note in (args.notes or "").splitlines():
+        if note.strip():
+            out.append(f"\n{note}")
+    out.append("")
+    out.append("<details><summary>Every sample</summary>\n")
+    cols = ["scenario", "body", "side", "round", "rps", "p50_ms", "p99_ms",
+            "cpu_us_per_req", "peak_rss_kib", "requests", "non2xx", "errors"]
+    out.append("| " + " | ".join(cols) + " |")
+    out.append("|" + "---|" * len(cols))
+    for r in rows:
+        out.append("| " + " | ".join(r[c] for c in cols) + " |")
+    out.append("\n</details>")
+    print("\n".join(out))
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "sample" and len(sys.argv) == 11:
+        sample(sys.argv[2:])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "table":
+        p = argparse.ArgumentParser(prog="report.py table")
+        p.add_argument("samples")
+        for flag in ("--machine", "--versions", "--load", "--settings"):
+            p.add_argument(flag, required=True)
+        p.add_argument("--notes", default="")
+        table(p.parse_args(sys.argv[2:]))
+        return
+    sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()

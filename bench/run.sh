@@ -1,0 +1,291 @@
+#!/usr/bin/env bash
+# Tailgate against nginx, side by side on this machine (`make bench`).
+#
+# Starts a fixed upstream (nginx serving a 1 KiB and a 100 KiB body), nginx
+# as the peer proxy and Tailgate with equivalent configs (bench/nginx/,
+# bench/tailgate/), one worker each, then drives them with wrk in
+# alternation (A B A B ..., --rounds each) and prints one table: requests/s,
+# p50/p99 latency, proxy CPU time per request, proxy peak RSS, and the ratio
+# Tailgate / peer. The table and every sample go to bench/results/.
+#
+# Scenarios:
+#   1 pass-through  Host routing, two response headers added, one request
+#                   header set, per-client-IP rate limit that never rejects,
+#                   one JSON access-log line per request
+#   2 cache         1 with the cache warmed (nginx proxy_cache)
+#   3 tls           1 behind a TLS listener
+#   4 plugins       Tailgate with the three plugins vs. with none
+#
+# Usage: bench/run.sh [--smoke] [--rounds N] [--duration SECONDS]
+#                     [--connections N] [--scenarios "1 2 3 4"]
+#                     [--bodies "1k 100k"] [--out FILE] [--no-build]
+#   --smoke   one 1-second round of scenario 1, 1 KiB; nothing written to
+#             bench/results/ (checks the script works)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH="$ROOT/bench"
+
+ROUNDS=3
+DURATION=10
+CONNECTIONS=32
+SCENARIOS="1 2 3 4"
+BODIES="1k 100k"
+OUT=""
+BUILD=1
+SMOKE=0
+PORT_BASE="${BENCH_PORT_BASE:-28100}"
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --smoke) SMOKE=1; ROUNDS=1; DURATION=1; SCENARIOS="1"; BODIES="1k" ;;
+        --rounds) ROUNDS="$2"; shift ;;
+        --duration) DURATION="$2"; shift ;;
+        --connections) CONNECTIONS="$2"; shift ;;
+        --scenarios) SCENARIOS="$2"; shift ;;
+        --bodies) BODIES="$2"; shift ;;
+        --out) OUT="$2"; shift ;;
+        --no-build) BUILD=0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        *) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { echo "bench: $*" >&2; }
+die() { echo "bench: error: $*" >&2; exit 1; }
+
+"$BENCH/install-deps.sh"
+command -v python3 >/dev/null || die "python3 is needed to write the table"
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+[ -x "$NGINX" ] || die "nginx not found"
+
+if [ "$BUILD" = 1 ]; then
+    log "building the release binary and the plugins"
+    (cd "$ROOT" && cargo build --release -q -p tailgate)
+    (cd "$ROOT/plugins" && cargo build --release -q)
+fi
+TAILGATE="$ROOT/target/release/tailgate"
+[ -x "$TAILGATE" ] || die "$TAILGATE is missing: cargo build --release -p tailgate"
+for p in rate_limit header_rewrite log_shape; do
+    [ -f "$ROOT/plugins/target/wasm32-wasip2/release/$p.wasm" ] \
+        || die "plugin $p.wasm is missing: make plugins"
+done
+
+# Ports: upstream, nginx (http, https), tailgate A and B (http, https, admin).
+UPSTREAM_PORT=$PORT_BASE
+NGINX_PORT=$((PORT_BASE + 1)); NGINX_TLS_PORT=$((PORT_BASE + 2))
+TG_PORT=$((PORT_BASE + 3)); TG_TLS_PORT=$((PORT_BASE + 4)); TG_ADMIN_PORT=$((PORT_BASE + 5))
+TG2_PORT=$((PORT_BASE + 6)); TG2_TLS_PORT=$((PORT_BASE + 7)); TG2_ADMIN_PORT=$((PORT_BASE + 8))
+for port in $(seq "$PORT_BASE" $((PORT_BASE + 8))); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "port $port is in use (set BENCH_PORT_BASE to move the 9 ports)"
+    fi
+done
+
+RUN="$(mktemp -d /tmp/tailgate-bench.XXXXXX)"
+SAMPLES="$RUN/samples.tsv"
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+log "run folder: $RUN"
+
+mkdir -p "$RUN/www" "$RUN/nginx-tmp" "$RUN/nginx-cache" "$RUN/plugin-cache"
+head -c 1024 /dev/zero | tr '\0' 'a' >"$RUN/www/1k"
+head -c 102400 /dev/zero | tr '\0' 'b' >"$RUN/www/100k"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$RUN/key.pem" -out "$RUN/cert.pem" 2>/dev/null
+
+NGINX_USER=""
+if [ "$(id -u)" -eq 0 ]; then NGINX_USER="user root;"; fi
+
+# render TEMPLATE OUT PORT TLS_PORT ADMIN_PORT CACHE
+render() {
+    sed -e "s|@RUN@|$RUN|g" -e "s|@ROOT@|$ROOT|g" \
+        -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@PORT@|$3|g" \
+        -e "s|@TLS_PORT@|$4|g" -e "s|@ADMIN_PORT@|$5|g" -e "s|@CACHE@|$6|g" \
+        -e "s|@USER@|$NGINX_USER|g" \
+        "$1" >"$2"
+}
+
+wait_port() {
+    local i
+    for i in $(seq 1 300); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    die "nothing listens on 127.0.0.1:$1 after 30 s (logs in $RUN)"
+}
+
+# Every process of a proxy: the PID and its children (nginx's workers).
+proc_tree() { echo "$1" $(pgrep -P "$1" || true); }
+cpu_ticks() {
+    local total=0 pid t
+    for pid in $(proc_tree "$1"); do
+        t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+        total=$((total + t))
+    done
+    echo "$total"
+}
+peak_rss_kib() {
+    local total=0 pid k
+    for pid in $(proc_tree "$1"); do
+        k=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+        total=$((total + k))
+    done
+    echo "$total"
+}
+
+start_upstream() {
+    render "$BENCH/nginx/upstream.conf.in" "$RUN/upstream.conf" 0 0 0 ""
+    "$NGINX" -p "$RUN" -c "$RUN/upstream.conf" &
+    PIDS+=($!)
+    wait_port "$UPSTREAM_PORT"
+}
+
+# start_nginx CACHE_INC -> sets PROXY_PID
+start_nginx() {
+    echo "$1" >"$RUN/cache.inc"
+    render "$BENCH/nginx/proxy.conf.in" "$RUN/nginx.conf" "$NGINX_PORT" "$NGINX_TLS_PORT" 0 ""
+    "$NGINX" -p "$RUN" -c "$RUN/nginx.conf" &
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+    wait_port "$NGINX_PORT"
+}
+
+# start_tailgate TEMPLATE NAME PORT TLS_PORT ADMIN_PORT CACHE -> sets PROXY_PID
+start_tailgate() {
+    render "$1" "$RUN/$2.toml" "$3" "$4" "$5" "$6"
+    "$TAILGATE" run --config "$RUN/$2.toml" >"$RUN/$2-access.log" 2>"$RUN/$2-stderr.log" &
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+    wait_port "$3"
+}
+
+stop() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# check_headers URL WHAT: the response is a 200 with the added headers.
+check_headers() {
+    local head
+    head=$(curl -sk -D - -o /dev/null --max-time 5 "$1") || die "$2: $1 did not answer"
+    echo "$head" | grep -q '^HTTP/[0-9.]* 200' || die "$2: $1 is not a 200: $head"
+    echo "$head" | grep -qi '^x-frame-options: DENY' || die "$2: no X-Frame-Options: $head"
+    echo "$head" | grep -qi '^x-content-type-options: nosniff' || die "$2: no X-Content-Type-Options: $head"
+}
+
+# measure SCENARIO BODY SIDE ROUND PID URL: one wrk run, one sample line.
+measure() {
+    local scenario=$1 body=$2 side=$3 round=$4 pid=$5 url=$6 out before after
+    before=$(cpu_ticks "$pid")
+    out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s --latency "$url")
+    after=$(cpu_ticks "$pid")
+    echo "$out" >"$RUN/wrk-$scenario-$body-$side-$round.txt"
+    python3 "$BENCH/report.py" sample "$RUN/wrk-$scenario-$body-$side-$round.txt" \
+        "$scenario" "$body" "$side" "$round" "$before" "$after" "$(getconf CLK_TCK)" \
+        "$(peak_rss_kib "$pid")" >>"$SAMPLES"
+    tail -n1 "$SAMPLES" | awk -F'\t' '{printf "bench:   %-12s %-5s %-22s round %s: %8s req/s  p50 %s ms  p99 %s ms  %s us CPU/req  (non-2xx %s, errors %s)\n", $1, $2, $3, $4, $5, $6, $7, $8, $11, $12}' >&2
+}
+
+# compare SCENARIO A_NAME A_PID A_BASE B_NAME B_PID B_BASE: A B A B per body.
+compare() {
+    local scenario=$1 a=$2 a_pid=$3 a_base=$4 b=$5 b_pid=$6 b_base=$7 body round
+    for body in $BODIES; do
+        # Warm-up: connections, pools, the cache (scenario 2).
+        wrk -t1 -c"$CONNECTIONS" -d1s "$a_base/$body" >/dev/null
+        wrk -t1 -c"$CONNECTIONS" -d1s "$b_base/$body" >/dev/null
+        for round in $(seq 1 "$ROUNDS"); do
+            measure "$scenario" "$body" "$a" "$round" "$a_pid" "$a_base/$body"
+            measure "$scenario" "$body" "$b" "$round" "$b_pid" "$b_base/$body"
+        done
+    done
+}
+
+# cache_hits LOG: share of access-log lines answered from the cache.
+cache_hits() {
+    python3 - "$1" <<'PY'
+import sys
+lines = open(sys.argv[1], errors="replace").read().splitlines()
+hits = sum('"upstream_cache_status":"HIT"' in l for l in lines)
+print(f"{hits}/{len(lines)}")
+PY
+}
+
+printf 'scenario\tbody\tside\tround\trps\tp50_ms\tp99_ms\tcpu_us_per_req\tpeak_rss_kib\trequests\tnon2xx\terrors\n' >"$SAMPLES"
+start_upstream
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+NOTES=()
+
+CACHE_ROUTE='cache = { valid = { 200 = "10m" } }'
+NGINX_CACHE='proxy_cache bench; proxy_cache_valid 200 10m;'
+
+for scenario in $SCENARIOS; do
+    case "$scenario" in
+        1|3)
+            name=$([ "$scenario" = 1 ] && echo pass-through || echo tls)
+            scheme=$([ "$scenario" = 1 ] && echo http || echo https)
+            log "scenario $scenario ($name)"
+            start_nginx ""; nginx_pid=$PROXY_PID
+            start_tailgate "$BENCH/tailgate/plugins.toml.in" "tailgate-$name" \
+                "$TG_PORT" "$TG_TLS_PORT" "$TG_ADMIN_PORT" ""; tg_pid=$PROXY_PID
+            if [ "$scheme" = http ]; then n_port=$NGINX_PORT; t_port=$TG_PORT
+            else n_port=$NGINX_TLS_PORT; t_port=$TG_TLS_PORT; fi
+            check_headers "$scheme://127.0.0.1:$n_port/1k" nginx
+            check_headers "$scheme://127.0.0.1:$t_port/1k" tailgate
+            compare "$name" nginx "$nginx_pid" "$scheme://127.0.0.1:$n_port" \
+                tailgate "$tg_pid" "$scheme://127.0.0.1:$t_port"
+            stop "$nginx_pid"; stop "$tg_pid"
+            ;;
+        2)
+            log "scenario 2 (cache hits)"
+            rm -rf "$RUN/nginx-cache"/*
+            start_nginx "$NGINX_CACHE"; nginx_pid=$PROXY_PID
+            start_tailgate "$BENCH/tailgate/plugins.toml.in" tailgate-cache \
+                "$TG_PORT" "$TG_TLS_PORT" "$TG_ADMIN_PORT" "$CACHE_ROUTE"; tg_pid=$PROXY_PID
+            check_headers "http://127.0.0.1:$NGINX_PORT/1k" nginx
+            check_headers "http://127.0.0.1:$TG_PORT/1k" tailgate
+            compare cache nginx "$nginx_pid" "http://127.0.0.1:$NGINX_PORT" \
+                tailgate "$tg_pid" "http://127.0.0.1:$TG_PORT"
+            stop "$nginx_pid"; stop "$tg_pid"
+            NOTES+=("cache hits in the access logs (every request, warm-up included): nginx $(cache_hits "$RUN/nginx-access.log"), tailgate $(cache_hits "$RUN/tailgate-cache-access.log")")
+            ;;
+        4)
+            log "scenario 4 (plugin overhead)"
+            start_tailgate "$BENCH/tailgate/no-plugins.toml.in" tailgate-no-plugins \
+                "$TG_PORT" "$TG_TLS_PORT" "$TG_ADMIN_PORT" ""; bare_pid=$PROXY_PID
+            start_tailgate "$BENCH/tailgate/plugins.toml.in" tailgate-plugins \
+                "$TG2_PORT" "$TG2_TLS_PORT" "$TG2_ADMIN_PORT" ""; tg_pid=$PROXY_PID
+            check_headers "http://127.0.0.1:$TG2_PORT/1k" tailgate
+            compare plugins "tailgate-no-plugins" "$bare_pid" "http://127.0.0.1:$TG_PORT" \
+                "tailgate" "$tg_pid" "http://127.0.0.1:$TG2_PORT"
+            stop "$bare_pid"; stop "$tg_pid"
+            ;;
+        *) die "unknown scenario '$scenario' (1 2 3 4)" ;;
+    esac
+    : >"$RUN/nginx-access.log" 2>/dev/null || true
+done
+
+LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
+CPU_MODEL="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+MACHINE="$(nproc) cores ($CPU_MODEL), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
+VERSIONS="tailgate $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- host 2>/dev/null || echo '+dirty'), $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
+
+python3 "$BENCH/report.py" table "$SAMPLES" \
+    --machine "$MACHINE" --versions "$VERSIONS" \
+    --load "load average (1/5/15 min) before: $LOAD_BEFORE, after: $LOAD_AFTER" \
+    --settings "wrk -t1 -c$CONNECTIONS, ${DURATION}s per run, $ROUNDS rounds per side, alternating A B A B; 1 worker per proxy" \
+    --notes "$(printf '%s\n' "${NOTES[@]+"${NOTES[@]}"}")" >"$RUN/report.md"
+cat "$RUN/report.md"
+
+if [ "$SMOKE" = 0 ]; then
+    [ -n "$OUT" ] || OUT="$BENCH/results/$(date -u +%Y-%m-%d-%H%M).md"
+    cp "$RUN/report.md" "$OUT"
+    log "written: $OUT (samples and wrk outputs in $RUN)"
+fi
