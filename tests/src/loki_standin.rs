@@ -7,7 +7,8 @@
 //! `unordered_writes = false`) no entry older than its stream's newest.
 //! Valid entries are kept even when others in the push are refused (400),
 //! as Loki does. A test can make it fail: 500, 429 (with `Retry-After`),
-//! 400, or down (the port closed).
+//! 400, or down (the port closed) — on any path, so it also stands in for
+//! a failing remote_write receiver (whose pushes it otherwise answers 404).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -89,6 +90,8 @@ pub struct StoredLine {
 #[derive(Debug, Clone)]
 pub struct PushAttempt {
     pub at: Instant,
+    /// The request path (`/loki/api/v1/push` for a push).
+    pub path: String,
     pub status: u16,
     pub content_type: String,
     pub tenant: Option<String>,
@@ -258,10 +261,12 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Response<Bo
     let content_type = header("content-type").unwrap_or_default();
     let tenant = header("x-scope-orgid");
     let authorization = header("authorization");
-    let is_push = req.method() == http::Method::POST && req.uri().path() == "/loki/api/v1/push";
+    let path = req.uri().path().to_owned();
+    let is_push = req.method() == http::Method::POST && path == "/loki/api/v1/push";
     let body = req.into_body().collect().await.map(|b| b.to_bytes());
     let mut attempt = PushAttempt {
         at: Instant::now(),
+        path,
         status: 204,
         content_type: content_type.clone(),
         tenant,
@@ -272,6 +277,41 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Response<Bo
         state.lock().expect("state").attempts.push(attempt);
         response
     };
+    // A failure the test asked for comes first, whatever the request.
+    let failure = state
+        .lock()
+        .expect("state")
+        .failure
+        .unwrap_or(Failure::None);
+    match failure {
+        Failure::None | Failure::Down => {}
+        Failure::Status(code) => {
+            attempt.status = code;
+            if let Ok(Ok(streams)) = body.as_ref().map(|b| decode(&content_type, b)) {
+                attempt.entries = streams.iter().map(|s| s.1.len()).sum();
+            }
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return answer(
+                &state,
+                attempt,
+                reply(status, format!("stand-in told to fail with {code}\n")),
+            );
+        }
+        Failure::TooManyRequests { retry_after_secs } => {
+            attempt.status = 429;
+            let mut r = reply(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Ingestion rate limit exceeded\n",
+            );
+            if let Some(secs) = retry_after_secs {
+                r.headers_mut().insert(
+                    "retry-after",
+                    http::HeaderValue::from_str(&secs.to_string()).expect("header"),
+                );
+            }
+            return answer(&state, attempt, r);
+        }
+    }
     if !is_push {
         attempt.status = 404;
         return answer(
@@ -296,37 +336,6 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Response<Bo
         }
     };
     attempt.entries = streams.iter().map(|s| s.1.len()).sum();
-    let failure = state
-        .lock()
-        .expect("state")
-        .failure
-        .unwrap_or(Failure::None);
-    match failure {
-        Failure::None | Failure::Down => {}
-        Failure::Status(code) => {
-            attempt.status = code;
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return answer(
-                &state,
-                attempt,
-                reply(status, format!("stand-in told to fail with {code}\n")),
-            );
-        }
-        Failure::TooManyRequests { retry_after_secs } => {
-            attempt.status = 429;
-            let mut r = reply(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Ingestion rate limit exceeded\n",
-            );
-            if let Some(secs) = retry_after_secs {
-                r.headers_mut().insert(
-                    "retry-after",
-                    http::HeaderValue::from_str(&secs.to_string()).expect("header"),
-                );
-            }
-            return answer(&state, attempt, r);
-        }
-    }
     let mut st = state.lock().expect("state");
     let errors = store(&mut st, streams);
     if errors.is_empty() {

@@ -2,15 +2,18 @@
 //! `prometheus`, started with `--web.enable-remote-write-receiver`), read
 //! back with PromQL: for a known request mix, rates by host and status, the
 //! error ratio, the cache hit ratio and `histogram_quantile` over the
-//! duration histogram; `up` pushed every interval; and Prometheus down then
+//! duration histogram; `up` pushed every interval; Prometheus down then
 //! up — the queue stays bounded (drops counted) and the queued samples
-//! arrive after recovery, older timestamps first.
+//! arrive after recovery, older timestamps first; a receiver answering 503
+//! and 429 (retried, `Retry-After` honoured) and 404 (dropped, not retried);
+//! and a last snapshot pushed on SIGTERM.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tailgate_e2e::base_config;
 use tailgate_e2e::client::get;
+use tailgate_e2e::loki_standin::{Failure, LokiStandin};
 use tailgate_e2e::metrics_scrape::{scrape, sum};
 use tailgate_e2e::process::Tailgate;
 use tailgate_e2e::prometheus::{free_port, Prometheus};
@@ -339,5 +342,94 @@ async fn shutdown_pushes_a_last_snapshot() {
         prom.value("sum(tailgate_http_requests_total)").await,
         Some(4.0),
         "the counts made it out before exit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_write_retries_5xx_and_429_after_retry_after_and_drops_on_other_4xx() {
+    // The Loki stand-in, told to fail, plays a failing receiver; healthy,
+    // it answers this path 404 (a 4xx that must not be retried).
+    let receiver = LokiStandin::start();
+    let up = TestUpstream::start();
+    let telemetry = format!(
+        r#"
+[telemetry.remote_write]
+url = "http://{}/api/v1/write"
+interval = "200ms"
+min_backoff = "50ms"
+max_backoff = "100ms"
+max_retries = 1000
+"#,
+        receiver.addr
+    );
+    receiver.set_failure(Failure::Status(503));
+    let tg = Tailgate::start(&config(&up, &telemetry));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while receiver.attempts().len() < 3 {
+        assert!(Instant::now() < deadline, "no retries after a 503");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for a in receiver.attempts() {
+        assert_eq!(a.path, "/api/v1/write");
+        assert_eq!(a.content_type, "application/x-protobuf");
+    }
+
+    receiver.set_failure(Failure::TooManyRequests {
+        retry_after_secs: Some(1),
+    });
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let throttled: Vec<_> = receiver
+        .attempts()
+        .into_iter()
+        .filter(|a| a.status == 429)
+        .collect();
+    assert!(throttled.len() >= 2, "{throttled:?}");
+    for pair in throttled.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(950),
+            "Retry-After: 1 not honoured: {gap:?}"
+        );
+    }
+
+    // 404: each request is refused once and dropped, never retried.
+    receiver.set_failure(Failure::None);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let samples = scrape(tg.admin_addr()).await;
+    let attempts = receiver.attempts();
+    let refused = attempts.iter().filter(|a| a.status == 404).count() as f64;
+    let retried = attempts
+        .iter()
+        .filter(|a| a.status == 503 || a.status == 429)
+        .count() as f64;
+    assert!(refused >= 2.0, "snapshots keep coming: {refused}");
+    assert!(
+        refused <= 1.5 / 0.2 + 2.0,
+        "one request per snapshot, no retry storm: {refused} in 1.5 s at 200 ms"
+    );
+    let counted = |result: &str| {
+        sum(
+            &samples,
+            "tailgate_telemetry_push_requests_total",
+            &[("sink", "remote_write"), ("result", result)],
+        )
+    };
+    // The scrape may race one push either way.
+    assert!(
+        (counted("rejected") - refused).abs() <= 1.0,
+        "{} vs {refused}",
+        counted("rejected")
+    );
+    assert!(
+        (counted("retry") - retried).abs() <= 1.0,
+        "{} vs {retried}",
+        counted("retry")
+    );
+    assert!(
+        sum(
+            &samples,
+            "tailgate_telemetry_dropped_total",
+            &[("sink", "remote_write"), ("reason", "rejected")]
+        ) > 0.0
     );
 }
