@@ -387,6 +387,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn default_retries_outlast_a_one_minute_outage() {
+        let policy = RetryPolicy {
+            min_backoff: DEFAULT_MIN_BACKOFF,
+            max_backoff: DEFAULT_MAX_BACKOFF,
+            max_retries: DEFAULT_MAX_RETRIES,
+        };
+        let mut backoff = crate::telemetry::retry::Backoff::new(policy);
+        let mut waited = Duration::ZERO;
+        while let Some(wait) = backoff.next_delay(None) {
+            waited += wait;
+        }
+        assert!(waited >= Duration::from_secs(60), "{waited:?}");
+    }
+
+    #[test]
     fn urls_need_http_and_a_host() {
         assert!(parse_url("http://127.0.0.1:9090/api/v1/write").is_ok());
         assert!(parse_url("https://logs.example.com/loki/api/v1/push").is_ok());
