@@ -142,10 +142,11 @@ impl RedirectRule {
             if !self.path.is_match(&req.path) {
                 return None;
             }
-            self.location.render(req, None)
+            self.location.render(req)
         } else {
             let captures = self.path.captures(&req.path)?;
-            self.location.render(req, Some(&captures))
+            self.location
+                .render_with_captures(req, |n| captures.get(n).map(|m| m.as_str()))
         };
         Some(
             ImmediateResponse::new(self.status)

@@ -76,7 +76,7 @@ impl HeaderPlan {
                 op: edit.op,
                 name: edit.name.clone(),
                 value: match &edit.value {
-                    Some(template) => template.render(req, None),
+                    Some(template) => template.render(req),
                     None => Vec::new(),
                 },
             })

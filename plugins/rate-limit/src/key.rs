@@ -8,6 +8,9 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
+use tailgate_plugin_sdk::template::{
+    push_joined_header, CaptureRefs, Field, Template, TemplateError,
+};
 use tailgate_plugin_sdk::RequestHead;
 
 /// Longest key sent to the host as is. The host refuses keys above 512
@@ -37,15 +40,12 @@ pub enum KeyError {
     Unknown(String),
     #[error("`{0}` is not a valid header name")]
     BadHeaderName(String),
-    #[error("`{{` at byte {at} has no closing `}}`")]
-    UnclosedBrace { at: usize },
-    #[error("`}}` at byte {at} has no opening `{{`")]
-    StrayClosingBrace { at: usize },
+    #[error("{0}")]
+    Template(#[from] TemplateError),
     #[error(
-        "unknown placeholder `{{{0}}}`; known: {{client_ip}}, {{host}}, {{scheme}}, {{method}}, \
-         {{path}}, {{query}}, {{uri}}, {{route}}, {{http_<header>}}"
+        "`{{request_id}}` differs on every request: a key using it would never limit anything"
     )]
-    UnknownPlaceholder(String),
+    RequestId,
     #[error("a template key needs at least one placeholder; for one bucket use \"global\"")]
     NoPlaceholder,
 }
@@ -73,16 +73,16 @@ impl KeySource {
             KeySource::Global => Cow::Borrowed("global"),
             KeySource::Header(name) => {
                 let mut out = Vec::new();
-                push_header(req, name, &mut out);
+                push_joined_header(req, name, &mut out);
                 Cow::Owned(bytes_to_key(out))
             }
             KeySource::Template(template) => {
-                let rendered = template.render(req);
-                if rendered.fields_empty {
+                let mut bytes = Vec::with_capacity(64);
+                if template.0.render_into(req, |_| None, &mut bytes) {
                     // nginx: a key whose variables are all empty is empty.
                     return None;
                 }
-                Cow::Owned(bytes_to_key(rendered.bytes))
+                Cow::Owned(bytes_to_key(bytes))
             }
         };
         if key.is_empty() {
@@ -95,160 +95,22 @@ impl KeySource {
     }
 }
 
-/// A key template: literal text and request fields.
+/// A key template: literal text and request fields (the SDK's [`Template`],
+/// without `$n` captures and without `{request_id}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyTemplate {
-    parts: Vec<Part>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Literal(Box<str>),
-    Field(Field),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Field {
-    ClientIp,
-    Host,
-    Scheme,
-    Method,
-    Path,
-    Query,
-    Uri,
-    Route,
-    /// Lower case, dashes.
-    Header(Box<str>),
-}
-
-/// A rendered template: the bytes, and whether every field in it was empty.
-struct Rendered {
-    bytes: Vec<u8>,
-    fields_empty: bool,
-}
+pub struct KeyTemplate(Template);
 
 impl KeyTemplate {
     /// Parse `source`; `{{` and `}}` stand for literal braces.
     pub fn parse(source: &str) -> Result<KeyTemplate, KeyError> {
-        let mut parts = Vec::new();
-        let mut literal = String::new();
-        let mut rest = source;
-        let mut at = 0;
-        while let Some(c) = rest.chars().next() {
-            let step = if rest.starts_with("{{") {
-                literal.push('{');
-                2
-            } else if rest.starts_with("}}") {
-                literal.push('}');
-                2
-            } else if c == '{' {
-                let len = rest[1..].find('}').ok_or(KeyError::UnclosedBrace { at })?;
-                if !literal.is_empty() {
-                    parts.push(Part::Literal(std::mem::take(&mut literal).into_boxed_str()));
-                }
-                parts.push(Part::Field(Field::parse(&rest[1..1 + len])?));
-                len + 2
-            } else if c == '}' {
-                return Err(KeyError::StrayClosingBrace { at });
-            } else {
-                literal.push(c);
-                c.len_utf8()
-            };
-            rest = &rest[step..];
-            at += step;
+        let template = Template::parse(source, CaptureRefs::Literal)?;
+        if template.fields().any(|field| *field == Field::RequestId) {
+            return Err(KeyError::RequestId);
         }
-        if !literal.is_empty() {
-            parts.push(Part::Literal(literal.into_boxed_str()));
-        }
-        if !parts.iter().any(|part| matches!(part, Part::Field(_))) {
+        if template.fields().next().is_none() {
             return Err(KeyError::NoPlaceholder);
         }
-        Ok(KeyTemplate { parts })
-    }
-
-    fn render(&self, req: &RequestHead) -> Rendered {
-        let mut bytes = Vec::with_capacity(64);
-        let mut fields_empty = true;
-        for part in &self.parts {
-            match part {
-                Part::Literal(text) => bytes.extend_from_slice(text.as_bytes()),
-                Part::Field(field) => {
-                    let before = bytes.len();
-                    field.render_into(req, &mut bytes);
-                    fields_empty &= bytes.len() == before;
-                }
-            }
-        }
-        Rendered {
-            bytes,
-            fields_empty,
-        }
-    }
-}
-
-impl Field {
-    fn parse(name: &str) -> Result<Field, KeyError> {
-        Ok(match name {
-            "client_ip" => Field::ClientIp,
-            "host" => Field::Host,
-            "scheme" => Field::Scheme,
-            "method" => Field::Method,
-            "path" => Field::Path,
-            "query" => Field::Query,
-            "uri" => Field::Uri,
-            "route" => Field::Route,
-            _ => match name.strip_prefix("http_") {
-                Some(header) if !header.is_empty() => {
-                    let dashed: String = header
-                        .chars()
-                        .map(|c| if c == '_' { '-' } else { c })
-                        .collect();
-                    Field::Header(
-                        header_name(&dashed)
-                            .map_err(|_| KeyError::UnknownPlaceholder(name.to_owned()))?
-                            .into_boxed_str(),
-                    )
-                }
-                _ => return Err(KeyError::UnknownPlaceholder(name.to_owned())),
-            },
-        })
-    }
-
-    fn render_into(&self, req: &RequestHead, out: &mut Vec<u8>) {
-        let text: &str = match self {
-            Field::ClientIp => &req.client_ip,
-            Field::Host => &req.host,
-            Field::Scheme => &req.scheme,
-            Field::Method => &req.method,
-            Field::Path => &req.path,
-            Field::Query => req.query.as_deref().unwrap_or(""),
-            Field::Route => &req.route,
-            Field::Uri => {
-                out.extend_from_slice(req.path.as_bytes());
-                if let Some(query) = &req.query {
-                    out.push(b'?');
-                    out.extend_from_slice(query.as_bytes());
-                }
-                return;
-            }
-            Field::Header(name) => {
-                push_header(req, name, out);
-                return;
-            }
-        };
-        out.extend_from_slice(text.as_bytes());
-    }
-}
-
-/// Every value of header `name`, joined like nginx's `$http_<name>` (`; `
-/// for cookies, `, ` otherwise).
-fn push_header(req: &RequestHead, name: &str, out: &mut Vec<u8>) {
-    let separator: &[u8] = if name == "cookie" { b"; " } else { b", " };
-    for (i, value) in req.header_values(name).enumerate() {
-        if i > 0 {
-            out.extend_from_slice(separator);
-        }
-        out.extend_from_slice(value);
+        Ok(KeyTemplate(template))
     }
 }
 
@@ -428,20 +290,30 @@ pub(crate) mod tests {
         );
         assert_eq!(
             KeySource::parse("{hots}"),
-            Err(KeyError::UnknownPlaceholder("hots".to_owned()))
+            Err(KeyError::Template(TemplateError::UnknownPlaceholder {
+                name: "hots".to_owned()
+            }))
         );
         assert_eq!(
             KeySource::parse("{http_a.b c}"),
-            Err(KeyError::UnknownPlaceholder("http_a.b c".to_owned()))
+            Err(KeyError::Template(TemplateError::BadHeaderPlaceholder {
+                name: "http_a.b c".to_owned()
+            }))
         );
         assert_eq!(
             KeySource::parse("a{host"),
-            Err(KeyError::UnclosedBrace { at: 1 })
+            Err(KeyError::Template(TemplateError::UnclosedBrace { at: 1 }))
         );
         assert_eq!(
             KeySource::parse("é}"),
-            Err(KeyError::StrayClosingBrace { at: 2 })
+            Err(KeyError::Template(TemplateError::StrayClosingBrace {
+                at: 2
+            }))
         );
         assert_eq!(KeySource::parse("{{x}}"), Err(KeyError::NoPlaceholder));
+        assert_eq!(
+            KeySource::parse("{client_ip}:{request_id}"),
+            Err(KeyError::RequestId)
+        );
     }
 }

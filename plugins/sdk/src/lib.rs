@@ -44,6 +44,7 @@ mod edits;
 mod head;
 pub mod host;
 mod plugin;
+pub mod template;
 
 pub use bindings::tailgate::plugin::types::{
     Header, HeaderEdit, HeaderOp, HookSet, ImmediateResponse, LogLevel, LogLine, LogRecord,

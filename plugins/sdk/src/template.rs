@@ -1,0 +1,452 @@
+//! Request templates: text with `{host}`, `{client_ip}`, `{http_user_agent}`
+//! ... placeholders (and, where allowed, `$1`..`$9` capture references),
+//! parsed and checked once in `configure` into a [`Template`] and rendered
+//! per request from the [`RequestHead`]. Shared by the plugins that build
+//! values from request fields (header-rewrite's header values and redirect
+//! locations, rate-limit's keys).
+
+use crate::RequestHead;
+
+/// A parsed template: literal bytes and the request fields between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+    /// Total length of the literal parts, to size the output once.
+    literal_len: usize,
+    /// Highest `$n` used, 0 for none.
+    max_capture: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(Box<[u8]>),
+    Field(Field),
+    /// `$1`..`$9`: a capture group of the caller's regex.
+    Capture(usize),
+}
+
+/// A request field a placeholder names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    Host,
+    ClientIp,
+    Scheme,
+    RequestId,
+    Method,
+    Path,
+    /// The query without `?`; empty when there is none.
+    Query,
+    /// Path, then `?query` when there is one.
+    Uri,
+    Route,
+    /// `{http_<name>}`: a request header, lower case with dashes; every
+    /// field of that name, joined like nginx does (`; ` for cookies, `, `
+    /// otherwise). Empty when absent.
+    Header(Box<str>),
+}
+
+/// Whether `$1`..`$9` are capture references or plain text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureRefs {
+    Allowed,
+    Literal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateError {
+    UnclosedBrace { at: usize },
+    StrayClosingBrace { at: usize },
+    UnknownPlaceholder { name: String },
+    BadHeaderPlaceholder { name: String },
+}
+
+impl std::fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TemplateError::UnclosedBrace { at } => write!(
+                f,
+                "`{{` at byte {at} has no closing `}}` (write `{{{{` for a literal `{{`)"
+            ),
+            TemplateError::StrayClosingBrace { at } => write!(
+                f,
+                "`}}` at byte {at} has no opening `{{` (write `}}}}` for a literal `}}`)"
+            ),
+            TemplateError::UnknownPlaceholder { name } => write!(
+                f,
+                "unknown placeholder `{{{name}}}`; known: {{host}}, {{client_ip}}, {{scheme}}, \
+                 {{request_id}}, {{method}}, {{path}}, {{query}}, {{uri}}, {{route}}, {{http_<header>}}"
+            ),
+            TemplateError::BadHeaderPlaceholder { name } => write!(
+                f,
+                "placeholder `{{{name}}}`: a header name takes letters, digits, `_` and `-` \
+                 (e.g. {{http_user_agent}})"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
+impl Template {
+    /// Parse `source`. `{{` and `}}` stand for literal braces.
+    pub fn parse(source: &str, captures: CaptureRefs) -> Result<Template, TemplateError> {
+        let bytes = source.as_bytes();
+        let mut parts = Vec::new();
+        let mut literal = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'{' if bytes.get(i + 1) == Some(&b'{') => {
+                    literal.push(b'{');
+                    i += 2;
+                }
+                b'{' => {
+                    let name_len = source[i + 1..]
+                        .find('}')
+                        .ok_or(TemplateError::UnclosedBrace { at: i })?;
+                    let name = &source[i + 1..i + 1 + name_len];
+                    flush_literal(&mut literal, &mut parts);
+                    parts.push(Part::Field(Field::parse(name)?));
+                    i += name_len + 2;
+                }
+                b'}' if bytes.get(i + 1) == Some(&b'}') => {
+                    literal.push(b'}');
+                    i += 2;
+                }
+                b'}' => return Err(TemplateError::StrayClosingBrace { at: i }),
+                b'$' if captures == CaptureRefs::Allowed
+                    && matches!(bytes.get(i + 1), Some(b'1'..=b'9')) =>
+                {
+                    flush_literal(&mut literal, &mut parts);
+                    parts.push(Part::Capture(usize::from(bytes[i + 1] - b'0')));
+                    i += 2;
+                }
+                byte => {
+                    literal.push(byte);
+                    i += 1;
+                }
+            }
+        }
+        flush_literal(&mut literal, &mut parts);
+        let literal_len = parts
+            .iter()
+            .map(|part| match part {
+                Part::Literal(bytes) => bytes.len(),
+                _ => 0,
+            })
+            .sum();
+        let max_capture = parts
+            .iter()
+            .map(|part| match part {
+                Part::Capture(n) => *n,
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        Ok(Template {
+            parts,
+            literal_len,
+            max_capture,
+        })
+    }
+
+    /// Highest `$n` the template uses; 0 when it uses none.
+    pub fn max_capture(&self) -> usize {
+        self.max_capture
+    }
+
+    /// The request fields the template uses, in order.
+    pub fn fields(&self) -> impl Iterator<Item = &Field> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Field(field) => Some(field),
+            _ => None,
+        })
+    }
+
+    /// The value for this request; `$n` references render empty.
+    pub fn render(&self, req: &RequestHead) -> Vec<u8> {
+        self.render_with_captures(req, |_| None)
+    }
+
+    /// The value for this request, `$n` taken from `capture(n)` (a group
+    /// that did not take part renders empty).
+    pub fn render_with_captures<'c>(
+        &self,
+        req: &RequestHead,
+        capture: impl Fn(usize) -> Option<&'c str>,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.literal_len + 32);
+        self.render_into(req, capture, &mut out);
+        out
+    }
+
+    /// Appends the value to `out`; returns true when every field in it
+    /// rendered empty (nginx: a key made only of empty variables is empty).
+    pub fn render_into<'c>(
+        &self,
+        req: &RequestHead,
+        capture: impl Fn(usize) -> Option<&'c str>,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let mut fields_empty = true;
+        for part in &self.parts {
+            match part {
+                Part::Literal(bytes) => out.extend_from_slice(bytes),
+                Part::Field(field) => {
+                    let before = out.len();
+                    field.render_into(req, out);
+                    fields_empty &= out.len() == before;
+                }
+                Part::Capture(n) => {
+                    if let Some(group) = capture(*n) {
+                        out.extend_from_slice(group.as_bytes());
+                    }
+                }
+            }
+        }
+        fields_empty
+    }
+}
+
+fn flush_literal(literal: &mut Vec<u8>, parts: &mut Vec<Part>) {
+    if !literal.is_empty() {
+        parts.push(Part::Literal(std::mem::take(literal).into_boxed_slice()));
+    }
+}
+
+/// Every field of request header `name` (lower case), joined like nginx's
+/// `$http_<name>`: `; ` for cookies, `, ` otherwise.
+pub fn push_joined_header(req: &RequestHead, name: &str, out: &mut Vec<u8>) {
+    let separator: &[u8] = if name == "cookie" { b"; " } else { b", " };
+    for (i, value) in req.header_values(name).enumerate() {
+        if i > 0 {
+            out.extend_from_slice(separator);
+        }
+        out.extend_from_slice(value);
+    }
+}
+
+// === impl Field ===
+
+impl Field {
+    fn parse(name: &str) -> Result<Field, TemplateError> {
+        let field = match name {
+            "host" => Field::Host,
+            "client_ip" => Field::ClientIp,
+            "scheme" => Field::Scheme,
+            "request_id" => Field::RequestId,
+            "method" => Field::Method,
+            "path" => Field::Path,
+            "query" => Field::Query,
+            "uri" => Field::Uri,
+            "route" => Field::Route,
+            _ => match name.strip_prefix("http_") {
+                Some(header) => {
+                    let valid = !header.is_empty()
+                        && header
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                    if !valid {
+                        return Err(TemplateError::BadHeaderPlaceholder {
+                            name: name.to_owned(),
+                        });
+                    }
+                    let header: String = header
+                        .chars()
+                        .map(|c| {
+                            if c == '_' {
+                                '-'
+                            } else {
+                                c.to_ascii_lowercase()
+                            }
+                        })
+                        .collect();
+                    Field::Header(header.into_boxed_str())
+                }
+                None => {
+                    return Err(TemplateError::UnknownPlaceholder {
+                        name: name.to_owned(),
+                    })
+                }
+            },
+        };
+        Ok(field)
+    }
+
+    /// Appends this field's value for `req` to `out`.
+    pub fn render_into(&self, req: &RequestHead, out: &mut Vec<u8>) {
+        let text: &str = match self {
+            Field::Host => &req.host,
+            Field::ClientIp => &req.client_ip,
+            Field::Scheme => &req.scheme,
+            Field::RequestId => &req.request_id,
+            Field::Method => &req.method,
+            Field::Path => &req.path,
+            Field::Query => req.query.as_deref().unwrap_or(""),
+            Field::Route => &req.route,
+            Field::Uri => {
+                out.extend_from_slice(req.path.as_bytes());
+                if let Some(query) = &req.query {
+                    out.push(b'?');
+                    out.extend_from_slice(query.as_bytes());
+                }
+                return;
+            }
+            Field::Header(name) => {
+                push_joined_header(req, name, out);
+                return;
+            }
+        };
+        out.extend_from_slice(text.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Header;
+
+    fn request(method: &str, path: &str, query: Option<&str>) -> RequestHead {
+        RequestHead {
+            method: method.to_owned(),
+            scheme: "https".to_owned(),
+            host: "example.com".to_owned(),
+            path: path.to_owned(),
+            query: query.map(str::to_owned),
+            headers: vec![
+                Header::new("user-agent", "curl/8.5"),
+                Header::new("cookie", "a=1"),
+                Header::new("x-forwarded-for", "10.0.0.1"),
+                Header::new("cookie", "b=2"),
+                Header::new("x-forwarded-for", "10.0.0.2"),
+            ],
+            client_ip: "203.0.113.7".to_owned(),
+            route: "site".to_owned(),
+            request_id: "01HZX".to_owned(),
+        }
+    }
+
+    fn render(source: &str) -> String {
+        let template = Template::parse(source, CaptureRefs::Literal).expect("template parses");
+        let req = request("GET", "/a/b", Some("x=1"));
+        String::from_utf8(template.render(&req)).expect("utf-8")
+    }
+
+    #[test]
+    fn renders_every_request_field() {
+        assert_eq!(
+            render(
+                "{scheme}://{host}{uri} {method} {path} {query} {route} {request_id} {client_ip}"
+            ),
+            "https://example.com/a/b?x=1 GET /a/b x=1 site 01HZX 203.0.113.7"
+        );
+    }
+
+    #[test]
+    fn uri_and_query_without_a_query() {
+        let template = Template::parse("[{uri}][{query}]", CaptureRefs::Literal).expect("parses");
+        assert_eq!(template.render(&request("GET", "/p", None)), b"[/p][]");
+    }
+
+    #[test]
+    fn http_placeholders_read_request_headers_nginx_style() {
+        assert_eq!(render("{http_user_agent}"), "curl/8.5");
+        assert_eq!(render("{http_User_Agent}"), "curl/8.5");
+        assert_eq!(render("{http_x-forwarded-for}"), "10.0.0.1, 10.0.0.2");
+        assert_eq!(render("{http_cookie}"), "a=1; b=2");
+        assert_eq!(render("<{http_x_missing}>"), "<>");
+    }
+
+    #[test]
+    fn doubled_braces_are_literal() {
+        assert_eq!(render("{{host}} {{{host}}} }}"), "{host} {example.com} }");
+    }
+
+    #[test]
+    fn text_without_placeholders_is_kept_byte_for_byte() {
+        assert_eq!(render("DENY"), "DENY");
+        assert_eq!(render("caf\u{e9} $1 50%"), "caf\u{e9} $1 50%");
+        assert_eq!(render(""), "");
+    }
+
+    #[test]
+    fn captures_fill_dollar_references() {
+        let template = Template::parse("{scheme}://{host}/new/$1/$2$3$", CaptureRefs::Allowed)
+            .expect("parses");
+        assert_eq!(template.max_capture(), 3);
+        let groups = ["", "x", "y/z"];
+        let req = request("GET", "/old/x/y/z", None);
+        assert_eq!(
+            template.render_with_captures(&req, |n| groups.get(n).copied()),
+            b"https://example.com/new/x/y/z$"
+        );
+    }
+
+    #[test]
+    fn dollar_zero_and_letters_stay_literal() {
+        let template = Template::parse("$0$a$", CaptureRefs::Allowed).expect("parses");
+        assert_eq!(template.max_capture(), 0);
+        assert_eq!(template.render(&request("GET", "/", None)), b"$0$a$");
+    }
+
+    #[test]
+    fn render_into_reports_whether_every_field_was_empty() {
+        let template =
+            Template::parse("key:{http_x_api_key}", CaptureRefs::Literal).expect("parses");
+        let mut out = Vec::new();
+        assert!(template.render_into(&request("GET", "/", None), |_| None, &mut out));
+        assert_eq!(out, b"key:");
+        let template =
+            Template::parse("{http_x_api_key}|{client_ip}", CaptureRefs::Literal).expect("parses");
+        out.clear();
+        assert!(!template.render_into(&request("GET", "/", None), |_| None, &mut out));
+        let fields: Vec<&Field> = template.fields().collect();
+        assert_eq!(
+            fields,
+            [&Field::Header("x-api-key".into()), &Field::ClientIp]
+        );
+    }
+
+    #[test]
+    fn unknown_placeholder_is_rejected_with_the_known_list() {
+        let err = Template::parse("{hots}", CaptureRefs::Literal).expect_err("rejected");
+        assert_eq!(
+            err.to_string(),
+            "unknown placeholder `{hots}`; known: {host}, {client_ip}, {scheme}, {request_id}, \
+             {method}, {path}, {query}, {uri}, {route}, {http_<header>}"
+        );
+        assert_eq!(
+            Template::parse("{}", CaptureRefs::Literal),
+            Err(TemplateError::UnknownPlaceholder {
+                name: String::new()
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_braces_are_rejected_with_their_position() {
+        assert_eq!(
+            Template::parse("ab{host", CaptureRefs::Literal),
+            Err(TemplateError::UnclosedBrace { at: 2 })
+        );
+        assert_eq!(
+            Template::parse("a}b", CaptureRefs::Literal)
+                .expect_err("rejected")
+                .to_string(),
+            "`}` at byte 1 has no opening `{` (write `}}` for a literal `}`)"
+        );
+    }
+
+    #[test]
+    fn bad_header_placeholders_are_rejected() {
+        for source in ["{http_}", "{http_a.b}", "{http_a b}"] {
+            assert!(
+                matches!(
+                    Template::parse(source, CaptureRefs::Literal),
+                    Err(TemplateError::BadHeaderPlaceholder { .. })
+                ),
+                "{source} accepted"
+            );
+        }
+    }
+}
