@@ -65,7 +65,8 @@ if [ "$BUILD" = 1 ]; then
     (cd "$ROOT" && cargo build --release -q -p tailgate)
     (cd "$ROOT/plugins" && cargo build --release -q)
 fi
-TAILGATE="$ROOT/target/release/tailgate"
+# TAILGATE_BIN: another build (e.g. target/debug/tailgate to try the script).
+TAILGATE="${TAILGATE_BIN:-$ROOT/target/release/tailgate}"
 [ -x "$TAILGATE" ] || die "$TAILGATE is missing: cargo build --release -p tailgate"
 for p in rate_limit header_rewrite log_shape; do
     [ -f "$ROOT/plugins/target/wasm32-wasip2/release/$p.wasm" ] \
@@ -275,7 +276,7 @@ done
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 CPU_MODEL="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
 MACHINE="$(nproc) cores ($CPU_MODEL), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
-VERSIONS="tailgate $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- host 2>/dev/null || echo '+dirty'), $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
+VERSIONS="tailgate $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- host 2>/dev/null || echo '+dirty'), $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $( (wrk -v 2>&1 || true) | head -n1 | cut -d' ' -f1-2)"
 
 python3 "$BENCH/report.py" table "$SAMPLES" \
     --machine "$MACHINE" --versions "$VERSIONS" \
