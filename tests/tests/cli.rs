@@ -120,3 +120,33 @@ fn check_reports_a_bad_config_with_its_location_and_exits_1() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn startup_shows_compile_progress_only_for_plugins_not_cached_yet() {
+    let cache = TempDir::new("fresh-cache");
+    let config = default_config_on_free_port().replace(
+        &format!("cache_dir = \"{}\"", test_cache_dir().display()),
+        &format!("cache_dir = \"{}\"", cache.path().display()),
+    );
+    let first = Tailgate::start(&config);
+    let lines = first.stderr.snapshot();
+    let compiling = lines
+        .iter()
+        .position(|l| l.contains("compiling plugin") && l.contains("header-rewrite"))
+        .unwrap_or_else(|| panic!("no compile progress line:\n{}", lines.join("\n")));
+    let listening = lines
+        .iter()
+        .position(|l| l.contains("listening on http://"))
+        .expect("listening line");
+    assert!(compiling < listening, "progress must come before serving");
+    drop(first);
+
+    // A restart loads the compiled plugin from the cache: no compiling.
+    let second = Tailgate::start(&config);
+    let lines = second.stderr.snapshot();
+    assert!(
+        !lines.iter().any(|l| l.contains("compiling plugin")),
+        "a cached plugin was compiled again:\n{}",
+        lines.join("\n")
+    );
+}

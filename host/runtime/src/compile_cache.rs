@@ -75,6 +75,12 @@ impl CompileCache {
                 ),
             }
         }
+        tracing::info!(
+            plugin,
+            digest,
+            wasm_bytes = wasm.len(),
+            "compiling plugin (not cached yet; this takes a moment once)"
+        );
         let started = Instant::now();
         let component = Component::new(engine, wasm)?;
         let took = started.elapsed();
