@@ -56,10 +56,11 @@ impl Plugin for Template {
     fn configure(config: &Config) -> Result<Self, String> {
         let settings: Settings = config.parse()?;
         if !is_header_name(&settings.header) {
-            return Err(
-                ConfigError::new("header", format!("`{}` is not a header name", settings.header))
-                    .into(),
-            );
+            return Err(ConfigError::new(
+                "header",
+                format!("`{}` is not a header name", settings.header),
+            )
+            .into());
         }
         for (i, prefix) in settings.block.iter().enumerate() {
             if !prefix.starts_with('/') {

@@ -15,7 +15,10 @@ fn configured<'h>(harness: &'h Harness, config: &str) -> TestPlugin<'h> {
 fn requests_go_on_with_the_header_set() {
     let harness = Harness::new().expect("harness");
     let plugin = configured(&harness, r#"{"header": "X-Hello", "value": "world"}"#);
-    let edits = plugin.on_request(Request::get("/")).expect_continue().clone();
+    let edits = plugin
+        .on_request(Request::get("/"))
+        .expect_continue()
+        .clone();
     assert_eq!(edits.headers.set_value("x-hello"), Some("world"));
     assert_eq!(edits.headers.len(), 1);
 }
