@@ -1,10 +1,13 @@
 //! The access log: the pipeline's last phase hands each finished exchange's
 //! line here. One writer task owns STDOUT and is fed by a bounded channel, so
 //! lines are never interleaved and a slow STDOUT never stalls a request.
+//! The writer sends each line to STDOUT and/or a file (`[access_log]`).
 //! [`default_line`] is the nginx-like JSON line used when no plugin shapes it.
 
 use serde::Serialize;
 use tailgate_runtime::LogRecord;
+
+use crate::config::model::AccessLogConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -21,13 +24,28 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    /// Spawn the STDOUT writer on the current tokio runtime. The task ends
-    /// (after writing every queued line) once every `AccessLog` clone is gone.
-    pub fn stdout() -> (Self, JoinHandle<()>) {
+    /// Spawn the writer (STDOUT and/or the configured file) on the current
+    /// tokio runtime. The task ends (after writing every queued line) once
+    /// every `AccessLog` clone is gone. Fails only if the file cannot be
+    /// opened for appending.
+    pub fn start(config: &AccessLogConfig) -> std::io::Result<(Self, JoinHandle<()>)> {
+        let file = match &config.file {
+            Some(path) => Some(tokio::fs::File::from_std(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            )),
+            None => None,
+        };
         let (mut log, rx) = Self::channel(QUEUE_CAPACITY);
         log.loki = crate::telemetry::loki_sink();
-        let writer = tokio::spawn(write_lines(rx, tokio::io::stdout()));
-        (log, writer)
+        let sinks = Sinks {
+            stdout: config.stdout.then(tokio::io::stdout),
+            file,
+        };
+        let writer = tokio::spawn(write_lines(rx, sinks));
+        Ok((log, writer))
     }
 
     /// A log whose lines land in the returned receiver (tests, other sinks).
@@ -61,12 +79,38 @@ impl AccessLog {
     }
 }
 
+/// Where the writer puts lines.
+struct Sinks {
+    stdout: Option<tokio::io::Stdout>,
+    file: Option<tokio::fs::File>,
+}
+
+impl Sinks {
+    async fn write_all(&mut self, buf: &[u8]) {
+        if let Some(out) = &mut self.stdout {
+            if let Err(e) = write_flush(out, buf).await {
+                tracing::error!("writing the access log to stdout: {e}");
+            }
+        }
+        if let Some(file) = &mut self.file {
+            if let Err(e) = write_flush(file, buf).await {
+                tracing::error!("writing the access log file: {e}");
+            }
+        }
+    }
+}
+
+async fn write_flush<W: tokio::io::AsyncWrite + Unpin>(
+    out: &mut W,
+    buf: &[u8],
+) -> std::io::Result<()> {
+    out.write_all(buf).await?;
+    out.flush().await
+}
+
 /// Write lines as they come, batching whatever is already queued into one
-/// write.
-async fn write_lines<W>(mut rx: mpsc::Receiver<String>, mut out: W)
-where
-    W: tokio::io::AsyncWrite + Unpin,
-{
+/// write per sink.
+async fn write_lines(mut rx: mpsc::Receiver<String>, mut out: Sinks) {
     let mut buf = Vec::with_capacity(64 * 1024);
     while let Some(line) = rx.recv().await {
         buf.clear();
@@ -81,10 +125,7 @@ where
                 Err(_) => break,
             }
         }
-        if let Err(e) = out.write_all(&buf).await {
-            tracing::error!("writing the access log: {e}");
-        }
-        let _ = out.flush().await;
+        out.write_all(&buf).await;
     }
 }
 
@@ -203,18 +244,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn writer_emits_one_line_per_request_in_order() {
-        let (log, rx) = AccessLog::channel(16);
-        let (client, mut server) = tokio::io::duplex(1 << 16);
-        let writer = tokio::spawn(write_lines(rx, client));
+    async fn writer_appends_one_line_per_request_in_order_to_the_file() {
+        let path = std::env::temp_dir().join(format!("tailgate-access-{}.log", std::process::id()));
+        std::fs::write(&path, "earlier\n").expect("seed file");
+        let config = AccessLogConfig {
+            stdout: false,
+            file: Some(path.clone()),
+        };
+        let (log, writer) = AccessLog::start(&config).expect("open log file");
         log.write_line("first".into());
         log.write_line("second\nhalf".into());
         drop(log);
         writer.await.expect("writer task");
-        let mut out = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut server, &mut out)
-            .await
-            .expect("read");
-        assert_eq!(out, "first\nsecond\\nhalf\n");
+        let out = std::fs::read_to_string(&path).expect("read");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(out, "earlier\nfirst\nsecond\\nhalf\n");
+    }
+
+    #[test]
+    fn an_unopenable_file_is_an_error() {
+        let config = AccessLogConfig {
+            stdout: true,
+            file: Some("/nonexistent-dir/x/access.log".into()),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
+        let _guard = rt.enter();
+        assert!(AccessLog::start(&config).is_err());
     }
 }

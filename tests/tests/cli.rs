@@ -150,3 +150,40 @@ async fn startup_shows_compile_progress_only_for_plugins_not_cached_yet() {
         lines.join("\n")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_log_lines_go_to_the_configured_file() {
+    let dir = TempDir::new("access-file");
+    let file = dir.path().join("access.log");
+    let config = format!(
+        "[access_log]\nstdout = false\nfile = \"{}\"\n\n{}",
+        file.display(),
+        default_config_on_free_port()
+    );
+    let tg = Tailgate::start(&config);
+    for path in ["/", "/index.html", "/.env"] {
+        get(tg.addr(), "localhost", path).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let lines = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect();
+        if lines.len() >= 3 || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let uris: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["request_uri"].as_str())
+        .collect();
+    assert_eq!(uris, ["/", "/index.html", "/.env"]);
+    assert_eq!(lines[2]["status"].as_u64(), Some(403));
+    assert!(
+        tg.access_log().is_empty(),
+        "stdout = false must keep lines off STDOUT"
+    );
+}

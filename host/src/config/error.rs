@@ -87,6 +87,8 @@ pub enum ConfigErrorKind {
     #[error("{0}")]
     Toml(String),
 
+    #[error("access_log file \"{0}\": its folder does not exist")]
+    AccessLogFile(String),
     #[error("listen address \"{0}\" is not an IP:PORT socket address (e.g. \"0.0.0.0:8080\", \"[::]:8080\")")]
     ListenAddress(String),
     #[error("`listen` must name at least one address")]

@@ -7,6 +7,7 @@
 //! (`route`). Every error names the file, line and column, and the route or
 //! upstream it is about. Relative paths are taken from the config file's folder.
 
+mod access_log;
 mod admin;
 mod cache;
 mod error;
@@ -63,6 +64,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     };
     let routes = route::build_routes(&src, &targets, raw.routes)?;
     let admin = admin::build_admin(&src, raw.admin)?;
+    let access_log = access_log::build_access_log(&src, base_dir, raw.access_log)?;
     let cache = cache::build_cache(&src, raw.cache)?;
     let telemetry = telemetry::build_telemetry(&src, raw.telemetry)?;
     Ok(Config {
@@ -75,6 +77,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         tailnet,
         tls,
         admin,
+        access_log,
         cache,
         telemetry,
     })

@@ -20,6 +20,7 @@ pub mod tls;
 
 pub use self::tailnet::TailnetConfig;
 pub use self::tls::TlsConfig;
+pub use super::access_log::AccessLogConfig;
 pub use super::admin::AdminConfig;
 
 /// The whole validated config.
@@ -44,6 +45,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// `[admin]`: the admin listener (`crate::admin`).
     pub admin: AdminConfig,
+    /// `[access_log]`: STDOUT and/or a file.
+    pub access_log: AccessLogConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -116,9 +119,7 @@ pub struct Upstream {
 #[derive(Debug, Clone)]
 pub enum UpstreamKind {
     /// Serve files from a folder (resolved relative to the config file).
-    Static {
-        root: PathBuf,
-    },
+    Static { root: PathBuf },
     /// Boxed: far larger than a static folder.
     Http(Box<HttpUpstream>),
 }

@@ -43,6 +43,8 @@ pub struct RawFile {
     pub tls: Option<super::tls::RawTls>,
     #[serde(default)]
     pub admin: super::admin::RawAdmin,
+    #[serde(default)]
+    pub access_log: super::access_log::RawAccessLog,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -56,6 +56,11 @@ pub enum ServerError {
     Tls(#[from] crate::tls::TlsSetupError),
     #[error("server.listen is empty: nothing to serve")]
     NoListener,
+    #[error("opening the access log file {}: {source}", path.display())]
+    AccessLogFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Serve `config` until a shutdown signal. Prints `listening on http://ADDR`
@@ -76,7 +81,11 @@ pub async fn run(
     let lifecycle = Lifecycle::new();
     let summary = summary::StartupSummary::new(&config, &chains);
     let active = ActiveConfig::new(config.clone(), chains)?;
-    let (access_log, log_writer) = AccessLog::stdout();
+    let (access_log, log_writer) =
+        AccessLog::start(&config.access_log).map_err(|source| ServerError::AccessLogFile {
+            path: config.access_log.file.clone().unwrap_or_default(),
+            source,
+        })?;
     let proxy = Proxy::new(active, access_log).with_lifecycle(lifecycle.clone());
 
     let server = ConnectionServer::new(proxy.clone(), lifecycle.clone())
