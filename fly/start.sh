@@ -28,7 +28,7 @@
 #   TS_HOSTNAME         node name; default <FLY_APP_NAME>-<FLY_REGION>-<FLY_MACHINE_ID>
 #   TS_TAGS             optional; passed as --advertise-tags (e.g. tag:flyio-proxy)
 #   TS_USERSPACE        false (TUN, default) or true (userspace networking + SOCKS5)
-#   TS_SOCKS5_SERVER    SOCKS5 listen address in userspace mode; default localhost:1055
+#   TS_SOCKS5_SERVER    SOCKS5 listen address in userspace mode; default 127.0.0.1:1055
 #   TS_UP_TIMEOUT       seconds to reach Running; default 60
 #   TS_LOGOUT_TIMEOUT   seconds `tailscale logout` may take on exit; default 10
 #   TS_EXTRA_ARGS       extra arguments for `tailscale up`, split on spaces
@@ -50,7 +50,7 @@ die() {
 # --- settings ---------------------------------------------------------------
 
 TS_USERSPACE=${TS_USERSPACE:-false}
-TS_SOCKS5_SERVER=${TS_SOCKS5_SERVER:-localhost:1055}
+TS_SOCKS5_SERVER=${TS_SOCKS5_SERVER:-127.0.0.1:1055}
 TS_UP_TIMEOUT=${TS_UP_TIMEOUT:-60}
 TS_LOGOUT_TIMEOUT=${TS_LOGOUT_TIMEOUT:-10}
 TS_TAGS=${TS_TAGS:-}

@@ -1062,6 +1062,26 @@ fn fly_config_here(upstream: Option<&str>) -> String {
                 format!("\"{up}\""),
             );
         }
+        // The allowlist admits the local upstream instead of the tailnet;
+        // there is no tailscaled here to vouch for the peer's tag.
+        let target = up.trim_start_matches("http://").trim_end_matches('/');
+        swap(
+            "allow = [\"*.tail8d86e.ts.net:443\"]",
+            format!("allow = [\"{target}\"]"),
+        );
+        swap(
+            "require_tag = \"tag:flyio-target\"",
+            "# require_tag: no tailscaled here".into(),
+        );
+        // Telemetry goes to a closed loopback port: pushes fail and are
+        // retried in the background, as when Loki/Prometheus are down.
+        let dead = tailgate_e2e::upstream::dead_upstream();
+        for service in ["prometheus", "loki"] {
+            swap(
+                &format!("https://{service}.tail8d86e.ts.net/"),
+                format!("http://{dead}/"),
+            );
+        }
     }
     text
 }
