@@ -212,7 +212,9 @@ impl Tailgate {
     /// The admin API's address (from the `admin api on http://ADDR` line).
     pub fn admin_addr(&self) -> SocketAddr {
         self.stderr
-            .wait_for(Duration::from_secs(10), |l| l.contains("admin api on http://"))
+            .wait_for(Duration::from_secs(10), |l| {
+                l.contains("admin api on http://")
+            })
             .and_then(|l| {
                 let rest = l.split("admin api on http://").nth(1)?;
                 rest.split_whitespace().next()?.parse().ok()
