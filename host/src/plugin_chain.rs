@@ -330,8 +330,11 @@ impl RouteChain {
             policy,
             "plugin {hook} hook failed: {fault}"
         );
+        // The runtime counts the fault itself (`tailgate_plugin_faults_total`
+        // by kind); this counts what the chain did about it, invalid outputs
+        // included, by policy.
         metrics::counter!(
-            "tailgate_plugin_faults_total",
+            "tailgate_plugin_failures_total",
             "route" => self.route.to_string(),
             "plugin" => entry.plugin.name().to_owned(),
             "hook" => hook,
