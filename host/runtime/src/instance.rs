@@ -180,6 +180,7 @@ fn classify(error: &wasmtime::Error, state: &HostState, limits: &Limits) -> Plug
 /// the `host` interface.
 pub(crate) fn link(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    crate::wasi_io::link(linker)?;
     Plugin::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
     Ok(())
 }

@@ -26,6 +26,7 @@ mod metrics;
 mod observer;
 pub mod plugin_config;
 mod state;
+mod wasi_io;
 
 pub use bindings::types::{
     Header, HeaderEdit, HeaderOp, HookSet, ImmediateResponse, LogLevel, LogLine, LogRecord,

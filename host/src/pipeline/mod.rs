@@ -263,16 +263,14 @@ async fn request_hooks(ctx: &mut RequestContext, head: &mut RequestHead) -> Opti
     }
 }
 
-/// Run a plugin hook call: synchronous, and CPU-bound for up to its time
-/// budget. On a multi-thread runtime the worker's other tasks are handed to
-/// another thread first (`block_in_place`), so a slow plugin does not stall
-/// unrelated connections and the plugin runtime may block on its own I/O
-/// (guest stdout/stderr) without tripping tokio's nested-runtime check.
+/// Run a plugin hook call: synchronous, on the calling worker thread. A call
+/// is short (a few µs; at most its time budget, then an epoch trap stops
+/// it). Guest output and ready polls complete in place; only a guest that
+/// really waits leaves the worker (`tailgate_runtime`'s `wasi_io`). Handing
+/// the worker to another thread for every call (`block_in_place`) cost
+/// several context switches per request (docs/performance.md).
 pub(crate) fn run_hook<R>(call: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(call),
-        _ => call(),
-    }
+    call()
 }
 
 /// 200 "ok", or 503 "draining" once shutdown began (so the edge stops
