@@ -219,6 +219,8 @@ print(f"{hits}/{len(lines)}")
 PY
 }
 
+# Recorded before the runs: HEAD may move while they last (a shared tree).
+VERSIONS="tailgate at $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- host 2>/dev/null || echo '+uncommitted'), binary built $(date -u -r "$TAILGATE" +%Y-%m-%dT%H:%MZ), $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $( (wrk -v 2>&1 || true) | head -n1 | cut -d' ' -f1-2)"
 printf 'scenario\tbody\tside\tround\trps\tp50_ms\tp99_ms\tcpu_us_per_req\tpeak_rss_kib\trequests\tnon2xx\terrors\n' >"$SAMPLES"
 start_upstream
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -276,7 +278,6 @@ done
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 CPU_MODEL="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
 MACHINE="$(nproc) cores ($CPU_MODEL), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
-VERSIONS="tailgate $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- host 2>/dev/null || echo '+dirty'), $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $( (wrk -v 2>&1 || true) | head -n1 | cut -d' ' -f1-2)"
 
 python3 "$BENCH/report.py" table "$SAMPLES" \
     --machine "$MACHINE" --versions "$VERSIONS" \
