@@ -91,6 +91,8 @@ cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    # The access logs reach ~1 GB over a full run; BENCH_KEEP_LOGS=1 keeps them.
+    if [ -z "${BENCH_KEEP_LOGS:-}" ]; then rm -f "$RUN"/*access.log; fi
 }
 trap cleanup EXIT
 log "run folder: $RUN"
