@@ -3,11 +3,18 @@
 //! lines are never interleaved and a slow STDOUT never stalls a request.
 //! The writer sends each line to STDOUT and/or a file (`[access_log]`).
 //! [`default_line`] is the nginx-like JSON line used when no plugin shapes it.
+//! A reload that changes `[access_log]` (or the Loki pusher) starts a new
+//! writer for the new config; the old one ends once the requests still
+//! holding it have logged ([`LogWriters`] waits for all of them at exit).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use serde::Serialize;
 use tailgate_runtime::LogRecord;
 
 use crate::config::model::AccessLogConfig;
+use crate::telemetry::loki::LokiSink;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -25,10 +32,13 @@ pub struct AccessLog {
 
 impl AccessLog {
     /// Spawn the writer (STDOUT and/or the configured file) on the current
-    /// tokio runtime. The task ends (after writing every queued line) once
-    /// every `AccessLog` clone is gone. Fails only if the file cannot be
-    /// opened for appending.
-    pub fn start(config: &AccessLogConfig) -> std::io::Result<(Self, JoinHandle<()>)> {
+    /// tokio runtime; with `loki`, every line is also queued for Loki. The
+    /// task ends (after writing every queued line) once every `AccessLog`
+    /// clone is gone. Fails only if the file cannot be opened for appending.
+    pub fn start(
+        config: &AccessLogConfig,
+        loki: Option<LokiSink>,
+    ) -> std::io::Result<(Self, JoinHandle<()>)> {
         let file = match &config.file {
             Some(path) => Some(tokio::fs::File::from_std(
                 std::fs::OpenOptions::new()
@@ -39,7 +49,7 @@ impl AccessLog {
             None => None,
         };
         let (mut log, rx) = Self::channel(QUEUE_CAPACITY);
-        log.loki = crate::telemetry::loki_sink();
+        log.loki = loki;
         let sinks = Sinks {
             stdout: config.stdout.then(tokio::io::stdout),
             file,
@@ -76,6 +86,33 @@ impl AccessLog {
                 tracing::warn!("access log queue full; dropping a line");
             }
         }
+    }
+}
+
+/// The writer tasks of every access log started so far (one per
+/// `[access_log]` config a reload brought in), so that exit waits until the
+/// last line of each is written. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct LogWriters(Arc<Mutex<Vec<JoinHandle<()>>>>);
+
+impl LogWriters {
+    pub fn add(&self, writer: JoinHandle<()>) {
+        let mut writers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        writers.retain(|w| !w.is_finished());
+        writers.push(writer);
+    }
+
+    /// Wait (at most `timeout`) for every writer to finish; they finish once
+    /// every handle of their log is dropped. False if one did not in time.
+    pub async fn finish(&self, timeout: Duration) -> bool {
+        let writers = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        tokio::time::timeout(timeout, async {
+            for writer in writers {
+                let _ = writer.await;
+            }
+        })
+        .await
+        .is_ok()
     }
 }
 
@@ -251,7 +288,7 @@ mod tests {
             stdout: false,
             file: Some(path.clone()),
         };
-        let (log, writer) = AccessLog::start(&config).expect("open log file");
+        let (log, writer) = AccessLog::start(&config, None).expect("open log file");
         log.write_line("first".into());
         log.write_line("second\nhalf".into());
         drop(log);
@@ -271,6 +308,6 @@ mod tests {
             .build()
             .expect("rt");
         let _guard = rt.enter();
-        assert!(AccessLog::start(&config).is_err());
+        assert!(AccessLog::start(&config, None).is_err());
     }
 }

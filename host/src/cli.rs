@@ -131,8 +131,9 @@ fn run(path: &Path) -> anyhow::Result<()> {
     let (telemetry, runtime, chains) = {
         let _context = tokio_runtime.enter();
         // First: plugins register their metric handles when configured.
-        let telemetry =
-            crate::telemetry::Telemetry::start(&config.telemetry).context("starting telemetry")?;
+        let telemetry = Arc::new(
+            crate::telemetry::Telemetry::start(&config.telemetry).context("starting telemetry")?,
+        );
         let (runtime, chains) = load_plugins(path, &config)?;
         (telemetry, runtime, chains)
     };
@@ -146,6 +147,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
         Arc::new(config),
         Arc::new(chains),
         Arc::new(runtime),
+        telemetry.clone(),
     ));
     // Push the last metrics and log lines, bounded.
     tokio_runtime.block_on(telemetry.shutdown(std::time::Duration::from_secs(5)));

@@ -2,12 +2,15 @@
 //! tailgate listener, with the Host header and extra headers under test control.
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// A fully read response.
 #[derive(Debug)]
@@ -168,4 +171,68 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<V
     let mut out = Vec::new();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
     Ok(out)
+}
+
+/// `POST /reload` on `tg`'s admin API: (status, JSON body).
+pub async fn admin_reload(tg: &crate::process::Tailgate) -> (u16, serde_json::Value) {
+    let reply = send(
+        tg.admin_addr(),
+        Method::POST,
+        "admin",
+        "/reload",
+        &[],
+        Bytes::new(),
+    )
+    .await
+    .expect("POST /reload");
+    (reply.status.as_u16(), reply.json())
+}
+
+/// A PROXY protocol v2 header (TCP over IPv4) from `src` to `dst`.
+pub fn proxy_v2_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+    let (SocketAddr::V4(src), SocketAddr::V4(dst)) = (src, dst) else {
+        panic!("IPv4 only");
+    };
+    let mut out = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    out.extend_from_slice(&[0x21, 0x11, 0x00, 12]);
+    out.extend_from_slice(&src.ip().octets());
+    out.extend_from_slice(&dst.ip().octets());
+    out.extend_from_slice(&src.port().to_be_bytes());
+    out.extend_from_slice(&dst.port().to_be_bytes());
+    out
+}
+
+/// One HTTP/1.1 keep-alive request on an open connection; the status.
+pub async fn keep_alive_get(socket: &mut TcpStream, host: &str) -> u16 {
+    let request = format!("GET /keep-alive HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    socket.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = tokio::time::timeout_at(deadline.into(), socket.read(&mut chunk))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "connection closed: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(head_end) = text.find("\r\n\r\n") {
+            let length: usize = text[..head_end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if buf.len() >= head_end + 4 + length {
+                return text[9..12].parse().expect("status");
+            }
+        }
+    }
 }

@@ -13,6 +13,7 @@ pub mod test_pki;
 pub mod upstream;
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -65,5 +66,39 @@ log-shape = "{ls}"
         fi = plugin_wasm("fault_injector").display(),
         rl = plugin_wasm("rate_limit").display(),
         ls = plugin_wasm("log_shape").display(),
+    )
+}
+
+/// Poll `check` every 50 ms until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// The upstream `app` at `upstream_url` and the route `app` (host
+/// `app.test`, every path) to it: the config most tests serve. Route keys
+/// and `[[routes.plugins]]` tables can follow it directly.
+pub fn app_route(upstream_url: &str) -> String {
+    format!(
+        r#"
+[upstreams.app]
+url = "{upstream_url}"
+
+[[routes]]
+name = "app"
+hosts = ["app.test"]
+path = "/"
+upstream = "app"
+"#
     )
 }

@@ -211,17 +211,25 @@ impl Tailgate {
 
     /// The admin API's address (from the `admin api on http://ADDR` line).
     pub fn admin_addr(&self) -> SocketAddr {
+        self.announced("admin api on http://")
+    }
+
+    /// The first `[tls]` listener's address (its `listening on https://` line).
+    pub fn https_addr(&self) -> SocketAddr {
+        self.announced("listening on https://")
+    }
+
+    /// The address on the first stderr line containing `prefix`, right after it.
+    fn announced(&self, prefix: &str) -> SocketAddr {
         self.stderr
-            .wait_for(Duration::from_secs(10), |l| {
-                l.contains("admin api on http://")
-            })
+            .wait_for(Duration::from_secs(10), |l| l.contains(prefix))
             .and_then(|l| {
-                let rest = l.split("admin api on http://").nth(1)?;
+                let rest = l.split(prefix).nth(1)?;
                 rest.split_whitespace().next()?.parse().ok()
             })
             .unwrap_or_else(|| {
                 panic!(
-                    "no admin api line; stderr:\n{}",
+                    "no `{prefix}` line; stderr:\n{}",
                     self.stderr.snapshot().join("\n")
                 )
             })

@@ -8,10 +8,16 @@ use tailgate_e2e::client::get;
 use tailgate_e2e::process::{tailgate_bin, test_cache_dir, Tailgate, TempDir};
 use tailgate_e2e::repo_root;
 
-/// The repository's default config, moved to a free port and absolute paths.
+/// The repository's default config, moved to free ports (the admin API's
+/// default port may be taken by a Tailgate the user runs) and absolute paths.
 fn default_config_on_free_port() -> String {
     let root = repo_root();
     let text = std::fs::read_to_string(root.join("config.toml")).expect("read config.toml");
+    assert!(
+        !text.contains("[admin]"),
+        "config.toml gained an [admin] section: move it to a free port here"
+    );
+    let text = text + "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
     text.replace(
         "listen = [\"127.0.0.1:8080\"]",
         "listen = [\"127.0.0.1:0\"]",

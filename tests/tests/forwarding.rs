@@ -2,27 +2,15 @@
 //! header is believed only from trusted peers; X-Forwarded-For, -Proto and
 //! X-Real-IP are set; hop-by-hop headers are stripped.
 
-use tailgate_e2e::base_config;
 use tailgate_e2e::client::get_with;
 use tailgate_e2e::process::Tailgate;
 use tailgate_e2e::upstream::TestUpstream;
+use tailgate_e2e::{app_route, base_config};
 
 fn config(up: &TestUpstream, trusted: &str) -> String {
     base_config(&format!(
         "client_ip_header = \"Fly-Client-IP\"\ntrusted_proxies = [\"{trusted}\"]"
-    )) + &format!(
-        r#"
-[upstreams.app]
-url = "{}"
-
-[[routes]]
-name = "app"
-hosts = ["app.test"]
-path = "/"
-upstream = "app"
-"#,
-        up.url()
-    )
+    )) + &app_route(&up.url())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,31 +8,23 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::Method;
-use tailgate_e2e::base_config;
 use tailgate_e2e::client::{get, send};
 use tailgate_e2e::process::Tailgate;
 use tailgate_e2e::upstream::TestUpstream;
+use tailgate_e2e::{app_route, base_config};
 use tokio_tungstenite::tungstenite::Message;
 
 fn config(up: &TestUpstream, drain_timeout: &str) -> String {
     base_config(&format!("drain_timeout = \"{drain_timeout}\""))
         + &format!(
             r#"
-[upstreams.app]
-url = "{up}"
-
-[[routes]]
-name = "app"
-hosts = ["app.test"]
-path = "/"
-upstream = "app"
-
+{app}
 [[routes.plugins]]
 plugin = "header-rewrite"
 [routes.plugins.config]
 response.set = {{ "X-Route" = "app" }}
 "#,
-            up = up.url()
+            app = app_route(&up.url())
         )
 }
 

@@ -7,10 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use tailgate_e2e::base_config;
 use tailgate_e2e::client::{get, get_with, send};
 use tailgate_e2e::process::Tailgate;
 use tailgate_e2e::upstream::TestUpstream;
+use tailgate_e2e::{app_route, base_config};
 
 /// One route `app` (host `app.test`) with the log-shape plugin configured
 /// by `config` (TOML lines of `[routes.plugins.config]`); `route_extra` goes
@@ -19,22 +19,14 @@ fn one_route(up: &TestUpstream, route_extra: &str, config: &str) -> String {
     base_config("")
         + &format!(
             r#"
-[upstreams.app]
-url = "{up}"
-
-[[routes]]
-name = "app"
-hosts = ["app.test"]
-path = "/"
-upstream = "app"
-{route_extra}
+{app}{route_extra}
 
 [[routes.plugins]]
 plugin = "log-shape"
 [routes.plugins.config]
 {config}
 "#,
-            up = up.url()
+            app = app_route(&up.url())
         )
 }
 

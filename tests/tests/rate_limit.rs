@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tailgate_e2e::base_config;
 use tailgate_e2e::client::{get, get_with, send};
 use tailgate_e2e::process::Tailgate;
 use tailgate_e2e::upstream::TestUpstream;
+use tailgate_e2e::{app_route, base_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -22,15 +22,7 @@ fn one_route(up: &TestUpstream, server: &str, limits_config: &str) -> String {
     base_config(server)
         + &format!(
             r#"
-[upstreams.app]
-url = "{up}"
-
-[[routes]]
-name = "app"
-hosts = ["app.test"]
-path = "/"
-upstream = "app"
-
+{app}
 [[routes.plugins]]
 plugin = "rate-limit"
 [routes.plugins.config]
@@ -41,7 +33,7 @@ plugin = "log-shape"
 [routes.plugins.config]
 fields = ["request_uri", "status", "client_ip", "limit_req_status", "var:limit_req_zone", "request_id"]
 "#,
-            up = up.url()
+            app = app_route(&up.url())
         )
 }
 

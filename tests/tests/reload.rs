@@ -13,11 +13,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
-use tailgate_e2e::base_config;
-use tailgate_e2e::client::{get, send, Reply};
+use tailgate_e2e::client::{admin_reload, get, keep_alive_get, send, Reply};
 use tailgate_e2e::process::{tailgate_bin, Tailgate};
 use tailgate_e2e::upstream::TestUpstream;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tailgate_e2e::{app_route, base_config, eventually};
 use tokio::net::TcpStream;
 
 /// Replace `path` the way editors save: write a new file, rename it over.
@@ -27,52 +26,13 @@ fn write_by_rename(path: &Path, contents: &[u8]) {
     std::fs::rename(&tmp, path).expect("rename over");
 }
 
-/// `POST /reload` on the admin API: (status, JSON body).
-async fn admin_reload(tg: &Tailgate) -> (u16, serde_json::Value) {
-    let reply = send(
-        tg.admin_addr(),
-        Method::POST,
-        "admin",
-        "/reload",
-        &[],
-        Bytes::new(),
-    )
-    .await
-    .expect("POST /reload");
-    (reply.status.as_u16(), reply.json())
-}
-
-/// Poll `check` every 50 ms until it holds or `timeout` passes.
-async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 /// A route to `upstream_url` whose header-rewrite plugin marks the request
 /// (upstream sees `X-Config`) and the response (`X-Config`) with `tag`.
 fn tagged_config(tag: &str, upstream_url: &str) -> String {
     base_config("")
+        + &app_route(upstream_url)
         + &format!(
             r#"
-[upstreams.app]
-url = "{upstream_url}"
-
-[[routes]]
-name = "app"
-hosts = ["app.test"]
-path = "/"
-upstream = "app"
-
 [[routes.plugins]]
 plugin = "header-rewrite"
 [routes.plugins.config]
@@ -336,19 +296,11 @@ async fn a_plugin_file_replaced_on_disk_takes_effect_without_a_restart() {
         + &format!(
             r#"swappable = "{plugin}"
 
-[upstreams.app]
-url = "{up}"
-
-[[routes]]
-name = "app"
-hosts = ["app.test"]
-path = "/"
-upstream = "app"
-[[routes.plugins]]
+{app}[[routes.plugins]]
 plugin = "swappable"
 "#,
             plugin = plugin.display(),
-            up = up.url()
+            app = app_route(&up.url())
         );
     let mut tg = Tailgate::start(&config);
     let addr = tg.addr();
@@ -384,20 +336,12 @@ async fn rate_limit_state_survives_an_unrelated_reload_from_a_config_saved_by_re
     let limited = base_config("")
         + &format!(
             r#"
-[upstreams.app]
-url = "{up}"
-
-[[routes]]
-name = "app"
-hosts = ["app.test"]
-path = "/"
-upstream = "app"
-[[routes.plugins]]
+{app}[[routes.plugins]]
 plugin = "rate-limit"
 [routes.plugins.config]
 limits = [{{ zone = "per_ip", rate = "1r/m", burst = 2, nodelay = true }}]
 "#,
-            up = up.url()
+            app = app_route(&up.url())
         );
     let tg = Tailgate::start(&limited);
     let addr = tg.addr();
@@ -444,41 +388,6 @@ async fn sighup_reloads_the_config() {
         config_of(&get(tg.addr(), "app.test", "/").await).as_deref(),
         Some("A")
     );
-}
-
-/// One HTTP/1.1 keep-alive request on an open connection; the status.
-async fn keep_alive_get(socket: &mut TcpStream, host: &str) -> u16 {
-    let request = format!("GET /keep-alive HTTP/1.1\r\nHost: {host}\r\n\r\n");
-    socket.write_all(request.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let n = tokio::time::timeout_at(deadline.into(), socket.read(&mut chunk))
-            .await
-            .expect("answer in time")
-            .expect("read");
-        assert!(
-            n > 0,
-            "connection closed: {}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf).to_string();
-        if let Some(head_end) = text.find("\r\n\r\n") {
-            let length: usize = text[..head_end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap_or(0))
-                })
-                .unwrap_or(0);
-            if buf.len() >= head_end + 4 + length {
-                return text[9..12].parse().expect("status");
-            }
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -543,17 +452,9 @@ async fn cached_responses_survive_a_reload_and_purge_still_reaches_the_cache() {
     let cached = base_config("")
         + &format!(
             r#"
-[upstreams.app]
-url = "{up}"
-
-[[routes]]
-name = "app"
-hosts = ["app.test"]
-path = "/"
-upstream = "app"
-cache = {{ key = "{{host}}{{path}}", valid = {{ 200 = "1h" }}, status_header = "X-Cache-Status" }}
+{app}cache = {{ key = "{{host}}{{path}}", valid = {{ 200 = "1h" }}, status_header = "X-Cache-Status" }}
 "#,
-            up = up.url()
+            app = app_route(&up.url())
         );
     let tg = Tailgate::start(&cached);
     let addr = tg.addr();

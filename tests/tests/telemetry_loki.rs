@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use tailgate_e2e::base_config;
 use tailgate_e2e::client::get;
 use tailgate_e2e::loki_standin::{Failure, LokiStandin, StoredLine};
 use tailgate_e2e::metrics_scrape::{scrape, sum};
 use tailgate_e2e::process::Tailgate;
 use tailgate_e2e::upstream::TestUpstream;
+use tailgate_e2e::{app_route, base_config};
 
 /// Routes `app.test` (log-shape with labels) and `plain.test` (default
 /// line), with `[telemetry.loki]` given by `loki` (TOML lines).
@@ -28,15 +28,7 @@ labels = {{ instance = "test-proxy" }}
 [telemetry.loki]
 {loki}
 
-[upstreams.app]
-url = "{up}"
-
-[[routes]]
-name = "app"
-hosts = ["app.test"]
-path = "/"
-upstream = "app"
-
+{app}
 [[routes.plugins]]
 plugin = "log-shape"
 [routes.plugins.config]
@@ -48,7 +40,7 @@ hosts = ["plain.test"]
 path = "/"
 upstream = "app"
 "#,
-            up = up.url()
+            app = app_route(&up.url())
         )
 }
 

@@ -8,26 +8,18 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use http::Method;
-use tailgate_e2e::base_config;
 use tailgate_e2e::client::{get, send};
 use tailgate_e2e::metrics_scrape::{matching, scrape, scrape_text, sum};
 use tailgate_e2e::process::Tailgate;
 use tailgate_e2e::upstream::TestUpstream;
+use tailgate_e2e::{app_route, base_config};
 
 fn config(up: &TestUpstream, telemetry: &str) -> String {
     base_config("")
         + telemetry
         + &format!(
             r#"
-[upstreams.app]
-url = "{up}"
-
-[[routes]]
-name = "app"
-hosts = ["app.test"]
-path = "/"
-upstream = "app"
-
+{app}
 [[routes.plugins]]
 plugin = "rate-limit"
 [routes.plugins.config]
@@ -44,7 +36,7 @@ hosts = ["other.test"]
 path = "/"
 upstream = "app"
 "#,
-            up = up.url()
+            app = app_route(&up.url())
         )
 }
 

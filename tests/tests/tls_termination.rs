@@ -12,31 +12,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tailgate_e2e::base_config;
-use tailgate_e2e::client::{get, raw_exchange};
+use tailgate_e2e::client::{get, proxy_v2_header, raw_exchange};
 use tailgate_e2e::process::{Tailgate, TempDir};
 use tailgate_e2e::test_pki::{cert_der, tls_get, tls_get_on, IssuedCert, TestCa};
 use tailgate_e2e::upstream::TestUpstream;
 use tokio::io::AsyncWriteExt;
-
-/// The `[tls]` listener's address, from its `listening on https://` line.
-fn https_addr(tg: &Tailgate) -> SocketAddr {
-    let line = tg
-        .stderr
-        .wait_for(Duration::from_secs(10), |l| {
-            l.contains("listening on https://")
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no TLS listener; stderr:\n{}",
-                tg.stderr.snapshot().join("\n")
-            )
-        });
-    line.split("listening on https://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.parse().ok())
-        .expect("an address")
-}
 
 struct Setup {
     _dir: TempDir,
@@ -131,7 +111,7 @@ fn base_root_store(ca: &TestCa) -> rustls::RootCertStore {
 #[tokio::test(flavor = "multi_thread")]
 async fn sni_picks_the_certificate_and_alpn_the_protocol() {
     let s = setup("", "");
-    let addr = https_addr(&s.tg);
+    let addr = s.tg.https_addr();
 
     let h2 = tls_get(
         addr,
@@ -182,7 +162,7 @@ async fn sni_picks_the_certificate_and_alpn_the_protocol() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sessions_resume() {
     let s = setup("", "");
-    let addr = https_addr(&s.tg);
+    let addr = s.tg.https_addr();
     for versions in [None, Some(())] {
         let config = match versions {
             None => s.ca.client_config(&["http/1.1"]),
@@ -200,7 +180,7 @@ async fn sessions_resume() {
 #[tokio::test(flavor = "multi_thread")]
 async fn replaced_certificate_files_are_served_without_dropping_connections() {
     let s = setup("", "");
-    let addr = https_addr(&s.tg);
+    let addr = s.tg.https_addr();
     // An HTTP/2 connection opened before the change.
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let tls = tokio_rustls::TlsConnector::from(s.ca.client_config(&["h2"]))
@@ -273,28 +253,14 @@ async fn replaced_certificate_files_are_served_without_dropping_connections() {
     assert_eq!(r.peer_cert, cert_der(&renewed));
 }
 
-/// A PROXY protocol v2 header (TCP over IPv4) from `src` to `dst`.
-fn proxy_v2(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
-    let (SocketAddr::V4(src), SocketAddr::V4(dst)) = (src, dst) else {
-        panic!("IPv4 only");
-    };
-    let mut out = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    out.extend_from_slice(&[0x21, 0x11, 0x00, 12]);
-    out.extend_from_slice(&src.ip().octets());
-    out.extend_from_slice(&dst.ip().octets());
-    out.extend_from_slice(&src.port().to_be_bytes());
-    out.extend_from_slice(&dst.port().to_be_bytes());
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn proxy_protocol_v2_gives_the_client_address_on_tls_and_plain_listeners() {
     let s = setup("proxy_protocol = true", "proxy_protocol = true");
-    let addr = https_addr(&s.tg);
+    let addr = s.tg.https_addr();
     let client: SocketAddr = "203.0.113.7:51000".parse().expect("addr");
 
     let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    tcp.write_all(&proxy_v2(client, addr))
+    tcp.write_all(&proxy_v2_header(client, addr))
         .await
         .expect("header");
     let r = tls_get_on(tcp, s.ca.client_config(&["h2"]), "a.test", "/tls-proxied")
@@ -306,7 +272,7 @@ async fn proxy_protocol_v2_gives_the_client_address_on_tls_and_plain_listeners()
     assert_eq!(rec["scheme"], "https");
 
     // Plain listener.
-    let mut raw = proxy_v2("198.51.100.4:40000".parse().expect("addr"), s.tg.addr());
+    let mut raw = proxy_v2_header("198.51.100.4:40000".parse().expect("addr"), s.tg.addr());
     raw.extend_from_slice(
         b"GET /plain-proxied HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
     );
@@ -330,7 +296,7 @@ async fn proxy_protocol_v2_gives_the_client_address_on_tls_and_plain_listeners()
         .expect_err("no header, no TLS");
     assert!(err.contains("TLS handshake"), "{err}");
     let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    tcp.write_all(&proxy_v2(client, addr))
+    tcp.write_all(&proxy_v2_header(client, addr))
         .await
         .expect("header");
     assert_eq!(
@@ -345,7 +311,7 @@ async fn proxy_protocol_v2_gives_the_client_address_on_tls_and_plain_listeners()
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_http_is_redirected_to_https_on_routes_that_ask() {
     let s = setup("", "");
-    let addr = https_addr(&s.tg);
+    let addr = s.tg.https_addr();
     let r = get(s.tg.addr(), "secure.b.test", "/page?q=1").await;
     assert_eq!(r.status, 301);
     assert_eq!(

@@ -1,6 +1,6 @@
 //! `[access_log]`: where the access log's lines go besides Loki: STDOUT
-//! and/or a file (JSON lines, one per request). Read at config load; applied
-//! at start (a change needs a restart).
+//! and/or a file (JSON lines, one per request). Read at config load; a reload
+//! that changes it starts a new writer (`crate::access_log`).
 
 use std::path::{Path, PathBuf};
 

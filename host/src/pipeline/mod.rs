@@ -76,16 +76,23 @@ pub struct ActiveConfig {
     pub upstreams: UpstreamPool,
     /// The response cache; one per process: [`Proxy::swap`] hands it on.
     pub cache: Arc<ResponseCache>,
+    /// Where this config's requests log (`[access_log]`, Loki).
+    pub access_log: AccessLog,
 }
 
 impl ActiveConfig {
-    pub fn new(config: Arc<Config>, chains: Arc<PluginChains>) -> Result<Self, UpstreamSetupError> {
+    pub fn new(
+        config: Arc<Config>,
+        chains: Arc<PluginChains>,
+        access_log: AccessLog,
+    ) -> Result<Self, UpstreamSetupError> {
         Ok(ActiveConfig {
             routes: RouteTable::new(&config),
             upstreams: UpstreamPool::new(&config)?,
             cache: ResponseCache::new(&config.cache),
             config,
             chains,
+            access_log,
         })
     }
 }
@@ -101,16 +108,14 @@ pub struct CloseConnection;
 #[derive(Clone)]
 pub struct Proxy {
     active: Arc<ArcSwap<ActiveConfig>>,
-    access_log: AccessLog,
     /// Draining flag (`/healthz` 503) and where WebSocket tunnels run.
     lifecycle: Lifecycle,
 }
 
 impl Proxy {
-    pub fn new(active: ActiveConfig, access_log: AccessLog) -> Self {
+    pub fn new(active: ActiveConfig) -> Self {
         Proxy {
             active: Arc::new(ArcSwap::from_pointee(active)),
-            access_log,
             lifecycle: Lifecycle::new(),
         }
     }
@@ -169,7 +174,7 @@ impl Proxy {
                             ctx,
                             CLOSED_WITHOUT_RESPONSE,
                             vec![],
-                            self.access_log.clone(),
+                            active.access_log.clone(),
                         )
                         .emit(0);
                         return Err(CloseConnection);
@@ -184,7 +189,7 @@ impl Proxy {
                     ctx,
                     None,
                     reply,
-                    &self.access_log,
+                    &active.access_log,
                     &self.lifecycle,
                 ));
             }
@@ -198,7 +203,7 @@ impl Proxy {
                     ctx,
                     None,
                     reply,
-                    &self.access_log,
+                    &active.access_log,
                     &self.lifecycle,
                 ));
             }
@@ -226,7 +231,7 @@ impl Proxy {
             ctx,
             Some(&head),
             reply,
-            &self.access_log,
+            &active.access_log,
             &self.lifecycle,
         ))
     }

@@ -6,6 +6,14 @@
 //!
 //! Triggers ([`triggers`]): the config file or a plugin file changing on
 //! disk, `SIGHUP`, and `POST /reload` on the admin listener ([`endpoint`]).
+//! Everything that can fail is done before the swap: parse and validate,
+//! load the plugins, set up the upstreams, load changed `[tls]`
+//! certificates and bind new listen addresses, start pushers for changed
+//! `[telemetry]` sections, open a changed `[access_log]` file. Then, past
+//! the point of no return, it all goes into service together. What a
+//! reload cannot apply (worker threads, the plugin runtime's settings, the
+//! admin address, the metric prefix and constant labels) is reported as
+//! `needs_restart`.
 //! Reloads run one at a time. Plugins are loaded on the one long-lived
 //! [`Runtime`], so state kept there (rate-limit zones keyed by their
 //! definition, kv) survives, and a plugin file whose bytes did not change is
@@ -22,11 +30,13 @@ use http::StatusCode;
 use serde::Serialize;
 use tailgate_runtime::Runtime;
 
+use crate::access_log::{AccessLog, LogWriters};
 use crate::admin::{AdminHandler, AdminResponse};
 use crate::config::{self, model::Config, ConfigError};
 use crate::pipeline::{ActiveConfig, Proxy};
 use crate::plugin_chain::{ChainLoadError, PluginChains};
 use crate::server::{ListenerSet, ServerError};
+use crate::telemetry::{Telemetry, TelemetryError};
 use crate::upstream::UpstreamSetupError;
 
 /// What started a reload (a metric label and a log field).
@@ -68,8 +78,21 @@ pub enum ReloadError {
         path: PathBuf,
         source: UpstreamSetupError,
     },
+    /// A new listen address could not be bound, or changed `[tls]`
+    /// certificates did not load.
     #[error("{path}: {source}")]
     Listen { path: PathBuf, source: ServerError },
+    #[error("{path}: [telemetry]: {source}")]
+    Telemetry {
+        path: PathBuf,
+        source: TelemetryError,
+    },
+    #[error("{path}: [access_log]: opening {}: {source}", file.display())]
+    AccessLog {
+        path: PathBuf,
+        file: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the reload task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -83,6 +106,11 @@ pub struct ReloadOutcome {
     pub plugins: usize,
     pub listeners_added: Vec<SocketAddr>,
     pub listeners_removed: Vec<SocketAddr>,
+    /// Kept listeners whose handshake changed (PROXY protocol, new certificates).
+    pub listeners_reconfigured: Vec<SocketAddr>,
+    /// Sections started anew with their new settings (`tls`, `access_log`,
+    /// `telemetry.remote_write`, `telemetry.loki`).
+    pub restarted: Vec<&'static str>,
     /// Settings that changed but only take effect on restart.
     pub needs_restart: Vec<&'static str>,
 }
@@ -93,6 +121,9 @@ pub struct Reloader {
     proxy: Proxy,
     runtime: Arc<Runtime>,
     listeners: Arc<ListenerSet>,
+    telemetry: Arc<Telemetry>,
+    /// Writers of the access logs this reloader starts.
+    log_writers: LogWriters,
     /// The settings fixed at start (compared to warn about restart-only keys).
     started_with: Arc<Config>,
     /// Serialises reloads.
@@ -108,6 +139,8 @@ impl Reloader {
         proxy: Proxy,
         runtime: Arc<Runtime>,
         listeners: Arc<ListenerSet>,
+        telemetry: Arc<Telemetry>,
+        log_writers: LogWriters,
     ) -> Self {
         let started_with = proxy.active().config.clone();
         Reloader {
@@ -115,6 +148,8 @@ impl Reloader {
             proxy,
             runtime,
             listeners,
+            telemetry,
+            log_writers,
             started_with,
             serial: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
@@ -164,6 +199,9 @@ impl Reloader {
                     plugins = done.plugins,
                     "config reloaded"
                 );
+                for section in &done.restarted {
+                    tracing::info!(section, "restarted with its new settings");
+                }
                 for key in &done.needs_restart {
                     tracing::warn!(key, "changed by the reload, but applies only on restart");
                 }
@@ -193,32 +231,60 @@ impl Reloader {
             Ok::<_, ReloadError>((config, chains))
         })
         .await??;
-        let needs_restart = restart_only_changes(&self.started_with, &config);
-        let wanted = config.server.listen.clone();
+        let path = || self.path.clone();
+        let running = self.proxy.active();
+        let mut needs_restart = restart_only_changes(&self.started_with, &config);
+        needs_restart.extend(self.telemetry.restart_only_changes(&config.telemetry));
         let routes = config.routes.len();
         let plugins = chains.loaded_plugins();
-        let mut next = ActiveConfig::new(Arc::new(config), Arc::new(chains)).map_err(|source| {
-            ReloadError::Upstream {
-                path: self.path.clone(),
-                source,
-            }
-        })?;
-        let bound = self
-            .listeners
-            .bind_missing(&wanted)
-            .await
-            .map_err(|source| ReloadError::Listen {
-                path: self.path.clone(),
+        let config = Arc::new(config);
+        let mut next =
+            ActiveConfig::new(config.clone(), Arc::new(chains), running.access_log.clone())
+                .map_err(|source| ReloadError::Upstream {
+                    path: path(),
+                    source,
+                })?;
+        let listeners =
+            self.listeners
+                .prepare(&config)
+                .await
+                .map_err(|source| ReloadError::Listen {
+                    path: path(),
+                    source,
+                })?;
+        let mut restarted = Vec::new();
+        if listeners.tls_reloaded() {
+            restarted.push("tls");
+        }
+        let telemetry = self
+            .telemetry
+            .prepare(&config.telemetry)
+            .map_err(|source| ReloadError::Telemetry {
+                path: path(),
                 source,
             })?;
+        restarted.extend(telemetry.changed());
+        let mut log_writer = None;
+        if config.access_log != running.config.access_log || telemetry.loki_changed() {
+            let (log, writer) = AccessLog::start(&config.access_log, telemetry.loki_sink())
+                .map_err(|source| ReloadError::AccessLog {
+                    path: path(),
+                    file: config.access_log.file.clone().unwrap_or_default(),
+                    source,
+                })?;
+            next.access_log = log;
+            log_writer = Some(writer);
+            restarted.push("access_log");
+        }
         // The point of no return: new requests use `next` from here on.
         // The response cache is the process's: its entries stay, under the
-        // new `[cache]` bounds.
-        let cache = self.proxy.active().cache.clone();
-        cache.reconfigure(&next.config.cache);
-        next.cache = cache;
+        // new `[cache]` bounds (`Proxy::swap`).
+        self.telemetry.commit(telemetry);
+        if let Some(writer) = log_writer {
+            self.log_writers.add(writer);
+        }
         self.proxy.swap(next);
-        let changes = self.listeners.apply(&wanted, bound).await;
+        let changes = self.listeners.commit(listeners).await;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(ReloadOutcome {
             generation,
@@ -226,6 +292,8 @@ impl Reloader {
             plugins,
             listeners_added: changes.added,
             listeners_removed: changes.removed,
+            listeners_reconfigured: changes.reconfigured,
+            restarted,
             needs_restart,
         })
     }

@@ -5,6 +5,7 @@
 //! at debug level and counted, and the listener keeps serving.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -21,7 +22,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ListenerScheme(pub &'static str);
 
 /// How a listener's connections open.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ConnectionHandshake {
     proxy_protocol: bool,
     tls: Option<TlsAcceptor>,
@@ -44,6 +45,11 @@ impl ConnectionHandshake {
         }
     }
 
+    /// Connections start with a PROXY protocol v2 header.
+    pub fn proxy_protocol(&self) -> bool {
+        self.proxy_protocol
+    }
+
     pub fn scheme(&self) -> &'static str {
         if self.tls.is_some() {
             "https"
@@ -55,10 +61,15 @@ impl ConnectionHandshake {
 
 impl ConnectionServer {
     /// Run the listener's handshake on an accepted socket, then serve it.
-    pub async fn serve_accepted(self, stream: TcpStream, peer: SocketAddr) {
-        let handshake = self.handshake().clone();
+    pub async fn serve_accepted(
+        self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        handshake: Arc<ConnectionHandshake>,
+    ) {
+        let scheme = handshake.scheme();
         if !handshake.proxy_protocol && handshake.tls.is_none() {
-            return self.serve(stream, peer).await;
+            return self.serve(stream, peer, scheme).await;
         }
         let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
             let mut stream = stream;
@@ -83,8 +94,8 @@ impl ConnectionServer {
         })
         .await;
         match opened {
-            Ok(Ok(Opened::Plain(stream, client))) => self.serve(stream, client).await,
-            Ok(Ok(Opened::Tls(stream, client))) => self.serve(stream, client).await,
+            Ok(Ok(Opened::Plain(stream, client))) => self.serve(stream, client, scheme).await,
+            Ok(Ok(Opened::Tls(stream, client))) => self.serve(stream, client, scheme).await,
             Ok(Err(why)) => tracing::debug!(%peer, "connection closed before HTTP: {why}"),
             Err(_) => tracing::debug!(
                 %peer,

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -33,8 +34,6 @@ pub struct ConnectionServer {
     proxy: Proxy,
     builder: Arc<auto::Builder<TokioExecutor>>,
     lifecycle: Lifecycle,
-    /// PROXY header and/or TLS before HTTP (`handshake.rs`).
-    handshake: ConnectionHandshake,
 }
 
 /// Keeps the active-connections gauge true, however a connection ends.
@@ -68,28 +67,24 @@ impl ConnectionServer {
             proxy,
             builder: Arc::new(builder),
             lifecycle,
-            handshake: ConnectionHandshake::default(),
         }
     }
 
-    /// Open this server's connections with `handshake` (PROXY header, TLS).
-    pub fn with_handshake(mut self, handshake: ConnectionHandshake) -> Self {
-        self.handshake = handshake;
-        self
-    }
-
-    pub fn handshake(&self) -> &ConnectionHandshake {
-        &self.handshake
-    }
-
-    /// Accept connections forever (until the task is aborted).
-    pub async fn accept_loop(self, listener: TcpListener) {
+    /// Accept connections forever (until the task is aborted). Each one
+    /// opens with the listener's `handshake` as it is when it is accepted
+    /// (a reload may change it: PROXY header on or off, new certificates).
+    pub async fn accept_loop(
+        self,
+        listener: TcpListener,
+        handshake: Arc<ArcSwap<ConnectionHandshake>>,
+    ) {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let connections = self.lifecycle.connections().clone();
-                    connections.spawn(self.clone().serve_accepted(stream, peer));
+                    let handshake = handshake.load_full();
+                    connections.spawn(self.clone().serve_accepted(stream, peer, handshake));
                 }
                 Err(e) => {
                     tracing::warn!("accepting a connection: {e}");
@@ -101,13 +96,13 @@ impl ConnectionServer {
 
     /// Serve one connection until it closes; once shutdown begins, let it
     /// finish what is in flight and close.
-    pub async fn serve<S>(self, stream: S, peer: SocketAddr)
+    pub async fn serve<S>(self, stream: S, peer: SocketAddr, scheme: &'static str)
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let _gauge = ConnectionGauge::open();
         let proxy = self.proxy.clone();
-        let scheme = ListenerScheme(self.handshake.scheme());
+        let scheme = ListenerScheme(scheme);
         let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
             req.extensions_mut().insert(scheme);
             let proxy = proxy.clone();
@@ -158,16 +153,18 @@ upstream = "files"
 "#;
         let dir = std::env::temp_dir();
         let config = crate::config::parse(config, &dir.join("config.toml")).expect("config");
+        let (log, lines) = AccessLog::channel(16);
         let active = ActiveConfig::new(
             Arc::new(config),
             Arc::new(PluginChains::from_chains(vec![])),
+            log,
         )
         .expect("active config");
-        let (log, lines) = AccessLog::channel(16);
-        let server = ConnectionServer::new(Proxy::new(active, log), Lifecycle::new());
+        let server = ConnectionServer::new(Proxy::new(active), Lifecycle::new());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(server.accept_loop(listener));
+        let plain = Arc::new(ArcSwap::from_pointee(ConnectionHandshake::plain(false)));
+        tokio::spawn(server.accept_loop(listener, plain));
         (addr, lines)
     }
 

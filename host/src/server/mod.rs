@@ -14,7 +14,6 @@ mod listener;
 mod listener_set;
 pub mod proxy_protocol;
 mod summary;
-mod tls_listeners;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,18 +22,19 @@ use std::time::Duration;
 use tailgate_runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
-use crate::access_log::AccessLog;
+use crate::access_log::{AccessLog, LogWriters};
 use crate::admin::{self, AdminBindError, AdminState};
 use crate::config::model::Config;
 use crate::pipeline::{ActiveConfig, Proxy};
 use crate::plugin_chain::PluginChains;
 use crate::reload::{triggers, Reloader};
+use crate::telemetry::Telemetry;
 use crate::upstream::UpstreamSetupError;
 
 pub use handshake::{ConnectionHandshake, ListenerScheme};
 pub use lifecycle::Lifecycle;
 pub use listener::ConnectionServer;
-pub use listener_set::{BoundListener, ListenerChanges, ListenerSet};
+pub use listener_set::{ListenerChanges, ListenerSet, PreparedListeners};
 
 /// Longest wait for the flush hooks (telemetry queues) after the drain.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -64,13 +64,15 @@ pub enum ServerError {
 }
 
 /// Serve `config` until a shutdown signal. Prints `listening on http://ADDR`
-/// to stderr for every bound listener and `admin api on http://ADDR` for
-/// the admin listener (with the real port for `:0`). Reloads re-read
-/// `config.source` and load plugins on the same `runtime`.
+/// (`https://` for `[tls]` listeners) to stderr for every bound listener and
+/// `admin api on http://ADDR` for the admin listener (with the real port for
+/// `:0`). Reloads re-read `config.source`, load plugins on the same
+/// `runtime` and reconfigure the pushers of `telemetry`.
 pub async fn run(
     config: Arc<Config>,
     chains: Arc<PluginChains>,
     runtime: Arc<Runtime>,
+    telemetry: Arc<Telemetry>,
 ) -> Result<(), ServerError> {
     if config.server.listen.is_empty() {
         return Err(ServerError::NoListener);
@@ -80,24 +82,21 @@ pub async fn run(
     let shutdown = shutdown_signal();
     let lifecycle = Lifecycle::new();
     let summary = summary::StartupSummary::new(&config, &chains);
-    let active = ActiveConfig::new(config.clone(), chains)?;
-    let (access_log, log_writer) =
-        AccessLog::start(&config.access_log).map_err(|source| ServerError::AccessLogFile {
+    let log_writers = LogWriters::default();
+    let (access_log, writer) = AccessLog::start(&config.access_log, telemetry.loki_sink())
+        .map_err(|source| ServerError::AccessLogFile {
             path: config.access_log.file.clone().unwrap_or_default(),
             source,
         })?;
-    let proxy = Proxy::new(active, access_log).with_lifecycle(lifecycle.clone());
+    log_writers.add(writer);
+    let active = ActiveConfig::new(config.clone(), chains, access_log)?;
+    let proxy = Proxy::new(active).with_lifecycle(lifecycle.clone());
 
-    let server = ConnectionServer::new(proxy.clone(), lifecycle.clone())
-        .with_handshake(ConnectionHandshake::plain(config.server.proxy_protocol));
-    let mut tls_listeners = match &config.tls {
-        Some(tls) => Some(tls_listeners::TlsListeners::start(tls, &server, &lifecycle).await?),
-        None => None,
-    };
+    let server = ConnectionServer::new(proxy.clone(), lifecycle.clone());
     let listeners = Arc::new(ListenerSet::new(server));
-    let bound = listeners.bind_missing(&config.server.listen).await?;
+    let prepared = listeners.prepare(&config).await?;
     let admin_listener = admin::bind(config.admin.listen).await?;
-    listeners.apply(&config.server.listen, bound).await;
+    listeners.commit(prepared).await;
     let admin_local = admin_listener.local_addr().unwrap_or(config.admin.listen);
     summary.print(&listeners.local_addrs(), admin_local);
 
@@ -106,6 +105,8 @@ pub async fn run(
         proxy.clone(),
         runtime.clone(),
         listeners.clone(),
+        telemetry,
+        log_writers.clone(),
     ));
     let admin_stop = CancellationToken::new();
     let admin_routes = admin::admin_routes(&AdminState {
@@ -135,27 +136,20 @@ pub async fn run(
     drop(config);
 
     shutdown.await;
-    if let Some(tls) = tls_listeners.as_mut() {
-        tls.close().await;
-    }
     drain(&lifecycle, &listeners, &proxy).await;
     // Reload triggers end on the shutdown token; the admin API served
     // `/healthz` (503) and `/metrics` through the drain and stops now.
-    // Each holds the proxy, whose access-log handle must go before the
-    // log writer can finish.
+    // Each holds the proxy, whose access-log handles must go before the
+    // log writers can finish.
     while reload_triggers.join_next().await.is_some() {}
     admin_stop.cancel();
     let _ = admin_task.await;
-    drop(tls_listeners);
     drop(listeners);
     drop(proxy);
     // The plugin runtime outlives every request that could call into it.
     drop(runtime);
-    // The log writer ends once the last request's log line is written.
-    if tokio::time::timeout(ACCESS_LOG_FLUSH_TIMEOUT, log_writer)
-        .await
-        .is_err()
-    {
+    // Each log writer ends once the last request's log line is written.
+    if !log_writers.finish(ACCESS_LOG_FLUSH_TIMEOUT).await {
         tracing::warn!("access log not flushed within {ACCESS_LOG_FLUSH_TIMEOUT:?}");
     }
     lifecycle.flush(FLUSH_TIMEOUT).await;

@@ -69,12 +69,15 @@ impl StartupSummary {
     }
 
     /// Print the summary with the bound addresses.
-    pub fn print(&self, listeners: &[SocketAddr], admin: SocketAddr) {
+    pub fn print(&self, listeners: &[(&str, SocketAddr)], admin: SocketAddr) {
         eprint!("{}", self.text(listeners, admin));
     }
 
-    fn text(&self, listeners: &[SocketAddr], admin: SocketAddr) -> String {
-        let listeners: Vec<String> = listeners.iter().map(|a| format!("http://{a}")).collect();
+    fn text(&self, listeners: &[(&str, SocketAddr)], admin: SocketAddr) -> String {
+        let listeners: Vec<String> = listeners
+            .iter()
+            .map(|(scheme, a)| format!("{scheme}://{a}"))
+            .collect();
         format!(
             "tailgate {} serving {}\n  listeners: {}\n  admin api: http://{admin} (POST /reload, GET /healthz)\n{}",
             env!("CARGO_PKG_VERSION"),
@@ -138,14 +141,20 @@ upstream = "app"
         .expect("config");
         let summary = StartupSummary::new(&config, &PluginChains::from_chains(vec![]));
         let text = summary.text(
-            &["127.0.0.1:8080".parse().expect("addr")],
+            &[
+                ("http", "127.0.0.1:8080".parse().expect("addr")),
+                ("https", "127.0.0.1:8443".parse().expect("addr")),
+            ],
             "127.0.0.1:12345".parse().expect("addr"),
         );
         assert!(
             text.contains(&format!("serving {}", path.display())),
             "{text}"
         );
-        assert!(text.contains("listeners: http://127.0.0.1:8080"), "{text}");
+        assert!(
+            text.contains("listeners: http://127.0.0.1:8080, https://127.0.0.1:8443"),
+            "{text}"
+        );
         assert!(text.contains("admin api: http://127.0.0.1:12345"), "{text}");
         assert!(
             text.contains("site             example.com,*.example.org /* -> files (no plugins)"),

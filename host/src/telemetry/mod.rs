@@ -6,7 +6,8 @@
 //! flushed at shutdown. Requests only record metrics and queue log lines;
 //! they never wait on a push.
 //!
-//! `[telemetry]` is read at start-up only: a config reload does not change it.
+//! A config reload restarts the pushers whose section changed (see
+//! [`Telemetry`]); the metric prefix and constant labels need a restart.
 
 pub mod exposition;
 pub mod loki;
@@ -16,15 +17,17 @@ pub mod recorder;
 pub mod remote_write;
 pub mod retry;
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use self::loki::{LokiPusher, LokiSink};
 use self::remote_write::RemoteWritePusher;
-use crate::config::model::telemetry::{EnvText, TelemetryConfig, UnsetVariable};
+use crate::config::model::telemetry::{
+    EnvText, LokiConfig, RemoteWriteConfig, TelemetryConfig, UnsetVariable,
+};
 
 /// The default `job` label of `up`, pushed series and Loki streams.
 pub const DEFAULT_JOB: &str = "tailgate";
@@ -34,7 +37,6 @@ pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
-static LOKI: OnceLock<LokiSink> = OnceLock::new();
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -53,11 +55,70 @@ pub enum TelemetryError {
 }
 
 /// The running telemetry: keep it until shutdown, then [`Telemetry::shutdown`].
+///
+/// A reload may change `[telemetry.remote_write]` and `[telemetry.loki]`:
+/// [`prepare`](Telemetry::prepare) starts pushers for the sections that
+/// changed (an error rejects the reload), [`commit`](Telemetry::commit)
+/// puts them in service and flushes the replaced ones in the background. A
+/// pusher whose section did not change keeps running, with its queue. The
+/// metric prefix and the constant labels are part of the process-wide
+/// recorder: they change only on restart.
 pub struct Telemetry {
-    remote_write: Option<RemoteWritePusher>,
-    loki: Option<LokiPusher>,
+    handle: PrometheusHandle,
+    /// `[telemetry.labels]` as expanded at start (the recorder's).
+    constant: Vec<(String, String)>,
+    /// `instance` and `job`, added to pushed series that lack them.
+    scrape_labels: Vec<(String, String)>,
+    started_with: TelemetryConfig,
+    pushers: Mutex<Pushers>,
+    /// Replaced pushers flushing their queues; awaited at shutdown.
+    retiring: Mutex<JoinSet<()>>,
     upkeep: JoinHandle<()>,
 }
+
+/// The pushers in service, with the sections they were started from.
+#[derive(Default)]
+struct Pushers {
+    remote_write: Option<(RemoteWriteConfig, RemoteWritePusher)>,
+    loki: Option<(LokiConfig, LokiPusher)>,
+}
+
+/// What a reload changes in the pushers: `None` keeps the running one,
+/// `Some(None)` stops it, `Some(Some(..))` replaces it.
+pub struct TelemetryUpdate {
+    remote_write: Option<Option<(RemoteWriteConfig, RemoteWritePusher)>>,
+    loki: Option<Option<(LokiConfig, LokiPusher)>>,
+    /// The Loki sink access-log lines go to once the update is committed.
+    loki_sink: Option<LokiSink>,
+}
+
+impl TelemetryUpdate {
+    /// True when the Loki pusher is replaced or stopped: the access log must
+    /// be rebuilt on the new sink.
+    pub fn loki_changed(&self) -> bool {
+        self.loki.is_some()
+    }
+
+    /// The sink for access-log lines after the update.
+    pub fn loki_sink(&self) -> Option<LokiSink> {
+        self.loki_sink.clone()
+    }
+
+    /// The sections this update restarts (for the reload's log and answer).
+    pub fn changed(&self) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.remote_write.is_some() {
+            changed.push("telemetry.remote_write");
+        }
+        if self.loki.is_some() {
+            changed.push("telemetry.loki");
+        }
+        changed
+    }
+}
+
+/// Time a replaced pusher has to send what it still holds.
+const RETIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Telemetry {
     /// Install the metrics recorder (process-wide, once) and start the
@@ -78,70 +139,185 @@ impl Telemetry {
             ("instance".to_owned(), instance.clone()),
             ("job".to_owned(), DEFAULT_JOB.to_owned()),
         ];
-        let remote_write = config
-            .remote_write
-            .as_ref()
-            .map(|rw| {
-                let mut up = constant.clone();
-                for (name, value) in &scrape_labels {
-                    if !up.iter().any(|(n, _)| n == name) {
-                        up.push((name.clone(), value.clone()));
-                    }
-                }
-                RemoteWritePusher::start(rw, handle.clone(), scrape_labels.clone(), up)
-            })
-            .transpose()?;
-        let loki = config
-            .loki
-            .as_ref()
-            .map(|loki| {
-                let labels = if loki.labels.is_empty() {
-                    scrape_labels.clone()
-                } else {
-                    expand_labels(&loki.labels, "telemetry.loki.labels")
-                };
-                LokiPusher::start(loki, labels)
-            })
-            .transpose()?;
-        if let Some(loki) = &loki {
-            let _ = LOKI.set(loki.sink());
-        }
+        let upkeep_handle = handle.clone();
         let upkeep = tokio::spawn(async move {
             let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
             loop {
                 tick.tick().await;
-                handle.run_upkeep();
+                upkeep_handle.run_upkeep();
             }
         });
+        let telemetry = Telemetry {
+            handle,
+            constant,
+            scrape_labels,
+            started_with: config.clone(),
+            pushers: Mutex::new(Pushers::default()),
+            retiring: Mutex::new(JoinSet::new()),
+            upkeep,
+        };
+        let update = telemetry.prepare(config)?;
+        telemetry.commit(update);
         tracing::info!(
             prefix = %config.metrics_prefix,
             remote_write = config.remote_write.is_some(),
             loki = config.loki.is_some(),
             "telemetry started"
         );
-        Ok(Telemetry {
+        Ok(telemetry)
+    }
+
+    /// Start pushers for the sections of `next` that differ from the running
+    /// ones. Nothing in service changes until [`commit`](Self::commit);
+    /// dropping the update stops what it started.
+    pub fn prepare(&self, next: &TelemetryConfig) -> Result<TelemetryUpdate, TelemetryError> {
+        let pushers = self.lock_pushers();
+        let running_rw = pushers.remote_write.as_ref().map(|(c, _)| c);
+        let remote_write = if running_rw == next.remote_write.as_ref() {
+            None
+        } else {
+            Some(
+                next.remote_write
+                    .as_ref()
+                    .map(|rw| {
+                        let pusher = self.start_remote_write(rw)?;
+                        Ok::<_, TelemetryError>((rw.clone(), pusher))
+                    })
+                    .transpose()?,
+            )
+        };
+        let running_loki = pushers.loki.as_ref().map(|(c, _)| c);
+        let loki = if running_loki == next.loki.as_ref() {
+            None
+        } else {
+            Some(
+                next.loki
+                    .as_ref()
+                    .map(|loki| {
+                        let pusher = self.start_loki(loki)?;
+                        Ok::<_, TelemetryError>((loki.clone(), pusher))
+                    })
+                    .transpose()?,
+            )
+        };
+        let loki_sink = match &loki {
+            Some(replacement) => replacement.as_ref().map(|(_, p)| p.sink()),
+            None => pushers.loki.as_ref().map(|(_, p)| p.sink()),
+        };
+        Ok(TelemetryUpdate {
             remote_write,
             loki,
-            upkeep,
+            loki_sink,
         })
     }
 
+    /// Put `update`'s pushers in service; the ones they replace send what
+    /// they hold in the background (bounded), then stop.
+    pub fn commit(&self, update: TelemetryUpdate) {
+        let mut retired = Vec::new();
+        {
+            let mut pushers = self.lock_pushers();
+            if let Some(rw) = update.remote_write {
+                retired.extend(
+                    std::mem::replace(&mut pushers.remote_write, rw).map(|(_, p)| Retired::Rw(p)),
+                );
+            }
+            if let Some(loki) = update.loki {
+                retired.extend(
+                    std::mem::replace(&mut pushers.loki, loki).map(|(_, p)| Retired::Loki(p)),
+                );
+            }
+        }
+        let mut retiring = self.retiring.lock().unwrap_or_else(PoisonError::into_inner);
+        for pusher in retired {
+            retiring.spawn(pusher.flush(Instant::now() + RETIRE_TIMEOUT));
+        }
+    }
+
+    /// Settings of `next` that only a restart applies.
+    pub fn restart_only_changes(&self, next: &TelemetryConfig) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.started_with.metrics_prefix != next.metrics_prefix {
+            keys.push("telemetry.metrics_prefix");
+        }
+        if self.started_with.labels != next.labels {
+            keys.push("telemetry.labels");
+        }
+        keys
+    }
+
+    /// The Loki sink in service, if any.
+    pub fn loki_sink(&self) -> Option<LokiSink> {
+        self.lock_pushers().loki.as_ref().map(|(_, p)| p.sink())
+    }
+
     /// Push what is still queued (a last metrics snapshot and every buffered
-    /// log line), waiting at most `timeout`.
-    pub async fn shutdown(self, timeout: Duration) {
+    /// log line), waiting at most `timeout`; replaced pushers still flushing
+    /// are waited for too.
+    pub async fn shutdown(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
+        let Pushers { remote_write, loki } = std::mem::take(&mut *self.lock_pushers());
         let rw = async {
-            if let Some(rw) = self.remote_write {
+            if let Some((_, rw)) = remote_write {
                 rw.flush(deadline).await;
             }
         };
         let loki = async {
-            if let Some(loki) = self.loki {
+            if let Some((_, loki)) = loki {
                 loki.flush(deadline).await;
             }
         };
-        tokio::join!(rw, loki);
+        let mut retiring =
+            std::mem::take(&mut *self.retiring.lock().unwrap_or_else(PoisonError::into_inner));
+        let retired = async {
+            let _ = tokio::time::timeout_at(deadline.into(), async {
+                while retiring.join_next().await.is_some() {}
+            })
+            .await;
+        };
+        tokio::join!(rw, loki, retired);
         self.upkeep.abort();
+    }
+
+    fn start_remote_write(
+        &self,
+        config: &RemoteWriteConfig,
+    ) -> Result<RemoteWritePusher, TelemetryError> {
+        let mut up = self.constant.clone();
+        for (name, value) in &self.scrape_labels {
+            if !up.iter().any(|(n, _)| n == name) {
+                up.push((name.clone(), value.clone()));
+            }
+        }
+        RemoteWritePusher::start(config, self.handle.clone(), self.scrape_labels.clone(), up)
+    }
+
+    fn start_loki(&self, config: &LokiConfig) -> Result<LokiPusher, TelemetryError> {
+        let labels = if config.labels.is_empty() {
+            self.scrape_labels.clone()
+        } else {
+            expand_labels(&config.labels, "telemetry.loki.labels")
+        };
+        LokiPusher::start(config, labels)
+    }
+
+    fn lock_pushers(&self) -> std::sync::MutexGuard<'_, Pushers> {
+        self.pushers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A pusher taken out of service by a reload.
+enum Retired {
+    Rw(RemoteWritePusher),
+    Loki(LokiPusher),
+}
+
+impl Retired {
+    async fn flush(self, deadline: Instant) {
+        match self {
+            Retired::Rw(p) => p.flush(deadline).await,
+            Retired::Loki(p) => p.flush(deadline).await,
+        }
     }
 }
 
@@ -151,11 +327,6 @@ pub fn render_metrics() -> Option<String> {
         handle.run_upkeep();
         handle.render()
     })
-}
-
-/// The Loki sink, when `[telemetry.loki]` is configured and started.
-pub fn loki_sink() -> Option<LokiSink> {
-    LOKI.get().cloned()
 }
 
 /// Expand `${VAR}`s; a label whose variable is unset is left out (so

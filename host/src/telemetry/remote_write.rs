@@ -249,6 +249,16 @@ impl RemoteWritePusher {
     }
 }
 
+impl Drop for RemoteWritePusher {
+    /// A pusher dropped without [`flush`](RemoteWritePusher::flush) (one a
+    /// rejected reload started) stops at once.
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
 impl Shared {
     /// Take a snapshot now and queue it.
     fn snapshot(&self) {

@@ -1,7 +1,7 @@
 //! The validated `[telemetry]` section: metric naming and constant labels,
 //! the Prometheus remote_write pusher and the Loki log pusher. Built by
-//! `config::telemetry` at load; read once at startup by `crate::telemetry`,
-//! which installs the metrics recorder and starts the pushers.
+//! `config::telemetry` at load; read by `crate::telemetry`, which installs
+//! the metrics recorder at start and (re)starts the pushers on reloads.
 
 use std::collections::BTreeMap;
 use std::fmt;

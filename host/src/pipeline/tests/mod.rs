@@ -141,14 +141,15 @@ fn harness(config: &str, chains: Vec<RouteChain>) -> Harness {
     std::fs::write(dir.join("www/index.html"), "<h1>home</h1>").expect("write");
     std::fs::write(dir.join("50x.html"), "<p>back soon</p>").expect("write");
     let config = crate::config::parse(config, &dir.join("config.toml")).expect("valid config");
+    let (access_log, log) = AccessLog::channel(64);
     let active = ActiveConfig::new(
         Arc::new(config),
         Arc::new(PluginChains::from_chains(chains)),
+        access_log,
     )
     .expect("upstreams");
-    let (access_log, log) = AccessLog::channel(64);
     Harness {
-        proxy: Proxy::new(active, access_log),
+        proxy: Proxy::new(active),
         log,
         dir,
     }

@@ -76,8 +76,12 @@ upstream = "echo"
     let next_cfg =
         config(up, "", routes).replace("hosts = [\"app.test\"]", "hosts = [\"renamed.test\"]");
     let next = crate::config::parse(&next_cfg, &h.dir.join("config.toml")).expect("config");
-    let next = ActiveConfig::new(Arc::new(next), Arc::new(PluginChains::from_chains(vec![])))
-        .expect("upstreams");
+    let next = ActiveConfig::new(
+        Arc::new(next),
+        Arc::new(PluginChains::from_chains(vec![])),
+        h.proxy.active().access_log.clone(),
+    )
+    .expect("upstreams");
     let previous = h.proxy.swap(next);
     assert_eq!(previous.config.routes[0].name.as_str(), "app");
     assert_eq!(h.get("app.test", "/").await.status, StatusCode::NOT_FOUND);

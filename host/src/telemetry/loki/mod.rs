@@ -194,6 +194,14 @@ impl LokiPusher {
     }
 }
 
+impl Drop for LokiPusher {
+    /// A pusher dropped without [`flush`](LokiPusher::flush) (one a rejected
+    /// reload started) stops sending at once.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// What the sender should do next.
 enum Next {
     Send(Vec<LogEntry>),
