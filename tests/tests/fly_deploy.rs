@@ -1030,8 +1030,8 @@ fn the_deploy_guide_documents_every_start_sh_setting() {
 // === the production config through the real binary ===
 
 /// fly/config.toml with the image's paths mapped back to this checkout (see
-/// fly/Dockerfile), the listener on a free loopback port and, when given,
-/// every tailnet upstream pointed at `upstream`.
+/// fly/Dockerfile), the listener and the admin API on free loopback ports
+/// and, when given, every tailnet upstream pointed at `upstream`.
 fn fly_config_here(upstream: Option<&str>) -> String {
     let root = repo_root();
     let mut text = read("fly/config.toml");
@@ -1043,6 +1043,8 @@ fn fly_config_here(upstream: Option<&str>) -> String {
         text = text.replace(from, &to);
     };
     swap("\"0.0.0.0:8080\"", "\"127.0.0.1:0\"".into());
+    // The admin API on a free port too: 12345 may be taken on this machine.
+    swap("\"127.0.0.1:12345\"", "\"127.0.0.1:0\"".into());
     swap(
         "/usr/local/lib/tailgate/plugins/",
         format!("{}/plugins/target/wasm32-wasip2/release/", root.display()),
