@@ -102,6 +102,7 @@ impl Rules {
 
 #[cfg(test)]
 mod tests {
+    use tailgate_plugin_sdk::testing::{self, documented_configs, plugin_configs};
     use tailgate_plugin_sdk::{Header, HeaderEdit, ImmediateResponse, Var};
 
     use super::*;
@@ -126,49 +127,19 @@ mod tests {
         }
     }
 
-    /// The `[routes.plugins.config]` tables of every header-rewrite entry in
-    /// a TOML document, as JSON, the way the host hands them over.
-    fn header_rewrite_tables(value: &toml::Value, out: &mut Vec<String>) {
-        match value {
-            toml::Value::Table(table) => {
-                if table.get("plugin").and_then(|p| p.as_str()) == Some("header-rewrite") {
-                    let config = table
-                        .get("config")
-                        .cloned()
-                        .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
-                    out.push(serde_json::to_string(&config).expect("to JSON"));
-                }
-                table.values().for_each(|v| header_rewrite_tables(v, out));
-            }
-            toml::Value::Array(items) => items.iter().for_each(|v| header_rewrite_tables(v, out)),
-            _ => {}
-        }
-    }
-
     fn repo_file(path: &str) -> String {
-        let full = format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&full).unwrap_or_else(|err| panic!("read {full}: {err}"))
+        testing::repo_file(env!("CARGO_MANIFEST_DIR"), path)
     }
 
     /// The header-rewrite tables of the repository's default `config.toml`.
     fn default_config_tables() -> Vec<String> {
-        let doc: toml::Value =
-            toml::from_str(&repo_file("config.toml")).expect("config.toml is TOML");
-        let mut tables = Vec::new();
-        header_rewrite_tables(&doc, &mut tables);
-        tables
+        plugin_configs(&repo_file("config.toml"), "header-rewrite")
     }
 
     #[test]
     fn the_documented_examples_are_accepted() {
         let doc = repo_file("docs/writing-a-plugin.md");
-        let mut tables = Vec::new();
-        for block in doc.split("```toml\n").skip(1) {
-            let block = block.split("```").next().unwrap_or_default();
-            let value: toml::Value = toml::from_str(block)
-                .unwrap_or_else(|err| panic!("TOML block in the doc: {err}\n{block}"));
-            header_rewrite_tables(&value, &mut tables);
-        }
+        let tables = documented_configs(&doc, "header-rewrite");
         assert!(tables.len() >= 2, "the doc shows header-rewrite configs");
         for json in &tables {
             Rules::from_config(&Config::new(json.as_str()))

@@ -45,6 +45,8 @@ mod head;
 pub mod host;
 mod plugin;
 pub mod template;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use bindings::tailgate::plugin::types::{
     Header, HeaderEdit, HeaderOp, HookSet, ImmediateResponse, LogLevel, LogLine, LogRecord,

@@ -3,6 +3,8 @@
 
 use std::cell::{Cell, RefCell};
 
+use tailgate_plugin_sdk::testing::{documented_configs, repo_file};
+
 use super::*;
 use crate::fields::tests::record;
 
@@ -290,36 +292,10 @@ fn config_errors_name_the_key() {
     );
 }
 
-/// The `[routes.plugins.config]` tables of every log-shape entry in a TOML
-/// document, as JSON, the way the host hands them over.
-fn log_shape_tables(value: &toml::Value, out: &mut Vec<String>) {
-    match value {
-        toml::Value::Table(table) => {
-            if table.get("plugin").and_then(|p| p.as_str()) == Some("log-shape") {
-                let config = table
-                    .get("config")
-                    .cloned()
-                    .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
-                out.push(serde_json::to_string(&config).expect("to JSON"));
-            }
-            table.values().for_each(|v| log_shape_tables(v, out));
-        }
-        toml::Value::Array(items) => items.iter().for_each(|v| log_shape_tables(v, out)),
-        _ => {}
-    }
-}
-
 #[test]
 fn the_documented_examples_are_accepted() {
-    let full = format!("{}/../../docs/log-shape.md", env!("CARGO_MANIFEST_DIR"));
-    let doc = std::fs::read_to_string(&full).unwrap_or_else(|err| panic!("read {full}: {err}"));
-    let mut tables = Vec::new();
-    for block in doc.split("```toml\n").skip(1) {
-        let block = block.split("```").next().unwrap_or_default();
-        let value: toml::Value = toml::from_str(block)
-            .unwrap_or_else(|err| panic!("TOML block in the doc: {err}\n{block}"));
-        log_shape_tables(&value, &mut tables);
-    }
+    let doc = repo_file(env!("CARGO_MANIFEST_DIR"), "docs/log-shape.md");
+    let tables = documented_configs(&doc, "log-shape");
     assert!(tables.len() >= 4, "the doc shows log-shape configs");
     for json in &tables {
         let shaper = LogShaper::from_config(&Config::new(json.as_str()))

@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use tailgate_plugin_sdk::testing::{documented_configs, repo_file};
 use tailgate_plugin_sdk::{Header, Var};
 
 use super::*;
@@ -391,36 +392,10 @@ fn config_errors_name_the_key() {
     );
 }
 
-/// The `[routes.plugins.config]` tables of every rate-limit entry in a TOML
-/// document, as JSON, the way the host hands them over.
-fn rate_limit_tables(value: &toml::Value, out: &mut Vec<String>) {
-    match value {
-        toml::Value::Table(table) => {
-            if table.get("plugin").and_then(|p| p.as_str()) == Some("rate-limit") {
-                let config = table
-                    .get("config")
-                    .cloned()
-                    .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
-                out.push(serde_json::to_string(&config).expect("to JSON"));
-            }
-            table.values().for_each(|v| rate_limit_tables(v, out));
-        }
-        toml::Value::Array(items) => items.iter().for_each(|v| rate_limit_tables(v, out)),
-        _ => {}
-    }
-}
-
 #[test]
 fn the_documented_examples_are_accepted() {
-    let full = format!("{}/../../docs/rate-limit.md", env!("CARGO_MANIFEST_DIR"));
-    let doc = std::fs::read_to_string(&full).unwrap_or_else(|err| panic!("read {full}: {err}"));
-    let mut tables = Vec::new();
-    for block in doc.split("```toml\n").skip(1) {
-        let block = block.split("```").next().unwrap_or_default();
-        let value: toml::Value = toml::from_str(block)
-            .unwrap_or_else(|err| panic!("TOML block in the doc: {err}\n{block}"));
-        rate_limit_tables(&value, &mut tables);
-    }
+    let doc = repo_file(env!("CARGO_MANIFEST_DIR"), "docs/rate-limit.md");
+    let tables = documented_configs(&doc, "rate-limit");
     assert!(tables.len() >= 3, "the doc shows rate-limit configs");
     for json in &tables {
         RateLimitPolicy::from_config(&Config::new(json.as_str()))
