@@ -45,7 +45,7 @@ mod head;
 pub mod host;
 mod plugin;
 pub mod template;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use bindings::tailgate::plugin::types::{

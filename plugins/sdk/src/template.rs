@@ -304,27 +304,7 @@ impl Field {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Header;
-
-    fn request(method: &str, path: &str, query: Option<&str>) -> RequestHead {
-        RequestHead {
-            method: method.to_owned(),
-            scheme: "https".to_owned(),
-            host: "example.com".to_owned(),
-            path: path.to_owned(),
-            query: query.map(str::to_owned),
-            headers: vec![
-                Header::new("user-agent", "curl/8.5"),
-                Header::new("cookie", "a=1"),
-                Header::new("x-forwarded-for", "10.0.0.1"),
-                Header::new("cookie", "b=2"),
-                Header::new("x-forwarded-for", "10.0.0.2"),
-            ],
-            client_ip: "203.0.113.7".to_owned(),
-            route: "site".to_owned(),
-            request_id: "01HZX".to_owned(),
-        }
-    }
+    use crate::testing::request_head as request;
 
     fn render(source: &str) -> String {
         let template = Template::parse(source, CaptureRefs::Literal).expect("template parses");

@@ -1,9 +1,36 @@
 //! Test support for plugin crates (feature `testing`, used from
-//! `[dev-dependencies]`): finds the per-route configs of one plugin in a
-//! TOML document or in the ```toml blocks of a Markdown page, and hands each
-//! over as JSON, the way the host passes `[routes.plugins.config]` to
-//! `configure`. Lets a plugin test every config its docs show.
+//! `[dev-dependencies]`): a request head as the host hands one over, and the
+//! per-route configs of one plugin found in a TOML document or in the
+//! ```toml blocks of a Markdown page, each as JSON, the way the host passes
+//! `[routes.plugins.config]` to `configure`. Lets a plugin test every config
+//! its docs show.
 
+use crate::{Header, RequestHead};
+
+/// A request as the host would hand it over: `https://example.com`, a
+/// curl user agent, two cookies and two `X-Forwarded-For` headers, client
+/// `203.0.113.7`, route `site`.
+pub fn request_head(method: &str, path: &str, query: Option<&str>) -> RequestHead {
+    RequestHead {
+        method: method.to_owned(),
+        scheme: "https".to_owned(),
+        host: "example.com".to_owned(),
+        path: path.to_owned(),
+        query: query.map(str::to_owned),
+        headers: vec![
+            Header::new("user-agent", "curl/8.5"),
+            Header::new("cookie", "a=1"),
+            Header::new("x-forwarded-for", "10.0.0.1"),
+            Header::new("cookie", "b=2"),
+            Header::new("x-forwarded-for", "10.0.0.2"),
+        ],
+        client_ip: "203.0.113.7".to_owned(),
+        route: "site".to_owned(),
+        request_id: "01HZX".to_owned(),
+    }
+}
+
+#[cfg(feature = "testing")]
 /// A file of the repository, by its path from the root; `manifest_dir` is
 /// the calling crate's `env!("CARGO_MANIFEST_DIR")` (a crate under
 /// `plugins/`). Panics with the path when it cannot be read.
@@ -12,6 +39,7 @@ pub fn repo_file(manifest_dir: &str, path: &str) -> String {
     std::fs::read_to_string(&full).unwrap_or_else(|err| panic!("read {full}: {err}"))
 }
 
+#[cfg(feature = "testing")]
 /// The config tables (as JSON) of every `plugin = "<plugin>"` entry in a
 /// TOML document, at any depth; an entry without `config` gives `{}`.
 /// Panics when `document` is not valid TOML.
@@ -23,6 +51,7 @@ pub fn plugin_configs(document: &str, plugin: &str) -> Vec<String> {
     out
 }
 
+#[cfg(feature = "testing")]
 /// [`plugin_configs`] over every ```toml block of a Markdown page; every
 /// block must be valid TOML.
 pub fn documented_configs(markdown: &str, plugin: &str) -> Vec<String> {
@@ -33,6 +62,7 @@ pub fn documented_configs(markdown: &str, plugin: &str) -> Vec<String> {
         .collect()
 }
 
+#[cfg(feature = "testing")]
 fn collect(value: &toml::Value, plugin: &str, out: &mut Vec<String>) {
     match value {
         toml::Value::Table(table) => {
@@ -50,7 +80,7 @@ fn collect(value: &toml::Value, plugin: &str, out: &mut Vec<String>) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "testing"))]
 mod tests {
     use super::*;
 
