@@ -6,6 +6,7 @@
 //! actual response, a refused one gets none (the upstream's are removed).
 
 use serde::Deserialize;
+use tailgate_plugin_sdk::validate::is_token;
 use tailgate_plugin_sdk::{
     Config, ConfigError, ImmediateResponse, RequestAction, RequestHead, ResponseEdits, ResponseHead,
 };
@@ -46,14 +47,6 @@ pub struct CorsPolicy {
     expose: String,
     credentials: bool,
     max_age: Option<u32>,
-}
-
-/// An HTTP token (method or header name).
-fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn tokens(key: &str, items: &[String], upper: bool) -> Result<Vec<String>, ConfigError> {

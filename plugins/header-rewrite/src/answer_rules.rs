@@ -4,10 +4,11 @@
 //! `Location` built from a template and the path regex's captures).
 
 use regex::{Regex, RegexBuilder};
+use tailgate_plugin_sdk::validate::http_methods;
 use tailgate_plugin_sdk::{ConfigError, ImmediateResponse, RequestHead};
 
 use crate::config::{RawDenyRule, RawRedirectRule};
-use crate::header_plan::{check_field_text, is_token};
+use crate::header_plan::check_field_text;
 use crate::template::{CaptureRefs, Template};
 
 /// Compiled-size cap of one path regex: far above any sane path pattern,
@@ -53,7 +54,7 @@ impl DenyRule {
             None => None,
         };
         let methods = match &raw.methods {
-            Some(methods) => Some(method_list(&format!("{at}.methods"), methods)?),
+            Some(methods) => Some(http_methods(&format!("{at}.methods"), methods)?),
             None => None,
         };
         if !(200..=599).contains(&raw.status) {
@@ -161,29 +162,6 @@ fn path_regex(at: &str, pattern: &str) -> Result<Regex, ConfigError> {
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|err| ConfigError::new(at, err))
-}
-
-fn method_list(at: &str, methods: &[String]) -> Result<Vec<String>, ConfigError> {
-    if methods.is_empty() {
-        return Err(ConfigError::new(
-            at,
-            "must not be empty (leave it out to match every method)",
-        ));
-    }
-    methods
-        .iter()
-        .enumerate()
-        .map(|(i, method)| {
-            if is_token(method) {
-                Ok(method.to_ascii_uppercase())
-            } else {
-                Err(ConfigError::new(
-                    format!("{at}[{i}]"),
-                    format!("`{method}` is not a valid HTTP method"),
-                ))
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

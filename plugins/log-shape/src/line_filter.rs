@@ -5,10 +5,10 @@
 //! on the same sequence.
 
 use regex::{Regex, RegexBuilder};
+use tailgate_plugin_sdk::validate::http_methods;
 use tailgate_plugin_sdk::{ConfigError, LogRecord};
 
 use crate::config::{RawMatch, RawSample};
-use crate::redact::is_token;
 use crate::status_set::StatusSet;
 
 /// Compiled-size cap of one path regex.
@@ -56,28 +56,7 @@ impl RequestClass {
             None => None,
         };
         let methods = match &raw.methods {
-            Some(methods) if methods.is_empty() => {
-                return Err(ConfigError::new(
-                    format!("{at}.methods"),
-                    "must not be empty (leave it out to match every method)",
-                ))
-            }
-            Some(methods) => Some(
-                methods
-                    .iter()
-                    .enumerate()
-                    .map(|(i, method)| {
-                        if is_token(method) {
-                            Ok(method.to_ascii_uppercase())
-                        } else {
-                            Err(ConfigError::new(
-                                format!("{at}.methods[{i}]"),
-                                format!("`{method}` is not a valid HTTP method"),
-                            ))
-                        }
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
+            Some(methods) => Some(http_methods(&format!("{at}.methods"), methods)?),
             None => None,
         };
         Ok(RequestClass {

@@ -212,13 +212,7 @@ fn hex(byte: u8) -> Option<u8> {
     (byte as char).to_digit(16).map(|d| d as u8)
 }
 
-/// RFC 9110 `token`: header names.
-pub fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
+pub use tailgate_plugin_sdk::validate::is_token;
 
 #[cfg(test)]
 mod tests {

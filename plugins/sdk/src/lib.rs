@@ -47,6 +47,7 @@ mod plugin;
 pub mod template;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod validate;
 
 pub use bindings::tailgate::plugin::types::{
     Header, HeaderEdit, HeaderOp, HookSet, ImmediateResponse, LogLevel, LogLine, LogRecord,
