@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 
 use regex::{Regex, RegexBuilder};
+use tailgate_plugin_sdk::validate::http_methods;
 use tailgate_plugin_sdk::{ConfigError, RateLimit, RequestHead};
 
 use crate::config::RawLimit;
@@ -85,7 +86,7 @@ impl Limit {
             None => None,
         };
         let methods = match &raw.methods {
-            Some(methods) => Some(method_list(&at("methods"), methods)?),
+            Some(methods) => Some(http_methods(&at("methods"), methods)?),
             None => None,
         };
         let status = raw.status.unwrap_or(inherited.status);
@@ -166,33 +167,6 @@ fn zone_name(at: &str, name: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
-}
-
-fn method_list(at: &str, methods: &[String]) -> Result<Vec<String>, ConfigError> {
-    if methods.is_empty() {
-        return Err(ConfigError::new(
-            at,
-            "must not be empty (leave it out to limit every method)",
-        ));
-    }
-    methods
-        .iter()
-        .enumerate()
-        .map(|(i, method)| {
-            let token = !method.is_empty()
-                && method
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if token {
-                Ok(method.to_ascii_uppercase())
-            } else {
-                Err(ConfigError::new(
-                    format!("{at}[{i}]"),
-                    format!("`{method}` is not a valid HTTP method"),
-                ))
-            }
-        })
-        .collect()
 }
 
 /// nginx `limit_req_status` takes 400-599.
