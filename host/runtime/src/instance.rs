@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::component::HasSelf;
 use wasmtime::{Store, Trap};
@@ -23,6 +24,8 @@ pub(crate) struct InstanceRecipe {
     pub(crate) config_json: String,
     pub(crate) limits: Limits,
     pub(crate) deadline_ticks: u64,
+    /// Budget of instantiation + `configure` (see [`configure_budget`]).
+    pub(crate) configure_budget: Duration,
     pub(crate) shared: Arc<SharedState>,
     pub(crate) live: Arc<LiveInstances>,
 }
@@ -92,14 +95,17 @@ impl PluginInstance {
         let mut store = Store::new(recipe.pre.engine(), state);
         store.limiter(|state| &mut state.memory);
         // The epoch deadline starts at 0: set it before instantiating.
-        store.set_epoch_deadline(recipe.deadline_ticks);
+        let configure_ticks = crate::engine::deadline_ticks(recipe.configure_budget);
+        store.set_epoch_deadline(configure_ticks);
         let bindings = match recipe.pre.instantiate(&mut store) {
             Ok(bindings) => bindings,
             Err(error) => {
-                return Err(match classify(&error, store.data(), &recipe.limits) {
-                    PluginFault::Trap(message) => PluginFault::Instantiate(message),
-                    other => other,
-                })
+                return Err(
+                    match classify(&error, store.data(), recipe.configure_budget) {
+                        PluginFault::Trap(message) => PluginFault::Instantiate(message),
+                        other => other,
+                    },
+                )
             }
         };
         let mut instance = PluginInstance {
@@ -109,11 +115,13 @@ impl PluginInstance {
             baseline_memory: 0,
             _slot: slot,
         };
-        let configured = instance.run(recipe, |bindings, store| {
-            bindings
-                .tailgate_plugin_hooks()
-                .call_configure(store, &recipe.config_json)
-        })?;
+        instance.store.data_mut().begin_call();
+        instance.store.set_epoch_deadline(configure_ticks);
+        let configured = instance
+            .bindings
+            .tailgate_plugin_hooks()
+            .call_configure(&mut instance.store, &recipe.config_json)
+            .map_err(|error| classify(&error, instance.store.data(), recipe.configure_budget))?;
         instance.baseline_memory = instance.store.data().memory.size();
         Ok((instance, configured))
     }
@@ -137,7 +145,7 @@ impl PluginInstance {
         self.store.data_mut().begin_call();
         self.store.set_epoch_deadline(recipe.deadline_ticks);
         entry(&self.bindings, &mut self.store)
-            .map_err(|error| classify(&error, self.store.data(), &recipe.limits))
+            .map_err(|error| classify(&error, self.store.data(), recipe.limits.hook_timeout))
     }
 
     /// Whether the instance may serve another call: under `max_calls`, and
@@ -151,16 +159,26 @@ impl PluginInstance {
     }
 }
 
+/// The time instantiation and `configure` may take together: the hook
+/// budget, but at least one second. `configure` runs once per instance (at
+/// load, or when the pool grows), does the heavy lifting (regexes compiled,
+/// tables built), and on a loaded machine a wall-clock budget of a few
+/// milliseconds would reject a good config; a spinning `configure` is still
+/// stopped.
+pub(crate) fn configure_budget(limits: &Limits) -> Duration {
+    limits.hook_timeout.max(Duration::from_secs(1))
+}
+
 /// Names the fault behind a failed call. The memory cap is known from the
 /// limiter's record, the time budget from the epoch trap; anything else is
 /// a trap, described by its cause and the end of the guest's stderr (where
 /// a Rust guest's panic message is).
-fn classify(error: &wasmtime::Error, state: &HostState, limits: &Limits) -> PluginFault {
+fn classify(error: &wasmtime::Error, state: &HostState, budget: Duration) -> PluginFault {
     if state.memory.denied() {
         return PluginFault::MemoryLimit(state.memory.cap());
     }
     if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-        return PluginFault::Timeout(limits.hook_timeout);
+        return PluginFault::Timeout(budget);
     }
     let cause = error.root_cause().to_string();
     let stderr = state.stderr_tail.text();

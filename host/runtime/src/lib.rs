@@ -280,6 +280,7 @@ impl Runtime {
             config_json: config_json.to_string(),
             limits,
             deadline_ticks: engine::deadline_ticks(limits.hook_timeout),
+            configure_budget: instance::configure_budget(&limits),
             shared: inner.shared.clone(),
             live: inner.live.clone(),
         };
