@@ -99,7 +99,8 @@ impl AccessLog {
 
     /// Queue one line with its Loki stream labels (the log-shape plugin's).
     pub fn write_labelled_line(&self, line: String, labels: &[(String, String)]) {
-        let line = if line.contains(['\n', '\r']) {
+        // A byte scan: `contains([char; 2])` decodes every character.
+        let line = if line.bytes().any(|b| b == b'\n' || b == b'\r') {
             line.replace('\n', "\\n").replace('\r', "\\r")
         } else {
             line
@@ -276,14 +277,10 @@ pub fn default_line(rec: &LogRecord) -> String {
         #[serde(skip_serializing_if = "str::is_empty")]
         upstream_cache_status: &'a str,
     }
-    let remote_addr = rec
-        .peer_addr
-        .parse::<std::net::SocketAddr>()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|_| rec.peer_addr.clone());
+    let remote_addr = peer_ip_text(&rec.peer_addr);
     let line = DefaultLine {
         time: &rec.time,
-        remote_addr: &remote_addr,
+        remote_addr,
         client_ip: &rec.client_ip,
         request_method: &rec.method,
         request_uri: &rec.uri,
@@ -304,6 +301,22 @@ pub fn default_line(rec: &LogRecord) -> String {
     };
     // Serialising plain strings and numbers cannot fail; NaN/inf become null.
     serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"log_error\":\"{e}\"}}"))
+}
+
+/// The IP part of a socket address as `SocketAddr` prints it (`1.2.3.4:80`,
+/// `[::1]:80`, `[fe80::1%2]:80`), without formatting the address again;
+/// anything else as is.
+fn peer_ip_text(peer_addr: &str) -> &str {
+    if peer_addr.parse::<std::net::SocketAddr>().is_err() {
+        return peer_addr;
+    }
+    match peer_addr.strip_prefix('[') {
+        Some(v6) => {
+            let end = v6.find(['%', ']']).unwrap_or(v6.len());
+            &v6[..end]
+        }
+        None => peer_addr.rsplit_once(':').map_or(peer_addr, |(ip, _)| ip),
+    }
 }
 
 /// Seconds rounded to milliseconds, as nginx prints them.
@@ -362,6 +375,20 @@ mod tests {
         assert_eq!(v["request_id"], "abc");
         assert_eq!(v["route"], "docs");
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn the_remote_addr_is_the_peer_ip_as_socket_addr_prints_it() {
+        for peer in [
+            "10.0.0.2:5555",
+            "[::1]:80",
+            "[fe80::1%2]:443",
+            "[::ffff:10.1.2.3]:8080",
+        ] {
+            let parsed: std::net::SocketAddr = peer.parse().expect("socket address");
+            assert_eq!(peer_ip_text(peer), parsed.ip().to_string(), "{peer}");
+        }
+        assert_eq!(peer_ip_text("not an address"), "not an address");
     }
 
     #[tokio::test]
