@@ -411,10 +411,8 @@ mod tests {
 
     #[tokio::test]
     async fn lines_are_written_within_the_flush_interval_while_the_log_lives() {
-        let path = std::env::temp_dir().join(format!(
-            "tailgate-access-flush-{}.log",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("tailgate-access-flush-{}.log", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let config = AccessLogConfig {
             stdout: false,
@@ -435,7 +433,11 @@ mod tests {
         assert_eq!(out, "one\ntwo\n");
         // Written while the log lives: the flush interval (plus slack), not
         // the close, wrote them.
-        assert!(waited.elapsed() < FLUSH_INTERVAL * 20, "{:?}", waited.elapsed());
+        assert!(
+            waited.elapsed() < FLUSH_INTERVAL * 20,
+            "{:?}",
+            waited.elapsed()
+        );
         drop(log);
     }
 
@@ -449,7 +451,11 @@ mod tests {
         let mut out = Vec::new();
         let started = Instant::now();
         assert!(!queue.next_batch(&mut out));
-        assert!(started.elapsed() < FLUSH_INTERVAL, "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < FLUSH_INTERVAL,
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(out.len(), BATCH_BYTES);
     }
 

@@ -49,11 +49,7 @@ impl PendingLog {
 
     /// Run the log phase with the response body's final size.
     pub fn emit(self, bytes_sent: u64) {
-        let hooked = self
-            .ctx
-            .chain
-            .clone()
-            .filter(|c| c.has_hook(HookSet::LOG));
+        let hooked = self.ctx.chain.clone().filter(|c| c.has_hook(HookSet::LOG));
         let routed = self.ctx.route.is_some();
         let access_log = self.access_log.clone();
         let record = self.into_record(bytes_sent);
@@ -129,7 +125,11 @@ const MAX_CACHED_HOSTS: usize = 1024;
 /// Request counters and histograms. Labels stay low-cardinality: the host
 /// only when a route matched, the method only when standard.
 fn record_metrics(routed: bool, record: &LogRecord) {
-    let host = if routed { record.host.as_str() } else { UNROUTED };
+    let host = if routed {
+        record.host.as_str()
+    } else {
+        UNROUTED
+    };
     let method = STANDARD_METHODS
         .iter()
         .find(|m| **m == record.method)
