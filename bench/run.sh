@@ -92,12 +92,15 @@ cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     # The access logs reach ~1 GB over a full run; BENCH_KEEP_LOGS=1 keeps them.
-    if [ -z "${BENCH_KEEP_LOGS:-}" ]; then rm -f "$RUN"/*access.log; fi
+    if [ -z "${BENCH_KEEP_LOGS:-}" ]; then rm -f "$RUN"/logs/*access.log; fi
 }
 trap cleanup EXIT
 log "run folder: $RUN"
 
-mkdir -p "$RUN/www" "$RUN/nginx-tmp" "$RUN/nginx-cache" "$RUN/plugin-cache"
+# Access logs go to their own folder: Tailgate watches its config's folder
+# for changes (reload), and a log written next to the config would wake its
+# watcher on every batch, work nginx does not do.
+mkdir -p "$RUN/www" "$RUN/nginx-tmp" "$RUN/nginx-cache" "$RUN/plugin-cache" "$RUN/logs"
 head -c 1024 /dev/zero | tr '\0' 'a' >"$RUN/www/1k"
 head -c 102400 /dev/zero | tr '\0' 'b' >"$RUN/www/100k"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
@@ -164,7 +167,7 @@ start_nginx() {
 # start_tailgate TEMPLATE NAME PORT TLS_PORT ADMIN_PORT CACHE -> sets PROXY_PID
 start_tailgate() {
     render "$1" "$RUN/$2.toml" "$3" "$4" "$5" "$6"
-    "$TAILGATE" run --config "$RUN/$2.toml" >"$RUN/$2-access.log" 2>"$RUN/$2-stderr.log" &
+    "$TAILGATE" run --config "$RUN/$2.toml" >"$RUN/logs/$2-access.log" 2>"$RUN/$2-stderr.log" &
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")
     wait_port "$3"
@@ -264,7 +267,7 @@ for scenario in $SCENARIOS; do
             compare cache nginx "$nginx_pid" "http://127.0.0.1:$NGINX_PORT" \
                 tailgate "$tg_pid" "http://127.0.0.1:$TG_PORT"
             stop "$nginx_pid"; stop "$tg_pid"
-            NOTES+=("cache hits in the access logs (every request, warm-up included): nginx $(cache_hits "$RUN/nginx-access.log"), tailgate $(cache_hits "$RUN/tailgate-cache-access.log")")
+            NOTES+=("cache hits in the access logs (every request, warm-up included): nginx $(cache_hits "$RUN/logs/nginx-access.log"), tailgate $(cache_hits "$RUN/logs/tailgate-cache-access.log")")
             ;;
         4)
             log "scenario 4 (plugin overhead)"
@@ -279,7 +282,7 @@ for scenario in $SCENARIOS; do
             ;;
         *) die "unknown scenario '$scenario' (1 2 3 4)" ;;
     esac
-    : >"$RUN/nginx-access.log" 2>/dev/null || true
+    : >"$RUN/logs/nginx-access.log" 2>/dev/null || true
 done
 
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"

@@ -43,6 +43,9 @@ pub struct ClientInfo {
     pub forwarded_for: String,
     /// Unique id of this request.
     pub request_id: String,
+    /// `client_ip` as text, formatted once per request (`X-Real-IP`, the
+    /// plugins' `client-ip`, the log record).
+    pub client_ip_text: String,
 }
 
 impl ClientInfo {
@@ -75,6 +78,13 @@ impl ClientInfo {
             .filter(|v| v == "http" || v == "https")
             .unwrap_or_else(|| listener_scheme.to_string());
 
+        // An address is formatted once here, not by each user.
+        let peer_text = peer_ip.to_string();
+        let client_ip_text = if client_ip == peer_ip {
+            peer_text.clone()
+        } else {
+            client_ip.to_string()
+        };
         let forwarded_for = if peer_trusted {
             let chain: Vec<&str> = headers
                 .get_all(&X_FORWARDED_FOR)
@@ -84,12 +94,12 @@ impl ClientInfo {
                 .filter(|v| !v.is_empty())
                 .collect();
             if chain.is_empty() {
-                peer_ip.to_string()
+                peer_text
             } else {
-                format!("{}, {peer_ip}", chain.join(", "))
+                format!("{}, {peer_text}", chain.join(", "))
             }
         } else {
-            peer_ip.to_string()
+            peer_text
         };
 
         let request_id = headers
@@ -107,6 +117,7 @@ impl ClientInfo {
             scheme,
             forwarded_for,
             request_id,
+            client_ip_text,
         }
     }
 
@@ -124,7 +135,7 @@ impl ClientInfo {
                 headers.insert(name, value);
             }
         }
-        if let Ok(value) = HeaderValue::from_str(&self.client_ip.to_string()) {
+        if let Ok(value) = HeaderValue::from_str(&self.client_ip_text) {
             headers.insert(X_REAL_IP, value);
         }
     }
@@ -176,11 +187,15 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// With `upgrade`, the upgrade handshake fields are put back
 /// (`Upgrade: <protocol>`, `Connection: upgrade`).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
-    let listed: Vec<HeaderName> = connection_tokens(headers)
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .collect();
-    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
+    // Most maps have none or one of these: look before removing (each
+    // removal hashes its name), twice per request.
+    if headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        let listed: Vec<HeaderName> = connection_tokens(headers)
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+            headers.remove(name);
+        }
     }
     if let Some(protocol) = upgrade {
         headers.insert(header::UPGRADE, protocol.clone());

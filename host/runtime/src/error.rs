@@ -22,6 +22,12 @@ pub enum LoadError {
         path: PathBuf,
         reason: String,
     },
+    #[error("plugin {plugin}: {source}")]
+    Runtime {
+        plugin: String,
+        #[source]
+        source: RuntimeError,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

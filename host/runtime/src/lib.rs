@@ -134,8 +134,9 @@ struct RuntimeInner {
     live: Arc<LiveInstances>,
     config: RuntimeConfig,
     /// Dropped last of the runtime's parts: stops the epoch thread once the
-    /// runtime and every plugin loaded from it are gone.
-    _ticker: EpochTicker,
+    /// runtime and every plugin loaded from it are gone. Started by the
+    /// first [`Runtime::load`].
+    ticker: EpochTicker,
 }
 
 /// A compiled plugin component, ready to be configured for routes.
@@ -197,7 +198,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         instance::link(&mut linker)
             .map_err(|e| RuntimeError::Engine(format!("linking host imports: {e:#}")))?;
-        let ticker = EpochTicker::start(engine.clone())?;
+        let ticker = EpochTicker::new(engine.clone());
         let cache = CompileCache::new(config.cache_dir.clone(), &engine);
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
@@ -208,7 +209,7 @@ impl Runtime {
                 shared: Arc::new(SharedState::new(clock, state_limits).with_observer(observer)),
                 live: Arc::new(LiveInstances::new(config.max_instances.max(1))),
                 config,
-                _ticker: ticker,
+                ticker,
             }),
         })
     }
@@ -227,6 +228,14 @@ impl Runtime {
             source,
         })?;
         check_component_header(&bytes).map_err(|reason| invalid(reason.to_string()))?;
+        // Before any instance of this plugin can run.
+        inner
+            .ticker
+            .ensure_started()
+            .map_err(|source| LoadError::Runtime {
+                plugin: name.to_string(),
+                source,
+            })?;
         let digest = compile_cache::sha256_hex(&bytes);
         let (component, cache_outcome) = inner
             .cache
@@ -337,6 +346,11 @@ impl Runtime {
     /// The caps on each plugin's state.
     pub fn state_limits(&self) -> StateLimits {
         self.inner.shared.limits
+    }
+
+    /// Whether the epoch ticker thread runs (from the first plugin load on).
+    pub fn epoch_ticker_started(&self) -> bool {
+        self.inner.ticker.is_started()
     }
 
     /// Plugin instances alive right now (idle in pools or in a call).

@@ -1,5 +1,5 @@
-//! The epoch ticker thread lives exactly as long as its runtime (and the
-//! plugins loaded from it). Its own test binary: it counts the process's
+//! The epoch ticker thread starts with the first plugin load and lives
+//! exactly as long as its runtime (and the plugins loaded from it). Its own test binary: it counts the process's
 //! threads, which other tests would disturb.
 
 mod common;
@@ -34,8 +34,13 @@ fn settled_epoch_threads(expected: usize) -> usize {
 fn one_ticker_per_runtime_stopped_when_the_last_user_drops() {
     assert_eq!(epoch_threads(), 0);
     let runtime = runtime();
-    assert_eq!(settled_epoch_threads(1), 1);
+    // No plugin loaded, no thread (a proxy without plugins pays nothing).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(epoch_threads(), 0);
+    assert!(!runtime.epoch_ticker_started());
     let plugin = configured(&runtime, "r", r#"{"mode":"ok"}"#);
+    assert!(runtime.epoch_ticker_started());
+    assert_eq!(settled_epoch_threads(1), 1);
     // Configuring and calling plugins starts no more tickers.
     plugin.on_request(&request("r", "/", "ip")).expect("call");
     // (Time for a stray new thread to name itself.)

@@ -50,7 +50,7 @@ impl Origin {
         head: &RequestHead,
         client_host: Option<HeaderValue>,
     ) -> Result<Arc<Self>, ProxyError> {
-        let (uri, mut headers) = upstream_request_head(client, ctx, head, client_host, None)?;
+        let (uri, mut headers) = upstream_request_head(client, ctx, head, None, client_host, None)?;
         for name in CLIENT_CONDITIONALS {
             headers.remove(name);
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Version};
-use tailgate_runtime::{Header, RequestHead, Var};
+use tailgate_runtime::{Header, HookSet, RequestHead, Var};
 
 use super::body::BodyCounter;
 use crate::config::model::Route;
@@ -29,7 +29,8 @@ pub struct RequestContext {
     pub version: Version,
     pub user_agent: String,
     pub referer: String,
-    /// The request headers as received.
+    /// The request headers as received; moved into the [`RequestHead`]
+    /// (so empty in the log record) when no log hook reads them.
     pub request_headers: Vec<Header>,
     pub route: Option<Arc<Route>>,
     pub chain: Option<Arc<RouteChain>>,
@@ -79,16 +80,27 @@ impl RequestContext {
         self.route.as_ref().map_or("", |r| r.name.as_str())
     }
 
-    /// The head the request hooks see.
-    pub fn request_head<B>(&self, req: &Request<B>) -> RequestHead {
+    /// The head the request hooks (and the upstream phase) see. Its header
+    /// list is moved out of the context unless a log hook will read the
+    /// request headers as received (the default access line does not).
+    pub fn request_head<B>(&mut self, req: &Request<B>) -> RequestHead {
+        let logged = self
+            .chain
+            .as_ref()
+            .is_some_and(|c| c.has_hook(HookSet::LOG));
+        let headers = if logged {
+            self.request_headers.clone()
+        } else {
+            std::mem::take(&mut self.request_headers)
+        };
         RequestHead {
             method: self.method.as_str().to_string(),
             scheme: self.client.scheme.clone(),
             host: self.host.clone(),
             path: req.uri().path().to_string(),
             query: req.uri().query().map(str::to_string),
-            headers: self.request_headers.clone(),
-            client_ip: self.client.client_ip.to_string(),
+            headers,
+            client_ip: self.client.client_ip_text.clone(),
             route: self.route_name().to_string(),
             request_id: self.client.request_id.clone(),
         }

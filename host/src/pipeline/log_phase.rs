@@ -7,6 +7,8 @@
 
 use std::time::UNIX_EPOCH;
 
+use dashmap::DashMap;
+use metrics::{Counter, Histogram};
 use tailgate_runtime::{Header, HookSet, LogRecord};
 
 use super::context::{protocol_name, RequestContext};
@@ -47,9 +49,11 @@ impl PendingLog {
 
     /// Run the log phase with the response body's final size.
     pub fn emit(self, bytes_sent: u64) {
-        let record = self.record(bytes_sent);
-        record_metrics(&self.ctx, &record);
-        let hooked = self.ctx.chain.as_ref().filter(|c| c.has_hook(HookSet::LOG));
+        let hooked = self.ctx.chain.clone().filter(|c| c.has_hook(HookSet::LOG));
+        let routed = self.ctx.route.is_some();
+        let access_log = self.access_log.clone();
+        let record = self.into_record(bytes_sent);
+        record_metrics(routed, &record);
         let line = match hooked {
             None => Some((default_line(&record), Vec::new())),
             Some(chain) => match run_hook(|| chain.on_log(&record)) {
@@ -61,67 +65,138 @@ impl PendingLog {
             },
         };
         if let Some((line, labels)) = line {
-            self.access_log.write_labelled_line(line, &labels);
+            access_log.write_labelled_line(line, &labels);
         }
     }
 
-    fn record(&self, bytes_sent: u64) -> LogRecord {
-        let ctx = &self.ctx;
+    /// The record of the exchange; the request's strings are moved into
+    /// it, not copied (the context ends here).
+    fn into_record(self, bytes_sent: u64) -> LogRecord {
+        let PendingLog {
+            ctx,
+            status,
+            response_headers,
+            access_log: _,
+        } = self;
+        let route = ctx.route_name().to_string();
         LogRecord {
             time: humantime::format_rfc3339_millis(ctx.started_at).to_string(),
             time_unix_ms: ctx
                 .started_at
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
-            client_ip: ctx.client.client_ip.to_string(),
+            client_ip: ctx.client.client_ip_text,
             peer_addr: ctx.client.peer.to_string(),
             method: ctx.method.as_str().to_string(),
-            scheme: ctx.client.scheme.clone(),
-            host: ctx.host.clone(),
-            uri: ctx.uri.clone(),
+            scheme: ctx.client.scheme,
+            host: ctx.host,
+            uri: ctx.uri,
             protocol: protocol_name(ctx.version).to_string(),
-            status: self.status,
+            status,
             bytes_sent,
             bytes_received: ctx.body.bytes(),
             request_time: ctx.start.elapsed().as_secs_f64(),
             upstream_response_time: ctx.upstream_time.map(|d| d.as_secs_f64()),
-            upstream_addr: ctx.upstream_addr.clone(),
+            upstream_addr: ctx.upstream_addr,
             cache_status: ctx
                 .cache_status
                 .map_or_else(String::new, |s| s.as_str().to_string()),
-            route: ctx.route_name().to_string(),
-            request_id: ctx.client.request_id.clone(),
-            user_agent: ctx.user_agent.clone(),
-            referer: ctx.referer.clone(),
-            request_headers: ctx.request_headers.clone(),
-            response_headers: self.response_headers.clone(),
-            vars: ctx.vars.clone(),
+            route,
+            request_id: ctx.client.request_id,
+            user_agent: ctx.user_agent,
+            referer: ctx.referer,
+            request_headers: ctx.request_headers,
+            response_headers,
+            vars: ctx.vars,
         }
     }
 }
 
+/// Methods with their own `method` label; others are "OTHER".
+const STANDARD_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
+/// The host label of an unrouted request.
+const UNROUTED: &str = "_unrouted";
+/// Hosts whose metric handles are kept; past this, series are looked up
+/// per request (as the `metrics` macros do).
+const MAX_CACHED_HOSTS: usize = 1024;
+
 /// Request counters and histograms. Labels stay low-cardinality: the host
 /// only when a route matched, the method only when standard.
-fn record_metrics(ctx: &RequestContext, record: &LogRecord) {
-    let host = if ctx.route.is_some() {
-        record.host.clone()
+fn record_metrics(routed: bool, record: &LogRecord) {
+    let host = if routed {
+        record.host.as_str()
     } else {
-        "_unrouted".to_string()
+        UNROUTED
     };
-    let method = match ctx.method.as_str() {
-        m @ ("GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "CONNECT"
-        | "TRACE") => m.to_string(),
-        _ => "OTHER".to_string(),
-    };
-    metrics::counter!(
-        "tailgate_http_requests_total",
-        "status" => record.status.to_string(),
-        "method" => method,
-        "host" => host.clone()
-    )
-    .increment(1);
-    metrics::histogram!("tailgate_http_request_duration_seconds", "host" => host.clone())
-        .record(record.request_time);
-    metrics::counter!("tailgate_http_response_bytes_total", "host" => host)
-        .increment(record.bytes_sent);
+    let method = STANDARD_METHODS
+        .iter()
+        .find(|m| **m == record.method)
+        .copied()
+        .unwrap_or("OTHER");
+    let series = &*REQUEST_SERIES;
+    match series.get(host) {
+        Some(host_series) => host_series.record(method, record),
+        None if series.len() < MAX_CACHED_HOSTS => {
+            let host_series = series
+                .entry(host.to_string())
+                .or_insert_with(|| HostSeries::register(host));
+            host_series.record(method, record);
+        }
+        None => HostSeries::register(host).record(method, record),
+    }
+}
+
+/// Registered handles of the request metrics, by host label: registering
+/// a series hashes its key and allocates its labels, which per request was
+/// a measurable share of the proxy's CPU (docs/performance.md).
+static REQUEST_SERIES: std::sync::LazyLock<DashMap<String, HostSeries>> =
+    std::sync::LazyLock::new(DashMap::new);
+
+/// The series of one host label.
+struct HostSeries {
+    host: String,
+    duration: Histogram,
+    response_bytes: Counter,
+    /// `tailgate_http_requests_total` by (method, status).
+    requests: DashMap<(&'static str, u16), Counter>,
+}
+
+impl HostSeries {
+    fn register(host: &str) -> Self {
+        HostSeries {
+            host: host.to_string(),
+            duration: metrics::histogram!(
+                "tailgate_http_request_duration_seconds",
+                "host" => host.to_string()
+            ),
+            response_bytes: metrics::counter!(
+                "tailgate_http_response_bytes_total",
+                "host" => host.to_string()
+            ),
+            requests: DashMap::new(),
+        }
+    }
+
+    fn record(&self, method: &'static str, record: &LogRecord) {
+        let key = (method, record.status);
+        match self.requests.get(&key) {
+            Some(counter) => counter.increment(1),
+            None => self
+                .requests
+                .entry(key)
+                .or_insert_with(|| {
+                    metrics::counter!(
+                        "tailgate_http_requests_total",
+                        "status" => record.status.to_string(),
+                        "method" => method,
+                        "host" => self.host.clone()
+                    )
+                })
+                .increment(1),
+        }
+        self.duration.record(record.request_time);
+        self.response_bytes.increment(record.bytes_sent);
+    }
 }

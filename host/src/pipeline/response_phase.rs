@@ -62,12 +62,13 @@ pub fn finish(
     }
 
     let status = response.status().as_u16();
-    let pending = PendingLog::new(
-        ctx,
-        status,
-        headers_to_list(response.headers()),
-        access_log.clone(),
-    );
+    // Only a log hook reads the response headers of the record.
+    let logged_headers = if ctx.chain.as_ref().is_some_and(|c| c.has_hook(HookSet::LOG)) {
+        headers_to_list(response.headers())
+    } else {
+        Vec::new()
+    };
+    let pending = PendingLog::new(ctx, status, logged_headers, access_log.clone());
     match upgrade {
         Some(upgrade) => {
             // Tracked, so a shutdown drain waits for open WebSockets.
