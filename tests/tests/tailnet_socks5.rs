@@ -3,7 +3,9 @@
 //! upstreams are reached through it by hostname, and with the SOCKS5 server
 //! down a request is a 502 naming the proxy, while the proxy keeps serving.
 //! The identity check finds the peer by its MagicDNS name in the LocalAPI
-//! stand-in's status (no peer address is known through SOCKS5).
+//! stand-in's status (no peer address is known through SOCKS5). The Loki
+//! pusher goes through the SOCKS5 server too: with it down nothing arrives
+//! at the Loki stand-in, and the queued lines do once it is back.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use tailgate_e2e::base_config;
 use tailgate_e2e::client::get;
 use tailgate_e2e::localapi_standin::LocalApiStandIn;
+use tailgate_e2e::loki_standin::{LokiStandin, StoredLine};
 use tailgate_e2e::process::{Tailgate, TempDir};
 use tailgate_e2e::upstream::TestUpstream;
 
@@ -27,6 +30,10 @@ impl Microsocks {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
+        Self::start_on(port)
+    }
+
+    fn start_on(port: u16) -> Self {
         let child = Command::new("microsocks")
             .args(["-i", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
@@ -138,4 +145,67 @@ upstream = "later"
     );
     // Tailgate itself is fine.
     assert_eq!(get(tg.addr(), "docs.test", "/healthz").await.status, 200);
+}
+
+/// Whether a Loki stand-in stored a line for `uri`.
+fn stored(lines: &[StoredLine], uri: &str) -> bool {
+    lines
+        .iter()
+        .any(|l| l.line.contains(&format!("\"request_uri\":\"{uri}\"")))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loki_pushes_go_through_the_socks5_server_in_socks5_mode() {
+    let mut socks = Microsocks::start();
+    let loki = LokiStandin::start();
+    // A static route: its answers do not need the SOCKS5 server, the pushes do.
+    let dir = TempDir::new("socks5-loki");
+    dir.write("www/index.html", "hello");
+    let config = base_config("")
+        + &format!(
+            r#"
+[tailnet]
+mode = "socks5"
+socks5 = "{socks}"
+
+[telemetry.loki]
+url = "http://localhost:{loki_port}/loki/api/v1/push"
+batch_wait = "100ms"
+min_backoff = "100ms"
+max_backoff = "300ms"
+max_retries = 1000
+"#,
+            socks = socks.addr,
+            loki_port = loki.addr.port(),
+        )
+        + &format!(
+            "\n[upstreams.files]\nstatic = \"{}\"\n\n[[routes]]\nname = \"files\"\nhosts = [\"app.test\"]\npath = \"/\"\nupstream = \"files\"\n",
+            dir.path().join("www").display()
+        );
+    let tg = Tailgate::start(&config);
+
+    assert_eq!(get(tg.addr(), "app.test", "/via-socks").await.status, 404);
+    assert!(
+        loki.wait_until(Duration::from_secs(10), |lines| stored(lines, "/via-socks")),
+        "pushed through the SOCKS5 server"
+    );
+
+    // Without the SOCKS5 server the pusher cannot reach Loki, though Loki is up.
+    socks.stop();
+    assert_eq!(get(tg.addr(), "app.test", "/while-down").await.status, 404);
+    assert!(
+        !loki.wait_until(Duration::from_millis(1500), |lines| stored(
+            lines,
+            "/while-down"
+        )),
+        "a line arrived without the SOCKS5 server: the pusher dialled directly"
+    );
+    let _socks = Microsocks::start_on(socks.addr.port());
+    assert!(
+        loki.wait_until(Duration::from_secs(10), |lines| stored(
+            lines,
+            "/while-down"
+        )),
+        "the queued line arrives once the SOCKS5 server is back"
+    );
 }

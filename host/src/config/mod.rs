@@ -66,7 +66,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let admin = admin::build_admin(&src, raw.admin)?;
     let access_log = access_log::build_access_log(&src, base_dir, raw.access_log)?;
     let cache = cache::build_cache(&src, raw.cache)?;
-    let telemetry = telemetry::build_telemetry(&src, raw.telemetry)?;
+    let telemetry = telemetry::build_telemetry(&src, raw.telemetry)?.dial_like(&tailnet);
     Ok(Config {
         source: path.to_path_buf(),
         server,

@@ -282,6 +282,8 @@ fn build_push(
             url: parsed,
             auth,
             timeout,
+            // Set from `[tailnet]` once both are read (`dial_like`).
+            socks5: None,
         },
         RetryPolicy {
             min_backoff,

@@ -2,8 +2,13 @@
 //! configured endpoint (HTTP or HTTPS with the web PKI roots), with its auth
 //! header, under a deadline, and sorts the outcome into accepted, worth
 //! retrying (connection error, timeout, 429, 5xx — with `Retry-After`), or
-//! rejected for good (any other status).
+//! rejected for good (any other status). In `[tailnet] dial = "socks5"`
+//! mode it connects through tailscaled's SOCKS5 server, like the upstreams.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -14,7 +19,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
 
 use super::TelemetryError;
 use crate::config::model::telemetry::{PushAuth, PushEndpoint};
@@ -45,7 +51,7 @@ pub enum PushResult {
 /// A keep-alive client for one endpoint.
 #[derive(Debug, Clone)]
 pub struct PushClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<PushDialer>, Full<Bytes>>,
     url: Uri,
     auth: Option<HeaderValue>,
     timeout: Duration,
@@ -58,11 +64,20 @@ impl PushClient {
             what,
             reason: e.to_string(),
         })?;
+        let dialer = match endpoint.socks5 {
+            Some(proxy) => PushDialer::Socks5(proxy),
+            None => {
+                let mut direct = HttpConnector::new();
+                direct.enforce_http(false);
+                direct.set_nodelay(true);
+                PushDialer::Direct(direct)
+            }
+        };
         let connector = HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(dialer);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
@@ -120,6 +135,57 @@ impl PushClient {
                 retry_after: None,
             },
             Ok(Ok((parts, body))) => classify(parts.status, &parts.headers, &body),
+        }
+    }
+}
+
+/// How a push reaches its endpoint: directly (system resolver), or through
+/// tailscaled's SOCKS5 server, which is handed the host name (socks5h).
+#[derive(Debug, Clone)]
+pub enum PushDialer {
+    Direct(HttpConnector),
+    Socks5(SocketAddr),
+}
+
+type DialFuture = Pin<
+    Box<dyn Future<Output = Result<TokioIo<TcpStream>, crate::pipeline::body::BoxError>> + Send>,
+>;
+
+impl tower_service::Service<Uri> for PushDialer {
+    type Response = TokioIo<TcpStream>;
+    type Error = crate::pipeline::body::BoxError;
+    type Future = DialFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self {
+            PushDialer::Direct(direct) => direct.poll_ready(cx).map_err(Into::into),
+            PushDialer::Socks5(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        match self {
+            PushDialer::Direct(direct) => {
+                let dialing = direct.call(uri);
+                Box::pin(async move { dialing.await.map_err(Into::into) })
+            }
+            PushDialer::Socks5(proxy) => {
+                let proxy = *proxy;
+                Box::pin(async move {
+                    let host = uri
+                        .host()
+                        .ok_or("push URL without a host")?
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_owned();
+                    let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+                        Some("https") => 443,
+                        _ => 80,
+                    });
+                    let stream = crate::upstream::socks5::connect(proxy, &host, port).await?;
+                    Ok(TokioIo::new(stream))
+                })
+            }
         }
     }
 }

@@ -19,6 +19,24 @@ pub struct TelemetryConfig {
     pub loki: Option<LokiConfig>,
 }
 
+impl TelemetryConfig {
+    /// Send the pushes the way upstreams are dialled: through tailscaled's
+    /// SOCKS5 server in `socks5` mode (it forwards public addresses too).
+    pub fn dial_like(mut self, tailnet: &super::tailnet::TailnetConfig) -> Self {
+        let proxy = match tailnet.dial {
+            super::tailnet::DialMode::Socks5(proxy) => Some(proxy),
+            super::tailnet::DialMode::System => None,
+        };
+        if let Some(rw) = &mut self.remote_write {
+            rw.endpoint.socks5 = proxy;
+        }
+        if let Some(loki) = &mut self.loki {
+            loki.endpoint.socks5 = proxy;
+        }
+        self
+    }
+}
+
 impl Default for TelemetryConfig {
     fn default() -> Self {
         TelemetryConfig {
@@ -78,6 +96,10 @@ pub struct PushEndpoint {
     pub auth: Option<PushAuth>,
     /// Time allowed for one push (connect, send, response).
     pub timeout: Duration,
+    /// tailscaled's SOCKS5 server the push connects through, when
+    /// `[tailnet] dial` is `socks5` (userspace networking: a Loki or
+    /// Prometheus on the tailnet is reachable only that way).
+    pub socks5: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, PartialEq)]
