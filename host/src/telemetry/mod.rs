@@ -86,8 +86,8 @@ struct Pushers {
 /// What a reload changes in the pushers: `None` keeps the running one,
 /// `Some(None)` stops it, `Some(Some(..))` replaces it.
 pub struct TelemetryUpdate {
-    remote_write: Option<Option<(RemoteWriteConfig, RemoteWritePusher)>>,
-    loki: Option<Option<(LokiConfig, LokiPusher)>>,
+    remote_write: Replacement<RemoteWriteConfig, RemoteWritePusher>,
+    loki: Replacement<LokiConfig, LokiPusher>,
     /// The Loki sink access-log lines go to once the update is committed.
     loki_sink: Option<LokiSink>,
 }
@@ -172,34 +172,10 @@ impl Telemetry {
     /// dropping the update stops what it started.
     pub fn prepare(&self, next: &TelemetryConfig) -> Result<TelemetryUpdate, TelemetryError> {
         let pushers = self.lock_pushers();
-        let running_rw = pushers.remote_write.as_ref().map(|(c, _)| c);
-        let remote_write = if running_rw == next.remote_write.as_ref() {
-            None
-        } else {
-            Some(
-                next.remote_write
-                    .as_ref()
-                    .map(|rw| {
-                        let pusher = self.start_remote_write(rw)?;
-                        Ok::<_, TelemetryError>((rw.clone(), pusher))
-                    })
-                    .transpose()?,
-            )
-        };
-        let running_loki = pushers.loki.as_ref().map(|(c, _)| c);
-        let loki = if running_loki == next.loki.as_ref() {
-            None
-        } else {
-            Some(
-                next.loki
-                    .as_ref()
-                    .map(|loki| {
-                        let pusher = self.start_loki(loki)?;
-                        Ok::<_, TelemetryError>((loki.clone(), pusher))
-                    })
-                    .transpose()?,
-            )
-        };
+        let remote_write = replacement(&pushers.remote_write, &next.remote_write, |rw| {
+            self.start_remote_write(rw)
+        })?;
+        let loki = replacement(&pushers.loki, &next.loki, |loki| self.start_loki(loki))?;
         let loki_sink = match &loki {
             Some(replacement) => replacement.as_ref().map(|(_, p)| p.sink()),
             None => pushers.loki.as_ref().map(|(_, p)| p.sink()),
@@ -304,6 +280,26 @@ impl Telemetry {
     fn lock_pushers(&self) -> std::sync::MutexGuard<'_, Pushers> {
         self.pushers.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// What a reload does to one pusher: `None` keeps the running one (its
+/// section did not change), `Some(None)` stops it, `Some(Some(..))` is the
+/// pusher `start` made for the new section.
+type Replacement<C, P> = Option<Option<(C, P)>>;
+
+fn replacement<C: Clone + PartialEq, P>(
+    running: &Option<(C, P)>,
+    next: &Option<C>,
+    start: impl FnOnce(&C) -> Result<P, TelemetryError>,
+) -> Result<Replacement<C, P>, TelemetryError> {
+    if running.as_ref().map(|(config, _)| config) == next.as_ref() {
+        return Ok(None);
+    }
+    let started = match next {
+        Some(config) => Some((config.clone(), start(config)?)),
+        None => None,
+    };
+    Ok(Some(started))
 }
 
 /// A pusher taken out of service by a reload.
