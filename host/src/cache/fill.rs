@@ -127,29 +127,15 @@ where
 mod tests {
     use super::*;
     use crate::cache::freshness::{assess, policy_request};
-    use crate::cache::key::{CacheKeyTemplate, DEFAULT_KEY_TEMPLATE};
-    use crate::config::model::{CacheConfig, IgnoredHeaders, RouteCache, UseStale};
+    use crate::config::model::{CacheConfig, RouteCache};
     use futures_util::stream;
     use http_body_util::{BodyExt, StreamBody};
-    use std::collections::BTreeMap;
-    use std::time::{Duration, SystemTime};
+    use std::time::SystemTime;
 
     fn fill(cache: &Arc<ResponseCache>, limit: u64) -> CacheFill {
         let settings = RouteCache {
-            key: CacheKeyTemplate::parse(DEFAULT_KEY_TEMPLATE).expect("key"),
-            valid: BTreeMap::new(),
-            valid_any: None,
-            ignore_headers: IgnoredHeaders::default(),
-            cache_get: true,
-            cache_head: true,
-            bypass: vec![],
-            no_store: vec![],
-            use_stale: UseStale::default(),
-            background_update: false,
-            lock: true,
-            lock_timeout: Duration::from_secs(5),
             max_entry_size: limit,
-            status_header: None,
+            ..crate::cache::freshness::tests::settings()
         };
         let mut headers = HeaderMap::new();
         headers.insert("cache-control", "max-age=60".parse().expect("value"));

@@ -263,13 +263,14 @@ impl CacheDirectives {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cache::key::{CacheKeyTemplate, DEFAULT_KEY_TEMPLATE};
     use crate::config::model::{IgnoredHeaders, UseStale};
     use std::collections::BTreeMap;
 
-    fn settings() -> RouteCache {
+    /// A route's cache settings with every default (1 MiB entries).
+    pub(crate) fn settings() -> RouteCache {
         RouteCache {
             key: CacheKeyTemplate::parse(DEFAULT_KEY_TEMPLATE).expect("key"),
             valid: BTreeMap::new(),
