@@ -154,6 +154,22 @@ fn tailgate_check(path: &Path) -> (bool, String) {
     )
 }
 
+/// Write `config` and reload: the reload must be rejected (422) with the
+/// same error `tailgate check` prints for the file. The `/reload` body.
+async fn expect_rejected(tg: &Tailgate, config: &str) -> serde_json::Value {
+    std::fs::write(&tg.config_path, config).expect("write");
+    let (status, body) = admin_reload(tg).await;
+    assert_eq!(status, 422, "{body}");
+    let error = body["error"].as_str().expect("error text");
+    let (ok, check) = tailgate_check(&tg.config_path);
+    assert!(!ok);
+    assert!(
+        check.contains(error),
+        "check says the same:\n{check}\nvs\n{error}"
+    );
+    body
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_configs_and_trapping_plugins_are_rejected_and_the_old_config_serves_on() {
     let up = TestUpstream::start();
@@ -167,9 +183,7 @@ async fn invalid_configs_and_trapping_plugins_are_rejected_and_the_old_config_se
 
     // 1. A config error: an unknown key in the route, with its position.
     let typo = good.replace("path = \"/\"\n", "path = \"/\"\npaht = \"/x\"\n");
-    std::fs::write(&tg.config_path, &typo).expect("write");
-    let (status, body) = admin_reload(&tg).await;
-    assert_eq!(status, 422, "{body}");
+    let body = expect_rejected(&tg, &typo).await;
     assert_eq!(body["status"], "error");
     let error = body["error"].as_str().expect("error text").to_string();
     let line = typo
@@ -184,12 +198,6 @@ async fn invalid_configs_and_trapping_plugins_are_rejected_and_the_old_config_se
     assert!(
         error.contains("route `app`") || error.contains("app"),
         "{error}"
-    );
-    let (ok, check) = tailgate_check(&tg.config_path);
-    assert!(!ok);
-    assert!(
-        check.contains(&error),
-        "check says the same:\n{check}\nvs\n{error}"
     );
     assert_eq!(
         config_of(&get(addr, "app.test", "/").await).as_deref(),
@@ -210,21 +218,13 @@ plugin = "fault-injector"
 mode = "trap"
 hook = "configure"
 "#;
-    std::fs::write(&tg.config_path, &trapping).expect("write");
-    let (status, body) = admin_reload(&tg).await;
-    assert_eq!(status, 422, "{body}");
+    let body = expect_rejected(&tg, &trapping).await;
     let error = body["error"].as_str().expect("error text").to_string();
     assert!(
         error.contains("loading plugins")
             && error.contains("fault-injector")
             && error.contains("trap"),
         "{error}"
-    );
-    let (ok, check) = tailgate_check(&tg.config_path);
-    assert!(!ok);
-    assert!(
-        check.contains(&error),
-        "check says the same:\n{check}\nvs\n{error}"
     );
     assert!(
         body["failed_reloads"].as_u64().expect("count") >= 2,
