@@ -45,16 +45,19 @@ pub enum HookFault {
 
 /// The hook surface of one configured plugin, as the chain calls it. The
 /// runtime's [`ConfiguredPlugin`] implements it; tests use scripted plugins.
+/// The heads are `&mut` so the runtime can narrow their header lists to the
+/// fields the plugin declared for the call; they are whole again when a
+/// hook returns.
 pub trait PluginHooks: Send + Sync {
     fn name(&self) -> &str;
     fn hooks(&self) -> HookSet;
-    fn on_request(&self, req: &RequestHead) -> Result<RequestAction, PluginFault>;
+    fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault>;
     fn on_response(
         &self,
-        req: &RequestHead,
-        resp: &ResponseHead,
+        req: &mut RequestHead,
+        resp: &mut ResponseHead,
     ) -> Result<ResponseEdits, PluginFault>;
-    fn on_log(&self, rec: &LogRecord) -> Result<Option<LogLine>, PluginFault>;
+    fn on_log(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault>;
 }
 
 impl PluginHooks for ConfiguredPlugin {
@@ -64,17 +67,17 @@ impl PluginHooks for ConfiguredPlugin {
     fn hooks(&self) -> HookSet {
         ConfiguredPlugin::hooks(self)
     }
-    fn on_request(&self, req: &RequestHead) -> Result<RequestAction, PluginFault> {
+    fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
         ConfiguredPlugin::on_request(self, req)
     }
     fn on_response(
         &self,
-        req: &RequestHead,
-        resp: &ResponseHead,
+        req: &mut RequestHead,
+        resp: &mut ResponseHead,
     ) -> Result<ResponseEdits, PluginFault> {
         ConfiguredPlugin::on_response(self, req, resp)
     }
-    fn on_log(&self, rec: &LogRecord) -> Result<Option<LogLine>, PluginFault> {
+    fn on_log(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
         ConfiguredPlugin::on_log(self, rec)
     }
 }
@@ -273,7 +276,7 @@ impl RouteChain {
     /// plugin's header edits to `resp` before the next one sees it.
     pub fn on_response(
         &self,
-        req: &RequestHead,
+        req: &mut RequestHead,
         resp: &mut ResponseHead,
     ) -> Result<(), ChainFailure> {
         for entry in self.with_hook(HookSet::RESPONSE).rev() {
@@ -295,7 +298,7 @@ impl RouteChain {
     }
 
     /// Ask the last plugin of the chain that has a log hook to shape the line.
-    pub fn on_log(&self, rec: &LogRecord) -> LogDecision {
+    pub fn on_log(&self, rec: &mut LogRecord) -> LogDecision {
         let Some(entry) = self.with_hook(HookSet::LOG).next_back() else {
             return LogDecision::Default;
         };

@@ -137,14 +137,16 @@ fn a_real_chain_passes_edits_along_and_answers_responses_in_reverse() {
         headers: vec![],
         host_generated: false,
     };
-    chain.on_response(&head, &mut resp).expect("response hooks");
+    chain
+        .on_response(&mut head, &mut resp)
+        .expect("response hooks");
     assert_eq!(
         header(&resp.headers, "x-frame-options").as_deref(),
         Some("DENY")
     );
     assert_eq!(header(&resp.headers, "x-fault-injector"), None);
 
-    match chain.on_log(&log_record("site")) {
+    match chain.on_log(&mut log_record("site")) {
         LogDecision::Line(line) => assert!(
             line.line.starts_with("GET /page 200 req-1"),
             "{}",

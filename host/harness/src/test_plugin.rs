@@ -61,12 +61,12 @@ impl<'h> TestPlugin<'h> {
     /// Calls `on-request` (a hook the plugin did not declare returns
     /// `continue` with no edits without entering the guest, as in the proxy).
     pub fn on_request(&self, req: impl Into<Request>) -> RequestOutcome {
-        let head = req.into().into_head(self.route());
+        let mut head = req.into().into_head(self.route());
         let mark = self.harness.log_capture().mark();
         let result = self
             .harness
             .metrics_capture()
-            .around(|| self.configured.on_request(&head));
+            .around(|| self.configured.on_request(&mut head));
         RequestOutcome {
             result,
             context: self.context("on-request", mark),
@@ -79,13 +79,13 @@ impl<'h> TestPlugin<'h> {
         req: impl Into<Request>,
         resp: impl Into<Response>,
     ) -> ResponseOutcome {
-        let head = req.into().into_head(self.route());
-        let resp = resp.into().into_head();
+        let mut head = req.into().into_head(self.route());
+        let mut resp = resp.into().into_head();
         let mark = self.harness.log_capture().mark();
         let result = self
             .harness
             .metrics_capture()
-            .around(|| self.configured.on_response(&head, &resp));
+            .around(|| self.configured.on_response(&mut head, &mut resp));
         ResponseOutcome {
             result,
             context: self.context("on-response", mark),
@@ -96,14 +96,14 @@ impl<'h> TestPlugin<'h> {
     /// A plugin that does not declare `log` gives `Ok(None)` here; check
     /// [`TestPlugin::implements`] to tell it from a dropped line.
     pub fn on_log(&self, entry: impl Into<LogEntry>) -> LogOutcome {
-        let record = entry
+        let mut record = entry
             .into()
             .into_record(self.route(), self.harness.now_ms());
         let mark = self.harness.log_capture().mark();
         let result = self
             .harness
             .metrics_capture()
-            .around(|| self.configured.on_log(&record));
+            .around(|| self.configured.on_log(&mut record));
         LogOutcome {
             result,
             context: self.context("on-log", mark),

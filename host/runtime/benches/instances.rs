@@ -74,7 +74,7 @@ fn configured(max_calls_per_instance: u32, cache: &std::path::Path) -> (Runtime,
     (runtime, configured)
 }
 
-fn call(plugin: &ConfiguredPlugin, req: &RequestHead) {
+fn call(plugin: &ConfiguredPlugin, req: &mut RequestHead) {
     match plugin.on_request(req) {
         Ok(RequestAction::Continue(edits)) => {
             std::hint::black_box(edits);
@@ -91,9 +91,9 @@ fn run_threads(plugin: &Arc<ConfiguredPlugin>, threads: u64, iters: u64) -> Dura
         for _ in 0..threads {
             let plugin = plugin.clone();
             scope.spawn(move || {
-                let req = request();
+                let mut req = request();
                 for _ in 0..per_thread {
-                    call(&plugin, &req);
+                    call(&plugin, &mut req);
                 }
             });
         }
@@ -107,9 +107,9 @@ fn instances(c: &mut Criterion) {
     for (name, max_calls) in [("fresh", 1), ("reused", u32::MAX)] {
         let (_runtime, plugin) = configured(max_calls, cache.path());
         let plugin = Arc::new(plugin);
-        let req = request();
+        let mut req = request();
         group.bench_function(format!("{name}/1-thread"), |b| {
-            b.iter(|| call(&plugin, &req))
+            b.iter(|| call(&plugin, &mut req))
         });
         group.bench_function(format!("{name}/2-threads"), |b| {
             b.iter_custom(|iters| run_threads(&plugin, 2, iters))

@@ -136,11 +136,11 @@ fn shipped_plugins(c: &mut Criterion) {
             {"zone":"api_key","rate":"1000000r/s","burst":1000000,"nodelay":true,"key":"{http_x_api_key}"}
         ]}"#,
     );
-    let req = request();
+    let mut req = request();
     let mut group = c.benchmark_group("rate_limit_on_request");
     for (name, plugin) in [("1-limit", &one_limit), ("3-limits", &three_limits)] {
         group.bench_function(name, |b| {
-            b.iter(|| match plugin.on_request(&req) {
+            b.iter(|| match plugin.on_request(&mut req) {
                 Ok(RequestAction::Continue(edits)) => {
                     std::hint::black_box(edits);
                 }
@@ -164,19 +164,19 @@ fn shipped_plugins(c: &mut Criterion) {
         "log_shape",
         r#"{"sample":{"rate":1000000,"when":{"status":"200-399"}}}"#,
     );
-    let ok = record(200);
+    let mut ok = record(200);
     let mut group = c.benchmark_group("log_shape_on_log");
     group.bench_function("nginx-json-redacted-labels", |b| {
         b.iter(|| {
-            let line = shaped.on_log(&ok).expect("no fault").expect("kept");
+            let line = shaped.on_log(&mut ok).expect("no fault").expect("kept");
             std::hint::black_box(line);
         })
     });
     group.bench_function("sampled-out", |b| {
         // The first line of the class is kept; the rest are sampled out.
-        let _ = sampled.on_log(&ok);
+        let _ = sampled.on_log(&mut ok);
         b.iter(|| {
-            let line = sampled.on_log(&ok).expect("no fault");
+            let line = sampled.on_log(&mut ok).expect("no fault");
             std::hint::black_box(line);
         })
     });

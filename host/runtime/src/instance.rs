@@ -11,7 +11,7 @@ use std::time::Duration;
 use wasmtime::component::HasSelf;
 use wasmtime::{Store, Trap};
 
-use crate::bindings::types::HookSet;
+use crate::bindings::types::PluginInfo;
 use crate::bindings::{Plugin, PluginPre};
 use crate::host_state::{GuestIdentity, HostState};
 use crate::state::SharedState;
@@ -85,7 +85,7 @@ impl PluginInstance {
     /// config. `Ok((instance, Err(message)))` is a config the plugin rejected.
     pub(crate) fn new(
         recipe: &InstanceRecipe,
-    ) -> Result<(PluginInstance, Result<HookSet, String>), PluginFault> {
+    ) -> Result<(PluginInstance, Result<PluginInfo, String>), PluginFault> {
         let slot = recipe.live.acquire()?;
         let state = HostState::new(
             recipe.guest.clone(),

@@ -17,6 +17,7 @@ mod compile_cache;
 mod engine;
 mod error;
 mod guest_output;
+mod header_filter;
 mod hook;
 mod host_imports;
 mod host_state;
@@ -29,9 +30,9 @@ mod state;
 mod wasi_io;
 
 pub use bindings::types::{
-    Header, HeaderEdit, HeaderOp, HookSet, ImmediateResponse, LogLevel, LogLine, LogRecord,
-    RateDecision, RateLimit, RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead,
-    Var,
+    Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet, ImmediateResponse, LogLevel, LogLine,
+    LogRecord, PluginInfo, RateDecision, RateLimit, RequestAction, RequestEdits, RequestHead,
+    ResponseEdits, ResponseHead, Var,
 };
 pub use compile_cache::CacheOutcome;
 pub use engine::{Allocator, MemoryReservation, MAX_MEMORY_BYTES};
@@ -159,7 +160,8 @@ pub struct LoadedPlugin {
 /// (or [`ConfiguredPlugin::hooks`]) before calling a hook.
 pub struct ConfiguredPlugin {
     recipe: InstanceRecipe,
-    hooks: HookSet,
+    /// What `configure` declared: hooks and the header fields they read.
+    info: PluginInfo,
     pool: InstancePool,
     metrics: CallMetrics,
     max_calls_per_instance: u32,
@@ -247,7 +249,7 @@ impl Runtime {
             .and_then(PluginPre::new)
             .map_err(|e| {
                 invalid(format!(
-                    "it does not fit the tailgate:plugin@0.1.0 `plugin` world: {e:#}"
+                    "it does not fit the tailgate:plugin@0.2.0 `plugin` world: {e:#}"
                 ))
             })?;
         Ok(Arc::new(LoadedPlugin {
@@ -297,8 +299,8 @@ impl Runtime {
         let started = Instant::now();
         let made = PluginInstance::new(&recipe);
         metrics.call(Hook::Configure, started.elapsed());
-        let (instance, hooks) = match made {
-            Ok((instance, Ok(hooks))) => (instance, hooks),
+        let (instance, info) = match made {
+            Ok((instance, Ok(info))) => (instance, header_filter::normalised(info)),
             Ok((_, Err(message))) => {
                 return Err(ConfigureError::Rejected {
                     route: route.to_string(),
@@ -317,7 +319,7 @@ impl Runtime {
         };
         let configured = ConfiguredPlugin {
             recipe,
-            hooks,
+            info,
             pool: InstancePool::new(InstancePool::default_capacity()),
             metrics,
             max_calls_per_instance: inner.config.max_calls_per_instance.max(1),
@@ -404,11 +406,16 @@ impl ConfiguredPlugin {
     }
     /// The hooks the plugin declared in `configure`.
     pub fn hooks(&self) -> HookSet {
-        self.hooks
+        self.info.hooks
+    }
+    /// What the plugin declared in `configure`: its hooks and the header
+    /// fields they read.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
     }
     /// Whether the plugin implements `hook` (the pipeline skips it if not).
     pub fn implements(&self, hook: Hook) -> bool {
-        hook.is_in(self.hooks)
+        hook.is_in(self.info.hooks)
     }
     pub fn limits(&self) -> Limits {
         self.recipe.limits
@@ -418,7 +425,10 @@ impl ConfiguredPlugin {
         self.pool.idle()
     }
 
-    pub fn on_request(&self, req: &RequestHead) -> Result<RequestAction, PluginFault> {
+    /// `on-request`. The plugin sees only the request header fields it
+    /// asked for: `req.headers` is narrowed for the call and is whole again
+    /// when this returns.
+    pub fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
         if !self.implements(Hook::Request) {
             return Ok(RequestAction::Continue(RequestEdits {
                 headers: Vec::new(),
@@ -427,37 +437,54 @@ impl ConfiguredPlugin {
                 vars: Vec::new(),
             }));
         }
-        self.call(Hook::Request, |plugin, store| {
+        let saved = header_filter::narrow(&self.info.request_headers, &mut req.headers);
+        let result = self.call(Hook::Request, |plugin, store| {
             plugin.tailgate_plugin_hooks().call_on_request(store, req)
-        })
+        });
+        header_filter::restore(&mut req.headers, saved);
+        result
     }
 
+    /// `on-response`, both header lists narrowed for the call like
+    /// [`ConfiguredPlugin::on_request`]'s.
     pub fn on_response(
         &self,
-        req: &RequestHead,
-        resp: &ResponseHead,
+        req: &mut RequestHead,
+        resp: &mut ResponseHead,
     ) -> Result<ResponseEdits, PluginFault> {
         if !self.implements(Hook::Response) {
             return Ok(ResponseEdits {
                 headers: Vec::new(),
             });
         }
-        self.call(Hook::Response, |plugin, store| {
+        let saved_req = header_filter::narrow(&self.info.request_headers, &mut req.headers);
+        let saved_resp = header_filter::narrow(&self.info.response_headers, &mut resp.headers);
+        let result = self.call(Hook::Response, |plugin, store| {
             plugin
                 .tailgate_plugin_hooks()
                 .call_on_response(store, req, resp)
-        })
+        });
+        header_filter::restore(&mut req.headers, saved_req);
+        header_filter::restore(&mut resp.headers, saved_resp);
+        result
     }
 
+    /// `on-log`, the record's two header lists narrowed for the call.
     /// `Ok(None)`: the plugin dropped the line, or does not implement `on-log`
     /// (tell them apart with [`ConfiguredPlugin::implements`]).
-    pub fn on_log(&self, rec: &LogRecord) -> Result<Option<LogLine>, PluginFault> {
+    pub fn on_log(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
         if !self.implements(Hook::Log) {
             return Ok(None);
         }
-        self.call(Hook::Log, |plugin, store| {
+        let saved_req = header_filter::narrow(&self.info.request_headers, &mut rec.request_headers);
+        let saved_resp =
+            header_filter::narrow(&self.info.response_headers, &mut rec.response_headers);
+        let result = self.call(Hook::Log, |plugin, store| {
             plugin.tailgate_plugin_hooks().call_on_log(store, rec)
-        })
+        });
+        header_filter::restore(&mut rec.request_headers, saved_req);
+        header_filter::restore(&mut rec.response_headers, saved_resp);
+        result
     }
 
     /// Runs one hook on an idle instance (or a fresh one), records metrics,

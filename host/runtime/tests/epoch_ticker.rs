@@ -42,7 +42,9 @@ fn one_ticker_per_runtime_stopped_when_the_last_user_drops() {
     assert!(runtime.epoch_ticker_started());
     assert_eq!(settled_epoch_threads(1), 1);
     // Configuring and calling plugins starts no more tickers.
-    plugin.on_request(&request("r", "/", "ip")).expect("call");
+    plugin
+        .on_request(&mut request("r", "/", "ip"))
+        .expect("call");
     // (Time for a stray new thread to name itself.)
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(epoch_threads(), 1);

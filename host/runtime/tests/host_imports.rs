@@ -18,7 +18,7 @@ use tailgate_runtime::{
 const START_MS: u64 = 1_700_000_000_000;
 
 fn edits(plugin: &ConfiguredPlugin, path: &str, ip: &str) -> RequestEdits {
-    match plugin.on_request(&request(plugin.route(), path, ip)) {
+    match plugin.on_request(&mut request(plugin.route(), path, ip)) {
         Ok(RequestAction::Continue(edits)) => edits,
         other => panic!("expected continue, got {other:?}"),
     }
@@ -65,8 +65,8 @@ fn every_import_answers_a_real_guest() {
 
     let resp = plugin
         .on_response(
-            &request("r", "/two", "198.51.100.1"),
-            &ResponseHead {
+            &mut request("r", "/two", "198.51.100.1"),
+            &mut ResponseHead {
                 status: 200,
                 headers: vec![],
                 host_generated: false,
@@ -120,7 +120,7 @@ fn rate_limit_rejects_with_retry_after_and_refills() {
     // A different client has its own bucket.
     let e = edits(&plugin, "/", "203.0.113.10");
     assert_eq!(edit(&e.headers, "x-ratelimit"), Some("pass"));
-    match plugin.on_request(&request("r", "/", "203.0.113.9")) {
+    match plugin.on_request(&mut request("r", "/", "203.0.113.9")) {
         Ok(RequestAction::Respond(resp)) => {
             assert_eq!(resp.status, 429);
             let retry = resp
@@ -178,7 +178,7 @@ fn concurrent_rate_limit_checks_are_exact() {
         for _ in 0..8 {
             scope.spawn(|| {
                 for _ in 0..25 {
-                    match plugin.on_request(&request("r", "/", "192.0.2.1")) {
+                    match plugin.on_request(&mut request("r", "/", "192.0.2.1")) {
                         Ok(RequestAction::Continue(e)) => {
                             assert_eq!(edit(&e.headers, "x-ratelimit"), Some("pass"));
                             passed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -251,7 +251,7 @@ fn state_survives_reconfiguration_unless_the_zone_changes() {
     // A reload: a new configured plugin (and a new load) on the same runtime.
     let reloaded = state_plugin(&runtime, "fault-injector", "r", zone);
     assert!(matches!(
-        reloaded.on_request(&request("r", "/", "ip")),
+        reloaded.on_request(&mut request("r", "/", "ip")),
         Ok(RequestAction::Respond(_))
     ));
     // The counter kept counting too (the rejected request counted).
@@ -319,7 +319,7 @@ fn misuse_of_an_import_traps_with_a_reason() {
     // A key over the 512-byte limit.
     let plugin = state_plugin(&runtime, "fault-injector", "r", r#"{"mode":"state"}"#);
     let long_ip = "9".repeat(600);
-    match plugin.on_request(&request("r", "/", &long_ip)) {
+    match plugin.on_request(&mut request("r", "/", &long_ip)) {
         Err(PluginFault::Trap(message)) => {
             assert!(
                 message.contains(

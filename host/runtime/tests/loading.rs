@@ -47,7 +47,7 @@ fn files_that_are_not_plugins_are_refused_with_a_reason() {
     // A valid, empty component: compiles, but exports no hooks.
     let text = load_err(&runtime, b"\0asm\x0d\0\x01\0");
     assert!(
-        text.contains("does not fit the tailgate:plugin@0.1.0 `plugin` world"),
+        text.contains("does not fit the tailgate:plugin@0.2.0 `plugin` world"),
         "{text}"
     );
     assert!(text.contains("tailgate:plugin/hooks"), "{text}");
@@ -82,7 +82,7 @@ fn mtime(path: &Path) -> SystemTime {
 fn works(runtime: &Runtime) {
     let plugin = configured(runtime, "r", r#"{"mode":"ok"}"#);
     assert!(matches!(
-        plugin.on_request(&request("r", "/", "ip")),
+        plugin.on_request(&mut request("r", "/", "ip")),
         Ok(RequestAction::Continue(_))
     ));
 }
@@ -163,5 +163,5 @@ fn an_unwritable_cache_costs_a_warning_not_the_plugin() {
     let configured = runtime
         .configure(&plugin, "r", r#"{"mode":"ok"}"#, limits())
         .expect("configure");
-    assert!(configured.on_request(&request("r", "/", "ip")).is_ok());
+    assert!(configured.on_request(&mut request("r", "/", "ip")).is_ok());
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use metrics_util::debugging::DebuggingRecorder;
 use tailgate_runtime::{
-    ConfigureError, Hook, Limits, LogRecord, PluginFault, RequestAction, ResponseHead,
+    ConfigureError, Header, Hook, Limits, LogRecord, PluginFault, RequestAction, ResponseHead,
 };
 
 fn continue_edits(action: RequestAction) -> tailgate_runtime::RequestEdits {
@@ -65,8 +65,8 @@ fn ok_mode_runs_every_hook() {
     assert!(plugin.implements(Hook::Request));
     assert!(plugin.implements(Hook::Response));
     assert!(plugin.implements(Hook::Log));
-    let req = request("r", "/", "198.51.100.1");
-    let edits = continue_edits(plugin.on_request(&req).expect("on_request"));
+    let mut req = request("r", "/", "198.51.100.1");
+    let edits = continue_edits(plugin.on_request(&mut req).expect("on_request"));
     assert_eq!(edit(&edits.headers, "x-fault-injector"), Some("ok"));
     assert_eq!(edit(&edits.headers, "x-seen-headers"), Some("3"));
     assert_eq!(
@@ -74,11 +74,11 @@ fn ok_mode_runs_every_hook() {
         Some("runtime-tests/1.0")
     );
     let resp = plugin
-        .on_response(&req, &response_head())
+        .on_response(&mut req, &mut response_head())
         .expect("on_response");
     assert_eq!(edit(&resp.headers, "x-fault-injector"), Some("ok 200"));
     let line = plugin
-        .on_log(&log_record())
+        .on_log(&mut log_record())
         .expect("on_log")
         .expect("a line");
     assert_eq!(line.line, "GET /a?b=c 204 req-9 vars=k=v");
@@ -92,8 +92,8 @@ fn ok_mode_runs_every_hook() {
 fn trap_is_reported_with_the_guest_panic_message() {
     let runtime = runtime();
     let plugin = configured(&runtime, "r", r#"{"mode":"trap","hook":"request"}"#);
-    let req = request("r", "/", "198.51.100.1");
-    let (result, logs) = capture_logs(|| plugin.on_request(&req));
+    let mut req = request("r", "/", "198.51.100.1");
+    let (result, logs) = capture_logs(|| plugin.on_request(&mut req));
     match result {
         Err(PluginFault::Trap(message)) => {
             assert!(message.contains("unreachable"), "{message}");
@@ -135,15 +135,18 @@ fn the_call_after_a_fault_succeeds_on_a_new_instance() {
         "r",
         r#"{"mode":"trap","hook":"request","after":2,"times":1,"counter":"after-fault"}"#,
     );
-    let req = request("r", "/", "198.51.100.1");
-    assert!(plugin.on_request(&req).is_ok());
+    let mut req = request("r", "/", "198.51.100.1");
+    assert!(plugin.on_request(&mut req).is_ok());
     assert_eq!(plugin.idle_instances(), 1);
     let live_before = runtime.live_instances();
-    assert!(matches!(plugin.on_request(&req), Err(PluginFault::Trap(_))));
+    assert!(matches!(
+        plugin.on_request(&mut req),
+        Err(PluginFault::Trap(_))
+    ));
     // The trapped instance was thrown away, not pooled.
     assert_eq!(plugin.idle_instances(), 0);
     assert_eq!(runtime.live_instances(), live_before - 1);
-    let edits = continue_edits(plugin.on_request(&req).expect("third call"));
+    let edits = continue_edits(plugin.on_request(&mut req).expect("third call"));
     assert_eq!(edit(&edits.headers, "x-fault-injector"), Some("ok"));
     assert_eq!(plugin.idle_instances(), 1);
 }
@@ -164,9 +167,9 @@ fn runaway_loop_is_stopped_within_its_budget() {
             },
         )
         .expect("configure");
-    let req = request("r", "/", "198.51.100.1");
+    let mut req = request("r", "/", "198.51.100.1");
     let started = Instant::now();
-    let result = plugin.on_response(&req, &response_head());
+    let result = plugin.on_response(&mut req, &mut response_head());
     let took = started.elapsed();
     match result {
         Err(PluginFault::Timeout(d)) => assert_eq!(d, budget),
@@ -177,7 +180,7 @@ fn runaway_loop_is_stopped_within_its_budget() {
     // (the epoch thread competes with builds for the CPU).
     assert!(took < budget + Duration::from_millis(100), "took {took:?}");
     // And the plugin still serves the other hooks.
-    assert!(plugin.on_request(&req).is_ok());
+    assert!(plugin.on_request(&mut req).is_ok());
 }
 
 #[test]
@@ -196,12 +199,12 @@ fn memory_bomb_is_stopped_by_the_memory_cap() {
             },
         )
         .expect("configure");
-    match plugin.on_log(&log_record()) {
+    match plugin.on_log(&mut log_record()) {
         Err(PluginFault::MemoryLimit(bytes)) => assert_eq!(bytes, cap),
         other => panic!("expected the memory cap, got {other:?}"),
     }
     assert!(plugin
-        .on_request(&request("r", "/", "198.51.100.1"))
+        .on_request(&mut request("r", "/", "198.51.100.1"))
         .is_ok());
 }
 
@@ -297,13 +300,13 @@ fn hooks_not_declared_are_skipped() {
     assert!(plugin.implements(Hook::Request));
     assert!(!plugin.implements(Hook::Response));
     assert!(!plugin.implements(Hook::Log));
-    let req = request("r", "/", "198.51.100.1");
+    let mut req = request("r", "/", "198.51.100.1");
     let resp = plugin
-        .on_response(&req, &response_head())
+        .on_response(&mut req, &mut response_head())
         .expect("skipped, not trapped");
     assert!(resp.headers.is_empty());
-    assert!(plugin.on_log(&log_record()).expect("skipped").is_none());
-    assert!(plugin.on_request(&req).is_ok());
+    assert!(plugin.on_log(&mut log_record()).expect("skipped").is_none());
+    assert!(plugin.on_request(&mut req).is_ok());
 }
 
 #[test]
@@ -311,23 +314,25 @@ fn instances_are_reused_up_to_the_call_limit() {
     // Reuse: the one instance serves every call.
     let runtime = tailgate_runtime::Runtime::new(config(3)).expect("runtime");
     let plugin = configured(&runtime, "r", r#"{"mode":"ok"}"#);
-    let req = request("r", "/", "198.51.100.1");
+    let mut req = request("r", "/", "198.51.100.1");
     assert_eq!(runtime.live_instances(), 1);
-    plugin.on_request(&req).expect("call 1");
-    plugin.on_request(&req).expect("call 2");
+    plugin.on_request(&mut req).expect("call 1");
+    plugin.on_request(&mut req).expect("call 2");
     assert_eq!(plugin.idle_instances(), 1);
     // The third call uses it up: it is not kept.
-    plugin.on_request(&req).expect("call 3");
+    plugin.on_request(&mut req).expect("call 3");
     assert_eq!(plugin.idle_instances(), 0);
     assert_eq!(runtime.live_instances(), 0);
-    plugin.on_request(&req).expect("call 4 on a fresh instance");
+    plugin
+        .on_request(&mut req)
+        .expect("call 4 on a fresh instance");
     assert_eq!(plugin.idle_instances(), 1);
 
     // max_calls_per_instance = 1: a fresh instance for every call.
     let fresh = tailgate_runtime::Runtime::new(config(1)).expect("runtime");
     let plugin = configured(&fresh, "r", r#"{"mode":"ok"}"#);
     for _ in 0..3 {
-        plugin.on_request(&req).expect("call");
+        plugin.on_request(&mut req).expect("call");
         assert_eq!(plugin.idle_instances(), 0);
         assert_eq!(fresh.live_instances(), 0);
     }
@@ -363,9 +368,9 @@ fn concurrent_calls_from_many_threads() {
         for t in 0..8 {
             let plugin = &plugin;
             scope.spawn(move || {
-                let req = request("r", &format!("/t{t}"), "198.51.100.1");
+                let mut req = request("r", &format!("/t{t}"), "198.51.100.1");
                 for _ in 0..50 {
-                    plugin.on_request(&req).expect("call");
+                    plugin.on_request(&mut req).expect("call");
                 }
             });
         }
@@ -384,11 +389,11 @@ fn calls_and_faults_are_counted_by_hook_and_kind() {
             "metered",
             r#"{"mode":"trap","hook":"request","after":2,"times":1,"counter":"metered"}"#,
         );
-        let req = request("metered", "/", "198.51.100.1");
-        let _ = plugin.on_request(&req);
-        let _ = plugin.on_request(&req);
-        let _ = plugin.on_request(&req);
-        let _ = plugin.on_response(&req, &response_head());
+        let mut req = request("metered", "/", "198.51.100.1");
+        let _ = plugin.on_request(&mut req);
+        let _ = plugin.on_request(&mut req);
+        let _ = plugin.on_request(&mut req);
+        let _ = plugin.on_response(&mut req, &mut response_head());
     });
     let metrics = Metrics::take(&snapshotter);
     let base = [("plugin", "fault-injector"), ("route", "metered")];
@@ -418,4 +423,74 @@ fn calls_and_faults_are_counted_by_hook_and_kind() {
     let durations = metrics.histogram("tailgate_plugin_call_duration_seconds", &with("request"));
     assert_eq!(durations.len(), 3);
     assert!(durations.iter().all(|v| *v > 0.0), "{durations:?}");
+}
+
+fn fields(names: &[&str]) -> Vec<Header> {
+    names
+        .iter()
+        .map(|name| Header {
+            name: (*name).to_string(),
+            value: b"v".to_vec(),
+        })
+        .collect()
+}
+
+#[test]
+fn hooks_see_only_the_header_fields_the_plugin_asked_for() {
+    let runtime = runtime();
+    let narrow = configured(
+        &runtime,
+        "r",
+        r#"{"mode":"ok","request_headers":["User-Agent","x-absent"],
+            "response_headers":["content-type"]}"#,
+    );
+    let mut req = request("r", "/", "198.51.100.1");
+    let edits = continue_edits(narrow.on_request(&mut req).expect("on_request"));
+    assert_eq!(
+        edit(&edits.headers, "x-seen-header-names"),
+        Some("user-agent")
+    );
+    assert_eq!(
+        edit(&edits.headers, "x-seen-user-agent"),
+        Some("runtime-tests/1.0")
+    );
+    // Whole again for the next plugin and the upstream.
+    assert_eq!(req.headers.len(), 3);
+
+    let mut resp = ResponseHead {
+        status: 200,
+        headers: fields(&["server", "content-type", "etag", "content-type"]),
+        host_generated: false,
+    };
+    let edits = narrow
+        .on_response(&mut req, &mut resp)
+        .expect("on_response");
+    assert_eq!(
+        edit(&edits.headers, "x-seen-response-header-names"),
+        Some("content-type,content-type")
+    );
+    assert_eq!(resp.headers.len(), 4);
+
+    let mut rec = log_record();
+    rec.request_headers = fields(&["host", "user-agent", "cookie"]);
+    rec.response_headers = fields(&["server", "content-type"]);
+    let line = narrow.on_log(&mut rec).expect("on_log").expect("a line");
+    assert!(
+        line.line.ends_with(" headers=user-agent/content-type"),
+        "{}",
+        line.line
+    );
+    assert_eq!(rec.request_headers.len(), 3);
+    assert_eq!(rec.response_headers.len(), 2);
+
+    // `[]` asks for none; no filter asks for every field.
+    let none = configured(&runtime, "r", r#"{"mode":"ok","request_headers":[]}"#);
+    let edits = continue_edits(none.on_request(&mut req).expect("on_request"));
+    assert_eq!(edit(&edits.headers, "x-seen-headers"), Some("0"));
+    let all = configured(&runtime, "r", r#"{"mode":"ok"}"#);
+    let edits = continue_edits(all.on_request(&mut req).expect("on_request"));
+    assert_eq!(
+        edit(&edits.headers, "x-seen-header-names"),
+        Some("host,user-agent,accept")
+    );
 }

@@ -52,11 +52,11 @@ impl PendingLog {
         let hooked = self.ctx.chain.clone().filter(|c| c.has_hook(HookSet::LOG));
         let routed = self.ctx.route.is_some();
         let access_log = self.access_log.clone();
-        let record = self.into_record(bytes_sent);
+        let mut record = self.into_record(bytes_sent);
         record_metrics(routed, &record);
         let line = match hooked {
             None => Some((default_line(&record), Vec::new())),
-            Some(chain) => match run_hook(|| chain.on_log(&record)) {
+            Some(chain) => match run_hook(|| chain.on_log(&mut record)) {
                 LogDecision::Line(line) => Some((line.line, line.labels)),
                 LogDecision::Drop => None,
                 LogDecision::Default => Some((default_line(&record), Vec::new())),

@@ -229,7 +229,7 @@ impl Proxy {
         // 5. response hooks, then 6. send and 7. log as the body goes out
         Ok(response_phase::finish(
             ctx,
-            Some(&head),
+            Some(&mut head),
             reply,
             &active.access_log,
             &self.lifecycle,

@@ -23,7 +23,7 @@ use crate::server::Lifecycle;
 /// return the response to send, its log phase armed.
 pub fn finish(
     ctx: RequestContext,
-    head: Option<&RequestHead>,
+    head: Option<&mut RequestHead>,
     reply: Reply,
     access_log: &AccessLog,
     lifecycle: &Lifecycle,

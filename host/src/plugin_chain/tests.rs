@@ -75,7 +75,7 @@ impl PluginHooks for Scripted {
     fn hooks(&self) -> HookSet {
         self.hooks
     }
-    fn on_request(&self, req: &RequestHead) -> Result<RequestAction, PluginFault> {
+    fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
         let tags: Vec<String> = req
             .headers
             .iter()
@@ -90,8 +90,8 @@ impl PluginHooks for Scripted {
     }
     fn on_response(
         &self,
-        _req: &RequestHead,
-        resp: &ResponseHead,
+        _req: &mut RequestHead,
+        resp: &mut ResponseHead,
     ) -> Result<ResponseEdits, PluginFault> {
         self.record(format!(
             "{}:response headers={}",
@@ -100,7 +100,7 @@ impl PluginHooks for Scripted {
         ));
         (self.response)(resp)
     }
-    fn on_log(&self, _rec: &LogRecord) -> Result<Option<LogLine>, PluginFault> {
+    fn on_log(&self, _rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
         self.record(format!("{}:log", self.name));
         self.log.clone()
     }
@@ -400,7 +400,7 @@ fn plugins_without_a_hook_are_not_called_for_it() {
         chain.on_request(&mut head()),
         RequestDecision::Continue { .. }
     ));
-    chain.on_response(&head(), &mut response()).unwrap();
+    chain.on_response(&mut head(), &mut response()).unwrap();
     assert_eq!(calls(&c), ["request-only:request path=/a x-tag=[]"]);
     assert!(chain.has_hook(HookSet::LOG));
     assert!(!chain.has_hook(HookSet::RESPONSE));
@@ -435,7 +435,7 @@ fn response_hooks_run_in_reverse_order_on_the_edited_response() {
             .entry(FailurePolicy::Closed),
     ]);
     let mut resp = response();
-    chain.on_response(&head(), &mut resp).unwrap();
+    chain.on_response(&mut head(), &mut resp).unwrap();
     assert_eq!(
         calls(&c),
         ["inner:response headers=1", "outer:response headers=2"]
@@ -461,13 +461,15 @@ fn response_faults_follow_each_entrys_policy() {
             .entry(FailurePolicy::Open),
     ]);
     let mut resp = response();
-    open.on_response(&head(), &mut resp).unwrap();
+    open.on_response(&mut head(), &mut resp).unwrap();
     assert_eq!(header_values(&resp.headers, "x-a"), ["1"]);
 
     let closed = chain(vec![Scripted::new("b", HookSet::all(), &c)
         .on_response(fault)
         .entry(FailurePolicy::Closed)]);
-    let err = closed.on_response(&head(), &mut response()).unwrap_err();
+    let err = closed
+        .on_response(&mut head(), &mut response())
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "plugin b: exceeded its memory cap of 16777216 bytes"
@@ -493,7 +495,7 @@ fn the_last_plugin_with_a_log_hook_shapes_the_line() {
             .entry(FailurePolicy::Closed),
         Scripted::new("no-log", HookSet::REQUEST, &c).entry(FailurePolicy::Closed),
     ]);
-    match chain.on_log(&log_record()) {
+    match chain.on_log(&mut log_record()) {
         LogDecision::Line(l) => assert_eq!(l.line, "late"),
         other => panic!("expected Line, got {other:?}"),
     }
@@ -506,14 +508,20 @@ fn log_decisions_cover_drop_default_and_failure() {
     let dropping = chain(vec![Scripted::new("d", HookSet::LOG, &c)
         .on_log(Ok(None))
         .entry(FailurePolicy::Closed)]);
-    assert!(matches!(dropping.on_log(&log_record()), LogDecision::Drop));
+    assert!(matches!(
+        dropping.on_log(&mut log_record()),
+        LogDecision::Drop
+    ));
 
     let none = chain(vec![
         Scripted::new("r", HookSet::REQUEST, &c).entry(FailurePolicy::Closed)
     ]);
-    assert!(matches!(none.on_log(&log_record()), LogDecision::Default));
     assert!(matches!(
-        chain(vec![]).on_log(&log_record()),
+        none.on_log(&mut log_record()),
+        LogDecision::Default
+    ));
+    assert!(matches!(
+        chain(vec![]).on_log(&mut log_record()),
         LogDecision::Default
     ));
 
@@ -522,7 +530,7 @@ fn log_decisions_cover_drop_default_and_failure() {
         let failing = chain(vec![Scripted::new("f", HookSet::LOG, &c)
             .on_log(Err(PluginFault::Trap("boom".into())))
             .entry(policy)]);
-        match failing.on_log(&log_record()) {
+        match failing.on_log(&mut log_record()) {
             LogDecision::Failed { plugin, fault } => {
                 assert_eq!(plugin, "f");
                 assert_eq!(fault.to_string(), "trapped: boom");

@@ -11,7 +11,8 @@ mod origin;
 mod policy;
 
 use tailgate_plugin_sdk::{
-    export_plugin, Config, HookSet, Plugin, RequestAction, RequestHead, ResponseEdits, ResponseHead,
+    export_plugin, Config, HeaderFilter, HookSet, Plugin, RequestAction, RequestHead,
+    ResponseEdits, ResponseHead,
 };
 
 use crate::policy::CorsPolicy;
@@ -28,6 +29,20 @@ impl Plugin for Cors {
         Ok(Cors {
             policy: CorsPolicy::from_config(config)?,
         })
+    }
+
+    /// The request fields CORS reads: the origin and a preflight's two.
+    fn request_headers(&self) -> HeaderFilter {
+        HeaderFilter::only([
+            "origin",
+            "access-control-request-method",
+            "access-control-request-headers",
+        ])
+    }
+
+    /// The response gets CORS headers set or removed; none is read.
+    fn response_headers(&self) -> HeaderFilter {
+        HeaderFilter::none()
     }
 
     fn on_request(&self, req: &RequestHead) -> RequestAction {

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::tailgate::plugin::types::HookSet;
+use crate::tailgate::plugin::types::{HeaderFilter, HookSet, PluginInfo};
 
 /// What the plugin does when its chosen hook runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -101,6 +101,12 @@ pub struct Config {
     /// Rate-limit zone of `state` mode.
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    /// The request header fields to ask the host for (absent = all).
+    #[serde(default)]
+    pub request_headers: Option<Vec<String>>,
+    /// The response header fields to ask the host for (absent = all).
+    #[serde(default)]
+    pub response_headers: Option<Vec<String>>,
 }
 
 fn default_mode() -> Mode {
@@ -147,6 +153,19 @@ impl Config {
             };
         }
         set
+    }
+
+    /// What `configure` reports: the hooks, and the header fields asked for.
+    pub fn plugin_info(&self) -> PluginInfo {
+        let filter = |names: &Option<Vec<String>>| match names {
+            None => HeaderFilter::All,
+            Some(names) => HeaderFilter::Only(names.clone()),
+        };
+        PluginInfo {
+            hooks: self.hook_set(),
+            request_headers: filter(&self.request_headers),
+            response_headers: filter(&self.response_headers),
+        }
     }
 
     pub fn counter_key(&self) -> String {

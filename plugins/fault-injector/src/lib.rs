@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use config::{Config, Hook, Mode};
 use exports::tailgate::plugin::hooks::Guest;
 use tailgate::plugin::types::{
-    Header, HeaderEdit, HeaderOp, HookSet, LogLine, LogRecord, RequestAction, RequestEdits,
+    Header, HeaderEdit, HeaderOp, LogLine, LogRecord, PluginInfo, RequestAction, RequestEdits,
     RequestHead, ResponseEdits, ResponseHead, Var,
 };
 
@@ -44,7 +44,7 @@ fn current_config() -> Config {
 struct FaultInjector;
 
 impl Guest for FaultInjector {
-    fn configure(config: String) -> Result<HookSet, String> {
+    fn configure(config: String) -> Result<PluginInfo, String> {
         let config = Config::parse(&config)?;
         if config.mode == Mode::Reject {
             return Err(config
@@ -53,11 +53,11 @@ impl Guest for FaultInjector {
                 .unwrap_or_else(|| "rejected by fault-injector".to_string()));
         }
         faults::maybe_fault(&config, Hook::Configure);
-        let hooks = config.hook_set();
+        let info = config.plugin_info();
         if let Ok(mut slot) = CONFIG.lock() {
             *slot = Some(config);
         }
-        Ok(hooks)
+        Ok(info)
     }
 
     fn on_request(req: RequestHead) -> RequestAction {
@@ -90,6 +90,11 @@ impl Guest for FaultInjector {
                     name: "x-seen-user-agent".to_string(),
                     value: user_agent,
                 },
+                HeaderEdit {
+                    op: HeaderOp::Set,
+                    name: "x-seen-header-names".to_string(),
+                    value: names(&req.headers).into_bytes(),
+                },
             ],
             path: None,
             delay_ms: 0,
@@ -107,11 +112,18 @@ impl Guest for FaultInjector {
             return state_probe::on_response();
         }
         ResponseEdits {
-            headers: vec![HeaderEdit {
-                op: HeaderOp::Set,
-                name: "x-fault-injector".to_string(),
-                value: format!("ok {}", resp.status).into_bytes(),
-            }],
+            headers: vec![
+                HeaderEdit {
+                    op: HeaderOp::Set,
+                    name: "x-fault-injector".to_string(),
+                    value: format!("ok {}", resp.status).into_bytes(),
+                },
+                HeaderEdit {
+                    op: HeaderOp::Set,
+                    name: "x-seen-response-header-names".to_string(),
+                    value: names(&resp.headers).into_bytes(),
+                },
+            ],
         }
     }
 
@@ -123,9 +135,19 @@ impl Guest for FaultInjector {
             .iter()
             .map(|v| format!("{}={}", v.name, v.value))
             .collect();
+        // The header fields the host let through, when there are any.
+        let headers = if rec.request_headers.is_empty() && rec.response_headers.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " headers={}/{}",
+                names(&rec.request_headers),
+                names(&rec.response_headers)
+            )
+        };
         Some(LogLine {
             line: format!(
-                "{} {} {} {} vars={}",
+                "{} {} {} {} vars={}{headers}",
                 rec.method,
                 rec.uri,
                 rec.status,
@@ -135,6 +157,13 @@ impl Guest for FaultInjector {
             labels: vec![("plugin".to_string(), "fault-injector".to_string())],
         })
     }
+}
+
+/// The field names of a header list, in order, comma-separated: what the
+/// host let through to this plugin.
+fn names(headers: &[Header]) -> String {
+    let names: Vec<&str> = headers.iter().map(|h| h.name.as_str()).collect();
+    names.join(",")
 }
 
 export!(FaultInjector);

@@ -99,6 +99,11 @@ impl DenyRule {
 }
 
 impl RedirectRule {
+    /// The request headers the location reads (`{http_<name>}`).
+    pub fn header_names(&self) -> impl Iterator<Item = &str> {
+        self.location.header_names()
+    }
+
     pub fn build(index: usize, raw: &RawRedirectRule) -> Result<RedirectRule, ConfigError> {
         let at = format!("redirect[{index}]");
         let path = path_regex(&format!("{at}.path"), &raw.path)?;

@@ -68,6 +68,14 @@ impl HeaderPlan {
         self.edits.is_empty()
     }
 
+    /// The request headers the values read (`{http_<name>}`).
+    pub fn header_names(&self) -> impl Iterator<Item = &str> {
+        self.edits
+            .iter()
+            .filter_map(|edit| edit.value.as_ref())
+            .flat_map(Template::header_names)
+    }
+
     /// The edits for this request, values rendered.
     pub fn render(&self, req: &RequestHead) -> Vec<HeaderEdit> {
         self.edits

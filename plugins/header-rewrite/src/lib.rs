@@ -13,7 +13,8 @@ mod rules;
 mod template;
 
 use tailgate_plugin_sdk::{
-    export_plugin, Config, HookSet, Plugin, RequestAction, RequestHead, ResponseEdits, ResponseHead,
+    export_plugin, Config, HeaderFilter, HookSet, Plugin, RequestAction, RequestHead,
+    ResponseEdits, ResponseHead,
 };
 
 use crate::rules::Rules;
@@ -34,6 +35,15 @@ impl Plugin for HeaderRewrite {
 
     fn hooks(&self) -> HookSet {
         self.rules.hooks()
+    }
+
+    fn request_headers(&self) -> HeaderFilter {
+        self.rules.request_headers()
+    }
+
+    /// The rules edit response headers but read none.
+    fn response_headers(&self) -> HeaderFilter {
+        HeaderFilter::none()
     }
 
     fn on_request(&self, req: &RequestHead) -> RequestAction {

@@ -5,8 +5,8 @@
 //! (skipped on host-generated responses unless `response.always`).
 
 use tailgate_plugin_sdk::{
-    Config, ConfigError, HookSet, RequestAction, RequestEdits, RequestHead, ResponseEdits,
-    ResponseHead,
+    Config, ConfigError, HeaderFilter, HookSet, RequestAction, RequestEdits, RequestHead,
+    ResponseEdits, ResponseHead,
 };
 
 use crate::answer_rules::{DenyRule, RedirectRule};
@@ -75,6 +75,17 @@ impl Rules {
             hooks |= HookSet::RESPONSE;
         }
         hooks
+    }
+
+    /// The request headers the rules read: those named in value and
+    /// location templates (`{http_<name>}`); paths and methods need none.
+    pub fn request_headers(&self) -> HeaderFilter {
+        HeaderFilter::only(
+            self.request
+                .header_names()
+                .chain(self.response.header_names())
+                .chain(self.redirect.iter().flat_map(RedirectRule::header_names)),
+        )
     }
 
     pub fn on_request(&self, req: &RequestHead) -> RequestAction {
@@ -384,6 +395,25 @@ mod tests {
         assert_eq!(
             rejected(r#"{"response":{"remove":["bad name"]}}"#),
             "response.remove[0]: `bad name` is not a valid header name"
+        );
+    }
+
+    #[test]
+    fn the_host_is_asked_only_for_the_headers_the_templates_read() {
+        let fixed = rules(
+            r#"{"request":{"set":{"X-Bench-Route":"bench"}},
+                "response":{"append":{"X-Frame-Options":"DENY"},"always":true},
+                "deny":[{"path":"^/admin","status":403}]}"#,
+        );
+        assert_eq!(fixed.request_headers(), HeaderFilter::none());
+        let templated = rules(
+            r#"{"request":{"set":{"X-Client":"{http_user_agent} {client_ip}"}},
+                "response":{"set":{"X-Echo":"{http_x_trace}"}},
+                "redirect":[{"path":"^/old/(.*)","location":"https://{http_x_forwarded_host}/$1"}]}"#,
+        );
+        assert_eq!(
+            templated.request_headers(),
+            HeaderFilter::only(["user-agent", "x-trace", "x-forwarded-host"])
         );
     }
 }

@@ -251,6 +251,29 @@ impl Field {
     }
 }
 
+impl Field {
+    /// The request header field this reads from `request-headers`, if any
+    /// (`user-agent` and `referer` come in fields of their own).
+    pub fn request_header(&self) -> Option<&str> {
+        match self {
+            Field::HttpHost => Some("host"),
+            Field::RequestHeader(name) => match &**name {
+                "user-agent" | "referer" => None,
+                name => Some(name),
+            },
+            _ => None,
+        }
+    }
+
+    /// The response header field this reads, if any.
+    pub fn response_header(&self) -> Option<&str> {
+        match self {
+            Field::ResponseHeader(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
 fn owned<'a>(write: impl FnOnce(&mut String)) -> Value<'a> {
     let mut out = String::new();
     write(&mut out);

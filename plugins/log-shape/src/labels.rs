@@ -62,6 +62,13 @@ impl Labels {
         Ok(Labels { labels })
     }
 
+    /// The fields the label values render.
+    pub fn fields(&self) -> impl Iterator<Item = &Field> {
+        self.labels
+            .iter()
+            .flat_map(|(_, template)| template.fields())
+    }
+
     pub fn render(&self, rec: &LogRecord, redaction: &Redaction) -> Vec<(String, String)> {
         self.labels
             .iter()

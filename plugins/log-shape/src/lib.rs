@@ -18,7 +18,9 @@ mod status_set;
 mod template;
 mod time_format;
 
-use tailgate_plugin_sdk::{export_plugin, host, Config, HookSet, LogLine, LogRecord, Plugin};
+use tailgate_plugin_sdk::{
+    export_plugin, host, Config, HeaderFilter, HookSet, LogLine, LogRecord, Plugin,
+};
 
 use crate::line_filter::SampleCounter;
 use crate::shaper::{LogShapeHost, LogShaper};
@@ -51,6 +53,14 @@ impl Plugin for LogShape {
         Ok(LogShape {
             shaper: LogShaper::from_config(config)?,
         })
+    }
+
+    fn request_headers(&self) -> HeaderFilter {
+        self.shaper.request_headers()
+    }
+
+    fn response_headers(&self) -> HeaderFilter {
+        self.shaper.response_headers()
     }
 
     fn on_log(&self, rec: &LogRecord) -> Option<LogLine> {

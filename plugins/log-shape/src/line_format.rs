@@ -25,6 +25,16 @@ pub enum LineFormat {
 }
 
 impl LineFormat {
+    /// The fields the line renders.
+    pub fn fields(&self) -> Box<dyn Iterator<Item = &Field> + '_> {
+        match self {
+            LineFormat::Json(fields) | LineFormat::Logfmt(fields) => {
+                Box::new(fields.iter().map(|output| &output.field))
+            }
+            LineFormat::Template(template) => Box::new(template.fields()),
+        }
+    }
+
     pub fn render(&self, rec: &LogRecord, redaction: &Redaction) -> String {
         let mut out = String::with_capacity(512);
         match self {

@@ -3,7 +3,7 @@
 //! line (JSON, logfmt or template, redaction applied) and its Loki labels.
 //! Discarded lines are counted in `log_lines_discarded{reason}`.
 
-use tailgate_plugin_sdk::{Config, ConfigError, LogLine, LogRecord};
+use tailgate_plugin_sdk::{Config, ConfigError, HeaderFilter, LogLine, LogRecord};
 
 use crate::config::{RawConfig, RawField, RawFormat, RawPreset};
 use crate::fields::Field;
@@ -73,6 +73,21 @@ impl LogShaper {
             sample,
             labels,
         })
+    }
+
+    /// The request headers the line and labels read (`http_<name>`,
+    /// `http_host`); the host copies only those into the record.
+    pub fn request_headers(&self) -> HeaderFilter {
+        HeaderFilter::only(self.fields().filter_map(Field::request_header))
+    }
+
+    /// The response headers the line and labels read (`sent_http_<name>`).
+    pub fn response_headers(&self) -> HeaderFilter {
+        HeaderFilter::only(self.fields().filter_map(Field::response_header))
+    }
+
+    fn fields(&self) -> impl Iterator<Item = &Field> {
+        self.format.fields().chain(self.labels.fields())
     }
 
     pub fn on_log(&self, rec: &LogRecord, host: &impl LogShapeHost) -> Option<LogLine> {

@@ -66,6 +66,15 @@ impl KeySource {
         Err(KeyError::Unknown(text.to_owned()))
     }
 
+    /// The request headers the key reads.
+    pub fn header_names(&self) -> Vec<&str> {
+        match self {
+            KeySource::ClientIp | KeySource::Global => Vec::new(),
+            KeySource::Header(name) => vec![&**name],
+            KeySource::Template(template) => template.0.header_names().collect(),
+        }
+    }
+
     /// The key for this request, `None` when it is empty (not limited).
     pub fn key<'r>(&self, req: &'r RequestHead) -> Option<Cow<'r, str>> {
         let key: Cow<'r, str> = match self {

@@ -15,8 +15,8 @@ mod policy;
 mod rate;
 
 use tailgate_plugin_sdk::{
-    export_plugin, host, Config, HookSet, LogLevel, Plugin, RateDecision, RateLimit, RequestAction,
-    RequestHead,
+    export_plugin, host, Config, HeaderFilter, HookSet, LogLevel, Plugin, RateDecision, RateLimit,
+    RequestAction, RequestHead,
 };
 
 use crate::policy::{RateLimitHost, RateLimitPolicy};
@@ -50,6 +50,16 @@ impl Plugin for RateLimiter {
         Ok(RateLimiter {
             policy: RateLimitPolicy::from_config(config)?,
         })
+    }
+
+    /// Only the headers the limits' keys name (none for `client_ip`).
+    fn request_headers(&self) -> HeaderFilter {
+        self.policy.request_headers()
+    }
+
+    /// The limits read no response.
+    fn response_headers(&self) -> HeaderFilter {
+        HeaderFilter::none()
     }
 
     fn on_request(&self, req: &RequestHead) -> RequestAction {

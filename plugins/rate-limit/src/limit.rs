@@ -113,6 +113,12 @@ impl Limit {
         &self.zone
     }
 
+    /// The request headers this limit reads (its key's; the path and
+    /// method filters read none).
+    pub fn header_names(&self) -> Vec<&str> {
+        self.key.header_names()
+    }
+
     pub fn status(&self) -> u16 {
         self.status
     }

@@ -8,8 +8,8 @@
 //! `limit_req_log_level` and counted in `ratelimit_requests{zone,outcome}`.
 
 use tailgate_plugin_sdk::{
-    Config, ConfigError, ImmediateResponse, LogLevel, RateDecision, RateLimit, RequestAction,
-    RequestEdits, RequestHead,
+    Config, ConfigError, HeaderFilter, ImmediateResponse, LogLevel, RateDecision, RateLimit,
+    RequestAction, RequestEdits, RequestHead,
 };
 
 use crate::config::{RawConfig, RawLogLevel};
@@ -102,6 +102,11 @@ impl RateLimitPolicy {
             reject_level,
             delay_level,
         })
+    }
+
+    /// The request headers the limits read: those their keys name.
+    pub fn request_headers(&self) -> HeaderFilter {
+        HeaderFilter::only(self.limits.iter().flat_map(Limit::header_names))
     }
 
     pub fn on_request(&self, req: &RequestHead, host: &impl RateLimitHost) -> RequestAction {

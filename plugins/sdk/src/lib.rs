@@ -41,6 +41,7 @@
 pub mod bindings;
 mod config;
 mod edits;
+mod filter;
 mod head;
 pub mod host;
 mod plugin;
@@ -50,9 +51,9 @@ pub mod testing;
 pub mod validate;
 
 pub use bindings::tailgate::plugin::types::{
-    Header, HeaderEdit, HeaderOp, HookSet, ImmediateResponse, LogLevel, LogLine, LogRecord,
-    RateDecision, RateLimit, RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead,
-    Var,
+    Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet, ImmediateResponse, LogLevel, LogLine,
+    LogRecord, PluginInfo, RateDecision, RateLimit, RequestAction, RequestEdits, RequestHead,
+    ResponseEdits, ResponseHead, Var,
 };
 pub use config::{Config, ConfigError};
 pub use plugin::Plugin;

@@ -6,7 +6,8 @@
 use std::cell::OnceCell;
 
 use crate::{
-    Config, HookSet, LogLine, LogRecord, RequestAction, RequestHead, ResponseEdits, ResponseHead,
+    Config, HeaderFilter, HookSet, LogLine, LogRecord, PluginInfo, RequestAction, RequestHead,
+    ResponseEdits, ResponseHead,
 };
 
 /// One plugin: built from a route's config by [`Plugin::configure`], then
@@ -36,6 +37,22 @@ pub trait Plugin: Sized + 'static {
     /// nothing to do, so the host skips the call.
     fn hooks(&self) -> HookSet {
         Self::HOOKS
+    }
+
+    /// The request header fields the hooks read (in
+    /// [`RequestHead::headers`] and [`LogRecord::request_headers`]); the host
+    /// copies only those into the instance. Defaults to every field; name
+    /// the few this config reads ([`HeaderFilter::only`]) and each call is
+    /// cheaper: every field copied costs two allocations in the guest.
+    fn request_headers(&self) -> HeaderFilter {
+        HeaderFilter::All
+    }
+
+    /// The response header fields the hooks read (in
+    /// [`ResponseHead::headers`] and [`LogRecord::response_headers`]), like
+    /// [`Plugin::request_headers`]. Defaults to every field.
+    fn response_headers(&self) -> HeaderFilter {
+        HeaderFilter::All
     }
 
     /// Before the request goes upstream: go on with edits
@@ -90,7 +107,7 @@ macro_rules! export_plugin {
             impl $crate::__private::Guest for TailgateHooks {
                 fn configure(
                     config: ::std::string::String,
-                ) -> ::std::result::Result<$crate::HookSet, ::std::string::String> {
+                ) -> ::std::result::Result<$crate::PluginInfo, ::std::string::String> {
                     TAILGATE_PLUGIN.with(|slot| $crate::__private::dispatch::configure(slot, config))
                 }
 
@@ -134,15 +151,19 @@ pub mod dispatch {
     pub fn configure<P: Plugin>(
         slot: &OnceCell<P>,
         config_json: String,
-    ) -> Result<HookSet, String> {
+    ) -> Result<PluginInfo, String> {
         if slot.get().is_some() {
             return Err("configure called twice on one instance".to_owned());
         }
         let plugin = P::configure(&Config::new(config_json))?;
-        let hooks = plugin.hooks();
+        let info = PluginInfo {
+            hooks: plugin.hooks(),
+            request_headers: plugin.request_headers(),
+            response_headers: plugin.response_headers(),
+        };
         // Cannot fail: checked empty above and an instance is single-threaded.
         let _ = slot.set(plugin);
-        Ok(hooks)
+        Ok(info)
     }
 
     /// The configured plugin for a hook call. The host calls `configure`
@@ -188,21 +209,32 @@ mod tests {
                 Self::HOOKS
             }
         }
+
+        fn response_headers(&self) -> HeaderFilter {
+            HeaderFilter::only(["X-Greeting"])
+        }
     }
 
     #[test]
     fn configure_keeps_the_instance_and_reports_its_hooks() {
         let slot = OnceCell::new();
-        let hooks = dispatch::configure::<Echo>(&slot, r#"{"greeting":"hi"}"#.to_owned());
-        assert_eq!(hooks, Ok(HookSet::REQUEST | HookSet::LOG));
+        let info = dispatch::configure::<Echo>(&slot, r#"{"greeting":"hi"}"#.to_owned());
+        assert_eq!(
+            info,
+            Ok(PluginInfo {
+                hooks: HookSet::REQUEST | HookSet::LOG,
+                request_headers: HeaderFilter::All,
+                response_headers: HeaderFilter::only(["X-Greeting"]),
+            })
+        );
         assert_eq!(dispatch::configured(&slot).greeting, "hi");
     }
 
     #[test]
     fn configure_lets_the_instance_narrow_its_hooks() {
         let slot = OnceCell::new();
-        let hooks = dispatch::configure::<Echo>(&slot, r#"{"greeting":""}"#.to_owned());
-        assert_eq!(hooks, Ok(HookSet::empty()));
+        let info = dispatch::configure::<Echo>(&slot, r#"{"greeting":""}"#.to_owned());
+        assert_eq!(info.map(|info| info.hooks), Ok(HookSet::empty()));
     }
 
     #[test]

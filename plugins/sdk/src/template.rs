@@ -163,6 +163,16 @@ impl Template {
         })
     }
 
+    /// The request headers the template reads (`{http_<name>}`), lower
+    /// case with dashes: what a plugin reports in
+    /// [`Plugin::request_headers`](crate::Plugin::request_headers).
+    pub fn header_names(&self) -> impl Iterator<Item = &str> {
+        self.fields().filter_map(|field| match field {
+            Field::Header(name) => Some(&**name),
+            _ => None,
+        })
+    }
+
     /// The value for this request; `$n` references render empty.
     pub fn render(&self, req: &RequestHead) -> Vec<u8> {
         self.render_with_captures(req, |_| None)

@@ -8,8 +8,8 @@
 
 use serde::Deserialize;
 use tailgate_plugin_sdk::{
-    export_plugin, host, Config, ConfigError, HookSet, ImmediateResponse, Plugin, RequestAction,
-    RequestEdits, RequestHead,
+    export_plugin, host, Config, ConfigError, HeaderFilter, HookSet, ImmediateResponse, Plugin,
+    RequestAction, RequestEdits, RequestHead,
 };
 
 /// The route's config table, as written under `[routes.plugins.config]`.
@@ -76,6 +76,13 @@ impl Plugin for Template {
             value: settings.value,
             block: settings.block,
         })
+    }
+
+    /// This plugin reads the path only, so it asks for no header fields:
+    /// every field copied into the plugin costs time on every request.
+    /// Name the ones you read, e.g. `HeaderFilter::only(["user-agent"])`.
+    fn request_headers(&self) -> HeaderFilter {
+        HeaderFilter::none()
     }
 
     fn on_request(&self, req: &RequestHead) -> RequestAction {

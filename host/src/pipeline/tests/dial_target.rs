@@ -20,7 +20,7 @@ impl PluginHooks for Rewriter {
     fn hooks(&self) -> HookSet {
         HookSet::REQUEST
     }
-    fn on_request(&self, _req: &RequestHead) -> Result<RequestAction, PluginFault> {
+    fn on_request(&self, _req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
         Ok(RequestAction::Continue(RequestEdits {
             headers: vec![HeaderEdit {
                 op: HeaderOp::Set,
@@ -34,12 +34,12 @@ impl PluginHooks for Rewriter {
     }
     fn on_response(
         &self,
-        _req: &RequestHead,
-        _resp: &ResponseHead,
+        _req: &mut RequestHead,
+        _resp: &mut ResponseHead,
     ) -> Result<ResponseEdits, PluginFault> {
         Ok(ResponseEdits { headers: vec![] })
     }
-    fn on_log(&self, _rec: &LogRecord) -> Result<Option<LogLine>, PluginFault> {
+    fn on_log(&self, _rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
         Ok(None)
     }
 }

@@ -25,7 +25,7 @@ impl PluginHooks for Scripted {
     fn hooks(&self) -> HookSet {
         self.hooks
     }
-    fn on_request(&self, req: &RequestHead) -> Result<RequestAction, PluginFault> {
+    fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
         self.seen
             .lock()
             .expect("lock")
@@ -34,8 +34,8 @@ impl PluginHooks for Scripted {
     }
     fn on_response(
         &self,
-        _req: &RequestHead,
-        resp: &ResponseHead,
+        _req: &mut RequestHead,
+        resp: &mut ResponseHead,
     ) -> Result<ResponseEdits, PluginFault> {
         self.seen.lock().expect("lock").push(format!(
             "response {} host_generated={}",
@@ -52,7 +52,7 @@ impl PluginHooks for Scripted {
             }],
         })
     }
-    fn on_log(&self, rec: &LogRecord) -> Result<Option<LogLine>, PluginFault> {
+    fn on_log(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
         let vars: Vec<String> = rec
             .vars
             .iter()

@@ -304,3 +304,31 @@ fn the_documented_examples_are_accepted() {
         let _ = shaper.on_log(&record(), &ScriptedHost::default());
     }
 }
+
+#[test]
+fn the_host_is_asked_only_for_the_headers_the_line_and_labels_read() {
+    // The nginx preset: `http_host` reads the Host field; the user agent
+    // comes in its own field of the record.
+    let preset = shaper(r#"{"preset":"nginx"}"#);
+    assert_eq!(preset.request_headers(), HeaderFilter::only(["host"]));
+    assert_eq!(preset.response_headers(), HeaderFilter::none());
+    let custom = shaper(
+        r#"{"fields":[{"name":"trace","from":"http_x_trace"},
+                      {"name":"ua","from":"http_user_agent"},
+                      {"name":"type","from":"sent_http_content_type"},
+                      {"name":"cache","from":"response_header:X-Cache"}],
+            "labels":{"tenant":"{request_header:x-tenant}"},
+            "allow_high_cardinality":true}"#,
+    );
+    assert_eq!(
+        custom.request_headers(),
+        HeaderFilter::only(["x-trace", "x-tenant"])
+    );
+    assert_eq!(
+        custom.response_headers(),
+        HeaderFilter::only(["content-type", "x-cache"])
+    );
+    let template =
+        shaper(r#"{"format":"template","template":"{status} {http_referer} {http_cookie}"}"#);
+    assert_eq!(template.request_headers(), HeaderFilter::only(["cookie"]));
+}

@@ -402,3 +402,18 @@ fn the_documented_examples_are_accepted() {
             .unwrap_or_else(|err| panic!("documented config rejected: {err}\n{json}"));
     }
 }
+
+#[test]
+fn the_host_is_asked_only_for_the_headers_the_keys_read() {
+    let by_ip = policy(r#"{"limits":[{"zone":"ip","rate":"1r/s"}]}"#);
+    assert_eq!(by_ip.request_headers(), HeaderFilter::none());
+    let by_headers = policy(
+        r#"{"limits":[{"zone":"a","rate":"1r/s","key":"header:X-API-Key"},
+                      {"zone":"b","rate":"1r/s","key":"{http_x_tenant}:{host}","path":"^/api/"},
+                      {"zone":"c","rate":"1r/s","key":"global","methods":["POST"]}]}"#,
+    );
+    assert_eq!(
+        by_headers.request_headers(),
+        HeaderFilter::only(["x-api-key", "x-tenant"])
+    );
+}
