@@ -7,15 +7,18 @@
 
 mod edits;
 
-pub use edits::{apply_header_edits, apply_path_rewrite, check_immediate_response, InvalidOutput};
+pub use edits::{
+    apply_checked_edits, apply_header_edits, apply_path_rewrite, check_immediate_response,
+    InvalidOutput,
+};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tailgate_runtime::{
-    ConfigureError, ConfiguredPlugin, HookSet, ImmediateResponse, Limits, LoadError, LogLine,
-    LogRecord, PluginFault, RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead,
-    Runtime, Var,
+    ConfigureError, ConfiguredPlugin, HeaderEdit, HeaderFilter, HookSet, ImmediateResponse, Limits,
+    LoadError, LogLine, LogRecord, PluginFault, RequestAction, RequestEdits, RequestHead,
+    ResponseEdits, ResponseHead, Runtime, Var,
 };
 
 use crate::config::model::{Config, FailurePolicy, RouteName};
@@ -58,6 +61,14 @@ pub trait PluginHooks: Send + Sync {
         resp: &mut ResponseHead,
     ) -> Result<ResponseEdits, PluginFault>;
     fn on_log(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault>;
+    /// The request header fields the hooks read (`plugin-info`).
+    fn request_headers(&self) -> HeaderFilter {
+        HeaderFilter::All
+    }
+    /// The response header fields the hooks read (`plugin-info`).
+    fn response_headers(&self) -> HeaderFilter {
+        HeaderFilter::All
+    }
 }
 
 impl PluginHooks for ConfiguredPlugin {
@@ -79,6 +90,12 @@ impl PluginHooks for ConfiguredPlugin {
     }
     fn on_log(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
         ConfiguredPlugin::on_log(self, rec)
+    }
+    fn request_headers(&self) -> HeaderFilter {
+        self.info().request_headers.clone()
+    }
+    fn response_headers(&self) -> HeaderFilter {
+        self.info().response_headers.clone()
     }
 }
 
@@ -171,8 +188,14 @@ impl ChainEntry {
 #[derive(Debug)]
 pub enum RequestDecision {
     /// Forward the (edited) request after `delay_ms` (the sum of every
-    /// plugin's delay), carrying the vars the plugins set.
-    Continue { delay_ms: u32, vars: Vec<Var> },
+    /// plugin's delay), carrying the vars the plugins set. `header_edits`
+    /// are every applied header edit in order (checked already), for the
+    /// pipeline to apply to the header map it forwards.
+    Continue {
+        delay_ms: u32,
+        vars: Vec<Var>,
+        header_edits: Vec<HeaderEdit>,
+    },
     /// A plugin answered; later request hooks and the upstream are skipped.
     /// The vars are every var set so far, the responding plugin's included
     /// (they are moved out of the `ImmediateResponse`).
@@ -208,11 +231,43 @@ pub enum LogDecision {
 pub struct RouteChain {
     route: RouteName,
     entries: Vec<ChainEntry>,
+    /// The response fields any response hook reads: what the response
+    /// head's list is built with.
+    response_fields: HeaderFilter,
+    /// The request and response fields the log hook reads (the last
+    /// plugin with one): what the log record's lists are built with.
+    log_fields: (HeaderFilter, HeaderFilter),
 }
 
 impl RouteChain {
     pub fn new(route: RouteName, entries: Vec<ChainEntry>) -> RouteChain {
-        RouteChain { route, entries }
+        let response_fields = entries
+            .iter()
+            .filter(|e| e.hooks.contains(HookSet::RESPONSE))
+            .map(|e| e.plugin.response_headers())
+            .fold(HeaderFilter::Only(Vec::new()), union);
+        let log_fields = entries
+            .iter()
+            .rfind(|e| e.hooks.contains(HookSet::LOG))
+            .map_or((HeaderFilter::All, HeaderFilter::All), |e| {
+                (e.plugin.request_headers(), e.plugin.response_headers())
+            });
+        RouteChain {
+            route,
+            entries,
+            response_fields,
+            log_fields,
+        }
+    }
+
+    /// The response header fields the response hooks read.
+    pub fn response_fields(&self) -> &HeaderFilter {
+        &self.response_fields
+    }
+
+    /// The request and response header fields the log hook reads.
+    pub fn log_fields(&self) -> (&HeaderFilter, &HeaderFilter) {
+        (&self.log_fields.0, &self.log_fields.1)
     }
 
     pub fn route(&self) -> &RouteName {
@@ -235,6 +290,7 @@ impl RouteChain {
     pub fn on_request(&self, head: &mut RequestHead) -> RequestDecision {
         let mut delay_ms: u32 = 0;
         let mut vars = Vec::new();
+        let mut header_edits = Vec::new();
         for entry in self.with_hook(HookSet::REQUEST) {
             let outcome = entry
                 .plugin
@@ -254,6 +310,7 @@ impl RouteChain {
                 Ok(RequestAction::Continue(edits)) => {
                     delay_ms = delay_ms.saturating_add(edits.delay_ms);
                     vars.extend(edits.vars);
+                    header_edits.extend(edits.headers);
                 }
                 Ok(RequestAction::Respond(mut resp)) => {
                     vars.append(&mut resp.vars);
@@ -269,32 +326,45 @@ impl RouteChain {
                 }
             }
         }
-        RequestDecision::Continue { delay_ms, vars }
+        RequestDecision::Continue {
+            delay_ms,
+            vars,
+            header_edits,
+        }
     }
 
     /// Run the response hooks in reverse chain order, applying each
-    /// plugin's header edits to `resp` before the next one sees it.
+    /// plugin's header edits to `resp` before the next one sees it. Returns
+    /// every applied edit in order (checked already), for the pipeline to
+    /// apply to the response's header map.
     pub fn on_response(
         &self,
         req: &mut RequestHead,
         resp: &mut ResponseHead,
-    ) -> Result<(), ChainFailure> {
+    ) -> Result<Vec<HeaderEdit>, ChainFailure> {
+        let mut applied = Vec::new();
         for entry in self.with_hook(HookSet::RESPONSE).rev() {
             let outcome = entry
                 .plugin
                 .on_response(req, resp)
                 .map_err(HookFault::from)
-                .and_then(|edits| Ok(apply_header_edits(&mut resp.headers, &edits.headers)?));
-            if let Err(fault) = outcome {
-                if self.fault(entry, "response", &fault) == FailurePolicy::Closed {
-                    return Err(ChainFailure {
-                        plugin: entry.plugin.name().to_owned(),
-                        fault,
-                    });
+                .and_then(|edits| {
+                    apply_header_edits(&mut resp.headers, &edits.headers)?;
+                    Ok(edits.headers)
+                });
+            match outcome {
+                Ok(edits) => applied.extend(edits),
+                Err(fault) => {
+                    if self.fault(entry, "response", &fault) == FailurePolicy::Closed {
+                        return Err(ChainFailure {
+                            plugin: entry.plugin.name().to_owned(),
+                            fault,
+                        });
+                    }
                 }
             }
         }
-        Ok(())
+        Ok(applied)
     }
 
     /// Ask the last plugin of the chain that has a log hook to shape the line.
@@ -345,6 +415,19 @@ impl RouteChain {
         )
         .increment(1);
         entry.on_failure
+    }
+}
+
+/// The filter that lets through what either lets through.
+fn union(a: HeaderFilter, b: HeaderFilter) -> HeaderFilter {
+    match (a, b) {
+        (HeaderFilter::Only(mut a), HeaderFilter::Only(b)) => {
+            a.extend(b);
+            a.sort_unstable();
+            a.dedup();
+            HeaderFilter::Only(a)
+        }
+        _ => HeaderFilter::All,
     }
 }
 

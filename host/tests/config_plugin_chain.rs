@@ -113,7 +113,7 @@ fn a_real_chain_passes_edits_along_and_answers_responses_in_reverse() {
     assert!(chain.has_hook(HookSet::LOG));
 
     let mut head = request("site");
-    let RequestDecision::Continue { delay_ms, vars } = chain.on_request(&mut head) else {
+    let RequestDecision::Continue { delay_ms, vars, .. } = chain.on_request(&mut head) else {
         panic!("expected Continue");
     };
     assert_eq!(delay_ms, 0);

@@ -48,9 +48,11 @@ impl Origin {
         client: &HttpUpstreamClient,
         ctx: &RequestContext,
         head: &RequestHead,
+        fields: http::HeaderMap,
         client_host: Option<HeaderValue>,
     ) -> Result<Arc<Self>, ProxyError> {
-        let (uri, mut headers) = upstream_request_head(client, ctx, head, None, client_host, None)?;
+        let (uri, mut headers) =
+            upstream_request_head(client, ctx, head, fields, client_host, None)?;
         for name in CLIENT_CONDITIONALS {
             headers.remove(name);
         }

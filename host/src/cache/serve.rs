@@ -25,7 +25,7 @@ use crate::config::model::{CacheCondition, Route, RouteCache};
 use crate::error::ProxyError;
 use crate::forwarding::{requested_upgrade, strip_hop_by_hop};
 use crate::pipeline::body::{boxed, empty_body, BoxError};
-use crate::pipeline::context::{list_to_headers, RequestContext};
+use crate::pipeline::context::RequestContext;
 use crate::pipeline::reply::Reply;
 use crate::pipeline::upstream_phase::client_host;
 use crate::pipeline::ActiveConfig;
@@ -70,7 +70,14 @@ where
         ctx.cache_status = Some(CacheStatus::Bypass);
         return CacheStep::Pass(req);
     }
-    let origin = match Origin::new(client, ctx, head, client_host(&req)) {
+    let request_headers = ctx.edited_headers(req.headers().clone());
+    let origin = match Origin::new(
+        client,
+        ctx,
+        head,
+        request_headers.clone(),
+        client_host(&req),
+    ) {
         Ok(origin) => origin,
         Err(err) => {
             return CacheStep::Answered(Reply::error(&err, Some(route), &ctx.client.request_id))
@@ -78,7 +85,6 @@ where
     };
     drop(req);
     active.cache.ensure_sweeper();
-    let request_headers = list_to_headers(&head.headers);
     let lookup = CacheLookup {
         cache: active.cache.clone(),
         primary: settings.key.render(head),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Version};
-use tailgate_runtime::{Header, HookSet, RequestHead, Var};
+use tailgate_runtime::{Header, HeaderEdit, HeaderFilter, RequestHead, Var};
 
 use super::body::BodyCounter;
 use crate::config::model::Route;
@@ -29,13 +29,15 @@ pub struct RequestContext {
     pub version: Version,
     pub user_agent: String,
     pub referer: String,
-    /// The request headers as received; moved into the [`RequestHead`]
-    /// (so empty in the log record) when no log hook reads them.
+    /// The request header fields the log hook reads, as received (empty
+    /// when the route has no log hook); set by [`RequestContext::request_head`].
     pub request_headers: Vec<Header>,
     pub route: Option<Arc<Route>>,
     pub chain: Option<Arc<RouteChain>>,
     /// Vars set by request hooks (nginx-variable style), for the log.
     pub vars: Vec<Var>,
+    /// The header edits the request hooks applied, in order (checked).
+    pub request_header_edits: Vec<HeaderEdit>,
     /// Request body bytes read from the client.
     pub body: Arc<BodyCounter>,
     pub upstream_time: Option<Duration>,
@@ -65,10 +67,11 @@ impl RequestContext {
             version: req.version(),
             user_agent: header_text(http::header::USER_AGENT),
             referer: header_text(http::header::REFERER),
-            request_headers: headers_to_list(req.headers()),
+            request_headers: Vec::new(),
             route: None,
             chain: None,
             vars: Vec::new(),
+            request_header_edits: Vec::new(),
             body: Arc::new(BodyCounter::default()),
             upstream_time: None,
             upstream_addr: None,
@@ -80,30 +83,32 @@ impl RequestContext {
         self.route.as_ref().map_or("", |r| r.name.as_str())
     }
 
-    /// The head the request hooks (and the upstream phase) see. Its header
-    /// list is moved out of the context unless a log hook will read the
-    /// request headers as received (the default access line does not).
+    /// The head the request hooks (and the upstream phase) see; also keeps
+    /// the request fields the route's log hook reads, as received.
     pub fn request_head<B>(&mut self, req: &Request<B>) -> RequestHead {
-        let logged = self
-            .chain
-            .as_ref()
-            .is_some_and(|c| c.has_hook(HookSet::LOG));
-        let headers = if logged {
-            self.request_headers.clone()
-        } else {
-            std::mem::take(&mut self.request_headers)
-        };
+        if let Some(chain) = &self.chain {
+            self.request_headers = filtered_list(req.headers(), chain.log_fields().0);
+        }
         RequestHead {
             method: self.method.as_str().to_string(),
             scheme: self.client.scheme.clone(),
             host: self.host.clone(),
             path: req.uri().path().to_string(),
             query: req.uri().query().map(str::to_string),
-            headers,
+            headers: headers_to_list(req.headers()),
             client_ip: self.client.client_ip_text.clone(),
             route: self.route_name().to_string(),
             request_id: self.client.request_id.clone(),
         }
+    }
+}
+
+impl RequestContext {
+    /// `received` with the request hooks' header edits applied: the fields
+    /// `head.headers` lists, as a map to forward (no list round trip).
+    pub fn edited_headers(&self, mut received: HeaderMap) -> HeaderMap {
+        crate::plugin_chain::apply_checked_edits(&mut received, &self.request_header_edits);
+        received
     }
 }
 
@@ -128,6 +133,23 @@ pub fn headers_to_list(headers: &HeaderMap) -> Vec<Header> {
             value: value.as_bytes().to_vec(),
         })
         .collect()
+}
+
+/// The fields of `headers` that `filter` lets through, as the WIT list
+/// (only those are copied).
+pub fn filtered_list(headers: &HeaderMap, filter: &HeaderFilter) -> Vec<Header> {
+    match filter {
+        HeaderFilter::All => headers_to_list(headers),
+        HeaderFilter::Only(names) if names.is_empty() => Vec::new(),
+        HeaderFilter::Only(names) => headers
+            .iter()
+            .filter(|(name, _)| names.iter().any(|n| n == name.as_str()))
+            .map(|(name, value)| Header {
+                name: name.as_str().to_string(),
+                value: value.as_bytes().to_vec(),
+            })
+            .collect(),
+    }
 }
 
 /// The WIT list back as a `HeaderMap`, order of repeated fields kept. Fields
@@ -166,6 +188,26 @@ mod tests {
         assert_eq!(list.len(), 3);
         assert_eq!(list[2].value, vec![b'c', 0xe9]);
         assert_eq!(list_to_headers(&list), map);
+    }
+
+    #[test]
+    fn filtered_lists_copy_only_the_named_fields() {
+        let mut map = HeaderMap::new();
+        map.append("host", HeaderValue::from_static("a"));
+        map.append("cookie", HeaderValue::from_static("1"));
+        map.append("cookie", HeaderValue::from_static("2"));
+        map.append("accept", HeaderValue::from_static("*/*"));
+        let names =
+            |list: Vec<Header>| -> Vec<String> { list.into_iter().map(|h| h.name).collect() };
+        assert_eq!(names(filtered_list(&map, &HeaderFilter::All)).len(), 4);
+        assert!(filtered_list(&map, &HeaderFilter::Only(vec![])).is_empty());
+        assert_eq!(
+            names(filtered_list(
+                &map,
+                &HeaderFilter::Only(vec!["cookie".into()])
+            )),
+            ["cookie", "cookie"]
+        );
     }
 
     #[test]

@@ -242,8 +242,13 @@ impl Proxy {
 async fn request_hooks(ctx: &mut RequestContext, head: &mut RequestHead) -> Option<Reply> {
     let chain = ctx.chain.clone().filter(|c| c.has_hook(HookSet::REQUEST))?;
     match run_hook(|| chain.on_request(head)) {
-        RequestDecision::Continue { delay_ms, vars } => {
+        RequestDecision::Continue {
+            delay_ms,
+            vars,
+            header_edits,
+        } => {
             ctx.vars.extend(vars);
+            ctx.request_header_edits = header_edits;
             if delay_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(u64::from(delay_ms))).await;
             }

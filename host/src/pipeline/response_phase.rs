@@ -10,13 +10,14 @@ use http_body_util::BodyExt;
 use tailgate_runtime::{HookSet, RequestHead, ResponseHead};
 
 use super::body::{empty_body, LogGuard, LoggedBody, ProxyBody};
-use super::context::{headers_to_list, list_to_headers, RequestContext};
+use super::context::{filtered_list, RequestContext};
 use super::log_phase::PendingLog;
 use super::reply::Reply;
 use super::run_hook;
 use crate::access_log::AccessLog;
 use crate::error::ProxyError;
 use crate::forwarding::strip_hop_by_hop;
+use crate::plugin_chain::apply_checked_edits;
 use crate::server::Lifecycle;
 
 /// Run the response hooks (when the request was routed and hooked) and
@@ -36,19 +37,20 @@ pub fn finish(
 
     let hooked = ctx.chain.as_ref().filter(|c| c.has_hook(HookSet::RESPONSE));
     if let (Some(chain), Some(head)) = (hooked, head) {
+        // Only the fields the response hooks read are copied into the list.
         let mut resp_head = ResponseHead {
             status: response.status().as_u16(),
-            headers: headers_to_list(response.headers()),
+            headers: filtered_list(response.headers(), chain.response_fields()),
             host_generated,
         };
         match run_hook(|| chain.on_response(head, &mut resp_head)) {
-            Ok(()) => {
+            Ok(edits) => {
                 let keep_upgrade = upgrade
                     .as_ref()
                     .and_then(|_| response.headers().get(header::UPGRADE).cloned());
-                let mut headers = list_to_headers(&resp_head.headers);
-                strip_hop_by_hop(&mut headers, keep_upgrade.as_ref());
-                *response.headers_mut() = headers;
+                let headers = response.headers_mut();
+                apply_checked_edits(headers, &edits);
+                strip_hop_by_hop(headers, keep_upgrade.as_ref());
             }
             Err(failure) => {
                 let err = ProxyError::ResponseHooksFailed {
@@ -62,11 +64,11 @@ pub fn finish(
     }
 
     let status = response.status().as_u16();
-    // Only a log hook reads the response headers of the record.
-    let logged_headers = if ctx.chain.as_ref().is_some_and(|c| c.has_hook(HookSet::LOG)) {
-        headers_to_list(response.headers())
-    } else {
-        Vec::new()
+    // Only a log hook reads the response headers of the record: the
+    // fields it asked for.
+    let logged_headers = match ctx.chain.as_ref().filter(|c| c.has_hook(HookSet::LOG)) {
+        Some(chain) => filtered_list(response.headers(), chain.log_fields().1),
+        None => Vec::new(),
     };
     let pending = PendingLog::new(ctx, status, logged_headers, access_log.clone());
     match upgrade {

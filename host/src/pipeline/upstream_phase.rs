@@ -12,10 +12,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use http_body::Body;
-use tailgate_runtime::{HookSet, RequestHead};
+use tailgate_runtime::RequestHead;
 
 use super::body::{boxed, BoxError, LimitedBody, ProxyBody};
-use super::context::{list_to_headers, RequestContext};
+use super::context::RequestContext;
 use super::reply::Reply;
 use super::ActiveConfig;
 use crate::cache::{self, CacheStep};
@@ -89,15 +89,8 @@ where
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let host = client_host(&req);
     let (parts, body) = req.into_parts();
-    // Without request hooks `head.headers` is the received map as a list:
-    // forward the map itself instead of rebuilding it from the list.
-    let edited = ctx
-        .chain
-        .as_ref()
-        .is_some_and(|c| c.has_hook(HookSet::REQUEST));
-    let received = (!edited).then_some(parts.headers);
-    let (uri, headers) =
-        upstream_request_head(client, ctx, head, received, host, upgrade.as_ref())?;
+    let fields = ctx.edited_headers(parts.headers);
+    let (uri, headers) = upstream_request_head(client, ctx, head, fields, host, upgrade.as_ref())?;
 
     let body = boxed(LimitedBody::new(
         body,
@@ -155,20 +148,20 @@ where
 /// The upstream URI and request header fields for `head`: hop-by-hop fields
 /// stripped (the upgrade handshake kept), forwarding headers and `Host` set
 /// per the upstream's `host_header` (`client_host` is the client's own).
-/// `received` is the request's own header map when no hook edited the
-/// head (it is then the same fields as `head.headers`), used as is.
+/// `fields` are the request's header fields as the hooks left them
+/// ([`RequestContext::edited_headers`]).
 pub(crate) fn upstream_request_head(
     client: &HttpUpstreamClient,
     ctx: &RequestContext,
     head: &RequestHead,
-    received: Option<http::HeaderMap>,
+    fields: http::HeaderMap,
     client_host: Option<HeaderValue>,
     upgrade: Option<&HeaderValue>,
 ) -> Result<(http::Uri, http::HeaderMap), ProxyError> {
     let uri = client
         .uri_for(&head.path, head.query.as_deref())
         .map_err(|e| ProxyError::Internal(format!("upstream target for {:?}: {e}", head.path)))?;
-    let mut headers = received.unwrap_or_else(|| list_to_headers(&head.headers));
+    let mut headers = fields;
     strip_hop_by_hop(&mut headers, upgrade);
     ctx.client.apply_forwarding_headers(&mut headers);
     let host = match client.config().host_header {

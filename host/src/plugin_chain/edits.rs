@@ -3,6 +3,7 @@
 //! plugin cannot put an invalid header or path on the wire. Used by the
 //! plugin chain between hooks; `apply_header_edits` is reusable by the pipeline.
 
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use tailgate_runtime::{Header, HeaderEdit, HeaderOp, ImmediateResponse, RequestHead};
 
 /// Plugin output that cannot be applied: an invalid header, path or status.
@@ -66,6 +67,34 @@ pub fn apply_header_edits(
         }
     }
     Ok(())
+}
+
+/// Apply `edits` that [`apply_header_edits`] accepted to a header map, the
+/// same operations on the fields that go on the wire: `set` replaces every
+/// field of the name, `append` adds one, `remove` drops them all. (A map
+/// keeps a name's fields together, as the serialised head does anyway.)
+pub fn apply_checked_edits(headers: &mut HeaderMap, edits: &[HeaderEdit]) {
+    for edit in edits {
+        let Ok(name) = HeaderName::from_bytes(edit.name.as_bytes()) else {
+            continue;
+        };
+        let value = || HeaderValue::from_bytes(&edit.value).ok();
+        match edit.op {
+            HeaderOp::Remove => {
+                headers.remove(&name);
+            }
+            HeaderOp::Append => {
+                if let Some(value) = value() {
+                    headers.append(name, value);
+                }
+            }
+            HeaderOp::Set => {
+                if let Some(value) = value() {
+                    headers.insert(name, value);
+                }
+            }
+        }
+    }
 }
 
 /// Rewrite the request target: `/new/path` keeps the query (as nginx's

@@ -233,10 +233,21 @@ fn request_hooks_run_in_order_and_each_sees_the_previous_edits() {
         Scripted::new("third", HookSet::all(), &c).entry(FailurePolicy::Closed),
     ]);
     let mut req = head();
-    let RequestDecision::Continue { delay_ms, vars } = chain.on_request(&mut req) else {
+    let RequestDecision::Continue {
+        delay_ms,
+        vars,
+        header_edits,
+    } = chain.on_request(&mut req)
+    else {
         panic!("expected Continue");
     };
     assert_eq!(delay_ms, 150);
+    // Every applied edit, in order, for the map the pipeline forwards.
+    let edited: Vec<(&str, &[u8])> = header_edits
+        .iter()
+        .map(|e| (e.name.as_str(), e.value.as_slice()))
+        .collect();
+    assert_eq!(edited, [("X-Tag", &b"one"[..]), ("x-tag", &b"two"[..])]);
     assert_eq!(
         vars.iter()
             .map(|v| (v.name.as_str(), v.value.as_str()))
@@ -358,10 +369,15 @@ fn invalid_request_output_is_a_fault_and_is_not_applied() {
         .on_request(bad_header)
         .entry(FailurePolicy::Open)]);
     let mut req = head();
-    let RequestDecision::Continue { delay_ms, vars } = open.on_request(&mut req) else {
+    let RequestDecision::Continue {
+        delay_ms,
+        vars,
+        header_edits,
+    } = open.on_request(&mut req)
+    else {
         panic!("expected Continue");
     };
-    assert_eq!((delay_ms, vars.len()), (0, 0));
+    assert_eq!((delay_ms, vars.len(), header_edits.len()), (0, 0, 0));
     assert_eq!(req.path, "/a");
     assert!(header_values(&req.headers, "x-tag").is_empty());
 
@@ -435,13 +451,21 @@ fn response_hooks_run_in_reverse_order_on_the_edited_response() {
             .entry(FailurePolicy::Closed),
     ]);
     let mut resp = response();
-    chain.on_response(&mut head(), &mut resp).unwrap();
+    let applied = chain.on_response(&mut head(), &mut resp).unwrap();
     assert_eq!(
         calls(&c),
         ["inner:response headers=1", "outer:response headers=2"]
     );
     assert_eq!(header_values(&resp.headers, "x-frame-options"), ["DENY"]);
     assert!(header_values(&resp.headers, "server").is_empty());
+    // The same edits, in order, applied to the response's map give the
+    // same fields.
+    let mut map = http::HeaderMap::new();
+    map.insert("server", http::HeaderValue::from_static("up"));
+    crate::plugin_chain::apply_checked_edits(&mut map, &applied);
+    assert_eq!(map.len(), 2);
+    assert_eq!(map["x-inner"], "1");
+    assert_eq!(map["x-frame-options"], "DENY");
 }
 
 #[test]
