@@ -32,6 +32,10 @@ response.set = {{ "X-Route" = "app" }}
 async fn startup_prints_a_summary_of_listeners_routes_plugins_and_upstreams() {
     let up = TestUpstream::start();
     let tg = Tailgate::start(&config(&up, "5s"));
+    // The summary follows the listeners' announcements: wait for its end.
+    tg.stderr
+        .wait_for(Duration::from_secs(10), |line| line.contains("telemetry:"))
+        .expect("the start-up summary");
     let text = tg.stderr.snapshot().join("\n");
     assert!(
         text.contains(&format!("listeners: http://{}", tg.addr())),

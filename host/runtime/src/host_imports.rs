@@ -9,6 +9,7 @@ use metrics::Label;
 use crate::bindings::host::Host;
 use crate::bindings::types::{self, LogLevel, RateDecision, RateLimit};
 use crate::host_state::HostState;
+use crate::metric_handles::GuestMetric;
 use crate::observer::{OutputSource, PluginOutput};
 use crate::state::rate_limiter::{self, RateLimitError, ZoneSpec};
 
@@ -69,45 +70,47 @@ impl HostState {
         }
         Ok(())
     }
+}
 
-    fn metric(
-        &self,
-        import: &'static str,
-        name: &str,
-        labels: Vec<(String, String)>,
-    ) -> HostResult<(String, Vec<Label>)> {
-        let sanitized = sanitize_metric_name(name);
-        if sanitized.is_empty() {
-            return refuse(HostCallError::MetricName {
-                import,
-                name: name.to_string(),
-                reason: "is empty",
-            });
-        }
-        if RESERVED_METRIC_NAMES.contains(&sanitized.as_str()) {
-            return refuse(HostCallError::MetricName {
-                import,
-                name: name.to_string(),
-                reason: "is reserved for the runtime's own metrics",
-            });
-        }
-        if labels.len() > MAX_METRIC_LABELS {
-            return refuse(HostCallError::TooManyLabels {
-                import,
-                count: labels.len(),
-            });
-        }
-        let mut out = Vec::with_capacity(labels.len() + 1);
-        for (key, value) in labels {
-            let key = sanitize_metric_name(&key);
-            if key.is_empty() || key == "plugin" {
-                return refuse(HostCallError::LabelName { import, name: key });
-            }
-            out.push(Label::new(key, value));
-        }
-        out.push(Label::new("plugin", self.guest.plugin.to_string()));
-        Ok((format!("tailgate_plugin_{sanitized}"), out))
+/// The recorder's name and labels of a plugin metric the guest named
+/// `name` with `labels`: checked, renamed to `tailgate_plugin_<name>`, and
+/// labelled with the plugin.
+fn plugin_metric(
+    import: &'static str,
+    plugin: &str,
+    (name, labels): &GuestMetric,
+) -> HostResult<(String, Vec<Label>)> {
+    let sanitized = sanitize_metric_name(name);
+    if sanitized.is_empty() {
+        return refuse(HostCallError::MetricName {
+            import,
+            name: name.clone(),
+            reason: "is empty",
+        });
     }
+    if RESERVED_METRIC_NAMES.contains(&sanitized.as_str()) {
+        return refuse(HostCallError::MetricName {
+            import,
+            name: name.clone(),
+            reason: "is reserved for the runtime's own metrics",
+        });
+    }
+    if labels.len() > MAX_METRIC_LABELS {
+        return refuse(HostCallError::TooManyLabels {
+            import,
+            count: labels.len(),
+        });
+    }
+    let mut out = Vec::with_capacity(labels.len() + 1);
+    for (key, value) in labels {
+        let key = sanitize_metric_name(key);
+        if key.is_empty() || key == "plugin" {
+            return refuse(HostCallError::LabelName { import, name: key });
+        }
+        out.push(Label::new(key, value.clone()));
+    }
+    out.push(Label::new("plugin", plugin.to_string()));
+    Ok((format!("tailgate_plugin_{sanitized}"), out))
 }
 
 /// `[a-zA-Z0-9_]` only: every other character becomes `_`.
@@ -165,8 +168,12 @@ impl Host for HostState {
         labels: Vec<(String, String)>,
         value: u64,
     ) -> HostResult<()> {
-        let (name, labels) = self.metric("counter-add", &name, labels)?;
-        metrics::counter!(name, labels).increment(value);
+        let plugin = &self.guest.plugin;
+        let counter = self.metric_handles.counter((name, labels), |metric| {
+            let (name, labels) = plugin_metric("counter-add", plugin, metric)?;
+            HostResult::Ok(metrics::counter!(name, labels))
+        })?;
+        counter.increment(value);
         Ok(())
     }
 
@@ -179,8 +186,12 @@ impl Host for HostState {
         if !value.is_finite() {
             return refuse(HostCallError::NotFinite(value));
         }
-        let (name, labels) = self.metric("histogram-record", &name, labels)?;
-        metrics::histogram!(name, labels).record(value);
+        let plugin = &self.guest.plugin;
+        let histogram = self.metric_handles.histogram((name, labels), |metric| {
+            let (name, labels) = plugin_metric("histogram-record", plugin, metric)?;
+            HostResult::Ok(metrics::histogram!(name, labels))
+        })?;
+        histogram.record(value);
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::guest_output::{GuestOutput, OutputTail};
+use crate::metric_handles::MetricHandles;
 use crate::state::{PluginState, SharedState};
 
 /// The (plugin, route) an instance serves, for logs and metrics.
@@ -26,6 +27,8 @@ pub(crate) struct HostState {
     pub(crate) memory: MemoryCap,
     /// The end of what the guest wrote to stderr during the current call.
     pub(crate) stderr_tail: OutputTail,
+    /// The plugin metrics this instance used, ready for the next call.
+    pub(crate) metric_handles: MetricHandles,
     stdout: GuestOutput,
     stderr: GuestOutput,
     wasi: WasiCtx,
@@ -50,6 +53,7 @@ impl HostState {
             plugin_state,
             memory: MemoryCap::new(memory_cap),
             stderr_tail,
+            metric_handles: MetricHandles::default(),
             stdout,
             stderr,
             wasi,

@@ -23,6 +23,7 @@ mod host_imports;
 mod host_state;
 mod instance;
 mod instance_pool;
+mod metric_handles;
 mod metrics;
 mod observer;
 pub mod plugin_config;
