@@ -16,7 +16,9 @@ use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use std::fmt::Write as _;
+
+use crate::address_text::push_decimal;
 use tailgate_runtime::LogRecord;
 
 use crate::config::model::AccessLogConfig;
@@ -286,77 +288,152 @@ fn write_lines(queue: &LineQueue, mut sinks: Sinks) {
     }
 }
 
-/// The default access-log line: JSON with nginx's variable names.
+/// The default access-log line: JSON with nginx's variable names, written
+/// field by field (a `serde_json` struct cost ~7k instructions a line, the
+/// largest single item of a plugin-free request; docs/performance.md).
 pub fn default_line(rec: &LogRecord) -> String {
-    #[derive(Serialize)]
-    struct DefaultLine<'a> {
-        time: &'a str,
-        remote_addr: &'a str,
-        client_ip: &'a str,
-        request_method: &'a str,
-        request_uri: &'a str,
-        server_protocol: &'a str,
-        scheme: &'a str,
-        status: u16,
-        body_bytes_sent: u64,
-        request_length: u64,
-        request_time: f64,
-        upstream_response_time: Option<f64>,
-        upstream_addr: Option<&'a str>,
-        http_host: &'a str,
-        http_user_agent: &'a str,
-        http_referer: &'a str,
-        request_id: &'a str,
-        route: &'a str,
-        /// nginx `$upstream_cache_status`; only on routes with a cache.
-        #[serde(skip_serializing_if = "str::is_empty")]
-        upstream_cache_status: &'a str,
+    let mut line = JsonLine::with_capacity(384 + rec.uri.len() + rec.user_agent.len());
+    line.text("time", &rec.time);
+    line.text("remote_addr", peer_ip_text(&rec.peer_addr));
+    line.text("client_ip", &rec.client_ip);
+    line.text("request_method", &rec.method);
+    line.text("request_uri", &rec.uri);
+    line.text("server_protocol", &rec.protocol);
+    line.text("scheme", &rec.scheme);
+    line.number("status", rec.status);
+    line.number("body_bytes_sent", rec.bytes_sent);
+    line.number("request_length", rec.bytes_received);
+    line.seconds("request_time", Some(rec.request_time));
+    line.seconds("upstream_response_time", rec.upstream_response_time);
+    match &rec.upstream_addr {
+        Some(addr) => line.text("upstream_addr", addr),
+        None => line.null("upstream_addr"),
     }
-    let remote_addr = peer_ip_text(&rec.peer_addr);
-    let line = DefaultLine {
-        time: &rec.time,
-        remote_addr,
-        client_ip: &rec.client_ip,
-        request_method: &rec.method,
-        request_uri: &rec.uri,
-        server_protocol: &rec.protocol,
-        scheme: &rec.scheme,
-        status: rec.status,
-        body_bytes_sent: rec.bytes_sent,
-        request_length: rec.bytes_received,
-        request_time: millis(rec.request_time),
-        upstream_response_time: rec.upstream_response_time.map(millis),
-        upstream_addr: rec.upstream_addr.as_deref(),
-        http_host: &rec.host,
-        http_user_agent: &rec.user_agent,
-        http_referer: &rec.referer,
-        request_id: &rec.request_id,
-        route: &rec.route,
-        upstream_cache_status: &rec.cache_status,
-    };
-    // Serialising plain strings and numbers cannot fail; NaN/inf become null.
-    serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"log_error\":\"{e}\"}}"))
+    line.text("http_host", &rec.host);
+    line.text("http_user_agent", &rec.user_agent);
+    line.text("http_referer", &rec.referer);
+    line.text("request_id", &rec.request_id);
+    line.text("route", &rec.route);
+    // nginx `$upstream_cache_status`; only on routes with a cache.
+    if !rec.cache_status.is_empty() {
+        line.text("upstream_cache_status", &rec.cache_status);
+    }
+    line.finish()
+}
+
+/// A one-line JSON object being written: `"key":value` pairs in order.
+struct JsonLine(String);
+
+impl JsonLine {
+    fn with_capacity(capacity: usize) -> Self {
+        let mut out = String::with_capacity(capacity);
+        out.push('{');
+        JsonLine(out)
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        self.0.push('"');
+        self.0.push_str(key);
+        self.0.push_str("\":");
+    }
+
+    fn text(&mut self, key: &str, value: &str) {
+        self.key(key);
+        push_json_string(&mut self.0, value);
+    }
+
+    fn number(&mut self, key: &str, value: impl Into<u64>) {
+        self.key(key);
+        push_decimal(&mut self.0, value.into());
+    }
+
+    /// Seconds rounded to milliseconds (nginx's `$request_time`), as the
+    /// shortest decimal (`0.012`, `1.0`: what serde_json writes); `null`
+    /// when absent, negative or not finite.
+    fn seconds(&mut self, key: &str, value: Option<f64>) {
+        let Some(seconds) = value.filter(|v| v.is_finite() && *v >= 0.0) else {
+            return self.null(key);
+        };
+        self.key(key);
+        let ms = (seconds * 1000.0).round();
+        if ms >= 9_007_199_254_740_992.0 {
+            // Past 2^53 ms (285,000 years) a float prints itself.
+            let _ = write!(self.0, "{:?}", ms / 1000.0);
+            return;
+        }
+        let ms = ms as u64;
+        push_decimal(&mut self.0, ms / 1000);
+        self.0.push('.');
+        let fraction = ms % 1000;
+        let digits = [fraction / 100, fraction / 10 % 10, fraction % 10];
+        let keep = digits
+            .iter()
+            .rposition(|&d| d != 0)
+            .map_or(1, |last| last + 1);
+        for digit in &digits[..keep] {
+            self.0.push(char::from(b'0' + *digit as u8));
+        }
+    }
+
+    fn null(&mut self, key: &str) {
+        self.key(key);
+        self.0.push_str("null");
+    }
+
+    fn finish(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
+}
+
+/// `text` as a JSON string: `"` and `\` escaped, control characters as
+/// `\n`, `\r`, `\t`, `\b`, `\f` or `\u00XX`; runs of other bytes (all of
+/// UTF-8 above ASCII) copied whole.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    let bytes = text.as_bytes();
+    let mut run = 0;
+    while let Some(offset) = bytes[run..]
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    {
+        let at = run + offset;
+        out.push_str(&text[run..at]);
+        match bytes[at] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            byte => {
+                let _ = write!(out, "\\u{byte:04x}");
+            }
+        }
+        run = at + 1;
+    }
+    out.push_str(&text[run..]);
+    out.push('"');
 }
 
 /// The IP part of a socket address as `SocketAddr` prints it (`1.2.3.4:80`,
 /// `[::1]:80`, `[fe80::1%2]:80`), without formatting the address again;
 /// anything else as is.
 fn peer_ip_text(peer_addr: &str) -> &str {
-    if peer_addr.parse::<std::net::SocketAddr>().is_err() {
-        return peer_addr;
-    }
     match peer_addr.strip_prefix('[') {
-        Some(v6) => {
-            let end = v6.find(['%', ']']).unwrap_or(v6.len());
-            &v6[..end]
-        }
-        None => peer_addr.rsplit_once(':').map_or(peer_addr, |(ip, _)| ip),
+        Some(v6) => match v6.find(['%', ']']) {
+            Some(end) if v6[end..].contains("]:") => &v6[..end],
+            _ => peer_addr,
+        },
+        None => match peer_addr.split_once(':') {
+            Some((ip, port)) if !port.contains(':') && port.parse::<u16>().is_ok() => ip,
+            _ => peer_addr,
+        },
     }
-}
-
-/// Seconds rounded to milliseconds, as nginx prints them.
-fn millis(seconds: f64) -> f64 {
-    (seconds * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]
@@ -410,6 +487,57 @@ mod tests {
         assert_eq!(v["request_id"], "abc");
         assert_eq!(v["route"], "docs");
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn seconds_are_written_as_serde_json_writes_the_rounded_value() {
+        let mut cases: Vec<f64> = (0..5000).map(|ms| f64::from(ms) / 997.0).collect();
+        cases.extend([0.0, 0.0004, 0.0005, 1.0, 59.9996, 86_400.25, 1e12]);
+        for seconds in cases {
+            let mut line = JsonLine::with_capacity(16);
+            line.seconds("t", Some(seconds));
+            let rounded = (seconds * 1000.0).round() / 1000.0;
+            let expected = format!(
+                "{{\"t\":{}}}",
+                serde_json::to_string(&rounded).expect("json")
+            );
+            assert_eq!(line.finish(), expected, "{seconds}");
+        }
+    }
+
+    #[test]
+    fn default_line_matches_serde_json_field_for_field() {
+        let mut rec = record();
+        rec.user_agent = "a\"b\\c\nd\u{1}\u{8}\u{c}\u{7f}é\t".into();
+        rec.request_time = 1.0;
+        rec.upstream_response_time = None;
+        rec.upstream_addr = None;
+        rec.cache_status = "HIT".into();
+        let line = default_line(&rec);
+        let v: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(v["http_user_agent"], rec.user_agent.as_str());
+        assert_eq!(v["request_time"], 1.0);
+        assert!(line.contains(r#""request_time":1.0,"#), "{line}");
+        assert!(v["upstream_response_time"].is_null());
+        assert!(v["upstream_addr"].is_null());
+        assert_eq!(v["upstream_cache_status"], "HIT");
+        // The same escapes serde_json writes.
+        assert!(
+            line.contains(&serde_json::to_string(&rec.user_agent).expect("json")),
+            "{line}"
+        );
+        let keys: Vec<&str> = v
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys.len(), 19);
+        rec.cache_status.clear();
+        rec.request_time = f64::NAN;
+        let v: serde_json::Value = serde_json::from_str(&default_line(&rec)).expect("valid JSON");
+        assert!(v.get("upstream_cache_status").is_none());
+        assert!(v["request_time"].is_null());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
+use crate::address_text::ip_text;
 use crate::config::model::ServerConfig;
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -79,11 +80,11 @@ impl ClientInfo {
             .unwrap_or_else(|| listener_scheme.to_string());
 
         // An address is formatted once here, not by each user.
-        let peer_text = peer_ip.to_string();
+        let peer_text = ip_text(peer_ip);
         let client_ip_text = if client_ip == peer_ip {
             peer_text.clone()
         } else {
-            client_ip.to_string()
+            ip_text(client_ip)
         };
         let forwarded_for = if peer_trusted {
             let chain: Vec<&str> = headers
@@ -187,13 +188,19 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// With `upgrade`, the upgrade handshake fields are put back
 /// (`Upgrade: <protocol>`, `Connection: upgrade`).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
-    // Most maps have none or one of these: look before removing (each
-    // removal hashes its name), twice per request.
-    if headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // Most maps have none or one of these (an upstream's `Connection:
+    // keep-alive`): find the ones present in one pass and remove only those
+    // (each removal hashes its name), twice per request.
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(name))
+        .cloned()
+        .collect();
+    if !present.is_empty() {
         let listed: Vec<HeaderName> = connection_tokens(headers)
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
-        for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        for name in listed.iter().chain(present.iter()) {
             headers.remove(name);
         }
     }

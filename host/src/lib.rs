@@ -9,6 +9,7 @@
 //! `plugin_chain` loads each route's plugins into the `tailgate-runtime`.
 
 pub mod access_log;
+pub mod address_text;
 pub mod admin;
 pub mod cache;
 pub mod cli;

@@ -86,7 +86,7 @@ impl PendingLog {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             client_ip: ctx.client.client_ip_text,
-            peer_addr: ctx.client.peer.to_string(),
+            peer_addr: crate::address_text::socket_text(ctx.client.peer),
             method: ctx.method.as_str().to_string(),
             scheme: ctx.client.scheme,
             host: ctx.host,

@@ -124,7 +124,7 @@ where
         }
     };
     ctx.upstream_addr = Some(match peer {
-        Some(peer) => peer.to_string(),
+        Some(peer) => peer,
         None => format!("{}:{}", client.config().host, client.config().port),
     });
 
