@@ -64,8 +64,9 @@ use crate::upstream::{UpstreamPool, UpstreamSetupError};
 /// The health-check path, answered before routing on every host.
 pub const HEALTH_PATH: &str = "/healthz";
 
-/// The scheme of a request without a listener mark: plain HTTP (TLS ends at
-/// the edge in front of us, or `[tls]` listeners mark theirs `https`).
+/// The scheme of a request given to [`Proxy::handle`]: plain HTTP (TLS ends
+/// at the edge in front of us; `[tls]` listeners call
+/// [`Proxy::handle_on`] with `https`).
 const LISTENER_SCHEME: &str = "http";
 
 /// Everything a request needs from the current config, swapped as one.
@@ -150,16 +151,27 @@ impl Proxy {
         B: Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
+        self.handle_on(req, peer, LISTENER_SCHEME).await
+    }
+
+    /// [`Proxy::handle`] for a request that came in on a listener of
+    /// `scheme` (`"https"` on the TLS listeners).
+    pub async fn handle_on<B>(
+        &self,
+        req: Request<B>,
+        peer: SocketAddr,
+        scheme: &'static str,
+    ) -> Result<Response<ProxyBody>, CloseConnection>
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
         let start = Instant::now();
         // 0. health
         if req.uri().path() == HEALTH_PATH {
             return Ok(health_response(self.lifecycle.is_draining()));
         }
         let active = self.active.load_full();
-        let scheme = req
-            .extensions()
-            .get::<crate::server::ListenerScheme>()
-            .map_or(LISTENER_SCHEME, |s| s.0);
         let client = ClientInfo::resolve(peer, req.headers(), &active.config.server, scheme);
         let mut ctx = RequestContext::new(&req, request_host(&req), client, start);
 

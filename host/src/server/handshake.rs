@@ -17,10 +17,6 @@ use super::ConnectionServer;
 /// Time for the PROXY header and the TLS handshake together.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The scheme a request arrived with on its listener, as a request extension.
-#[derive(Debug, Clone, Copy)]
-pub struct ListenerScheme(pub &'static str);
-
 /// How a listener's connections open.
 #[derive(Clone)]
 pub struct ConnectionHandshake {

@@ -17,7 +17,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-use super::handshake::{ConnectionHandshake, ListenerScheme};
+use super::handshake::ConnectionHandshake;
 use super::Lifecycle;
 use crate::pipeline::Proxy;
 
@@ -102,11 +102,9 @@ impl ConnectionServer {
     {
         let _gauge = ConnectionGauge::open();
         let proxy = self.proxy.clone();
-        let scheme = ListenerScheme(scheme);
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
-            req.extensions_mut().insert(scheme);
+        let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
             let proxy = proxy.clone();
-            async move { proxy.handle(req, peer).await }
+            async move { proxy.handle_on(req, peer, scheme).await }
         });
         let connection = self
             .builder

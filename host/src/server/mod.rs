@@ -31,7 +31,7 @@ use crate::reload::{triggers, Reloader};
 use crate::telemetry::Telemetry;
 use crate::upstream::UpstreamSetupError;
 
-pub use handshake::{ConnectionHandshake, ListenerScheme};
+pub use handshake::ConnectionHandshake;
 pub use lifecycle::Lifecycle;
 pub use listener::ConnectionServer;
 pub use listener_set::{ListenerChanges, ListenerSet, PreparedListeners};

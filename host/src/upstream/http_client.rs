@@ -282,16 +282,15 @@ impl HttpUpstreamClient {
                 }
             }
         };
-        let peer = {
-            let metadata = connection.connection_metadata();
-            metadata.as_ref().and_then(|connected| {
-                let mut extensions = http::Extensions::new();
-                connected.get_extras(&mut extensions);
-                extensions.get::<DialedPeer>().map(|p| p.0.clone())
-            })
-        };
         match result {
-            Ok(response) => Ok(UpstreamResponse { response, peer }),
+            Ok(response) => {
+                // The client puts the connection's extras on the response.
+                let peer = response
+                    .extensions()
+                    .get::<DialedPeer>()
+                    .map(|p| p.0.clone());
+                Ok(UpstreamResponse { response, peer })
+            }
             Err(e) if e.is_connect() => {
                 let source = connect_failure(&e);
                 if let Some(DialError::Identity(_)) = find_dial_error(&e) {
