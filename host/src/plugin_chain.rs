@@ -245,11 +245,12 @@ impl RouteChain {
             .iter()
             .filter(|e| e.hooks.contains(HookSet::RESPONSE))
             .map(|e| e.plugin.response_headers())
-            .fold(HeaderFilter::Only(Vec::new()), union);
+            .fold(HeaderFilter::none(), HeaderFilter::union);
+        // Without a log hook nobody reads the record's header lists.
         let log_fields = entries
             .iter()
             .rfind(|e| e.hooks.contains(HookSet::LOG))
-            .map_or((HeaderFilter::All, HeaderFilter::All), |e| {
+            .map_or((HeaderFilter::none(), HeaderFilter::none()), |e| {
                 (e.plugin.request_headers(), e.plugin.response_headers())
             });
         RouteChain {
@@ -415,19 +416,6 @@ impl RouteChain {
         )
         .increment(1);
         entry.on_failure
-    }
-}
-
-/// The filter that lets through what either lets through.
-fn union(a: HeaderFilter, b: HeaderFilter) -> HeaderFilter {
-    match (a, b) {
-        (HeaderFilter::Only(mut a), HeaderFilter::Only(b)) => {
-            a.extend(b);
-            a.sort_unstable();
-            a.dedup();
-            HeaderFilter::Only(a)
-        }
-        _ => HeaderFilter::All,
     }
 }
 

@@ -14,11 +14,43 @@ pub(crate) fn normalised(mut info: PluginInfo) -> PluginInfo {
             for name in names.iter_mut() {
                 name.make_ascii_lowercase();
             }
-            names.sort_unstable();
-            names.dedup();
+            sort_names(names);
         }
     }
     info
+}
+
+impl HeaderFilter {
+    /// No header fields at all.
+    pub fn none() -> HeaderFilter {
+        HeaderFilter::Only(Vec::new())
+    }
+
+    /// The filter that lets through what either lets through (the fields
+    /// a route's plugins read between them).
+    pub fn union(self, other: HeaderFilter) -> HeaderFilter {
+        match (self, other) {
+            (HeaderFilter::Only(mut a), HeaderFilter::Only(b)) => {
+                a.extend(b);
+                sort_names(&mut a);
+                HeaderFilter::Only(a)
+            }
+            _ => HeaderFilter::All,
+        }
+    }
+
+    /// Whether a field named `name` (any case) is let through.
+    pub fn lets_through(&self, name: &str) -> bool {
+        match self {
+            HeaderFilter::All => true,
+            HeaderFilter::Only(names) => names.iter().any(|n| n.eq_ignore_ascii_case(name)),
+        }
+    }
+}
+
+fn sort_names(names: &mut Vec<String>) {
+    names.sort_unstable();
+    names.dedup();
 }
 
 /// The full list a call narrowed, to put back with [`restore`].
@@ -26,23 +58,20 @@ pub(crate) fn normalised(mut info: PluginInfo) -> PluginInfo {
 pub(crate) struct Saved(Option<Vec<Header>>);
 
 /// Leave in `headers` only the fields `filter` lets through; returns the
-/// full list. Nothing is copied for [`HeaderFilter::All`] or when no field
-/// is asked for.
+/// full list. Nothing is copied when every field passes already (the
+/// filter is `all`, or the pipeline built the list with this filter) or
+/// when no field is asked for.
 pub(crate) fn narrow(filter: &HeaderFilter, headers: &mut Vec<Header>) -> Saved {
-    match filter {
-        HeaderFilter::All => Saved(None),
-        HeaderFilter::Only(names) => {
-            let all = std::mem::take(headers);
-            if !names.is_empty() {
-                *headers = all
-                    .iter()
-                    .filter(|h| names.iter().any(|n| h.name.eq_ignore_ascii_case(n)))
-                    .cloned()
-                    .collect();
-            }
-            Saved(Some(all))
-        }
+    if headers.iter().all(|h| filter.lets_through(&h.name)) {
+        return Saved(None);
     }
+    let all = std::mem::take(headers);
+    *headers = all
+        .iter()
+        .filter(|h| filter.lets_through(&h.name))
+        .cloned()
+        .collect();
+    Saved(Some(all))
 }
 
 /// Put back the list [`narrow`] took out.

@@ -101,9 +101,7 @@ impl RequestContext {
             request_id: self.client.request_id.clone(),
         }
     }
-}
 
-impl RequestContext {
     /// `received` with the request hooks' header edits applied: the fields
     /// `head.headers` lists, as a map to forward (no list round trip).
     pub fn edited_headers(&self, mut received: HeaderMap) -> HeaderMap {
@@ -141,9 +139,9 @@ pub fn filtered_list(headers: &HeaderMap, filter: &HeaderFilter) -> Vec<Header> 
     match filter {
         HeaderFilter::All => headers_to_list(headers),
         HeaderFilter::Only(names) if names.is_empty() => Vec::new(),
-        HeaderFilter::Only(names) => headers
+        HeaderFilter::Only(_) => headers
             .iter()
-            .filter(|(name, _)| names.iter().any(|n| n == name.as_str()))
+            .filter(|(name, _)| filter.lets_through(name.as_str()))
             .map(|(name, value)| Header {
                 name: name.as_str().to_string(),
                 value: value.as_bytes().to_vec(),
