@@ -133,6 +133,11 @@ fn engine_config(
     config.epoch_interruption(true);
     config.memory_reservation(reservation.bytes());
     config.memory_may_move(false);
+    // Profiling aid (docs/performance.md): name the plugins' compiled
+    // functions in /tmp/perf-<pid>.map for perf and for callgrind dumps.
+    if std::env::var_os("TAILGATE_WASM_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config.allocation_strategy(match pooling {
         Some(pool) => InstanceAllocationStrategy::Pooling(pool),
         None => InstanceAllocationStrategy::OnDemand,

@@ -202,12 +202,15 @@ impl Field {
             Field::Method => text(&rec.method),
             Field::Scheme => text(&rec.scheme),
             Field::Protocol => text(&rec.protocol),
-            Field::RequestLine => Value::Text(Cow::Owned(format!(
-                "{} {} {}",
-                rec.method,
-                redaction.uri(&rec.uri),
-                rec.protocol
-            ))),
+            Field::RequestLine => owned(|out| {
+                let uri = redaction.uri(&rec.uri);
+                out.reserve(rec.method.len() + uri.len() + rec.protocol.len() + 2);
+                out.push_str(&rec.method);
+                out.push(' ');
+                out.push_str(&uri);
+                out.push(' ');
+                out.push_str(&rec.protocol);
+            }),
             Field::RequestUri => Value::Text(redaction.uri(&rec.uri)),
             Field::Path => text(rec.uri.split_once('?').map_or(rec.uri.as_str(), |(p, _)| p)),
             Field::Args => match rec.uri.split_once('?') {

@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 mod config;
+mod decimal;
 mod fields;
 mod labels;
 mod line_filter;

@@ -2,10 +2,9 @@
 //! `log_format escape=json`), logfmt `key=value` pairs, or a `{field}`
 //! template (nginx's default escaping: empty values as `-`).
 
-use std::fmt::Write as _;
-
 use tailgate_plugin_sdk::LogRecord;
 
+use crate::decimal;
 use crate::fields::{Field, Value};
 use crate::redact::Redaction;
 use crate::template::{Part, Template};
@@ -44,8 +43,11 @@ impl LineFormat {
                     if i > 0 {
                         out.push(',');
                     }
-                    json_string(&output.name, &mut out);
-                    out.push(':');
+                    // Output names are letters, digits and `_-.:@`
+                    // (checked at configure): nothing to escape.
+                    out.push('"');
+                    out.push_str(&output.name);
+                    out.push_str("\":");
                     json_value(&output.field.render(rec, redaction), &mut out);
                 }
                 out.push('}');
@@ -77,17 +79,12 @@ impl LineFormat {
 
 /// A value as plain text; `empty` stands for an empty or absent value.
 pub fn text_value(value: &Value<'_>, empty: &str, out: &mut String) {
-    // Writing to a String cannot fail.
     match value {
         Value::Text(text) if text.is_empty() => out.push_str(empty),
         Value::Text(text) => out.push_str(text),
-        Value::Int(n) => {
-            let _ = write!(out, "{n}");
-        }
-        Value::Seconds(secs) if secs.is_finite() => {
-            let _ = write!(out, "{:.3}", secs.max(0.0));
-        }
-        Value::Millis(ms) => crate::time_format::msec(*ms, out),
+        Value::Int(n) => decimal::push_decimal(out, *n),
+        Value::Seconds(secs) if secs.is_finite() => decimal::push_seconds(out, *secs),
+        Value::Millis(ms) => decimal::push_millis_as_seconds(out, *ms),
         Value::Seconds(_) | Value::Null => out.push_str(empty),
     }
 }
@@ -124,11 +121,7 @@ fn json_string(text: &str, out: &mut String) {
     // does is ASCII, so the slices always end on a char boundary.
     let bytes = text.as_bytes();
     let mut run = 0;
-    while let Some(offset) = bytes[run..]
-        .iter()
-        .position(|&b| NEEDS_ESCAPE[usize::from(b)])
-    {
-        let at = run + offset;
+    while let Some(at) = next_escape(bytes, run) {
         out.push_str(&text[run..at]);
         match bytes[at] {
             b'"' => out.push_str("\\\""),
@@ -137,13 +130,41 @@ fn json_string(text: &str, out: &mut String) {
             b'\r' => out.push_str("\\r"),
             b'\t' => out.push_str("\\t"),
             byte => {
-                let _ = write!(out, "\\u{byte:04x}");
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(byte >> 4)]));
+                out.push(char::from(HEX[usize::from(byte & 0xf)]));
             }
         }
         run = at + 1;
     }
     out.push_str(&text[run..]);
     out.push('"');
+}
+
+/// The index of the first byte at or after `from` that JSON escapes.
+/// Looks at eight bytes per step (most values have nothing to escape).
+fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Whether any byte of `word` is below `n` (n <= 0x80); exact as a
+    // whole, though not per byte (bit tricks, "hasless").
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS != 0;
+    let equal = |word: u64, b: u8| below(word ^ (ONES * u64::from(b)), 1);
+    let mut at = from;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_ne_bytes(word);
+        if below(word, 0x20) || equal(word, b'"') || equal(word, b'\\') || equal(word, 0x7f) {
+            break;
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&b| NEEDS_ESCAPE[usize::from(b)])
+        .map(|offset| at + offset)
 }
 
 /// A logfmt value: bare when it has no space, `=`, `"` or control
@@ -198,6 +219,42 @@ mod tests {
         );
         let parsed: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
         assert_eq!(parsed["http_user_agent"], "a\"b\\c\nd\u{1}é");
+    }
+
+    #[test]
+    fn every_escaped_byte_is_found_wherever_it_sits_in_a_word() {
+        // The word-at-a-time scan against a byte-by-byte one, for each
+        // byte that needs escaping (and some that do not) at each offset.
+        let naive = |text: &str| {
+            let mut out = String::from("\"");
+            for c in text.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                        out.push_str(&format!("\\u{:04x}", c as u32))
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        };
+        for special in [
+            '"', '\\', '\n', '\u{0}', '\u{1f}', '\u{7f}', ' ', '~', 'é', '\u{80}',
+        ] {
+            for at in 0..20 {
+                let text: String = (0..20)
+                    .map(|i| if i == at { special } else { 'a' })
+                    .collect();
+                let mut out = String::new();
+                json_string(&text, &mut out);
+                assert_eq!(out, naive(&text), "{special:?} at {at}");
+            }
+        }
     }
 
     #[test]

@@ -143,6 +143,20 @@ impl Redaction {
     /// The IP of a socket address `ip:port` (nginx `$remote_addr`), cut
     /// like [`Redaction::ip`].
     pub fn peer_ip<'a>(&self, peer: &'a str) -> Cow<'a, str> {
+        if self.ip.is_none() {
+            // Nothing to cut: the host's `a.b.c.d:port` or `[v6]:port`
+            // without the port, and no parsing on every line.
+            let ip = match peer.strip_prefix('[') {
+                Some(bracketed) => bracketed.split_once("]:").map(|(ip, _)| ip),
+                None => peer
+                    .split_once(':')
+                    .map(|(ip, _)| ip)
+                    .filter(|ip| ip.len() + 1 < peer.len() && !peer[ip.len() + 1..].contains(':')),
+            };
+            if let Some(ip) = ip.filter(|ip| !ip.is_empty() && !ip.contains('%')) {
+                return Cow::Borrowed(ip);
+            }
+        }
         match peer.parse::<SocketAddr>() {
             Ok(addr) => Cow::Owned(self.ip(&addr.ip().to_string()).into_owned()),
             Err(_) => self.ip(peer),
@@ -261,6 +275,10 @@ mod tests {
         let off = redaction(&[], &[], false);
         assert_eq!(off.ip("203.0.113.77"), "203.0.113.77");
         assert_eq!(off.peer_ip("203.0.113.77:5555"), "203.0.113.77");
+        assert_eq!(off.peer_ip("[2001:db8::9]:443"), "2001:db8::9");
+        assert_eq!(off.peer_ip("[fe80::1%2]:443"), "fe80::1", "no zone");
+        assert_eq!(off.peer_ip("2001:db8::9"), "2001:db8::9", "no port");
+        assert_eq!(off.peer_ip("unix"), "unix");
     }
 
     #[test]

@@ -38,6 +38,7 @@
 
 #![deny(unsafe_code)]
 
+mod allocator;
 pub mod bindings;
 mod config;
 mod edits;
