@@ -122,11 +122,19 @@ fn check(path: &Path) -> anyhow::Result<()> {
 
 fn run(path: &Path) -> anyhow::Result<()> {
     let config = config::load(path)?;
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // One worker: everything on this thread, with tokio's current-thread
+    // scheduler (no cross-thread queues or wake-ups to pay for, like one
+    // nginx worker process). Otherwise a work-stealing pool.
+    let mut builder = if config.server.workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if config.server.workers > 0 {
+            builder.worker_threads(config.server.workers);
+        }
+        builder
+    };
     builder.enable_all().thread_name("tailgate-worker");
-    if config.server.workers > 0 {
-        builder.worker_threads(config.server.workers);
-    }
     let tokio_runtime = builder.build().context("starting the tokio runtime")?;
     let (telemetry, runtime, chains) = {
         let _context = tokio_runtime.enter();

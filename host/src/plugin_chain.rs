@@ -12,7 +12,9 @@ pub use edits::{
     InvalidOutput,
 };
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use tailgate_runtime::{

@@ -8,7 +8,7 @@
 //! `path` prefix. A host no route names is `UnknownHost`; a known host whose
 //! routes match no path is `NoPathMatch` (404).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use crate::config::model::{Config, HostPattern, PathMatch, Route};

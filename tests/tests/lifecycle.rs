@@ -184,26 +184,31 @@ async fn sigterm_drains_long_requests_and_websockets_then_exits_zero() {
     );
 }
 
+/// Sends a GET for `path` (a `/delay/<ms>` of the test upstream) in the
+/// background and returns once the upstream has it.
+async fn slow_request(
+    tg: &Tailgate,
+    up: &TestUpstream,
+    path: &'static str,
+) -> tokio::task::JoinHandle<Result<tailgate_e2e::client::Reply, String>> {
+    let before = up.requests();
+    let addr = tg.addr();
+    let slow =
+        tokio::spawn(
+            async move { send(addr, Method::GET, "app.test", path, &[], Bytes::new()).await },
+        );
+    let reached = Instant::now() + Duration::from_secs(5);
+    while up.requests() <= before && Instant::now() < reached {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    slow
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_longer_than_the_timeout_is_cut_short_and_still_exits_zero() {
     let up = TestUpstream::start();
     let mut tg = Tailgate::start(&config(&up, "1s"));
-    let addr = tg.addr();
-    let slow = tokio::spawn(async move {
-        send(
-            addr,
-            Method::GET,
-            "app.test",
-            "/delay/20000",
-            &[],
-            Bytes::new(),
-        )
-        .await
-    });
-    let reached = Instant::now() + Duration::from_secs(5);
-    while up.requests() < 1 && Instant::now() < reached {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let slow = slow_request(&tg, &up, "/delay/20000").await;
     let signalled = Instant::now();
     tg.signal("INT");
     let status = tg
@@ -273,4 +278,39 @@ async fn sigterm_flushes_the_loki_queue_including_requests_finished_during_the_d
             "{uri} reached Loki at shutdown: {pushed:#?}"
         );
     }
+}
+
+/// `workers = 1` runs the proxy on tokio's current-thread scheduler: the
+/// same thread accepts, proxies, runs the plugins, reloads and drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_proxies_runs_plugins_reloads_and_drains() {
+    let up = TestUpstream::start();
+    let one_worker = config(&up, "5s").replace("workers = 2", "workers = 1");
+    assert!(one_worker.contains("workers = 1"), "{one_worker}");
+    let mut tg = Tailgate::start(&one_worker);
+    let reply = get(tg.addr(), "app.test", "/").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("x-route").as_deref(),
+        Some("app"),
+        "the plugin ran"
+    );
+
+    tg.signal("HUP");
+    tg.stderr
+        .wait_for(Duration::from_secs(20), |l| l.contains("config reloaded"))
+        .unwrap_or_else(|| panic!("stderr:\n{}", tg.stderr.snapshot().join("\n")));
+    assert_eq!(get(tg.addr(), "app.test", "/").await.status, 200);
+
+    let slow = slow_request(&tg, &up, "/delay/1500").await;
+    tg.signal("TERM");
+    let status = tg
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits after the drain");
+    assert!(status.success(), "{status}");
+    let slow = slow
+        .await
+        .expect("task")
+        .expect("the slow request finishes");
+    assert_eq!(slow.status, 200);
 }

@@ -4,7 +4,7 @@
 //! is then checked, renamed and looked up in the recorder once per
 //! instance, not once per call (~4.6k instructions a call before).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use metrics::{Counter, Histogram};
 

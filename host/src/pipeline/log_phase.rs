@@ -8,6 +8,8 @@
 use std::time::UNIX_EPOCH;
 
 use dashmap::DashMap;
+// Keys are host labels (at most MAX_CACHED_HOSTS) and (method, status).
+use foldhash::fast::RandomState;
 use metrics::{Counter, Histogram};
 use tailgate_runtime::{Header, HookSet, LogRecord};
 
@@ -151,8 +153,8 @@ fn record_metrics(routed: bool, record: &LogRecord) {
 /// Registered handles of the request metrics, by host label: registering
 /// a series hashes its key and allocates its labels, which per request was
 /// a measurable share of the proxy's CPU (docs/performance.md).
-static REQUEST_SERIES: std::sync::LazyLock<DashMap<String, HostSeries>> =
-    std::sync::LazyLock::new(DashMap::new);
+static REQUEST_SERIES: std::sync::LazyLock<DashMap<String, HostSeries, RandomState>> =
+    std::sync::LazyLock::new(DashMap::default);
 
 /// The series of one host label.
 struct HostSeries {
@@ -160,7 +162,7 @@ struct HostSeries {
     duration: Histogram,
     response_bytes: Counter,
     /// `tailgate_http_requests_total` by (method, status).
-    requests: DashMap<(&'static str, u16), Counter>,
+    requests: DashMap<(&'static str, u16), Counter, RandomState>,
 }
 
 impl HostSeries {
@@ -175,7 +177,7 @@ impl HostSeries {
                 "tailgate_http_response_bytes_total",
                 "host" => host.to_string()
             ),
-            requests: DashMap::new(),
+            requests: DashMap::default(),
         }
     }
 

@@ -16,7 +16,7 @@ pub mod tls;
 pub mod upgrade;
 pub mod whois;
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 pub use self::http_client::{HttpUpstreamClient, UpstreamResponse, UpstreamSetupError};
 pub use self::static_files::StaticRoot;

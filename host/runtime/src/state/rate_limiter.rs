@@ -16,7 +16,7 @@
 //! bucket, rejected ones do not), so a dry-run zone predicts what enforcing
 //! it would do; enforcing is the caller's business.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
