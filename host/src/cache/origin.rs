@@ -30,7 +30,7 @@ const CLIENT_CONDITIONALS: [header::HeaderName; 6] = [
 
 /// The upstream request for one cache key.
 pub struct Origin {
-    client: HttpUpstreamClient,
+    client: Arc<HttpUpstreamClient>,
     uri: Uri,
     headers: HeaderMap,
 }
@@ -45,7 +45,7 @@ pub struct Fetched {
 
 impl Origin {
     pub fn new(
-        client: &HttpUpstreamClient,
+        client: &Arc<HttpUpstreamClient>,
         ctx: &RequestContext,
         head: &RequestHead,
         fields: http::HeaderMap,

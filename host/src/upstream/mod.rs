@@ -16,6 +16,8 @@ pub mod tls;
 pub mod upgrade;
 pub mod whois;
 
+use std::sync::Arc;
+
 use foldhash::{HashMap, HashMapExt};
 
 pub use self::http_client::{HttpUpstreamClient, UpstreamResponse, UpstreamSetupError};
@@ -27,7 +29,7 @@ use crate::config::model::{Config, UpstreamKind, UpstreamName};
 /// One upstream, ready to take requests.
 #[derive(Debug, Clone)]
 pub enum UpstreamTarget {
-    Http(Box<HttpUpstreamClient>),
+    Http(Arc<HttpUpstreamClient>),
     Static(StaticRoot),
 }
 
@@ -69,7 +71,7 @@ impl UpstreamPool {
                     }
                     let client = HttpUpstreamClient::new(name, http, &dialer)?;
                     checks.extend(client.spawn_active_checks());
-                    UpstreamTarget::Http(Box::new(client))
+                    UpstreamTarget::Http(Arc::new(client))
                 }
             };
             targets.insert(name.clone(), target);
