@@ -72,24 +72,32 @@ impl<A: GlobalAlloc> SizeClasses<A> {
             return head;
         }
         let size = class_size(class);
-        if (state.end as usize) - (state.bump as usize) < size {
-            // The chunk's unused rest (< 4 KiB) is left behind.
-            let Ok(layout) = Layout::from_size_align(CHUNK, BLOCK_ALIGN) else {
-                return ptr::null_mut();
-            };
-            // SAFETY: `layout` has a non-zero size.
-            let chunk = unsafe { self.fallback.alloc(layout) };
-            if chunk.is_null() {
-                return ptr::null_mut();
-            }
-            state.bump = chunk;
-            // SAFETY: the chunk is CHUNK bytes long.
-            state.end = unsafe { chunk.add(CHUNK) };
+        if (state.end as usize) - (state.bump as usize) < size && !self.refill(state) {
+            return ptr::null_mut();
         }
         let block = state.bump;
         // SAFETY: `size` bytes remain in the chunk (checked above).
         state.bump = unsafe { block.add(size) };
         block
+    }
+
+    /// Starts a new chunk; the old one's unused rest (< 4 KiB) is left
+    /// behind. Out of line: once per 64 KiB, not on the hot path.
+    #[cold]
+    #[inline(never)]
+    fn refill(&self, state: &mut State) -> bool {
+        let Ok(layout) = Layout::from_size_align(CHUNK, BLOCK_ALIGN) else {
+            return false;
+        };
+        // SAFETY: `layout` has a non-zero size.
+        let chunk = unsafe { self.fallback.alloc(layout) };
+        if chunk.is_null() {
+            return false;
+        }
+        state.bump = chunk;
+        // SAFETY: the chunk is CHUNK bytes long.
+        state.end = unsafe { chunk.add(CHUNK) };
+        true
     }
 
     /// Puts a block back on its class's free list.
