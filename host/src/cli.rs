@@ -122,16 +122,20 @@ fn check(path: &Path) -> anyhow::Result<()> {
 
 fn run(path: &Path) -> anyhow::Result<()> {
     let config = config::load(path)?;
-    // One worker: everything on this thread, with tokio's current-thread
+    // `0` is one worker per core the process may use (cgroup quotas count).
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    // One worker (`workers = 1`, or a one-CPU machine such as Fly.io's
+    // shared-cpu-1x): everything on this thread, with tokio's current-thread
     // scheduler (no cross-thread queues or wake-ups to pay for, like one
     // nginx worker process). Otherwise a work-stealing pool.
-    let mut builder = if config.server.workers == 1 {
+    let mut builder = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
         let mut builder = tokio::runtime::Builder::new_multi_thread();
-        if config.server.workers > 0 {
-            builder.worker_threads(config.server.workers);
-        }
+        builder.worker_threads(workers);
         builder
     };
     builder.enable_all().thread_name("tailgate-worker");
