@@ -70,20 +70,16 @@ where
         ctx.cache_status = Some(CacheStatus::Bypass);
         return CacheStep::Pass(req);
     }
-    let request_headers = ctx.edited_headers(req.headers().clone());
-    let origin = match Origin::new(
-        client,
-        ctx,
-        head,
-        request_headers.clone(),
-        client_host(&req),
-    ) {
+    let host = client_host(&req);
+    // The request is answered from here on: its header map is taken, not
+    // copied (its body is empty, checked above).
+    let request_headers = ctx.edited_headers(req.into_parts().0.headers);
+    let origin = match Origin::new(client, ctx, head, request_headers.clone(), host) {
         Ok(origin) => origin,
         Err(err) => {
             return CacheStep::Answered(Reply::error(&err, Some(route), &ctx.client.request_id))
         }
     };
-    drop(req);
     active.cache.ensure_sweeper();
     let lookup = CacheLookup {
         cache: active.cache.clone(),

@@ -124,30 +124,23 @@ pub fn protocol_name(version: Version) -> &'static str {
 
 /// A `HeaderMap` as the WIT list (names lower case, values as bytes).
 pub fn headers_to_list(headers: &HeaderMap) -> Vec<Header> {
-    headers
-        .iter()
-        .map(|(name, value)| Header {
-            name: name.as_str().to_string(),
-            value: value.as_bytes().to_vec(),
-        })
-        .collect()
+    filtered_list(headers, &HeaderFilter::All)
 }
 
 /// The fields of `headers` that `filter` lets through, as the WIT list
 /// (only those are copied).
 pub fn filtered_list(headers: &HeaderMap, filter: &HeaderFilter) -> Vec<Header> {
-    match filter {
-        HeaderFilter::All => headers_to_list(headers),
-        HeaderFilter::Only(names) if names.is_empty() => Vec::new(),
-        HeaderFilter::Only(_) => headers
-            .iter()
-            .filter(|(name, _)| filter.lets_through(name.as_str()))
-            .map(|(name, value)| Header {
-                name: name.as_str().to_string(),
-                value: value.as_bytes().to_vec(),
-            })
-            .collect(),
+    if matches!(filter, HeaderFilter::Only(names) if names.is_empty()) {
+        return Vec::new();
     }
+    headers
+        .iter()
+        .filter(|(name, _)| filter.lets_through(name.as_str()))
+        .map(|(name, value)| Header {
+            name: name.as_str().to_string(),
+            value: value.as_bytes().to_vec(),
+        })
+        .collect()
 }
 
 /// The WIT list back as a `HeaderMap`, order of repeated fields kept. Fields
