@@ -352,7 +352,7 @@ impl RouteChain {
                 .on_response(req, resp)
                 .map_err(HookFault::from)
                 .and_then(|edits| {
-                    apply_header_edits(&mut resp.headers, &edits.headers)?;
+                    apply_header_edits(resp.headers.get_or_insert_default(), &edits.headers)?;
                     Ok(edits.headers)
                 });
             match outcome {
@@ -423,12 +423,12 @@ impl RouteChain {
 
 /// Apply one plugin's request edits to `head`, all or nothing.
 fn apply_request_edits(head: &mut RequestHead, edits: &RequestEdits) -> Result<(), InvalidOutput> {
-    let mut headers = head.headers.clone();
+    let mut headers = head.headers().to_vec();
     apply_header_edits(&mut headers, &edits.headers)?;
     if let Some(target) = &edits.path {
         apply_path_rewrite(head, target)?;
     }
-    head.headers = headers;
+    head.headers = Some(headers);
     Ok(())
 }
 

@@ -61,18 +61,18 @@ fn runtime(config: &tailgate::config::Config) -> Runtime {
 
 fn request(route: &str) -> RequestHead {
     RequestHead {
-        method: "GET".into(),
-        scheme: "https".into(),
-        host: "example.com".into(),
-        path: "/page".into(),
+        method: Some("GET".into()),
+        scheme: Some("https".into()),
+        host: Some("example.com".into()),
+        path: Some("/page".into()),
         query: None,
-        headers: vec![Header {
+        headers: Some(vec![Header {
             name: "user-agent".into(),
             value: b"test-agent".to_vec(),
-        }],
-        client_ip: "192.0.2.1".into(),
-        route: route.into(),
-        request_id: "req-1".into(),
+        }]),
+        client_ip: Some("192.0.2.1".into()),
+        route: Some(route.into()),
+        request_id: Some("req-1".into()),
     }
 }
 
@@ -121,12 +121,12 @@ fn a_real_chain_passes_edits_along_and_answers_responses_in_reverse() {
         .iter()
         .any(|v| v.name == "fault_injector" && v.value == "ok"));
     assert_eq!(
-        header(&head.headers, "x-tailgate-route").as_deref(),
+        header(head.headers(), "x-tailgate-route").as_deref(),
         Some("site")
     );
     // The fault-injector ran second and saw header-rewrite's header.
     assert_eq!(
-        header(&head.headers, "x-seen-headers").as_deref(),
+        header(head.headers(), "x-seen-headers").as_deref(),
         Some("2")
     );
 
@@ -134,17 +134,17 @@ fn a_real_chain_passes_edits_along_and_answers_responses_in_reverse() {
     // header-rewrite (first in the chain, last to run) removes it.
     let mut resp = ResponseHead {
         status: 200,
-        headers: vec![],
+        headers: Some(vec![]),
         host_generated: false,
     };
     chain
         .on_response(&mut head, &mut resp)
         .expect("response hooks");
     assert_eq!(
-        header(&resp.headers, "x-frame-options").as_deref(),
+        header(resp.headers(), "x-frame-options").as_deref(),
         Some("DENY")
     );
-    assert_eq!(header(&resp.headers, "x-fault-injector"), None);
+    assert_eq!(header(resp.headers(), "x-fault-injector"), None);
 
     match chain.on_log(&mut log_record("site")) {
         LogDecision::Line(line) => assert!(
@@ -189,7 +189,7 @@ fn real_traps_follow_the_entry_policy() {
         open.on_request(&mut head),
         RequestDecision::Continue { .. }
     ));
-    assert_eq!(header(&head.headers, "x-fault-injector"), None);
+    assert_eq!(header(head.headers(), "x-fault-injector"), None);
 }
 
 #[test]
@@ -231,28 +231,28 @@ fn a_missing_plugin_file_names_the_plugin_and_path() {
 
 fn log_record(route: &str) -> LogRecord {
     LogRecord {
-        time: "2025-01-01T00:00:00.000Z".into(),
+        time: Some("2025-01-01T00:00:00.000Z".into()),
         time_unix_ms: 1_735_689_600_000,
-        client_ip: "192.0.2.1".into(),
-        peer_addr: "192.0.2.1:5000".into(),
-        method: "GET".into(),
-        scheme: "https".into(),
-        host: "example.com".into(),
-        uri: "/page".into(),
-        protocol: "HTTP/1.1".into(),
+        client_ip: Some("192.0.2.1".into()),
+        peer_addr: Some("192.0.2.1:5000".into()),
+        method: Some("GET".into()),
+        scheme: Some("https".into()),
+        host: Some("example.com".into()),
+        uri: Some("/page".into()),
+        protocol: Some("HTTP/1.1".into()),
         status: 200,
         bytes_sent: 5,
         bytes_received: 0,
         request_time: 0.001,
         upstream_response_time: None,
         upstream_addr: None,
-        cache_status: String::new(),
-        route: route.into(),
-        request_id: "req-1".into(),
-        user_agent: "test-agent".into(),
-        referer: String::new(),
-        request_headers: vec![],
-        response_headers: vec![],
-        vars: vec![],
+        cache_status: Some(String::new()),
+        route: Some(route.into()),
+        request_id: Some("req-1".into()),
+        user_agent: Some("test-agent".into()),
+        referer: Some(String::new()),
+        request_headers: Some(vec![]),
+        response_headers: Some(vec![]),
+        vars: Some(vec![]),
     }
 }

@@ -398,35 +398,35 @@ fn labels_come_from_the_real_component() {
         )
         .expect("configure");
     let mut record = LogRecord {
-        time: "2025-01-02T03:04:05.678Z".into(),
+        time: Some("2025-01-02T03:04:05.678Z".into()),
         time_unix_ms: 1_735_787_045_678,
-        client_ip: "198.51.100.4".into(),
-        peer_addr: "10.0.0.2:5555".into(),
-        method: "BREW".into(),
-        scheme: "https".into(),
-        host: "docs.example.com".into(),
-        uri: "/a?b=c".into(),
-        protocol: "HTTP/1.1".into(),
+        client_ip: Some("198.51.100.4".into()),
+        peer_addr: Some("10.0.0.2:5555".into()),
+        method: Some("BREW".into()),
+        scheme: Some("https".into()),
+        host: Some("docs.example.com".into()),
+        uri: Some("/a?b=c".into()),
+        protocol: Some("HTTP/1.1".into()),
         status: 429,
         bytes_sent: 18,
         bytes_received: 0,
         request_time: 0.0004,
         upstream_response_time: None,
         upstream_addr: None,
-        cache_status: String::new(),
-        route: "app".into(),
-        request_id: "r-1".into(),
-        user_agent: "curl/8".into(),
-        referer: String::new(),
-        request_headers: vec![Header {
+        cache_status: Some(String::new()),
+        route: Some("app".into()),
+        request_id: Some("r-1".into()),
+        user_agent: Some("curl/8".into()),
+        referer: Some(String::new()),
+        request_headers: Some(vec![Header {
             name: "host".into(),
             value: b"docs.example.com".to_vec(),
-        }],
-        response_headers: vec![],
-        vars: vec![Var {
+        }]),
+        response_headers: Some(vec![]),
+        vars: Some(vec![Var {
             name: "limit_req_status".into(),
             value: "REJECTED".into(),
-        }],
+        }]),
     };
     let line = shaper
         .on_log(&mut record)

@@ -34,15 +34,15 @@ impl Request {
         };
         Request {
             head: RequestHead {
-                method: method.to_owned(),
-                scheme: "https".to_owned(),
-                host: DEFAULT_HOST.to_owned(),
-                path,
+                method: Some(method.to_owned()),
+                scheme: Some("https".to_owned()),
+                host: Some(DEFAULT_HOST.to_owned()),
+                path: Some(path),
                 query,
-                headers: Vec::new(),
-                client_ip: DEFAULT_CLIENT_IP.to_owned(),
-                route: String::new(),
-                request_id: "req-1".to_owned(),
+                headers: Some(Vec::new()),
+                client_ip: Some(DEFAULT_CLIENT_IP.to_owned()),
+                route: Some(String::new()),
+                request_id: Some("req-1".to_owned()),
             },
             route_set: false,
         }
@@ -58,33 +58,36 @@ impl Request {
 
     /// Adds a header field (the name is lower-cased, as the host does).
     pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Self {
-        self.head.headers.push(header(name, value));
+        self.head
+            .headers
+            .get_or_insert_default()
+            .push(header(name, value));
         self
     }
 
     pub fn host(mut self, host: &str) -> Self {
-        self.head.host = host.to_ascii_lowercase();
+        self.head.host = Some(host.to_ascii_lowercase());
         self
     }
 
     pub fn scheme(mut self, scheme: &str) -> Self {
-        self.head.scheme = scheme.to_owned();
+        self.head.scheme = Some(scheme.to_owned());
         self
     }
 
     pub fn client_ip(mut self, ip: &str) -> Self {
-        self.head.client_ip = ip.to_owned();
+        self.head.client_ip = Some(ip.to_owned());
         self
     }
 
     pub fn route(mut self, route: &str) -> Self {
-        self.head.route = route.to_owned();
+        self.head.route = Some(route.to_owned());
         self.route_set = true;
         self
     }
 
     pub fn request_id(mut self, id: &str) -> Self {
-        self.head.request_id = id.to_owned();
+        self.head.request_id = Some(id.to_owned());
         self
     }
 
@@ -92,7 +95,7 @@ impl Request {
     pub fn into_head(self, route: &str) -> RequestHead {
         let mut head = self.head;
         if !self.route_set {
-            head.route = route.to_owned();
+            head.route = Some(route.to_owned());
         }
         head
     }
@@ -118,14 +121,17 @@ impl Response {
         Response {
             head: ResponseHead {
                 status,
-                headers: Vec::new(),
+                headers: Some(Vec::new()),
                 host_generated: false,
             },
         }
     }
 
     pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Self {
-        self.head.headers.push(header(name, value));
+        self.head
+            .headers
+            .get_or_insert_default()
+            .push(header(name, value));
         self
     }
 
@@ -159,29 +165,29 @@ impl LogEntry {
     pub fn new(method: &str, uri: &str, status: u16) -> Self {
         LogEntry {
             record: LogRecord {
-                time: String::new(),
+                time: Some(String::new()),
                 time_unix_ms: 0,
-                client_ip: DEFAULT_CLIENT_IP.to_owned(),
-                peer_addr: format!("{DEFAULT_CLIENT_IP}:51234"),
-                method: method.to_owned(),
-                scheme: "https".to_owned(),
-                host: DEFAULT_HOST.to_owned(),
-                uri: uri.to_owned(),
-                protocol: "HTTP/1.1".to_owned(),
+                client_ip: Some(DEFAULT_CLIENT_IP.to_owned()),
+                peer_addr: Some(format!("{DEFAULT_CLIENT_IP}:51234")),
+                method: Some(method.to_owned()),
+                scheme: Some("https".to_owned()),
+                host: Some(DEFAULT_HOST.to_owned()),
+                uri: Some(uri.to_owned()),
+                protocol: Some("HTTP/1.1".to_owned()),
                 status,
                 bytes_sent: 0,
                 bytes_received: 0,
                 request_time: 0.012,
                 upstream_response_time: None,
                 upstream_addr: None,
-                cache_status: String::new(),
-                route: String::new(),
-                request_id: "req-1".to_owned(),
-                user_agent: String::new(),
-                referer: String::new(),
-                request_headers: Vec::new(),
-                response_headers: Vec::new(),
-                vars: Vec::new(),
+                cache_status: Some(String::new()),
+                route: Some(String::new()),
+                request_id: Some("req-1".to_owned()),
+                user_agent: Some(String::new()),
+                referer: Some(String::new()),
+                request_headers: Some(Vec::new()),
+                response_headers: Some(Vec::new()),
+                vars: Some(Vec::new()),
             },
             route_set: false,
             time_set: false,
@@ -198,34 +204,34 @@ impl LogEntry {
     }
 
     pub fn client_ip(mut self, ip: &str) -> Self {
-        self.record.client_ip = ip.to_owned();
+        self.record.client_ip = Some(ip.to_owned());
         self
     }
 
     pub fn host(mut self, host: &str) -> Self {
-        self.record.host = host.to_owned();
+        self.record.host = Some(host.to_owned());
         self
     }
 
     pub fn route(mut self, route: &str) -> Self {
-        self.record.route = route.to_owned();
+        self.record.route = Some(route.to_owned());
         self.route_set = true;
         self
     }
 
     pub fn scheme(mut self, scheme: &str) -> Self {
-        self.record.scheme = scheme.to_owned();
+        self.record.scheme = Some(scheme.to_owned());
         self
     }
 
     pub fn request_id(mut self, id: &str) -> Self {
-        self.record.request_id = id.to_owned();
+        self.record.request_id = Some(id.to_owned());
         self
     }
 
     /// e.g. `HTTP/2.0`.
     pub fn protocol(mut self, protocol: &str) -> Self {
-        self.record.protocol = protocol.to_owned();
+        self.record.protocol = Some(protocol.to_owned());
         self
     }
 
@@ -252,7 +258,7 @@ impl LogEntry {
     }
 
     pub fn cache_status(mut self, status: &str) -> Self {
-        self.record.cache_status = status.to_owned();
+        self.record.cache_status = Some(status.to_owned());
         self
     }
 
@@ -260,22 +266,28 @@ impl LogEntry {
     pub fn request_header(mut self, name: &str, value: &str) -> Self {
         let name = name.to_ascii_lowercase();
         match name.as_str() {
-            "user-agent" => self.record.user_agent = value.to_owned(),
-            "referer" => self.record.referer = value.to_owned(),
+            "user-agent" => self.record.user_agent = Some(value.to_owned()),
+            "referer" => self.record.referer = Some(value.to_owned()),
             _ => {}
         }
-        self.record.request_headers.push(header(&name, value));
+        self.record
+            .request_headers
+            .get_or_insert_default()
+            .push(header(&name, value));
         self
     }
 
     pub fn response_header(mut self, name: &str, value: &str) -> Self {
-        self.record.response_headers.push(header(name, value));
+        self.record
+            .response_headers
+            .get_or_insert_default()
+            .push(header(name, value));
         self
     }
 
     /// A var an earlier hook set (e.g. `limit_req_status`).
     pub fn var(mut self, name: &str, value: &str) -> Self {
-        self.record.vars.push(Var {
+        self.record.vars.get_or_insert_default().push(Var {
             name: name.to_owned(),
             value: value.to_owned(),
         });
@@ -285,7 +297,7 @@ impl LogEntry {
     /// Request start, Unix epoch milliseconds (default: the harness clock).
     pub fn time_unix_ms(mut self, ms: u64) -> Self {
         self.record.time_unix_ms = ms;
-        self.record.time = rfc3339_millis(ms);
+        self.record.time = Some(rfc3339_millis(ms));
         self.time_set = true;
         self
     }
@@ -294,11 +306,11 @@ impl LogEntry {
     pub fn into_record(self, route: &str, now_ms: u64) -> LogRecord {
         let mut record = self.record;
         if !self.route_set {
-            record.route = route.to_owned();
+            record.route = Some(route.to_owned());
         }
         if !self.time_set {
             record.time_unix_ms = now_ms;
-            record.time = rfc3339_millis(now_ms);
+            record.time = Some(rfc3339_millis(now_ms));
         }
         record
     }
@@ -366,13 +378,10 @@ mod tests {
     #[test]
     fn request_splits_the_query_and_takes_the_plugins_route() {
         let head = Request::get("/a?b=1").header("X-Key", "k").into_head("api");
-        assert_eq!(
-            (head.path.as_str(), head.query.as_deref()),
-            ("/a", Some("b=1"))
-        );
-        assert_eq!(head.headers[0].name, "x-key");
-        assert_eq!(head.route, "api");
+        assert_eq!((head.path(), head.query.as_deref()), ("/a", Some("b=1")));
+        assert_eq!(head.headers()[0].name, "x-key");
+        assert_eq!(head.route(), "api");
         let head = Request::get("/").route("other").into_head("api");
-        assert_eq!(head.route, "other");
+        assert_eq!(head.route(), "other");
     }
 }

@@ -32,12 +32,12 @@ fn request() -> RequestHead {
         value: value.as_bytes().to_vec(),
     };
     RequestHead {
-        method: "GET".into(),
-        scheme: "https".into(),
-        host: "example.com".into(),
-        path: "/articles/2024/some-page".into(),
+        method: Some("GET".into()),
+        scheme: Some("https".into()),
+        host: Some("example.com".into()),
+        path: Some("/articles/2024/some-page".into()),
         query: Some("ref=home".into()),
-        headers: vec![
+        headers: Some(vec![
             header("host", "example.com"),
             header(
                 "user-agent",
@@ -49,10 +49,10 @@ fn request() -> RequestHead {
             header("referer", "https://example.com/"),
             header("cookie", "session=0123456789abcdef; theme=dark"),
             header("x-forwarded-for", "203.0.113.7"),
-        ],
-        client_ip: "203.0.113.7".into(),
-        route: "bench".into(),
-        request_id: "01J0000000000000000000000".into(),
+        ]),
+        client_ip: Some("203.0.113.7".into()),
+        route: Some("bench".into()),
+        request_id: Some("01J0000000000000000000000".into()),
     }
 }
 

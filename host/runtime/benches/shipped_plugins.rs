@@ -55,46 +55,46 @@ fn headers() -> Vec<Header> {
 
 fn request() -> RequestHead {
     RequestHead {
-        method: "POST".into(),
-        scheme: "https".into(),
-        host: "example.com".into(),
-        path: "/user/login".into(),
+        method: Some("POST".into()),
+        scheme: Some("https".into()),
+        host: Some("example.com".into()),
+        path: Some("/user/login".into()),
         query: Some("next=%2Fhome".into()),
-        headers: headers(),
-        client_ip: "203.0.113.7".into(),
-        route: "bench".into(),
-        request_id: "01J0000000000000000000000".into(),
+        headers: Some(headers()),
+        client_ip: Some("203.0.113.7".into()),
+        route: Some("bench".into()),
+        request_id: Some("01J0000000000000000000000".into()),
     }
 }
 
 fn record(status: u16) -> LogRecord {
     LogRecord {
-        time: "2025-01-02T03:04:05.678Z".into(),
+        time: Some("2025-01-02T03:04:05.678Z".into()),
         time_unix_ms: 1_735_787_045_678,
-        client_ip: "203.0.113.7".into(),
-        peer_addr: "10.0.0.2:5555".into(),
-        method: "GET".into(),
-        scheme: "https".into(),
-        host: "example.com".into(),
-        uri: "/articles/2024/some-page?ref=home&token=abc".into(),
-        protocol: "HTTP/1.1".into(),
+        client_ip: Some("203.0.113.7".into()),
+        peer_addr: Some("10.0.0.2:5555".into()),
+        method: Some("GET".into()),
+        scheme: Some("https".into()),
+        host: Some("example.com".into()),
+        uri: Some("/articles/2024/some-page?ref=home&token=abc".into()),
+        protocol: Some("HTTP/1.1".into()),
         status,
         bytes_sent: 12_345,
         bytes_received: 0,
         request_time: 0.012_345,
         upstream_response_time: Some(0.010_01),
         upstream_addr: Some("100.64.0.1:443".into()),
-        cache_status: String::new(),
-        route: "bench".into(),
-        request_id: "01J0000000000000000000000".into(),
-        user_agent: "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0".into(),
-        referer: "https://example.com/".into(),
-        request_headers: headers(),
-        response_headers: vec![header("content-type", "text/html")],
-        vars: vec![Var {
+        cache_status: Some(String::new()),
+        route: Some("bench".into()),
+        request_id: Some("01J0000000000000000000000".into()),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0".into()),
+        referer: Some("https://example.com/".into()),
+        request_headers: Some(headers()),
+        response_headers: Some(vec![header("content-type", "text/html")]),
+        vars: Some(vec![Var {
             name: "limit_req_status".into(),
             value: "PASSED".into(),
-        }],
+        }]),
     }
 }
 

@@ -6,6 +6,7 @@ wasmtime::component::bindgen!({
     world: "plugin",
     path: "../../wit",
     imports: { default: trappable },
+    additional_derives: [PartialEq],
 });
 
 pub use tailgate::plugin::host;

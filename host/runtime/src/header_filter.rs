@@ -55,27 +55,32 @@ fn sort_names(names: &mut Vec<String>) {
 
 /// The full list a call narrowed, to put back with [`restore`].
 #[must_use = "the full header list must be put back with `restore`"]
-pub(crate) struct Saved(Option<Vec<Header>>);
+pub(crate) struct Saved(Option<Option<Vec<Header>>>);
 
-/// Leave in `headers` only the fields `filter` lets through; returns the
-/// full list. Nothing is copied when every field passes already (the
-/// filter is `all`, or the pipeline built the list with this filter) or
-/// when no field is asked for.
-pub(crate) fn narrow(filter: &HeaderFilter, headers: &mut Vec<Header>) -> Saved {
-    if headers.iter().all(|h| filter.lets_through(&h.name)) {
+/// Leave in `headers` only the fields `filter` lets through (`none` when it
+/// lets none through: nothing crosses); returns the full list. Nothing is
+/// copied when every field passes already (the filter is `all`, or the
+/// pipeline built the list with this filter) or when no field is asked for.
+pub(crate) fn narrow(filter: &HeaderFilter, headers: &mut Option<Vec<Header>>) -> Saved {
+    if matches!(filter, HeaderFilter::Only(names) if names.is_empty()) {
+        return Saved(Some(headers.take()));
+    }
+    let Some(list) = headers else {
+        return Saved(None);
+    };
+    if list.iter().all(|h| filter.lets_through(&h.name)) {
         return Saved(None);
     }
-    let all = std::mem::take(headers);
-    *headers = all
+    let narrowed = list
         .iter()
         .filter(|h| filter.lets_through(&h.name))
         .cloned()
         .collect();
-    Saved(Some(all))
+    Saved(Some(headers.replace(narrowed)))
 }
 
 /// Put back the list [`narrow`] took out.
-pub(crate) fn restore(headers: &mut Vec<Header>, saved: Saved) {
+pub(crate) fn restore(headers: &mut Option<Vec<Header>>, saved: Saved) {
     if let Some(all) = saved.0 {
         *headers = all;
     }
@@ -84,20 +89,22 @@ pub(crate) fn restore(headers: &mut Vec<Header>, saved: Saved) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::types::HookSet;
+    use crate::bindings::types::{HookSet, LogFieldSet, RequestFieldSet};
 
-    fn list(names: &[&str]) -> Vec<Header> {
-        names
-            .iter()
-            .map(|n| Header {
-                name: (*n).to_string(),
-                value: b"v".to_vec(),
-            })
-            .collect()
+    fn list(names: &[&str]) -> Option<Vec<Header>> {
+        Some(
+            names
+                .iter()
+                .map(|n| Header {
+                    name: (*n).to_string(),
+                    value: b"v".to_vec(),
+                })
+                .collect(),
+        )
     }
 
-    fn names(headers: &[Header]) -> Vec<&str> {
-        headers.iter().map(|h| h.name.as_str()).collect()
+    fn names(headers: &Option<Vec<Header>>) -> Vec<&str> {
+        headers.iter().flatten().map(|h| h.name.as_str()).collect()
     }
 
     #[test]
@@ -117,10 +124,10 @@ mod tests {
     fn all_and_none() {
         let mut headers = list(&["host", "accept"]);
         let saved = narrow(&HeaderFilter::All, &mut headers);
-        assert_eq!(headers.len(), 2);
+        assert_eq!(names(&headers).len(), 2);
         restore(&mut headers, saved);
         let saved = narrow(&HeaderFilter::Only(Vec::new()), &mut headers);
-        assert!(headers.is_empty());
+        assert_eq!(headers, None);
         restore(&mut headers, saved);
         assert_eq!(names(&headers), ["host", "accept"]);
     }
@@ -131,6 +138,8 @@ mod tests {
             hooks: HookSet::REQUEST,
             request_headers: HeaderFilter::Only(vec!["X-Api-Key".into(), "x-api-key".into()]),
             response_headers: HeaderFilter::All,
+            request_fields: RequestFieldSet::all(),
+            log_fields: LogFieldSet::all(),
         });
         match info.request_headers {
             HeaderFilter::Only(names) => assert_eq!(names, ["x-api-key"]),

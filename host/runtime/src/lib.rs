@@ -16,6 +16,7 @@ mod bindings;
 mod compile_cache;
 mod engine;
 mod error;
+mod field_filter;
 mod guest_output;
 mod header_filter;
 mod hook;
@@ -27,13 +28,14 @@ mod metric_handles;
 mod metrics;
 mod observer;
 pub mod plugin_config;
+mod record_text;
 mod state;
 mod wasi_io;
 
 pub use bindings::types::{
-    Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet, ImmediateResponse, LogLevel, LogLine,
-    LogRecord, PluginInfo, RateDecision, RateLimit, RequestAction, RequestEdits, RequestHead,
-    ResponseEdits, ResponseHead, Var,
+    Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet, ImmediateResponse, LogFieldSet, LogLevel,
+    LogLine, LogRecord, PluginInfo, RateDecision, RateLimit, RequestAction, RequestEdits,
+    RequestFieldSet, RequestHead, ResponseEdits, ResponseHead, Var,
 };
 pub use compile_cache::CacheOutcome;
 pub use engine::{Allocator, MemoryReservation, MAX_MEMORY_BYTES};
@@ -250,7 +252,7 @@ impl Runtime {
             .and_then(PluginPre::new)
             .map_err(|e| {
                 invalid(format!(
-                    "it does not fit the tailgate:plugin@0.2.0 `plugin` world: {e:#}"
+                    "it does not fit the tailgate:plugin@0.3.0 `plugin` world: {e:#}"
                 ))
             })?;
         Ok(Arc::new(LoadedPlugin {
@@ -439,9 +441,11 @@ impl ConfiguredPlugin {
             }));
         }
         let saved = header_filter::narrow(&self.info.request_headers, &mut req.headers);
+        let fields = field_filter::narrow_request(self.info.request_fields, req);
         let result = self.call(Hook::Request, |plugin, store| {
             plugin.tailgate_plugin_hooks().call_on_request(store, req)
         });
+        field_filter::restore_request(req, fields);
         header_filter::restore(&mut req.headers, saved);
         result
     }
@@ -460,11 +464,13 @@ impl ConfiguredPlugin {
         }
         let saved_req = header_filter::narrow(&self.info.request_headers, &mut req.headers);
         let saved_resp = header_filter::narrow(&self.info.response_headers, &mut resp.headers);
+        let fields = field_filter::narrow_request(self.info.request_fields, req);
         let result = self.call(Hook::Response, |plugin, store| {
             plugin
                 .tailgate_plugin_hooks()
                 .call_on_response(store, req, resp)
         });
+        field_filter::restore_request(req, fields);
         header_filter::restore(&mut req.headers, saved_req);
         header_filter::restore(&mut resp.headers, saved_resp);
         result
@@ -480,9 +486,11 @@ impl ConfiguredPlugin {
         let saved_req = header_filter::narrow(&self.info.request_headers, &mut rec.request_headers);
         let saved_resp =
             header_filter::narrow(&self.info.response_headers, &mut rec.response_headers);
+        let fields = field_filter::narrow_log(self.info.log_fields, rec);
         let result = self.call(Hook::Log, |plugin, store| {
             plugin.tailgate_plugin_hooks().call_on_log(store, rec)
         });
+        field_filter::restore_log(rec, fields);
         header_filter::restore(&mut rec.request_headers, saved_req);
         header_filter::restore(&mut rec.response_headers, saved_resp);
         result

@@ -68,7 +68,7 @@ fn every_import_answers_a_real_guest() {
             &mut request("r", "/two", "198.51.100.1"),
             &mut ResponseHead {
                 status: 200,
-                headers: vec![],
+                headers: Some(vec![]),
                 host_generated: false,
             },
         )

@@ -22,39 +22,39 @@ fn continue_edits(action: RequestAction) -> tailgate_runtime::RequestEdits {
 fn response_head() -> ResponseHead {
     ResponseHead {
         status: 200,
-        headers: vec![],
+        headers: Some(vec![]),
         host_generated: false,
     }
 }
 
 fn log_record() -> LogRecord {
     LogRecord {
-        time: "2024-01-01T00:00:00.000Z".into(),
+        time: Some("2024-01-01T00:00:00.000Z".into()),
         time_unix_ms: 1_704_067_200_000,
-        client_ip: "198.51.100.1".into(),
-        peer_addr: "198.51.100.1:5000".into(),
-        method: "GET".into(),
-        scheme: "https".into(),
-        host: "example.com".into(),
-        uri: "/a?b=c".into(),
-        protocol: "HTTP/1.1".into(),
+        client_ip: Some("198.51.100.1".into()),
+        peer_addr: Some("198.51.100.1:5000".into()),
+        method: Some("GET".into()),
+        scheme: Some("https".into()),
+        host: Some("example.com".into()),
+        uri: Some("/a?b=c".into()),
+        protocol: Some("HTTP/1.1".into()),
         status: 204,
         bytes_sent: 0,
         bytes_received: 0,
         request_time: 0.001,
         upstream_response_time: None,
         upstream_addr: None,
-        cache_status: String::new(),
-        route: "r".into(),
-        request_id: "req-9".into(),
-        user_agent: "ua".into(),
-        referer: String::new(),
-        request_headers: vec![],
-        response_headers: vec![],
-        vars: vec![tailgate_runtime::Var {
+        cache_status: Some(String::new()),
+        route: Some("r".into()),
+        request_id: Some("req-9".into()),
+        user_agent: Some("ua".into()),
+        referer: Some(String::new()),
+        request_headers: Some(vec![]),
+        response_headers: Some(vec![]),
+        vars: Some(vec![tailgate_runtime::Var {
             name: "k".into(),
             value: "v".into(),
-        }],
+        }]),
     }
 }
 
@@ -455,11 +455,11 @@ fn hooks_see_only_the_header_fields_the_plugin_asked_for() {
         Some("runtime-tests/1.0")
     );
     // Whole again for the next plugin and the upstream.
-    assert_eq!(req.headers.len(), 3);
+    assert_eq!(req.headers().len(), 3);
 
     let mut resp = ResponseHead {
         status: 200,
-        headers: fields(&["server", "content-type", "etag", "content-type"]),
+        headers: Some(fields(&["server", "content-type", "etag", "content-type"])),
         host_generated: false,
     };
     let edits = narrow
@@ -469,19 +469,19 @@ fn hooks_see_only_the_header_fields_the_plugin_asked_for() {
         edit(&edits.headers, "x-seen-response-header-names"),
         Some("content-type,content-type")
     );
-    assert_eq!(resp.headers.len(), 4);
+    assert_eq!(resp.headers().len(), 4);
 
     let mut rec = log_record();
-    rec.request_headers = fields(&["host", "user-agent", "cookie"]);
-    rec.response_headers = fields(&["server", "content-type"]);
+    rec.request_headers = Some(fields(&["host", "user-agent", "cookie"]));
+    rec.response_headers = Some(fields(&["server", "content-type"]));
     let line = narrow.on_log(&mut rec).expect("on_log").expect("a line");
     assert!(
         line.line.ends_with(" headers=user-agent/content-type"),
         "{}",
         line.line
     );
-    assert_eq!(rec.request_headers.len(), 3);
-    assert_eq!(rec.response_headers.len(), 2);
+    assert_eq!(rec.request_headers().len(), 3);
+    assert_eq!(rec.response_headers().len(), 2);
 
     // `[]` asks for none; no filter asks for every field.
     let none = configured(&runtime, "r", r#"{"mode":"ok","request_headers":[]}"#);
@@ -493,4 +493,55 @@ fn hooks_see_only_the_header_fields_the_plugin_asked_for() {
         edit(&edits.headers, "x-seen-header-names"),
         Some("host,user-agent,accept")
     );
+}
+
+#[test]
+fn hooks_see_only_the_record_fields_the_plugin_asked_for() {
+    let runtime = runtime();
+    let narrow = configured(
+        &runtime,
+        "r",
+        r#"{"mode":"ok","request_headers":[],"request_fields":["path","client_ip"],
+            "log_fields":["uri","user_agent","vars"]}"#,
+    );
+    let mut req = request("r", "/a", "198.51.100.1");
+    req.query = Some("q=1".into());
+    let full = req.clone();
+    let edits = continue_edits(narrow.on_request(&mut req).expect("on_request"));
+    // The query is not asked for: it crosses as `none`, like the headers.
+    assert_eq!(
+        edit(&edits.headers, "x-seen-request-fields"),
+        Some("path,client_ip")
+    );
+    // Whole again for the next plugin and the upstream.
+    assert_eq!(req, full);
+
+    let mut rec = log_record();
+    let full = rec.clone();
+    let line = narrow.on_log(&mut rec).expect("on_log").expect("a line");
+    assert!(
+        line.line
+            .ends_with(" fields=uri,user_agent,response_headers,vars"),
+        "{}",
+        line.line
+    );
+    // The method and request id were not asked for: they crossed as `none`.
+    assert!(line.line.starts_with("- "), "{}", line.line);
+    assert_eq!(rec, full);
+
+    // No list asks for every field.
+    let all = configured(&runtime, "r", r#"{"mode":"ok"}"#);
+    let edits = continue_edits(all.on_request(&mut req).expect("on_request"));
+    assert_eq!(
+        edit(&edits.headers, "x-seen-request-fields"),
+        Some("method,scheme,host,path,query,headers,client_ip,route,request_id")
+    );
+    let plugin = common::load(&runtime, "fault-injector");
+    let refused = runtime.configure(
+        &plugin,
+        "r",
+        r#"{"mode":"ok","request_fields":["cookie"]}"#,
+        common::limits(),
+    );
+    assert!(refused.is_err());
 }

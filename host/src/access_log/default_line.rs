@@ -12,14 +12,14 @@ use crate::address_text::push_decimal;
 /// field by field (a `serde_json` struct cost ~7k instructions a line, the
 /// largest single item of a plugin-free request; docs/performance.md).
 pub fn default_line(rec: &LogRecord) -> String {
-    let mut line = JsonLine::with_capacity(384 + rec.uri.len() + rec.user_agent.len());
-    line.text("time", &rec.time);
-    line.text("remote_addr", peer_ip_text(&rec.peer_addr));
-    line.text("client_ip", &rec.client_ip);
-    line.text("request_method", &rec.method);
-    line.text("request_uri", &rec.uri);
-    line.text("server_protocol", &rec.protocol);
-    line.text("scheme", &rec.scheme);
+    let mut line = JsonLine::with_capacity(384 + rec.uri().len() + rec.user_agent().len());
+    line.text("time", rec.time());
+    line.text("remote_addr", peer_ip_text(rec.peer_addr()));
+    line.text("client_ip", rec.client_ip());
+    line.text("request_method", rec.method());
+    line.text("request_uri", rec.uri());
+    line.text("server_protocol", rec.protocol());
+    line.text("scheme", rec.scheme());
     line.number("status", rec.status);
     line.number("body_bytes_sent", rec.bytes_sent);
     line.number("request_length", rec.bytes_received);
@@ -29,14 +29,14 @@ pub fn default_line(rec: &LogRecord) -> String {
         Some(addr) => line.text("upstream_addr", addr),
         None => line.null("upstream_addr"),
     }
-    line.text("http_host", &rec.host);
-    line.text("http_user_agent", &rec.user_agent);
-    line.text("http_referer", &rec.referer);
-    line.text("request_id", &rec.request_id);
-    line.text("route", &rec.route);
+    line.text("http_host", rec.host());
+    line.text("http_user_agent", rec.user_agent());
+    line.text("http_referer", rec.referer());
+    line.text("request_id", rec.request_id());
+    line.text("route", rec.route());
     // nginx `$upstream_cache_status`; only on routes with a cache.
-    if !rec.cache_status.is_empty() {
-        line.text("upstream_cache_status", &rec.cache_status);
+    if !rec.cache_status().is_empty() {
+        line.text("upstream_cache_status", rec.cache_status());
     }
     line.finish()
 }
@@ -162,29 +162,29 @@ mod tests {
 
     pub(crate) fn record() -> LogRecord {
         LogRecord {
-            time: "2025-01-02T03:04:05.678Z".into(),
+            time: Some("2025-01-02T03:04:05.678Z".into()),
             time_unix_ms: 1_735_787_045_678,
-            client_ip: "198.51.100.4".into(),
-            peer_addr: "10.0.0.2:5555".into(),
-            method: "GET".into(),
-            scheme: "https".into(),
-            host: "docs.example.com".into(),
-            uri: "/a?b=c".into(),
-            protocol: "HTTP/1.1".into(),
+            client_ip: Some("198.51.100.4".into()),
+            peer_addr: Some("10.0.0.2:5555".into()),
+            method: Some("GET".into()),
+            scheme: Some("https".into()),
+            host: Some("docs.example.com".into()),
+            uri: Some("/a?b=c".into()),
+            protocol: Some("HTTP/1.1".into()),
             status: 200,
             bytes_sent: 1234,
             bytes_received: 0,
             request_time: 0.012_345,
             upstream_response_time: Some(0.010_01),
             upstream_addr: Some("100.64.0.1:443".into()),
-            cache_status: String::new(),
-            route: "docs".into(),
-            request_id: "abc".into(),
-            user_agent: "curl/8 \"quoted\"".into(),
-            referer: String::new(),
-            request_headers: vec![],
-            response_headers: vec![],
-            vars: vec![],
+            cache_status: Some(String::new()),
+            route: Some("docs".into()),
+            request_id: Some("abc".into()),
+            user_agent: Some("curl/8 \"quoted\"".into()),
+            referer: Some(String::new()),
+            request_headers: Some(vec![]),
+            response_headers: Some(vec![]),
+            vars: Some(vec![]),
         }
     }
 
@@ -228,14 +228,14 @@ mod tests {
     #[test]
     fn default_line_matches_serde_json_field_for_field() {
         let mut rec = record();
-        rec.user_agent = "a\"b\\c\nd\u{1}\u{8}\u{c}\u{7f}é\t".into();
+        rec.user_agent = Some("a\"b\\c\nd\u{1}\u{8}\u{c}\u{7f}é\t".into());
         rec.request_time = 1.0;
         rec.upstream_response_time = None;
         rec.upstream_addr = None;
-        rec.cache_status = "HIT".into();
+        rec.cache_status = Some("HIT".into());
         let line = default_line(&rec);
         let v: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
-        assert_eq!(v["http_user_agent"], rec.user_agent.as_str());
+        assert_eq!(v["http_user_agent"], rec.user_agent());
         assert_eq!(v["request_time"], 1.0);
         assert!(line.contains(r#""request_time":1.0,"#), "{line}");
         assert!(v["upstream_response_time"].is_null());
@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(v["upstream_cache_status"], "HIT");
         // The same escapes serde_json writes.
         assert!(
-            line.contains(&serde_json::to_string(&rec.user_agent).expect("json")),
+            line.contains(&serde_json::to_string(rec.user_agent()).expect("json")),
             "{line}"
         );
         let keys: Vec<&str> = v
@@ -253,7 +253,7 @@ mod tests {
             .map(String::as_str)
             .collect();
         assert_eq!(keys.len(), 19);
-        rec.cache_status.clear();
+        rec.cache_status = Some(String::new());
         rec.request_time = f64::NAN;
         let v: serde_json::Value = serde_json::from_str(&default_line(&rec)).expect("valid JSON");
         assert!(v.get("upstream_cache_status").is_none());

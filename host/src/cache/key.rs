@@ -110,24 +110,24 @@ impl CacheKeyTemplate {
         for part in &self.parts {
             match part {
                 KeyPart::Literal(text) => key.push_str(text),
-                KeyPart::Scheme => key.push_str(&head.scheme),
-                KeyPart::Host => key.push_str(&head.host),
-                KeyPart::Path => key.push_str(&head.path),
+                KeyPart::Scheme => key.push_str(head.scheme()),
+                KeyPart::Host => key.push_str(head.host()),
+                KeyPart::Path => key.push_str(head.path()),
                 KeyPart::Query => key.push_str(head.query.as_deref().unwrap_or("")),
                 KeyPart::Uri => {
-                    key.push_str(&head.path);
+                    key.push_str(head.path());
                     if let Some(query) = &head.query {
                         key.push('?');
                         key.push_str(query);
                     }
                 }
-                KeyPart::Method => match head.method.as_str() {
+                KeyPart::Method => match head.method() {
                     "HEAD" => key.push_str("GET"),
                     other => key.push_str(other),
                 },
                 KeyPart::Header(name) => {
                     let values = head
-                        .headers
+                        .headers()
                         .iter()
                         .filter(|h| h.name.eq_ignore_ascii_case(name.as_str()))
                         .map(|h| String::from_utf8_lossy(&h.value).into_owned())
@@ -176,7 +176,7 @@ fn variable(name: &str) -> Result<KeyPart, KeyTemplateError> {
 
 /// The value of cookie `name` in the request's `Cookie` headers.
 pub fn cookie_value(head: &RequestHead, name: &str) -> Option<String> {
-    head.headers
+    head.headers()
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
         .flat_map(|h| {
@@ -203,21 +203,23 @@ mod tests {
         headers: &[(&str, &str)],
     ) -> RequestHead {
         RequestHead {
-            method: method.into(),
-            scheme: "https".into(),
-            host: "docs.example.com".into(),
-            path: path.into(),
+            method: Some(method.into()),
+            scheme: Some("https".into()),
+            host: Some("docs.example.com".into()),
+            path: Some(path.into()),
             query: query.map(Into::into),
-            headers: headers
-                .iter()
-                .map(|(n, v)| Header {
-                    name: (*n).into(),
-                    value: v.as_bytes().to_vec(),
-                })
-                .collect(),
-            client_ip: "192.0.2.1".into(),
-            route: "docs".into(),
-            request_id: "id".into(),
+            headers: Some(
+                headers
+                    .iter()
+                    .map(|(n, v)| Header {
+                        name: (*n).into(),
+                        value: v.as_bytes().to_vec(),
+                    })
+                    .collect(),
+            ),
+            client_ip: Some("192.0.2.1".into()),
+            route: Some("docs".into()),
+            request_id: Some("id".into()),
         }
     }
 

@@ -90,15 +90,15 @@ impl RequestContext {
             self.request_headers = filtered_list(req.headers(), chain.log_fields().0);
         }
         RequestHead {
-            method: self.method.as_str().to_string(),
-            scheme: self.client.scheme.clone(),
-            host: self.host.clone(),
-            path: req.uri().path().to_string(),
+            method: Some(self.method.as_str().to_string()),
+            scheme: Some(self.client.scheme.clone()),
+            host: Some(self.host.clone()),
+            path: Some(req.uri().path().to_string()),
             query: req.uri().query().map(str::to_string),
-            headers: headers_to_list(req.headers()),
-            client_ip: self.client.client_ip_text.clone(),
-            route: self.route_name().to_string(),
-            request_id: self.client.request_id.clone(),
+            headers: Some(headers_to_list(req.headers())),
+            client_ip: Some(self.client.client_ip_text.clone()),
+            route: Some(self.route_name().to_string()),
+            request_id: Some(self.client.request_id.clone()),
         }
     }
 

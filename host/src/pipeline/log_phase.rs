@@ -82,34 +82,35 @@ impl PendingLog {
         } = self;
         let route = ctx.route_name().to_string();
         LogRecord {
-            time: humantime::format_rfc3339_millis(ctx.started_at).to_string(),
+            time: Some(humantime::format_rfc3339_millis(ctx.started_at).to_string()),
             time_unix_ms: ctx
                 .started_at
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
-            client_ip: ctx.client.client_ip_text,
-            peer_addr: crate::address_text::socket_text(ctx.client.peer),
-            method: ctx.method.as_str().to_string(),
-            scheme: ctx.client.scheme,
-            host: ctx.host,
-            uri: ctx.uri,
-            protocol: protocol_name(ctx.version).to_string(),
+            client_ip: Some(ctx.client.client_ip_text),
+            peer_addr: Some(crate::address_text::socket_text(ctx.client.peer)),
+            method: Some(ctx.method.as_str().to_string()),
+            scheme: Some(ctx.client.scheme),
+            host: Some(ctx.host),
+            uri: Some(ctx.uri),
+            protocol: Some(protocol_name(ctx.version).to_string()),
             status,
             bytes_sent,
             bytes_received: ctx.body.bytes(),
             request_time: ctx.start.elapsed().as_secs_f64(),
             upstream_response_time: ctx.upstream_time.map(|d| d.as_secs_f64()),
             upstream_addr: ctx.upstream_addr,
-            cache_status: ctx
-                .cache_status
-                .map_or_else(String::new, |s| s.as_str().to_string()),
-            route,
-            request_id: ctx.client.request_id,
-            user_agent: ctx.user_agent,
-            referer: ctx.referer,
-            request_headers: ctx.request_headers,
-            response_headers,
-            vars: ctx.vars,
+            cache_status: Some(
+                ctx.cache_status
+                    .map_or_else(String::new, |s| s.as_str().to_string()),
+            ),
+            route: Some(route),
+            request_id: Some(ctx.client.request_id),
+            user_agent: Some(ctx.user_agent),
+            referer: Some(ctx.referer),
+            request_headers: Some(ctx.request_headers),
+            response_headers: Some(response_headers),
+            vars: Some(ctx.vars),
         }
     }
 }
@@ -127,14 +128,10 @@ const MAX_CACHED_HOSTS: usize = 1024;
 /// Request counters and histograms. Labels stay low-cardinality: the host
 /// only when a route matched, the method only when standard.
 fn record_metrics(routed: bool, record: &LogRecord) {
-    let host = if routed {
-        record.host.as_str()
-    } else {
-        UNROUTED
-    };
+    let host = if routed { record.host() } else { UNROUTED };
     let method = STANDARD_METHODS
         .iter()
-        .find(|m| **m == record.method)
+        .find(|m| **m == record.method())
         .copied()
         .unwrap_or("OTHER");
     let series = &*REQUEST_SERIES;

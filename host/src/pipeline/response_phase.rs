@@ -40,7 +40,7 @@ pub fn finish(
         // Only the fields the response hooks read are copied into the list.
         let mut resp_head = ResponseHead {
             status: response.status().as_u16(),
-            headers: filtered_list(response.headers(), chain.response_fields()),
+            headers: Some(filtered_list(response.headers(), chain.response_fields())),
             host_generated,
         };
         match run_hook(|| chain.on_response(head, &mut resp_head)) {

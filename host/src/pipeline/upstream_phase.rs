@@ -58,7 +58,7 @@ where
         Some(UpstreamTarget::Http(client)) => forward_http(client, ctx, route, head, req).await,
         Some(UpstreamTarget::Static(root)) => {
             let method = &ctx.method;
-            root.serve(method, &head.path, head.query.as_deref())
+            root.serve(method, head.path(), head.query.as_deref())
                 .await
                 .map(|response| Reply::upstream(response, None))
         }
@@ -159,7 +159,7 @@ pub(crate) fn upstream_request_head(
     upgrade: Option<&HeaderValue>,
 ) -> Result<(http::Uri, http::HeaderMap), ProxyError> {
     let uri = client
-        .uri_for(&head.path, head.query.as_deref())
+        .uri_for(head.path(), head.query.as_deref())
         .map_err(|e| ProxyError::Internal(format!("upstream target for {:?}: {e}", head.path)))?;
     let mut headers = fields;
     strip_hop_by_hop(&mut headers, upgrade);

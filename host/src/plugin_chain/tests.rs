@@ -77,14 +77,16 @@ impl PluginHooks for Scripted {
     }
     fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
         let tags: Vec<String> = req
-            .headers
+            .headers()
             .iter()
             .filter(|h| h.name == "x-tag")
             .map(|h| String::from_utf8_lossy(&h.value).into_owned())
             .collect();
         self.record(format!(
             "{}:request path={} x-tag={:?}",
-            self.name, req.path, tags
+            self.name,
+            req.path(),
+            tags
         ));
         (self.request)(req)
     }
@@ -96,7 +98,7 @@ impl PluginHooks for Scripted {
         self.record(format!(
             "{}:response headers={}",
             self.name,
-            resp.headers.len()
+            resp.headers().len()
         ));
         (self.response)(resp)
     }
@@ -132,57 +134,57 @@ fn var(name: &str, value: &str) -> Var {
 
 fn head() -> RequestHead {
     RequestHead {
-        method: "GET".into(),
-        scheme: "https".into(),
-        host: "example.com".into(),
-        path: "/a".into(),
+        method: Some("GET".into()),
+        scheme: Some("https".into()),
+        host: Some("example.com".into()),
+        path: Some("/a".into()),
         query: Some("q=1".into()),
-        headers: vec![Header {
+        headers: Some(vec![Header {
             name: "accept".into(),
             value: b"*/*".to_vec(),
-        }],
-        client_ip: "192.0.2.1".into(),
-        route: "site".into(),
-        request_id: "req-1".into(),
+        }]),
+        client_ip: Some("192.0.2.1".into()),
+        route: Some("site".into()),
+        request_id: Some("req-1".into()),
     }
 }
 
 fn response() -> ResponseHead {
     ResponseHead {
         status: 200,
-        headers: vec![Header {
+        headers: Some(vec![Header {
             name: "server".into(),
             value: b"upstream".to_vec(),
-        }],
+        }]),
         host_generated: false,
     }
 }
 
 fn log_record() -> LogRecord {
     LogRecord {
-        time: "2025-01-01T00:00:00.000Z".into(),
+        time: Some("2025-01-01T00:00:00.000Z".into()),
         time_unix_ms: 1_735_689_600_000,
-        client_ip: "192.0.2.1".into(),
-        peer_addr: "192.0.2.1:5000".into(),
-        method: "GET".into(),
-        scheme: "https".into(),
-        host: "example.com".into(),
-        uri: "/a?q=1".into(),
-        protocol: "HTTP/1.1".into(),
+        client_ip: Some("192.0.2.1".into()),
+        peer_addr: Some("192.0.2.1:5000".into()),
+        method: Some("GET".into()),
+        scheme: Some("https".into()),
+        host: Some("example.com".into()),
+        uri: Some("/a?q=1".into()),
+        protocol: Some("HTTP/1.1".into()),
         status: 200,
         bytes_sent: 10,
         bytes_received: 0,
         request_time: 0.01,
         upstream_response_time: Some(0.005),
         upstream_addr: Some("100.64.0.2:80".into()),
-        cache_status: String::new(),
-        route: "site".into(),
-        request_id: "req-1".into(),
-        user_agent: "test".into(),
-        referer: String::new(),
-        request_headers: vec![],
-        response_headers: vec![],
-        vars: vec![],
+        cache_status: Some(String::new()),
+        route: Some("site".into()),
+        request_id: Some("req-1".into()),
+        user_agent: Some("test".into()),
+        referer: Some(String::new()),
+        request_headers: Some(vec![]),
+        response_headers: Some(vec![]),
+        vars: Some(vec![]),
     }
 }
 
@@ -262,10 +264,10 @@ fn request_hooks_run_in_order_and_each_sees_the_previous_edits() {
             "third:request path=/rewritten x-tag=[\"one\", \"two\"]",
         ]
     );
-    assert_eq!(req.path, "/rewritten");
+    assert_eq!(req.path(), "/rewritten");
     assert_eq!(req.query.as_deref(), Some("q=1"));
-    assert_eq!(header_values(&req.headers, "x-tag"), ["one", "two"]);
-    assert_eq!(header_values(&req.headers, "accept"), ["*/*"]);
+    assert_eq!(header_values(req.headers(), "x-tag"), ["one", "two"]);
+    assert_eq!(header_values(req.headers(), "accept"), ["*/*"]);
 }
 
 #[test]
@@ -350,7 +352,7 @@ fn a_fail_open_request_fault_skips_only_that_plugin() {
         chain.on_request(&mut req),
         RequestDecision::Continue { delay_ms: 0, .. }
     ));
-    assert_eq!(header_values(&req.headers, "x-tag"), ["after"]);
+    assert_eq!(header_values(req.headers(), "x-tag"), ["after"]);
     assert_eq!(calls(&c).len(), 2);
 }
 
@@ -378,8 +380,8 @@ fn invalid_request_output_is_a_fault_and_is_not_applied() {
         panic!("expected Continue");
     };
     assert_eq!((delay_ms, vars.len(), header_edits.len()), (0, 0, 0));
-    assert_eq!(req.path, "/a");
-    assert!(header_values(&req.headers, "x-tag").is_empty());
+    assert_eq!(req.path(), "/a");
+    assert!(header_values(req.headers(), "x-tag").is_empty());
 
     let closed = chain(vec![Scripted::new("bad", HookSet::all(), &c)
         .on_request(|_| {
@@ -429,7 +431,7 @@ fn response_hooks_run_in_reverse_order_on_the_edited_response() {
         Scripted::new("outer", HookSet::all(), &c)
             .on_response(|resp| {
                 // Sees the inner plugin's edit.
-                assert_eq!(header_values(&resp.headers, "x-inner"), ["1"]);
+                assert_eq!(header_values(resp.headers(), "x-inner"), ["1"]);
                 Ok(ResponseEdits {
                     headers: vec![
                         set("X-Frame-Options", "DENY"),
@@ -456,8 +458,8 @@ fn response_hooks_run_in_reverse_order_on_the_edited_response() {
         calls(&c),
         ["inner:response headers=1", "outer:response headers=2"]
     );
-    assert_eq!(header_values(&resp.headers, "x-frame-options"), ["DENY"]);
-    assert!(header_values(&resp.headers, "server").is_empty());
+    assert_eq!(header_values(resp.headers(), "x-frame-options"), ["DENY"]);
+    assert!(header_values(resp.headers(), "server").is_empty());
     // The same edits, in order, applied to the response's map give the
     // same fields.
     let mut map = http::HeaderMap::new();
@@ -486,7 +488,7 @@ fn response_faults_follow_each_entrys_policy() {
     ]);
     let mut resp = response();
     open.on_response(&mut head(), &mut resp).unwrap();
-    assert_eq!(header_values(&resp.headers, "x-a"), ["1"]);
+    assert_eq!(header_values(resp.headers(), "x-a"), ["1"]);
 
     let closed = chain(vec![Scripted::new("b", HookSet::all(), &c)
         .on_response(fault)

@@ -11,8 +11,8 @@ mod origin;
 mod policy;
 
 use tailgate_plugin_sdk::{
-    export_plugin, Config, HeaderFilter, HookSet, Plugin, RequestAction, RequestHead,
-    ResponseEdits, ResponseHead,
+    export_plugin, Config, HeaderFilter, HookSet, LogFieldSet, Plugin, RequestAction,
+    RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
 };
 
 use crate::policy::CorsPolicy;
@@ -45,6 +45,17 @@ impl Plugin for Cors {
         HeaderFilter::none()
     }
 
+    /// The method only (a preflight is an `OPTIONS`): path, host and the
+    /// rest stay in the host.
+    fn request_fields(&self) -> RequestFieldSet {
+        self.policy.request_fields()
+    }
+
+    /// No `on-log`.
+    fn log_fields(&self) -> LogFieldSet {
+        LogFieldSet::empty()
+    }
+
     fn on_request(&self, req: &RequestHead) -> RequestAction {
         self.policy.on_request(req)
     }
@@ -55,3 +66,6 @@ impl Plugin for Cors {
 }
 
 export_plugin!(Cors);
+
+#[cfg(test)]
+mod tests;

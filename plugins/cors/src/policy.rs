@@ -8,7 +8,8 @@
 use serde::Deserialize;
 use tailgate_plugin_sdk::validate::is_token;
 use tailgate_plugin_sdk::{
-    Config, ConfigError, ImmediateResponse, RequestAction, RequestHead, ResponseEdits, ResponseHead,
+    Config, ConfigError, ImmediateResponse, RequestAction, RequestFieldSet, RequestHead,
+    ResponseEdits, ResponseHead,
 };
 
 use crate::origin::OriginRule;
@@ -139,6 +140,12 @@ impl CorsPolicy {
             credentials: settings.allow_credentials,
             max_age: settings.max_age,
         })
+    }
+
+    /// The request fields the two hooks read: the method, to tell a
+    /// preflight (`OPTIONS`); the rest is in headers (`Origin`, ...).
+    pub fn request_fields(&self) -> RequestFieldSet {
+        RequestFieldSet::METHOD
     }
 
     fn allowed_origin<'r>(&self, req: &'r RequestHead) -> Option<&'r str> {

@@ -3,7 +3,9 @@
 
 use serde::Deserialize;
 
-use crate::tailgate::plugin::types::{HeaderFilter, HookSet, PluginInfo};
+use crate::tailgate::plugin::types::{
+    HeaderFilter, HookSet, LogFieldSet, PluginInfo, RequestFieldSet,
+};
 
 /// What the plugin does when its chosen hook runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -107,6 +109,73 @@ pub struct Config {
     /// The response header fields to ask the host for (absent = all).
     #[serde(default)]
     pub response_headers: Option<Vec<String>>,
+    /// The request-head fields to ask for, by their WIT names with `_`
+    /// (`client_ip`; absent = all); an unknown name is refused.
+    #[serde(default)]
+    pub request_fields: Option<Vec<String>>,
+    /// The optional log-record fields to ask for, likewise.
+    #[serde(default)]
+    pub log_fields: Option<Vec<String>>,
+}
+
+/// The request-head fields by name.
+pub const REQUEST_FIELDS: &[(&str, RequestFieldSet)] = &[
+    ("method", RequestFieldSet::METHOD),
+    ("scheme", RequestFieldSet::SCHEME),
+    ("host", RequestFieldSet::HOST),
+    ("path", RequestFieldSet::PATH),
+    ("query", RequestFieldSet::QUERY),
+    ("client_ip", RequestFieldSet::CLIENT_IP),
+    ("route", RequestFieldSet::ROUTE),
+    ("request_id", RequestFieldSet::REQUEST_ID),
+];
+
+/// The optional log-record fields by name.
+pub const LOG_FIELDS: &[(&str, LogFieldSet)] = &[
+    ("time", LogFieldSet::TIME),
+    ("client_ip", LogFieldSet::CLIENT_IP),
+    ("peer_addr", LogFieldSet::PEER_ADDR),
+    ("method", LogFieldSet::METHOD),
+    ("scheme", LogFieldSet::SCHEME),
+    ("host", LogFieldSet::HOST),
+    ("uri", LogFieldSet::URI),
+    ("protocol", LogFieldSet::PROTOCOL),
+    ("upstream_addr", LogFieldSet::UPSTREAM_ADDR),
+    ("cache_status", LogFieldSet::CACHE_STATUS),
+    ("route", LogFieldSet::ROUTE),
+    ("request_id", LogFieldSet::REQUEST_ID),
+    ("user_agent", LogFieldSet::USER_AGENT),
+    ("referer", LogFieldSet::REFERER),
+    ("vars", LogFieldSet::VARS),
+];
+
+/// The flags named in `names`, from `none` (absent: `all`); names were
+/// checked by [`Config::parse`].
+fn flag_set<F: Copy + std::ops::BitOr<Output = F>>(
+    names: &Option<Vec<String>>,
+    known: &[(&str, F)],
+    none: F,
+    all: F,
+) -> F {
+    let Some(names) = names else { return all };
+    names
+        .iter()
+        .filter_map(|name| known.iter().find(|(n, _)| n == name).map(|(_, f)| *f))
+        .fold(none, |acc, f| acc | f)
+}
+
+/// Every name in `names` is one of `known`.
+fn check_names<F>(
+    key: &str,
+    names: &Option<Vec<String>>,
+    known: &[(&str, F)],
+) -> Result<(), String> {
+    for name in names.iter().flatten() {
+        if !known.iter().any(|(n, _)| n == name) {
+            return Err(format!("`{key}`: unknown field `{name}`"));
+        }
+    }
+    Ok(())
 }
 
 fn default_mode() -> Mode {
@@ -139,6 +208,8 @@ impl Config {
         if config.rate_limit.rate_milli == 0 {
             return Err("`rate_limit.rate_milli` must be above 0".into());
         }
+        check_names("request_fields", &config.request_fields, REQUEST_FIELDS)?;
+        check_names("log_fields", &config.log_fields, LOG_FIELDS)?;
         Ok(config)
     }
 
@@ -165,6 +236,18 @@ impl Config {
             hooks: self.hook_set(),
             request_headers: filter(&self.request_headers),
             response_headers: filter(&self.response_headers),
+            request_fields: flag_set(
+                &self.request_fields,
+                REQUEST_FIELDS,
+                RequestFieldSet::empty(),
+                RequestFieldSet::all(),
+            ),
+            log_fields: flag_set(
+                &self.log_fields,
+                LOG_FIELDS,
+                LogFieldSet::empty(),
+                LogFieldSet::all(),
+            ),
         }
     }
 

@@ -67,8 +67,8 @@ impl Guest for FaultInjector {
             return state_probe::on_request(&config, &req);
         }
         // Ok mode: a realistic small edit that reads the headers.
-        let user_agent = req
-            .headers
+        let headers = req.headers.as_deref().unwrap_or_default();
+        let user_agent = headers
             .iter()
             .find(|h| h.name == "user-agent")
             .map(|h| h.value.clone())
@@ -83,7 +83,7 @@ impl Guest for FaultInjector {
                 HeaderEdit {
                     op: HeaderOp::Set,
                     name: "x-seen-headers".to_string(),
-                    value: req.headers.len().to_string().into_bytes(),
+                    value: headers.len().to_string().into_bytes(),
                 },
                 HeaderEdit {
                     op: HeaderOp::Set,
@@ -93,7 +93,12 @@ impl Guest for FaultInjector {
                 HeaderEdit {
                     op: HeaderOp::Set,
                     name: "x-seen-header-names".to_string(),
-                    value: names(&req.headers).into_bytes(),
+                    value: names(headers).into_bytes(),
+                },
+                HeaderEdit {
+                    op: HeaderOp::Set,
+                    name: "x-seen-request-fields".to_string(),
+                    value: request_fields(&req).into_bytes(),
                 },
             ],
             path: None,
@@ -121,7 +126,7 @@ impl Guest for FaultInjector {
                 HeaderEdit {
                     op: HeaderOp::Set,
                     name: "x-seen-response-header-names".to_string(),
-                    value: names(&resp.headers).into_bytes(),
+                    value: names(resp.headers.as_deref().unwrap_or_default()).into_bytes(),
                 },
             ],
         }
@@ -133,25 +138,35 @@ impl Guest for FaultInjector {
         let vars: Vec<String> = rec
             .vars
             .iter()
+            .flatten()
             .map(|v| format!("{}={}", v.name, v.value))
             .collect();
+        let request_headers = rec.request_headers.as_deref().unwrap_or_default();
+        let response_headers = rec.response_headers.as_deref().unwrap_or_default();
         // The header fields the host let through, when there are any.
-        let headers = if rec.request_headers.is_empty() && rec.response_headers.is_empty() {
+        let headers = if request_headers.is_empty() && response_headers.is_empty() {
             String::new()
         } else {
             format!(
                 " headers={}/{}",
-                names(&rec.request_headers),
-                names(&rec.response_headers)
+                names(request_headers),
+                names(response_headers)
             )
         };
+        // The optional fields the host sent, when the config narrows them.
+        let fields = if config.log_fields.is_some() {
+            format!(" fields={}", log_fields(&rec))
+        } else {
+            String::new()
+        };
+        let text = |field: &Option<String>| field.clone().unwrap_or_else(|| "-".to_string());
         Some(LogLine {
             line: format!(
-                "{} {} {} {} vars={}{headers}",
-                rec.method,
-                rec.uri,
+                "{} {} {} {} vars={}{headers}{fields}",
+                text(&rec.method),
+                text(&rec.uri),
                 rec.status,
-                rec.request_id,
+                text(&rec.request_id),
                 vars.join(",")
             ),
             labels: vec![("plugin".to_string(), "fault-injector".to_string())],
@@ -163,6 +178,55 @@ impl Guest for FaultInjector {
 /// host let through to this plugin.
 fn names(headers: &[Header]) -> String {
     let names: Vec<&str> = headers.iter().map(|h| h.name.as_str()).collect();
+    names.join(",")
+}
+
+/// The names of the request-head fields the host sent (`Some`).
+fn request_fields(req: &RequestHead) -> String {
+    let present = [
+        ("method", req.method.is_some()),
+        ("scheme", req.scheme.is_some()),
+        ("host", req.host.is_some()),
+        ("path", req.path.is_some()),
+        ("query", req.query.is_some()),
+        ("headers", req.headers.is_some()),
+        ("client_ip", req.client_ip.is_some()),
+        ("route", req.route.is_some()),
+        ("request_id", req.request_id.is_some()),
+    ];
+    present_names(&present)
+}
+
+/// The names of the optional log-record fields the host sent (`Some`).
+fn log_fields(rec: &LogRecord) -> String {
+    let present = [
+        ("time", rec.time.is_some()),
+        ("client_ip", rec.client_ip.is_some()),
+        ("peer_addr", rec.peer_addr.is_some()),
+        ("method", rec.method.is_some()),
+        ("scheme", rec.scheme.is_some()),
+        ("host", rec.host.is_some()),
+        ("uri", rec.uri.is_some()),
+        ("protocol", rec.protocol.is_some()),
+        ("upstream_addr", rec.upstream_addr.is_some()),
+        ("cache_status", rec.cache_status.is_some()),
+        ("route", rec.route.is_some()),
+        ("request_id", rec.request_id.is_some()),
+        ("user_agent", rec.user_agent.is_some()),
+        ("referer", rec.referer.is_some()),
+        ("request_headers", rec.request_headers.is_some()),
+        ("response_headers", rec.response_headers.is_some()),
+        ("vars", rec.vars.is_some()),
+    ];
+    present_names(&present)
+}
+
+fn present_names(fields: &[(&str, bool)]) -> String {
+    let names: Vec<&str> = fields
+        .iter()
+        .filter(|(_, present)| *present)
+        .map(|(name, _)| *name)
+        .collect();
     names.join(",")
 }
 

@@ -13,12 +13,15 @@ use crate::Header;
 /// on-request: count the hit, check the rate limit for the client IP, swap
 /// the last path in kv, and report it all.
 pub fn on_request(config: &Config, req: &RequestHead) -> RequestAction {
-    host::log(
-        LogLevel::Info,
-        &format!("state probe: {} {}", req.method, req.path),
+    let path = req.path.as_deref().unwrap_or_default();
+    let method = req.method.as_deref().unwrap_or_default();
+    host::log(LogLevel::Info, &format!("state probe: {method} {path}"));
+    host::counter_add(
+        "requests",
+        &[("route".to_string(), req.route.clone().unwrap_or_default())],
+        1,
     );
-    host::counter_add("requests", &[("route".to_string(), req.route.clone())], 1);
-    host::histogram_record("path_length", &[], req.path.len() as f64);
+    host::histogram_record("path_length", &[], path.len() as f64);
 
     let hits = host::counter_incr("hits", 1, config.ttl_ms);
     let hits_read = host::counter_get("hits");
@@ -26,7 +29,7 @@ pub fn on_request(config: &Config, req: &RequestHead) -> RequestAction {
     let previous_path = host::kv_get("last-path")
         .map(|v| String::from_utf8_lossy(&v).into_owned())
         .unwrap_or_else(|| "-".to_string());
-    host::kv_set("last-path", req.path.as_bytes(), config.ttl_ms);
+    host::kv_set("last-path", path.as_bytes(), config.ttl_ms);
     host::kv_set("scratch", b"x", 0);
     let deleted = host::kv_delete("scratch");
     let deleted_again = host::kv_delete("scratch");
@@ -38,7 +41,11 @@ pub fn on_request(config: &Config, req: &RequestHead) -> RequestAction {
         burst: zone.burst,
         delay: zone.delay,
     };
-    let decision = host::rate_limit_check(&limit, &req.client_ip, zone.dry_run);
+    let decision = host::rate_limit_check(
+        &limit,
+        req.client_ip.as_deref().unwrap_or_default(),
+        zone.dry_run,
+    );
     let now = host::now_ms();
 
     let (rate_header, status_var, delay_ms) = match decision {

@@ -5,7 +5,7 @@
 
 use regex::{Regex, RegexBuilder};
 use tailgate_plugin_sdk::validate::http_methods;
-use tailgate_plugin_sdk::{ConfigError, ImmediateResponse, RequestHead};
+use tailgate_plugin_sdk::{ConfigError, ImmediateResponse, RequestFieldSet, RequestHead};
 
 use crate::config::{RawDenyRule, RawRedirectRule};
 use crate::header_plan::check_field_text;
@@ -83,6 +83,19 @@ impl DenyRule {
         })
     }
 
+    /// The request fields [`DenyRule::matches`] reads: the method when
+    /// `methods` is given, the path when `path` is.
+    pub fn request_fields(&self) -> RequestFieldSet {
+        let mut fields = RequestFieldSet::empty();
+        if self.methods.is_some() {
+            fields |= RequestFieldSet::METHOD;
+        }
+        if self.path.is_some() {
+            fields |= RequestFieldSet::PATH;
+        }
+        fields
+    }
+
     /// Whether this rule answers the request: the path regex (if any)
     /// matches AND the method (if listed) is one of `methods`.
     pub fn matches(&self, req: &RequestHead) -> bool {
@@ -102,6 +115,12 @@ impl RedirectRule {
     /// The request headers the location reads (`{http_<name>}`).
     pub fn header_names(&self) -> impl Iterator<Item = &str> {
         self.location.header_names()
+    }
+
+    /// The request fields [`RedirectRule::answer`] reads: the path (for
+    /// the regex) and the location's fields.
+    pub fn request_fields(&self) -> RequestFieldSet {
+        RequestFieldSet::PATH | self.location.request_fields()
     }
 
     pub fn build(index: usize, raw: &RawRedirectRule) -> Result<RedirectRule, ConfigError> {

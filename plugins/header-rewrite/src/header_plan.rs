@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use tailgate_plugin_sdk::{ConfigError, HeaderEdit, HeaderOp, RequestHead};
+use tailgate_plugin_sdk::{ConfigError, HeaderEdit, HeaderOp, RequestFieldSet, RequestHead};
 
 use crate::template::{CaptureRefs, Template};
 
@@ -74,6 +74,16 @@ impl HeaderPlan {
             .iter()
             .filter_map(|edit| edit.value.as_ref())
             .flat_map(Template::header_names)
+    }
+
+    /// The request fields the values read (`{client_ip}`, `{uri}`, ...).
+    pub fn request_fields(&self) -> RequestFieldSet {
+        self.edits
+            .iter()
+            .filter_map(|edit| edit.value.as_ref())
+            .fold(RequestFieldSet::empty(), |set, value| {
+                set | value.request_fields()
+            })
     }
 
     /// The edits for this request, values rendered.

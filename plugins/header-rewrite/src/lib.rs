@@ -13,8 +13,8 @@ mod rules;
 mod template;
 
 use tailgate_plugin_sdk::{
-    export_plugin, Config, HeaderFilter, HookSet, Plugin, RequestAction, RequestHead,
-    ResponseEdits, ResponseHead,
+    export_plugin, Config, HeaderFilter, HookSet, LogFieldSet, Plugin, RequestAction,
+    RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
 };
 
 use crate::rules::Rules;
@@ -44,6 +44,17 @@ impl Plugin for HeaderRewrite {
     /// The rules edit response headers but read none.
     fn response_headers(&self) -> HeaderFilter {
         HeaderFilter::none()
+    }
+
+    /// The fields the templates name, the path for `path` regexes, the
+    /// method for `methods` lists.
+    fn request_fields(&self) -> RequestFieldSet {
+        self.rules.request_fields()
+    }
+
+    /// No `on-log`.
+    fn log_fields(&self) -> LogFieldSet {
+        LogFieldSet::empty()
     }
 
     fn on_request(&self, req: &RequestHead) -> RequestAction {

@@ -5,8 +5,8 @@
 //! (skipped on host-generated responses unless `response.always`).
 
 use tailgate_plugin_sdk::{
-    Config, ConfigError, HeaderFilter, HookSet, RequestAction, RequestEdits, RequestHead,
-    ResponseEdits, ResponseHead,
+    Config, ConfigError, HeaderFilter, HookSet, RequestAction, RequestEdits, RequestFieldSet,
+    RequestHead, ResponseEdits, ResponseHead,
 };
 
 use crate::answer_rules::{DenyRule, RedirectRule};
@@ -78,13 +78,29 @@ impl Rules {
     }
 
     /// The request headers the rules read: those named in value and
-    /// location templates (`{http_<name>}`); paths and methods need none.
+    /// location templates (`{http_<name>}`); paths and methods are request
+    /// fields ([`Rules::request_fields`]).
     pub fn request_headers(&self) -> HeaderFilter {
         HeaderFilter::only(
             self.request
                 .header_names()
                 .chain(self.response.header_names())
                 .chain(self.redirect.iter().flat_map(RedirectRule::header_names)),
+        )
+    }
+
+    /// The request fields both hooks read: those the value and location
+    /// templates name (`{client_ip}`, `{uri}`, ...), the path for `path`
+    /// regexes and the method for `methods` lists.
+    pub fn request_fields(&self) -> RequestFieldSet {
+        let answers = self
+            .deny
+            .iter()
+            .map(DenyRule::request_fields)
+            .chain(self.redirect.iter().map(RedirectRule::request_fields));
+        answers.fold(
+            self.request.request_fields() | self.response.request_fields(),
+            |set, fields| set | fields,
         )
     }
 
@@ -113,7 +129,10 @@ impl Rules {
 
 #[cfg(test)]
 mod tests {
-    use tailgate_plugin_sdk::testing::{self, documented_configs, plugin_configs};
+    use tailgate_plugin_sdk::testing::{
+        self, assert_reads_exactly, documented_configs, narrowed_request, narrowed_response,
+        plugin_configs,
+    };
     use tailgate_plugin_sdk::{Header, HeaderEdit, ImmediateResponse, Var};
 
     use super::*;
@@ -153,8 +172,9 @@ mod tests {
         let tables = documented_configs(&doc, "header-rewrite");
         assert!(tables.len() >= 2, "the doc shows header-rewrite configs");
         for json in &tables {
-            Rules::from_config(&Config::new(json.as_str()))
+            let rules = Rules::from_config(&Config::new(json.as_str()))
                 .unwrap_or_else(|err| panic!("documented config rejected: {err}\n{json}"));
+            assert_reads_only_what_it_declares(&rules, json);
         }
         // The full example behaves as the doc says.
         let full = tables
@@ -191,6 +211,14 @@ mod tests {
         for json in tables {
             let rules = rules(&json);
             assert_eq!(rules.hooks(), HookSet::REQUEST | HookSet::RESPONSE);
+            assert_reads_only_what_it_declares(&rules, &json);
+            assert_eq!(
+                rules.request_fields(),
+                RequestFieldSet::REQUEST_ID
+                    | RequestFieldSet::PATH
+                    | RequestFieldSet::SCHEME
+                    | RequestFieldSet::HOST
+            );
 
             let RequestAction::Continue(edits) = rules.on_request(&request("GET", "/", None))
             else {
@@ -415,5 +443,95 @@ mod tests {
             templated.request_headers(),
             HeaderFilter::only(["user-agent", "x-trace", "x-forwarded-host"])
         );
+    }
+
+    /// Requests that meet every kind of rule the documented configs have.
+    fn sample_requests() -> Vec<RequestHead> {
+        [
+            ("GET", "/", None),
+            ("GET", "/a/b", Some("x=1")),
+            ("POST", "/.env", None),
+            ("GET", "/.git/HEAD", None),
+            ("GET", "/swagger/ui", None),
+            ("TRACE", "/", None),
+            ("TRACK", "/x", Some("y")),
+            ("GET", "/blog", Some("p=2")),
+            ("GET", "/old/a/b", Some("q=1")),
+            ("DELETE", "/admin/x", None),
+        ]
+        .into_iter()
+        .map(|(method, path, query)| request(method, path, query))
+        .collect()
+    }
+
+    /// What both hooks make of every sample request, each field outside
+    /// `fields` and each header field outside the declared filter left out
+    /// the way the host leaves it out (the response headers: none, as
+    /// lib.rs declares).
+    fn answers(rules: &Rules, fields: RequestFieldSet) -> Vec<String> {
+        let headers = rules.request_headers();
+        let mut out = Vec::new();
+        for full in sample_requests() {
+            let req = narrowed_request(&full, fields, &headers);
+            out.push(format!("{:?}", rules.on_request(&req)));
+            for host_generated in [false, true] {
+                let resp = narrowed_response(&response(200, host_generated), &HeaderFilter::none());
+                out.push(format!("{:?}", rules.on_response(&req, &resp)));
+            }
+        }
+        out
+    }
+
+    /// The hook does the same from only the declared fields as from all
+    /// of them, and every declared field changes what it does.
+    fn assert_reads_only_what_it_declares(rules: &Rules, json: &str) {
+        assert_reads_exactly(
+            rules.request_fields(),
+            RequestFieldSet::all(),
+            |fields| answers(rules, fields),
+            json,
+        );
+    }
+
+    #[test]
+    fn the_host_is_asked_only_for_the_fields_the_rules_read() {
+        let cases = [
+            ("{}", RequestFieldSet::empty()),
+            (
+                r#"{"request":{"set":{"X-Bench-Route":"bench"}},
+                    "response":{"append":{"X-Frame-Options":"DENY"},"always":true}}"#,
+                RequestFieldSet::empty(),
+            ),
+            (r#"{"deny":[{"path":"^/admin"}]}"#, RequestFieldSet::PATH),
+            (
+                r#"{"deny":[{"methods":["TRACE"]}]}"#,
+                RequestFieldSet::METHOD,
+            ),
+            (
+                r#"{"redirect":[{"path":"^/old/(.*)","location":"/new/$1"}]}"#,
+                RequestFieldSet::PATH,
+            ),
+            (
+                r#"{"redirect":[{"path":"^/blog$","location":"https://{host}{uri}"}]}"#,
+                RequestFieldSet::PATH | RequestFieldSet::HOST | RequestFieldSet::QUERY,
+            ),
+            (
+                r#"{"request":{"set":{"X-Real-IP":"{client_ip}","X-UA":"{http_user_agent}"}},
+                    "response":{"set":{"X-Request-Id":"{request_id}","X-Route":"{route} {method}"}}}"#,
+                RequestFieldSet::CLIENT_IP
+                    | RequestFieldSet::REQUEST_ID
+                    | RequestFieldSet::ROUTE
+                    | RequestFieldSet::METHOD,
+            ),
+            (
+                r#"{"response":{"set":{"X-Q":"{query}"}},"deny":[{"path":"^/admin","methods":["DELETE"]}]}"#,
+                RequestFieldSet::QUERY | RequestFieldSet::PATH | RequestFieldSet::METHOD,
+            ),
+        ];
+        for (json, expected) in cases {
+            let rules = rules(json);
+            assert_eq!(rules.request_fields(), expected, "{json}");
+            assert_reads_only_what_it_declares(&rules, json);
+        }
     }
 }

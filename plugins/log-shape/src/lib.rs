@@ -20,7 +20,8 @@ mod template;
 mod time_format;
 
 use tailgate_plugin_sdk::{
-    export_plugin, host, Config, HeaderFilter, HookSet, LogLine, LogRecord, Plugin,
+    export_plugin, host, Config, HeaderFilter, HookSet, LogFieldSet, LogLine, LogRecord, Plugin,
+    RequestFieldSet,
 };
 
 use crate::line_filter::SampleCounter;
@@ -62,6 +63,16 @@ impl Plugin for LogShape {
 
     fn response_headers(&self) -> HeaderFilter {
         self.shaper.response_headers()
+    }
+
+    /// No request hook: nothing of the request head.
+    fn request_fields(&self) -> RequestFieldSet {
+        RequestFieldSet::empty()
+    }
+
+    /// What the line, labels, drop rules and sampling read.
+    fn log_fields(&self) -> LogFieldSet {
+        self.shaper.log_fields()
     }
 
     fn on_log(&self, rec: &LogRecord) -> Option<LogLine> {

@@ -6,7 +6,7 @@
 
 use regex::{Regex, RegexBuilder};
 use tailgate_plugin_sdk::validate::http_methods;
-use tailgate_plugin_sdk::{ConfigError, LogRecord};
+use tailgate_plugin_sdk::{ConfigError, LogFieldSet, LogRecord};
 
 use crate::config::{RawMatch, RawSample};
 use crate::status_set::StatusSet;
@@ -66,6 +66,19 @@ impl RequestClass {
         })
     }
 
+    /// The record fields [`RequestClass::matches`] reads: the method for
+    /// `methods`, the URI for `path` (the status always comes).
+    pub fn log_fields(&self) -> LogFieldSet {
+        let mut fields = LogFieldSet::empty();
+        if self.methods.is_some() {
+            fields |= LogFieldSet::METHOD;
+        }
+        if self.path.is_some() {
+            fields |= LogFieldSet::URI;
+        }
+        fields
+    }
+
     pub fn matches(&self, rec: &LogRecord) -> bool {
         self.status
             .as_ref()
@@ -114,6 +127,16 @@ impl Sampling {
             when,
             always_keep,
         })
+    }
+
+    /// The record fields [`Sampling::keeps`] reads: the class's and the
+    /// route (it names the shared count); none at rate 1, which keeps
+    /// every line unread.
+    pub fn log_fields(&self) -> LogFieldSet {
+        if self.rate == 1 {
+            return LogFieldSet::empty();
+        }
+        self.when.log_fields() | LogFieldSet::ROUTE
     }
 
     /// Whether to keep `rec`: lines outside the class and kept statuses

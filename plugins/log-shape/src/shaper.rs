@@ -3,7 +3,7 @@
 //! line (JSON, logfmt or template, redaction applied) and its Loki labels.
 //! Discarded lines are counted in `log_lines_discarded{reason}`.
 
-use tailgate_plugin_sdk::{Config, ConfigError, HeaderFilter, LogLine, LogRecord};
+use tailgate_plugin_sdk::{Config, ConfigError, HeaderFilter, LogFieldSet, LogLine, LogRecord};
 
 use crate::config::{RawConfig, RawField, RawFormat, RawPreset};
 use crate::fields::Field;
@@ -84,6 +84,24 @@ impl LogShaper {
     /// The response headers the line and labels read (`sent_http_<name>`).
     pub fn response_headers(&self) -> HeaderFilter {
         HeaderFilter::only(self.fields().filter_map(Field::response_header))
+    }
+
+    /// The record fields `on-log` reads: the line's and labels' fields'
+    /// (`request` reads method, URI and protocol; `time` none), those the
+    /// drop rules and sampling match on, and the route when sampling
+    /// counts; the host sends the others empty.
+    pub fn log_fields(&self) -> LogFieldSet {
+        let fields = self
+            .fields()
+            .fold(LogFieldSet::empty(), |set, field| set | field.log_fields());
+        let fields = self
+            .drop
+            .iter()
+            .fold(fields, |set, rule| set | rule.log_fields());
+        match &self.sample {
+            Some(sample) => fields | sample.log_fields(),
+            None => fields,
+        }
     }
 
     fn fields(&self) -> impl Iterator<Item = &Field> {

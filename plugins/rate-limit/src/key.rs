@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tailgate_plugin_sdk::template::{
     push_joined_header, CaptureRefs, Field, Template, TemplateError,
 };
-use tailgate_plugin_sdk::RequestHead;
+use tailgate_plugin_sdk::{RequestFieldSet, RequestHead};
 
 /// Longest key sent to the host as is. The host refuses keys above 512
 /// bytes; longer ones are replaced by `sha256:<hex>` so they stay exact
@@ -72,6 +72,15 @@ impl KeySource {
             KeySource::ClientIp | KeySource::Global => Vec::new(),
             KeySource::Header(name) => vec![&**name],
             KeySource::Template(template) => template.0.header_names().collect(),
+        }
+    }
+
+    /// The request fields the key reads (headers aside).
+    pub fn request_fields(&self) -> RequestFieldSet {
+        match self {
+            KeySource::ClientIp => RequestFieldSet::CLIENT_IP,
+            KeySource::Header(_) | KeySource::Global => RequestFieldSet::empty(),
+            KeySource::Template(template) => template.0.request_fields(),
         }
     }
 

@@ -15,8 +15,8 @@ mod policy;
 mod rate;
 
 use tailgate_plugin_sdk::{
-    export_plugin, host, Config, HeaderFilter, HookSet, LogLevel, Plugin, RateDecision, RateLimit,
-    RequestAction, RequestHead,
+    export_plugin, host, Config, HeaderFilter, HookSet, LogFieldSet, LogLevel, Plugin,
+    RateDecision, RateLimit, RequestAction, RequestFieldSet, RequestHead,
 };
 
 use crate::policy::{RateLimitHost, RateLimitPolicy};
@@ -60,6 +60,17 @@ impl Plugin for RateLimiter {
     /// The limits read no response.
     fn response_headers(&self) -> HeaderFilter {
         HeaderFilter::none()
+    }
+
+    /// The fields the keys, the `path` / `methods` filters and the
+    /// delay / rejection log line read.
+    fn request_fields(&self) -> RequestFieldSet {
+        self.policy.request_fields()
+    }
+
+    /// No `on-log`: the outcome reaches the log phase as a var.
+    fn log_fields(&self) -> LogFieldSet {
+        LogFieldSet::empty()
     }
 
     fn on_request(&self, req: &RequestHead) -> RequestAction {

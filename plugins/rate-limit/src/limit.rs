@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use regex::{Regex, RegexBuilder};
 use tailgate_plugin_sdk::validate::http_methods;
-use tailgate_plugin_sdk::{ConfigError, RateLimit, RequestHead};
+use tailgate_plugin_sdk::{ConfigError, RateLimit, RequestFieldSet, RequestHead};
 
 use crate::config::RawLimit;
 use crate::key::KeySource;
@@ -117,6 +117,19 @@ impl Limit {
     /// method filters read none).
     pub fn header_names(&self) -> Vec<&str> {
         self.key.header_names()
+    }
+
+    /// The request fields this limit reads: its key's, the method when
+    /// `methods` is given, the path when `path` is.
+    pub fn request_fields(&self) -> RequestFieldSet {
+        let mut fields = self.key.request_fields();
+        if self.methods.is_some() {
+            fields |= RequestFieldSet::METHOD;
+        }
+        if self.path.is_some() {
+            fields |= RequestFieldSet::PATH;
+        }
+        fields
     }
 
     pub fn status(&self) -> u16 {

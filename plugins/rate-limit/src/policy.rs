@@ -9,7 +9,7 @@
 
 use tailgate_plugin_sdk::{
     Config, ConfigError, HeaderFilter, ImmediateResponse, LogLevel, RateDecision, RateLimit,
-    RequestAction, RequestEdits, RequestHead,
+    RequestAction, RequestEdits, RequestFieldSet, RequestHead,
 };
 
 use crate::config::{RawConfig, RawLogLevel};
@@ -20,6 +20,12 @@ use crate::outcome::{Outcome, Verdict, STATUS_VAR, ZONE_VAR};
 const MAX_LIMITS: usize = 16;
 /// The counter metric of per-limit outcomes (`tailgate_plugin_` + this).
 pub const METRIC: &str = "ratelimit_requests";
+/// The request fields a delay or rejection log line names (client,
+/// request, host): any limit may log one.
+const LOG_LINE_FIELDS: RequestFieldSet = RequestFieldSet::CLIENT_IP
+    .union(RequestFieldSet::METHOD)
+    .union(RequestFieldSet::PATH)
+    .union(RequestFieldSet::HOST);
 
 /// The host imports the policy uses, so the logic is tested natively with
 /// a scripted host.
@@ -107,6 +113,15 @@ impl RateLimitPolicy {
     /// The request headers the limits read: those their keys name.
     pub fn request_headers(&self) -> HeaderFilter {
         HeaderFilter::only(self.limits.iter().flat_map(Limit::header_names))
+    }
+
+    /// The request fields `on-request` reads: the log line's (client IP,
+    /// method, path, host) and each limit's (its key's fields, the method
+    /// and path its filters read).
+    pub fn request_fields(&self) -> RequestFieldSet {
+        self.limits
+            .iter()
+            .fold(LOG_LINE_FIELDS, |set, limit| set | limit.request_fields())
     }
 
     pub fn on_request(&self, req: &RequestHead, host: &impl RateLimitHost) -> RequestAction {

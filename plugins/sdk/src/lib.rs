@@ -46,22 +46,25 @@ mod filter;
 mod head;
 pub mod host;
 mod plugin;
+mod records;
 pub mod template;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod validate;
 
 pub use bindings::tailgate::plugin::types::{
-    Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet, ImmediateResponse, LogLevel, LogLine,
-    LogRecord, PluginInfo, RateDecision, RateLimit, RequestAction, RequestEdits, RequestHead,
-    ResponseEdits, ResponseHead, Var,
+    Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet, ImmediateResponse, LogFieldSet, LogLevel,
+    LogLine, PluginInfo, RateDecision, RateLimit, RequestAction, RequestEdits, RequestFieldSet,
+    ResponseEdits, Var,
 };
 pub use config::{Config, ConfigError};
 pub use plugin::Plugin;
+pub use records::{LogRecord, RequestHead, ResponseHead};
 
 /// Glue the [`export_plugin!`] macro expands to. Not part of the API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bindings::exports::tailgate::plugin::hooks::Guest;
+    pub use crate::bindings::tailgate::plugin::types as wit;
     pub use crate::plugin::dispatch;
 }

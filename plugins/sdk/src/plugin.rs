@@ -5,9 +5,10 @@
 
 use std::cell::OnceCell;
 
+use crate::bindings::tailgate::plugin::types as wit;
 use crate::{
-    Config, HeaderFilter, HookSet, LogLine, LogRecord, PluginInfo, RequestAction, RequestHead,
-    ResponseEdits, ResponseHead,
+    Config, HeaderFilter, HookSet, LogFieldSet, LogLine, LogRecord, PluginInfo, RequestAction,
+    RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
 };
 
 /// One plugin: built from a route's config by [`Plugin::configure`], then
@@ -53,6 +54,21 @@ pub trait Plugin: Sized + 'static {
     /// [`Plugin::request_headers`]. Defaults to every field.
     fn response_headers(&self) -> HeaderFilter {
         HeaderFilter::All
+    }
+
+    /// The [`RequestHead`] fields the hooks read (headers aside: see
+    /// [`Plugin::request_headers`]); the host sends the others empty
+    /// (`query`: `None`). Defaults to every field; each one left out saves
+    /// the guest an allocation per call.
+    fn request_fields(&self) -> RequestFieldSet {
+        RequestFieldSet::all()
+    }
+
+    /// The [`LogRecord`] text fields and vars `on_log` reads (headers aside);
+    /// the host sends the others empty (`upstream_addr`: `None`). Defaults
+    /// to every field.
+    fn log_fields(&self) -> LogFieldSet {
+        LogFieldSet::all()
     }
 
     /// Before the request goes upstream: go on with edits
@@ -111,29 +127,21 @@ macro_rules! export_plugin {
                     TAILGATE_PLUGIN.with(|slot| $crate::__private::dispatch::configure(slot, config))
                 }
 
-                fn on_request(req: $crate::RequestHead) -> $crate::RequestAction {
-                    TAILGATE_PLUGIN.with(|slot| {
-                        $crate::Plugin::on_request($crate::__private::dispatch::configured(slot), &req)
-                    })
+                fn on_request(req: $crate::__private::wit::RequestHead) -> $crate::RequestAction {
+                    TAILGATE_PLUGIN.with(|slot| $crate::__private::dispatch::on_request(slot, req))
                 }
 
                 fn on_response(
-                    req: $crate::RequestHead,
-                    resp: $crate::ResponseHead,
+                    req: $crate::__private::wit::RequestHead,
+                    resp: $crate::__private::wit::ResponseHead,
                 ) -> $crate::ResponseEdits {
-                    TAILGATE_PLUGIN.with(|slot| {
-                        $crate::Plugin::on_response(
-                            $crate::__private::dispatch::configured(slot),
-                            &req,
-                            &resp,
-                        )
-                    })
+                    TAILGATE_PLUGIN.with(|slot| $crate::__private::dispatch::on_response(slot, req, resp))
                 }
 
-                fn on_log(rec: $crate::LogRecord) -> ::std::option::Option<$crate::LogLine> {
-                    TAILGATE_PLUGIN.with(|slot| {
-                        $crate::Plugin::on_log($crate::__private::dispatch::configured(slot), &rec)
-                    })
+                fn on_log(
+                    rec: $crate::__private::wit::LogRecord,
+                ) -> ::std::option::Option<$crate::LogLine> {
+                    TAILGATE_PLUGIN.with(|slot| $crate::__private::dispatch::on_log(slot, rec))
                 }
             }
 
@@ -160,10 +168,31 @@ pub mod dispatch {
             hooks: plugin.hooks(),
             request_headers: plugin.request_headers(),
             response_headers: plugin.response_headers(),
+            request_fields: plugin.request_fields(),
+            log_fields: plugin.log_fields(),
         };
         // Cannot fail: checked empty above and an instance is single-threaded.
         let _ = slot.set(plugin);
         Ok(info)
+    }
+
+    /// `on-request`: the contract's record as the SDK's, to the plugin.
+    pub fn on_request<P: Plugin>(slot: &OnceCell<P>, req: wit::RequestHead) -> RequestAction {
+        configured(slot).on_request(&req.into())
+    }
+
+    /// `on-response`, like [`on_request`].
+    pub fn on_response<P: Plugin>(
+        slot: &OnceCell<P>,
+        req: wit::RequestHead,
+        resp: wit::ResponseHead,
+    ) -> ResponseEdits {
+        configured(slot).on_response(&req.into(), &resp.into())
+    }
+
+    /// `on-log`, like [`on_request`].
+    pub fn on_log<P: Plugin>(slot: &OnceCell<P>, rec: wit::LogRecord) -> Option<LogLine> {
+        configured(slot).on_log(&rec.into())
     }
 
     /// The configured plugin for a hook call. The host calls `configure`
@@ -225,6 +254,8 @@ mod tests {
                 hooks: HookSet::REQUEST | HookSet::LOG,
                 request_headers: HeaderFilter::All,
                 response_headers: HeaderFilter::only(["X-Greeting"]),
+                request_fields: RequestFieldSet::all(),
+                log_fields: LogFieldSet::all(),
             })
         );
         assert_eq!(dispatch::configured(&slot).greeting, "hi");

@@ -3,9 +3,11 @@
 //! parsed and checked once in `configure` into a [`Template`] and rendered
 //! per request from the [`RequestHead`]. Shared by the plugins that build
 //! values from request fields (header-rewrite's header values and redirect
-//! locations, rate-limit's keys).
+//! locations, rate-limit's keys). A template also says what it reads, for
+//! the plugin to declare: [`Template::request_fields`] and
+//! [`Template::header_names`].
 
-use crate::RequestHead;
+use crate::{RequestFieldSet, RequestHead};
 
 /// A parsed template: literal bytes and the request fields between.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +175,16 @@ impl Template {
         })
     }
 
+    /// The [`RequestHead`] fields the template reads: what a plugin
+    /// reports in [`Plugin::request_fields`](crate::Plugin::request_fields)
+    /// for it (`{uri}` reads the path and the query; `{http_<name>}` reads
+    /// a header, see [`Template::header_names`]).
+    pub fn request_fields(&self) -> RequestFieldSet {
+        self.fields().fold(RequestFieldSet::empty(), |set, field| {
+            set | field.request_fields()
+        })
+    }
+
     /// The value for this request; `$n` references render empty.
     pub fn render(&self, req: &RequestHead) -> Vec<u8> {
         self.render_with_captures(req, |_| None)
@@ -283,6 +295,23 @@ impl Field {
         Ok(field)
     }
 
+    /// The [`RequestHead`] fields [`Field::render_into`] reads; none for a
+    /// header (those are [`RequestHead::headers`]).
+    pub fn request_fields(&self) -> RequestFieldSet {
+        match self {
+            Field::Host => RequestFieldSet::HOST,
+            Field::ClientIp => RequestFieldSet::CLIENT_IP,
+            Field::Scheme => RequestFieldSet::SCHEME,
+            Field::RequestId => RequestFieldSet::REQUEST_ID,
+            Field::Method => RequestFieldSet::METHOD,
+            Field::Path => RequestFieldSet::PATH,
+            Field::Query => RequestFieldSet::QUERY,
+            Field::Uri => RequestFieldSet::PATH | RequestFieldSet::QUERY,
+            Field::Route => RequestFieldSet::ROUTE,
+            Field::Header(_) => RequestFieldSet::empty(),
+        }
+    }
+
     /// Appends this field's value for `req` to `out`.
     pub fn render_into(&self, req: &RequestHead, out: &mut Vec<u8>) {
         let text: &str = match self {
@@ -314,7 +343,8 @@ impl Field {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::request_head as request;
+    use crate::testing::{narrowed_request, request_head as request};
+    use crate::HeaderFilter;
 
     fn render(source: &str) -> String {
         let template = Template::parse(source, CaptureRefs::Literal).expect("template parses");
@@ -438,5 +468,67 @@ mod tests {
                 "{source} accepted"
             );
         }
+    }
+
+    #[test]
+    fn request_fields_are_the_fields_the_placeholders_read() {
+        let fields = |source: &str| {
+            Template::parse(source, CaptureRefs::Allowed)
+                .expect("parses")
+                .request_fields()
+        };
+        let cases = [
+            ("{host}", RequestFieldSet::HOST),
+            ("{client_ip}", RequestFieldSet::CLIENT_IP),
+            ("{scheme}", RequestFieldSet::SCHEME),
+            ("{request_id}", RequestFieldSet::REQUEST_ID),
+            ("{method}", RequestFieldSet::METHOD),
+            ("{path}", RequestFieldSet::PATH),
+            ("{query}", RequestFieldSet::QUERY),
+            ("{uri}", RequestFieldSet::PATH | RequestFieldSet::QUERY),
+            ("{route}", RequestFieldSet::ROUTE),
+            ("{http_user_agent}{http_cookie}", RequestFieldSet::empty()),
+            ("DENY $1 {{host}}", RequestFieldSet::empty()),
+            (
+                "{scheme}://{host}/new/$1{query}",
+                RequestFieldSet::SCHEME | RequestFieldSet::HOST | RequestFieldSet::QUERY,
+            ),
+        ];
+        for (source, expected) in cases {
+            assert_eq!(fields(source), expected, "{source}");
+        }
+    }
+
+    #[test]
+    fn a_template_renders_the_same_from_only_what_it_declares() {
+        let sources = [
+            "{host}",
+            "{client_ip}",
+            "{scheme}",
+            "{request_id}",
+            "{method}",
+            "{path}",
+            "{query}",
+            "{uri}",
+            "{route}",
+            "{http_user_agent}|{http_cookie}",
+            "{scheme}://{host}{uri} {method} {route} {request_id} {client_ip}",
+        ];
+        let requests = [
+            request("GET", "/a/b", Some("x=1")),
+            request("POST", "/", None),
+        ];
+        for source in sources {
+            let template = Template::parse(source, CaptureRefs::Literal).expect("parses");
+            let headers = HeaderFilter::only(template.header_names());
+            for req in &requests {
+                let narrowed = narrowed_request(req, template.request_fields(), &headers);
+                assert_eq!(template.render(&narrowed), template.render(req), "{source}");
+            }
+        }
+        // What is left out is empty: declaring too little would show.
+        let host = Template::parse("<{host}{uri}>", CaptureRefs::Literal).expect("parses");
+        let bare = narrowed_request(&requests[0], RequestFieldSet::PATH, &HeaderFilter::none());
+        assert_eq!(host.render(&bare), b"</a/b>");
     }
 }

@@ -1,11 +1,17 @@
 //! Test support for plugin crates (feature `testing`, used from
-//! `[dev-dependencies]`): a request head as the host hands one over, and the
-//! per-route configs of one plugin found in a TOML document or in the
-//! ```toml blocks of a Markdown page, each as JSON, the way the host passes
-//! `[routes.plugins.config]` to `configure`. Lets a plugin test every config
-//! its docs show.
+//! `[dev-dependencies]`): a request head as the host hands one over; a
+//! head, response or log record cut down to what a plugin declared (the
+//! fields and header fields the host would leave out, as the SDK hands them
+//! to the hooks), so a test can check that a hook reads nothing it did not
+//! declare; and the per-route configs of one plugin found in a TOML
+//! document or in the ```toml blocks of a Markdown page, each as JSON, the
+//! way the host passes `[routes.plugins.config]` to `configure`. Lets a
+//! plugin test every config its docs show.
 
-use crate::{Header, RequestHead};
+use crate::bindings::tailgate::plugin::types as wit;
+use crate::{
+    Header, HeaderFilter, LogFieldSet, LogRecord, RequestFieldSet, RequestHead, ResponseHead,
+};
 
 /// A request as the host would hand it over: `https://example.com`, a
 /// curl user agent, two cookies and two `X-Forwarded-For` headers, client
@@ -27,6 +33,122 @@ pub fn request_head(method: &str, path: &str, query: Option<&str>) -> RequestHea
         client_ip: "203.0.113.7".to_owned(),
         route: "site".to_owned(),
         request_id: "01HZX".to_owned(),
+    }
+}
+
+/// `req` as a plugin that declared `fields` ([`Plugin::request_fields`])
+/// and `headers` ([`Plugin::request_headers`]) gets it: the fields it left
+/// out empty (`query`: `None`), the header fields it left out gone. A hook
+/// must answer this exactly as it answers `req`.
+///
+/// [`Plugin::request_fields`]: crate::Plugin::request_fields
+/// [`Plugin::request_headers`]: crate::Plugin::request_headers
+pub fn narrowed_request(
+    req: &RequestHead,
+    fields: RequestFieldSet,
+    headers: &HeaderFilter,
+) -> RequestHead {
+    let keep = |flag: RequestFieldSet, value: &String| fields.contains(flag).then(|| value.clone());
+    RequestHead::from(wit::RequestHead {
+        method: keep(RequestFieldSet::METHOD, &req.method),
+        scheme: keep(RequestFieldSet::SCHEME, &req.scheme),
+        host: keep(RequestFieldSet::HOST, &req.host),
+        path: keep(RequestFieldSet::PATH, &req.path),
+        query: req
+            .query
+            .clone()
+            .filter(|_| fields.contains(RequestFieldSet::QUERY)),
+        headers: narrowed_headers(&req.headers, headers),
+        client_ip: keep(RequestFieldSet::CLIENT_IP, &req.client_ip),
+        route: keep(RequestFieldSet::ROUTE, &req.route),
+        request_id: keep(RequestFieldSet::REQUEST_ID, &req.request_id),
+    })
+}
+
+/// `resp` as a plugin that declared `headers`
+/// ([`Plugin::response_headers`](crate::Plugin::response_headers)) gets it.
+pub fn narrowed_response(resp: &ResponseHead, headers: &HeaderFilter) -> ResponseHead {
+    ResponseHead::from(wit::ResponseHead {
+        status: resp.status,
+        headers: narrowed_headers(&resp.headers, headers),
+        host_generated: resp.host_generated,
+    })
+}
+
+/// `rec` as a plugin that declared `fields`
+/// ([`Plugin::log_fields`](crate::Plugin::log_fields)) and the two header
+/// filters gets it: the text fields it left out empty (`upstream_addr`:
+/// `None`), vars and header fields it left out gone; numbers and the
+/// status always come.
+pub fn narrowed_log_record(
+    rec: &LogRecord,
+    fields: LogFieldSet,
+    request_headers: &HeaderFilter,
+    response_headers: &HeaderFilter,
+) -> LogRecord {
+    let keep = |flag: LogFieldSet, value: &String| fields.contains(flag).then(|| value.clone());
+    LogRecord::from(wit::LogRecord {
+        time: keep(LogFieldSet::TIME, &rec.time),
+        time_unix_ms: rec.time_unix_ms,
+        client_ip: keep(LogFieldSet::CLIENT_IP, &rec.client_ip),
+        peer_addr: keep(LogFieldSet::PEER_ADDR, &rec.peer_addr),
+        method: keep(LogFieldSet::METHOD, &rec.method),
+        scheme: keep(LogFieldSet::SCHEME, &rec.scheme),
+        host: keep(LogFieldSet::HOST, &rec.host),
+        uri: keep(LogFieldSet::URI, &rec.uri),
+        protocol: keep(LogFieldSet::PROTOCOL, &rec.protocol),
+        status: rec.status,
+        bytes_sent: rec.bytes_sent,
+        bytes_received: rec.bytes_received,
+        request_time: rec.request_time,
+        upstream_response_time: rec.upstream_response_time,
+        upstream_addr: rec
+            .upstream_addr
+            .clone()
+            .filter(|_| fields.contains(LogFieldSet::UPSTREAM_ADDR)),
+        cache_status: keep(LogFieldSet::CACHE_STATUS, &rec.cache_status),
+        route: keep(LogFieldSet::ROUTE, &rec.route),
+        request_id: keep(LogFieldSet::REQUEST_ID, &rec.request_id),
+        user_agent: keep(LogFieldSet::USER_AGENT, &rec.user_agent),
+        referer: keep(LogFieldSet::REFERER, &rec.referer),
+        request_headers: narrowed_headers(&rec.request_headers, request_headers),
+        response_headers: narrowed_headers(&rec.response_headers, response_headers),
+        vars: fields.contains(LogFieldSet::VARS).then(|| rec.vars.clone()),
+    })
+}
+
+/// The header fields `filter` lets through, `None` when it lets none
+/// through (the contract's shape).
+fn narrowed_headers(headers: &[Header], filter: &HeaderFilter) -> Option<Vec<Header>> {
+    if *filter == HeaderFilter::none() {
+        return None;
+    }
+    Some(
+        headers
+            .iter()
+            .filter(|header| filter.lets_through(&header.name))
+            .cloned()
+            .collect(),
+    )
+}
+
+/// A hook reads exactly the fields it declares: `run` (the hook on inputs
+/// narrowed to a field set, e.g. with [`narrowed_request`]) gives the same
+/// result from `declared` as from `all`, and a different one with any
+/// declared field left out. Panics naming `what` (the config) otherwise.
+pub fn assert_reads_exactly<F, T>(declared: F, all: F, run: impl Fn(F) -> T, what: &str)
+where
+    F: Copy + std::fmt::Debug + std::ops::Sub<Output = F> + IntoIterator<Item = F>,
+    T: PartialEq + std::fmt::Debug,
+{
+    let full = run(all);
+    assert_eq!(run(declared), full, "reads undeclared fields: {what}");
+    for flag in declared {
+        assert_ne!(
+            run(declared - flag),
+            full,
+            "declares {flag:?} but never reads it: {what}"
+        );
     }
 }
 
@@ -77,6 +199,90 @@ fn collect(value: &toml::Value, plugin: &str, out: &mut Vec<String>) {
         }
         toml::Value::Array(items) => items.iter().for_each(|v| collect(v, plugin, out)),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod narrowing_tests {
+    use super::*;
+
+    #[test]
+    fn a_narrowed_request_keeps_only_what_was_declared() {
+        let req = request_head("POST", "/a", Some("x=1"));
+        assert_eq!(
+            narrowed_request(&req, RequestFieldSet::all(), &HeaderFilter::All),
+            req
+        );
+        let narrowed = narrowed_request(
+            &req,
+            RequestFieldSet::PATH | RequestFieldSet::CLIENT_IP,
+            &HeaderFilter::only(["Cookie"]),
+        );
+        assert_eq!(
+            narrowed,
+            RequestHead {
+                path: "/a".to_owned(),
+                client_ip: "203.0.113.7".to_owned(),
+                headers: vec![Header::new("cookie", "a=1"), Header::new("cookie", "b=2")],
+                ..RequestHead::default()
+            }
+        );
+        let query_only = narrowed_request(&req, RequestFieldSet::QUERY, &HeaderFilter::none());
+        assert_eq!(query_only.query.as_deref(), Some("x=1"));
+        assert!(query_only.headers.is_empty() && query_only.path.is_empty());
+    }
+
+    #[test]
+    fn a_narrowed_response_keeps_only_the_declared_headers() {
+        let resp = ResponseHead {
+            status: 502,
+            headers: vec![Header::new("server", "x"), Header::new("vary", "a")],
+            host_generated: true,
+        };
+        let narrowed = narrowed_response(&resp, &HeaderFilter::only(["vary"]));
+        assert_eq!((narrowed.status, narrowed.host_generated), (502, true));
+        assert_eq!(narrowed.headers, vec![Header::new("vary", "a")]);
+    }
+
+    #[test]
+    fn a_narrowed_log_record_keeps_only_what_was_declared() {
+        let rec = LogRecord {
+            time: "2025-01-02T03:04:05.678Z".to_owned(),
+            time_unix_ms: 7,
+            peer_addr: "10.0.0.2:5555".to_owned(),
+            uri: "/a?b".to_owned(),
+            status: 404,
+            bytes_sent: 9,
+            upstream_addr: Some("10.0.0.9:80".to_owned()),
+            user_agent: "curl".to_owned(),
+            request_headers: vec![Header::new("host", "h")],
+            vars: vec![crate::Var::new("a", "1")],
+            ..LogRecord::default()
+        };
+        let all = narrowed_log_record(
+            &rec,
+            LogFieldSet::all(),
+            &HeaderFilter::All,
+            &HeaderFilter::All,
+        );
+        assert_eq!(all, rec);
+        let narrowed = narrowed_log_record(
+            &rec,
+            LogFieldSet::URI | LogFieldSet::VARS,
+            &HeaderFilter::none(),
+            &HeaderFilter::All,
+        );
+        assert_eq!(
+            narrowed,
+            LogRecord {
+                time_unix_ms: 7,
+                uri: "/a?b".to_owned(),
+                status: 404,
+                bytes_sent: 9,
+                vars: vec![crate::Var::new("a", "1")],
+                ..LogRecord::default()
+            }
+        );
     }
 }
 

@@ -8,8 +8,8 @@
 
 use serde::Deserialize;
 use tailgate_plugin_sdk::{
-    export_plugin, host, Config, ConfigError, HeaderFilter, HookSet, ImmediateResponse, Plugin,
-    RequestAction, RequestEdits, RequestHead,
+    export_plugin, host, Config, ConfigError, HeaderFilter, HookSet, ImmediateResponse,
+    LogFieldSet, Plugin, RequestAction, RequestEdits, RequestFieldSet, RequestHead,
 };
 
 /// The route's config table, as written under `[routes.plugins.config]`.
@@ -85,8 +85,26 @@ impl Plugin for Template {
         HeaderFilter::none()
     }
 
+    /// The request fields the hooks read, derived from the config: the
+    /// path, and only when there are `block` prefixes to compare it with.
+    /// The host sends every other field empty, so name each one you read
+    /// (e.g. `RequestFieldSet::METHOD | RequestFieldSet::CLIENT_IP`): one
+    /// read but not named silently reads as "". The tests below check it.
+    fn request_fields(&self) -> RequestFieldSet {
+        if self.block.is_empty() {
+            RequestFieldSet::empty()
+        } else {
+            RequestFieldSet::PATH
+        }
+    }
+
+    /// No `on-log` hook, so no log-record fields.
+    fn log_fields(&self) -> LogFieldSet {
+        LogFieldSet::empty()
+    }
+
     fn on_request(&self, req: &RequestHead) -> RequestAction {
-        if let Some(prefix) = self.block.iter().find(|p| req.path.starts_with(p.as_str())) {
+        if let Some(prefix) = self.blocking_prefix(req) {
             host::counter_add("blocked_requests", &[("prefix", prefix)], 1);
             host::info(&format!("blocked {} (prefix {prefix})", req.path));
             return ImmediateResponse::new(403)
@@ -101,4 +119,58 @@ impl Plugin for Template {
     }
 }
 
+impl Template {
+    /// The `block` prefix the request's path starts with, if any.
+    fn blocking_prefix(&self, req: &RequestHead) -> Option<&String> {
+        self.block.iter().find(|p| req.path.starts_with(p.as_str()))
+    }
+}
+
 export_plugin!(Template);
+
+/// Native tests (`cargo test --target <your host triple>`): the logic, on
+/// requests cut down to what the plugin declares, the way the host sends
+/// them. (Host imports such as `host::info` only run in tests/harness.rs.)
+#[cfg(test)]
+mod tests {
+    use tailgate_plugin_sdk::testing::{narrowed_request, request_head};
+
+    use super::*;
+
+    fn configured(json: &str) -> Template {
+        Template::configure(&Config::new(json)).expect("valid config")
+    }
+
+    #[test]
+    fn the_host_is_asked_for_the_path_only_when_there_is_something_to_block() {
+        assert_eq!(configured("{}").request_fields(), RequestFieldSet::empty());
+        assert_eq!(
+            configured(r#"{"block": ["/admin"]}"#).request_fields(),
+            RequestFieldSet::PATH
+        );
+    }
+
+    #[test]
+    fn requests_are_judged_the_same_from_only_the_declared_fields() {
+        for json in ["{}", r#"{"block": ["/admin", "/.git"]}"#] {
+            let plugin = configured(json);
+            for path in ["/", "/admin/users", "/.git/HEAD", "/public"] {
+                let full = request_head("GET", path, Some("a=1"));
+                let req =
+                    narrowed_request(&full, plugin.request_fields(), &plugin.request_headers());
+                assert_eq!(
+                    plugin.blocking_prefix(&req),
+                    plugin.blocking_prefix(&full),
+                    "{json} {path}"
+                );
+                if plugin.blocking_prefix(&full).is_none() {
+                    assert_eq!(
+                        plugin.on_request(&req),
+                        plugin.on_request(&full),
+                        "{json} {path}"
+                    );
+                }
+            }
+        }
+    }
+}

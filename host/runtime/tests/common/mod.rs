@@ -74,19 +74,19 @@ pub fn request(route: &str, path: &str, client_ip: &str) -> RequestHead {
         value: value.as_bytes().to_vec(),
     };
     RequestHead {
-        method: "GET".into(),
-        scheme: "https".into(),
-        host: "example.com".into(),
-        path: path.into(),
+        method: Some("GET".into()),
+        scheme: Some("https".into()),
+        host: Some("example.com".into()),
+        path: Some(path.into()),
         query: None,
-        headers: vec![
+        headers: Some(vec![
             header("host", "example.com"),
             header("user-agent", "runtime-tests/1.0"),
             header("accept", "*/*"),
-        ],
-        client_ip: client_ip.into(),
-        route: route.into(),
-        request_id: "req-1".into(),
+        ]),
+        client_ip: Some(client_ip.into()),
+        route: Some(route.into()),
+        request_id: Some("req-1".into()),
     }
 }
 

@@ -26,10 +26,11 @@ impl PluginHooks for Scripted {
         self.hooks
     }
     fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
-        self.seen
-            .lock()
-            .expect("lock")
-            .push(format!("request {} {}", req.path, req.request_id));
+        self.seen.lock().expect("lock").push(format!(
+            "request {} {}",
+            req.path(),
+            req.request_id()
+        ));
         (self.request)(req)
     }
     fn on_response(
@@ -54,7 +55,7 @@ impl PluginHooks for Scripted {
     }
     fn on_log(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
         let vars: Vec<String> = rec
-            .vars
+            .vars()
             .iter()
             .map(|v| format!("{}={}", v.name, v.value))
             .collect();
@@ -63,7 +64,7 @@ impl PluginHooks for Scripted {
                 "{prefix} {} {} {} {}",
                 rec.status,
                 rec.bytes_sent,
-                rec.route,
+                rec.route(),
                 vars.join(",")
             ),
             labels: vec![],

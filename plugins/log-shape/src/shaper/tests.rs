@@ -3,7 +3,9 @@
 
 use std::cell::{Cell, RefCell};
 
-use tailgate_plugin_sdk::testing::{documented_configs, repo_file};
+use tailgate_plugin_sdk::testing::{
+    assert_reads_exactly, documented_configs, narrowed_log_record, repo_file,
+};
 
 use super::*;
 use crate::fields::tests::record;
@@ -11,11 +13,14 @@ use crate::fields::tests::record;
 #[derive(Default)]
 struct ScriptedHost {
     count: Cell<i64>,
+    /// The counter keys asked for, in order.
+    keys: RefCell<Vec<String>>,
     discarded: RefCell<Vec<String>>,
 }
 
 impl SampleCounter for ScriptedHost {
-    fn next(&self, _key: &str) -> i64 {
+    fn next(&self, key: &str) -> i64 {
+        self.keys.borrow_mut().push(key.to_owned());
         self.count.set(self.count.get() + 1);
         self.count.get()
     }
@@ -302,6 +307,7 @@ fn the_documented_examples_are_accepted() {
             .unwrap_or_else(|err| panic!("documented config rejected: {err}\n{json}"));
         // Every documented config shapes a plain record (or drops it on purpose).
         let _ = shaper.on_log(&record(), &ScriptedHost::default());
+        assert_reads_only_what_it_declares(&shaper, json);
     }
 }
 
@@ -331,4 +337,123 @@ fn the_host_is_asked_only_for_the_headers_the_line_and_labels_read() {
     let template =
         shaper(r#"{"format":"template","template":"{status} {http_referer} {http_cookie}"}"#);
     assert_eq!(template.request_headers(), HeaderFilter::only(["cookie"]));
+}
+
+/// Records that meet the documented drop rules, sampling and fields: a
+/// cache hit, a search, health checks up and down, a preflight, an error
+/// without upstream or Host header, static files.
+fn sample_records() -> Vec<LogRecord> {
+    let with = |method: &str, uri: &str, status: u16| LogRecord {
+        method: method.into(),
+        uri: uri.into(),
+        status,
+        ..record()
+    };
+    let mut failed = with("POST", "/api/items?token=t", 502);
+    failed.upstream_addr = None;
+    failed.upstream_response_time = None;
+    failed.request_headers.retain(|h| h.name != "host");
+    let mut hit = with("GET", "/static/app.css", 200);
+    hit.cache_status = "HIT".into();
+    // The hit first: the first line of a sampled class is kept.
+    let mut out = vec![
+        hit,
+        record(),
+        with("GET", "/healthz", 200),
+        with("GET", "/healthz", 503),
+        with("OPTIONS", "/api", 204),
+        failed,
+    ];
+    out.extend((0..3).map(|_| with("GET", "/static/app.js", 200)));
+    out
+}
+
+/// What `on-log` makes of the sample records (lines, labels, drops, the
+/// sampling keys), each field outside `fields` and each header field
+/// outside the declared filters left out the way the host leaves it out.
+fn run(shaper: &LogShaper, fields: LogFieldSet) -> String {
+    let host = ScriptedHost::default();
+    let (request_headers, response_headers) = (shaper.request_headers(), shaper.response_headers());
+    let lines: Vec<Option<LogLine>> = sample_records()
+        .iter()
+        .map(|full| {
+            let rec = narrowed_log_record(full, fields, &request_headers, &response_headers);
+            shaper.on_log(&rec, &host)
+        })
+        .collect();
+    format!(
+        "{lines:?}\n{:?}\n{:?}",
+        host.keys.borrow(),
+        host.discarded.borrow()
+    )
+}
+
+/// The hook does the same from only the declared fields as from all
+/// of them, and every declared field changes what it does.
+fn assert_reads_only_what_it_declares(shaper: &LogShaper, json: &str) {
+    assert_reads_exactly(
+        shaper.log_fields(),
+        LogFieldSet::all(),
+        |fields| run(shaper, fields),
+        json,
+    );
+}
+
+#[test]
+fn the_host_is_asked_only_for_the_fields_the_line_rules_and_labels_read() {
+    let cases = [
+        // The nginx preset: `http_host` falls back to the routed host.
+        (
+            "{}",
+            LogFieldSet::PEER_ADDR
+                | LogFieldSet::CLIENT_IP
+                | LogFieldSet::METHOD
+                | LogFieldSet::URI
+                | LogFieldSet::CACHE_STATUS
+                | LogFieldSet::HOST
+                | LogFieldSet::USER_AGENT,
+        ),
+        (
+            r#"{"fields":["status","request_time","time","time_local","msec","sent_http_x_cache"]}"#,
+            LogFieldSet::empty(),
+        ),
+        (
+            r#"{"format":"template","template":"{request} {timestamp} {http_x_trace}"}"#,
+            LogFieldSet::METHOD | LogFieldSet::URI | LogFieldSet::PROTOCOL | LogFieldSet::TIME,
+        ),
+        (
+            r#"{"fields":["limit_req_status","http_referer","scheme","request_id","remote_port"]}"#,
+            LogFieldSet::VARS
+                | LogFieldSet::REFERER
+                | LogFieldSet::SCHEME
+                | LogFieldSet::REQUEST_ID
+                | LogFieldSet::PEER_ADDR,
+        ),
+        (
+            r#"{"fields":["status"],
+                "labels":{"m":"{request_method}","c":"{upstream_cache_status}","u":"{upstream_addr}"}}"#,
+            LogFieldSet::METHOD | LogFieldSet::CACHE_STATUS | LogFieldSet::UPSTREAM_ADDR,
+        ),
+        // Drop rules and sampling match on the method and the URI's path;
+        // sampling counts per route.
+        (
+            r#"{"fields":["status"],"drop":[{"methods":["OPTIONS"],"status":"2xx"}],
+                "sample":{"rate":2,"when":{"path":"^/static/"}}}"#,
+            LogFieldSet::METHOD | LogFieldSet::URI | LogFieldSet::ROUTE,
+        ),
+        (
+            r#"{"fields":["status"],"sample":{"rate":2,"when":{"status":"2xx"}}}"#,
+            LogFieldSet::ROUTE,
+        ),
+        // At rate 1 sampling keeps every line without a look.
+        (
+            r#"{"fields":["status"],"sample":{"rate":1,"when":{"path":"^/x"}}}"#,
+            LogFieldSet::empty(),
+        ),
+    ];
+    for (json, expected) in cases {
+        let shaper = shaper(json);
+        assert_eq!(shaper.log_fields(), expected, "{json}");
+        assert_reads_only_what_it_declares(&shaper, json);
+    }
 }

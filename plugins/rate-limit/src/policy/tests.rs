@@ -4,7 +4,9 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use tailgate_plugin_sdk::testing::{documented_configs, repo_file};
+use tailgate_plugin_sdk::testing::{
+    assert_reads_exactly, documented_configs, narrowed_request, repo_file,
+};
 use tailgate_plugin_sdk::{Header, Var};
 
 use super::*;
@@ -398,8 +400,9 @@ fn the_documented_examples_are_accepted() {
     let tables = documented_configs(&doc, "rate-limit");
     assert!(tables.len() >= 3, "the doc shows rate-limit configs");
     for json in &tables {
-        RateLimitPolicy::from_config(&Config::new(json.as_str()))
+        let policy = RateLimitPolicy::from_config(&Config::new(json.as_str()))
             .unwrap_or_else(|err| panic!("documented config rejected: {err}\n{json}"));
+        assert_reads_only_what_it_declares(&policy, json);
     }
 }
 
@@ -416,4 +419,95 @@ fn the_host_is_asked_only_for_the_headers_the_keys_read() {
         by_headers.request_headers(),
         HeaderFilter::only(["x-api-key", "x-tenant"])
     );
+}
+
+/// A kind of request: method, path, headers.
+type Kind = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static [u8])],
+);
+
+/// Requests that meet the documented limits' filters and keys, each kind
+/// from its own client, sent often enough to be delayed and rejected.
+fn request_sequence() -> Vec<RequestHead> {
+    let kinds: [Kind; 6] = [
+        ("GET", "/", &[]),
+        ("POST", "/user/login", &[]),
+        ("GET", "/v1/items", &[("x-api-key", b"k1")]),
+        ("GET", "/api/items", &[("x-api-key", b"k2")]),
+        ("POST", "/checkout/pay", &[]),
+        ("DELETE", "/admin", &[("x-tenant", b"t")]),
+    ];
+    let mut out = Vec::new();
+    for (i, (method, path, headers)) in kinds.into_iter().enumerate() {
+        let mut req = request(path, headers);
+        req.method = method.to_owned();
+        req.client_ip = format!("198.51.100.{i}");
+        out.extend(std::iter::repeat_n(req, 25));
+    }
+    out
+}
+
+/// What the policy does with the sequence (answers, host calls, logs,
+/// metrics), each field outside `fields` and each header field outside
+/// the declared filter left out the way the host leaves it out.
+fn run(policy: &RateLimitPolicy, fields: RequestFieldSet) -> String {
+    let host = FrozenHost::default();
+    let headers = policy.request_headers();
+    let answers: Vec<RequestAction> = request_sequence()
+        .iter()
+        .map(|full| policy.on_request(&narrowed_request(full, fields, &headers), &host))
+        .collect();
+    format!(
+        "{answers:?}\n{:?}\n{:?}\n{:?}",
+        host.checks.borrow(),
+        host.logs.borrow(),
+        host.counted.borrow()
+    )
+}
+
+/// The hook does the same from only the declared fields as from all
+/// of them, and every declared field changes what it does.
+fn assert_reads_only_what_it_declares(policy: &RateLimitPolicy, json: &str) {
+    assert_reads_exactly(
+        policy.request_fields(),
+        RequestFieldSet::all(),
+        |fields| run(policy, fields),
+        json,
+    );
+}
+
+#[test]
+fn the_host_is_asked_only_for_the_fields_the_limits_read() {
+    // Every delay or rejection is logged with the client, method, path and host.
+    let logged = RequestFieldSet::CLIENT_IP
+        | RequestFieldSet::METHOD
+        | RequestFieldSet::PATH
+        | RequestFieldSet::HOST;
+    let cases = [
+        (r#"{"limits":[{"zone":"ip","rate":"1r/s"}]}"#, logged),
+        (
+            r#"{"limits":[{"zone":"g","rate":"1r/s","key":"global"}]}"#,
+            logged,
+        ),
+        (
+            r#"{"limits":[{"zone":"a","rate":"1r/s","key":"header:x-api-key","path":"^/api/"}]}"#,
+            logged,
+        ),
+        (
+            r#"{"limits":[{"zone":"t","rate":"1r/s","key":"{http_x_tenant}:{scheme}:{route}"},
+                          {"zone":"q","rate":"1r/s","key":"{query}","methods":["DELETE"]}]}"#,
+            logged | RequestFieldSet::SCHEME | RequestFieldSet::ROUTE | RequestFieldSet::QUERY,
+        ),
+        (
+            r#"{"limits":[{"zone":"u","rate":"1r/s","key":"{uri}"}]}"#,
+            logged | RequestFieldSet::QUERY,
+        ),
+    ];
+    for (json, expected) in cases {
+        let policy = policy(json);
+        assert_eq!(policy.request_fields(), expected, "{json}");
+        assert_reads_only_what_it_declares(&policy, json);
+    }
 }

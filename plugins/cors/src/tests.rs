@@ -1,0 +1,134 @@
+//! Native tests of what the plugin asks the host for: the declared request
+//! fields and header fields, and that both hooks answer the same from only
+//! those as from a request the host copied whole.
+
+use tailgate_plugin_sdk::testing::{narrowed_request, narrowed_response, request_head};
+use tailgate_plugin_sdk::{Header, ResponseHead};
+
+use super::*;
+
+/// The docs' example (docs/cors.md).
+const SITE: &str = r#"{
+    "allow_origins": ["https://app.example.com", "https://*.example.org"],
+    "allow_methods": ["GET", "POST", "DELETE"],
+    "allow_headers": ["Content-Type", "Authorization"],
+    "expose_headers": ["X-Request-Id"],
+    "allow_credentials": true,
+    "max_age": 600
+}"#;
+
+const CONFIGS: [&str; 3] = [
+    SITE,
+    r#"{"allow_origins": ["*"], "allow_headers": ["*"]}"#,
+    r#"{"allow_origins": ["https://app.example.com"]}"#,
+];
+
+fn cors(json: &str) -> Cors {
+    Cors::configure(&Config::new(json)).unwrap_or_else(|err| panic!("{err}\n{json}"))
+}
+
+/// Preflights allowed and refused, actual requests from allowed, refused
+/// and no origins.
+fn sample_requests() -> Vec<RequestHead> {
+    let cases: [(&str, &[(&str, &str)]); 8] = [
+        (
+            "OPTIONS",
+            &[
+                ("origin", "https://app.example.com"),
+                ("access-control-request-method", "DELETE"),
+                (
+                    "access-control-request-headers",
+                    "content-type, Authorization",
+                ),
+            ],
+        ),
+        (
+            "options",
+            &[
+                ("origin", "https://a.example.org"),
+                ("access-control-request-method", "GET"),
+            ],
+        ),
+        (
+            "OPTIONS",
+            &[
+                ("origin", "https://evil.test"),
+                ("access-control-request-method", "GET"),
+            ],
+        ),
+        (
+            "OPTIONS",
+            &[
+                ("origin", "https://app.example.com"),
+                ("access-control-request-method", "PUT"),
+            ],
+        ),
+        ("OPTIONS", &[("origin", "https://app.example.com")]),
+        ("GET", &[("origin", "https://app.example.com")]),
+        ("POST", &[("origin", "https://evil.test")]),
+        ("GET", &[]),
+    ];
+    cases
+        .into_iter()
+        .map(|(method, headers)| {
+            let mut req = request_head(method, "/api/items", Some("page=2"));
+            req.headers.extend(
+                headers
+                    .iter()
+                    .map(|(name, value)| Header::new(*name, *value)),
+            );
+            req
+        })
+        .collect()
+}
+
+/// What both hooks make of every sample request, each field outside
+/// `fields` and each header field outside the declared filters left out
+/// the way the host leaves it out.
+fn answers(cors: &Cors, fields: RequestFieldSet) -> Vec<String> {
+    let upstream = ResponseHead {
+        status: 200,
+        headers: vec![Header::new("access-control-allow-origin", "*")],
+        host_generated: false,
+    };
+    let resp = narrowed_response(&upstream, &cors.response_headers());
+    sample_requests()
+        .iter()
+        .flat_map(|full| {
+            let req = narrowed_request(full, fields, &cors.request_headers());
+            [
+                format!("{:?}", cors.on_request(&req)),
+                format!("{:?}", cors.on_response(&req, &resp)),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn the_host_is_asked_for_the_method_and_three_headers_only() {
+    for json in CONFIGS {
+        let cors = cors(json);
+        assert_eq!(cors.request_fields(), RequestFieldSet::METHOD, "{json}");
+        assert_eq!(cors.log_fields(), LogFieldSet::empty());
+        assert_eq!(
+            cors.request_headers(),
+            HeaderFilter::only([
+                "origin",
+                "access-control-request-method",
+                "access-control-request-headers",
+            ])
+        );
+        assert_eq!(cors.response_headers(), HeaderFilter::none());
+    }
+}
+
+#[test]
+fn the_hooks_answer_the_same_from_only_the_declared_fields() {
+    for json in CONFIGS {
+        let cors = cors(json);
+        let full = answers(&cors, RequestFieldSet::all());
+        assert_eq!(answers(&cors, cors.request_fields()), full, "{json}");
+        // The method is really read: without it no preflight is answered.
+        assert_ne!(answers(&cors, RequestFieldSet::empty()), full, "{json}");
+    }
+}
