@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
-use hyper::body::Incoming;
 use tailgate_runtime::RequestHead;
 
 use crate::error::ProxyError;
 use crate::pipeline::body::{empty_body, BodyCounter};
 use crate::pipeline::context::RequestContext;
 use crate::pipeline::upstream_phase::upstream_request_head;
+use crate::upstream::keepalive::UpstreamBody;
 use crate::upstream::{HttpUpstreamClient, UpstreamResponse};
 
 /// Request fields dropped before filling the cache.
@@ -37,7 +37,7 @@ pub struct Origin {
 
 /// An upstream answer, and how it was got.
 pub struct Fetched {
-    pub response: Response<Incoming>,
+    pub response: Response<UpstreamBody>,
     /// `IP:PORT` (or `host:port` through SOCKS5) of the connection used.
     pub peer: Option<String>,
     pub took: Duration,

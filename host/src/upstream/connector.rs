@@ -1,14 +1,14 @@
 //! The upstream connector: the only place Tailgate opens connections to
-//! upstreams. The hyper client hands it a URI; it dials only if the URI's
-//! host and port are one of its upstream's configured addresses *and* the
-//! `[tailnet] allow` list admits them — so no route, plugin rewrite, Host
+//! upstreams, for the keep-alive pool of the pipeline's upstream phase. It
+//! is asked for one of its upstream's configured addresses by index (there
+//! is no way to ask it for any other), and dials it only if the
+//! `[tailnet] allow` list admits it — so no route, plugin rewrite, Host
 //! header or redirect can point a connection anywhere else. Then, in order:
 //! TCP through the tailnet dialer (system resolver with a DNS cache, or the
 //! SOCKS5 server) within `connect_timeout`, the optional tailnet identity
 //! check, and for `https` the TLS handshake (SNI = the upstream's host name)
 //! within its own `tls_handshake_timeout`.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -34,8 +32,8 @@ use crate::config::model::{Endpoint, TailnetConfig};
 /// Why no connection was made.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
-    #[error("refusing to dial {target}: not an address of upstream {upstream}")]
-    NotATarget { target: String, upstream: String },
+    #[error("the upstream has no address {index}")]
+    NoAddress { index: usize },
     #[error("refusing to dial {target}: not in [tailnet] allow")]
     NotAllowed { target: String },
     #[error("resolving {target}: {source}")]
@@ -52,6 +50,8 @@ pub enum DialError {
     TlsHandshake { target: String, source: io::Error },
     #[error("TLS handshake with {target}: timed out after {after:?}")]
     TlsTimeout { target: String, after: Duration },
+    #[error("HTTP/1.1 handshake: {0}")]
+    Handshake(hyper::Error),
     #[error("{host:?} is not a valid TLS server name")]
     ServerName { host: String },
 }
@@ -174,32 +174,27 @@ async fn connect_first(
     })))
 }
 
-/// The address a connection reached (for the access log's `upstream_addr`).
-#[derive(Debug, Clone)]
-pub struct DialedPeer(pub String);
-
-/// The hyper client's connector for one upstream.
+/// The dialer of one upstream: connects to one of its configured addresses
+/// (by index), within the allowlist and the deadlines.
 #[derive(Clone)]
 pub struct UpstreamConnector {
-    upstream: String,
     endpoints: Arc<[Endpoint]>,
     dialer: TailnetDialer,
-    tls: TlsConnector,
+    tls: Option<TlsConnector>,
     connect_timeout: Duration,
     tls_handshake_timeout: Duration,
 }
 
 impl UpstreamConnector {
+    /// `tls`: the client config for an `https` upstream, `None` for `http`.
     pub fn new(
-        upstream: &str,
         endpoints: &[Endpoint],
         dialer: TailnetDialer,
-        tls: TlsConnector,
+        tls: Option<TlsConnector>,
         connect_timeout: Duration,
         tls_handshake_timeout: Duration,
     ) -> Self {
         UpstreamConnector {
-            upstream: upstream.to_owned(),
             endpoints: endpoints.into(),
             dialer,
             tls,
@@ -208,85 +203,52 @@ impl UpstreamConnector {
         }
     }
 
-    /// The configured address `uri` names, if any.
-    fn endpoint_for(&self, uri: &Uri) -> Result<Endpoint, DialError> {
-        let host = uri.host().unwrap_or_default().to_ascii_lowercase();
-        let https = uri.scheme_str() == Some("https");
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        self.endpoints
-            .iter()
-            .find(|e| e.host == host && e.port == port)
-            .cloned()
-            .ok_or_else(|| DialError::NotATarget {
-                target: format!("{host}:{port}"),
-                upstream: self.upstream.clone(),
-            })
-    }
-
-    async fn connect(self, uri: Uri) -> Result<UpstreamConnection, DialError> {
-        let endpoint = self.endpoint_for(&uri)?;
-        let (stream, reached) = self.dialer.dial(&endpoint, self.connect_timeout).await?;
-        let peer = DialedPeer(reached);
-        if uri.scheme_str() != Some("https") {
-            return Ok(UpstreamConnection::Plain(TokioIo::new(stream), peer));
-        }
+    /// Dial address `address` of the upstream. Returns the connection and
+    /// the address reached (`IP:PORT`, or `host:port` through SOCKS5).
+    pub async fn connect(
+        &self,
+        address: usize,
+    ) -> Result<(UpstreamConnection, Arc<str>), DialError> {
+        let endpoint = self
+            .endpoints
+            .get(address)
+            .ok_or_else(|| DialError::NoAddress { index: address })?;
+        let (stream, reached) = self.dialer.dial(endpoint, self.connect_timeout).await?;
+        let peer = Arc::from(reached);
+        let Some(tls) = &self.tls else {
+            return Ok((UpstreamConnection::Plain(TokioIo::new(stream)), peer));
+        };
         let host = endpoint.host.trim_start_matches('[').trim_end_matches(']');
         let name = ServerName::try_from(host.to_owned()).map_err(|_| DialError::ServerName {
             host: host.to_owned(),
         })?;
         let target = format!("{}:{}", endpoint.host, endpoint.port);
-        let tls = tokio::time::timeout(self.tls_handshake_timeout, self.tls.connect(name, stream))
+        let tls = tokio::time::timeout(self.tls_handshake_timeout, tls.connect(name, stream))
             .await
             .map_err(|_| DialError::TlsTimeout {
                 target: target.clone(),
                 after: self.tls_handshake_timeout,
             })?
             .map_err(|source| DialError::TlsHandshake { target, source })?;
-        Ok(UpstreamConnection::Tls(Box::new(TokioIo::new(tls)), peer))
+        Ok((UpstreamConnection::Tls(Box::new(TokioIo::new(tls))), peer))
     }
 }
 
 impl std::fmt::Debug for UpstreamConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamConnector")
-            .field("upstream", &self.upstream)
             .field("endpoints", &self.endpoints)
             .field("dialer", &self.dialer)
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
-    }
-}
-
-type ConnectFuture = Pin<Box<dyn Future<Output = Result<UpstreamConnection, DialError>> + Send>>;
-
-impl tower_service::Service<Uri> for UpstreamConnector {
-    type Response = UpstreamConnection;
-    type Error = DialError;
-    type Future = ConnectFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), DialError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        Box::pin(self.clone().connect(uri))
     }
 }
 
 /// A connection to an upstream, plain or TLS.
 #[derive(Debug)]
 pub enum UpstreamConnection {
-    Plain(TokioIo<TcpStream>, DialedPeer),
-    Tls(Box<TokioIo<TlsStream<TcpStream>>>, DialedPeer),
-}
-
-impl Connection for UpstreamConnection {
-    fn connected(&self) -> Connected {
-        match self {
-            UpstreamConnection::Plain(_, peer) | UpstreamConnection::Tls(_, peer) => {
-                Connected::new().extra(peer.clone())
-            }
-        }
-    }
+    Plain(TokioIo<TcpStream>),
+    Tls(Box<TokioIo<TlsStream<TcpStream>>>),
 }
 
 impl Read for UpstreamConnection {
@@ -296,8 +258,8 @@ impl Read for UpstreamConnection {
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            UpstreamConnection::Plain(io, _) => Pin::new(io).poll_read(cx, buf),
-            UpstreamConnection::Tls(io, _) => Pin::new(io.as_mut()).poll_read(cx, buf),
+            UpstreamConnection::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            UpstreamConnection::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -309,22 +271,22 @@ impl Write for UpstreamConnection {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            UpstreamConnection::Plain(io, _) => Pin::new(io).poll_write(cx, buf),
-            UpstreamConnection::Tls(io, _) => Pin::new(io.as_mut()).poll_write(cx, buf),
+            UpstreamConnection::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            UpstreamConnection::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            UpstreamConnection::Plain(io, _) => Pin::new(io).poll_flush(cx),
-            UpstreamConnection::Tls(io, _) => Pin::new(io.as_mut()).poll_flush(cx),
+            UpstreamConnection::Plain(io) => Pin::new(io).poll_flush(cx),
+            UpstreamConnection::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            UpstreamConnection::Plain(io, _) => Pin::new(io).poll_shutdown(cx),
-            UpstreamConnection::Tls(io, _) => Pin::new(io.as_mut()).poll_shutdown(cx),
+            UpstreamConnection::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            UpstreamConnection::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
         }
     }
 }

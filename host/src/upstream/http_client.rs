@@ -1,5 +1,6 @@
-//! One HTTP(S) upstream: a keep-alive connection pool (hyper-util's client
-//! over the [`UpstreamConnector`]) and the send step of the pipeline's
+//! One HTTP(S) upstream: a keep-alive connection pool ([`KeepAlivePool`],
+//! HTTP/1.1 on hyper's low-level client, connections dialled by the
+//! [`UpstreamConnector`]) and the send step of the pipeline's
 //! upstream phase, with its deadlines: `connect_timeout` (TCP) and
 //! `tls_handshake_timeout` (a miss of either is 502) and `response_timeout`,
 //! counted from the moment a connection is in hand until the response head
@@ -12,21 +13,16 @@ use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{header, HeaderValue, Method, Request, Response, Uri};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::capture_connection;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::client::conn::http1;
 use tokio_rustls::TlsConnector;
 
-use super::connector::{DialError, DialedPeer, TailnetDialer, UpstreamConnector};
+use super::connector::{DialError, TailnetDialer, UpstreamConnector};
 use super::health::UpstreamHealth;
+use super::keepalive::{Connection, KeepAlivePool, UpstreamBody};
 use super::tls;
 use crate::config::model::{HostHeader, HttpUpstream, UpstreamName};
 use crate::error::ProxyError;
-use crate::pipeline::body::{empty_body, BodyCounter, BoxError, ProxyBody};
-
-/// Idle keep-alive connections are closed after this long.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+use crate::pipeline::body::{empty_body, BodyCounter, ProxyBody};
 
 /// The pool and settings of one HTTP(S) upstream.
 #[derive(Debug, Clone)]
@@ -37,14 +33,15 @@ pub struct HttpUpstreamClient {
     authority: Authority,
     /// The URL's path without a trailing slash ("" for "/").
     path_prefix: String,
-    client: Client<UpstreamConnector, ProxyBody>,
+    connector: UpstreamConnector,
+    pool: Arc<KeepAlivePool>,
     health: Arc<UpstreamHealth>,
 }
 
 /// A response head from the upstream, and where it came from.
 #[derive(Debug)]
 pub struct UpstreamResponse {
-    pub response: Response<Incoming>,
+    pub response: Response<UpstreamBody>,
     /// The address of the connection used (`IP:PORT`, or `host:port`
     /// through SOCKS5, where only the proxy knows the address), when known.
     pub peer: Option<String>,
@@ -79,17 +76,12 @@ impl HttpUpstreamClient {
                 }
             })?;
         let connector = UpstreamConnector::new(
-            name.as_str(),
             &config.endpoints,
             dialer.clone(),
-            TlsConnector::from(Arc::new(tls)),
+            config.tls.then(|| TlsConnector::from(Arc::new(tls))),
             config.connect_timeout,
             config.tls_handshake_timeout,
         );
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector);
 
         let authority =
             config
@@ -117,7 +109,8 @@ impl HttpUpstreamClient {
             scheme,
             authority,
             path_prefix,
-            client,
+            connector,
+            pool: KeepAlivePool::new(config.endpoints.len()),
         })
     }
 
@@ -196,7 +189,7 @@ impl HttpUpstreamClient {
                 (None, None) => break,
             };
             let request = self.aim(request, i)?;
-            match self.send_once(request, body).await {
+            match self.send_once(request, i, body).await {
                 Ok(answer) => {
                     self.health.success(i);
                     return Ok(answer);
@@ -249,66 +242,122 @@ impl HttpUpstreamClient {
         Ok(req)
     }
 
+    /// Send `req` to address `i` on a pooled connection (or a new one) and
+    /// wait for the response head. A request a reused connection closed on
+    /// before it was written goes again on another connection.
     async fn send_once(
         &self,
-        mut req: Request<ProxyBody>,
+        req: Request<ProxyBody>,
+        i: usize,
         body: &BodyCounter,
     ) -> Result<UpstreamResponse, ProxyError> {
-        let mut connection = capture_connection(&mut req);
-        let response = self.client.request(req);
-        tokio::pin!(response);
-
-        // Phase 1: a connection (pooled, or new within its deadlines).
-        let early = tokio::select! {
-            result = &mut response => Some(result),
-            _ = connection.wait_for_connection_metadata() => None,
-        };
-        // Phase 2: the response head within response_timeout.
-        let result = match early {
-            Some(result) => result,
-            None => {
-                let mut seen = body.bytes();
-                loop {
-                    match tokio::time::timeout(self.config.response_timeout, &mut response).await {
-                        Ok(result) => break result,
-                        Err(_) if body.bytes() != seen => seen = body.bytes(),
-                        Err(_) => {
-                            return Err(ProxyError::UpstreamTimeout {
-                                upstream: self.name.0.clone(),
-                                after: self.config.response_timeout,
-                            })
-                        }
+        let mut req = origin_form(req);
+        loop {
+            // Phase 1: a connection (pooled, or new within its deadlines).
+            let mut connection = self.connection(i).await.map_err(|e| self.dial_failed(e))?;
+            let response = connection.sender.try_send_request(req);
+            tokio::pin!(response);
+            // Phase 2: the response head within response_timeout.
+            let mut seen = body.bytes();
+            let result = loop {
+                match tokio::time::timeout(self.config.response_timeout, &mut response).await {
+                    Ok(result) => break result,
+                    Err(_) if body.bytes() != seen => seen = body.bytes(),
+                    Err(_) => {
+                        return Err(ProxyError::UpstreamTimeout {
+                            upstream: self.name.0.clone(),
+                            after: self.config.response_timeout,
+                        })
                     }
                 }
-            }
-        };
-        match result {
-            Ok(response) => {
-                // The client puts the connection's extras on the response.
-                let peer = response
-                    .extensions()
-                    .get::<DialedPeer>()
-                    .map(|p| p.0.clone());
-                Ok(UpstreamResponse { response, peer })
-            }
-            Err(e) if e.is_connect() => {
-                let source = connect_failure(&e);
-                if let Some(DialError::Identity(_)) = find_dial_error(&e) {
-                    metrics::counter!(
-                        "tailgate_upstream_identity_refused_total",
-                        "upstream" => self.name.0.clone()
-                    )
-                    .increment(1);
+            };
+            match result {
+                Ok(response) => {
+                    let peer = connection.peer.to_string();
+                    return Ok(UpstreamResponse {
+                        response: self.pooled_response(response, i, connection),
+                        peer: Some(peer),
+                    });
                 }
-                Err(ProxyError::UpstreamConnect {
-                    upstream: self.name.0.clone(),
-                    source,
-                })
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if connection.reused => {
+                        tracing::debug!(
+                            upstream = self.name.as_str(),
+                            "a kept-alive connection closed before the request was sent: {}; sending it on another",
+                            e.error()
+                        );
+                        req = unsent;
+                    }
+                    _ => {
+                        return Err(ProxyError::UpstreamExchange {
+                            upstream: self.name.0.clone(),
+                            source: e.into_error().into(),
+                        })
+                    }
+                },
             }
-            Err(e) => Err(ProxyError::UpstreamExchange {
-                upstream: self.name.0.clone(),
-                source: e.into(),
-            }),
+        }
+    }
+
+    /// A connection to address `i`: an idle one from the pool once it is
+    /// ready, else a new one (dialled, then the HTTP/1.1 connection task
+    /// spawned).
+    async fn connection(&self, i: usize) -> Result<Connection, DialError> {
+        while let Some(mut connection) = self.pool.checkout(i) {
+            // One put back as its response ended may still be finishing
+            // that exchange; it is ready within moments, or is dropped.
+            if connection.sender.is_ready() {
+                return Ok(connection);
+            }
+            let ready =
+                tokio::time::timeout(self.config.connect_timeout, connection.sender.ready());
+            if let Ok(Ok(())) = ready.await {
+                return Ok(connection);
+            }
+        }
+        let (io, peer) = self.connector.connect(i).await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(DialError::Handshake)?;
+        let upstream = self.name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(upstream = upstream.as_str(), "upstream connection: {e}");
+            }
+        });
+        Ok(Connection {
+            sender,
+            peer,
+            reused: false,
+        })
+    }
+
+    /// The response with its body, which puts `connection` back into the
+    /// pool once read; a switch of protocols keeps the connection.
+    fn pooled_response(
+        &self,
+        response: Response<hyper::body::Incoming>,
+        i: usize,
+        connection: Connection,
+    ) -> Response<UpstreamBody> {
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            return response.map(UpstreamBody::unpooled);
+        }
+        response.map(|body| UpstreamBody::pooled(body, &self.pool, i, connection))
+    }
+
+    fn dial_failed(&self, e: DialError) -> ProxyError {
+        if let DialError::Identity(_) = e {
+            metrics::counter!(
+                "tailgate_upstream_identity_refused_total",
+                "upstream" => self.name.0.clone()
+            )
+            .increment(1);
+        }
+        ProxyError::UpstreamConnect {
+            upstream: self.name.0.clone(),
+            source: e.to_string().into(),
         }
     }
 
@@ -323,10 +372,8 @@ impl HttpUpstreamClient {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                for (i, endpoint) in this.config.endpoints.iter().enumerate() {
-                    let outcome = this
-                        .probe(&endpoint.authority, &check.path, check.timeout)
-                        .await;
+                for i in 0..this.config.endpoints.len() {
+                    let outcome = this.probe(i, &check.path, check.timeout).await;
                     match outcome {
                         Ok(()) => this.health.success(i),
                         Err(why) => this.health.failure(i, &format!("health check: {why}")),
@@ -336,12 +383,8 @@ impl HttpUpstreamClient {
         }))
     }
 
-    async fn probe(
-        &self,
-        authority: &Authority,
-        path: &str,
-        timeout: Duration,
-    ) -> Result<(), String> {
+    async fn probe(&self, i: usize, path: &str, timeout: Duration) -> Result<(), String> {
+        let authority = &self.config.endpoints[i].authority;
         let uri = self
             .uri_at(authority, path, None)
             .map_err(|e| e.to_string())?;
@@ -351,13 +394,53 @@ impl HttpUpstreamClient {
         if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
             req.headers_mut().insert(header::HOST, host);
         }
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
+        let exchange = async {
+            let mut connection = self.connection(i).await.map_err(|e| e.to_string())?;
+            let response = connection
+                .sender
+                .send_request(origin_form(req))
+                .await
+                .map_err(|e| error_chain(&e))?;
+            Ok::<_, String>(self.pooled_response(response, i, connection).status())
+        };
+        match tokio::time::timeout(timeout, exchange).await {
             Err(_) => Err(format!("no answer within {timeout:?}")),
-            Ok(Err(e)) => Err(connect_failure(&e).to_string()),
-            Ok(Ok(resp)) if resp.status().is_success() || resp.status().is_redirection() => Ok(()),
-            Ok(Ok(resp)) => Err(format!("answered {}", resp.status())),
+            Ok(Err(why)) => Err(why),
+            Ok(Ok(status)) if status.is_success() || status.is_redirection() => Ok(()),
+            Ok(Ok(status)) => Err(format!("answered {status}")),
         }
     }
+}
+
+/// The request as it goes on the wire: `Host` from the target when the
+/// request has none, and the target in origin form (`/path?query`).
+fn origin_form(mut req: Request<ProxyBody>) -> Request<ProxyBody> {
+    let target = std::mem::take(req.uri_mut()).into_parts();
+    if !req.headers().contains_key(header::HOST) {
+        if let Some(host) = target
+            .authority
+            .as_ref()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(header::HOST, host);
+        }
+    }
+    *req.uri_mut() = match target.path_and_query {
+        Some(path) => Uri::from(path),
+        None => Uri::from_static("/"),
+    };
+    req
+}
+
+/// An error and its causes, joined.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut current = e.source();
+    while let Some(err) = current {
+        parts.push(err.to_string());
+        current = err.source();
+    }
+    parts.join(": ")
 }
 
 /// Idempotent (RFC 9110 9.2.2) and without a body: safe to send again.
@@ -376,216 +459,5 @@ fn replayable(req: &Request<ProxyBody>) -> bool {
         && !req.headers().contains_key(header::UPGRADE)
 }
 
-fn find_dial_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a DialError> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = current {
-        if let Some(dial) = err.downcast_ref::<DialError>() {
-            return Some(dial);
-        }
-        current = err.source();
-    }
-    None
-}
-
-/// Why connecting failed, in words an operator can act on: the connector's
-/// own error (it names the target and the cause), else hyper's chain.
-fn connect_failure(e: &hyper_util::client::legacy::Error) -> BoxError {
-    let message = match find_dial_error(e) {
-        Some(dial) => dial.to_string(),
-        None => {
-            let mut parts = vec![e.to_string()];
-            let mut current = std::error::Error::source(e);
-            while let Some(err) = current {
-                parts.push(err.to_string());
-                current = err.source();
-            }
-            parts.join(": ")
-        }
-    };
-    message.into()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::SocketAddr;
-
-    fn upstream(url: &str) -> HttpUpstreamClient {
-        upstream_with(url, true)
-    }
-
-    fn upstream_with(url: &str, tls_verify: bool) -> HttpUpstreamClient {
-        let url: Uri = url.parse().expect("url");
-        let tls = url.scheme_str() == Some("https");
-        let host = url.host().unwrap_or_default().to_string();
-        let port = url.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let config = HttpUpstream {
-            endpoints: vec![crate::config::model::Endpoint {
-                host: host.clone(),
-                port,
-                authority: url.authority().cloned().expect("authority"),
-            }],
-            host,
-            port,
-            url,
-            tls,
-            host_header: HostHeader::Upstream,
-            connect_timeout: Duration::from_millis(500),
-            response_timeout: Duration::from_millis(300),
-            tls_verify,
-            ca_file: None,
-            tls_handshake_timeout: Duration::from_millis(500),
-            health: crate::config::model::HealthPolicy {
-                max_fails: 1,
-                fail_timeout: Duration::from_secs(10),
-                active: None,
-            },
-        };
-        let dialer = TailnetDialer::new(&crate::config::model::TailnetConfig::default());
-        HttpUpstreamClient::new(&UpstreamName("u".into()), &config, &dialer).expect("client")
-    }
-
-    #[test]
-    fn url_path_is_prefixed() {
-        let u = upstream("http://10.0.0.1:8080/base/");
-        let uri = u.uri_for("/x/y", Some("a=1")).expect("uri");
-        assert_eq!(uri.to_string(), "http://10.0.0.1:8080/base/x/y?a=1");
-        let u = upstream("https://docs.example.ts.net");
-        let uri = u.uri_for("/", None).expect("uri");
-        assert_eq!(uri.to_string(), "https://docs.example.ts.net/");
-        assert_eq!(u.authority().as_str(), "docs.example.ts.net");
-        assert!(u.uri_for("/bad path", None).is_err());
-    }
-
-    #[tokio::test]
-    async fn refused_connection_is_a_connect_error() {
-        // Bind then drop: nothing listens on that port any more.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("bind");
-        let u = upstream(&format!("http://{addr}"));
-        let req = Request::get(u.uri_for("/", None).expect("uri"))
-            .body(crate::pipeline::body::empty_body())
-            .expect("request");
-        let err = u
-            .send(req, &BodyCounter::default())
-            .await
-            .expect_err("refused");
-        assert!(matches!(err, ProxyError::UpstreamConnect { .. }), "{err:?}");
-        assert_eq!(err.status(), http::StatusCode::BAD_GATEWAY);
-    }
-
-    #[tokio::test]
-    async fn silent_upstream_times_out_after_the_response_timeout() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        // Accept and hold the connection without answering.
-        let holder = tokio::spawn(async move {
-            let (socket, _) = listener.accept().await.expect("accept");
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            drop(socket);
-        });
-        let u = upstream(&format!("http://{addr}"));
-        let req = Request::get(u.uri_for("/", None).expect("uri"))
-            .body(crate::pipeline::body::empty_body())
-            .expect("request");
-        let started = std::time::Instant::now();
-        let err = u
-            .send(req, &BodyCounter::default())
-            .await
-            .expect_err("timeout");
-        let took = started.elapsed();
-        assert!(matches!(err, ProxyError::UpstreamTimeout { .. }), "{err:?}");
-        assert_eq!(err.status(), http::StatusCode::GATEWAY_TIMEOUT);
-        assert!(
-            took >= Duration::from_millis(290) && took < Duration::from_secs(2),
-            "{took:?}"
-        );
-        holder.abort();
-    }
-
-    /// An HTTPS server on loopback with a self-signed certificate for
-    /// "localhost"; answers with the SNI name it was asked for.
-    async fn self_signed_https() -> SocketAddr {
-        use std::sync::Arc;
-        let certified =
-            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
-        let cert = certified.cert.der().clone();
-        let key =
-            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .expect("server config");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(socket).await else {
-                        return;
-                    };
-                    let sni = tls.get_ref().1.server_name().unwrap_or("").to_string();
-                    let service = hyper::service::service_fn(move |_req| {
-                        let body = format!("secure sni={sni}");
-                        async move {
-                            Ok::<_, std::convert::Infallible>(Response::new(
-                                http_body_util::Full::new(bytes::Bytes::from(body)),
-                            ))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                        .await;
-                });
-            }
-        });
-        addr
-    }
-
-    #[tokio::test]
-    async fn tls_is_verified_unless_the_upstream_opts_out() {
-        use http_body_util::BodyExt;
-        let addr = self_signed_https().await;
-        let url = format!("https://localhost:{}", addr.port());
-        let get = |client: &HttpUpstreamClient| {
-            Request::get(client.uri_for("/", None).expect("uri"))
-                .body(crate::pipeline::body::empty_body())
-                .expect("request")
-        };
-
-        let verifying = upstream_with(&url, true);
-        let err = verifying
-            .send(get(&verifying), &BodyCounter::default())
-            .await
-            .expect_err("a self-signed certificate is refused");
-        assert!(matches!(err, ProxyError::UpstreamConnect { .. }), "{err:?}");
-        assert_eq!(err.status(), http::StatusCode::BAD_GATEWAY);
-
-        let trusting = upstream_with(&url, false);
-        let answer = trusting
-            .send(get(&trusting), &BodyCounter::default())
-            .await
-            .expect("tls_verify = false accepts it");
-        let peer = answer.peer.clone().expect("peer known");
-        assert!(peer.ends_with(&format!(":{}", addr.port())), "{peer}");
-        let body = answer
-            .response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        assert_eq!(&body[..], b"secure sni=localhost");
-    }
-}
+mod tests;

@@ -10,6 +10,7 @@ pub mod connector;
 pub mod dns;
 pub mod health;
 pub mod http_client;
+pub mod keepalive;
 pub mod socks5;
 pub mod static_files;
 pub mod tls;
