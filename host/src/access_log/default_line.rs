@@ -13,35 +13,45 @@ use crate::address_text::push_decimal;
 /// largest single item of a plugin-free request; docs/performance.md).
 pub fn default_line(rec: &LogRecord) -> String {
     let mut line = JsonLine::with_capacity(384 + rec.uri().len() + rec.user_agent().len());
-    line.text("time", rec.time());
-    line.text("remote_addr", peer_ip_text(rec.peer_addr()));
-    line.text("client_ip", rec.client_ip());
-    line.text("request_method", rec.method());
-    line.text("request_uri", rec.uri());
-    line.text("server_protocol", rec.protocol());
-    line.text("scheme", rec.scheme());
-    line.number("status", rec.status);
-    line.number("body_bytes_sent", rec.bytes_sent);
-    line.number("request_length", rec.bytes_received);
-    line.seconds("request_time", Some(rec.request_time));
-    line.seconds("upstream_response_time", rec.upstream_response_time);
+    line.text(key!("time"), rec.time());
+    line.text(key!("remote_addr"), peer_ip_text(rec.peer_addr()));
+    line.text(key!("client_ip"), rec.client_ip());
+    line.text(key!("request_method"), rec.method());
+    line.text(key!("request_uri"), rec.uri());
+    line.text(key!("server_protocol"), rec.protocol());
+    line.text(key!("scheme"), rec.scheme());
+    line.number(key!("status"), rec.status);
+    line.number(key!("body_bytes_sent"), rec.bytes_sent);
+    line.number(key!("request_length"), rec.bytes_received);
+    line.seconds(key!("request_time"), Some(rec.request_time));
+    line.seconds(key!("upstream_response_time"), rec.upstream_response_time);
     match &rec.upstream_addr {
-        Some(addr) => line.text("upstream_addr", addr),
-        None => line.null("upstream_addr"),
+        Some(addr) => line.text(key!("upstream_addr"), addr),
+        None => line.null(key!("upstream_addr")),
     }
-    line.text("http_host", rec.host());
-    line.text("http_user_agent", rec.user_agent());
-    line.text("http_referer", rec.referer());
-    line.text("request_id", rec.request_id());
-    line.text("route", rec.route());
+    line.text(key!("http_host"), rec.host());
+    line.text(key!("http_user_agent"), rec.user_agent());
+    line.text(key!("http_referer"), rec.referer());
+    line.text(key!("request_id"), rec.request_id());
+    line.text(key!("route"), rec.route());
     // nginx `$upstream_cache_status`; only on routes with a cache.
     if !rec.cache_status().is_empty() {
-        line.text("upstream_cache_status", rec.cache_status());
+        line.text(key!("upstream_cache_status"), rec.cache_status());
     }
     line.finish()
 }
 
-/// A one-line JSON object being written: `"key":value` pairs in order.
+/// A JSON object key with its quotes and colon (`"time":`), written in one
+/// piece.
+macro_rules! key {
+    ($name:literal) => {
+        concat!("\"", $name, "\":")
+    };
+}
+use key;
+
+/// A one-line JSON object being written: `"key":value` pairs in order; each
+/// key comes from [`key!`].
 struct JsonLine(String);
 
 impl JsonLine {
@@ -55,9 +65,7 @@ impl JsonLine {
         if self.0.len() > 1 {
             self.0.push(',');
         }
-        self.0.push('"');
         self.0.push_str(key);
-        self.0.push_str("\":");
     }
 
     fn text(&mut self, key: &str, value: &str) {
@@ -116,10 +124,7 @@ fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
     let bytes = text.as_bytes();
     let mut run = 0;
-    while let Some(offset) = bytes[run..]
-        .iter()
-        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
-    {
+    while let Some(offset) = first_to_escape(&bytes[run..]) {
         let at = run + offset;
         out.push_str(&text[run..at]);
         match bytes[at] {
@@ -138,6 +143,39 @@ fn push_json_string(out: &mut String, text: &str) {
     }
     out.push_str(&text[run..]);
     out.push('"');
+}
+
+/// The index of the first byte JSON must escape (below 0x20, `"` or `\`),
+/// eight bytes a step: a byte-wise scan was ~5 instructions a byte.
+fn first_to_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let is_special = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        // Per byte, the high bit is set where the byte is below 0x20, or
+        // equal to '"' or '\' (zero after the xor). A borrow can only mark
+        // bytes after a true match, so the lowest mark is exact.
+        let below_space = word.wrapping_sub(ONES * 0x20) & !word;
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let quote = quote.wrapping_sub(ONES) & !quote;
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        let backslash = backslash.wrapping_sub(ONES) & !backslash;
+        let marks = (below_space | quote | backslash) & HIGH;
+        if marks != 0 {
+            return Some(at + (marks.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| is_special(b))
+        .map(|offset| at + offset)
 }
 
 /// The IP part of a socket address as `SocketAddr` prints it (`1.2.3.4:80`,
@@ -215,7 +253,7 @@ mod tests {
         cases.extend([0.0, 0.0004, 0.0005, 1.0, 59.9996, 86_400.25, 1e12]);
         for seconds in cases {
             let mut line = JsonLine::with_capacity(16);
-            line.seconds("t", Some(seconds));
+            line.seconds(key!("t"), Some(seconds));
             let rounded = (seconds * 1000.0).round() / 1000.0;
             let expected = format!(
                 "{{\"t\":{}}}",
@@ -258,6 +296,28 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&default_line(&rec)).expect("valid JSON");
         assert!(v.get("upstream_cache_status").is_none());
         assert!(v["request_time"].is_null());
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them_at_any_offset() {
+        let specials: Vec<char> = (0u8..0x80)
+            .map(char::from)
+            .chain(['é', '€', '😀'])
+            .collect();
+        for special in specials {
+            for at in 0..20 {
+                let mut text: String = "a".repeat(at);
+                text.push(special);
+                text.push_str("bcdefghij\"\u{1}");
+                let mut out = String::new();
+                push_json_string(&mut out, &text);
+                assert_eq!(
+                    out,
+                    serde_json::to_string(&text).expect("json"),
+                    "{special:?} at {at}"
+                );
+            }
+        }
     }
 
     #[test]
