@@ -129,21 +129,60 @@ pub fn check_immediate_response(resp: &mut ImmediateResponse) -> Result<(), Inva
     Ok(())
 }
 
+/// `name` lower-cased, if `HeaderName` would take it: 1 to 65,535 token
+/// characters (RFC 9110 5.6.2). Checked here without building the
+/// `HeaderName` (an allocation and a copy per edit; the edit is parsed again
+/// when applied to the wire head).
 fn header_name(name: &str) -> Result<String, InvalidOutput> {
-    http::HeaderName::from_bytes(name.as_bytes())
-        .map(|n| n.as_str().to_owned())
-        .map_err(|_| InvalidOutput::HeaderName(name.to_owned()))
+    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || name.len() > usize::from(u16::MAX) || !name.bytes().all(is_tchar) {
+        return Err(InvalidOutput::HeaderName(name.to_owned()));
+    }
+    Ok(name.to_ascii_lowercase())
 }
 
+/// `value` is what `HeaderValue` takes: no control characters but tab.
 fn check_header_value(name: &str, value: &[u8]) -> Result<(), InvalidOutput> {
-    http::HeaderValue::from_bytes(value)
-        .map(drop)
-        .map_err(|_| InvalidOutput::HeaderValue(name.to_owned()))
+    if value
+        .iter()
+        .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+    {
+        Ok(())
+    } else {
+        Err(InvalidOutput::HeaderValue(name.to_owned()))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_and_values_are_checked_as_the_http_types_check_them() {
+        let mut names: Vec<Vec<u8>> = (0u8..=255).map(|b| vec![b]).collect();
+        names.extend((0u8..=255).map(|b| vec![b'x', b, b'Y']));
+        names.extend([vec![], vec![b'a'; 65_535], vec![b'a'; 65_536]]);
+        for name in names {
+            let Ok(text) = std::str::from_utf8(&name) else {
+                continue;
+            };
+            let ours = header_name(text).ok();
+            let http = HeaderName::from_bytes(&name).ok();
+            assert_eq!(
+                ours.as_deref(),
+                http.as_ref().map(HeaderName::as_str),
+                "{name:?}"
+            );
+        }
+        for b in 0u8..=255 {
+            let value = [b'a', b, b'z'];
+            assert_eq!(
+                check_header_value("x", &value).is_ok(),
+                HeaderValue::from_bytes(&value).is_ok(),
+                "{b:#x}"
+            );
+        }
+    }
 
     fn h(name: &str, value: &str) -> Header {
         Header {
