@@ -159,6 +159,18 @@ pub fn error_page_response(status: StatusCode, page: &ErrorPage) -> Response<Pro
     resp
 }
 
+/// An error and its sources on one line (hyper's own message is terse).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

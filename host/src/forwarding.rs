@@ -202,12 +202,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) 
     // Most maps have none or one of these (an upstream's `Connection:
     // keep-alive`): find the ones present in one pass and remove only those
     // (each removal hashes its name), twice per request.
-    if headers.keys().any(is_hop_by_hop) {
-        let present: Vec<HeaderName> = headers
-            .keys()
-            .filter(|n| is_hop_by_hop(n))
-            .cloned()
-            .collect();
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_hop_by_hop(n))
+        .cloned()
+        .collect();
+    if !present.is_empty() {
         let listed: Vec<HeaderName> = connection_tokens(headers)
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();

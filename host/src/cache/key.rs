@@ -192,11 +192,12 @@ pub fn cookie_value(head: &RequestHead, name: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tailgate_runtime::Header;
 
-    fn head(
+    /// A request head with `headers`, for tests of the cache.
+    pub(crate) fn head(
         method: &str,
         path: &str,
         query: Option<&str>,

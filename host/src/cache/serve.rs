@@ -442,28 +442,9 @@ impl CacheLookup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tailgate_runtime::Header;
 
     fn head(query: Option<&str>, headers: &[(&str, &str)]) -> RequestHead {
-        RequestHead {
-            method: Some("GET".into()),
-            scheme: Some("http".into()),
-            host: Some("h".into()),
-            path: Some("/".into()),
-            query: query.map(Into::into),
-            headers: Some(
-                headers
-                    .iter()
-                    .map(|(n, v)| Header {
-                        name: (*n).into(),
-                        value: v.as_bytes().to_vec(),
-                    })
-                    .collect(),
-            ),
-            client_ip: Some("127.0.0.1".into()),
-            route: Some("r".into()),
-            request_id: Some("id".into()),
-        }
+        crate::cache::key::tests::head("GET", "/", query, headers)
     }
 
     #[test]

@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 
 use super::TelemetryError;
 use crate::config::model::telemetry::{PushAuth, PushEndpoint};
+use crate::error::error_chain;
 
 /// Longest `Retry-After` honoured; a server asking for more gets this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -255,18 +256,6 @@ fn auth_header(auth: &PushAuth, what: &'static str) -> Result<HeaderValue, Telem
         HeaderValue::from_str(&value).map_err(|_| TelemetryError::Credentials { what })?;
     value.set_sensitive(true);
     Ok(value)
-}
-
-/// An error and its sources on one line (hyper's own message is terse).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

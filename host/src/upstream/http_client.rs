@@ -21,7 +21,7 @@ use super::health::UpstreamHealth;
 use super::keepalive::{Connection, KeepAlivePool, UpstreamBody};
 use super::tls;
 use crate::config::model::{HostHeader, HttpUpstream, UpstreamName};
-use crate::error::ProxyError;
+use crate::error::{error_chain, ProxyError};
 use crate::pipeline::body::{empty_body, BodyCounter, ProxyBody};
 
 /// The pool and settings of one HTTP(S) upstream.
@@ -430,17 +430,6 @@ fn origin_form(mut req: Request<ProxyBody>) -> Request<ProxyBody> {
         None => Uri::from_static("/"),
     };
     req
-}
-
-/// An error and its causes, joined.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut current = e.source();
-    while let Some(err) = current {
-        parts.push(err.to_string());
-        current = err.source();
-    }
-    parts.join(": ")
 }
 
 /// Idempotent (RFC 9110 9.2.2) and without a body: safe to send again.

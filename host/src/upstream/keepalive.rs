@@ -112,6 +112,7 @@ impl KeepAlivePool {
     }
 
     /// How many idle connections `address` has.
+    #[cfg(test)]
     pub fn idle_count(&self, address: usize) -> usize {
         self.addresses
             .get(address)

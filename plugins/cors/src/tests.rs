@@ -8,14 +8,7 @@ use tailgate_plugin_sdk::{Header, ResponseHead};
 use super::*;
 
 /// The docs' example (docs/cors.md).
-const SITE: &str = r#"{
-    "allow_origins": ["https://app.example.com", "https://*.example.org"],
-    "allow_methods": ["GET", "POST", "DELETE"],
-    "allow_headers": ["Content-Type", "Authorization"],
-    "expose_headers": ["X-Request-Id"],
-    "allow_credentials": true,
-    "max_age": 600
-}"#;
+const SITE: &str = include_str!("../tests/site.json");
 
 const CONFIGS: [&str; 3] = [
     SITE,

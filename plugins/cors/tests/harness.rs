@@ -6,14 +6,8 @@ use tailgate_harness::{
     built_plugin, header_str, var, Harness, HeaderEditsExt, Request, Response, TestPlugin,
 };
 
-const SITE: &str = r#"{
-    "allow_origins": ["https://app.example.com", "https://*.example.org"],
-    "allow_methods": ["GET", "POST", "DELETE"],
-    "allow_headers": ["Content-Type", "Authorization"],
-    "expose_headers": ["X-Request-Id"],
-    "allow_credentials": true,
-    "max_age": 600
-}"#;
+/// The docs' example (docs/cors.md), shared with the unit tests.
+const SITE: &str = include_str!("site.json");
 
 fn configured<'h>(harness: &'h Harness, config: &str) -> TestPlugin<'h> {
     let wasm = built_plugin(env!("CARGO_MANIFEST_DIR")).expect("built plugin");
