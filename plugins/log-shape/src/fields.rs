@@ -316,7 +316,9 @@ impl Field {
 }
 
 fn owned<'a>(write: impl FnOnce(&mut String)) -> Value<'a> {
-    let mut out = String::new();
+    // Room for a timestamp or a short request line without growing (each
+    // growth is a guest allocation and a copy).
+    let mut out = String::with_capacity(48);
     write(&mut out);
     Value::Text(Cow::Owned(out))
 }
