@@ -85,6 +85,24 @@ fn delays_follow_nginx_and_dry_run_never_enforces() {
         state.rate_limit_zone("trial").expect("zone").buckets.len(),
         2
     );
+    // The host counts every check by zone and outcome, dry runs apart.
+    let metrics = harness.metrics();
+    let count = |zone: &str, outcome: &str| {
+        metrics.plugin_counter(
+            "ratelimit_requests",
+            &[("zone", zone), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        [
+            count("queue", "passed"),
+            count("queue", "delayed"),
+            count("queue", "rejected"),
+            count("trial", "passed"),
+            count("trial", "rejected_dry_run"),
+        ],
+        [2, 3, 1, 2, 3]
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use metrics::Label;
 use crate::bindings::host::Host;
 use crate::bindings::types::{self, LogLevel, RateDecision, RateLimit};
 use crate::host_state::HostState;
-use crate::metric_handles::GuestMetric;
+use crate::metric_handles::{GuestMetric, OUTCOMES};
 use crate::observer::{OutputSource, PluginOutput};
 use crate::state::rate_limiter::{self, RateLimitError, ZoneSpec};
 
@@ -18,12 +18,16 @@ pub(crate) const MAX_METRIC_LABELS: usize = 8;
 /// Longest log message kept; the rest is cut.
 const MAX_LOG_BYTES: usize = 4096;
 /// Metric names the runtime itself exports under `tailgate_plugin_`.
-const RESERVED_METRIC_NAMES: [&str; 4] = [
+const RESERVED_METRIC_NAMES: [&str; 5] = [
     "calls_total",
     "faults_total",
     "call_duration_seconds",
     "state_keys",
+    "ratelimit_requests",
 ];
+/// What `rate-limit-check` counts each decision in, by plugin, zone and
+/// outcome (nginx's `$limit_req_status`, lower case).
+const RATE_LIMIT_METRIC: &str = "tailgate_plugin_ratelimit_requests";
 
 /// Why a host import refused a call (the guest traps with this message).
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +115,26 @@ fn plugin_metric(
     }
     out.push(Label::new("plugin", plugin.to_string()));
     Ok((format!("tailgate_plugin_{sanitized}"), out))
+}
+
+/// The index (below [`OUTCOMES`]) and `outcome` label of a decision.
+fn outcome_label(decision: rate_limiter::RateDecision, dry_run: bool) -> (usize, &'static str) {
+    use rate_limiter::RateDecision::{Delay, Pass, Reject};
+    let labels: [&'static str; OUTCOMES] = [
+        "passed",
+        "delayed",
+        "rejected",
+        "delayed_dry_run",
+        "rejected_dry_run",
+    ];
+    let index = match (decision, dry_run) {
+        (Pass, _) => 0,
+        (Delay(_), false) => 1,
+        (Reject(_), false) => 2,
+        (Delay(_), true) => 3,
+        (Reject(_), true) => 4,
+    };
+    (index, labels[index])
 }
 
 /// `[a-zA-Z0-9_]` only: every other character becomes `_`.
@@ -222,6 +246,18 @@ impl Host for HostState {
                 "rate limit (dry run)"
             );
         }
+        let (index, outcome) = outcome_label(decision, dry_run);
+        let plugin = &self.guest.plugin;
+        self.metric_handles
+            .rate_limit_outcome(zone.name(), index, || {
+                metrics::counter!(
+                    RATE_LIMIT_METRIC,
+                    "zone" => zone.name().to_owned(),
+                    "outcome" => outcome,
+                    "plugin" => plugin.to_string(),
+                )
+            })
+            .increment(1);
         Ok(match decision {
             rate_limiter::RateDecision::Pass => RateDecision::Pass,
             rate_limiter::RateDecision::Delay(ms) => RateDecision::Delay(ms),

@@ -1,8 +1,9 @@
 //! The plugin metric handles one instance has used through `counter-add`
-//! and `histogram-record`, kept by the (name, labels) the guest passed. A
-//! metric a plugin bumps on every request (rate-limit counts each decision)
-//! is then checked, renamed and looked up in the recorder once per
-//! instance, not once per call (~4.6k instructions a call before).
+//! and `histogram-record`, kept by the (name, labels) the guest passed, and
+//! the `ratelimit_requests` counters `rate-limit-check` bumps, kept by zone.
+//! A metric bumped on every request is then checked, renamed and looked up
+//! in the recorder once per instance, not once per call (~4.6k instructions
+//! a call before).
 
 use foldhash::HashMap;
 
@@ -23,7 +24,12 @@ pub(crate) struct MetricHandles {
     recorder: usize,
     counters: HashMap<GuestMetric, Counter>,
     histograms: HashMap<GuestMetric, Histogram>,
+    /// Per rate-limit zone, the counter of each outcome, made when first seen.
+    rate_limit_outcomes: HashMap<String, [Option<Counter>; OUTCOMES]>,
 }
+
+/// How many `outcome` values `ratelimit_requests` has.
+pub(crate) const OUTCOMES: usize = 5;
 
 impl MetricHandles {
     /// The counter for `metric`, made by `register` (which checks and
@@ -47,12 +53,39 @@ impl MetricHandles {
         cached(&mut self.histograms, metric, register)
     }
 
+    /// The counter of outcome number `outcome` (below [`OUTCOMES`]) in
+    /// `zone`, made by `register` the first time.
+    pub(crate) fn rate_limit_outcome(
+        &mut self,
+        zone: &str,
+        outcome: usize,
+        register: impl FnOnce() -> Counter,
+    ) -> Counter {
+        self.follow_recorder();
+        if let Some(counter) = self
+            .rate_limit_outcomes
+            .get(zone)
+            .and_then(|outcomes| outcomes[outcome].as_ref())
+        {
+            return counter.clone();
+        }
+        let counter = register();
+        if self.rate_limit_outcomes.len() < MAX_HANDLES
+            || self.rate_limit_outcomes.contains_key(zone)
+        {
+            let outcomes = self.rate_limit_outcomes.entry(zone.to_owned()).or_default();
+            outcomes[outcome] = Some(counter.clone());
+        }
+        counter
+    }
+
     fn follow_recorder(&mut self) {
         let current =
             metrics::with_recorder(|recorder| std::ptr::from_ref(recorder).cast::<()>() as usize);
         if current != self.recorder {
             self.counters.clear();
             self.histograms.clear();
+            self.rate_limit_outcomes.clear();
             self.recorder = current;
         }
     }
@@ -120,6 +153,24 @@ mod tests {
                 .increment(1);
         });
         assert_eq!(registered.get(), 2);
+    }
+
+    #[test]
+    fn rate_limit_outcomes_are_registered_once_per_zone_and_outcome() {
+        let mut handles = MetricHandles::default();
+        let registered = std::cell::Cell::new(0);
+        let recorder = DebuggingRecorder::new();
+        metrics::with_local_recorder(&recorder, || {
+            for (zone, outcome) in [("a", 0), ("a", 0), ("a", 2), ("b", 0), ("a", 2)] {
+                handles
+                    .rate_limit_outcome(zone, outcome, || {
+                        registered.set(registered.get() + 1);
+                        metrics::counter!("x")
+                    })
+                    .increment(1);
+            }
+        });
+        assert_eq!(registered.get(), 3);
     }
 
     #[test]

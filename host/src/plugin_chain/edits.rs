@@ -3,6 +3,8 @@
 //! plugin cannot put an invalid header or path on the wire. Used by the
 //! plugin chain between hooks; `apply_header_edits` is reusable by the pipeline.
 
+use std::cell::RefCell;
+
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use tailgate_runtime::{Header, HeaderEdit, HeaderOp, ImmediateResponse, RequestHead};
 
@@ -75,7 +77,7 @@ pub fn apply_header_edits(
 /// keeps a name's fields together, as the serialised head does anyway.)
 pub fn apply_checked_edits(headers: &mut HeaderMap, edits: &[HeaderEdit]) {
     for edit in edits {
-        let Ok(name) = HeaderName::from_bytes(edit.name.as_bytes()) else {
+        let Some(name) = wire_name(&edit.name) else {
             continue;
         };
         let value = || HeaderValue::from_bytes(&edit.value).ok();
@@ -95,6 +97,34 @@ pub fn apply_checked_edits(headers: &mut HeaderMap, edits: &[HeaderEdit]) {
             }
         }
     }
+}
+
+/// Most names [`wire_name`] keeps per thread.
+const KEPT_NAMES: usize = 32;
+
+thread_local! {
+    /// Header names plugins edited on this thread, parsed. A chain edits
+    /// the same few names on every request; parsing one again costs ~450
+    /// instructions and, for a name outside the standard table, an
+    /// allocation, where a kept one is a comparison and a clone.
+    static EDITED_NAMES: RefCell<Vec<HeaderName>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `name` as a `HeaderName` (lower case), if it is one.
+fn wire_name(name: &str) -> Option<HeaderName> {
+    EDITED_NAMES.with_borrow_mut(|kept| {
+        if let Some(known) = kept
+            .iter()
+            .find(|known| known.as_str().eq_ignore_ascii_case(name))
+        {
+            return Some(known.clone());
+        }
+        let parsed = HeaderName::from_bytes(name.as_bytes()).ok()?;
+        if kept.len() < KEPT_NAMES {
+            kept.push(parsed.clone());
+        }
+        Some(parsed)
+    })
 }
 
 /// Rewrite the request target: `/new/path` keeps the query (as nginx's
@@ -246,6 +276,29 @@ mod tests {
         list.iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn wire_edits_match_names_in_any_case_past_the_kept_names() {
+        let mut map = HeaderMap::new();
+        let mut edits: Vec<HeaderEdit> = (0..KEPT_NAMES + 8)
+            .map(|i| edit(HeaderOp::Append, &format!("X-Name-{i}"), "1"))
+            .collect();
+        edits.push(edit(HeaderOp::Set, "x-NAME-0", "2"));
+        edits.push(edit(HeaderOp::Remove, "X-NAME-39", ""));
+        edits.push(edit(HeaderOp::Set, "content-type", "text/plain"));
+        edits.push(edit(HeaderOp::Append, "Content-Type", "text/html"));
+        // Twice: the second pass finds the first names kept.
+        for _ in 0..2 {
+            apply_checked_edits(&mut map, &edits);
+        }
+        assert_eq!(map.get_all("x-name-0").iter().count(), 1);
+        assert_eq!(map["x-name-0"], "2");
+        assert_eq!(map.get_all("x-name-1").iter().count(), 2);
+        assert_eq!(map.get_all("x-name-38").iter().count(), 2);
+        assert!(!map.contains_key("x-name-39"));
+        let types: Vec<_> = map.get_all("content-type").iter().collect();
+        assert_eq!(types, ["text/plain", "text/html"]);
     }
 
     #[test]

@@ -37,10 +37,6 @@ impl RateLimitHost for Host {
     fn log(&self, level: LogLevel, message: &str) {
         host::log(level, message);
     }
-
-    fn counter_add(&self, name: &str, labels: &[(&str, &str)], value: u64) {
-        host::counter_add(name, labels, value);
-    }
 }
 
 impl Plugin for RateLimiter {

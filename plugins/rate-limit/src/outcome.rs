@@ -42,17 +42,6 @@ impl Outcome {
             Outcome::RejectedDryRun => "REJECTED_DRY_RUN",
         }
     }
-
-    /// The `outcome` label of the `ratelimit_requests` metric.
-    pub fn metric_label(self) -> &'static str {
-        match self {
-            Outcome::Passed => "passed",
-            Outcome::Delayed => "delayed",
-            Outcome::Rejected => "rejected",
-            Outcome::DelayedDryRun => "delayed_dry_run",
-            Outcome::RejectedDryRun => "rejected_dry_run",
-        }
-    }
 }
 
 /// The limits' combined verdict on one request, built limit by limit.

@@ -4,8 +4,9 @@
 //! rejection answers the request (status, `Retry-After`, a short body) and
 //! stops the checks, like nginx; otherwise the request goes on after the
 //! longest enforced delay. The outcome is attached as the var
-//! `limit_req_status` for the log phase, logged like nginx's
-//! `limit_req_log_level` and counted in `ratelimit_requests{zone,outcome}`.
+//! `limit_req_status` for the log phase and logged like nginx's
+//! `limit_req_log_level`; the host counts each check in
+//! `ratelimit_requests{zone,outcome}`.
 
 use tailgate_plugin_sdk::{
     Config, ConfigError, HeaderFilter, ImmediateResponse, LogLevel, RateDecision, RateLimit,
@@ -18,8 +19,6 @@ use crate::outcome::{Outcome, Verdict, STATUS_VAR, ZONE_VAR};
 
 /// Most limits on one route: each is a host call per request.
 const MAX_LIMITS: usize = 16;
-/// The counter metric of per-limit outcomes (`tailgate_plugin_` + this).
-pub const METRIC: &str = "ratelimit_requests";
 /// The request fields a delay or rejection log line names (client,
 /// request, host): any limit may log one.
 const LOG_LINE_FIELDS: RequestFieldSet = RequestFieldSet::CLIENT_IP
@@ -32,7 +31,6 @@ const LOG_LINE_FIELDS: RequestFieldSet = RequestFieldSet::CLIENT_IP
 pub trait RateLimitHost {
     fn rate_limit_check(&self, limit: RateLimit<'_>, key: &str, dry_run: bool) -> RateDecision;
     fn log(&self, level: LogLevel, message: &str);
-    fn counter_add(&self, name: &str, labels: &[(&str, &str)], value: u64);
 }
 
 #[derive(Debug, Clone)]
@@ -135,11 +133,6 @@ impl RateLimitPolicy {
             };
             let decision = host.rate_limit_check(limit.spec(), &key, limit.dry_run());
             let outcome = Outcome::of(decision, limit.dry_run());
-            host.counter_add(
-                METRIC,
-                &[("zone", limit.zone()), ("outcome", outcome.metric_label())],
-                1,
-            );
             self.log(host, limit, outcome, decision, req);
             verdict.add(index, decision, limit.dry_run());
             if outcome == Outcome::Rejected {

@@ -94,6 +94,11 @@ impl RateLimitZone {
         }
     }
 
+    /// The zone's name, as the plugin gave it.
+    pub(crate) fn name(&self) -> &str {
+        &self.spec.name
+    }
+
     /// Accounts one request for `key` at `now_ms` and decides.
     pub(crate) fn check(&self, key: &str, now_ms: u64) -> RateDecision {
         let spec = &self.spec;
