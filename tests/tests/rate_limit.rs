@@ -290,13 +290,18 @@ async fn rejection_carries_status_retry_after_and_body() {
         Some("text/plain; charset=utf-8")
     );
     assert_eq!(up.requests(), 1);
-    // nginx limit_req_log_level: the rejection is logged at warn.
+    // nginx limit_req_log_level: the rejection is logged at warn, and the
+    // host names the request, as nginx's error log does.
     let warn = tg.stderr.wait_for(Duration::from_secs(5), |l| {
-        l.contains("limiting requests by zone \"z\"") && l.contains("WARN")
+        l.contains("limiting requests by zone \"z\"")
+            && l.contains("WARN")
+            && l.contains("client=\"127.0.0.1\"")
+            && l.contains("request=\"GET /r\"")
+            && l.contains("host=\"app.test\"")
     });
     assert!(
         warn.is_some(),
-        "no rejection warning; stderr:\n{}",
+        "no rejection warning naming the request; stderr:\n{}",
         tg.stderr.snapshot().join("\n")
     );
 }

@@ -10,13 +10,10 @@ use crate::bindings::host::Host;
 use crate::bindings::types::{self, LogLevel, RateDecision, RateLimit};
 use crate::host_state::HostState;
 use crate::metric_handles::{GuestMetric, OUTCOMES};
-use crate::observer::{OutputSource, PluginOutput};
 use crate::state::rate_limiter::{self, RateLimitError, ZoneSpec};
 
 /// Most label pairs a plugin metric may carry (besides `plugin`).
 pub(crate) const MAX_METRIC_LABELS: usize = 8;
-/// Longest log message kept; the rest is cut.
-const MAX_LOG_BYTES: usize = 4096;
 /// Metric names the runtime itself exports under `tailgate_plugin_`.
 const RESERVED_METRIC_NAMES: [&str; 5] = [
     "calls_total",
@@ -150,39 +147,13 @@ pub(crate) fn sanitize_metric_name(name: &str) -> String {
         .collect()
 }
 
-fn cut(message: &str, max: usize) -> &str {
-    if message.len() <= max {
-        return message;
-    }
-    let mut end = max;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    &message[..end]
-}
-
 impl types::Host for HostState {}
 
 impl Host for HostState {
+    /// Kept for the caller to write after the call, with the request it
+    /// served (`plugin_log`).
     fn log(&mut self, level: LogLevel, message: String) -> HostResult<()> {
-        let message = cut(&message, MAX_LOG_BYTES);
-        let (plugin, route) = (&*self.guest.plugin, &*self.guest.route);
-        match level {
-            LogLevel::Trace => tracing::trace!(plugin, route, "{message}"),
-            LogLevel::Debug => tracing::debug!(plugin, route, "{message}"),
-            LogLevel::Info => tracing::info!(plugin, route, "{message}"),
-            LogLevel::Warn => tracing::warn!(plugin, route, "{message}"),
-            LogLevel::Error => tracing::error!(plugin, route, "{message}"),
-        }
-        if let Some(observer) = &self.shared.observer {
-            observer.plugin_output(&PluginOutput {
-                plugin,
-                route,
-                source: OutputSource::HostLog,
-                level,
-                message,
-            });
-        }
+        self.logs.push(level, message);
         Ok(())
     }
 
@@ -314,11 +285,5 @@ mod tests {
         assert_eq!(sanitize_metric_name("cache-hits.total"), "cache_hits_total");
         assert_eq!(sanitize_metric_name("ok_9"), "ok_9");
         assert_eq!(sanitize_metric_name("é"), "_");
-    }
-
-    #[test]
-    fn cut_keeps_char_boundaries() {
-        assert_eq!(cut("héllo", 2), "h");
-        assert_eq!(cut("hello", 10), "hello");
     }
 }

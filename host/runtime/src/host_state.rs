@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::guest_output::{GuestOutput, OutputTail};
 use crate::metric_handles::MetricHandles;
+use crate::plugin_log::PluginLogs;
 use crate::state::{PluginState, SharedState};
 
 /// The (plugin, route) an instance serves, for logs and metrics.
@@ -29,6 +30,8 @@ pub(crate) struct HostState {
     pub(crate) stderr_tail: OutputTail,
     /// The plugin metrics this instance used, ready for the next call.
     pub(crate) metric_handles: MetricHandles,
+    /// What the guest logged during the current call, written after it.
+    pub(crate) logs: PluginLogs,
     stdout: GuestOutput,
     stderr: GuestOutput,
     wasi: WasiCtx,
@@ -54,6 +57,7 @@ impl HostState {
             memory: MemoryCap::new(memory_cap),
             stderr_tail,
             metric_handles: MetricHandles::default(),
+            logs: PluginLogs::default(),
             stdout,
             stderr,
             wasi,

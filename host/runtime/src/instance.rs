@@ -14,6 +14,7 @@ use wasmtime::{Store, Trap};
 use crate::bindings::types::PluginInfo;
 use crate::bindings::{Plugin, PluginPre};
 use crate::host_state::{GuestIdentity, HostState};
+use crate::plugin_log::PluginLogs;
 use crate::state::SharedState;
 use crate::{Limits, PluginFault};
 
@@ -100,12 +101,13 @@ impl PluginInstance {
         let bindings = match recipe.pre.instantiate(&mut store) {
             Ok(bindings) => bindings,
             Err(error) => {
+                emit_unserved(recipe, &mut store);
                 return Err(
                     match classify(&error, store.data(), recipe.configure_budget) {
                         PluginFault::Trap(message) => PluginFault::Instantiate(message),
                         other => other,
                     },
-                )
+                );
             }
         };
         let mut instance = PluginInstance {
@@ -121,7 +123,9 @@ impl PluginInstance {
             .bindings
             .tailgate_plugin_hooks()
             .call_configure(&mut instance.store, &recipe.config_json)
-            .map_err(|error| classify(&error, instance.store.data(), recipe.configure_budget))?;
+            .map_err(|error| classify(&error, instance.store.data(), recipe.configure_budget));
+        emit_unserved(recipe, &mut instance.store);
+        let configured = configured?;
         instance.baseline_memory = instance.store.data().memory.size();
         Ok((instance, configured))
     }
@@ -148,6 +152,12 @@ impl PluginInstance {
             .map_err(|error| classify(&error, self.store.data(), recipe.limits.hook_timeout))
     }
 
+    /// What the guest logged during the last call, for the caller to write
+    /// with the request it served.
+    pub(crate) fn take_logs(&mut self) -> PluginLogs {
+        self.store.data_mut().logs.take()
+    }
+
     /// Whether the instance may serve another call: under `max_calls`, and
     /// its memory has not grown past half of the room it had after
     /// `configure` (a leak or a big request; a fresh one starts small).
@@ -157,6 +167,12 @@ impl PluginInstance {
         let grown = memory.size().saturating_sub(self.baseline_memory);
         self.calls < max_calls && grown <= headroom / 2
     }
+}
+
+/// Writes what instantiation and `configure` logged: no request to name.
+fn emit_unserved(recipe: &InstanceRecipe, store: &mut Store<HostState>) {
+    let logs = store.data_mut().logs.take();
+    logs.emit(&recipe.guest, None, recipe.shared.observer.as_deref());
 }
 
 /// The time instantiation and `configure` may take together: the hook

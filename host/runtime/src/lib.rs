@@ -28,6 +28,7 @@ mod metric_handles;
 mod metrics;
 mod observer;
 pub mod plugin_config;
+mod plugin_log;
 mod record_text;
 mod state;
 mod wasi_io;
@@ -60,6 +61,7 @@ use host_state::{GuestIdentity, HostState};
 use instance::{InstanceRecipe, LiveInstances, PluginInstance};
 use instance_pool::InstancePool;
 use metrics::{CallMetrics, FaultKind};
+use plugin_log::{PluginLogs, RequestContext};
 use state::SharedState;
 
 /// Hook calls one instance serves before it is replaced, by default. Chosen
@@ -442,11 +444,12 @@ impl ConfiguredPlugin {
         }
         let saved = header_filter::narrow(&self.info.request_headers, &mut req.headers);
         let fields = field_filter::narrow_request(self.info.request_fields, req);
-        let result = self.call(Hook::Request, |plugin, store| {
+        let (result, logs) = self.call(Hook::Request, |plugin, store| {
             plugin.tailgate_plugin_hooks().call_on_request(store, req)
         });
         field_filter::restore_request(req, fields);
         header_filter::restore(&mut req.headers, saved);
+        self.emit(logs, RequestContext::of_request(req));
         result
     }
 
@@ -465,7 +468,7 @@ impl ConfiguredPlugin {
         let saved_req = header_filter::narrow(&self.info.request_headers, &mut req.headers);
         let saved_resp = header_filter::narrow(&self.info.response_headers, &mut resp.headers);
         let fields = field_filter::narrow_request(self.info.request_fields, req);
-        let result = self.call(Hook::Response, |plugin, store| {
+        let (result, logs) = self.call(Hook::Response, |plugin, store| {
             plugin
                 .tailgate_plugin_hooks()
                 .call_on_response(store, req, resp)
@@ -473,6 +476,7 @@ impl ConfiguredPlugin {
         field_filter::restore_request(req, fields);
         header_filter::restore(&mut req.headers, saved_req);
         header_filter::restore(&mut resp.headers, saved_resp);
+        self.emit(logs, RequestContext::of_request(req));
         result
     }
 
@@ -487,30 +491,37 @@ impl ConfiguredPlugin {
         let saved_resp =
             header_filter::narrow(&self.info.response_headers, &mut rec.response_headers);
         let fields = field_filter::narrow_log(self.info.log_fields, rec);
-        let result = self.call(Hook::Log, |plugin, store| {
+        let (result, logs) = self.call(Hook::Log, |plugin, store| {
             plugin.tailgate_plugin_hooks().call_on_log(store, rec)
         });
         field_filter::restore_log(rec, fields);
         header_filter::restore(&mut rec.request_headers, saved_req);
         header_filter::restore(&mut rec.response_headers, saved_resp);
+        self.emit(logs, RequestContext::of_record(rec));
         result
     }
 
     /// Runs one hook on an idle instance (or a fresh one), records metrics,
-    /// and keeps the instance if it is still fit for reuse.
+    /// and keeps the instance if it is still fit for reuse. Returns what the
+    /// guest logged too, for the caller to write with the request once its
+    /// fields are whole again.
     fn call<R>(
         &self,
         hook: Hook,
         entry: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
-    ) -> Result<R, PluginFault> {
+    ) -> (Result<R, PluginFault>, PluginLogs) {
         let mut instance = match self.pool.take() {
             Some(instance) => instance,
-            None => self.fresh_instance()?,
+            None => match self.fresh_instance() {
+                Ok(instance) => instance,
+                Err(fault) => return (Err(fault), PluginLogs::default()),
+            },
         };
         let started = Instant::now();
         let result = instance.call(&self.recipe, entry);
         self.metrics.call(hook, started.elapsed());
-        match result {
+        let logs = instance.take_logs();
+        let result = match result {
             Ok(value) => {
                 if instance.reusable(self.max_calls_per_instance) {
                     self.pool.give_back(instance);
@@ -522,7 +533,17 @@ impl ConfiguredPlugin {
                 report_fault(&self.metrics, &self.recipe.guest, hook, &fault);
                 Err(fault)
             }
-        }
+        };
+        (result, logs)
+    }
+
+    /// Writes a call's log lines, naming the request it served.
+    fn emit(&self, logs: PluginLogs, request: RequestContext<'_>) {
+        logs.emit(
+            &self.recipe.guest,
+            Some(request),
+            self.recipe.shared.observer.as_deref(),
+        );
     }
 
     /// A new instance, configured like the first; its faults are reported

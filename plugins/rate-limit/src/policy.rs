@@ -19,12 +19,6 @@ use crate::outcome::{Outcome, Verdict, STATUS_VAR, ZONE_VAR};
 
 /// Most limits on one route: each is a host call per request.
 const MAX_LIMITS: usize = 16;
-/// The request fields a delay or rejection log line names (client,
-/// request, host): any limit may log one.
-const LOG_LINE_FIELDS: RequestFieldSet = RequestFieldSet::CLIENT_IP
-    .union(RequestFieldSet::METHOD)
-    .union(RequestFieldSet::PATH)
-    .union(RequestFieldSet::HOST);
 
 /// The host imports the policy uses, so the logic is tested natively with
 /// a scripted host.
@@ -113,13 +107,15 @@ impl RateLimitPolicy {
         HeaderFilter::only(self.limits.iter().flat_map(Limit::header_names))
     }
 
-    /// The request fields `on-request` reads: the log line's (client IP,
-    /// method, path, host) and each limit's (its key's fields, the method
-    /// and path its filters read).
+    /// The request fields `on-request` reads: each limit's (its key's
+    /// fields, the method and path its filters read). The log line names
+    /// none: the host adds the client, request and host to it.
     pub fn request_fields(&self) -> RequestFieldSet {
         self.limits
             .iter()
-            .fold(LOG_LINE_FIELDS, |set, limit| set | limit.request_fields())
+            .fold(RequestFieldSet::empty(), |set, limit| {
+                set | limit.request_fields()
+            })
     }
 
     pub fn on_request(&self, req: &RequestHead, host: &impl RateLimitHost) -> RequestAction {
@@ -133,7 +129,7 @@ impl RateLimitPolicy {
             };
             let decision = host.rate_limit_check(limit.spec(), &key, limit.dry_run());
             let outcome = Outcome::of(decision, limit.dry_run());
-            self.log(host, limit, outcome, decision, req);
+            self.log(host, limit, outcome, decision);
             verdict.add(index, decision, limit.dry_run());
             if outcome == Outcome::Rejected {
                 // nginx stops at the first rejecting limit: later ones are
@@ -168,14 +164,14 @@ impl RateLimitPolicy {
     }
 
     /// nginx's error-log lines: rejections at the configured level, delays
-    /// one level lower, dry runs marked.
+    /// one level lower, dry runs marked. The host appends the client, the
+    /// request and the host, as nginx does.
     fn log(
         &self,
         host: &impl RateLimitHost,
         limit: &Limit,
         outcome: Outcome,
         decision: RateDecision,
-        req: &RequestHead,
     ) {
         let (level, what, ms) = match decision {
             RateDecision::Pass => return,
@@ -193,14 +189,7 @@ impl RateLimitPolicy {
         };
         host.log(
             level,
-            &format!(
-                "{what}{dry_run} by zone \"{}\" ({timing}), client: {}, request: \"{} {}\", host: \"{}\"",
-                limit.zone(),
-                req.client_ip,
-                req.method,
-                req.path,
-                req.host
-            ),
+            &format!("{what}{dry_run} by zone \"{}\" ({timing})", limit.zone()),
         );
     }
 }
