@@ -21,6 +21,8 @@
 #                     [--bodies "1k 100k"] [--out FILE] [--no-build]
 #   --smoke   one 1-second round of scenario 1, 1 KiB; nothing written to
 #             bench/results/ (checks the script works)
+# Before the runs it waits, up to BENCH_SETTLE_SECONDS (default 150), for
+# the 1-minute load average to fall below 0.5.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,7 +40,7 @@ PORT_BASE="${BENCH_PORT_BASE:-28100}"
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        --smoke) SMOKE=1; ROUNDS=1; DURATION=1; SCENARIOS="1"; BODIES="1k" ;;
+        --smoke) SMOKE=1; ROUNDS=1; DURATION=1; SCENARIOS="1"; BODIES="1k"; BENCH_SETTLE_SECONDS=0 ;;
         --rounds) ROUNDS="$2"; shift ;;
         --duration) DURATION="$2"; shift ;;
         --connections) CONNECTIONS="$2"; shift ;;
@@ -233,6 +235,16 @@ start_upstream
 render "$BENCH/tailgate/plugins.toml.in" "$RUN/check.toml" "$TG_PORT" "$TG_TLS_PORT" "$TG_ADMIN_PORT" ""
 "$TAILGATE" check "$RUN/check.toml" >/dev/null 2>"$RUN/check-stderr.log" \
     || die "tailgate check failed: $(cat "$RUN/check-stderr.log")"
+# A build just before the runs leaves the machine busy for a minute or two
+# (the 1-minute load average was 1.6 at the start of one such run, and the
+# rounds spread by half): wait, up to BENCH_SETTLE_SECONDS (default 150),
+# for the 1-minute load average to fall below 0.5.
+waited=0
+while awk '{ exit !($1 >= 0.5) }' /proc/loadavg && [ "$waited" -lt "${BENCH_SETTLE_SECONDS:-150}" ]; do
+    [ "$waited" = 0 ] && log "waiting for the load average to fall below 0.5 (now $(cut -d' ' -f1 /proc/loadavg))"
+    sleep 5
+    waited=$((waited + 5))
+done
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 NOTES=()
 

@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use tailgate_runtime::{
     ConfigureError, ConfiguredPlugin, HeaderEdit, HeaderFilter, HookSet, ImmediateResponse, Limits,
-    LoadError, LogLine, LogRecord, PluginFault, RequestAction, RequestEdits, RequestHead,
-    ResponseEdits, ResponseHead, Runtime, Var,
+    LoadError, LogFieldSet, LogLine, LogRecord, PluginFault, RequestAction, RequestEdits,
+    RequestHead, ResponseEdits, ResponseHead, Runtime, Var,
 };
 
 use crate::config::model::{Config, FailurePolicy, RouteName};
@@ -71,6 +71,10 @@ pub trait PluginHooks: Send + Sync {
     fn response_headers(&self) -> HeaderFilter {
         HeaderFilter::All
     }
+    /// The optional log-record fields the log hook reads (`plugin-info`).
+    fn log_record_fields(&self) -> LogFieldSet {
+        LogFieldSet::all()
+    }
 }
 
 impl PluginHooks for ConfiguredPlugin {
@@ -98,6 +102,9 @@ impl PluginHooks for ConfiguredPlugin {
     }
     fn response_headers(&self) -> HeaderFilter {
         self.info().response_headers.clone()
+    }
+    fn log_record_fields(&self) -> LogFieldSet {
+        self.info().log_fields
     }
 }
 
@@ -239,6 +246,8 @@ pub struct RouteChain {
     /// The request and response fields the log hook reads (the last
     /// plugin with one): what the log record's lists are built with.
     log_fields: (HeaderFilter, HeaderFilter),
+    /// Whether the log hook reads `http-host` (the record gets it then).
+    log_reads_http_host: bool,
 }
 
 impl RouteChain {
@@ -249,17 +258,21 @@ impl RouteChain {
             .map(|e| e.plugin.response_headers())
             .fold(HeaderFilter::none(), HeaderFilter::union);
         // Without a log hook nobody reads the record's header lists.
-        let log_fields = entries
-            .iter()
-            .rfind(|e| e.hooks.contains(HookSet::LOG))
-            .map_or((HeaderFilter::none(), HeaderFilter::none()), |e| {
-                (e.plugin.request_headers(), e.plugin.response_headers())
-            });
+        let log_entry = entries.iter().rfind(|e| e.hooks.contains(HookSet::LOG));
+        let log_fields = log_entry.map_or((HeaderFilter::none(), HeaderFilter::none()), |e| {
+            (e.plugin.request_headers(), e.plugin.response_headers())
+        });
+        let log_reads_http_host = log_entry.is_some_and(|e| {
+            e.plugin
+                .log_record_fields()
+                .contains(LogFieldSet::HTTP_HOST)
+        });
         RouteChain {
             route,
             entries,
             response_fields,
             log_fields,
+            log_reads_http_host,
         }
     }
 
@@ -271,6 +284,11 @@ impl RouteChain {
     /// The request and response header fields the log hook reads.
     pub fn log_fields(&self) -> (&HeaderFilter, &HeaderFilter) {
         (&self.log_fields.0, &self.log_fields.1)
+    }
+
+    /// Whether the log hook reads the record's `http-host`.
+    pub fn log_reads_http_host(&self) -> bool {
+        self.log_reads_http_host
     }
 
     pub fn route(&self) -> &RouteName {

@@ -251,6 +251,7 @@ fn log_record(route: &str) -> LogRecord {
         request_id: Some("req-1".into()),
         user_agent: Some("test-agent".into()),
         referer: Some(String::new()),
+        http_host: Some(String::new()),
         request_headers: Some(vec![]),
         response_headers: Some(vec![]),
         vars: Some(vec![]),

@@ -418,6 +418,7 @@ fn labels_come_from_the_real_component() {
         request_id: Some("r-1".into()),
         user_agent: Some("curl/8".into()),
         referer: Some(String::new()),
+        http_host: Some(String::new()),
         request_headers: Some(vec![Header {
             name: "host".into(),
             value: b"docs.example.com".to_vec(),

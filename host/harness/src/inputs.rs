@@ -185,6 +185,7 @@ impl LogEntry {
                 request_id: Some("req-1".to_owned()),
                 user_agent: Some(String::new()),
                 referer: Some(String::new()),
+                http_host: Some(String::new()),
                 request_headers: Some(Vec::new()),
                 response_headers: Some(Vec::new()),
                 vars: Some(Vec::new()),
@@ -262,12 +263,14 @@ impl LogEntry {
         self
     }
 
-    /// A request header; `user-agent` and `referer` also fill their fields.
+    /// A request header; `user-agent`, `referer` and `host` also fill
+    /// their fields (`host` the record's `http-host`).
     pub fn request_header(mut self, name: &str, value: &str) -> Self {
         let name = name.to_ascii_lowercase();
         match name.as_str() {
             "user-agent" => self.record.user_agent = Some(value.to_owned()),
             "referer" => self.record.referer = Some(value.to_owned()),
+            "host" => self.record.http_host = Some(value.to_owned()),
             _ => {}
         }
         self.record
@@ -302,7 +305,8 @@ impl LogEntry {
         self
     }
 
-    /// The record, with the route and (unless set) the time filled in.
+    /// The record, with the route, (unless set) the time and (unless a
+    /// `host` header was given) `http-host` filled in.
     pub fn into_record(self, route: &str, now_ms: u64) -> LogRecord {
         let mut record = self.record;
         if !self.route_set {
@@ -311,6 +315,10 @@ impl LogEntry {
         if !self.time_set {
             record.time_unix_ms = now_ms;
             record.time = Some(rfc3339_millis(now_ms));
+        }
+        // No Host header given: the routed host, as the proxy fills it.
+        if record.http_host.as_deref().is_none_or(str::is_empty) {
+            record.http_host = record.host.clone();
         }
         record
     }

@@ -1,10 +1,11 @@
 //! The record fields a plugin reads, as it declared them in `configure`
 //! (`plugin-info.request-fields`, `log-fields`): before each hook call the
-//! runtime takes the other text fields out of the call's `request-head` or
-//! `log-record` (they cross as `none`) and puts them back afterwards. Every
-//! string copied into a guest is a guest allocation, entered from the host
-//! (~450 instructions each), so a plugin that reads two fields of nine pays
-//! for two. Header lists are narrowed by [`crate::header_filter`].
+//! runtime takes the other text fields, and the empty ones, out of the
+//! call's `request-head` or `log-record` (they cross as `none`) and puts
+//! them back afterwards. Every string copied into a guest is a guest
+//! allocation, entered from the host (~450 instructions each, an empty one
+//! too), so a plugin that reads two fields of nine pays for two. Header
+//! lists are narrowed by [`crate::header_filter`].
 
 use crate::bindings::types::{LogFieldSet, LogRecord, RequestFieldSet, RequestHead, Var};
 
@@ -34,7 +35,7 @@ fn request_slots(req: &mut RequestHead) -> [&mut Option<String>; 8] {
 }
 
 /// The log-record text fields in `log-field-set` order (`vars` apart).
-const LOG_FIELDS: [LogFieldSet; 14] = [
+const LOG_FIELDS: [LogFieldSet; 15] = [
     LogFieldSet::TIME,
     LogFieldSet::CLIENT_IP,
     LogFieldSet::PEER_ADDR,
@@ -49,9 +50,10 @@ const LOG_FIELDS: [LogFieldSet; 14] = [
     LogFieldSet::REQUEST_ID,
     LogFieldSet::USER_AGENT,
     LogFieldSet::REFERER,
+    LogFieldSet::HTTP_HOST,
 ];
 
-fn log_slots(rec: &mut LogRecord) -> [&mut Option<String>; 14] {
+fn log_slots(rec: &mut LogRecord) -> [&mut Option<String>; 15] {
     [
         &mut rec.time,
         &mut rec.client_ip,
@@ -67,6 +69,7 @@ fn log_slots(rec: &mut LogRecord) -> [&mut Option<String>; 14] {
         &mut rec.request_id,
         &mut rec.user_agent,
         &mut rec.referer,
+        &mut rec.http_host,
     ]
 }
 
@@ -76,22 +79,23 @@ fn log_slots(rec: &mut LogRecord) -> [&mut Option<String>; 14] {
 #[must_use = "the taken fields must be put back with `restore_request`"]
 pub(crate) struct SavedRequest([Option<String>; 8]);
 
-/// Take out of `req` the text fields `keep` does not name.
+/// Take out of `req` the text fields `keep` does not name, and the empty ones.
 pub(crate) fn narrow_request(keep: RequestFieldSet, req: &mut RequestHead) -> SavedRequest {
     let mut saved = SavedRequest(Default::default());
-    if keep == RequestFieldSet::all() {
-        return saved;
-    }
     for ((slot, flag), out) in request_slots(req)
         .into_iter()
         .zip(REQUEST_FIELDS)
         .zip(saved.0.iter_mut())
     {
-        if !keep.contains(flag) {
+        if !keep.contains(flag) || is_empty(slot) {
             *out = slot.take();
         }
     }
     saved
+}
+
+fn is_empty(field: &Option<String>) -> bool {
+    field.as_deref() == Some("")
 }
 
 /// Put back what [`narrow_request`] took out.
@@ -105,24 +109,22 @@ pub(crate) fn restore_request(req: &mut RequestHead, saved: SavedRequest) {
 
 /// The log fields a call took out, to put back with [`restore_log`].
 #[must_use = "the taken fields must be put back with `restore_log`"]
-pub(crate) struct SavedLog([Option<String>; 14], Option<Vec<Var>>);
+pub(crate) struct SavedLog([Option<String>; 15], Option<Vec<Var>>);
 
-/// Take out of `rec` the text fields and vars `keep` does not name.
+/// Take out of `rec` the text fields and vars `keep` does not name, and the
+/// empty ones.
 pub(crate) fn narrow_log(keep: LogFieldSet, rec: &mut LogRecord) -> SavedLog {
     let mut saved = SavedLog(Default::default(), None);
-    if keep == LogFieldSet::all() {
-        return saved;
-    }
     for ((slot, flag), out) in log_slots(rec)
         .into_iter()
         .zip(LOG_FIELDS)
         .zip(saved.0.iter_mut())
     {
-        if !keep.contains(flag) {
+        if !keep.contains(flag) || is_empty(slot) {
             *out = slot.take();
         }
     }
-    if !keep.contains(LogFieldSet::VARS) {
+    if !keep.contains(LogFieldSet::VARS) || rec.vars.as_ref().is_some_and(Vec::is_empty) {
         saved.1 = rec.vars.take();
     }
     saved
@@ -225,6 +227,7 @@ mod tests {
             request_id: text("r-1"),
             user_agent: text("curl/8"),
             referer: text(""),
+            http_host: text("example.com:8080"),
             request_headers: Some(Vec::new()),
             response_headers: None,
             vars: Some(vec![Var {
@@ -239,7 +242,7 @@ mod tests {
             present,
             [
                 false, false, false, false, false, false, true, false, false, false, false, false,
-                true, false
+                true, false, false
             ]
         );
         assert_eq!(rec.vars, None);
@@ -250,9 +253,41 @@ mod tests {
         restore_log(&mut rec, saved);
         assert_eq!(rec, full);
 
+        // Everything asked for: only the empty referer stays home.
         let saved = narrow_log(LogFieldSet::all(), &mut rec);
-        assert_eq!(rec, full);
+        assert_eq!(
+            rec,
+            LogRecord {
+                referer: None,
+                ..full.clone()
+            }
+        );
         restore_log(&mut rec, saved);
         assert_eq!(rec, full);
+
+        // An empty vars list stays home too.
+        rec.vars = Some(Vec::new());
+        let saved = narrow_log(LogFieldSet::all(), &mut rec);
+        assert_eq!(rec.vars, None);
+        restore_log(&mut rec, saved);
+        assert_eq!(rec.vars, Some(Vec::new()));
+    }
+
+    #[test]
+    fn empty_request_fields_cross_as_none() {
+        let mut req = RequestHead {
+            route: Some(String::new()),
+            ..head()
+        };
+        let saved = narrow_request(RequestFieldSet::all(), &mut req);
+        assert_eq!(
+            req,
+            RequestHead {
+                route: None,
+                ..head()
+            }
+        );
+        restore_request(&mut req, saved);
+        assert_eq!(req.route.as_deref(), Some(""));
     }
 }

@@ -68,14 +68,21 @@ pub(crate) fn narrow(filter: &HeaderFilter, headers: &mut Option<Vec<Header>>) -
     let Some(list) = headers else {
         return Saved(None);
     };
+    if list.is_empty() {
+        // An empty list crosses as `none`: lowering one costs an allocation.
+        return Saved(Some(headers.take()));
+    }
     if list.iter().all(|h| filter.lets_through(&h.name)) {
         return Saved(None);
     }
-    let narrowed = list
+    let narrowed: Vec<Header> = list
         .iter()
         .filter(|h| filter.lets_through(&h.name))
         .cloned()
         .collect();
+    if narrowed.is_empty() {
+        return Saved(Some(headers.take()));
+    }
     Saved(Some(headers.replace(narrowed)))
 }
 
@@ -130,6 +137,20 @@ mod tests {
         assert_eq!(headers, None);
         restore(&mut headers, saved);
         assert_eq!(names(&headers), ["host", "accept"]);
+    }
+
+    #[test]
+    fn a_list_left_empty_crosses_as_none() {
+        let mut headers = list(&["host", "accept"]);
+        let saved = narrow(&HeaderFilter::Only(vec!["x-a".into()]), &mut headers);
+        assert_eq!(headers, None);
+        restore(&mut headers, saved);
+        assert_eq!(names(&headers), ["host", "accept"]);
+        let mut empty = list(&[]);
+        let saved = narrow(&HeaderFilter::All, &mut empty);
+        assert_eq!(empty, None);
+        restore(&mut empty, saved);
+        assert_eq!(empty, Some(Vec::new()));
     }
 
     #[test]

@@ -57,6 +57,7 @@ text_accessors!(LogRecord {
     request_id,
     user_agent,
     referer,
+    http_host,
 });
 list_accessors!(LogRecord {
     request_headers: Header,

@@ -220,6 +220,7 @@ mod tests {
             request_id: Some("abc".into()),
             user_agent: Some("curl/8 \"quoted\"".into()),
             referer: Some(String::new()),
+            http_host: Some(String::new()),
             request_headers: Some(vec![]),
             response_headers: Some(vec![]),
             vars: Some(vec![]),

@@ -29,6 +29,10 @@ pub struct RequestContext {
     pub version: Version,
     pub user_agent: String,
     pub referer: String,
+    /// The Host header as sent (the authority for HTTP/2, else the routed
+    /// host), when the log hook reads it; set by
+    /// [`RequestContext::request_head`].
+    pub http_host: String,
     /// The request header fields the log hook reads, as received (empty
     /// when the route has no log hook); set by [`RequestContext::request_head`].
     pub request_headers: Vec<Header>,
@@ -67,6 +71,7 @@ impl RequestContext {
             version: req.version(),
             user_agent: header_text(http::header::USER_AGENT),
             referer: header_text(http::header::REFERER),
+            http_host: String::new(),
             request_headers: Vec::new(),
             route: None,
             chain: None,
@@ -88,6 +93,9 @@ impl RequestContext {
     pub fn request_head<B>(&mut self, req: &Request<B>) -> RequestHead {
         if let Some(chain) = &self.chain {
             self.request_headers = filtered_list(req.headers(), chain.log_fields().0);
+            if chain.log_reads_http_host() {
+                self.http_host = http_host(req, &self.host);
+            }
         }
         RequestHead {
             method: Some(self.method.as_str().to_string()),
@@ -108,6 +116,18 @@ impl RequestContext {
         crate::plugin_chain::apply_checked_edits(&mut received, &self.request_header_edits);
         received
     }
+}
+
+/// nginx's `$http_host`: the Host header as sent, or the request's
+/// authority (HTTP/2 has no Host header); the routed host when the request
+/// named neither (HTTP/1.0).
+fn http_host<B>(req: &Request<B>, routed: &str) -> String {
+    if let Some(value) = req.headers().get(http::header::HOST) {
+        return String::from_utf8_lossy(value.as_bytes()).into_owned();
+    }
+    req.uri()
+        .authority()
+        .map_or_else(|| routed.to_owned(), |a| a.as_str().to_owned())
 }
 
 /// "HTTP/1.1" etc., as in logs.

@@ -108,6 +108,7 @@ impl PendingLog {
             request_id: Some(ctx.client.request_id),
             user_agent: Some(ctx.user_agent),
             referer: Some(ctx.referer),
+            http_host: Some(ctx.http_host),
             request_headers: Some(ctx.request_headers),
             response_headers: Some(response_headers),
             vars: Some(ctx.vars),

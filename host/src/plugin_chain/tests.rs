@@ -182,6 +182,7 @@ fn log_record() -> LogRecord {
         request_id: Some("req-1".into()),
         user_agent: Some("test".into()),
         referer: Some(String::new()),
+        http_host: Some(String::new()),
         request_headers: Some(vec![]),
         response_headers: Some(vec![]),
         vars: Some(vec![]),

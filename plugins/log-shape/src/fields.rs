@@ -38,8 +38,9 @@ pub enum Field {
     Args,
     /// Host without port, as routed.
     Host,
-    /// The Host header as sent (nginx `$http_host`); the routed host when
-    /// the request had none (HTTP/2).
+    /// The Host header as sent (nginx `$http_host`; the authority for
+    /// HTTP/2); the host fills in the routed host when the request named
+    /// neither.
     HttpHost,
     Status,
     /// `2xx`, `4xx`, ...
@@ -218,10 +219,7 @@ impl Field {
                 None => text(""),
             },
             Field::Host => text(&rec.host),
-            Field::HttpHost => match request_header(rec, "host", redaction) {
-                Some(host) => Value::Text(host),
-                None => text(&rec.host),
-            },
+            Field::HttpHost => header_text(&rec.http_host, "host", redaction),
             Field::Status => Value::Int(u64::from(rec.status)),
             Field::StatusClass => owned(|out| {
                 out.push(char::from(b'0' + (rec.status / 100 % 10) as u8));
@@ -268,8 +266,8 @@ impl Field {
             Field::Protocol => LogFieldSet::PROTOCOL,
             Field::RequestLine => LogFieldSet::METHOD | LogFieldSet::URI | LogFieldSet::PROTOCOL,
             Field::RequestUri | Field::Path | Field::Args => LogFieldSet::URI,
-            // The Host header, else the routed host.
-            Field::Host | Field::HttpHost => LogFieldSet::HOST,
+            Field::Host => LogFieldSet::HOST,
+            Field::HttpHost => LogFieldSet::HTTP_HOST,
             Field::UpstreamAddr => LogFieldSet::UPSTREAM_ADDR,
             Field::UpstreamCacheStatus => LogFieldSet::CACHE_STATUS,
             Field::RequestId => LogFieldSet::REQUEST_ID,
@@ -297,7 +295,6 @@ impl Field {
     /// (`user-agent` and `referer` come in fields of their own).
     pub fn request_header(&self) -> Option<&str> {
         match self {
-            Field::HttpHost => Some("host"),
             Field::RequestHeader(name) => match &**name {
                 "user-agent" | "referer" => None,
                 name => Some(name),

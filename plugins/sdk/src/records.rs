@@ -72,7 +72,7 @@ pub struct LogRecord {
     /// Seconds the upstream took to answer (headers), if one was asked.
     pub upstream_response_time: Option<f64>,
     pub upstream_addr: Option<String>,
-    /// HIT, MISS, ... or empty when the route has no cache.
+    /// HIT, MISS, ...; empty when the route has no cache.
     pub cache_status: String,
     pub route: String,
     pub request_id: String,
@@ -80,6 +80,10 @@ pub struct LogRecord {
     pub user_agent: String,
     /// The Referer request header, empty when absent.
     pub referer: String,
+    /// The Host request header as sent, port included (nginx `$http_host`;
+    /// the authority for HTTP/2, the routed host when the request named
+    /// none).
+    pub http_host: String,
     pub request_headers: Vec<Header>,
     pub response_headers: Vec<Header>,
     /// Vars set by earlier hooks (e.g. the rate-limit outcome).
@@ -135,6 +139,7 @@ impl From<wit::LogRecord> for LogRecord {
             request_id: rec.request_id.unwrap_or_default(),
             user_agent: rec.user_agent.unwrap_or_default(),
             referer: rec.referer.unwrap_or_default(),
+            http_host: rec.http_host.unwrap_or_default(),
             request_headers: rec.request_headers.unwrap_or_default(),
             response_headers: rec.response_headers.unwrap_or_default(),
             vars: rec.vars.unwrap_or_default(),

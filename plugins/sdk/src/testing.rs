@@ -111,6 +111,7 @@ pub fn narrowed_log_record(
         request_id: keep(LogFieldSet::REQUEST_ID, &rec.request_id),
         user_agent: keep(LogFieldSet::USER_AGENT, &rec.user_agent),
         referer: keep(LogFieldSet::REFERER, &rec.referer),
+        http_host: keep(LogFieldSet::HTTP_HOST, &rec.http_host),
         request_headers: narrowed_headers(&rec.request_headers, request_headers),
         response_headers: narrowed_headers(&rec.response_headers, response_headers),
         vars: fields.contains(LogFieldSet::VARS).then(|| rec.vars.clone()),

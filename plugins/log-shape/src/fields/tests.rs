@@ -30,6 +30,7 @@ pub(crate) fn record() -> LogRecord {
         request_id: "01HZX".into(),
         user_agent: "curl/8 \"quoted\"".into(),
         referer: "https://example.com/?token=abc".into(),
+        http_host: "docs.example.com:8443".into(),
         request_headers: vec![
             Header::new("host", "docs.example.com:8443"),
             Header::new("user-agent", "curl/8 \"quoted\""),
@@ -107,7 +108,7 @@ fn nginx_variables_render_from_the_record() {
 }
 
 #[test]
-fn absent_upstream_is_null_and_http_host_falls_back() {
+fn absent_upstream_is_null() {
     let mut rec = record();
     rec.upstream_response_time = None;
     rec.upstream_addr = None;
@@ -117,7 +118,11 @@ fn absent_upstream_is_null_and_http_host_falls_back() {
     let none = Redaction::default();
     assert_eq!(render("upstream_response_time", &rec, &none), Value::Null);
     assert_eq!(render("upstream_addr", &rec, &none), Value::Null);
-    assert_eq!(render("http_host", &rec, &none), text("docs.example.com"));
+    // No Host header: `http_host` is what the host filled in.
+    assert_eq!(
+        render("http_host", &rec, &none),
+        text("docs.example.com:8443")
+    );
     assert_eq!(render("args", &rec, &none), text(""));
     assert_eq!(render("path", &rec, &none), text("/plain"));
     assert_eq!(render("remote_addr", &rec, &none), text("2001:db8::1"));
@@ -211,7 +216,7 @@ fn unknown_and_malformed_fields_are_refused() {
 }
 
 /// Every catalog name with the record fields it reads.
-const CATALOG: [(&str, LogFieldSet); 39] = [
+const CATALOG: [(&str, LogFieldSet); 40] = [
     ("time", LogFieldSet::empty()),
     ("time_local", LogFieldSet::empty()),
     ("timestamp", LogFieldSet::TIME),
@@ -232,7 +237,8 @@ const CATALOG: [(&str, LogFieldSet); 39] = [
     ("path", LogFieldSet::URI),
     ("args", LogFieldSet::URI),
     ("host", LogFieldSet::HOST),
-    ("http_host", LogFieldSet::HOST),
+    ("http_host", LogFieldSet::HTTP_HOST),
+    ("request_header:host", LogFieldSet::empty()),
     ("status", LogFieldSet::empty()),
     ("status_class", LogFieldSet::empty()),
     ("body_bytes_sent", LogFieldSet::empty()),
@@ -281,9 +287,10 @@ fn each_field_declares_the_record_fields_it_reads() {
 fn each_field_renders_the_same_from_only_what_it_declares() {
     let mut rec = record();
     rec.cache_status = "HIT".into();
-    // No Host header (HTTP/2): `http_host` falls back to the routed host.
+    // No Host header (HTTP/2): the host fills `http-host` in.
     let mut no_host = rec.clone();
     no_host.request_headers.retain(|h| h.name != "host");
+    no_host.http_host = "docs.example.com".into();
     let redactions = [
         Redaction::default(),
         Redaction::build(&RawRedact {

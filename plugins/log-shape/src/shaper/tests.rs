@@ -313,10 +313,10 @@ fn the_documented_examples_are_accepted() {
 
 #[test]
 fn the_host_is_asked_only_for_the_headers_the_line_and_labels_read() {
-    // The nginx preset: `http_host` reads the Host field; the user agent
-    // comes in its own field of the record.
+    // The nginx preset: the Host header and the user agent come in fields
+    // of their own.
     let preset = shaper(r#"{"preset":"nginx"}"#);
-    assert_eq!(preset.request_headers(), HeaderFilter::only(["host"]));
+    assert_eq!(preset.request_headers(), HeaderFilter::none());
     assert_eq!(preset.response_headers(), HeaderFilter::none());
     let custom = shaper(
         r#"{"fields":[{"name":"trace","from":"http_x_trace"},
@@ -353,6 +353,7 @@ fn sample_records() -> Vec<LogRecord> {
     failed.upstream_addr = None;
     failed.upstream_response_time = None;
     failed.request_headers.retain(|h| h.name != "host");
+    failed.http_host = "docs.example.com".into();
     let mut hit = with("GET", "/static/app.css", 200);
     hit.cache_status = "HIT".into();
     // The hit first: the first line of a sampled class is kept.
@@ -402,7 +403,7 @@ fn assert_reads_only_what_it_declares(shaper: &LogShaper, json: &str) {
 #[test]
 fn the_host_is_asked_only_for_the_fields_the_line_rules_and_labels_read() {
     let cases = [
-        // The nginx preset: `http_host` falls back to the routed host.
+        // The nginx preset.
         (
             "{}",
             LogFieldSet::PEER_ADDR
@@ -410,7 +411,7 @@ fn the_host_is_asked_only_for_the_fields_the_line_rules_and_labels_read() {
                 | LogFieldSet::METHOD
                 | LogFieldSet::URI
                 | LogFieldSet::CACHE_STATUS
-                | LogFieldSet::HOST
+                | LogFieldSet::HTTP_HOST
                 | LogFieldSet::USER_AGENT,
         ),
         (
