@@ -14,6 +14,7 @@ use http::Method;
 use tailgate_e2e::base_config;
 use tailgate_e2e::cache_upstream::encode;
 use tailgate_e2e::client::{get_with, send, Reply};
+use tailgate_e2e::metrics_scrape::{scrape, sum};
 use tailgate_e2e::process::Tailgate;
 use tailgate_e2e::upstream::TestUpstream;
 
@@ -220,6 +221,26 @@ async fn hit_miss_expired_revalidated_bypass_and_the_log() {
     for wanted in ["HIT", "MISS", "EXPIRED", "BYPASS"] {
         tg.wait_log("upstream_cache_status", wanted);
     }
+
+    // `/metrics` counts each request once, by host and status; a route
+    // without a cache has no series.
+    let samples = scrape(tg.admin_addr()).await;
+    let count = |host: &str, status: &str| {
+        let labels = [("host", host), ("cache_status", status)];
+        sum(&samples, "tailgate_cache_requests_total", &labels)
+    };
+    assert_eq!(
+        ["MISS", "HIT", "EXPIRED", "REVALIDATED", "BYPASS"].map(|s| count("plain.test", s)),
+        [4.0, 3.0, 1.0, 2.0, 1.0]
+    );
+    assert_eq!(
+        sum(
+            &samples,
+            "tailgate_cache_requests_total",
+            &[("host", "uncached.test")]
+        ),
+        0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -89,9 +89,10 @@ impl CachedResponse {
         request_headers: &HeaderMap,
     ) -> Response<ProxyBody> {
         let mut headers = self.headers.clone();
-        if let Ok(age) = HeaderValue::from_str(&self.policy.age(now).as_secs().to_string()) {
-            headers.insert(header::AGE, age);
-        }
+        headers.insert(
+            header::AGE,
+            HeaderValue::from(self.policy.age(now).as_secs()),
+        );
         if self.status == StatusCode::OK && self.client_has_it(request_headers) {
             headers.remove(header::CONTENT_LENGTH);
             headers.remove(header::CONTENT_TYPE);
@@ -127,16 +128,21 @@ impl CachedResponse {
                 .map(|t| t.trim())
                 .any(|t| t == "*" || t.trim_start_matches("W/") == etag);
         }
-        let since = request_headers
+        // Most requests are not conditional: parse the stored date only
+        // for one that is.
+        let Some(since) = request_headers
             .get(header::IF_MODIFIED_SINCE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| httpdate::parse_http_date(v).ok());
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+        else {
+            return false;
+        };
         let modified = self
             .headers
             .get(header::LAST_MODIFIED)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok());
-        matches!((since, modified), (Some(since), Some(modified)) if modified <= since)
+        modified.is_some_and(|modified| modified <= since)
     }
 }
 

@@ -11,7 +11,7 @@
 //! `inactive`), `freshness` (RFC 9111 rules and nginx overrides), `entry`
 //! (a stored response), `lock` (cache lock), `origin` (the upstream
 //! request), `fill` (store while streaming), `serve` (the decisions),
-//! `purge` (the admin endpoint).
+//! `status_metric` (the per-status counter), `purge` (the admin endpoint).
 
 mod entry;
 mod fill;
@@ -21,6 +21,7 @@ mod lock;
 mod origin;
 pub mod purge;
 mod serve;
+mod status_metric;
 mod store;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +55,9 @@ pub enum CacheStatus {
 }
 
 impl CacheStatus {
+    /// How many statuses there are (`status as usize` is below it).
+    pub const COUNT: usize = CacheStatus::Bypass as usize + 1;
+
     pub fn as_str(self) -> &'static str {
         match self {
             CacheStatus::Hit => "HIT",

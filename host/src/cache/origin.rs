@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
-use tailgate_runtime::RequestHead;
 
 use crate::error::ProxyError;
 use crate::pipeline::body::{empty_body, BodyCounter};
 use crate::pipeline::context::RequestContext;
-use crate::pipeline::upstream_phase::upstream_request_head;
+use crate::pipeline::upstream_phase::upstream_request_fields;
 use crate::upstream::keepalive::UpstreamBody;
 use crate::upstream::{HttpUpstreamClient, UpstreamResponse};
 
@@ -44,27 +43,25 @@ pub struct Fetched {
 }
 
 impl Origin {
+    /// The request to `uri` (`upstream_uri`) with the client's request
+    /// `fields` as the hooks left them. Built only when the cache goes
+    /// upstream: a hit needs none of it.
     pub fn new(
         client: &Arc<HttpUpstreamClient>,
         ctx: &RequestContext,
-        head: &RequestHead,
+        uri: Uri,
         fields: http::HeaderMap,
         client_host: Option<HeaderValue>,
-    ) -> Result<Arc<Self>, ProxyError> {
-        let (uri, mut headers) =
-            upstream_request_head(client, ctx, head, fields, client_host, None)?;
+    ) -> Self {
+        let mut headers = upstream_request_fields(client, ctx, fields, client_host, None);
         for name in CLIENT_CONDITIONALS {
             headers.remove(name);
         }
-        Ok(Arc::new(Origin {
+        Origin {
             client: client.clone(),
             uri,
             headers,
-        }))
-    }
-
-    pub fn uri(&self) -> &Uri {
-        &self.uri
+        }
     }
 
     /// `host:port` of the upstream, for the log when no peer is known.

@@ -27,9 +27,9 @@ use crate::forwarding::{requested_upgrade, strip_hop_by_hop};
 use crate::pipeline::body::{boxed, empty_body, BoxError};
 use crate::pipeline::context::RequestContext;
 use crate::pipeline::reply::Reply;
-use crate::pipeline::upstream_phase::client_host;
+use crate::pipeline::upstream_phase::{client_host, upstream_uri};
 use crate::pipeline::ActiveConfig;
-use crate::upstream::UpstreamTarget;
+use crate::upstream::{HttpUpstreamClient, UpstreamTarget};
 
 /// What the cache step made of a request.
 pub enum CacheStep<B> {
@@ -74,8 +74,8 @@ where
     // The request is answered from here on: its header map is taken, not
     // copied (its body is empty, checked above).
     let request_headers = ctx.edited_headers(req.into_parts().0.headers);
-    let origin = match Origin::new(client, ctx, head, request_headers.clone(), host) {
-        Ok(origin) => origin,
+    let uri = match upstream_uri(client, head) {
+        Ok(uri) => uri,
         Err(err) => {
             return CacheStep::Answered(Reply::error(&err, Some(route), &ctx.client.request_id))
         }
@@ -84,11 +84,15 @@ where
     let lookup = CacheLookup {
         cache: active.cache.clone(),
         primary: settings.key.render(head),
-        policy_request: policy_request(origin.uri(), &request_headers),
+        policy_request: policy_request(&uri, &request_headers),
         no_store: matches_any(&settings.no_store, head),
         request_headers,
         settings,
-        origin,
+        upstream: UpstreamRequest {
+            client: client.clone(),
+            uri,
+            client_host: host,
+        },
         head_only,
     };
     let bypass = matches_any(&lookup.settings.bypass, head);
@@ -101,12 +105,7 @@ pub fn label(ctx: &RequestContext, route: &Route, mut reply: Reply) -> Reply {
     let (Some(settings), Some(status)) = (route.cache.as_deref(), ctx.cache_status) else {
         return reply;
     };
-    metrics::counter!(
-        "tailgate_cache_requests_total",
-        "cache_status" => status.as_str(),
-        "host" => ctx.host.clone()
-    )
-    .increment(1);
+    super::status_metric::count(&ctx.host, status);
     if let Some(name) = &settings.status_header {
         reply
             .response
@@ -135,11 +134,19 @@ fn matches_any(conditions: &[CacheCondition], head: &RequestHead) -> bool {
     })
 }
 
+/// What the cache needs to go upstream for this request, kept until it
+/// does (on a hit it never does).
+struct UpstreamRequest {
+    client: Arc<HttpUpstreamClient>,
+    uri: http::Uri,
+    client_host: Option<HeaderValue>,
+}
+
 /// One request's way through the cache.
 struct CacheLookup {
     cache: Arc<ResponseCache>,
     settings: Arc<RouteCache>,
-    origin: Arc<Origin>,
+    upstream: UpstreamRequest,
     primary: String,
     request_headers: HeaderMap,
     policy_request: http::request::Parts,
@@ -186,7 +193,8 @@ impl CacheLookup {
                         ctx.cache_status = Some(CacheStatus::Updating);
                         let reply = self.reply_from(entry);
                         let entry = entry.clone();
-                        tokio::spawn(self.refresh_in_background(entry, guard));
+                        let origin = self.origin(ctx);
+                        tokio::spawn(self.refresh_in_background(origin, entry, guard));
                         return reply;
                     }
                     return self.fetch(ctx, route, Some(guard), cached, true).await;
@@ -210,6 +218,18 @@ impl CacheLookup {
         }
     }
 
+    /// The upstream request for this key, as the route forwards it.
+    fn origin(&self, ctx: &RequestContext) -> Origin {
+        let upstream = &self.upstream;
+        Origin::new(
+            &upstream.client,
+            ctx,
+            upstream.uri.clone(),
+            self.request_headers.clone(),
+            upstream.client_host.clone(),
+        )
+    }
+
     /// A stored response as the reply.
     fn reply_from(&self, entry: &CachedResponse) -> Reply {
         Reply::upstream(
@@ -231,12 +251,13 @@ impl CacheLookup {
         may_store: bool,
     ) -> Reply {
         let conditions = stale.as_ref().and_then(|e| e.validators());
-        let result = self.origin.fetch(conditions.as_ref()).await;
+        let origin = self.origin(ctx);
+        let result = origin.fetch(conditions.as_ref()).await;
         let now = SystemTime::now();
         let fetched = match result {
             Ok(fetched) => fetched,
             Err(err) => {
-                ctx.upstream_addr = Some(self.origin.address());
+                ctx.upstream_addr = Some(origin.address());
                 if let Some(entry) = stale.filter(|e| self.stale_on_error(e, &err, now)) {
                     tracing::warn!(key = %self.primary, "upstream failed, serving stale: {err}");
                     ctx.cache_status = Some(CacheStatus::Stale);
@@ -251,7 +272,7 @@ impl CacheLookup {
             took,
         } = fetched;
         ctx.upstream_time = Some(took);
-        ctx.upstream_addr = Some(peer.unwrap_or_else(|| self.origin.address()));
+        ctx.upstream_addr = Some(peer.unwrap_or_else(|| origin.address()));
         strip_hop_by_hop(response.headers_mut(), None);
         let status = response.status();
 
@@ -378,9 +399,14 @@ impl CacheLookup {
 
     /// nginx `proxy_cache_background_update`: refresh `entry` after the
     /// client has its stale copy. Holds the key's lock until done.
-    async fn refresh_in_background(self, entry: Arc<CachedResponse>, lock: CacheLockGuard) {
+    async fn refresh_in_background(
+        self,
+        origin: Origin,
+        entry: Arc<CachedResponse>,
+        lock: CacheLockGuard,
+    ) {
         let conditions = entry.validators();
-        let fetched = match self.origin.fetch(conditions.as_ref()).await {
+        let fetched = match origin.fetch(conditions.as_ref()).await {
             Ok(fetched) => fetched,
             Err(err) => {
                 tracing::warn!(key = %self.primary, "background cache update failed: {err}");

@@ -158,9 +158,29 @@ pub(crate) fn upstream_request_head(
     client_host: Option<HeaderValue>,
     upgrade: Option<&HeaderValue>,
 ) -> Result<(http::Uri, http::HeaderMap), ProxyError> {
-    let uri = client
+    let uri = upstream_uri(client, head)?;
+    let headers = upstream_request_fields(client, ctx, fields, client_host, upgrade);
+    Ok((uri, headers))
+}
+
+/// The upstream URI for `head`'s path and query.
+pub(crate) fn upstream_uri(
+    client: &HttpUpstreamClient,
+    head: &RequestHead,
+) -> Result<http::Uri, ProxyError> {
+    client
         .uri_for(head.path(), head.query.as_deref())
-        .map_err(|e| ProxyError::Internal(format!("upstream target for {:?}: {e}", head.path)))?;
+        .map_err(|e| ProxyError::Internal(format!("upstream target for {:?}: {e}", head.path)))
+}
+
+/// The header fields of [`upstream_request_head`].
+pub(crate) fn upstream_request_fields(
+    client: &HttpUpstreamClient,
+    ctx: &RequestContext,
+    fields: http::HeaderMap,
+    client_host: Option<HeaderValue>,
+    upgrade: Option<&HeaderValue>,
+) -> http::HeaderMap {
     let mut headers = fields;
     strip_hop_by_hop(&mut headers, upgrade);
     ctx.client.apply_forwarding_headers(&mut headers);
@@ -172,7 +192,7 @@ pub(crate) fn upstream_request_head(
         Some(host) => headers.insert(header::HOST, host),
         None => headers.remove(header::HOST),
     };
-    Ok((uri, headers))
+    headers
 }
 
 /// The client's `Host` as received (`:authority` for HTTP/2).
