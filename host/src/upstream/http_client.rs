@@ -170,7 +170,9 @@ impl HttpUpstreamClient {
         body: &BodyCounter,
     ) -> Result<UpstreamResponse, ProxyError> {
         let order = self.health.order();
-        let replay = replayable(&req).then(|| Replay {
+        // Kept only when there is another address to send it to: a copy of
+        // the header fields per request otherwise.
+        let replay = (order.len() > 1 && replayable(&req)).then(|| Replay {
             method: req.method().clone(),
             uri: req.uri().clone(),
             headers: req.headers().clone(),
