@@ -5,10 +5,11 @@
 //! lets the route's log hooks shape it, hands the line to the access log,
 //! and records the request metrics.
 
+use std::sync::LazyLock;
 use std::time::UNIX_EPOCH;
 
 use dashmap::DashMap;
-// Keys are host labels (at most MAX_CACHED_HOSTS) and (method, status).
+// Keys are (method, status).
 use foldhash::fast::RandomState;
 use metrics::{Counter, Histogram};
 use tailgate_runtime::{Header, HookSet, LogRecord};
@@ -17,6 +18,7 @@ use super::context::{protocol_name, RequestContext};
 use super::run_hook;
 use crate::access_log::{default_line, AccessLog};
 use crate::plugin_chain::LogDecision;
+use crate::telemetry::by_host::ByHost;
 
 /// Status logged for a connection closed without a response (nginx 444).
 pub const CLOSED_WITHOUT_RESPONSE: u16 = 444;
@@ -122,9 +124,6 @@ const STANDARD_METHODS: [&str; 9] = [
 ];
 /// The host label of an unrouted request.
 const UNROUTED: &str = "_unrouted";
-/// Hosts whose metric handles are kept; past this, series are looked up
-/// per request (as the `metrics` macros do).
-const MAX_CACHED_HOSTS: usize = 1024;
 
 /// Request counters and histograms. Labels stay low-cardinality: the host
 /// only when a route matched, the method only when standard.
@@ -135,24 +134,15 @@ fn record_metrics(routed: bool, record: &LogRecord) {
         .find(|m| **m == record.method())
         .copied()
         .unwrap_or("OTHER");
-    let series = &*REQUEST_SERIES;
-    match series.get(host) {
-        Some(host_series) => host_series.record(method, record),
-        None if series.len() < MAX_CACHED_HOSTS => {
-            let host_series = series
-                .entry(host.to_string())
-                .or_insert_with(|| HostSeries::register(host));
-            host_series.record(method, record);
-        }
-        None => HostSeries::register(host).record(method, record),
-    }
+    REQUEST_SERIES.with(
+        host,
+        || HostSeries::register(host),
+        |series| series.record(method, record),
+    );
 }
 
-/// Registered handles of the request metrics, by host label: registering
-/// a series hashes its key and allocates its labels, which per request was
-/// a measurable share of the proxy's CPU (docs/performance.md).
-static REQUEST_SERIES: std::sync::LazyLock<DashMap<String, HostSeries, RandomState>> =
-    std::sync::LazyLock::new(DashMap::default);
+/// Registered handles of the request metrics, by host label.
+static REQUEST_SERIES: LazyLock<ByHost<HostSeries>> = LazyLock::new(ByHost::default);
 
 /// The series of one host label.
 struct HostSeries {

@@ -9,6 +9,7 @@
 //! A config reload restarts the pushers whose section changed (see
 //! [`Telemetry`]); the metric prefix and constant labels need a restart.
 
+pub mod by_host;
 pub mod exposition;
 pub mod loki;
 pub mod metrics_endpoint;
