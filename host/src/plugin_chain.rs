@@ -12,15 +12,17 @@ pub use edits::{
     InvalidOutput,
 };
 
+use edits::check_path;
+
 use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use tailgate_runtime::{
-    ConfigureError, ConfiguredPlugin, HeaderEdit, HeaderFilter, HookSet, ImmediateResponse, Limits,
-    LoadError, LogFieldSet, LogLine, LogRecord, PluginFault, RequestAction, RequestEdits,
-    RequestHead, ResponseEdits, ResponseHead, Runtime, Var,
+    ConfigureError, ConfiguredPlugin, FixedEdits, HeaderEdit, HeaderFilter, HookSet,
+    ImmediateResponse, Limits, LoadError, LogFieldSet, LogLine, LogRecord, PluginFault,
+    RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead, Runtime, Var,
 };
 
 use crate::config::model::{Config, FailurePolicy, RouteName};
@@ -35,6 +37,12 @@ pub enum ChainLoadError {
     Configure(#[from] ConfigureError),
     #[error("route {route}, plugin {plugin}: not defined in [plugins]")]
     UndefinedPlugin { route: String, plugin: String },
+    #[error("route {route}, plugin {plugin}: its fixed edits cannot go on the wire: {reason}")]
+    InvalidFixedEdits {
+        route: String,
+        plugin: String,
+        reason: InvalidOutput,
+    },
 }
 
 /// Why a plugin's hook gave nothing usable.
@@ -55,7 +63,13 @@ pub enum HookFault {
 /// hook returns.
 pub trait PluginHooks: Send + Sync {
     fn name(&self) -> &str;
+    /// The hooks that enter the plugin.
     fn hooks(&self) -> HookSet;
+    /// The phases the chain runs the plugin in: its hooks, and the sides it
+    /// has fixed edits on (which its hook methods return without a call).
+    fn phases(&self) -> HookSet {
+        self.hooks()
+    }
     fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault>;
     fn on_response(
         &self,
@@ -83,6 +97,9 @@ impl PluginHooks for ConfiguredPlugin {
     }
     fn hooks(&self) -> HookSet {
         ConfiguredPlugin::hooks(self)
+    }
+    fn phases(&self) -> HookSet {
+        ConfiguredPlugin::phases(self)
     }
     fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
         ConfiguredPlugin::on_request(self, req)
@@ -141,6 +158,13 @@ impl PluginChains {
                         })?;
                 let configured =
                     runtime.configure(plugin, route.name.as_str(), &entry.config_json, limits)?;
+                check_fixed_edits(&configured.info().fixed_edits).map_err(|reason| {
+                    ChainLoadError::InvalidFixedEdits {
+                        route: route.name.to_string(),
+                        plugin: entry.plugin.to_string(),
+                        reason,
+                    }
+                })?;
                 entries.push(ChainEntry::new(Box::new(configured), entry.on_failure));
             }
             let chain = RouteChain::new(route.name.clone(), entries);
@@ -178,16 +202,21 @@ impl PluginChains {
 /// One plugin of a chain with its fail policy.
 pub struct ChainEntry {
     plugin: Box<dyn PluginHooks>,
+    /// The hooks that enter the plugin: what reads the heads' fields.
     hooks: HookSet,
+    /// The phases it runs in (its hooks and its fixed edits' sides).
+    phases: HookSet,
     on_failure: FailurePolicy,
 }
 
 impl ChainEntry {
     pub fn new(plugin: Box<dyn PluginHooks>, on_failure: FailurePolicy) -> ChainEntry {
         let hooks = plugin.hooks();
+        let phases = plugin.phases() | hooks;
         ChainEntry {
             plugin,
             hooks,
+            phases,
             on_failure,
         }
     }
@@ -299,10 +328,11 @@ impl RouteChain {
         self.entries.is_empty()
     }
 
-    /// Whether any plugin of the chain has this hook (lets the pipeline skip
-    /// building a `LogRecord` or `ResponseHead` nobody reads).
+    /// Whether any plugin of the chain runs in this phase, by a hook or by
+    /// fixed edits (lets the pipeline skip building a `LogRecord` or
+    /// `ResponseHead` nobody reads).
     pub fn has_hook(&self, hook: HookSet) -> bool {
-        self.entries.iter().any(|e| e.hooks.contains(hook))
+        self.entries.iter().any(|e| e.phases.contains(hook))
     }
 
     /// Run the request hooks in chain order. Each plugin's edits are applied
@@ -408,7 +438,7 @@ impl RouteChain {
     }
 
     fn with_hook(&self, hook: HookSet) -> impl DoubleEndedIterator<Item = &ChainEntry> {
-        self.entries.iter().filter(move |e| e.hooks.contains(hook))
+        self.entries.iter().filter(move |e| e.phases.contains(hook))
     }
 
     /// Report a fault once (log + metric) and return the policy that applies.
@@ -439,14 +469,28 @@ impl RouteChain {
     }
 }
 
+/// Check a plugin's fixed edits once, at load, as its hooks' edits are
+/// checked per request: a name that is no token or a value with control
+/// characters rejects the config instead of failing every request.
+fn check_fixed_edits(fixed: &FixedEdits) -> Result<(), InvalidOutput> {
+    let mut scratch = Vec::new();
+    apply_header_edits(&mut scratch, &fixed.request)?;
+    apply_header_edits(&mut scratch, &fixed.response)
+}
+
 /// Apply one plugin's request edits to `head`, all or nothing.
+/// The path is checked before the headers are touched; the header edits
+/// are all checked before any applies.
 fn apply_request_edits(head: &mut RequestHead, edits: &RequestEdits) -> Result<(), InvalidOutput> {
-    let mut headers = head.headers().to_vec();
-    apply_header_edits(&mut headers, &edits.headers)?;
+    if let Some(target) = &edits.path {
+        check_path(target)?;
+    }
+    if !edits.headers.is_empty() {
+        apply_header_edits(head.headers.get_or_insert_default(), &edits.headers)?;
+    }
     if let Some(target) = &edits.path {
         apply_path_rewrite(head, target)?;
     }
-    head.headers = Some(headers);
     Ok(())
 }
 

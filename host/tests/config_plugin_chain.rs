@@ -211,6 +211,30 @@ config = { mode = "reject", message = "no thanks" }
 }
 
 #[test]
+fn fixed_edits_that_cannot_go_on_the_wire_reject_the_config() {
+    for (fixed, bad) in [
+        (r#"fixed_request = { "bad name" = "x" }"#, "bad name"),
+        (r#"fixed_response = { "x-ok" = "a\u0007b" }"#, "x-ok"),
+    ] {
+        let plugins = format!(
+            "\n[[routes.plugins]]\nplugin = \"fault-injector\"\n[routes.plugins.config]\n{fixed}\n"
+        );
+        let config = load_config("fixed", &route("fixed", &plugins));
+        let err = PluginChains::load(&config, &runtime(&config))
+            .err()
+            .expect("invalid fixed edits");
+        assert!(
+            matches!(err, ChainLoadError::InvalidFixedEdits { .. }),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        for part in ["route fixed", "plugin fault-injector", "fixed edits", bad] {
+            assert!(text.contains(part), "{text:?} lacks {part:?}");
+        }
+    }
+}
+
+#[test]
 fn a_missing_plugin_file_names_the_plugin_and_path() {
     let mut config = load_config("missing", &route("site", ""));
     let missing = Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-such-plugin.wasm");

@@ -6,9 +6,11 @@
 
 use crate::bindings::types::{Header, HeaderFilter, PluginInfo};
 
-/// A plugin's `plugin-info` with the filter names lower-cased (the host's
-/// header lists are lower case; a guest may have written `X-Api-Key`).
+/// A plugin's `plugin-info` with the filter names and the fixed edits'
+/// names lower-cased (the host's header lists are lower case; a guest may
+/// have written `X-Api-Key`).
 pub(crate) fn normalised(mut info: PluginInfo) -> PluginInfo {
+    info.fixed_edits = info.fixed_edits.normalised();
     for filter in [&mut info.request_headers, &mut info.response_headers] {
         if let HeaderFilter::Only(names) = filter {
             for name in names.iter_mut() {
@@ -96,7 +98,7 @@ pub(crate) fn restore(headers: &mut Option<Vec<Header>>, saved: Saved) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::types::{HookSet, LogFieldSet, RequestFieldSet};
+    use crate::bindings::types::{FixedEdits, HookSet, LogFieldSet, RequestFieldSet};
 
     fn list(names: &[&str]) -> Option<Vec<Header>> {
         Some(
@@ -161,6 +163,7 @@ mod tests {
             response_headers: HeaderFilter::All,
             request_fields: RequestFieldSet::all(),
             log_fields: LogFieldSet::all(),
+            fixed_edits: FixedEdits::none(),
         });
         match info.request_headers {
             HeaderFilter::Only(names) => assert_eq!(names, ["x-api-key"]),

@@ -17,6 +17,7 @@ mod compile_cache;
 mod engine;
 mod error;
 mod field_filter;
+mod fixed_edits;
 mod guest_output;
 mod header_filter;
 mod hook;
@@ -34,9 +35,9 @@ mod state;
 mod wasi_io;
 
 pub use bindings::types::{
-    Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet, ImmediateResponse, LogFieldSet, LogLevel,
-    LogLine, LogRecord, PluginInfo, RateDecision, RateLimit, RequestAction, RequestEdits,
-    RequestFieldSet, RequestHead, ResponseEdits, ResponseHead, Var,
+    FixedEdits, Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet, ImmediateResponse,
+    LogFieldSet, LogLevel, LogLine, LogRecord, PluginInfo, RateDecision, RateLimit, RequestAction,
+    RequestEdits, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead, Var,
 };
 pub use compile_cache::CacheOutcome;
 pub use engine::{Allocator, MemoryReservation, MAX_MEMORY_BYTES};
@@ -254,7 +255,7 @@ impl Runtime {
             .and_then(PluginPre::new)
             .map_err(|e| {
                 invalid(format!(
-                    "it does not fit the tailgate:plugin@0.4.0 `plugin` world: {e:#}"
+                    "it does not fit the tailgate:plugin@0.5.0 `plugin` world: {e:#}"
                 ))
             })?;
         Ok(Arc::new(LoadedPlugin {
@@ -418,9 +419,17 @@ impl ConfiguredPlugin {
     pub fn info(&self) -> &PluginInfo {
         &self.info
     }
-    /// Whether the plugin implements `hook` (the pipeline skips it if not).
+    /// Whether the plugin implements `hook`: whether a call enters the
+    /// guest (the pipeline skips it if not).
     pub fn implements(&self, hook: Hook) -> bool {
         hook.is_in(self.info.hooks)
+    }
+    /// The phases the plugin takes part in: its hooks, and request or
+    /// response where it has fixed edits (applied by
+    /// [`ConfiguredPlugin::on_request`] and [`ConfiguredPlugin::on_response`]
+    /// without a call when the hook is left out).
+    pub fn phases(&self) -> HookSet {
+        self.info.hooks | self.info.fixed_edits.phases()
     }
     pub fn limits(&self) -> Limits {
         self.recipe.limits
@@ -430,17 +439,14 @@ impl ConfiguredPlugin {
         self.pool.idle()
     }
 
-    /// `on-request`. The plugin sees only the request header fields it
-    /// asked for: `req.headers` is narrowed for the call and is whole again
-    /// when this returns.
+    /// `on-request`, the plugin's fixed request edits first (alone, with no
+    /// call, when it has no request hook). The plugin sees only the request
+    /// header fields it asked for: `req.headers` is narrowed for the call
+    /// and is whole again when this returns.
     pub fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
+        let fixed = &self.info.fixed_edits;
         if !self.implements(Hook::Request) {
-            return Ok(RequestAction::Continue(RequestEdits {
-                headers: Vec::new(),
-                path: None,
-                delay_ms: 0,
-                vars: Vec::new(),
-            }));
+            return Ok(fixed.request_alone());
         }
         let saved = header_filter::narrow(&self.info.request_headers, &mut req.headers);
         let fields = field_filter::narrow_request(self.info.request_fields, req);
@@ -450,20 +456,20 @@ impl ConfiguredPlugin {
         field_filter::restore_request(req, fields);
         header_filter::restore(&mut req.headers, saved);
         self.emit(logs, RequestContext::of_request(req));
-        result
+        result.map(|action| fixed.before_request_hook(action))
     }
 
-    /// `on-response`, both header lists narrowed for the call like
-    /// [`ConfiguredPlugin::on_request`]'s.
+    /// `on-response`, the fixed response edits that apply first (alone
+    /// without a response hook), both header lists narrowed for the call
+    /// like [`ConfiguredPlugin::on_request`]'s.
     pub fn on_response(
         &self,
         req: &mut RequestHead,
         resp: &mut ResponseHead,
     ) -> Result<ResponseEdits, PluginFault> {
+        let fixed = &self.info.fixed_edits;
         if !self.implements(Hook::Response) {
-            return Ok(ResponseEdits {
-                headers: Vec::new(),
-            });
+            return Ok(fixed.response_alone(resp.host_generated));
         }
         let saved_req = header_filter::narrow(&self.info.request_headers, &mut req.headers);
         let saved_resp = header_filter::narrow(&self.info.response_headers, &mut resp.headers);
@@ -477,7 +483,7 @@ impl ConfiguredPlugin {
         header_filter::restore(&mut req.headers, saved_req);
         header_filter::restore(&mut resp.headers, saved_resp);
         self.emit(logs, RequestContext::of_request(req));
-        result
+        result.map(|edits| fixed.before_response_hook(resp.host_generated, edits))
     }
 
     /// `on-log`, the record's two header lists narrowed for the call.

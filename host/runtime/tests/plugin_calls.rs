@@ -7,17 +7,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use metrics_util::debugging::DebuggingRecorder;
 use tailgate_runtime::{
-    ConfigureError, Header, Hook, Limits, LogRecord, PluginFault, RequestAction, ResponseHead,
+    ConfigureError, Header, Hook, Limits, LogRecord, PluginFault, ResponseHead,
 };
-
-fn continue_edits(action: RequestAction) -> tailgate_runtime::RequestEdits {
-    match action {
-        RequestAction::Continue(edits) => edits,
-        RequestAction::Respond(resp) => panic!("unexpected respond: {}", resp.status),
-    }
-}
 
 fn response_head() -> ResponseHead {
     ResponseHead {
@@ -381,9 +373,7 @@ fn concurrent_calls_from_many_threads() {
 
 #[test]
 fn calls_and_faults_are_counted_by_hook_and_kind() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
+    let metrics = metrics_of(|| {
         let runtime = runtime();
         let plugin = configured(
             &runtime,
@@ -396,7 +386,6 @@ fn calls_and_faults_are_counted_by_hook_and_kind() {
         let _ = plugin.on_request(&mut req);
         let _ = plugin.on_response(&mut req, &mut response_head());
     });
-    let metrics = Metrics::take(&snapshotter);
     let base = [("plugin", "fault-injector"), ("route", "metered")];
     let with = |hook: &'static str| {
         let mut labels = base.to_vec();

@@ -130,12 +130,7 @@ fn wire_name(name: &str) -> Option<HeaderName> {
 /// Rewrite the request target: `/new/path` keeps the query (as nginx's
 /// `rewrite` does), `/new/path?q=1` replaces it, `/new/path?` drops it.
 pub fn apply_path_rewrite(head: &mut RequestHead, target: &str) -> Result<(), InvalidOutput> {
-    let valid = target.starts_with('/')
-        && !target.contains('#')
-        && target.parse::<http::uri::PathAndQuery>().is_ok();
-    if !valid {
-        return Err(InvalidOutput::Path(target.to_owned()));
-    }
+    check_path(target)?;
     match target.split_once('?') {
         None => head.path = Some(target.to_owned()),
         Some((path, query)) => {
@@ -144,6 +139,18 @@ pub fn apply_path_rewrite(head: &mut RequestHead, target: &str) -> Result<(), In
         }
     }
     Ok(())
+}
+
+/// Check a rewrite target: an origin-form path, optionally with `?query`.
+pub fn check_path(target: &str) -> Result<(), InvalidOutput> {
+    let valid = target.starts_with('/')
+        && !target.contains('#')
+        && target.parse::<http::uri::PathAndQuery>().is_ok();
+    if valid {
+        Ok(())
+    } else {
+        Err(InvalidOutput::Path(target.to_owned()))
+    }
 }
 
 /// Check an immediate response's status and headers; lower-case the names.

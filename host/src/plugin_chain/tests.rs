@@ -20,6 +20,8 @@ type ResponseScript =
 struct Scripted {
     name: &'static str,
     hooks: HookSet,
+    /// `hooks` plus the sides of fixed edits the runtime would make.
+    phases: HookSet,
     calls: Calls,
     request: RequestScript,
     response: ResponseScript,
@@ -31,6 +33,7 @@ impl Scripted {
         Scripted {
             name,
             hooks,
+            phases: hooks,
             calls: calls.clone(),
             request: Box::new(|_| Ok(RequestAction::Continue(edits(vec![])))),
             response: Box::new(|_| Ok(ResponseEdits { headers: vec![] })),
@@ -54,6 +57,11 @@ impl Scripted {
         self
     }
 
+    fn with_phases(mut self, phases: HookSet) -> Self {
+        self.phases = phases;
+        self
+    }
+
     fn on_log(mut self, result: Result<Option<LogLine>, PluginFault>) -> Self {
         self.log = result;
         self
@@ -74,6 +82,9 @@ impl PluginHooks for Scripted {
     }
     fn hooks(&self) -> HookSet {
         self.hooks
+    }
+    fn phases(&self) -> HookSet {
+        self.phases
     }
     fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
         let tags: Vec<String> = req
@@ -576,4 +587,28 @@ fn chains_are_found_by_route_name() {
     assert!(found.is_empty());
     assert_eq!(found.route().as_str(), "site");
     assert!(chains.for_route(&RouteName("other".into())).is_none());
+}
+
+#[test]
+fn fixed_edits_alone_run_the_phase_but_ask_for_no_fields() {
+    let c = Calls::default();
+    // No response hook (so no field is read), fixed response edits.
+    let fixed = Scripted::new("fixed", HookSet::empty(), &c)
+        .with_phases(HookSet::RESPONSE)
+        .on_response(|_| {
+            Ok(ResponseEdits {
+                headers: vec![set("x-frame-options", "DENY")],
+            })
+        });
+    let chain = chain(vec![fixed.entry(FailurePolicy::Open)]);
+    assert!(chain.has_hook(HookSet::RESPONSE));
+    assert!(!chain.has_hook(HookSet::REQUEST));
+    assert_eq!(chain.response_fields(), &HeaderFilter::none());
+    let mut resp = ResponseHead {
+        status: 200,
+        headers: Some(vec![]),
+        host_generated: false,
+    };
+    let applied = chain.on_response(&mut head(), &mut resp).expect("edits");
+    assert_eq!(applied, vec![set("x-frame-options", "DENY")]);
 }

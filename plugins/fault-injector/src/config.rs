@@ -1,10 +1,13 @@
 //! The fault-injector's config: the JSON object the host hands to `configure`,
 //! parsed once per instance and kept for the hooks that follow.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use crate::tailgate::plugin::types::{
-    HeaderFilter, HookSet, LogFieldSet, PluginInfo, RequestFieldSet,
+    FixedEdits, HeaderEdit, HeaderFilter, HeaderOp, HookSet, LogFieldSet, PluginInfo,
+    RequestFieldSet,
 };
 
 /// What the plugin does when its chosen hook runs.
@@ -116,6 +119,16 @@ pub struct Config {
     /// The optional log-record fields to ask for, likewise.
     #[serde(default)]
     pub log_fields: Option<Vec<String>>,
+    /// Fixed request edits to declare, name -> value, each a `set`. Not
+    /// checked here: what the host does with bad ones is what tests look at.
+    #[serde(default)]
+    pub fixed_request: BTreeMap<String, String>,
+    /// Fixed response edits to declare, likewise.
+    #[serde(default)]
+    pub fixed_response: BTreeMap<String, String>,
+    /// The fixed response edits' `response-always`.
+    #[serde(default)]
+    pub fixed_response_always: bool,
 }
 
 /// The request-head fields by name.
@@ -162,6 +175,18 @@ fn flag_set<F: Copy + std::ops::BitOr<Output = F>>(
         .iter()
         .filter_map(|name| known.iter().find(|(n, _)| n == name).map(|(_, f)| *f))
         .fold(none, |acc, f| acc | f)
+}
+
+/// A `set` edit per entry.
+fn sets(fields: &BTreeMap<String, String>) -> Vec<HeaderEdit> {
+    fields
+        .iter()
+        .map(|(name, value)| HeaderEdit {
+            op: HeaderOp::Set,
+            name: name.clone(),
+            value: value.as_bytes().to_vec(),
+        })
+        .collect()
 }
 
 /// Every name in `names` is one of `known`.
@@ -248,6 +273,11 @@ impl Config {
                 LogFieldSet::empty(),
                 LogFieldSet::all(),
             ),
+            fixed_edits: FixedEdits {
+                request: sets(&self.fixed_request),
+                response: sets(&self.fixed_response),
+                response_always: self.fixed_response_always,
+            },
         }
     }
 

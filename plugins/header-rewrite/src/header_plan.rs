@@ -64,10 +64,6 @@ impl HeaderPlan {
         Ok(HeaderPlan { edits })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.edits.is_empty()
-    }
-
     /// The request headers the values read (`{http_<name>}`).
     pub fn header_names(&self) -> impl Iterator<Item = &str> {
         self.edits
@@ -84,6 +80,26 @@ impl HeaderPlan {
             .fold(RequestFieldSet::empty(), |set, value| {
                 set | value.request_fields()
             })
+    }
+
+    /// The edits, when every value is plain text: the same for every
+    /// request, so the plugin gives them once (`fixed-edits`). `None` when
+    /// a value reads the request.
+    pub fn fixed(&self) -> Option<Vec<HeaderEdit>> {
+        self.edits
+            .iter()
+            .map(|edit| {
+                let value = match &edit.value {
+                    Some(template) => template.literal()?,
+                    None => Vec::new(),
+                };
+                Some(HeaderEdit {
+                    op: edit.op,
+                    name: edit.name.clone(),
+                    value,
+                })
+            })
+            .collect()
     }
 
     /// The edits for this request, values rendered.

@@ -1,8 +1,9 @@
 //! `header-rewrite`: Tailgate's nginx-style header plugin. In `on-request`
 //! it answers requests that match a `deny` or `redirect` rule and edits the
 //! headers of the others (`request.*`); in `on-response` it edits the
-//! response headers (`response.*`). The logic lives in [`rules::Rules`];
-//! this file only wires it to the SDK.
+//! response headers (`response.*`). A side whose edits are plain text is
+//! given to the host once, as fixed edits, and its hook is left out. The
+//! logic lives in [`rules::Rules`]; this file only wires it to the SDK.
 
 #![deny(unsafe_code)]
 
@@ -13,7 +14,7 @@ mod rules;
 mod template;
 
 use tailgate_plugin_sdk::{
-    export_plugin, Config, HeaderFilter, HookSet, LogFieldSet, Plugin, RequestAction,
+    export_plugin, Config, FixedEdits, HeaderFilter, HookSet, LogFieldSet, Plugin, RequestAction,
     RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
 };
 
@@ -35,6 +36,10 @@ impl Plugin for HeaderRewrite {
 
     fn hooks(&self) -> HookSet {
         self.rules.hooks()
+    }
+
+    fn fixed_edits(&self) -> FixedEdits {
+        self.rules.fixed_edits()
     }
 
     fn request_headers(&self) -> HeaderFilter {

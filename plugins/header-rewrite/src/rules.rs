@@ -2,11 +2,13 @@
 //! request: in `on-request`, the first matching `deny` rule answers, else
 //! the first matching `redirect` rule, else the request goes on with the
 //! `request.*` header edits; in `on-response`, the `response.*` edits
-//! (skipped on host-generated responses unless `response.always`).
+//! (skipped on host-generated responses unless `response.always`). A side
+//! whose values are all plain text is given to the host once instead, as
+//! fixed edits, and its hook is not called.
 
 use tailgate_plugin_sdk::{
-    Config, ConfigError, HeaderFilter, HookSet, RequestAction, RequestEdits, RequestFieldSet,
-    RequestHead, ResponseEdits, ResponseHead,
+    Config, ConfigError, FixedEdits, HeaderFilter, HookSet, RequestAction, RequestEdits,
+    RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
 };
 
 use crate::answer_rules::{DenyRule, RedirectRule};
@@ -65,16 +67,36 @@ impl Rules {
         })
     }
 
-    /// Only the hooks this config gives work to, so the host skips the rest.
+    /// Only the hooks this config gives work to, so the host skips the
+    /// rest: a side whose edits are all fixed ([`Rules::fixed_edits`])
+    /// needs no hook.
     pub fn hooks(&self) -> HookSet {
         let mut hooks = HookSet::empty();
-        if !self.request.is_empty() || !self.deny.is_empty() || !self.redirect.is_empty() {
+        let answers = !self.deny.is_empty() || !self.redirect.is_empty();
+        if answers || self.request.fixed().is_none() {
             hooks |= HookSet::REQUEST;
         }
-        if !self.response.is_empty() {
+        if self.response.fixed().is_none() {
             hooks |= HookSet::RESPONSE;
         }
         hooks
+    }
+
+    /// The edits that are the same for every request, for the host to make
+    /// without calling the plugin: a side whose values are all plain text,
+    /// the request side only when no `deny` or `redirect` rule has to see
+    /// the request first.
+    pub fn fixed_edits(&self) -> FixedEdits {
+        let mut fixed = FixedEdits::none();
+        if self.deny.is_empty() && self.redirect.is_empty() {
+            if let Some(edits) = self.request.fixed() {
+                fixed = fixed.request(edits);
+            }
+        }
+        if let Some(edits) = self.response.fixed() {
+            fixed = fixed.response(edits, self.response_always);
+        }
+        fixed
     }
 
     /// The request headers the rules read: those named in value and
@@ -275,11 +297,11 @@ mod tests {
     #[test]
     fn hooks_follow_what_the_config_uses() {
         assert_eq!(
-            rules(r#"{"response":{"remove":["server"]}}"#).hooks(),
+            rules(r#"{"response":{"set":{"x-id":"{request_id}"}}}"#).hooks(),
             HookSet::RESPONSE
         );
         assert_eq!(
-            rules(r#"{"request":{"remove":["cookie"]}}"#).hooks(),
+            rules(r#"{"request":{"set":{"x-real-ip":"{client_ip}"}}}"#).hooks(),
             HookSet::REQUEST
         );
         assert_eq!(
@@ -290,11 +312,67 @@ mod tests {
             rules(r#"{"redirect":[{"path":"^/a$","location":"/b"}]}"#).hooks(),
             HookSet::REQUEST
         );
+        // Plain-text edits are fixed edits: no hook.
+        assert_eq!(
+            rules(r#"{"request":{"remove":["cookie"]},"response":{"remove":["server"]}}"#).hooks(),
+            HookSet::empty()
+        );
         // `always` alone edits nothing.
         assert_eq!(
             rules(r#"{"response":{"always":true}}"#).hooks(),
             HookSet::empty()
         );
+    }
+
+    #[test]
+    fn plain_text_sides_are_given_once_as_fixed_edits() {
+        let plain = rules(
+            r#"{"request":{"set":{"X-Route":"bench"},"remove":["cookie"]},
+                "response":{"append":{"X-Frame-Options":"DENY"},"always":true}}"#,
+        );
+        let fixed = plain.fixed_edits();
+        assert_eq!(
+            fixed.request,
+            vec![
+                HeaderEdit::remove("cookie"),
+                HeaderEdit::set("x-route", "bench")
+            ]
+        );
+        assert_eq!(
+            fixed.response,
+            vec![HeaderEdit::append("x-frame-options", "DENY")]
+        );
+        assert!(fixed.response_always);
+        // They are what the hooks would have returned for any request.
+        let req = request("GET", "/", None);
+        let RequestAction::Continue(edits) = plain.on_request(&req) else {
+            panic!("the request was answered");
+        };
+        assert_eq!(edits.headers, fixed.request);
+        assert_eq!(
+            plain.on_response(&req, &response(200, false)).headers,
+            fixed.response
+        );
+
+        // A templated value keeps its side a hook, the other side stays fixed.
+        let mixed = rules(
+            r#"{"request":{"set":{"x-real-ip":"{client_ip}","x-route":"a"}},
+                "response":{"set":{"x-frame-options":"DENY"}}}"#,
+        );
+        assert_eq!(mixed.hooks(), HookSet::REQUEST);
+        let fixed = mixed.fixed_edits();
+        assert!(fixed.request.is_empty());
+        assert_eq!(
+            fixed.response,
+            vec![HeaderEdit::set("x-frame-options", "DENY")]
+        );
+        assert!(!fixed.response_always);
+
+        // Deny and redirect rules see the request before its edits: the
+        // request side stays a hook even with plain-text values.
+        let guarded = rules(r#"{"deny":[{"methods":["TRACE"]}],"request":{"set":{"x-a":"1"}}}"#);
+        assert_eq!(guarded.hooks(), HookSet::REQUEST);
+        assert!(guarded.fixed_edits().is_empty());
     }
 
     #[test]

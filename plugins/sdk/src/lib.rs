@@ -53,9 +53,9 @@ pub mod testing;
 pub mod validate;
 
 pub use bindings::tailgate::plugin::types::{
-    Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet, ImmediateResponse, LogFieldSet, LogLevel,
-    LogLine, PluginInfo, RateDecision, RateLimit, RequestAction, RequestEdits, RequestFieldSet,
-    ResponseEdits, Var,
+    FixedEdits, Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet, ImmediateResponse,
+    LogFieldSet, LogLevel, LogLine, PluginInfo, RateDecision, RateLimit, RequestAction,
+    RequestEdits, RequestFieldSet, ResponseEdits, Var,
 };
 pub use config::{Config, ConfigError};
 pub use plugin::Plugin;

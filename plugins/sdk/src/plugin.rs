@@ -7,8 +7,8 @@ use std::cell::OnceCell;
 
 use crate::bindings::tailgate::plugin::types as wit;
 use crate::{
-    Config, HeaderFilter, HookSet, LogFieldSet, LogLine, LogRecord, PluginInfo, RequestAction,
-    RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
+    Config, FixedEdits, HeaderFilter, HookSet, LogFieldSet, LogLine, LogRecord, PluginInfo,
+    RequestAction, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
 };
 
 /// One plugin: built from a route's config by [`Plugin::configure`], then
@@ -69,6 +69,17 @@ pub trait Plugin: Sized + 'static {
     /// to every field.
     fn log_fields(&self) -> LogFieldSet {
         LogFieldSet::all()
+    }
+
+    /// Header edits this configured plugin makes to every request and
+    /// every response whatever they carry: the host applies them at the
+    /// plugin's place in the chain without calling into it, so a side whose
+    /// edits are all here needs no hook (leave it out of
+    /// [`Plugin::hooks`]) and costs the request no call. A hook the plugin
+    /// keeps adds its edits after these, and sees the head without them.
+    /// Defaults to none.
+    fn fixed_edits(&self) -> FixedEdits {
+        FixedEdits::none()
     }
 
     /// Before the request goes upstream: go on with edits
@@ -170,6 +181,7 @@ pub mod dispatch {
             response_headers: plugin.response_headers(),
             request_fields: plugin.request_fields(),
             log_fields: plugin.log_fields(),
+            fixed_edits: plugin.fixed_edits(),
         };
         // Cannot fail: checked empty above and an instance is single-threaded.
         let _ = slot.set(plugin);
@@ -256,6 +268,7 @@ mod tests {
                 response_headers: HeaderFilter::only(["X-Greeting"]),
                 request_fields: RequestFieldSet::all(),
                 log_fields: LogFieldSet::all(),
+                fixed_edits: FixedEdits::none(),
             })
         );
         assert_eq!(dispatch::configured(&slot).greeting, "hi");

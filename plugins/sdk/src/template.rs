@@ -152,6 +152,21 @@ impl Template {
         })
     }
 
+    /// The bytes of a plain-text template (no placeholder, no `$n`): the
+    /// same value for every request, which a plugin can give once
+    /// ([`Plugin::fixed_edits`](crate::Plugin::fixed_edits)). `None` when
+    /// the template reads the request.
+    pub fn literal(&self) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.literal_len);
+        for part in &self.parts {
+            match part {
+                Part::Literal(bytes) => out.extend_from_slice(bytes),
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
     /// Highest `$n` the template uses; 0 when it uses none.
     pub fn max_capture(&self) -> usize {
         self.max_capture
@@ -468,6 +483,20 @@ mod tests {
                 "{source} accepted"
             );
         }
+    }
+
+    #[test]
+    fn only_plain_text_has_a_literal_value() {
+        let literal =
+            |source: &str, captures| Template::parse(source, captures).expect("parses").literal();
+        assert_eq!(
+            literal("DENY {{x}} $1", CaptureRefs::Literal),
+            Some(b"DENY {x} $1".to_vec())
+        );
+        assert_eq!(literal("", CaptureRefs::Literal), Some(Vec::new()));
+        assert_eq!(literal("a{host}", CaptureRefs::Literal), None);
+        assert_eq!(literal("{http_x_a}", CaptureRefs::Literal), None);
+        assert_eq!(literal("/new/$1", CaptureRefs::Allowed), None);
     }
 
     #[test]

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tailgate_runtime::{
-    Clock, ConfiguredPlugin, Header, HeaderEdit, Limits, LoadedPlugin, RequestHead, Runtime,
-    RuntimeConfig,
+    Clock, ConfiguredPlugin, Header, HeaderEdit, Limits, LoadedPlugin, RequestAction, RequestEdits,
+    RequestHead, Runtime, RuntimeConfig,
 };
 
 /// The fault-injector component, built by `make plugins`.
@@ -90,6 +90,14 @@ pub fn request(route: &str, path: &str, client_ip: &str) -> RequestHead {
     }
 }
 
+/// The edits of a `continue`; panics on an answer.
+pub fn continue_edits(action: RequestAction) -> RequestEdits {
+    match action {
+        RequestAction::Continue(edits) => edits,
+        RequestAction::Respond(resp) => panic!("unexpected respond: {}", resp.status),
+    }
+}
+
 /// The value of header edit `name`, as text.
 pub fn edit<'a>(edits: &'a [HeaderEdit], name: &str) -> Option<&'a str> {
     edits
@@ -140,6 +148,15 @@ type Reading = (
     Vec<(String, String)>,
     metrics_util::debugging::DebugValue,
 );
+
+/// The metrics `f` recorded, on a recorder of its own (the runtime made in
+/// `f` registers its handles there).
+pub fn metrics_of(f: impl FnOnce()) -> Metrics {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, f);
+    Metrics::take(&snapshotter)
+}
 
 /// One reading of a debugging recorder (reading resets it, so take one).
 pub struct Metrics(Vec<Reading>);
