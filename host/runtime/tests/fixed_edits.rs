@@ -1,8 +1,9 @@
 //! A plugin's fixed edits (`plugin-info.fixed-edits`) on the real
 //! fault-injector: given once by `configure`, returned by the request and
 //! response methods without entering the guest when the plugin left the
-//! hook out, put before the hook's own edits when it has it, and kept off
-//! host-made responses unless `response-always`.
+//! hook out, put before the hook's own edits when it has it (and lost with
+//! them when the hook fails), and kept off host-made responses unless
+//! `response-always`.
 
 mod common;
 
@@ -112,4 +113,19 @@ fn host_made_responses_get_fixed_edits_only_with_always() {
     let edits = continue_edits(sometimes.on_request(&mut req).expect("no call"));
     assert!(edits.headers.is_empty());
     assert_eq!(sometimes.phases(), HookSet::RESPONSE);
+}
+
+#[test]
+fn a_failing_hook_takes_the_fixed_edits_with_it() {
+    let runtime = runtime();
+    let plugin = configured(
+        &runtime,
+        "trapping",
+        r#"{"mode":"trap","hook":"request","hooks":["request"],
+            "fixed_request":{"x-route":"bench"}}"#,
+    );
+    let mut req = request("trapping", "/", "198.51.100.1");
+    // The call fails as a whole: no edit comes back, not even the fixed
+    // one, so a fail-open chain skips all of the plugin's edits.
+    assert!(plugin.on_request(&mut req).is_err());
 }
