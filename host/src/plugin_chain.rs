@@ -12,7 +12,7 @@ pub use edits::{
     InvalidOutput,
 };
 
-use edits::check_path;
+use edits::{check_path, set_target};
 
 use std::collections::BTreeMap;
 
@@ -489,7 +489,7 @@ fn apply_request_edits(head: &mut RequestHead, edits: &RequestEdits) -> Result<(
         apply_header_edits(head.headers.get_or_insert_default(), &edits.headers)?;
     }
     if let Some(target) = &edits.path {
-        apply_path_rewrite(head, target)?;
+        set_target(head, target);
     }
     Ok(())
 }

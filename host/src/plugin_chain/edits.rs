@@ -131,6 +131,12 @@ fn wire_name(name: &str) -> Option<HeaderName> {
 /// `rewrite` does), `/new/path?q=1` replaces it, `/new/path?` drops it.
 pub fn apply_path_rewrite(head: &mut RequestHead, target: &str) -> Result<(), InvalidOutput> {
     check_path(target)?;
+    set_target(head, target);
+    Ok(())
+}
+
+/// [`apply_path_rewrite`] for a target [`check_path`] accepted already.
+pub(super) fn set_target(head: &mut RequestHead, target: &str) {
     match target.split_once('?') {
         None => head.path = Some(target.to_owned()),
         Some((path, query)) => {
@@ -138,7 +144,6 @@ pub fn apply_path_rewrite(head: &mut RequestHead, target: &str) -> Result<(), In
             head.query = (!query.is_empty()).then(|| query.to_owned());
         }
     }
-    Ok(())
 }
 
 /// Check a rewrite target: an origin-form path, optionally with `?query`.
