@@ -7,8 +7,8 @@
 //! fixed edits, and its hook is not called.
 
 use tailgate_plugin_sdk::{
-    Config, ConfigError, FixedEdits, HeaderFilter, HookSet, RequestAction, RequestEdits,
-    RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
+    Config, ConfigError, FixedEdits, HeaderEdit, HeaderFilter, HookSet, RequestAction,
+    RequestEdits, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
 };
 
 use crate::answer_rules::{DenyRule, RedirectRule};
@@ -72,8 +72,7 @@ impl Rules {
     /// needs no hook.
     pub fn hooks(&self) -> HookSet {
         let mut hooks = HookSet::empty();
-        let answers = !self.deny.is_empty() || !self.redirect.is_empty();
-        if answers || self.request.fixed().is_none() {
+        if self.fixed_request().is_none() {
             hooks |= HookSet::REQUEST;
         }
         if self.response.fixed().is_none() {
@@ -88,15 +87,22 @@ impl Rules {
     /// the request first.
     pub fn fixed_edits(&self) -> FixedEdits {
         let mut fixed = FixedEdits::none();
-        if self.deny.is_empty() && self.redirect.is_empty() {
-            if let Some(edits) = self.request.fixed() {
-                fixed = fixed.request(edits);
-            }
+        if let Some(edits) = self.fixed_request() {
+            fixed = fixed.request(edits);
         }
         if let Some(edits) = self.response.fixed() {
             fixed = fixed.response(edits, self.response_always);
         }
         fixed
+    }
+
+    /// The request side as fixed edits: when every value is plain text and
+    /// no `deny` or `redirect` rule has to see the request first.
+    fn fixed_request(&self) -> Option<Vec<HeaderEdit>> {
+        if !self.deny.is_empty() || !self.redirect.is_empty() {
+            return None;
+        }
+        self.request.fixed()
     }
 
     /// The request headers the rules read: those named in value and
