@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """The benchmark's numbers (bench/run.sh).
 
-  report.py sample WRK_OUTPUT SCENARIO BODY SIDE ROUND CPU_BEFORE CPU_AFTER HZ RSS_KIB
-      one wrk run -> one tab-separated sample line on stdout
-  report.py table SAMPLES_TSV --machine M --versions V --load L --settings S [--notes N]
-      every sample -> the markdown results (table, targets, raw samples)
+  report.py sample WRK_OUTPUT SCENARIO BODY SIDE ROUND CPU_BEFORE CPU_AFTER
+                   MACHINE_BEFORE MACHINE_AFTER HZ RSS_KIB
+      one wrk run -> one tab-separated sample line on stdout; CPU_* are
+      "USER SYSTEM" ticks of the proxy, MACHINE_* "BUSY IDLE" ticks of all cores
+  report.py table SAMPLES_TSV --machine M --versions V --load L --settings S
+                  --cores N [--notes N]
+      every sample -> the markdown results (table, targets, CPU budget, raw samples)
 """
 
 import argparse
@@ -42,7 +45,7 @@ def ms(value, unit):
 
 
 def sample(args):
-    path, scenario, body, side, rnd, before, after, hz, rss = args
+    path, scenario, body, side, rnd, before, after, m_before, m_after, hz, rss = args
     text = open(path).read()
     lat = {
         m.group(1): ms(m.group(2), m.group(3))
@@ -56,10 +59,16 @@ def sample(args):
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     errors = sum(int(x) for x in errs.groups()) if errs else 0
-    cpu_us = (int(after) - int(before)) * 1e6 / int(hz) / max(total, 1)
+    per_req = 1e6 / int(hz) / max(total, 1)
+    (u0, s0), (u1, s1) = (map(int, t.split()) for t in (before, after))
+    (b0, i0), (b1, i1) = (map(int, t.split()) for t in (m_before, m_after))
+    user_us, sys_us = (u1 - u0) * per_req, (s1 - s0) * per_req
+    idle = (i1 - i0) / max((b1 - b0) + (i1 - i0), 1)
     print("\t".join(str(x) for x in (
         scenario, body, side, rnd, f"{float(rps.group(1)):.0f}", f"{lat['50']:.3f}",
-        f"{lat['99']:.3f}", f"{cpu_us:.2f}", rss, total, bad.group(1) if bad else 0, errors)))
+        f"{lat['99']:.3f}", f"{user_us + sys_us:.2f}", rss, total, bad.group(1) if bad else 0,
+        errors, f"{user_us:.2f}", f"{sys_us:.2f}", f"{(b1 - b0) * per_req:.2f}",
+        f"{100 * idle:.1f}")))
 
 
 def load(path):
@@ -82,6 +91,10 @@ def summary(rows):
         "p99": statistics.median(float(r["p99_ms"]) for r in rows),
         "cpu": statistics.median(float(r["cpu_us_per_req"]) for r in rows),
         "rss": max(int(r["peak_rss_kib"]) for r in rows) / 1024.0,
+        "user": statistics.median(float(r["user_us_per_req"]) for r in rows),
+        "sys": statistics.median(float(r["sys_us_per_req"]) for r in rows),
+        "machine": statistics.median(float(r["machine_us_per_req"]) for r in rows),
+        "idle": statistics.median(float(r["idle_pct"]) for r in rows),
     }
 
 
@@ -106,6 +119,39 @@ def verdict(metric, scenario, peer, tg):
         what = "×" if kind == "ratio" else " MiB"
         return f"{'≥' if op == '>=' else '≤'} {bound:g}{what}: {'met' if ok else '**missed**'}"
     return ""
+
+
+def budget(rows, order, cores):
+    """Where each run's CPU went, and how much proxy CPU the throughput
+    target leaves once wrk and the upstream have taken theirs."""
+    out = ["", "## Where the CPU went", "",
+           "Per request, median of the rounds: the proxy's user and system time, the rest of "
+           "the machine (wrk, the upstream, the kernel's softirqs: every core's busy time minus "
+           "the proxy's) and the share of the cores left idle. **Budget**: the proxy CPU per "
+           f"request at which the throughput target could be met if all {cores} cores were busy: "
+           f"{cores} s of CPU per second / (target × the peer's req/s) − the rest of the "
+           "machine as measured with Tailgate.", "",
+           "| scenario | body | side | req/s | proxy user µs | proxy sys µs | rest µs | idle | "
+           "budget for the target |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for scenario, body in order:
+        picked = [r for r in rows if r["scenario"] == scenario and r["body"] == body]
+        sides = list(dict.fromkeys(r["side"] for r in picked))
+        stats = {side: summary([r for r in picked if r["side"] == side]) for side in sides}
+        peer = next(side for side in sides if side != "tailgate")
+        target = next((b for m, how, b in TARGETS.get(scenario, []) if m == "rps"), None)
+        for side in sides:
+            st = stats[side]
+            rest = st["machine"] - st["user"] - st["sys"]
+            cell = ""
+            if side == "tailgate" and target:
+                room = cores * 1e6 / (target * stats[peer]["rps"]) - rest
+                cell = (f"{room:.1f} µs at {target:g}× {peer} (Tailgate used "
+                        f"{st['user'] + st['sys']:.1f})")
+            out.append(f"| {TITLES.get(scenario, scenario)} | {body} | {side} | {st['rps']:,.0f} | "
+                       f"{st['user']:.1f} | {st['sys']:.1f} | {rest:.1f} | {st['idle']:.0f} % | "
+                       f"{cell} |")
+    return out
 
 
 def table(args):
@@ -138,6 +184,7 @@ def table(args):
             out.append(f"| {TITLES.get(scenario, scenario)} | {body} | {label} | {peer_name} | "
                        f"{fmt(metric, peer)} | {fmt(metric, tg)} | {ratio:.2f} | "
                        f"{verdict(metric, scenario, peer, tg)} |")
+    out += budget(rows, order, args.cores)
     bad = [r for r in rows if int(r["non2xx"]) or int(r["errors"])]
     out.append("")
     if bad:
@@ -150,7 +197,8 @@ def table(args):
     out.append("")
     out.append("<details><summary>Every sample</summary>\n")
     cols = ["scenario", "body", "side", "round", "rps", "p50_ms", "p99_ms",
-            "cpu_us_per_req", "peak_rss_kib", "requests", "non2xx", "errors"]
+            "cpu_us_per_req", "user_us_per_req", "sys_us_per_req", "machine_us_per_req",
+            "idle_pct", "peak_rss_kib", "requests", "non2xx", "errors"]
     out.append("| " + " | ".join(cols) + " |")
     out.append("|" + "---|" * len(cols))
     for r in rows:
@@ -160,7 +208,7 @@ def table(args):
 
 
 def main():
-    if len(sys.argv) > 1 and sys.argv[1] == "sample" and len(sys.argv) == 11:
+    if len(sys.argv) > 1 and sys.argv[1] == "sample" and len(sys.argv) == 13:
         sample(sys.argv[2:])
         return
     if len(sys.argv) > 1 and sys.argv[1] == "table":
@@ -168,6 +216,7 @@ def main():
         p.add_argument("samples")
         for flag in ("--machine", "--versions", "--load", "--settings"):
             p.add_argument(flag, required=True)
+        p.add_argument("--cores", type=int, required=True)
         p.add_argument("--notes", default="")
         table(p.parse_args(sys.argv[2:]))
         return

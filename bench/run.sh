@@ -132,13 +132,19 @@ wait_port() {
 
 # Every process of a proxy: the PID and its children (nginx's workers).
 proc_tree() { echo "$1" $(pgrep -P "$1" || true); }
+# cpu_ticks PID -> "USER SYSTEM": clock ticks of the proxy's processes.
 cpu_ticks() {
-    local total=0 pid t
+    local user=0 system=0 pid u s
     for pid in $(proc_tree "$1"); do
-        t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
-        total=$((total + t))
+        read -r u s < <(awk '{print $14, $15}' "/proc/$pid/stat" 2>/dev/null || echo 0 0)
+        user=$((user + u)); system=$((system + s))
     done
-    echo "$total"
+    echo "$user $system"
+}
+# machine_ticks -> "BUSY IDLE": clock ticks of every core (/proc/stat), busy
+# (user, nice, system, irq, softirq, steal) and idle (idle, iowait).
+machine_ticks() {
+    awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat
 }
 peak_rss_kib() {
     local total=0 pid k
@@ -191,14 +197,14 @@ check_headers() {
 
 # measure SCENARIO BODY SIDE ROUND PID URL: one wrk run, one sample line.
 measure() {
-    local scenario=$1 body=$2 side=$3 round=$4 pid=$5 url=$6 out before after
-    before=$(cpu_ticks "$pid")
+    local scenario=$1 body=$2 side=$3 round=$4 pid=$5 url=$6 out before after m_before m_after
+    before=$(cpu_ticks "$pid"); m_before=$(machine_ticks)
     out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s --latency "$url")
-    after=$(cpu_ticks "$pid")
+    after=$(cpu_ticks "$pid"); m_after=$(machine_ticks)
     echo "$out" >"$RUN/wrk-$scenario-$body-$side-$round.txt"
     python3 "$BENCH/report.py" sample "$RUN/wrk-$scenario-$body-$side-$round.txt" \
-        "$scenario" "$body" "$side" "$round" "$before" "$after" "$(getconf CLK_TCK)" \
-        "$(peak_rss_kib "$pid")" >>"$SAMPLES"
+        "$scenario" "$body" "$side" "$round" "$before" "$after" "$m_before" "$m_after" \
+        "$(getconf CLK_TCK)" "$(peak_rss_kib "$pid")" >>"$SAMPLES"
     tail -n1 "$SAMPLES" | awk -F'\t' '{printf "bench:   %-12s %-5s %-22s round %s: %8s req/s  p50 %s ms  p99 %s ms  %s us CPU/req  (non-2xx %s, errors %s)\n", $1, $2, $3, $4, $5, $6, $7, $8, $11, $12}' >&2
 }
 
@@ -228,7 +234,7 @@ PY
 
 # Recorded before the runs: HEAD may move while they last (a shared tree).
 VERSIONS="tailgate at $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- host 2>/dev/null || echo '+uncommitted'), binary built $(date -u -r "$TAILGATE" +%Y-%m-%dT%H:%MZ), $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $( (wrk -v 2>&1 || true) | head -n1 | cut -d' ' -f1-2)"
-printf 'scenario\tbody\tside\tround\trps\tp50_ms\tp99_ms\tcpu_us_per_req\tpeak_rss_kib\trequests\tnon2xx\terrors\n' >"$SAMPLES"
+printf 'scenario\tbody\tside\tround\trps\tp50_ms\tp99_ms\tcpu_us_per_req\tpeak_rss_kib\trequests\tnon2xx\terrors\tuser_us_per_req\tsys_us_per_req\tmachine_us_per_req\tidle_pct\n' >"$SAMPLES"
 start_upstream
 # Compile the plugins into the run's cache first (`tailgate check` loads
 # them): Cranelift's compile peak (~64 MiB) is not memory under load.
@@ -305,6 +311,7 @@ python3 "$BENCH/report.py" table "$SAMPLES" \
     --machine "$MACHINE" --versions "$VERSIONS" \
     --load "load average (1/5/15 min) before: $LOAD_BEFORE, after: $LOAD_AFTER" \
     --settings "wrk -t1 -c$CONNECTIONS, ${DURATION}s per run, $ROUNDS rounds per side, alternating A B A B; 1 worker per proxy" \
+    --cores "$(nproc)" \
     --notes "$(printf '%s\n' "${NOTES[@]+"${NOTES[@]}"}")" >"$RUN/report.md"
 cat "$RUN/report.md"
 

@@ -224,6 +224,20 @@ fn files_that_cannot_run_are_errors_not_failures() {
     let err = cases::run_file(&wasm, &empty, &mut out).expect_err("empty");
     assert!(err.to_string().contains("no cases"), "{err}");
 
+    let too_short = dir.path().join("short.toml");
+    std::fs::write(
+        &too_short,
+        "hook_timeout = \"5ms\"\n[[case]]\nname = \"x\"\n",
+    )
+    .expect("write");
+    let err = cases::run_file(&wasm, &too_short, &mut out).expect_err("5 ms budget");
+    assert!(
+        err.to_string().contains(
+            "hook_timeout = \"5ms\" is below 10ms: plugin hooks are stopped on a 10 ms clock"
+        ),
+        "{err}"
+    );
+
     let cases_ok = dir.path().join("ok.toml");
     std::fs::write(&cases_ok, "[[case]]\nname = \"x\"\n").expect("write");
     let not_wasm = dir.path().join("not.wasm");

@@ -11,9 +11,12 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use crate::error::RuntimeError;
 
-/// How often the epoch advances: a runaway guest is stopped at most one
-/// tick after its budget.
-pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// How often the epoch advances: a runaway guest is stopped after its
+/// budget, at most two ticks after it. Also the smallest hook budget a
+/// config may set. 10 ms, as Spin's: each tick wakes a thread, and at 1 ms
+/// those wake-ups cost a loaded two-core machine ~8 % of its throughput
+/// (docs/performance.md, section 11).
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Largest linear memory any plugin instance may have, whatever its route
 /// asks for; also the virtual-memory reservation of each instance.
@@ -182,8 +185,8 @@ fn address_space_limit() -> Option<u64> {
 
 /// The thread that advances the engine's epoch every [`EPOCH_TICK`]. Started
 /// with the first plugin load ([`EpochTicker::ensure_started`]): a proxy
-/// without plugins has no thread waking 1000 times a second (it was ~6 % of
-/// a plugin-free proxy's CPU, docs/performance.md). Stops (and is joined)
+/// without plugins has no thread waking 100 times a second (at 1000 a
+/// second it was ~6 % of a plugin-free proxy's CPU, docs/performance.md). Stops (and is joined)
 /// when dropped.
 pub(crate) struct EpochTicker {
     engine: Engine,
@@ -263,8 +266,9 @@ mod tests {
 
     #[test]
     fn deadline_covers_the_budget_plus_one_tick() {
-        assert_eq!(deadline_ticks(Duration::from_millis(50)), 51);
-        assert_eq!(deadline_ticks(Duration::from_micros(1500)), 3);
+        assert_eq!(deadline_ticks(Duration::from_millis(50)), 6);
+        assert_eq!(deadline_ticks(Duration::from_millis(55)), 7);
+        assert_eq!(deadline_ticks(Duration::from_micros(1500)), 2);
         assert_eq!(deadline_ticks(Duration::ZERO), 2);
     }
 

@@ -21,9 +21,7 @@ use super::plugin_config::table_to_json;
 use super::raw::{RawFailurePolicy, RawRoute, RawRoutePlugin, SpannedKey};
 use super::resolve_path;
 use super::server::memory_limit;
-use super::values::{
-    check_identifier, error_page_content_type, parse_duration, parse_host_pattern,
-};
+use super::values::{check_identifier, error_page_content_type, hook_timeout, parse_host_pattern};
 
 /// Default `max_body_size`: 1 MiB, as nginx's `client_max_body_size`.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 1 << 20;
@@ -171,7 +169,7 @@ impl RouteBuilder<'_> {
             .collect::<Result<Vec<_>, _>>()?;
         let hook_timeout = match &raw.hook_timeout {
             None => self.targets.runtime.hook_timeout,
-            Some(t) => self.at(t.span(), parse_duration(t.get_ref()))?,
+            Some(t) => self.at(t.span(), hook_timeout(t.get_ref()))?,
         };
         let memory_limit = match &raw.memory_limit {
             None => self.targets.runtime.memory_limit,

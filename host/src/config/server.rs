@@ -148,7 +148,7 @@ pub(super) fn build_plugin_runtime(
     };
     let hook_timeout = match raw.hook_timeout {
         None => DEFAULT_HOOK_TIMEOUT,
-        Some(t) => src.at(t.span(), None, parse_duration(t.get_ref()))?,
+        Some(t) => src.at(t.span(), None, values::hook_timeout(t.get_ref()))?,
     };
     let memory_limit = match raw.memory_limit {
         None => DEFAULT_MEMORY_LIMIT,

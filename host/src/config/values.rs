@@ -48,6 +48,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, ConfigErrorKind> {
     Ok(Duration::from_millis(millis))
 }
 
+/// A hook's time budget: a duration of at least the runtime's epoch tick
+/// (10 ms), the clock that stops runaway hooks; a shorter budget could not
+/// be kept.
+pub fn hook_timeout(text: &str) -> Result<Duration, ConfigErrorKind> {
+    let budget = parse_duration(text)?;
+    if budget < tailgate_runtime::EPOCH_TICK {
+        return Err(ConfigErrorKind::HookTimeout(text.to_owned()));
+    }
+    Ok(budget)
+}
+
 /// `"16MiB"`, `"100MB"`, `"512B"`, `"1024"` or a TOML integer: bytes.
 pub fn parse_size(text: &str) -> Result<u64, ConfigErrorKind> {
     let bad = |reason| ConfigErrorKind::Size {

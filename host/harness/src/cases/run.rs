@@ -49,7 +49,7 @@ impl FileSettings {
             builder = builder.route(route);
         }
         if let Some(timeout) = &file.hook_timeout {
-            builder = builder.hook_timeout(parse_duration("hook_timeout", timeout)?);
+            builder = builder.hook_timeout(parse_hook_timeout(timeout)?);
         }
         if let Some(memory) = &file.memory_limit {
             builder = builder.memory_bytes(parse_memory(memory)?);
@@ -77,6 +77,20 @@ impl FileSettings {
 
 fn parse_duration(key: &str, text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{key} = {text:?}: {e}"))
+}
+
+/// As the proxy's config: at least the runtime's 10 ms epoch tick.
+fn parse_hook_timeout(text: &str) -> Result<Duration, String> {
+    let budget = parse_duration("hook_timeout", text)?;
+    let tick = tailgate_runtime::EPOCH_TICK;
+    if budget < tick {
+        return Err(format!(
+            "hook_timeout = {text:?} is below {}ms: plugin hooks are stopped on a {} ms clock",
+            tick.as_millis(),
+            tick.as_millis()
+        ));
+    }
+    Ok(budget)
 }
 
 fn parse_memory(size: &super::file::MemorySize) -> Result<usize, String> {
