@@ -2,7 +2,7 @@
 
 /// mimalloc instead of glibc's malloc: a request makes and frees many small
 /// blocks (header maps, strings, buffers); glibc's `malloc`/`free`/
-/// `malloc_consolidate` were ~15 % of the proxy's CPU (docs/performance.md).
+/// `malloc_consolidate` were ~15 % of the proxy's CPU (docs/performance-passes.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -14,8 +14,8 @@ use crate::error::RuntimeError;
 /// How often the epoch advances: a runaway guest is stopped after its
 /// budget, at most two ticks after it. Also the smallest hook budget a
 /// config may set. 10 ms, as Spin's: each tick wakes a thread, and at 1 ms
-/// those wake-ups cost a loaded two-core machine ~8 % of its throughput
-/// (docs/performance.md, section 11).
+/// those wake-ups cost a loaded two-core machine ~10 % of its throughput
+/// (docs/performance-passes.md, section 10).
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Largest linear memory any plugin instance may have, whatever its route
@@ -45,7 +45,7 @@ pub enum MemoryReservation {
     /// guard pages, so Cranelift drops the bounds check of each load and
     /// store (a stray access faults on a guard page and traps). ~6 % fewer
     /// instructions per request with the three shipped plugins
-    /// (docs/performance.md). 1000 pool slots reserve ~4 TiB of address
+    /// (docs/performance-passes.md). 1000 pool slots reserve ~4 TiB of address
     /// space, none of it RAM.
     Elided,
     /// [`MAX_MEMORY_BYTES`]: every load and store is bounds-checked; used
@@ -136,7 +136,7 @@ fn engine_config(
     config.epoch_interruption(true);
     config.memory_reservation(reservation.bytes());
     config.memory_may_move(false);
-    // Profiling aid (docs/performance.md): name the plugins' compiled
+    // Profiling aid (docs/performance-passes.md): name the plugins' compiled
     // functions in /tmp/perf-<pid>.map for perf and for callgrind dumps.
     if std::env::var_os("TAILGATE_WASM_PERFMAP").is_some() {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
@@ -186,8 +186,8 @@ fn address_space_limit() -> Option<u64> {
 /// The thread that advances the engine's epoch every [`EPOCH_TICK`]. Started
 /// with the first plugin load ([`EpochTicker::ensure_started`]): a proxy
 /// without plugins has no thread waking 100 times a second (at 1000 a
-/// second it was ~6 % of a plugin-free proxy's CPU, docs/performance.md). Stops (and is joined)
-/// when dropped.
+/// second it was ~6 % of a plugin-free proxy's CPU,
+/// docs/performance-passes.md). Stops (and is joined) when dropped.
 pub(crate) struct EpochTicker {
     engine: Engine,
     stop: Arc<(Mutex<bool>, Condvar)>,

@@ -8,7 +8,7 @@
 //! `wasmtime_wasi::runtime::in_tokio` (`Handle::block_on`), which panics on a
 //! worker thread. Without this module every hook call had to be wrapped in
 //! `block_in_place`, which hands the worker's scheduler to another thread and
-//! back: several context switches per request (docs/performance.md). These
+//! back: several context switches per request (docs/performance-passes.md). These
 //! implementations shadow wasmtime-wasi's in the linker ([`link`]) and
 //! delegate to its async implementations.
 

@@ -10,7 +10,7 @@ use crate::address_text::push_decimal;
 
 /// The default access-log line: JSON with nginx's variable names, written
 /// field by field (a `serde_json` struct cost ~7k instructions a line, the
-/// largest single item of a plugin-free request; docs/performance.md).
+/// largest single item of a plugin-free request; docs/performance-passes.md).
 pub fn default_line(rec: &LogRecord) -> String {
     let mut line = JsonLine::with_capacity(384 + rec.uri().len() + rec.user_agent().len());
     line.text(key!("time"), rec.time());

@@ -290,7 +290,7 @@ async fn request_hooks(ctx: &mut RequestContext, head: &mut RequestHead) -> Opti
 /// it). Guest output and ready polls complete in place; only a guest that
 /// really waits leaves the worker (`tailgate_runtime`'s `wasi_io`). Handing
 /// the worker to another thread for every call (`block_in_place`) cost
-/// several context switches per request (docs/performance.md).
+/// several context switches per request (docs/performance-passes.md).
 pub(crate) fn run_hook<R>(call: impl FnOnce() -> R) -> R {
     call()
 }

@@ -2,7 +2,7 @@
 //! carry one: the log phase's `tailgate_http_*` and the cache's
 //! `tailgate_cache_requests_total`. Registering a series hashes its key and
 //! allocates its labels, per request a measurable share of the proxy's CPU
-//! (docs/performance.md). At most [`MAX_CACHED_HOSTS`] hosts are kept;
+//! (docs/performance-passes.md). At most [`MAX_CACHED_HOSTS`] hosts are kept;
 //! past that, a host's handles are made per request, as the `metrics`
 //! macros do.
 

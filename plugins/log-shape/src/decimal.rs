@@ -1,7 +1,7 @@
 //! Numbers written into a line in `on-log`: decimals, zero-padded fields of
 //! a timestamp, and seconds to the millisecond. Written by hand because
 //! `core::fmt` cost ~10,000 instructions per line in the wasm guest, over a
-//! quarter of the whole hook (docs/performance.md).
+//! quarter of the whole hook (docs/performance-passes.md).
 
 /// `n` in decimal, left-padded with zeros to at least `width` digits.
 pub fn push_padded(out: &mut String, n: u64, width: usize) {

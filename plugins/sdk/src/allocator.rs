@@ -4,7 +4,7 @@
 //! (`cabi_realloc`) and each one the hook returns is allocated here and
 //! freed in the post-return, ~50 times per request for a three-plugin
 //! chain. dlmalloc spends ~350 instructions per malloc/free pair there and
-//! talc ~450 (callgrind, docs/performance.md); a free-list pop or push is a
+//! talc ~450 (callgrind, docs/performance-passes.md); a free-list pop or push is a
 //! few dozen.
 //!
 //! Blocks of 16 B to 4 KiB are carved from 64 KiB chunks and go back to

@@ -1,0 +1,223 @@
+//! Chain semantics with scripted plugins: order, edits between plugins,
+//! immediate responses, fail policies, hook skipping and log shaping. This
+//! module holds the scripted plugin and the records the tests build; the
+//! request side's tests are in `request`, the response and log sides' in
+//! `response_and_log`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tailgate_runtime::{
+    Header, HeaderEdit, HeaderOp, HookSet, ImmediateResponse, LogLine, LogRecord, PluginFault,
+    RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead, Var,
+};
+
+use super::*;
+
+type Calls = Arc<Mutex<Vec<String>>>;
+type RequestScript = Box<dyn Fn(&RequestHead) -> Result<RequestAction, PluginFault> + Send + Sync>;
+type ResponseScript =
+    Box<dyn Fn(&ResponseHead) -> Result<ResponseEdits, PluginFault> + Send + Sync>;
+
+/// A plugin whose hooks do what the test says and record what they saw.
+struct Scripted {
+    name: &'static str,
+    hooks: HookSet,
+    /// `hooks` plus the sides of fixed edits the runtime would make.
+    phases: HookSet,
+    calls: Calls,
+    request: RequestScript,
+    response: ResponseScript,
+    log: Result<Option<LogLine>, PluginFault>,
+}
+
+impl Scripted {
+    fn new(name: &'static str, hooks: HookSet, calls: &Calls) -> Scripted {
+        Scripted {
+            name,
+            hooks,
+            phases: hooks,
+            calls: calls.clone(),
+            request: Box::new(|_| Ok(RequestAction::Continue(edits(vec![])))),
+            response: Box::new(|_| Ok(ResponseEdits { headers: vec![] })),
+            log: Ok(None),
+        }
+    }
+
+    fn on_request(
+        mut self,
+        f: impl Fn(&RequestHead) -> Result<RequestAction, PluginFault> + Send + Sync + 'static,
+    ) -> Self {
+        self.request = Box::new(f);
+        self
+    }
+
+    fn on_response(
+        mut self,
+        f: impl Fn(&ResponseHead) -> Result<ResponseEdits, PluginFault> + Send + Sync + 'static,
+    ) -> Self {
+        self.response = Box::new(f);
+        self
+    }
+
+    fn with_phases(mut self, phases: HookSet) -> Self {
+        self.phases = phases;
+        self
+    }
+
+    fn on_log(mut self, result: Result<Option<LogLine>, PluginFault>) -> Self {
+        self.log = result;
+        self
+    }
+
+    fn entry(self, policy: FailurePolicy) -> ChainEntry {
+        ChainEntry::new(Box::new(self), policy)
+    }
+
+    fn record(&self, what: String) {
+        self.calls.lock().expect("calls lock").push(what);
+    }
+}
+
+impl PluginHooks for Scripted {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn hooks(&self) -> HookSet {
+        self.hooks
+    }
+    fn phases(&self) -> HookSet {
+        self.phases
+    }
+    fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
+        let tags: Vec<String> = req
+            .headers()
+            .iter()
+            .filter(|h| h.name == "x-tag")
+            .map(|h| String::from_utf8_lossy(&h.value).into_owned())
+            .collect();
+        self.record(format!(
+            "{}:request path={} x-tag={:?}",
+            self.name,
+            req.path(),
+            tags
+        ));
+        (self.request)(req)
+    }
+    fn on_response(
+        &self,
+        _req: &mut RequestHead,
+        resp: &mut ResponseHead,
+    ) -> Result<ResponseEdits, PluginFault> {
+        self.record(format!(
+            "{}:response headers={}",
+            self.name,
+            resp.headers().len()
+        ));
+        (self.response)(resp)
+    }
+    fn on_log(&self, _rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
+        self.record(format!("{}:log", self.name));
+        self.log.clone()
+    }
+}
+
+fn edits(headers: Vec<HeaderEdit>) -> RequestEdits {
+    RequestEdits {
+        headers,
+        path: None,
+        delay_ms: 0,
+        vars: vec![],
+    }
+}
+
+fn set(name: &str, value: &str) -> HeaderEdit {
+    HeaderEdit {
+        op: HeaderOp::Set,
+        name: name.into(),
+        value: value.into(),
+    }
+}
+
+fn var(name: &str, value: &str) -> Var {
+    Var {
+        name: name.into(),
+        value: value.into(),
+    }
+}
+
+fn head() -> RequestHead {
+    RequestHead {
+        method: Some("GET".into()),
+        scheme: Some("https".into()),
+        host: Some("example.com".into()),
+        path: Some("/a".into()),
+        query: Some("q=1".into()),
+        headers: Some(vec![Header {
+            name: "accept".into(),
+            value: b"*/*".to_vec(),
+        }]),
+        client_ip: Some("192.0.2.1".into()),
+        route: Some("site".into()),
+        request_id: Some("req-1".into()),
+    }
+}
+
+fn response() -> ResponseHead {
+    ResponseHead {
+        status: 200,
+        headers: Some(vec![Header {
+            name: "server".into(),
+            value: b"upstream".to_vec(),
+        }]),
+        host_generated: false,
+    }
+}
+
+fn log_record() -> LogRecord {
+    LogRecord {
+        time: Some("2025-01-01T00:00:00.000Z".into()),
+        time_unix_ms: 1_735_689_600_000,
+        client_ip: Some("192.0.2.1".into()),
+        peer_addr: Some("192.0.2.1:5000".into()),
+        method: Some("GET".into()),
+        scheme: Some("https".into()),
+        host: Some("example.com".into()),
+        uri: Some("/a?q=1".into()),
+        protocol: Some("HTTP/1.1".into()),
+        status: 200,
+        bytes_sent: 10,
+        bytes_received: 0,
+        request_time: 0.01,
+        upstream_response_time: Some(0.005),
+        upstream_addr: Some("100.64.0.2:80".into()),
+        cache_status: Some(String::new()),
+        route: Some("site".into()),
+        request_id: Some("req-1".into()),
+        user_agent: Some("test".into()),
+        referer: Some(String::new()),
+        http_host: Some(String::new()),
+        request_headers: Some(vec![]),
+        response_headers: Some(vec![]),
+        vars: Some(vec![]),
+    }
+}
+
+fn chain(entries: Vec<ChainEntry>) -> RouteChain {
+    RouteChain::new(RouteName("site".into()), entries)
+}
+
+fn calls(c: &Calls) -> Vec<String> {
+    c.lock().expect("calls lock").clone()
+}
+
+fn header_values(headers: &[Header], name: &str) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|h| h.name == name)
+        .map(|h| String::from_utf8_lossy(&h.value).into_owned())
+        .collect()
+}
+
+mod request;
+mod response_and_log;

@@ -1,0 +1,181 @@
+//! The response and log sides of the chain: reverse order, response
+//! faults, the log decision, routes' chains, fixed edits alone.
+
+use super::*;
+
+#[test]
+fn response_hooks_run_in_reverse_order_on_the_edited_response() {
+    let c = Calls::default();
+    let chain = chain(vec![
+        Scripted::new("outer", HookSet::all(), &c)
+            .on_response(|resp| {
+                // Sees the inner plugin's edit.
+                assert_eq!(header_values(resp.headers(), "x-inner"), ["1"]);
+                Ok(ResponseEdits {
+                    headers: vec![
+                        set("X-Frame-Options", "DENY"),
+                        HeaderEdit {
+                            op: HeaderOp::Remove,
+                            name: "Server".into(),
+                            value: vec![],
+                        },
+                    ],
+                })
+            })
+            .entry(FailurePolicy::Closed),
+        Scripted::new("inner", HookSet::all(), &c)
+            .on_response(|_| {
+                Ok(ResponseEdits {
+                    headers: vec![set("x-inner", "1")],
+                })
+            })
+            .entry(FailurePolicy::Closed),
+    ]);
+    let mut resp = response();
+    let applied = chain.on_response(&mut head(), &mut resp).unwrap();
+    assert_eq!(
+        calls(&c),
+        ["inner:response headers=1", "outer:response headers=2"]
+    );
+    assert_eq!(header_values(resp.headers(), "x-frame-options"), ["DENY"]);
+    assert!(header_values(resp.headers(), "server").is_empty());
+    // The same edits, in order, applied to the response's map give the
+    // same fields.
+    let mut map = http::HeaderMap::new();
+    map.insert("server", http::HeaderValue::from_static("up"));
+    crate::plugin_chain::apply_checked_edits(&mut map, &applied);
+    assert_eq!(map.len(), 2);
+    assert_eq!(map["x-inner"], "1");
+    assert_eq!(map["x-frame-options"], "DENY");
+}
+
+#[test]
+fn response_faults_follow_each_entrys_policy() {
+    let c = Calls::default();
+    let fault = |_: &ResponseHead| Err(PluginFault::MemoryLimit(16 << 20));
+    let open = chain(vec![
+        Scripted::new("a", HookSet::all(), &c)
+            .on_response(|_| {
+                Ok(ResponseEdits {
+                    headers: vec![set("x-a", "1")],
+                })
+            })
+            .entry(FailurePolicy::Closed),
+        Scripted::new("b", HookSet::all(), &c)
+            .on_response(fault)
+            .entry(FailurePolicy::Open),
+    ]);
+    let mut resp = response();
+    open.on_response(&mut head(), &mut resp).unwrap();
+    assert_eq!(header_values(resp.headers(), "x-a"), ["1"]);
+
+    let closed = chain(vec![Scripted::new("b", HookSet::all(), &c)
+        .on_response(fault)
+        .entry(FailurePolicy::Closed)]);
+    let err = closed
+        .on_response(&mut head(), &mut response())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "plugin b: exceeded its memory cap of 16777216 bytes"
+    );
+}
+
+fn line(text: &str) -> LogLine {
+    LogLine {
+        line: text.into(),
+        labels: vec![("job".into(), "tailgate".into())],
+    }
+}
+
+#[test]
+fn the_last_plugin_with_a_log_hook_shapes_the_line() {
+    let c = Calls::default();
+    let chain = chain(vec![
+        Scripted::new("early", HookSet::LOG, &c)
+            .on_log(Ok(Some(line("early"))))
+            .entry(FailurePolicy::Closed),
+        Scripted::new("late", HookSet::LOG | HookSet::REQUEST, &c)
+            .on_log(Ok(Some(line("late"))))
+            .entry(FailurePolicy::Closed),
+        Scripted::new("no-log", HookSet::REQUEST, &c).entry(FailurePolicy::Closed),
+    ]);
+    match chain.on_log(&mut log_record()) {
+        LogDecision::Line(l) => assert_eq!(l.line, "late"),
+        other => panic!("expected Line, got {other:?}"),
+    }
+    assert_eq!(calls(&c), ["late:log"]);
+}
+
+#[test]
+fn log_decisions_cover_drop_default_and_failure() {
+    let c = Calls::default();
+    let dropping = chain(vec![Scripted::new("d", HookSet::LOG, &c)
+        .on_log(Ok(None))
+        .entry(FailurePolicy::Closed)]);
+    assert!(matches!(
+        dropping.on_log(&mut log_record()),
+        LogDecision::Drop
+    ));
+
+    let none = chain(vec![
+        Scripted::new("r", HookSet::REQUEST, &c).entry(FailurePolicy::Closed)
+    ]);
+    assert!(matches!(
+        none.on_log(&mut log_record()),
+        LogDecision::Default
+    ));
+    assert!(matches!(
+        chain(vec![]).on_log(&mut log_record()),
+        LogDecision::Default
+    ));
+
+    // Open or closed, a failed log hook hands the raw record back.
+    for policy in [FailurePolicy::Open, FailurePolicy::Closed] {
+        let failing = chain(vec![Scripted::new("f", HookSet::LOG, &c)
+            .on_log(Err(PluginFault::Trap("boom".into())))
+            .entry(policy)]);
+        match failing.on_log(&mut log_record()) {
+            LogDecision::Failed { plugin, fault } => {
+                assert_eq!(plugin, "f");
+                assert_eq!(fault.to_string(), "trapped: boom");
+            }
+            other => panic!("expected Failed, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn chains_are_found_by_route_name() {
+    let chains = PluginChains::from_chains([chain(vec![])]);
+    let found = chains
+        .for_route(&RouteName("site".into()))
+        .expect("site chain");
+    assert!(found.is_empty());
+    assert_eq!(found.route().as_str(), "site");
+    assert!(chains.for_route(&RouteName("other".into())).is_none());
+}
+
+#[test]
+fn fixed_edits_alone_run_the_phase_but_ask_for_no_fields() {
+    let c = Calls::default();
+    // No response hook (so no field is read), fixed response edits.
+    let fixed = Scripted::new("fixed", HookSet::empty(), &c)
+        .with_phases(HookSet::RESPONSE)
+        .on_response(|_| {
+            Ok(ResponseEdits {
+                headers: vec![set("x-frame-options", "DENY")],
+            })
+        });
+    let chain = chain(vec![fixed.entry(FailurePolicy::Open)]);
+    assert!(chain.has_hook(HookSet::RESPONSE));
+    assert!(!chain.has_hook(HookSet::REQUEST));
+    assert_eq!(chain.response_fields(), &HeaderFilter::none());
+    let mut resp = ResponseHead {
+        status: 200,
+        headers: Some(vec![]),
+        host_generated: false,
+    };
+    let applied = chain.on_response(&mut head(), &mut resp).expect("edits");
+    assert_eq!(applied, vec![set("x-frame-options", "DENY")]);
+}
