@@ -314,3 +314,52 @@ async fn one_worker_proxies_runs_plugins_reloads_and_drains() {
         .expect("the slow request finishes");
     assert_eq!(slow.status, 200);
 }
+
+/// log-shape's `on-log` runs on the log-hook thread, in batches, not on the
+/// request's worker: a `SIGTERM` right after a burst still writes every
+/// shaped line before the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_right_after_a_burst_writes_every_plugin_shaped_line() {
+    const REQUESTS: usize = 300;
+    let up = TestUpstream::start();
+    let config = base_config("drain_timeout = \"5s\"")
+        + &format!(
+            r#"
+{app}
+[[routes.plugins]]
+plugin = "log-shape"
+[routes.plugins.config]
+fields = [{{ name = "shaped_uri", from = "request_uri" }}, {{ name = "code", from = "status" }}]
+"#,
+            app = app_route(&up.url())
+        );
+    let mut tg = Tailgate::start(&config);
+    let addr = tg.addr();
+    let sent = futures_util::future::join_all(
+        (0..REQUESTS)
+            .map(|i| async move { get(addr, "app.test", &format!("/burst/{i}")).await.status }),
+    )
+    .await;
+    assert!(sent.iter().all(|s| *s == 200), "{sent:?}");
+
+    tg.signal("TERM");
+    let status = tg.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(status.success(), "{status}");
+    let log = tg.access_log();
+    let shaped: std::collections::BTreeSet<String> = log
+        .iter()
+        .filter(|l| l["code"] == 200)
+        .filter_map(|l| l["shaped_uri"].as_str().map(str::to_owned))
+        .collect();
+    let missing: Vec<usize> = (0..REQUESTS)
+        .filter(|i| !shaped.contains(&format!("/burst/{i}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "lines missing for {missing:?}; log: {log:#?}"
+    );
+    assert!(
+        log.iter().all(|l| l.get("request_method").is_none()),
+        "every line is the plugin's, none the default: {log:#?}"
+    );
+}

@@ -2,8 +2,9 @@
 //! requests, plugin answers, host-made errors, unknown hosts and upgrades —
 //! once the response body has finished streaming (or was abandoned), so
 //! `bytes_sent` and `request_time` are true. Builds the WIT `LogRecord`,
-//! lets the route's log hooks shape it, hands the line to the access log,
-//! and records the request metrics.
+//! records the request metrics, and writes the default line or hands the
+//! record to the log-hook thread (`log_hooks`), where the route's log hooks
+//! shape it into the access log's line.
 
 use std::sync::LazyLock;
 use std::time::UNIX_EPOCH;
@@ -15,9 +16,10 @@ use metrics::{Counter, Histogram};
 use tailgate_runtime::{Header, HookSet, LogRecord};
 
 use super::context::{protocol_name, RequestContext};
+use super::log_hooks::{self, LogJob};
 use super::run_hook;
 use crate::access_log::{default_line, AccessLog};
-use crate::plugin_chain::LogDecision;
+use crate::plugin_chain::{LogDecision, RouteChain};
 use crate::telemetry::by_host::ByHost;
 
 /// Status logged for a connection closed without a response (nginx 444).
@@ -51,25 +53,22 @@ impl PendingLog {
         self.ctx.body.add(bytes);
     }
 
-    /// Run the log phase with the response body's final size.
+    /// Run the log phase with the response body's final size. A route
+    /// whose plugins shape the line hands the record to the log-hook
+    /// thread (`log_hooks`); otherwise the default line is written here.
     pub fn emit(self, bytes_sent: u64) {
         let hooked = self.ctx.chain.clone().filter(|c| c.has_hook(HookSet::LOG));
         let routed = self.ctx.route.is_some();
         let access_log = self.access_log.clone();
-        let mut record = self.into_record(bytes_sent);
+        let record = self.into_record(bytes_sent);
         record_metrics(routed, &record);
-        let line = match hooked {
-            None => Some((default_line(&record), Vec::new())),
-            Some(chain) => match run_hook(|| chain.on_log(&mut record)) {
-                LogDecision::Line(line) => Some((line.line, line.labels)),
-                LogDecision::Drop => None,
-                LogDecision::Default => Some((default_line(&record), Vec::new())),
-                // Reported and counted by the chain; a line is never lost.
-                LogDecision::Failed { .. } => Some((default_line(&record), Vec::new())),
-            },
-        };
-        if let Some((line, labels)) = line {
-            access_log.write_labelled_line(line, &labels);
+        match hooked {
+            None => access_log.write_line(default_line(&record)),
+            Some(chain) => log_hooks::submit(LogJob {
+                chain,
+                record,
+                access_log,
+            }),
         }
     }
 
@@ -115,6 +114,22 @@ impl PendingLog {
             response_headers: Some(response_headers),
             vars: Some(ctx.vars),
         }
+    }
+}
+
+/// The line the chain's log hooks make of `record` (with its Loki labels),
+/// the default line when they leave it to the host or fail, or none when
+/// they drop it.
+pub(super) fn shaped_line(
+    chain: &RouteChain,
+    record: &mut LogRecord,
+) -> Option<(String, Vec<(String, String)>)> {
+    match run_hook(|| chain.on_log(record)) {
+        LogDecision::Line(line) => Some((line.line, line.labels)),
+        LogDecision::Drop => None,
+        LogDecision::Default => Some((default_line(record), Vec::new())),
+        // Reported and counted by the chain; a line is never lost.
+        LogDecision::Failed { .. } => Some((default_line(record), Vec::new())),
     }
 }
 

@@ -32,6 +32,7 @@
 pub mod body;
 pub mod context;
 mod https_redirect;
+pub(crate) mod log_hooks;
 pub mod log_phase;
 pub(crate) mod reply;
 mod response_phase;

@@ -1,0 +1,199 @@
+//! The log phase's plugin part, off the request workers: a route's log hooks
+//! (log-shape's `on-log`) run on one thread of their own, in batches, and
+//! hand their line to the access log from there. The worker that finished
+//! the exchange only queues the record (a short lock, no wake-up but the
+//! first of a batch), as the access log's writer does with lines: the
+//! shaping is the work Grafana Alloy did beside nginx, in its own process.
+//! A line is never lost: when the queue holds [`MAX_QUEUED`] records (the
+//! thread has fallen behind), the worker runs the hooks itself.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use tailgate_runtime::LogRecord;
+
+use crate::access_log::AccessLog;
+use crate::plugin_chain::RouteChain;
+
+/// Longest a record waits before its hooks run.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+/// Records taken at once; a full batch wakes the thread before the interval.
+const BATCH: usize = 256;
+/// Records waiting at most; past this the worker runs the hooks itself.
+pub const MAX_QUEUED: usize = 8192;
+
+/// One finished exchange whose line a plugin shapes.
+pub(super) struct LogJob {
+    pub chain: Arc<RouteChain>,
+    pub record: LogRecord,
+    pub access_log: AccessLog,
+}
+
+/// Queue `job` for the log-hook thread, or run it here when the queue is
+/// full or the thread cannot be started.
+pub(super) fn submit(job: LogJob) {
+    let job = match queue() {
+        Some(queue) => match queue.push(job) {
+            Ok(()) => return,
+            Err(job) => job,
+        },
+        None => job,
+    };
+    metrics::counter!("tailgate_log_hooks_inline_total").increment(1);
+    run(job);
+}
+
+/// Run the chain's log hooks and write the line (or the default line).
+pub(super) fn run(job: LogJob) {
+    let LogJob {
+        chain,
+        mut record,
+        access_log,
+    } = job;
+    if let Some((line, labels)) = super::log_phase::shaped_line(&chain, &mut record) {
+        access_log.write_labelled_line(line, &labels);
+    }
+}
+
+/// The process's queue, its thread started on first use.
+fn queue() -> Option<&'static JobQueue<LogJob>> {
+    static QUEUE: OnceLock<Option<&'static JobQueue<LogJob>>> = OnceLock::new();
+    *QUEUE.get_or_init(|| {
+        let queue: &'static JobQueue<LogJob> =
+            Box::leak(Box::new(JobQueue::new(MAX_QUEUED, FLUSH_INTERVAL)));
+        let started = std::thread::Builder::new()
+            .name("tailgate-log-hooks".into())
+            .spawn(move || run_batches(queue));
+        match started {
+            Ok(_) => Some(queue),
+            Err(e) => {
+                tracing::error!("cannot start the log-hook thread, running log hooks inline: {e}");
+                None
+            }
+        }
+    })
+}
+
+/// Records waiting for the thread, in arrival order.
+struct JobQueue<T> {
+    jobs: Mutex<Vec<T>>,
+    /// Signalled on the first record of a batch and when a batch fills.
+    wake: Condvar,
+    capacity: usize,
+    /// Longest a partial batch waits ([`FLUSH_INTERVAL`]).
+    interval: Duration,
+}
+
+impl<T> JobQueue<T> {
+    fn new(capacity: usize, interval: Duration) -> Self {
+        JobQueue {
+            jobs: Mutex::new(Vec::new()),
+            wake: Condvar::new(),
+            capacity,
+            interval,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<T>> {
+        // Records are pushed and taken whole under the lock.
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queue `job`; hands it back when the queue is full.
+    fn push(&self, job: T) -> Result<(), T> {
+        let mut jobs = self.lock();
+        let before = jobs.len();
+        if before >= self.capacity {
+            return Err(job);
+        }
+        jobs.push(job);
+        drop(jobs);
+        if before == 0 || before + 1 == BATCH {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Wait for the first record, then for a full batch or the flush
+    /// interval; move what is queued into `out`.
+    fn next_batch(&self, out: &mut Vec<T>) {
+        let mut jobs = self.lock();
+        while jobs.is_empty() {
+            jobs = self.wake.wait(jobs).unwrap_or_else(|p| p.into_inner());
+        }
+        let deadline = Instant::now() + self.interval;
+        while jobs.len() < BATCH {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            jobs = self
+                .wake
+                .wait_timeout(jobs, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        std::mem::swap(&mut *jobs, out);
+    }
+}
+
+/// The log-hook thread: forever, a batch at a time. A panic in one job (a
+/// host bug; a guest's trap is an error, not a panic) loses that line only.
+fn run_batches(queue: &JobQueue<LogJob>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        queue.next_batch(&mut batch);
+        for job in batch.drain(..) {
+            if catch_unwind(AssertUnwindSafe(|| run(job))).is_err() {
+                metrics::counter!("tailgate_access_log_dropped_total").increment(1);
+                tracing::error!("a log hook panicked; its line is lost");
+            }
+        }
+        if batch.capacity() > 4 * BATCH {
+            batch = Vec::with_capacity(BATCH);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_hands_the_record_back_and_a_batch_takes_them_all() {
+        let queue = JobQueue::new(3, FLUSH_INTERVAL);
+        for n in 0..3 {
+            assert!(queue.push(n).is_ok());
+        }
+        assert_eq!(queue.push(3), Err(3), "full: the caller runs it itself");
+        let mut batch = Vec::new();
+        let started = Instant::now();
+        queue.next_batch(&mut batch);
+        assert_eq!(batch, [0, 1, 2]);
+        assert!(
+            started.elapsed() >= FLUSH_INTERVAL,
+            "a partial batch waits for the interval"
+        );
+        assert!(queue.push(4).is_ok(), "room again");
+    }
+
+    #[test]
+    fn a_full_batch_is_taken_before_the_interval() {
+        let interval = Duration::from_secs(30);
+        let queue: &'static JobQueue<usize> =
+            Box::leak(Box::new(JobQueue::new(MAX_QUEUED, interval)));
+        for n in 0..BATCH - 1 {
+            queue.push(n).expect("room");
+        }
+        let started = Instant::now();
+        let taker = std::thread::spawn(move || {
+            let mut batch = Vec::new();
+            queue.next_batch(&mut batch);
+            batch.len()
+        });
+        queue.push(BATCH).expect("room");
+        assert_eq!(taker.join().expect("taker"), BATCH);
+        assert!(started.elapsed() < interval / 2, "{:?}", started.elapsed());
+    }
+}
