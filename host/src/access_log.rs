@@ -14,7 +14,7 @@
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::model::AccessLogConfig;
 use crate::telemetry::loki::LokiSink;
@@ -214,22 +214,13 @@ impl LineQueue {
     /// pending or [`FLUSH_INTERVAL`] has passed (or the queue closed).
     /// Moves the batch into `out`; returns whether the queue is closed.
     fn next_batch(&self, out: &mut Vec<u8>) -> bool {
-        let mut state = self.lock();
-        while state.pending.is_empty() && !state.closed {
-            state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
-        }
-        let deadline = Instant::now() + FLUSH_INTERVAL;
-        while state.pending.len() < BATCH_BYTES && !state.closed {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            state = self
-                .wake
-                .wait_timeout(state, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        let mut state = crate::batch_wait::wait_for_batch(
+            &self.wake,
+            self.lock(),
+            FLUSH_INTERVAL,
+            |s| !s.pending.is_empty() || s.closed,
+            |s| s.pending.len() >= BATCH_BYTES || s.closed,
+        );
         std::mem::swap(&mut state.pending, out);
         state.closed
     }
@@ -289,6 +280,8 @@ fn write_lines(queue: &LineQueue, mut sinks: Sinks) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     #[tokio::test]

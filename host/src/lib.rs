@@ -11,6 +11,7 @@
 pub mod access_log;
 pub mod address_text;
 pub mod admin;
+mod batch_wait;
 pub mod cache;
 pub mod cli;
 pub mod config;

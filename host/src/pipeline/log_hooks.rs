@@ -9,7 +9,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tailgate_runtime::LogRecord;
 
@@ -118,22 +118,13 @@ impl<T> JobQueue<T> {
     /// Wait for the first record, then for a full batch or the flush
     /// interval; move what is queued into `out`.
     fn next_batch(&self, out: &mut Vec<T>) {
-        let mut jobs = self.lock();
-        while jobs.is_empty() {
-            jobs = self.wake.wait(jobs).unwrap_or_else(|p| p.into_inner());
-        }
-        let deadline = Instant::now() + self.interval;
-        while jobs.len() < BATCH {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            jobs = self
-                .wake
-                .wait_timeout(jobs, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        let mut jobs = crate::batch_wait::wait_for_batch(
+            &self.wake,
+            self.lock(),
+            self.interval,
+            |jobs| !jobs.is_empty(),
+            |jobs| jobs.len() >= BATCH,
+        );
         std::mem::swap(&mut *jobs, out);
     }
 }
@@ -158,6 +149,8 @@ fn run_batches(queue: &JobQueue<LogJob>) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     #[test]
