@@ -45,7 +45,7 @@ pub(super) fn submit(job: LogJob) {
 }
 
 /// Run the chain's log hooks and write the line (or the default line).
-pub(super) fn run(job: LogJob) {
+fn run(job: LogJob) {
     let LogJob {
         chain,
         mut record,
