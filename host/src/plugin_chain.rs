@@ -7,10 +7,7 @@
 
 mod edits;
 
-pub use edits::{
-    apply_checked_edits, apply_header_edits, apply_path_rewrite, check_immediate_response,
-    InvalidOutput,
-};
+pub use edits::{apply_checked_edits, apply_header_edits, check_immediate_response, InvalidOutput};
 
 use edits::{check_path, set_target};
 

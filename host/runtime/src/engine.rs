@@ -18,6 +18,25 @@ use crate::error::RuntimeError;
 /// (docs/performance-passes.md, section 10).
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// A hook budget shorter than one [`EPOCH_TICK`]: the clock that stops
+/// runaway hooks could not keep it. Configs reject it
+/// ([`check_hook_budget`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "is below {tick}ms: plugin hooks are stopped on a {tick} ms clock",
+    tick = EPOCH_TICK.as_millis()
+)]
+pub struct BudgetBelowTick;
+
+/// Whether the epoch clock can keep `budget`: at least one tick.
+pub fn check_hook_budget(budget: Duration) -> Result<Duration, BudgetBelowTick> {
+    if budget < EPOCH_TICK {
+        Err(BudgetBelowTick)
+    } else {
+        Ok(budget)
+    }
+}
+
 /// Largest linear memory any plugin instance may have, whatever its route
 /// asks for; also the virtual-memory reservation of each instance.
 pub const MAX_MEMORY_BYTES: usize = 256 << 20;

@@ -40,7 +40,9 @@ pub use bindings::types::{
     RequestEdits, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead, Var,
 };
 pub use compile_cache::CacheOutcome;
-pub use engine::{Allocator, MemoryReservation, EPOCH_TICK, MAX_MEMORY_BYTES};
+pub use engine::{
+    check_hook_budget, Allocator, BudgetBelowTick, MemoryReservation, EPOCH_TICK, MAX_MEMORY_BYTES,
+};
 pub use error::{ConfigureError, LoadError, PluginFault, RuntimeError};
 pub use hook::Hook;
 pub use observer::{OutputSource, PluginObserver, PluginOutput};

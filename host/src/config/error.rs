@@ -114,11 +114,8 @@ pub enum ConfigErrorKind {
     Size { value: String, reason: &'static str },
     #[error("memory_limit {value} is out of range: must be between 64KiB and {max}MiB", max = tailgate_runtime::MAX_MEMORY_BYTES >> 20)]
     MemoryLimit { value: String },
-    #[error(
-        "hook_timeout \"{0}\" is below {tick}ms: plugin hooks are stopped on a {tick} ms clock",
-        tick = tailgate_runtime::EPOCH_TICK.as_millis()
-    )]
-    HookTimeout(String),
+    #[error("hook_timeout \"{0}\" {1}")]
+    HookTimeout(String, tailgate_runtime::BudgetBelowTick),
     #[error("max_instances must be between 1 and {max}", max = crate::config::values::MAX_INSTANCES)]
     MaxInstances,
     #[error("max_calls_per_instance must be at least 1")]

@@ -52,11 +52,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, ConfigErrorKind> {
 /// (10 ms), the clock that stops runaway hooks; a shorter budget could not
 /// be kept.
 pub fn hook_timeout(text: &str) -> Result<Duration, ConfigErrorKind> {
-    let budget = parse_duration(text)?;
-    if budget < tailgate_runtime::EPOCH_TICK {
-        return Err(ConfigErrorKind::HookTimeout(text.to_owned()));
-    }
-    Ok(budget)
+    tailgate_runtime::check_hook_budget(parse_duration(text)?)
+        .map_err(|reason| ConfigErrorKind::HookTimeout(text.to_owned(), reason))
 }
 
 /// `"16MiB"`, `"100MB"`, `"512B"`, `"1024"` or a TOML integer: bytes.

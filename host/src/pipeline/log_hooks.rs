@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use tailgate_runtime::LogRecord;
 
-use crate::access_log::AccessLog;
-use crate::plugin_chain::RouteChain;
+use super::run_hook;
+use crate::access_log::{default_line, AccessLog};
+use crate::plugin_chain::{LogDecision, RouteChain};
 
 /// Longest a record waits before its hooks run.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
@@ -51,8 +52,24 @@ fn run(job: LogJob) {
         mut record,
         access_log,
     } = job;
-    if let Some((line, labels)) = super::log_phase::shaped_line(&chain, &mut record) {
+    if let Some((line, labels)) = shaped_line(&chain, &mut record) {
         access_log.write_labelled_line(line, &labels);
+    }
+}
+
+/// The line the chain's log hooks make of `record` (with its Loki labels),
+/// the default line when they leave it to the host or fail, or none when
+/// they drop it.
+fn shaped_line(
+    chain: &RouteChain,
+    record: &mut LogRecord,
+) -> Option<(String, Vec<(String, String)>)> {
+    match run_hook(|| chain.on_log(record)) {
+        LogDecision::Line(line) => Some((line.line, line.labels)),
+        LogDecision::Drop => None,
+        LogDecision::Default => Some((default_line(record), Vec::new())),
+        // Reported and counted by the chain; a line is never lost.
+        LogDecision::Failed { .. } => Some((default_line(record), Vec::new())),
     }
 }
 

@@ -17,9 +17,7 @@ use tailgate_runtime::{Header, HookSet, LogRecord};
 
 use super::context::{protocol_name, RequestContext};
 use super::log_hooks::{self, LogJob};
-use super::run_hook;
 use crate::access_log::{default_line, AccessLog};
-use crate::plugin_chain::{LogDecision, RouteChain};
 use crate::telemetry::by_host::ByHost;
 
 /// Status logged for a connection closed without a response (nginx 444).
@@ -114,22 +112,6 @@ impl PendingLog {
             response_headers: Some(response_headers),
             vars: Some(ctx.vars),
         }
-    }
-}
-
-/// The line the chain's log hooks make of `record` (with its Loki labels),
-/// the default line when they leave it to the host or fail, or none when
-/// they drop it.
-pub(super) fn shaped_line(
-    chain: &RouteChain,
-    record: &mut LogRecord,
-) -> Option<(String, Vec<(String, String)>)> {
-    match run_hook(|| chain.on_log(record)) {
-        LogDecision::Line(line) => Some((line.line, line.labels)),
-        LogDecision::Drop => None,
-        LogDecision::Default => Some((default_line(record), Vec::new())),
-        // Reported and counted by the chain; a line is never lost.
-        LogDecision::Failed { .. } => Some((default_line(record), Vec::new())),
     }
 }
 

@@ -127,15 +127,9 @@ fn wire_name(name: &str) -> Option<HeaderName> {
     })
 }
 
-/// Rewrite the request target: `/new/path` keeps the query (as nginx's
-/// `rewrite` does), `/new/path?q=1` replaces it, `/new/path?` drops it.
-pub fn apply_path_rewrite(head: &mut RequestHead, target: &str) -> Result<(), InvalidOutput> {
-    check_path(target)?;
-    set_target(head, target);
-    Ok(())
-}
-
-/// [`apply_path_rewrite`] for a target [`check_path`] accepted already.
+/// Rewrite the request target to one [`check_path`] accepted: `/new/path`
+/// keeps the query (as nginx's `rewrite` does), `/new/path?q=1` replaces
+/// it, `/new/path?` drops it.
 pub(super) fn set_target(head: &mut RequestHead, target: &str) {
     match target.split_once('?') {
         None => head.path = Some(target.to_owned()),
@@ -147,7 +141,7 @@ pub(super) fn set_target(head: &mut RequestHead, target: &str) {
 }
 
 /// Check a rewrite target: an origin-form path, optionally with `?query`.
-pub fn check_path(target: &str) -> Result<(), InvalidOutput> {
+pub(super) fn check_path(target: &str) -> Result<(), InvalidOutput> {
     let valid = target.starts_with('/')
         && !target.contains('#')
         && target.parse::<http::uri::PathAndQuery>().is_ok();
@@ -405,6 +399,13 @@ mod tests {
             route: Some("site".into()),
             request_id: Some("r1".into()),
         }
+    }
+
+    /// A path rewrite as the chain makes it: checked, then set.
+    fn apply_path_rewrite(head: &mut RequestHead, target: &str) -> Result<(), InvalidOutput> {
+        check_path(target)?;
+        set_target(head, target);
+        Ok(())
     }
 
     #[test]

@@ -81,16 +81,8 @@ fn parse_duration(key: &str, text: &str) -> Result<Duration, String> {
 
 /// As the proxy's config: at least the runtime's 10 ms epoch tick.
 fn parse_hook_timeout(text: &str) -> Result<Duration, String> {
-    let budget = parse_duration("hook_timeout", text)?;
-    let tick = tailgate_runtime::EPOCH_TICK;
-    if budget < tick {
-        return Err(format!(
-            "hook_timeout = {text:?} is below {}ms: plugin hooks are stopped on a {} ms clock",
-            tick.as_millis(),
-            tick.as_millis()
-        ));
-    }
-    Ok(budget)
+    tailgate_runtime::check_hook_budget(parse_duration("hook_timeout", text)?)
+        .map_err(|reason| format!("hook_timeout = {text:?} {reason}"))
 }
 
 fn parse_memory(size: &super::file::MemorySize) -> Result<usize, String> {
