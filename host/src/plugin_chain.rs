@@ -6,10 +6,15 @@
 //! default the route's `plugin_failure`) decides what a fault does.
 
 mod edits;
+mod fixed;
 
-pub use edits::{apply_checked_edits, apply_header_edits, check_immediate_response, InvalidOutput};
+pub use edits::{
+    apply_header_edits, apply_to_list, apply_to_map, check_header_edits, check_immediate_response,
+    InvalidOutput, WireEdit,
+};
 
 use edits::{check_path, set_target};
+use fixed::PreparedFixedEdits;
 
 use std::collections::BTreeMap;
 
@@ -17,9 +22,9 @@ use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use tailgate_runtime::{
-    ConfigureError, ConfiguredPlugin, FixedEdits, HeaderEdit, HeaderFilter, HookSet,
-    ImmediateResponse, Limits, LoadError, LogFieldSet, LogLine, LogRecord, PluginFault,
-    RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead, Runtime, Var,
+    ConfigureError, ConfiguredPlugin, FixedEdits, HeaderFilter, HookSet, ImmediateResponse, Limits,
+    LoadError, LogFieldSet, LogLine, LogRecord, PluginFault, RequestAction, RequestEdits,
+    RequestHead, ResponseEdits, ResponseHead, Runtime, Var,
 };
 
 use crate::config::model::{Config, FailurePolicy, RouteName};
@@ -62,12 +67,16 @@ pub trait PluginHooks: Send + Sync {
     fn name(&self) -> &str;
     /// The hooks that enter the plugin.
     fn hooks(&self) -> HookSet;
-    /// The phases the chain runs the plugin in: its hooks, and the sides it
-    /// has fixed edits on (which its hook methods return without a call).
-    fn phases(&self) -> HookSet {
-        self.hooks()
+    /// The header edits the plugin makes to every request and response
+    /// (`plugin-info.fixed-edits`), which the chain makes itself at the
+    /// plugin's place, without a call. None by default.
+    fn fixed_edits(&self) -> FixedEdits {
+        FixedEdits::none()
     }
+    /// The request hook alone (the chain adds the fixed edits). Called only
+    /// when [`PluginHooks::hooks`] has it.
     fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault>;
+    /// The response hook alone, as [`PluginHooks::on_request`].
     fn on_response(
         &self,
         req: &mut RequestHead,
@@ -95,18 +104,18 @@ impl PluginHooks for ConfiguredPlugin {
     fn hooks(&self) -> HookSet {
         ConfiguredPlugin::hooks(self)
     }
-    fn phases(&self) -> HookSet {
-        ConfiguredPlugin::phases(self)
+    fn fixed_edits(&self) -> FixedEdits {
+        self.info().fixed_edits.clone()
     }
     fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
-        ConfiguredPlugin::on_request(self, req)
+        self.request_hook(req)
     }
     fn on_response(
         &self,
         req: &mut RequestHead,
         resp: &mut ResponseHead,
     ) -> Result<ResponseEdits, PluginFault> {
-        ConfiguredPlugin::on_response(self, req, resp)
+        self.response_hook(req, resp)
     }
     fn on_log(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
         ConfiguredPlugin::on_log(self, rec)
@@ -155,14 +164,12 @@ impl PluginChains {
                         })?;
                 let configured =
                     runtime.configure(plugin, route.name.as_str(), &entry.config_json, limits)?;
-                check_fixed_edits(&configured.info().fixed_edits).map_err(|reason| {
-                    ChainLoadError::InvalidFixedEdits {
-                        route: route.name.to_string(),
-                        plugin: entry.plugin.to_string(),
-                        reason,
-                    }
-                })?;
-                entries.push(ChainEntry::new(Box::new(configured), entry.on_failure));
+                let built = ChainEntry::new(Box::new(configured), entry.on_failure);
+                entries.push(built.map_err(|reason| ChainLoadError::InvalidFixedEdits {
+                    route: route.name.to_string(),
+                    plugin: entry.plugin.to_string(),
+                    reason,
+                })?);
             }
             let chain = RouteChain::new(route.name.clone(), entries);
             chains.insert(route.name.clone(), Arc::new(chain));
@@ -203,19 +210,33 @@ pub struct ChainEntry {
     hooks: HookSet,
     /// The phases it runs in (its hooks and its fixed edits' sides).
     phases: HookSet,
+    /// Its fixed edits, parsed at load.
+    fixed: PreparedFixedEdits,
+    /// Whether a response hook runs after this plugin's response phase (a
+    /// plugin earlier in the chain): only then do its response edits go
+    /// into the response head's list, for that hook to read.
+    response_read_after: bool,
     on_failure: FailurePolicy,
 }
 
 impl ChainEntry {
-    pub fn new(plugin: Box<dyn PluginHooks>, on_failure: FailurePolicy) -> ChainEntry {
+    /// The entry for `plugin`; an error when its fixed edits could not go
+    /// on the wire.
+    pub fn new(
+        plugin: Box<dyn PluginHooks>,
+        on_failure: FailurePolicy,
+    ) -> Result<ChainEntry, InvalidOutput> {
         let hooks = plugin.hooks();
-        let phases = plugin.phases() | hooks;
-        ChainEntry {
+        let declared = plugin.fixed_edits();
+        let fixed = PreparedFixedEdits::new(&declared)?;
+        Ok(ChainEntry {
             plugin,
             hooks,
-            phases,
+            phases: hooks | declared.phases(),
+            fixed,
+            response_read_after: true,
             on_failure,
-        }
+        })
     }
 }
 
@@ -224,12 +245,12 @@ impl ChainEntry {
 pub enum RequestDecision {
     /// Forward the (edited) request after `delay_ms` (the sum of every
     /// plugin's delay), carrying the vars the plugins set. `header_edits`
-    /// are every applied header edit in order (checked already), for the
-    /// pipeline to apply to the header map it forwards.
+    /// are every applied header edit in order, for the pipeline to apply to
+    /// the header map it forwards.
     Continue {
         delay_ms: u32,
         vars: Vec<Var>,
-        header_edits: Vec<HeaderEdit>,
+        header_edits: Vec<WireEdit>,
     },
     /// A plugin answered; later request hooks and the upstream are skipped.
     /// The vars are every var set so far, the responding plugin's included
@@ -246,6 +267,14 @@ pub enum RequestDecision {
 pub struct ChainFailure {
     pub plugin: String,
     pub fault: HookFault,
+}
+
+/// One plugin's request phase, its output checked and applied to the head.
+enum RequestStep {
+    /// Go on: the hook's answer and its header edits, parsed.
+    Continue(RequestEdits, Vec<WireEdit>),
+    /// The plugin answered.
+    Respond(ImmediateResponse),
 }
 
 /// What the log hook decided.
@@ -277,7 +306,14 @@ pub struct RouteChain {
 }
 
 impl RouteChain {
-    pub fn new(route: RouteName, entries: Vec<ChainEntry>) -> RouteChain {
+    pub fn new(route: RouteName, mut entries: Vec<ChainEntry>) -> RouteChain {
+        // Response phases run last to first: what entry i edits is read by
+        // the response hooks of entries 0..i.
+        let mut hook_before = false;
+        for entry in &mut entries {
+            entry.response_read_after = hook_before;
+            hook_before |= entry.hooks.contains(HookSet::RESPONSE);
+        }
         let response_fields = entries
             .iter()
             .filter(|e| e.hooks.contains(HookSet::RESPONSE))
@@ -332,35 +368,45 @@ impl RouteChain {
         self.entries.iter().any(|e| e.phases.contains(hook))
     }
 
-    /// Run the request hooks in chain order. Each plugin's edits are applied
-    /// to `head` before the next plugin sees it; a faulting fail-open plugin
-    /// is skipped and its edits are not applied.
+    /// Run the request phase in chain order: each plugin's fixed edits,
+    /// then its hook's, are applied to `head` before the next plugin sees
+    /// it; a faulting fail-open plugin is skipped and none of its edits
+    /// (fixed ones included) are applied.
     pub fn on_request(&self, head: &mut RequestHead) -> RequestDecision {
         let mut delay_ms: u32 = 0;
         let mut vars = Vec::new();
         let mut header_edits = Vec::new();
         for entry in self.with_hook(HookSet::REQUEST) {
-            let outcome = entry
-                .plugin
-                .on_request(head)
+            let action = if entry.hooks.contains(HookSet::REQUEST) {
+                entry.plugin.on_request(head)
+            } else {
+                Ok(RequestAction::Continue(RequestEdits {
+                    headers: Vec::new(),
+                    path: None,
+                    delay_ms: 0,
+                    vars: Vec::new(),
+                }))
+            };
+            let outcome = action
                 .map_err(HookFault::from)
                 .and_then(|action| match action {
                     RequestAction::Continue(edits) => {
-                        apply_request_edits(head, &edits)?;
-                        Ok(RequestAction::Continue(edits))
+                        let checked = apply_request_edits(head, entry.fixed.request(), &edits)?;
+                        Ok(RequestStep::Continue(edits, checked))
                     }
                     RequestAction::Respond(mut resp) => {
                         check_immediate_response(&mut resp)?;
-                        Ok(RequestAction::Respond(resp))
+                        Ok(RequestStep::Respond(resp))
                     }
                 });
             match outcome {
-                Ok(RequestAction::Continue(edits)) => {
+                Ok(RequestStep::Continue(edits, checked)) => {
                     delay_ms = delay_ms.saturating_add(edits.delay_ms);
                     vars.extend(edits.vars);
-                    header_edits.extend(edits.headers);
+                    header_edits.extend_from_slice(entry.fixed.request());
+                    header_edits.extend(checked);
                 }
-                Ok(RequestAction::Respond(mut resp)) => {
+                Ok(RequestStep::Respond(mut resp)) => {
                     vars.append(&mut resp.vars);
                     return RequestDecision::Respond(resp, vars);
                 }
@@ -381,27 +427,37 @@ impl RouteChain {
         }
     }
 
-    /// Run the response hooks in reverse chain order, applying each
-    /// plugin's header edits to `resp` before the next one sees it. Returns
-    /// every applied edit in order (checked already), for the pipeline to
-    /// apply to the response's header map.
+    /// Run the response phase in reverse chain order: each plugin's fixed
+    /// edits that apply, then its hook's, applied to `resp` before an
+    /// earlier plugin's hook reads it. Returns every applied edit in order,
+    /// for the pipeline to apply to the response's header map.
     pub fn on_response(
         &self,
         req: &mut RequestHead,
         resp: &mut ResponseHead,
-    ) -> Result<Vec<HeaderEdit>, ChainFailure> {
+    ) -> Result<Vec<WireEdit>, ChainFailure> {
         let mut applied = Vec::new();
         for entry in self.with_hook(HookSet::RESPONSE).rev() {
-            let outcome = entry
-                .plugin
-                .on_response(req, resp)
-                .map_err(HookFault::from)
-                .and_then(|edits| {
-                    apply_header_edits(resp.headers.get_or_insert_default(), &edits.headers)?;
-                    Ok(edits.headers)
-                });
-            match outcome {
-                Ok(edits) => applied.extend(edits),
+            let hook_edits = if entry.hooks.contains(HookSet::RESPONSE) {
+                entry
+                    .plugin
+                    .on_response(req, resp)
+                    .map_err(HookFault::from)
+                    .and_then(|edits| Ok(check_header_edits(&edits.headers)?))
+            } else {
+                Ok(Vec::new())
+            };
+            match hook_edits {
+                Ok(hook_edits) => {
+                    let fixed = entry.fixed.response_for(resp.host_generated);
+                    if entry.response_read_after {
+                        let list = resp.headers.get_or_insert_default();
+                        apply_to_list(list, fixed);
+                        apply_to_list(list, &hook_edits);
+                    }
+                    applied.extend_from_slice(fixed);
+                    applied.extend(hook_edits);
+                }
                 Err(fault) => {
                     if self.fault(entry, "response", &fault) == FailurePolicy::Closed {
                         return Err(ChainFailure {
@@ -466,29 +522,28 @@ impl RouteChain {
     }
 }
 
-/// Check a plugin's fixed edits once, at load, as its hooks' edits are
-/// checked per request: a name that is no token or a value with control
-/// characters rejects the config instead of failing every request.
-fn check_fixed_edits(fixed: &FixedEdits) -> Result<(), InvalidOutput> {
-    let mut scratch = Vec::new();
-    apply_header_edits(&mut scratch, &fixed.request)?;
-    apply_header_edits(&mut scratch, &fixed.response)
-}
-
-/// Apply one plugin's request edits to `head`, all or nothing.
-/// The path is checked before the headers are touched; the header edits
-/// are all checked before any applies.
-fn apply_request_edits(head: &mut RequestHead, edits: &RequestEdits) -> Result<(), InvalidOutput> {
+/// Apply one plugin's request edits to `head`, all or nothing: its fixed
+/// edits (checked at load), then its hook's. The hook's path and header
+/// edits are checked before anything is touched. Returns the hook's header
+/// edits, parsed.
+fn apply_request_edits(
+    head: &mut RequestHead,
+    fixed: &[WireEdit],
+    edits: &RequestEdits,
+) -> Result<Vec<WireEdit>, InvalidOutput> {
     if let Some(target) = &edits.path {
         check_path(target)?;
     }
-    if !edits.headers.is_empty() {
-        apply_header_edits(head.headers.get_or_insert_default(), &edits.headers)?;
+    let checked = check_header_edits(&edits.headers)?;
+    if !fixed.is_empty() || !checked.is_empty() {
+        let list = head.headers.get_or_insert_default();
+        apply_to_list(list, fixed);
+        apply_to_list(list, &checked);
     }
     if let Some(target) = &edits.path {
         set_target(head, target);
     }
-    Ok(())
+    Ok(checked)
 }
 
 #[cfg(test)]

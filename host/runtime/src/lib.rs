@@ -450,6 +450,14 @@ impl ConfiguredPlugin {
         if !self.implements(Hook::Request) {
             return Ok(fixed.request_alone());
         }
+        self.request_hook(req)
+            .map(|action| fixed.before_request_hook(action))
+    }
+
+    /// `on-request` alone, without the fixed edits: for a caller that makes
+    /// those itself (Tailgate's chain parses them once, at load). Call it
+    /// only for a plugin that implements the hook.
+    pub fn request_hook(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
         let saved = header_filter::narrow(&self.info.request_headers, &mut req.headers);
         let fields = field_filter::narrow_request(self.info.request_fields, req);
         let (result, logs) = self.call(Hook::Request, |plugin, store| {
@@ -458,7 +466,7 @@ impl ConfiguredPlugin {
         field_filter::restore_request(req, fields);
         header_filter::restore(&mut req.headers, saved);
         self.emit(logs, RequestContext::of_request(req));
-        result.map(|action| fixed.before_request_hook(action))
+        result
     }
 
     /// `on-response`, the fixed response edits that apply first (alone
@@ -473,6 +481,18 @@ impl ConfiguredPlugin {
         if !self.implements(Hook::Response) {
             return Ok(fixed.response_alone(resp.host_generated));
         }
+        self.response_hook(req, resp)
+            .map(|edits| fixed.before_response_hook(resp.host_generated, edits))
+    }
+
+    /// `on-response` alone, without the fixed edits (see
+    /// [`ConfiguredPlugin::request_hook`]). Call it only for a plugin that
+    /// implements the hook.
+    pub fn response_hook(
+        &self,
+        req: &mut RequestHead,
+        resp: &mut ResponseHead,
+    ) -> Result<ResponseEdits, PluginFault> {
         let saved_req = header_filter::narrow(&self.info.request_headers, &mut req.headers);
         let saved_resp = header_filter::narrow(&self.info.response_headers, &mut resp.headers);
         let fields = field_filter::narrow_request(self.info.request_fields, req);
@@ -485,7 +505,7 @@ impl ConfiguredPlugin {
         header_filter::restore(&mut req.headers, saved_req);
         header_filter::restore(&mut resp.headers, saved_resp);
         self.emit(logs, RequestContext::of_request(req));
-        result.map(|edits| fixed.before_response_hook(resp.host_generated, edits))
+        result
     }
 
     /// `on-log`, the record's two header lists narrowed for the call.

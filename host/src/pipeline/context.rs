@@ -8,12 +8,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Version};
-use tailgate_runtime::{Header, HeaderEdit, HeaderFilter, RequestHead, Var};
+use tailgate_runtime::{Header, HeaderFilter, RequestHead, Var};
 
 use super::body::BodyCounter;
 use crate::config::model::Route;
 use crate::forwarding::ClientInfo;
-use crate::plugin_chain::RouteChain;
+use crate::plugin_chain::{RouteChain, WireEdit};
 
 /// What the pipeline knows about one request so far.
 pub struct RequestContext {
@@ -41,7 +41,7 @@ pub struct RequestContext {
     /// Vars set by request hooks (nginx-variable style), for the log.
     pub vars: Vec<Var>,
     /// The header edits the request hooks applied, in order (checked).
-    pub request_header_edits: Vec<HeaderEdit>,
+    pub request_header_edits: Vec<WireEdit>,
     /// Request body bytes read from the client.
     pub body: Arc<BodyCounter>,
     pub upstream_time: Option<Duration>,
@@ -113,7 +113,7 @@ impl RequestContext {
     /// `received` with the request hooks' header edits applied: the fields
     /// `head.headers` lists, as a map to forward (no list round trip).
     pub fn edited_headers(&self, mut received: HeaderMap) -> HeaderMap {
-        crate::plugin_chain::apply_checked_edits(&mut received, &self.request_header_edits);
+        crate::plugin_chain::apply_to_map(&mut received, &self.request_header_edits);
         received
     }
 }

@@ -17,7 +17,7 @@ use super::run_hook;
 use crate::access_log::AccessLog;
 use crate::error::ProxyError;
 use crate::forwarding::strip_hop_by_hop;
-use crate::plugin_chain::apply_checked_edits;
+use crate::plugin_chain::apply_to_map;
 use crate::server::Lifecycle;
 
 /// Run the response hooks (when the request was routed and hooked) and
@@ -49,7 +49,7 @@ pub fn finish(
                     .as_ref()
                     .and_then(|_| response.headers().get(header::UPGRADE).cloned());
                 let headers = response.headers_mut();
-                apply_checked_edits(headers, &edits);
+                apply_to_map(headers, &edits);
                 strip_hop_by_hop(headers, keep_upgrade.as_ref());
             }
             Err(failure) => {

@@ -1,7 +1,8 @@
 //! Applying what plugins return to the request and response heads: header
 //! edits, path rewrites and immediate responses, each checked first so a
 //! plugin cannot put an invalid header or path on the wire. Used by the
-//! plugin chain between hooks; `apply_header_edits` is reusable by the pipeline.
+//! plugin chain between hooks; the pipeline applies the chain's checked
+//! [`WireEdit`]s to the header maps it sends.
 
 use std::cell::RefCell;
 
@@ -21,44 +22,96 @@ pub enum InvalidOutput {
     Status(u16),
 }
 
-/// Apply `edits` to `headers` in order. Names are compared case-insensitively
-/// and stored lower case. `set` replaces every field of that name with one
-/// field at the place of the first; `append` adds a field at the end;
-/// `remove` drops every field of that name. Every edit is checked before any
-/// is applied, so on error `headers` is unchanged.
+/// A plugin's header edit, checked and parsed for the wire: what the chain
+/// applies to the plugins' header lists and the pipeline to the header map
+/// it sends. A hook's edits are parsed once per request
+/// ([`check_header_edits`]); a plugin's fixed edits once, when its chain
+/// loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireEdit {
+    /// Replace every field of the name with one.
+    Set(HeaderName, HeaderValue),
+    /// Add a field at the end.
+    Append(HeaderName, HeaderValue),
+    /// Drop every field of the name.
+    Remove(HeaderName),
+}
+
+impl WireEdit {
+    pub fn name(&self) -> &HeaderName {
+        match self {
+            WireEdit::Set(name, _) | WireEdit::Append(name, _) | WireEdit::Remove(name) => name,
+        }
+    }
+
+    /// The value set or appended; `None` for a removal.
+    pub fn value(&self) -> Option<&HeaderValue> {
+        match self {
+            WireEdit::Set(_, value) | WireEdit::Append(_, value) => Some(value),
+            WireEdit::Remove(_) => None,
+        }
+    }
+}
+
+/// Check and parse `edits`, all or nothing: the first name that is no
+/// token, or value with control characters, fails them all.
+pub fn check_header_edits(edits: &[HeaderEdit]) -> Result<Vec<WireEdit>, InvalidOutput> {
+    edits
+        .iter()
+        .map(|edit| {
+            let name = wire_name(&edit.name)
+                .ok_or_else(|| InvalidOutput::HeaderName(edit.name.clone()))?;
+            let value = || {
+                HeaderValue::from_bytes(&edit.value)
+                    .map_err(|_| InvalidOutput::HeaderValue(name.as_str().to_owned()))
+            };
+            Ok(match edit.op {
+                HeaderOp::Remove => WireEdit::Remove(name),
+                HeaderOp::Append => WireEdit::Append(name.clone(), value()?),
+                HeaderOp::Set => WireEdit::Set(name.clone(), value()?),
+            })
+        })
+        .collect()
+}
+
+/// Check `edits` and apply them to `headers` in order; return them parsed,
+/// for the header map. On error `headers` is unchanged.
 pub fn apply_header_edits(
     headers: &mut Vec<Header>,
     edits: &[HeaderEdit],
-) -> Result<(), InvalidOutput> {
-    let mut checked = Vec::with_capacity(edits.len());
+) -> Result<Vec<WireEdit>, InvalidOutput> {
+    let checked = check_header_edits(edits)?;
+    apply_to_list(headers, &checked);
+    Ok(checked)
+}
+
+/// Apply `edits` to a plugin header list in order. Names are compared
+/// case-insensitively and stored lower case. `set` replaces every field of
+/// that name with one field at the place of the first; `append` adds a
+/// field at the end; `remove` drops every field of that name.
+pub fn apply_to_list(headers: &mut Vec<Header>, edits: &[WireEdit]) {
     for edit in edits {
-        let name = header_name(&edit.name)?;
-        if !matches!(edit.op, HeaderOp::Remove) {
-            check_header_value(&name, &edit.value)?;
-        }
-        checked.push(name);
-    }
-    for (edit, name) in edits.iter().zip(checked) {
-        match edit.op {
-            HeaderOp::Remove => headers.retain(|h| !h.name.eq_ignore_ascii_case(&name)),
-            HeaderOp::Append => headers.push(Header {
-                name,
-                value: edit.value.clone(),
+        let name = edit.name().as_str();
+        match edit {
+            WireEdit::Remove(_) => headers.retain(|h| !h.name.eq_ignore_ascii_case(name)),
+            WireEdit::Append(_, value) => headers.push(Header {
+                name: name.to_owned(),
+                value: value.as_bytes().to_vec(),
             }),
-            HeaderOp::Set => {
-                let first = headers
-                    .iter()
-                    .position(|h| h.name.eq_ignore_ascii_case(&name));
+            WireEdit::Set(_, value) => {
                 let field = Header {
-                    name,
-                    value: edit.value.clone(),
+                    name: name.to_owned(),
+                    value: value.as_bytes().to_vec(),
                 };
-                match first {
+                match headers
+                    .iter()
+                    .position(|h| h.name.eq_ignore_ascii_case(name))
+                {
                     None => headers.push(field),
                     Some(first) => {
                         let mut index = 0;
                         headers.retain(|h| {
-                            let keep = index <= first || !h.name.eq_ignore_ascii_case(&field.name);
+                            let keep = index <= first || !h.name.eq_ignore_ascii_case(name);
                             index += 1;
                             keep
                         });
@@ -68,32 +121,23 @@ pub fn apply_header_edits(
             }
         }
     }
-    Ok(())
 }
 
-/// Apply `edits` that [`apply_header_edits`] accepted to a header map, the
-/// same operations on the fields that go on the wire: `set` replaces every
-/// field of the name, `append` adds one, `remove` drops them all. (A map
-/// keeps a name's fields together, as the serialised head does anyway.)
-pub fn apply_checked_edits(headers: &mut HeaderMap, edits: &[HeaderEdit]) {
+/// Apply `edits` to a header map, the same operations on the fields that
+/// go on the wire: `set` replaces every field of the name, `append` adds
+/// one, `remove` drops them all. (A map keeps a name's fields together, as
+/// the serialised head does anyway.)
+pub fn apply_to_map(headers: &mut HeaderMap, edits: &[WireEdit]) {
     for edit in edits {
-        let Some(name) = wire_name(&edit.name) else {
-            continue;
-        };
-        let value = || HeaderValue::from_bytes(&edit.value).ok();
-        match edit.op {
-            HeaderOp::Remove => {
-                headers.remove(&name);
+        match edit {
+            WireEdit::Remove(name) => {
+                headers.remove(name);
             }
-            HeaderOp::Append => {
-                if let Some(value) = value() {
-                    headers.append(name, value);
-                }
+            WireEdit::Append(name, value) => {
+                headers.append(name.clone(), value.clone());
             }
-            HeaderOp::Set => {
-                if let Some(value) = value() {
-                    headers.insert(name, value);
-                }
+            WireEdit::Set(name, value) => {
+                headers.insert(name.clone(), value.clone());
             }
         }
     }
@@ -296,7 +340,8 @@ mod tests {
         edits.push(edit(HeaderOp::Append, "Content-Type", "text/html"));
         // Twice: the second pass finds the first names kept.
         for _ in 0..2 {
-            apply_checked_edits(&mut map, &edits);
+            let wire = check_header_edits(&edits).expect("valid edits");
+            apply_to_map(&mut map, &wire);
         }
         assert_eq!(map.get_all("x-name-0").iter().count(), 1);
         assert_eq!(map["x-name-0"], "2");

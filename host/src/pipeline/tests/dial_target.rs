@@ -94,7 +94,7 @@ upstream = "echo"
         };
         let chain = RouteChain::new(
             RouteName("app".into()),
-            vec![ChainEntry::new(Box::new(plugin), FailurePolicy::Closed)],
+            vec![ChainEntry::new(Box::new(plugin), FailurePolicy::Closed).expect("entry")],
         );
         let h = harness(&config, vec![chain]);
         let answer = h

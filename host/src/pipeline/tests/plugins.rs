@@ -88,7 +88,7 @@ fn scripted(
 fn chain(plugin: Scripted, policy: FailurePolicy) -> RouteChain {
     RouteChain::new(
         RouteName("app".into()),
-        vec![ChainEntry::new(Box::new(plugin), policy)],
+        vec![ChainEntry::new(Box::new(plugin), policy).expect("entry")],
     )
 }
 

@@ -2,7 +2,7 @@
 //! immediate responses, fail policies, hook skipping and log shaping. This
 //! module holds the scripted plugin and the records the tests build; the
 //! request side's tests are in `request`, the response and log sides' in
-//! `response_and_log`.
+//! `response_and_log`, fixed edits in `fixed`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,8 +23,8 @@ type ResponseScript =
 struct Scripted {
     name: &'static str,
     hooks: HookSet,
-    /// `hooks` plus the sides of fixed edits the runtime would make.
-    phases: HookSet,
+    /// What `configure` would have declared as fixed edits.
+    fixed: FixedEdits,
     calls: Calls,
     request: RequestScript,
     response: ResponseScript,
@@ -36,7 +36,7 @@ impl Scripted {
         Scripted {
             name,
             hooks,
-            phases: hooks,
+            fixed: FixedEdits::none(),
             calls: calls.clone(),
             request: Box::new(|_| Ok(RequestAction::Continue(edits(vec![])))),
             response: Box::new(|_| Ok(ResponseEdits { headers: vec![] })),
@@ -60,8 +60,8 @@ impl Scripted {
         self
     }
 
-    fn with_phases(mut self, phases: HookSet) -> Self {
-        self.phases = phases;
+    fn with_fixed(mut self, fixed: FixedEdits) -> Self {
+        self.fixed = fixed;
         self
     }
 
@@ -71,7 +71,7 @@ impl Scripted {
     }
 
     fn entry(self, policy: FailurePolicy) -> ChainEntry {
-        ChainEntry::new(Box::new(self), policy)
+        ChainEntry::new(Box::new(self), policy).expect("valid fixed edits")
     }
 
     fn record(&self, what: String) {
@@ -86,8 +86,8 @@ impl PluginHooks for Scripted {
     fn hooks(&self) -> HookSet {
         self.hooks
     }
-    fn phases(&self) -> HookSet {
-        self.phases
+    fn fixed_edits(&self) -> FixedEdits {
+        self.fixed.clone()
     }
     fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
         let tags: Vec<String> = req
@@ -137,6 +137,14 @@ fn set(name: &str, value: &str) -> HeaderEdit {
         name: name.into(),
         value: value.into(),
     }
+}
+
+/// `set(name, value)` as the chain hands it to the pipeline.
+fn wire_set(name: &str, value: &str) -> WireEdit {
+    WireEdit::Set(
+        http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+        http::HeaderValue::from_str(value).expect("value"),
+    )
 }
 
 fn var(name: &str, value: &str) -> Var {
@@ -219,5 +227,6 @@ fn header_values(headers: &[Header], name: &str) -> Vec<String> {
         .collect()
 }
 
+mod fixed;
 mod request;
 mod response_and_log;
