@@ -1,8 +1,9 @@
 //! The log phase's plugin part, off the request workers: a route's log hooks
 //! (log-shape's `on-log`) run on one thread of their own, in batches, and
 //! hand their line to the access log from there. The worker that finished
-//! the exchange only queues the record (a short lock, no wake-up but the
-//! first of a batch), as the access log's writer does with lines: the
+//! the exchange only queues it (a short lock, no wake-up but the first of
+//! a batch; its record is built here), as the access log's writer does with
+//! lines: the
 //! shaping is the work Grafana Alloy did beside nginx, in its own process.
 //! A line is never lost: when the queue holds [`MAX_QUEUED`] records (the
 //! thread has fallen behind), the worker runs the hooks itself.
@@ -13,8 +14,9 @@ use std::time::Duration;
 
 use tailgate_runtime::LogRecord;
 
+use super::log_phase::{Finished, PendingLog};
 use super::run_hook;
-use crate::access_log::{default_line, AccessLog};
+use crate::access_log::default_line;
 use crate::plugin_chain::{LogDecision, RouteChain};
 
 /// Longest a record waits before its hooks run.
@@ -27,8 +29,8 @@ pub const MAX_QUEUED: usize = 8192;
 /// One finished exchange whose line a plugin shapes.
 pub(super) struct LogJob {
     pub chain: Arc<RouteChain>,
-    pub record: LogRecord,
-    pub access_log: AccessLog,
+    pub pending: PendingLog,
+    pub finished: Finished,
 }
 
 /// Queue `job` for the log-hook thread, or run it here when the queue is
@@ -45,13 +47,16 @@ pub(super) fn submit(job: LogJob) {
     run(job);
 }
 
-/// Run the chain's log hooks and write the line (or the default line).
+/// Build the exchange's record, run the chain's log hooks and write the
+/// line (or the default line).
 fn run(job: LogJob) {
     let LogJob {
         chain,
-        mut record,
-        access_log,
+        pending,
+        finished,
     } = job;
+    let access_log = pending.access_log().clone();
+    let mut record = pending.into_record(finished);
     if let Some((line, labels)) = shaped_line(&chain, &mut record) {
         access_log.write_labelled_line(line, &labels);
     }

@@ -1,10 +1,10 @@
 //! The log phase, the pipeline's last: it always runs — for proxied
 //! requests, plugin answers, host-made errors, unknown hosts and upgrades —
 //! once the response body has finished streaming (or was abandoned), so
-//! `bytes_sent` and `request_time` are true. Builds the WIT `LogRecord`,
-//! records the request metrics, and writes the default line or hands the
-//! record to the log-hook thread (`log_hooks`), where the route's log hooks
-//! shape it into the access log's line.
+//! `bytes_sent` and `request_time` are true. Records the request metrics,
+//! then writes the default line from the WIT `LogRecord`, or hands the
+//! exchange to the log-hook thread (`log_hooks`), which builds the record
+//! there and has the route's log hooks shape it into the access log's line.
 
 use std::sync::LazyLock;
 use std::time::UNIX_EPOCH;
@@ -51,28 +51,36 @@ impl PendingLog {
         self.ctx.body.add(bytes);
     }
 
-    /// Run the log phase with the response body's final size. A route
-    /// whose plugins shape the line hands the record to the log-hook
-    /// thread (`log_hooks`); otherwise the default line is written here.
+    /// Run the log phase with the response body's final size: count the
+    /// request, then write the default line here, or, for a route whose
+    /// plugins shape the line, hand the exchange to the log-hook thread
+    /// (`log_hooks`), which builds the record there, off the worker.
     pub fn emit(self, bytes_sent: u64) {
-        let hooked = self.ctx.chain.clone().filter(|c| c.has_hook(HookSet::LOG));
-        let routed = self.ctx.route.is_some();
-        let access_log = self.access_log.clone();
-        let record = self.into_record(bytes_sent);
-        record_metrics(routed, &record);
-        match hooked {
-            None => access_log.write_line(default_line(&record)),
+        let finished = Finished {
+            request_time: self.ctx.start.elapsed().as_secs_f64(),
+            bytes_sent,
+        };
+        record_metrics(&self.ctx, self.status, finished);
+        match self.ctx.chain.clone().filter(|c| c.has_hook(HookSet::LOG)) {
             Some(chain) => log_hooks::submit(LogJob {
                 chain,
-                record,
-                access_log,
+                pending: self,
+                finished,
             }),
+            None => {
+                let access_log = self.access_log.clone();
+                access_log.write_line(default_line(&self.into_record(finished)));
+            }
         }
+    }
+
+    pub(super) fn access_log(&self) -> &AccessLog {
+        &self.access_log
     }
 
     /// The record of the exchange; the request's strings are moved into
     /// it, not copied (the context ends here).
-    fn into_record(self, bytes_sent: u64) -> LogRecord {
+    pub(super) fn into_record(self, finished: Finished) -> LogRecord {
         let PendingLog {
             ctx,
             status,
@@ -94,9 +102,9 @@ impl PendingLog {
             uri: Some(ctx.uri),
             protocol: Some(protocol_name(ctx.version).to_string()),
             status,
-            bytes_sent,
+            bytes_sent: finished.bytes_sent,
             bytes_received: ctx.body.bytes(),
-            request_time: ctx.start.elapsed().as_secs_f64(),
+            request_time: finished.request_time,
             upstream_response_time: ctx.upstream_time.map(|d| d.as_secs_f64()),
             upstream_addr: ctx.upstream_addr,
             cache_status: Some(
@@ -115,6 +123,14 @@ impl PendingLog {
     }
 }
 
+/// What the exchange's end fixed: the body's size and the time taken, as the
+/// log phase ran (a record built later on the log-hook thread keeps them).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Finished {
+    pub request_time: f64,
+    pub bytes_sent: u64,
+}
+
 /// Methods with their own `method` label; others are "OTHER".
 const STANDARD_METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
@@ -124,17 +140,21 @@ const UNROUTED: &str = "_unrouted";
 
 /// Request counters and histograms. Labels stay low-cardinality: the host
 /// only when a route matched, the method only when standard.
-fn record_metrics(routed: bool, record: &LogRecord) {
-    let host = if routed { record.host() } else { UNROUTED };
+fn record_metrics(ctx: &RequestContext, status: u16, finished: Finished) {
+    let host = if ctx.route.is_some() {
+        ctx.host.as_str()
+    } else {
+        UNROUTED
+    };
     let method = STANDARD_METHODS
         .iter()
-        .find(|m| **m == record.method())
+        .find(|m| **m == ctx.method.as_str())
         .copied()
         .unwrap_or("OTHER");
     REQUEST_SERIES.with(
         host,
         || HostSeries::register(host),
-        |series| series.record(method, record),
+        |series| series.record(method, status, finished),
     );
 }
 
@@ -166,8 +186,8 @@ impl HostSeries {
         }
     }
 
-    fn record(&self, method: &'static str, record: &LogRecord) {
-        let key = (method, record.status);
+    fn record(&self, method: &'static str, status: u16, finished: Finished) {
+        let key = (method, status);
         match self.requests.get(&key) {
             Some(counter) => counter.increment(1),
             None => self
@@ -176,14 +196,14 @@ impl HostSeries {
                 .or_insert_with(|| {
                     metrics::counter!(
                         "tailgate_http_requests_total",
-                        "status" => record.status.to_string(),
+                        "status" => status.to_string(),
                         "method" => method,
                         "host" => self.host.clone()
                     )
                 })
                 .increment(1),
         }
-        self.duration.record(record.request_time);
-        self.response_bytes.increment(record.bytes_sent);
+        self.duration.record(finished.request_time);
+        self.response_bytes.increment(finished.bytes_sent);
     }
 }
