@@ -84,7 +84,6 @@ where
     let lookup = CacheLookup {
         cache: active.cache.clone(),
         primary: settings.key.render(head),
-        policy_request: policy_request(&uri, &request_headers),
         no_store: matches_any(&settings.no_store, head),
         request_headers,
         settings,
@@ -149,7 +148,6 @@ struct CacheLookup {
     upstream: UpstreamRequest,
     primary: String,
     request_headers: HeaderMap,
-    policy_request: http::request::Parts,
     /// A `no_store` condition holds: the answer is not stored.
     no_store: bool,
     head_only: bool,
@@ -231,6 +229,12 @@ impl CacheLookup {
     }
 
     /// A stored response as the reply.
+    /// The request as the RFC 9111 rules see it, built only where a
+    /// response is assessed or freshened (never for a hit).
+    fn policy_request(&self) -> http::request::Parts {
+        policy_request(&self.upstream.uri, &self.request_headers)
+    }
+
     fn reply_from(&self, entry: &CachedResponse) -> Reply {
         Reply::upstream(
             entry.response(SystemTime::now(), self.head_only, &self.request_headers),
@@ -294,7 +298,7 @@ impl CacheLookup {
         let plan = if may_store && !self.no_store {
             assess(
                 &self.settings,
-                &self.policy_request,
+                &self.policy_request(),
                 status,
                 response.headers(),
                 now,
@@ -363,7 +367,7 @@ impl CacheLookup {
     ) -> Option<Arc<CachedResponse>> {
         match freshen(
             &self.settings,
-            &self.policy_request,
+            &self.policy_request(),
             entry,
             not_modified,
             now,
@@ -430,7 +434,7 @@ impl CacheLookup {
         } else {
             assess(
                 &self.settings,
-                &self.policy_request,
+                &self.policy_request(),
                 status,
                 response.headers(),
                 now,
