@@ -1,8 +1,8 @@
 //! The wait shared by the threads that take work off the request path in
 //! batches, like nginx's `buffer=... flush=...`: the access log's writer
-//! (lines) and the log-hook thread (records for `on-log`). A request only
-//! appends under a lock; the thread sleeps until there is work, then
-//! gathers a batch for at most one interval.
+//! (lines) and the log thread (finished exchanges, for their line). A
+//! request only appends under a lock; the thread sleeps until there is
+//! work, then gathers a batch for at most one interval.
 
 use std::sync::{Condvar, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};

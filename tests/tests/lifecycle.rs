@@ -315,7 +315,7 @@ async fn one_worker_proxies_runs_plugins_reloads_and_drains() {
     assert_eq!(slow.status, 200);
 }
 
-/// log-shape's `on-log` runs on the log-hook thread, in batches, not on the
+/// log-shape's `on-log` runs on the log thread, in batches, not on the
 /// request's worker: a `SIGTERM` right after a burst still writes every
 /// shaped line before the process exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,11 +2,11 @@
 //! requests, plugin answers, host-made errors, unknown hosts and upgrades —
 //! once the response body has finished streaming (or was abandoned), so
 //! `bytes_sent` and `request_time` are true. Records the request metrics,
-//! then writes the default line from the WIT `LogRecord`, or hands the
-//! exchange to the log-hook thread (`log_hooks`), which builds the record
-//! there and has the route's log hooks shape it into the access log's line.
+//! then hands the exchange to the log thread (`log_thread`), which builds
+//! the WIT `LogRecord` and its access-log line there: the route's log hooks
+//! shape it, or it is the default line.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::UNIX_EPOCH;
 
 use dashmap::DashMap;
@@ -16,8 +16,9 @@ use metrics::{Counter, Histogram};
 use tailgate_runtime::{Header, HookSet, LogRecord};
 
 use super::context::{protocol_name, RequestContext};
-use super::log_hooks::{self, LogJob};
-use crate::access_log::{default_line, AccessLog};
+use super::log_thread::{self, LogJob};
+use crate::access_log::AccessLog;
+use crate::plugin_chain::RouteChain;
 use crate::telemetry::by_host::ByHost;
 
 /// Status logged for a connection closed without a response (nginx 444).
@@ -52,26 +53,23 @@ impl PendingLog {
     }
 
     /// Run the log phase with the response body's final size: count the
-    /// request, then write the default line here, or, for a route whose
-    /// plugins shape the line, hand the exchange to the log-hook thread
-    /// (`log_hooks`), which builds the record there, off the worker.
+    /// request, then hand the exchange to the log thread (`log_thread`),
+    /// which builds its record and line there, off the worker.
     pub fn emit(self, bytes_sent: u64) {
         let finished = Finished {
             request_time: self.ctx.start.elapsed().as_secs_f64(),
             bytes_sent,
         };
         record_metrics(&self.ctx, self.status, finished);
-        match self.ctx.chain.clone().filter(|c| c.has_hook(HookSet::LOG)) {
-            Some(chain) => log_hooks::submit(LogJob {
-                chain,
-                pending: self,
-                finished,
-            }),
-            None => {
-                let access_log = self.access_log.clone();
-                access_log.write_line(default_line(&self.into_record(finished)));
-            }
-        }
+        log_thread::submit(LogJob {
+            pending: self,
+            finished,
+        });
+    }
+
+    /// The route's chain, when a plugin of it shapes the line.
+    pub(super) fn log_chain(&self) -> Option<Arc<RouteChain>> {
+        self.ctx.chain.clone().filter(|c| c.has_hook(HookSet::LOG))
     }
 
     pub(super) fn access_log(&self) -> &AccessLog {
@@ -124,7 +122,7 @@ impl PendingLog {
 }
 
 /// What the exchange's end fixed: the body's size and the time taken, as the
-/// log phase ran (a record built later on the log-hook thread keeps them).
+/// log phase ran (a record built later on the log thread keeps them).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Finished {
     pub request_time: f64,

@@ -32,8 +32,8 @@
 pub mod body;
 pub mod context;
 mod https_redirect;
-pub(crate) mod log_hooks;
 pub mod log_phase;
+pub(crate) mod log_thread;
 pub(crate) mod reply;
 mod response_phase;
 pub(crate) mod upstream_phase;

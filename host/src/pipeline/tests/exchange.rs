@@ -40,7 +40,7 @@ async fn request_is_forwarded_with_prefix_and_forwarding_headers() {
     assert!(!a.headers.contains_key("connection"));
     assert_eq!(a.headers["x-end"], "kept");
 
-    let rec = h.next_log();
+    let rec = h.next_log().await;
     assert_eq!(rec["request_id"], id.as_str());
     assert_eq!(rec["route"], "app");
     assert_eq!(rec["request_uri"], "/p/q?x=1");
@@ -78,7 +78,7 @@ async fn declared_body_over_the_limit_is_413_without_reaching_upstream() {
         .expect("request");
     let a = h.send(req).await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(h.next_log()["upstream_addr"].is_null());
+    assert!(h.next_log().await["upstream_addr"].is_null());
 }
 
 fn chunked(
@@ -100,7 +100,7 @@ async fn streamed_body_over_the_limit_is_413_and_under_it_passes() {
         .body(chunked(16, 256))
         .expect("request");
     assert_eq!(h.send(req).await.status, StatusCode::PAYLOAD_TOO_LARGE);
-    let _ = h.next_log();
+    let _ = h.next_log().await;
 
     let req = Request::post("/upload")
         .header("host", "app.test")
@@ -108,7 +108,7 @@ async fn streamed_body_over_the_limit_is_413_and_under_it_passes() {
         .expect("request");
     let a = h.send(req).await;
     assert_eq!((a.status, &a.body[..]), (StatusCode::OK, &b"768"[..]));
-    assert_eq!(h.next_log()["request_length"], 768);
+    assert_eq!(h.next_log().await["request_length"], 768);
 }
 
 // === upstream failures and error pages ===
@@ -143,7 +143,7 @@ error_pages = { 503 = "50x.html" }
         (a.status, &a.body[..]),
         (StatusCode::BAD_GATEWAY, &b"502 Bad Gateway\n"[..])
     );
-    assert_eq!(h.next_log()["status"], 502);
+    assert_eq!(h.next_log().await["status"], 502);
 
     let a = h.get("paged.test", "/").await;
     assert_eq!(
@@ -151,7 +151,7 @@ error_pages = { 503 = "50x.html" }
         (StatusCode::BAD_GATEWAY, &b"<p>back soon</p>"[..])
     );
     assert_eq!(a.headers["content-type"], "text/html; charset=utf-8");
-    let _ = h.next_log();
+    let _ = h.next_log().await;
 
     let a = h.get("intercept.test", "/status/503").await;
     assert_eq!(
@@ -181,7 +181,7 @@ upstream = "files"
         (a.status, &a.body[..]),
         (StatusCode::OK, &b"<h1>home</h1>"[..])
     );
-    let rec = h.next_log();
+    let rec = h.next_log().await;
     assert_eq!(rec["body_bytes_sent"], 13);
     assert_eq!(
         h.get("site.test", "/../config.toml").await.status,
@@ -201,9 +201,9 @@ async fn log_line_waits_for_the_body_to_finish() {
         .handle(request("app.test", "/x"), peer)
         .await
         .expect("response");
-    assert!(h.log.try_recv().is_err(), "no line before the body is sent");
+    h.no_line().await; // none before the body is sent
     let body = resp.into_body().collect().await.expect("body").to_bytes();
-    let rec = h.next_log();
+    let rec = h.next_log().await;
     assert_eq!(rec["body_bytes_sent"], body.len() as u64);
 
     // A response dropped unread (client went away) is logged too.
@@ -213,5 +213,5 @@ async fn log_line_waits_for_the_body_to_finish() {
         .await
         .expect("response");
     drop(resp);
-    assert_eq!(h.next_log()["request_uri"], "/y");
+    assert_eq!(h.next_log().await["request_uri"], "/y");
 }

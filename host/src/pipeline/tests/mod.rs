@@ -177,26 +177,26 @@ impl Harness {
         self.send(request(host, path)).await
     }
 
-    /// The next line a plugin shaped: the log hooks run on the log-hook
-    /// thread, so it may come a few milliseconds after the response.
-    async fn shaped_line(&mut self) -> String {
+    /// The next access-log line: lines are built on the log thread, so it
+    /// may come a few milliseconds after the response.
+    async fn next_line(&mut self) -> String {
         tokio::time::timeout(std::time::Duration::from_secs(5), self.log.recv())
             .await
-            .expect("a shaped line within 5 s")
+            .expect("an access-log line within 5 s")
             .expect("the access log is open")
     }
 
-    /// No shaped line comes (one more flush interval of the log-hook thread
-    /// than a line would take).
-    async fn no_shaped_line(&mut self) {
-        let wait = 5 * crate::pipeline::log_hooks::FLUSH_INTERVAL;
+    /// No line comes (one more flush interval of the log thread than a
+    /// line would take).
+    async fn no_line(&mut self) {
+        let wait = 5 * crate::pipeline::log_thread::FLUSH_INTERVAL;
         let line = tokio::time::timeout(wait, self.log.recv()).await;
         assert!(line.is_err(), "a line came: {line:?}");
     }
 
     /// The next access-log line (a default one), parsed.
-    fn next_log(&mut self) -> serde_json::Value {
-        let line = self.log.try_recv().expect("an access-log line");
+    async fn next_log(&mut self) -> serde_json::Value {
+        let line = self.next_line().await;
         serde_json::from_str(&line).expect("a JSON line")
     }
 }

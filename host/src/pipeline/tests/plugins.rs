@@ -128,7 +128,7 @@ async fn request_edits_reach_the_upstream_and_response_edits_the_client() {
     assert_eq!(a.json()["uri"], "/base/rewritten?q=2");
     assert_eq!(a.echoed("x-added").as_deref(), Some("1"));
     assert_eq!(a.headers["x-plugin"], "yes");
-    let line = h.shaped_line().await;
+    let line = h.next_line().await;
     assert_eq!(line, format!("custom 200 {} app seen=1", a.body.len()));
     let seen = seen.lock().expect("lock").clone();
     assert!(seen[0].starts_with("request /orig "), "{seen:?}");
@@ -177,7 +177,7 @@ async fn a_plugin_answer_skips_the_upstream_and_still_runs_response_and_log_hook
         (StatusCode::FORBIDDEN, &b"denied\n"[..])
     );
     assert_eq!(a.headers["x-plugin"], "yes");
-    assert_eq!(h.shaped_line().await, "custom 403 7 app why=rule");
+    assert_eq!(h.next_line().await, "custom 403 7 app why=rule");
     assert_eq!(
         seen.lock().expect("lock")[1],
         "response 403 host_generated=false"
@@ -205,7 +205,7 @@ async fn failing_plugins_give_host_made_500s_seen_as_host_generated() {
         seen.lock().expect("lock")[1],
         "response 500 host_generated=true"
     );
-    assert_eq!(h.shaped_line().await, "custom 500 26 app ");
+    assert_eq!(h.next_line().await, "custom 500 26 app ");
 
     // A failing response hook (fail-closed) replaces the answer with a 500.
     let seen = Seen::default();
@@ -237,5 +237,5 @@ async fn upstream_errors_are_seen_by_response_hooks_as_host_generated() {
         "response 502 host_generated=true"
     );
     // The log hook dropped the line.
-    h.no_shaped_line().await;
+    h.no_line().await;
 }

@@ -1,15 +1,15 @@
-//! The log phase's plugin part, off the request workers: a route's log hooks
-//! (log-shape's `on-log`) run on one thread of their own, in batches, and
-//! hand their line to the access log from there. The worker that finished
-//! the exchange only queues it (a short lock, no wake-up but the first of
-//! a batch; its record is built here), as the access log's writer does with
-//! lines: the
-//! shaping is the work Grafana Alloy did beside nginx, in its own process.
-//! A line is never lost: when the queue holds [`MAX_QUEUED`] records (the
-//! thread has fallen behind), the worker runs the hooks itself.
+//! The log phase's line, off the request workers: every exchange's record
+//! is built, and shaped by the route's log hooks (log-shape's `on-log`) or
+//! written as the default line, on one thread of its own, in batches, and
+//! handed to the access log from there. The worker that finished the
+//! exchange only queues it (a short lock, no wake-up but the first of a
+//! batch), as the access log's writer does with lines: the shaping is the
+//! work Grafana Alloy did beside nginx, in its own process. A line is never
+//! lost: when the queue holds [`MAX_QUEUED`] exchanges (the thread has
+//! fallen behind), the worker builds the line itself.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tailgate_runtime::LogRecord;
@@ -19,21 +19,20 @@ use super::run_hook;
 use crate::access_log::default_line;
 use crate::plugin_chain::{LogDecision, RouteChain};
 
-/// Longest a record waits before its hooks run.
+/// Longest an exchange waits for its line.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
-/// Records taken at once; a full batch wakes the thread before the interval.
+/// Exchanges taken at once; a full batch wakes the thread before the interval.
 const BATCH: usize = 256;
-/// Records waiting at most; past this the worker runs the hooks itself.
+/// Exchanges waiting at most; past this the worker builds the line itself.
 pub const MAX_QUEUED: usize = 8192;
 
-/// One finished exchange whose line a plugin shapes.
+/// One finished exchange, waiting for its line.
 pub(super) struct LogJob {
-    pub chain: Arc<RouteChain>,
     pub pending: PendingLog,
     pub finished: Finished,
 }
 
-/// Queue `job` for the log-hook thread, or run it here when the queue is
+/// Queue `job` for the log thread, or run it here when the queue is
 /// full or the thread cannot be started.
 pub(super) fn submit(job: LogJob) {
     let job = match queue() {
@@ -47,18 +46,20 @@ pub(super) fn submit(job: LogJob) {
     run(job);
 }
 
-/// Build the exchange's record, run the chain's log hooks and write the
-/// line (or the default line).
+/// Build the exchange's record and write its line: the one the route's log
+/// hooks make, or the default line.
 fn run(job: LogJob) {
-    let LogJob {
-        chain,
-        pending,
-        finished,
-    } = job;
+    let LogJob { pending, finished } = job;
     let access_log = pending.access_log().clone();
+    let hooked = pending.log_chain();
     let mut record = pending.into_record(finished);
-    if let Some((line, labels)) = shaped_line(&chain, &mut record) {
-        access_log.write_labelled_line(line, &labels);
+    match hooked {
+        Some(chain) => {
+            if let Some((line, labels)) = shaped_line(&chain, &mut record) {
+                access_log.write_labelled_line(line, &labels);
+            }
+        }
+        None => access_log.write_line(default_line(&record)),
     }
 }
 
@@ -85,22 +86,24 @@ fn queue() -> Option<&'static JobQueue<LogJob>> {
         let queue: &'static JobQueue<LogJob> =
             Box::leak(Box::new(JobQueue::new(MAX_QUEUED, FLUSH_INTERVAL)));
         let started = std::thread::Builder::new()
-            .name("tailgate-log-hooks".into())
+            .name("tailgate-log".into())
             .spawn(move || run_batches(queue));
         match started {
             Ok(_) => Some(queue),
             Err(e) => {
-                tracing::error!("cannot start the log-hook thread, running log hooks inline: {e}");
+                tracing::error!(
+                    "cannot start the log thread, building log lines on the workers: {e}"
+                );
                 None
             }
         }
     })
 }
 
-/// Records waiting for the thread, in arrival order.
+/// Exchanges waiting for the thread, in arrival order.
 struct JobQueue<T> {
     jobs: Mutex<Vec<T>>,
-    /// Signalled on the first record of a batch and when a batch fills.
+    /// Signalled on the first exchange of a batch and when a batch fills.
     wake: Condvar,
     capacity: usize,
     /// Longest a partial batch waits ([`FLUSH_INTERVAL`]).
@@ -137,7 +140,7 @@ impl<T> JobQueue<T> {
         Ok(())
     }
 
-    /// Wait for the first record, then for a full batch or the flush
+    /// Wait for the first exchange, then for a full batch or the flush
     /// interval; move what is queued into `out`.
     fn next_batch(&self, out: &mut Vec<T>) {
         let mut jobs = crate::batch_wait::wait_for_batch(
@@ -151,7 +154,7 @@ impl<T> JobQueue<T> {
     }
 }
 
-/// The log-hook thread: forever, a batch at a time. A panic in one job (a
+/// The log thread: forever, a batch at a time. A panic in one job (a
 /// host bug; a guest's trap is an error, not a panic) loses that line only.
 fn run_batches(queue: &JobQueue<LogJob>) {
     let mut batch = Vec::with_capacity(BATCH);
