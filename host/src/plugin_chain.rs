@@ -8,12 +8,9 @@
 mod edits;
 mod fixed;
 
-pub use edits::{
-    apply_header_edits, apply_to_list, apply_to_map, check_header_edits, check_immediate_response,
-    InvalidOutput, WireEdit,
-};
+pub use edits::{apply_to_map, check_immediate_response, InvalidOutput, WireEdit};
 
-use edits::{check_path, set_target};
+use edits::{apply_to_list, check_header_edits, check_path, set_target};
 use fixed::PreparedFixedEdits;
 
 use std::collections::BTreeMap;

@@ -55,7 +55,7 @@ impl WireEdit {
 
 /// Check and parse `edits`, all or nothing: the first name that is no
 /// token, or value with control characters, fails them all.
-pub fn check_header_edits(edits: &[HeaderEdit]) -> Result<Vec<WireEdit>, InvalidOutput> {
+pub(super) fn check_header_edits(edits: &[HeaderEdit]) -> Result<Vec<WireEdit>, InvalidOutput> {
     edits
         .iter()
         .map(|edit| {
@@ -74,22 +74,11 @@ pub fn check_header_edits(edits: &[HeaderEdit]) -> Result<Vec<WireEdit>, Invalid
         .collect()
 }
 
-/// Check `edits` and apply them to `headers` in order; return them parsed,
-/// for the header map. On error `headers` is unchanged.
-pub fn apply_header_edits(
-    headers: &mut Vec<Header>,
-    edits: &[HeaderEdit],
-) -> Result<Vec<WireEdit>, InvalidOutput> {
-    let checked = check_header_edits(edits)?;
-    apply_to_list(headers, &checked);
-    Ok(checked)
-}
-
 /// Apply `edits` to a plugin header list in order. Names are compared
 /// case-insensitively and stored lower case. `set` replaces every field of
 /// that name with one field at the place of the first; `append` adds a
 /// field at the end; `remove` drops every field of that name.
-pub fn apply_to_list(headers: &mut Vec<Header>, edits: &[WireEdit]) {
+pub(super) fn apply_to_list(headers: &mut Vec<Header>, edits: &[WireEdit]) {
     for edit in edits {
         let name = edit.name().as_str();
         match edit {
@@ -267,6 +256,17 @@ fn check_header_value(name: &str, value: &[u8]) -> Result<(), InvalidOutput> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Check `edits` and apply them to `headers`, as the chain does with a
+    /// hook's edits. On error `headers` is unchanged.
+    fn apply_header_edits(
+        headers: &mut Vec<Header>,
+        edits: &[HeaderEdit],
+    ) -> Result<Vec<WireEdit>, InvalidOutput> {
+        let checked = check_header_edits(edits)?;
+        apply_to_list(headers, &checked);
+        Ok(checked)
+    }
 
     #[test]
     fn names_and_values_are_checked_as_the_http_types_check_them() {
