@@ -228,13 +228,13 @@ impl CacheLookup {
         )
     }
 
-    /// A stored response as the reply.
     /// The request as the RFC 9111 rules see it, built only where a
     /// response is assessed or freshened (never for a hit).
     fn policy_request(&self) -> http::request::Parts {
         policy_request(&self.upstream.uri, &self.request_headers)
     }
 
+    /// A stored response as the reply.
     fn reply_from(&self, entry: &CachedResponse) -> Reply {
         Reply::upstream(
             entry.response(SystemTime::now(), self.head_only, &self.request_headers),

@@ -13,7 +13,7 @@ use dashmap::DashMap;
 // Keys are (method, status).
 use foldhash::fast::RandomState;
 use metrics::{Counter, Histogram};
-use tailgate_runtime::{Header, HookSet, LogRecord};
+use tailgate_runtime::{Header, LogRecord};
 
 use super::context::{protocol_name, RequestContext};
 use super::log_thread::{self, LogJob};
@@ -67,9 +67,9 @@ impl PendingLog {
         });
     }
 
-    /// The route's chain, when a plugin of it shapes the line.
-    pub(super) fn log_chain(&self) -> Option<Arc<RouteChain>> {
-        self.ctx.chain.clone().filter(|c| c.has_hook(HookSet::LOG))
+    /// The route's chain (its log hook, if any, shapes the line).
+    pub(super) fn chain(&self) -> Option<&Arc<RouteChain>> {
+        self.ctx.chain.as_ref()
     }
 
     pub(super) fn access_log(&self) -> &AccessLog {

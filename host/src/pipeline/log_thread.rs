@@ -51,31 +51,32 @@ pub(super) fn submit(job: LogJob) {
 fn run(job: LogJob) {
     let LogJob { pending, finished } = job;
     let access_log = pending.access_log().clone();
-    let hooked = pending.log_chain();
+    let chain = pending.chain().cloned();
     let mut record = pending.into_record(finished);
-    match hooked {
-        Some(chain) => {
-            if let Some((line, labels)) = shaped_line(&chain, &mut record) {
-                access_log.write_labelled_line(line, &labels);
-            }
-        }
-        None => access_log.write_line(default_line(&record)),
+    if let Some((line, labels)) = line_for(chain.as_deref(), &mut record) {
+        access_log.write_labelled_line(line, &labels);
     }
 }
 
-/// The line the chain's log hooks make of `record` (with its Loki labels),
-/// the default line when they leave it to the host or fail, or none when
-/// they drop it.
-fn shaped_line(
-    chain: &RouteChain,
+/// The line for `record` (with its Loki labels): the one the chain's log
+/// hooks make, the default line when there are none or they leave it to
+/// the host or fail, or none when they drop it.
+fn line_for(
+    chain: Option<&RouteChain>,
     record: &mut LogRecord,
 ) -> Option<(String, Vec<(String, String)>)> {
-    match run_hook(|| chain.on_log(record)) {
+    let decision = match chain {
+        Some(chain) => run_hook(|| chain.on_log(record)),
+        None => LogDecision::Default,
+    };
+    match decision {
         LogDecision::Line(line) => Some((line.line, line.labels)),
         LogDecision::Drop => None,
-        LogDecision::Default => Some((default_line(record), Vec::new())),
-        // Reported and counted by the chain; a line is never lost.
-        LogDecision::Failed { .. } => Some((default_line(record), Vec::new())),
+        // A failure is reported and counted by the chain; a line is never
+        // lost.
+        LogDecision::Default | LogDecision::Failed { .. } => {
+            Some((default_line(record), Vec::new()))
+        }
     }
 }
 
