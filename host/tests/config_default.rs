@@ -65,5 +65,5 @@ fn the_default_config_loads_as_documented() {
     assert_eq!(json["response"]["remove"][0], "Server");
     assert_eq!(json["response"]["always"], true);
     assert_eq!(json["deny"][0]["status"], 403);
-    assert_eq!(json["redirect"][0]["location"], "/$1");
+    assert_eq!(json["redirect"][0]["location"], "{scheme}://{host}/$1");
 }

@@ -52,7 +52,10 @@ async fn default_config_serves_the_landing_page_through_the_plugin() {
     assert_eq!(get(tg.addr(), "localhost", "/.env").await.status, 403);
     let r = get(tg.addr(), "localhost", "/old/index.html").await;
     assert_eq!(r.status, 301);
-    assert_eq!(r.header("location").as_deref(), Some("/index.html"));
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("http://localhost/index.html")
+    );
     assert_eq!(
         get(tg.addr(), "localhost", "/../Cargo.toml").await.status,
         404
