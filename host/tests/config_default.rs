@@ -1,10 +1,13 @@
 //! The repository's default `config.toml` loads and means what its comments
-//! say: the landing page in `www/` on 127.0.0.1:8080, through header-rewrite.
+//! say: on 127.0.0.1:8080, the `site` route caches and runs the three core
+//! plugins in front of `origin` (Tailgate itself serving `www/`).
 
 use std::path::Path;
 use std::time::Duration;
 
-use tailgate::config::model::{FailurePolicy, HostPattern, PathMatch, UnknownHost, UpstreamKind};
+use tailgate::config::model::{
+    FailurePolicy, HostHeader, HostPattern, PathMatch, UnknownHost, UpstreamKind,
+};
 
 #[test]
 fn the_default_config_loads_as_documented() {
@@ -26,44 +29,86 @@ fn the_default_config_loads_as_documented() {
     assert_eq!(config.runtime.memory_limit, 16 << 20);
     assert_eq!(config.runtime.cache_dir, repo.join(".tailgate/cache"));
 
-    let [route] = config.routes.as_slice() else {
-        panic!("expected one route, got {}", config.routes.len());
+    assert_eq!(config.cache.max_size, 64 << 20);
+    assert_eq!(config.tailnet.allow.as_ref().map(Vec::len), Some(1));
+
+    let [site, origin] = config.routes.as_slice() else {
+        panic!("expected two routes, got {}", config.routes.len());
     };
-    assert_eq!(route.name.as_str(), "site");
+
+    // "origin": Tailgate itself serving www/ as origin.localhost, standing in
+    // for a tailnet service.
+    assert_eq!(origin.name.as_str(), "origin");
     assert_eq!(
-        route.hosts,
+        origin.hosts,
+        [HostPattern::Exact("origin.localhost".into())]
+    );
+    assert!(
+        matches!(&origin.upstream.kind, UpstreamKind::Static { root } if *root == repo.join("www"))
+    );
+    assert!(origin.plugins.is_empty());
+
+    // "site": the public route, cached, through the three core plugins.
+    assert_eq!(site.name.as_str(), "site");
+    assert_eq!(
+        site.hosts,
         [
             HostPattern::Exact("localhost".into()),
             HostPattern::Exact("127.0.0.1".into())
         ]
     );
-    assert!(matches!(&route.path, PathMatch::Prefix(p) if p == "/"));
-    assert!(
-        matches!(&route.upstream.kind, UpstreamKind::Static { root } if *root == repo.join("www"))
-    );
-    assert_eq!(route.max_body_size, 1 << 20);
-    assert_eq!(route.plugin_failure, FailurePolicy::Closed);
+    assert!(matches!(&site.path, PathMatch::Prefix(p) if p == "/"));
+    let UpstreamKind::Http(up) = &site.upstream.kind else {
+        panic!("the site's upstream is a URL upstream");
+    };
+    assert_eq!(up.url.to_string(), "http://127.0.0.1:8080/");
     assert_eq!(
-        route.error_pages.keys().copied().collect::<Vec<_>>(),
+        up.host_header,
+        HostHeader::Set(http::HeaderValue::from_static("origin.localhost"))
+    );
+    let cache = site.cache.as_ref().expect("the site caches");
+    assert_eq!(cache.valid.get(&200), Some(&Duration::from_secs(60)));
+    assert_eq!(
+        cache.status_header.as_ref().map(|h| h.as_str()),
+        Some("x-cache-status")
+    );
+    assert_eq!(site.max_body_size, 1 << 20);
+    assert_eq!(site.plugin_failure, FailurePolicy::Closed);
+    assert_eq!(
+        site.error_pages.keys().copied().collect::<Vec<_>>(),
         [502, 503, 504]
     );
-    let page = &route.error_pages[&502];
+    let page = &site.error_pages[&502];
     assert!(page.content_type.starts_with("text/html"));
     assert_eq!(page.body, std::fs::read(repo.join("www/50x.html")).unwrap());
 
-    let [plugin] = route.plugins.as_slice() else {
-        panic!("expected one plugin entry");
+    let names: Vec<&str> = site.plugins.iter().map(|p| p.plugin.as_str()).collect();
+    assert_eq!(names, ["rate-limit", "header-rewrite", "log-shape"]);
+    for (plugin, file) in site
+        .plugins
+        .iter()
+        .zip(["rate_limit", "header_rewrite", "log_shape"])
+    {
+        assert_eq!(plugin.on_failure, FailurePolicy::Closed);
+        assert_eq!(
+            config.plugins[&plugin.plugin],
+            repo.join(format!("plugins/target/wasm32-wasip2/release/{file}.wasm"))
+        );
+    }
+    let json = |i: usize| -> serde_json::Value {
+        serde_json::from_str(&site.plugins[i].config_json).unwrap()
     };
-    assert_eq!(plugin.plugin.as_str(), "header-rewrite");
-    assert_eq!(plugin.on_failure, FailurePolicy::Closed);
+    let limit = &json(0)["limits"][0];
+    assert_eq!(limit["rate"], "5r/s");
+    assert_eq!(limit["burst"], 10);
+    let rewrite = json(1);
+    assert_eq!(rewrite["response"]["set"]["X-Frame-Options"], "DENY");
+    assert_eq!(rewrite["response"]["remove"][0], "Server");
+    assert_eq!(rewrite["response"]["always"], true);
+    assert_eq!(rewrite["deny"][0]["status"], 403);
     assert_eq!(
-        config.plugins[&plugin.plugin],
-        repo.join("plugins/target/wasm32-wasip2/release/header_rewrite.wasm")
+        rewrite["redirect"][0]["location"],
+        "{scheme}://{http_host}/$1"
     );
-    let json: serde_json::Value = serde_json::from_str(&plugin.config_json).unwrap();
-    assert_eq!(json["response"]["set"]["X-Frame-Options"], "DENY");
-    assert_eq!(json["response"]["remove"][0], "Server");
-    assert_eq!(json["response"]["always"], true);
-    assert_eq!(json["deny"][0]["status"], 403);
-    assert_eq!(json["redirect"][0]["location"], "{scheme}://{host}/$1");
+    assert_eq!(json(2)["preset"], "nginx");
 }

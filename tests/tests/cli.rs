@@ -1,5 +1,5 @@
 //! The command line through the real binary: the default `config.toml` serves
-//! the landing page with the plugin at work; `tailgate check` accepts a good
+//! the README's tour (cache, rate limit, header rewrite, shaped log line); `tailgate check` accepts a good
 //! config and reports a bad one with file, line and column.
 
 use std::process::Command;
@@ -8,8 +8,10 @@ use tailgate_e2e::client::get;
 use tailgate_e2e::process::{tailgate_bin, test_cache_dir, Tailgate, TempDir};
 use tailgate_e2e::repo_root;
 
-/// The repository's default config, moved to free ports (the admin API's
-/// default port may be taken by a Tailgate the user runs) and absolute paths.
+/// The repository's default config, moved to a free port (its `origin`
+/// upstream is Tailgate itself, so the listener's port and the upstream's
+/// move together; the admin API's default port may be taken by a Tailgate
+/// the user runs) and to absolute paths.
 fn default_config_on_free_port() -> String {
     let root = repo_root();
     let text = std::fs::read_to_string(root.join("config.toml")).expect("read config.toml");
@@ -17,49 +19,84 @@ fn default_config_on_free_port() -> String {
         !text.contains("[admin]"),
         "config.toml gained an [admin] section: move it to a free port here"
     );
+    assert!(
+        text.contains("url = \"http://127.0.0.1:8080\""),
+        "config.toml's origin upstream is no longer Tailgate itself: update this test"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
     let text = text + "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
-    text.replace(
-        "listen = [\"127.0.0.1:8080\"]",
-        "listen = [\"127.0.0.1:0\"]",
-    )
-    .replace(
-        "cache_dir = \".tailgate/cache\"",
-        &format!("cache_dir = \"{}\"", test_cache_dir().display()),
-    )
-    .replace("= \"plugins/", &format!("= \"{}/plugins/", root.display()))
-    .replace(
-        "static = \"www\"",
-        &format!("static = \"{}/www\"", root.display()),
-    )
-    .replace(
-        "\"www/50x.html\"",
-        &format!("\"{}/www/50x.html\"", root.display()),
-    )
+    text.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+        .replace(
+            "cache_dir = \".tailgate/cache\"",
+            &format!("cache_dir = \"{}\"", test_cache_dir().display()),
+        )
+        .replace("= \"plugins/", &format!("= \"{}/plugins/", root.display()))
+        .replace(
+            "static = \"www\"",
+            &format!("static = \"{}/www\"", root.display()),
+        )
+        .replace(
+            "\"www/50x.html\"",
+            &format!("\"{}/www/50x.html\"", root.display()),
+        )
 }
 
+/// The README's tour, through the real binary on the default config: the
+/// cache, each of the three plugins, and the shaped access-log line.
 #[tokio::test(flavor = "multi_thread")]
-async fn default_config_serves_the_landing_page_through_the_plugin() {
-    tailgate_e2e::plugin_wasm("header_rewrite");
+async fn default_config_serves_the_readme_tour() {
+    for plugin in ["rate_limit", "header_rewrite", "log_shape"] {
+        tailgate_e2e::plugin_wasm(plugin);
+    }
     let tg = Tailgate::start(&default_config_on_free_port());
-    let r = get(tg.addr(), "localhost", "/").await;
+    let host = format!("127.0.0.1:{}", tg.addr().port());
+
+    // The page from the origin, through the cache: MISS, then HIT.
+    let r = get(tg.addr(), &host, "/").await;
     assert_eq!(r.status, 200);
     assert!(r.text().contains("Tailgate is running"));
+    assert_eq!(r.header("x-cache-status").as_deref(), Some("MISS"));
     assert_eq!(r.header("x-frame-options").as_deref(), Some("DENY"));
+    assert!(r.header("server").is_none());
     assert!(r
         .header("content-type")
         .unwrap_or_default()
         .starts_with("text/html"));
-    assert_eq!(get(tg.addr(), "localhost", "/.env").await.status, 403);
-    let r = get(tg.addr(), "localhost", "/old/index.html").await;
+    let r = get(tg.addr(), &host, "/").await;
+    assert_eq!(r.header("x-cache-status").as_deref(), Some("HIT"));
+
+    // header-rewrite: the deny rule, and a redirect that keeps the port.
+    assert_eq!(get(tg.addr(), &host, "/.env").await.status, 403);
+    let r = get(tg.addr(), &host, "/old/index.html").await;
     assert_eq!(r.status, 301);
     assert_eq!(
-        r.header("location").as_deref(),
-        Some("http://localhost/index.html")
+        r.header("location"),
+        Some(format!("http://{host}/index.html"))
     );
-    assert_eq!(
-        get(tg.addr(), "localhost", "/../Cargo.toml").await.status,
-        404
+    assert_eq!(get(tg.addr(), &host, "/../Cargo.toml").await.status, 404);
+
+    // The shaped line: nginx's fields plus the route and the limit outcome.
+    let line = tg.wait_log("request_uri", "/.env");
+    assert_eq!(line["route"], "site");
+    assert_eq!(line["status"], 403);
+    assert_eq!(line["limit_req_status"], "PASSED");
+    assert_eq!(line["http_host"], host.as_str());
+    assert!(line["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+
+    // rate-limit: 5 r/s with a burst of 10; a quick run of 15 gets 429s.
+    let mut statuses = Vec::new();
+    for _ in 0..15 {
+        statuses.push(get(tg.addr(), &host, "/").await.status);
+    }
+    assert!(
+        statuses.contains(&429),
+        "no 429 after the burst: {statuses:?}"
     );
+    let rejected = tg.wait_log("limit_req_status", "REJECTED");
+    assert_eq!(rejected["status"], 429);
 }
 
 #[test]
@@ -170,13 +207,16 @@ async fn access_log_lines_go_to_the_configured_file() {
     for path in ["/", "/index.html", "/.env"] {
         get(tg.addr(), "localhost", path).await;
     }
+    // The site's lines (the origin route, Tailgate itself, logs its own).
+    let site_lines = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .filter(|l: &serde_json::Value| l["route"] == "site")
+            .collect()
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let lines = loop {
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-            .collect();
+        let lines = site_lines(&std::fs::read_to_string(&file).unwrap_or_default());
         if lines.len() >= 3 || std::time::Instant::now() > deadline {
             break lines;
         }

@@ -179,12 +179,15 @@ pub struct ActiveHealthCheck {
 }
 
 /// Which Host header goes upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostHeader {
     /// The client's Host (nginx `proxy_set_header Host $host`).
     Client,
     /// The upstream URL's host (nginx default `$proxy_host`).
     Upstream,
+    /// A fixed name (nginx `proxy_set_header Host name`): a virtual host of
+    /// the upstream that the client never names.
+    Set(http::HeaderValue),
 }
 
 #[derive(Debug, Clone)]

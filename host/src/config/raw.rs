@@ -110,11 +110,13 @@ pub struct RawHealthCheck {
     pub timeout: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// `host_header`: `"client"`, `"upstream"` or `{ set = "name" }`.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RawHostHeader {
     Client,
     Upstream,
+    Set(String),
 }
 
 #[derive(Debug, Deserialize)]

@@ -191,9 +191,9 @@ fn build_kind(
                 tls,
                 host,
                 port,
-                host_header: match raw.host_header.map(Spanned::into_inner) {
-                    None | Some(RawHostHeader::Client) => HostHeader::Client,
-                    Some(RawHostHeader::Upstream) => HostHeader::Upstream,
+                host_header: match raw.host_header {
+                    None => HostHeader::Client,
+                    Some(raw) => src.at(raw.span(), ctx, host_header(raw.into_inner()))?,
                 },
                 connect_timeout: timeout(&raw.connect_timeout, DEFAULT_CONNECT_TIMEOUT)?,
                 response_timeout: timeout(&raw.response_timeout, DEFAULT_RESPONSE_TIMEOUT)?,
@@ -250,6 +250,26 @@ fn build_health_check(
         interval: duration(&raw.interval, DEFAULT_HEALTH_INTERVAL)?,
         timeout: duration(&raw.timeout, DEFAULT_HEALTH_TIMEOUT)?,
     })
+}
+
+/// `host_header`: a fixed name must be a host with an optional port, as a
+/// client would send it (no scheme, path or userinfo).
+fn host_header(raw: RawHostHeader) -> Result<HostHeader, ConfigErrorKind> {
+    let name = match raw {
+        RawHostHeader::Client => return Ok(HostHeader::Client),
+        RawHostHeader::Upstream => return Ok(HostHeader::Upstream),
+        RawHostHeader::Set(name) => name,
+    };
+    let bad = |why: &str| invalid("host_header.set", format!("\"{name}\" {why}"));
+    let authority: http::uri::Authority = name
+        .parse()
+        .map_err(|_| bad("is not a host name with an optional port"))?;
+    if name.is_empty() || name.contains('@') || authority.host().is_empty() {
+        return Err(bad("is not a host name with an optional port"));
+    }
+    let value =
+        http::HeaderValue::from_str(&name).map_err(|_| bad("is not a valid header value"))?;
+    Ok(HostHeader::Set(value))
 }
 
 /// A readable file with at least one PEM certificate.

@@ -187,6 +187,7 @@ pub(crate) fn upstream_request_fields(
     let host = match client.config().host_header {
         HostHeader::Client => client_host,
         HostHeader::Upstream => HeaderValue::from_str(client.authority().as_str()).ok(),
+        HostHeader::Set(ref host) => Some(host.clone()),
     };
     match host {
         Some(host) => headers.insert(header::HOST, host),

@@ -236,7 +236,7 @@ impl HttpUpstreamClient {
             .build()
             .map_err(|e| ProxyError::Internal(format!("upstream target: {e}")))?;
         *req.uri_mut() = uri;
-        if self.config.host_header == HostHeader::Upstream {
+        if matches!(self.config.host_header, HostHeader::Upstream) {
             if let Ok(host) = HeaderValue::from_str(endpoint.authority.as_str()) {
                 req.headers_mut().insert(header::HOST, host);
             }

@@ -65,6 +65,18 @@ async fn upstream_host_header_mode_sends_the_upstreams_authority() {
     assert_eq!(a.echoed("host"), Some(up.to_string()));
 }
 
+#[tokio::test]
+async fn a_fixed_host_header_is_sent_whatever_the_client_asked_for() {
+    let up = echo_upstream().await;
+    let cfg = config(up, "", "").replace(
+        &format!("url = \"http://{up}/base\""),
+        &format!("url = \"http://{up}/base\"\nhost_header = {{ set = \"origin.internal:8081\" }}"),
+    );
+    let h = harness(&cfg, vec![]);
+    let a = h.get("app.test:8443", "/").await;
+    assert_eq!(a.echoed("host").as_deref(), Some("origin.internal:8081"));
+}
+
 // === bodies ===
 
 #[tokio::test]
