@@ -2,7 +2,8 @@
 //! by WebAssembly plugins.
 //!
 //! A request's way through the crate:
-//! `server` (listeners, HTTP/1.1 + HTTP/2) -> `router` (Host, then path) ->
+//! `server` (listeners, HTTP/1.1 + HTTP/2) -> `request_path` (one normalised
+//! path) -> `router` (Host, then path) ->
 //! `pipeline` (the phases: request hooks -> upstream -> response hooks -> log)
 //! -> `upstream` (HTTP(S) pool or static files) -> back through `pipeline` ->
 //! `access_log`. `config` turns `config.toml` into a validated `Config`;
@@ -21,6 +22,7 @@ pub mod pipeline;
 pub mod plugin_chain;
 pub mod plugin_cmd;
 pub mod reload;
+pub mod request_path;
 pub mod router;
 pub mod server;
 pub mod telemetry;

@@ -5,7 +5,8 @@
 //!  request in (server)
 //!     |
 //!  0. health      /healthz -> 200 "ok" (503 draining)  (no route, no log)
-//!  1. route       Host, then path -> Route            unknown host -> status | close (444)
+//!  1. path        normalised once (request_path)       bad path     -> 400
+//!     route       Host, then path -> Route            unknown host -> status | close (444)
 //!     |                                               no path      -> 404
 //!  2. head        RequestHead: client IP, scheme, request id (trusted-proxy rules)
 //!  3. request     chain.on_request: header/path edits, vars, delay_ms (sleep)
@@ -174,7 +175,22 @@ impl Proxy {
         }
         let active = self.active.load_full();
         let client = ClientInfo::resolve(peer, req.headers(), &active.config.server, scheme);
+        // The log keeps the URI as received (nginx's $request_uri).
         let mut ctx = RequestContext::new(&req, request_host(&req), client, start);
+        let mut req = req;
+
+        // 1. path: from here on, one normalised path for every phase.
+        if let Err(e) = crate::request_path::normalize_uri(req.uri_mut()) {
+            let err = ProxyError::BadRequest(e.to_string());
+            let reply = Reply::error(&err, None, &ctx.client.request_id);
+            return Ok(response_phase::finish(
+                ctx,
+                None,
+                reply,
+                &active.access_log,
+                &self.lifecycle,
+            ));
+        }
 
         // 1. route
         let route = match active.routes.resolve(&ctx.host, req.uri().path()) {

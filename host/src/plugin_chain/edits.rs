@@ -164,11 +164,16 @@ fn wire_name(name: &str) -> Option<HeaderName> {
 /// Rewrite the request target to one [`check_path`] accepted: `/new/path`
 /// keeps the query (as nginx's `rewrite` does), `/new/path?q=1` replaces
 /// it, `/new/path?` drops it.
+/// The path is normalised as the client's was ([`crate::request_path`]):
+/// a plugin cannot send upstream a path the route's rules never saw.
 pub(super) fn set_target(head: &mut RequestHead, target: &str) {
+    let normal = |path: &str| {
+        crate::request_path::normalize(path).map_or_else(|_| path.to_owned(), |p| p.into_owned())
+    };
     match target.split_once('?') {
-        None => head.path = Some(target.to_owned()),
+        None => head.path = Some(normal(target)),
         Some((path, query)) => {
-            head.path = Some(path.to_owned());
+            head.path = Some(normal(path));
             head.query = (!query.is_empty()).then(|| query.to_owned());
         }
     }
@@ -176,9 +181,11 @@ pub(super) fn set_target(head: &mut RequestHead, target: &str) {
 
 /// Check a rewrite target: an origin-form path, optionally with `?query`.
 pub(super) fn check_path(target: &str) -> Result<(), InvalidOutput> {
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
     let valid = target.starts_with('/')
         && !target.contains('#')
-        && target.parse::<http::uri::PathAndQuery>().is_ok();
+        && target.parse::<http::uri::PathAndQuery>().is_ok()
+        && crate::request_path::normalize(path).is_ok();
     if valid {
         Ok(())
     } else {
