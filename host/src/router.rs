@@ -145,6 +145,75 @@ impl HostRoutes {
     }
 }
 
+/// Why a request's host is refused (the client gets 400, as from nginx).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("HTTP/1.1 request without a Host header")]
+    Missing,
+    #[error("more than one Host header")]
+    Repeated,
+    #[error("invalid Host header (only a host name or address and a port)")]
+    Invalid,
+}
+
+/// Check the request's host before routing: HTTP/1.1 must name one
+/// (RFC 9112 §3.2), once, and a host is a name or an address with an
+/// optional port: no userinfo (`evil@site.test`), path or spaces, so what
+/// is routed on is exactly what an upstream is sent.
+pub fn check_host<B>(req: &http::Request<B>) -> Result<(), HostError> {
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(HostError::Repeated);
+    }
+    let authority = req.uri().authority().map(|a| a.as_str().as_bytes());
+    match (authority, first) {
+        (None, None) if req.version() == http::Version::HTTP_11 => Err(HostError::Missing),
+        (None, None) => Ok(()),
+        (Some(authority), header) => {
+            valid_host(authority)?;
+            header.map_or(Ok(()), |h| valid_host(h.as_bytes()))
+        }
+        (None, Some(header)) => valid_host(header.as_bytes()),
+    }
+}
+
+/// `name[:port]`, `a.b.c.d[:port]` or `[v6][:port]`.
+fn valid_host(raw: &[u8]) -> Result<(), HostError> {
+    let (host, port) = if raw.first() == Some(&b'[') {
+        let end = raw
+            .iter()
+            .position(|&b| b == b']')
+            .ok_or(HostError::Invalid)?;
+        let inside = &raw[1..end];
+        if inside.is_empty()
+            || !inside
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return Err(HostError::Invalid);
+        }
+        (&raw[..=end], &raw[end + 1..])
+    } else {
+        match raw.iter().position(|&b| b == b':') {
+            Some(colon) => (&raw[..colon], &raw[colon..]),
+            None => (raw, &raw[raw.len()..]),
+        }
+    };
+    let name_ok = host.first() == Some(&b'[')
+        || (!host.is_empty()
+            && host
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
+    let port_ok = port.is_empty()
+        || (port.len() > 1 && port.len() <= 6 && port[1..].iter().all(u8::is_ascii_digit));
+    if name_ok && port_ok {
+        Ok(())
+    } else {
+        Err(HostError::Invalid)
+    }
+}
+
 /// The request's host as routing sees it: from the URI authority (HTTP/2
 /// `:authority`, or an HTTP/1.1 absolute-form target), else the `Host`
 /// header; port and a trailing dot stripped, lower case. "" when absent.
@@ -179,6 +248,54 @@ pub fn normalize_host(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn host_check(version: http::Version, target: &str, hosts: &[&str]) -> Result<(), HostError> {
+        let mut req = http::Request::builder().version(version).uri(target);
+        for h in hosts {
+            req = req.header(http::header::HOST, *h);
+        }
+        check_host(&req.body(()).unwrap())
+    }
+
+    #[test]
+    fn hosts_are_checked_as_nginx_does() {
+        use http::Version;
+        let ok = |hosts: &[&str]| host_check(Version::HTTP_11, "/", hosts);
+        for host in [
+            "site.test",
+            "site.test:8080",
+            "127.0.0.1:80",
+            "[::1]:8080",
+            "[::1]",
+            "a_b.test.",
+        ] {
+            assert_eq!(ok(&[host]), Ok(()), "{host}");
+        }
+        assert_eq!(ok(&[]), Err(HostError::Missing));
+        assert_eq!(host_check(Version::HTTP_10, "/", &[]), Ok(()));
+        assert_eq!(ok(&["a.test", "b.test"]), Err(HostError::Repeated));
+        for host in [
+            "evil@site.test",
+            "site.test/x",
+            "site test",
+            "",
+            "site.test:",
+            "site.test:80a",
+            "[::1",
+            "[zz]",
+        ] {
+            assert_eq!(ok(&[host]), Err(HostError::Invalid), "{host:?}");
+        }
+        // HTTP/2's :authority (or an absolute-form target) stands for Host.
+        assert_eq!(
+            host_check(Version::HTTP_2, "http://site.test/", &[]),
+            Ok(())
+        );
+        assert_eq!(
+            host_check(Version::HTTP_11, "http://evil@site.test/", &[]),
+            Err(HostError::Invalid)
+        );
+    }
     use crate::config::model::{FailurePolicy, RouteName, Upstream, UpstreamKind, UpstreamName};
     use std::collections::BTreeMap;
     use std::time::Duration;

@@ -5,7 +5,7 @@
 //!  request in (server)
 //!     |
 //!  0. health      /healthz -> 200 "ok" (503 draining)  (no route, no log)
-//!  1. path        normalised once (request_path)       bad path     -> 400
+//!  1. path        host checked, path normalised once   bad host/path -> 400
 //!     route       Host, then path -> Route            unknown host -> status | close (444)
 //!     |                                               no path      -> 404
 //!  2. head        RequestHead: client IP, scheme, request id (trusted-proxy rules)
@@ -179,9 +179,15 @@ impl Proxy {
         let mut ctx = RequestContext::new(&req, request_host(&req), client, start);
         let mut req = req;
 
-        // 1. path: from here on, one normalised path for every phase.
-        if let Err(e) = crate::request_path::normalize_uri(req.uri_mut()) {
-            let err = ProxyError::BadRequest(e.to_string());
+        // 1. host and path: one checked host, and from here on one
+        // normalised path for every phase.
+        let checked = crate::router::check_host(&req)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                crate::request_path::normalize_uri(req.uri_mut()).map_err(|e| e.to_string())
+            });
+        if let Err(reason) = checked {
+            let err = ProxyError::BadRequest(reason);
             let reply = Reply::error(&err, None, &ctx.client.request_id);
             return Ok(response_phase::finish(
                 ctx,
