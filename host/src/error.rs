@@ -32,6 +32,8 @@ pub enum ProxyError {
     UnknownHost { host: String, status: StatusCode },
     #[error("no route for path {path:?} on host {host:?}")]
     NoRoute { host: String, path: String },
+    #[error("route {route}: path {path:?} is internal")]
+    InternalPath { route: String, path: String },
     #[error("route {route}: request body larger than {limit} bytes")]
     BodyTooLarge { route: String, limit: u64 },
     #[error("bad request: {0}")]
@@ -74,6 +76,7 @@ impl ProxyError {
         match self {
             ProxyError::UnknownHost { .. }
             | ProxyError::NoRoute { .. }
+            | ProxyError::InternalPath { .. }
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::BadRequest(_) => ErrorSource::Downstream,
             ProxyError::UpstreamConnect { .. }
@@ -90,7 +93,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::UnknownHost { status, .. } => *status,
-            ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::NoRoute { .. } | ProxyError::InternalPath { .. } => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamExchange { .. } => {
@@ -105,7 +108,8 @@ impl ProxyError {
     }
 
     /// Log this error (once) and make the response the client gets: the
-    /// route's error page for the status when the failure is the upstream's,
+    /// route's error page for the status when the failure is the upstream's
+    /// (or, as the route's `error_pages_for` says, any of its refusals),
     /// else a short plain-text page naming only the status.
     pub fn respond(&self, route: Option<&Route>, request_id: &str) -> Response<ProxyBody> {
         let status = self.status();
@@ -123,7 +127,9 @@ impl ProxyError {
             }
         }
         let page = route
-            .filter(|_| self.source_kind() == ErrorSource::Upstream)
+            .filter(|r| {
+                self.source_kind() == ErrorSource::Upstream || r.error_pages_for.dresses_refusals()
+            })
             .and_then(|r| r.error_pages.get(&status.as_u16()));
         match page {
             Some(page) => error_page_response(status, page),

@@ -3,7 +3,8 @@
 //! phases — request hooks in chain order before the upstream, response hooks
 //! in reverse order (like nginx/Envoy response filters), and the log hook of
 //! the last plugin that has one. Each entry's fail policy (`on_failure`, by
-//! default the route's `plugin_failure`) decides what a fault does.
+//! default the route's `plugin_failure`) decides what a fault does. One more
+//! chain, `[access_log] plugins`, shapes the lines of requests no route took.
 
 mod edits;
 mod fixed;
@@ -20,11 +21,11 @@ use std::sync::Arc;
 
 use tailgate_runtime::{
     ConfigureError, ConfiguredPlugin, FixedEdits, HeaderFilter, HookSet, ImmediateResponse, Limits,
-    LoadError, LogFieldSet, LogLine, LogRecord, PluginFault, RequestAction, RequestEdits,
-    RequestHead, ResponseEdits, ResponseHead, Runtime, Var,
+    LoadError, LoadedPlugin, LogFieldSet, LogLine, LogRecord, PluginFault, RequestAction,
+    RequestEdits, RequestHead, ResponseEdits, ResponseHead, Runtime, Var,
 };
 
-use crate::config::model::{Config, FailurePolicy, RouteName};
+use crate::config::model::{Config, FailurePolicy, PluginName, RouteName, RoutePlugin};
 
 /// Why the chains could not be loaded; names the plugin and, where it
 /// applies, the route.
@@ -36,6 +37,8 @@ pub enum ChainLoadError {
     Configure(#[from] ConfigureError),
     #[error("route {route}, plugin {plugin}: not defined in [plugins]")]
     UndefinedPlugin { route: String, plugin: String },
+    #[error("[access_log] plugin {plugin}: it has no log hook, and only the log hook runs for lines without a route")]
+    NoLogHook { plugin: String },
     #[error("route {route}, plugin {plugin}: its fixed edits cannot go on the wire: {reason}")]
     InvalidFixedEdits {
         route: String,
@@ -131,6 +134,8 @@ impl PluginHooks for ConfiguredPlugin {
 /// Every route's chain, built once at startup.
 pub struct PluginChains {
     chains: HashMap<RouteName, Arc<RouteChain>>,
+    /// `[access_log] plugins`: for the lines no route's chain shapes.
+    unrouted: Option<Arc<RouteChain>>,
     loaded_plugins: usize,
 }
 
@@ -150,29 +155,14 @@ impl PluginChains {
                 hook_timeout: route.hook_timeout,
                 memory_bytes: route.memory_limit,
             };
-            let mut entries = Vec::with_capacity(route.plugins.len());
-            for entry in &route.plugins {
-                let plugin =
-                    loaded
-                        .get(&entry.plugin)
-                        .ok_or_else(|| ChainLoadError::UndefinedPlugin {
-                            route: route.name.to_string(),
-                            plugin: entry.plugin.to_string(),
-                        })?;
-                let configured =
-                    runtime.configure(plugin, route.name.as_str(), &entry.config_json, limits)?;
-                let built = ChainEntry::new(Box::new(configured), entry.on_failure);
-                entries.push(built.map_err(|reason| ChainLoadError::InvalidFixedEdits {
-                    route: route.name.to_string(),
-                    plugin: entry.plugin.to_string(),
-                    reason,
-                })?);
-            }
+            let entries = configure_entries(runtime, &loaded, &route.name, &route.plugins, limits)?;
             let chain = RouteChain::new(route.name.clone(), entries);
             chains.insert(route.name.clone(), Arc::new(chain));
         }
+        let unrouted = unrouted_chain(config, runtime, &loaded)?;
         Ok(PluginChains {
             chains,
+            unrouted,
             loaded_plugins: loaded.len(),
         })
     }
@@ -184,8 +174,21 @@ impl PluginChains {
                 .into_iter()
                 .map(|c| (c.route.clone(), Arc::new(c)))
                 .collect(),
+            unrouted: None,
             loaded_plugins: 0,
         }
+    }
+
+    /// The same, with `chain` for the lines of requests no route took.
+    pub fn with_unrouted(mut self, chain: RouteChain) -> PluginChains {
+        self.unrouted = Some(Arc::new(chain));
+        self
+    }
+
+    /// The chain of `[access_log] plugins`, whose log hook shapes the lines
+    /// of requests no route took; `None` when there are none.
+    pub fn unrouted(&self) -> Option<Arc<RouteChain>> {
+        self.unrouted.clone()
     }
 
     /// The chain of a configured route (empty when it has no plugins);
@@ -198,6 +201,63 @@ impl PluginChains {
     pub fn loaded_plugins(&self) -> usize {
         self.loaded_plugins
     }
+}
+
+/// The chain name of `[access_log] plugins` in faults, metrics and
+/// plugin config errors (where a route's name goes).
+pub const UNROUTED_CHAIN: &str = "[access_log]";
+
+/// Configure each entry of a chain (a route's, or `[access_log]`'s) from
+/// the loaded plugins.
+fn configure_entries(
+    runtime: &Runtime,
+    loaded: &BTreeMap<&PluginName, Arc<LoadedPlugin>>,
+    owner: &RouteName,
+    plugins: &[RoutePlugin],
+    limits: Limits,
+) -> Result<Vec<ChainEntry>, ChainLoadError> {
+    let mut entries = Vec::with_capacity(plugins.len());
+    for entry in plugins {
+        let plugin = loaded
+            .get(&entry.plugin)
+            .ok_or_else(|| ChainLoadError::UndefinedPlugin {
+                route: owner.to_string(),
+                plugin: entry.plugin.to_string(),
+            })?;
+        let configured = runtime.configure(plugin, owner.as_str(), &entry.config_json, limits)?;
+        let built = ChainEntry::new(Box::new(configured), entry.on_failure);
+        entries.push(built.map_err(|reason| ChainLoadError::InvalidFixedEdits {
+            route: owner.to_string(),
+            plugin: entry.plugin.to_string(),
+            reason,
+        })?);
+    }
+    Ok(entries)
+}
+
+/// The chain of `[access_log] plugins`, with the runtime's default limits;
+/// each of its plugins must have a log hook (nothing else of it runs).
+fn unrouted_chain(
+    config: &Config,
+    runtime: &Runtime,
+    loaded: &BTreeMap<&PluginName, Arc<LoadedPlugin>>,
+) -> Result<Option<Arc<RouteChain>>, ChainLoadError> {
+    let plugins = &config.access_log.plugins;
+    if plugins.is_empty() {
+        return Ok(None);
+    }
+    let limits = Limits {
+        hook_timeout: config.runtime.hook_timeout,
+        memory_bytes: config.runtime.memory_limit,
+    };
+    let owner = RouteName(UNROUTED_CHAIN.to_owned());
+    let entries = configure_entries(runtime, loaded, &owner, plugins, limits)?;
+    if let Some(entry) = entries.iter().find(|e| !e.hooks.contains(HookSet::LOG)) {
+        return Err(ChainLoadError::NoLogHook {
+            plugin: entry.plugin.name().to_owned(),
+        });
+    }
+    Ok(Some(Arc::new(RouteChain::new(owner, entries))))
 }
 
 /// One plugin of a chain with its fail policy.

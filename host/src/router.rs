@@ -296,7 +296,9 @@ mod tests {
             Err(HostError::Invalid)
         );
     }
-    use crate::config::model::{FailurePolicy, RouteName, Upstream, UpstreamKind, UpstreamName};
+    use crate::config::model::{
+        ErrorPagesFor, FailurePolicy, RouteName, Upstream, UpstreamKind, UpstreamName,
+    };
     use std::collections::BTreeMap;
     use std::time::Duration;
 
@@ -322,6 +324,8 @@ mod tests {
             max_body_size: 1024,
             plugin_failure: FailurePolicy::Closed,
             error_pages: BTreeMap::new(),
+            error_pages_for: ErrorPagesFor::Upstream,
+            internal: vec![],
             plugins: vec![],
             hook_timeout: Duration::from_millis(50),
             memory_limit: 1 << 20,

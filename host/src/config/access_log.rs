@@ -1,19 +1,28 @@
 //! `[access_log]`: where the access log's lines go besides Loki: STDOUT
-//! and/or a file (JSON lines, one per request). Read at config load; a reload
-//! that changes it starts a new writer (`crate::access_log`).
+//! and/or a file (JSON lines, one per request), and the log plugins that
+//! shape the lines of requests no route took (unknown host, no path). Read
+//! at config load; a reload that changes where lines go starts a new writer
+//! (`crate::access_log`); the plugins are loaded with the routes' chains
+//! (`crate::plugin_chain`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::error::{ConfigError, ConfigErrorKind, Source};
+use super::error::{ConfigError, ConfigErrorKind, Context, Source};
+use super::model::{FailurePolicy, PluginName, RoutePlugin};
+use super::raw::RawRoutePlugin;
+use super::route::plugin_entry;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAccessLog {
     pub stdout: Option<bool>,
     pub file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub plugins: Vec<RawRoutePlugin>,
 }
 
 /// The validated `[access_log]` section.
@@ -24,6 +33,10 @@ pub struct AccessLogConfig {
     /// Also append lines to this file (created if missing; relative to the
     /// config file's folder).
     pub file: Option<PathBuf>,
+    /// The plugin chain whose log hook shapes the lines of requests no
+    /// route took (as a route's chain shapes its own); empty: the default
+    /// line. Only the log hook runs.
+    pub plugins: Vec<RoutePlugin>,
 }
 
 impl Default for AccessLogConfig {
@@ -31,15 +44,39 @@ impl Default for AccessLogConfig {
         AccessLogConfig {
             stdout: true,
             file: None,
+            plugins: Vec::new(),
         }
+    }
+}
+
+impl AccessLogConfig {
+    /// Whether `other` writes lines to the same places (the writer a
+    /// reload keeps), whatever its plugins.
+    pub fn same_writer(&self, other: &AccessLogConfig) -> bool {
+        self.stdout == other.stdout && self.file == other.file
     }
 }
 
 pub(super) fn build_access_log(
     src: &Source<'_>,
     base_dir: &Path,
+    plugins: &BTreeMap<PluginName, PathBuf>,
     raw: RawAccessLog,
 ) -> Result<AccessLogConfig, ConfigError> {
+    // A log hook's fault never fails a request: the default line is written.
+    let plugins = raw
+        .plugins
+        .iter()
+        .map(|entry| {
+            plugin_entry(
+                src,
+                Some(&Context::AccessLog),
+                plugins,
+                entry,
+                FailurePolicy::Open,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let file = match raw.file {
         None => None,
         Some(f) => {
@@ -63,5 +100,6 @@ pub(super) fn build_access_log(
     Ok(AccessLogConfig {
         stdout: raw.stdout.unwrap_or(true),
         file,
+        plugins,
     })
 }

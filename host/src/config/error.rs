@@ -66,6 +66,8 @@ pub enum Context {
     /// A route whose name is missing or invalid, by its index in `routes`.
     RouteIndex(usize),
     Upstream(String),
+    /// The `[access_log]` section (its plugin chain).
+    AccessLog,
 }
 
 impl fmt::Display for Context {
@@ -74,6 +76,7 @@ impl fmt::Display for Context {
             Context::Route(name) => write!(f, "route \"{name}\""),
             Context::RouteIndex(i) => write!(f, "routes[{i}]"),
             Context::Upstream(name) => write!(f, "upstream \"{name}\""),
+            Context::AccessLog => f.write_str("[access_log]"),
         }
     }
 }
@@ -178,6 +181,8 @@ pub enum ConfigErrorKind {
     ErrorPageDuplicate(u16),
     #[error("error page {path}: {reason}")]
     ErrorPageFile { path: PathBuf, reason: String },
+    #[error("internal path \"{0}\" is outside the route's path match: its requests never reach this route")]
+    InternalOutsideRoute(String),
     #[error("plugin config cannot be passed as JSON: {0}")]
     PluginConfigJson(String),
     #[error("duplicate route name \"{name}\" (first defined at line {first_line})")]

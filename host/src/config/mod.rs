@@ -64,7 +64,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     };
     let routes = route::build_routes(&src, &targets, raw.routes)?;
     let admin = admin::build_admin(&src, raw.admin)?;
-    let access_log = access_log::build_access_log(&src, base_dir, raw.access_log)?;
+    let access_log = access_log::build_access_log(&src, base_dir, &plugins, raw.access_log)?;
     let cache = cache::build_cache(&src, raw.cache)?;
     let telemetry = telemetry::build_telemetry(&src, raw.telemetry)?.dial_like(&tailnet);
     Ok(Config {

@@ -200,6 +200,11 @@ pub struct Route {
     pub plugin_failure: FailurePolicy,
     /// Upstream failure status -> page file (read at load; served with that status).
     pub error_pages: BTreeMap<u16, Arc<ErrorPage>>,
+    /// Which answers besides the upstream's the error pages dress.
+    pub error_pages_for: ErrorPagesFor,
+    /// Paths a client may not request on this route (nginx `internal`):
+    /// answered 404, never sent upstream. Exact paths.
+    pub internal: Vec<String>,
     pub plugins: Vec<RoutePlugin>,
     pub hook_timeout: Duration,
     pub memory_limit: usize,
@@ -208,6 +213,39 @@ pub struct Route {
     /// Plain-HTTP requests are redirected to `https://` (301, or 308 for
     /// methods other than GET and HEAD).
     pub https_redirect: bool,
+}
+
+/// The answers a route's `error_pages` dress (`error_pages_for`). Each
+/// level dresses what the one before does, and more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorPagesFor {
+    /// The upstream's failures (502, 504) and its answers with a page's
+    /// status (nginx `proxy_intercept_errors`). Plugin answers and the
+    /// proxy's own refusals keep their bodies.
+    #[default]
+    Upstream,
+    /// Also answers without a body of their own, as nginx's `error_page`
+    /// dresses its own: plugin answers with an empty body and the proxy's
+    /// refusals (413, 404 of an internal path, 500 of a failed plugin).
+    Bodiless,
+    /// Also every plugin answer, its body replaced.
+    All,
+}
+
+impl ErrorPagesFor {
+    /// Whether host-made errors that are not the upstream's get the page.
+    pub fn dresses_refusals(self) -> bool {
+        self != ErrorPagesFor::Upstream
+    }
+
+    /// Whether a plugin's answer (with or without a body) gets the page.
+    pub fn dresses_plugin_answer(self, has_body: bool) -> bool {
+        match self {
+            ErrorPagesFor::Upstream => false,
+            ErrorPagesFor::Bodiless => !has_body,
+            ErrorPagesFor::All => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -242,8 +280,8 @@ pub enum FailurePolicy {
     Open,
 }
 
-/// One entry of a route's plugin chain.
-#[derive(Debug, Clone)]
+/// One entry of a route's plugin chain (or of `[access_log] plugins`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutePlugin {
     pub plugin: PluginName,
     /// The plugin's config table as JSON, handed to its `configure`.

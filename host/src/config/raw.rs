@@ -132,6 +132,8 @@ pub struct RawRoute {
     pub plugin_failure: Option<Spanned<RawFailurePolicy>>,
     #[serde(default)]
     pub error_pages: BTreeMap<SpannedKey, Spanned<String>>,
+    pub error_pages_for: Option<Spanned<RawErrorPagesFor>>,
+    pub internal: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub plugins: Vec<RawRoutePlugin>,
     pub hook_timeout: Option<Spanned<String>>,
@@ -146,6 +148,14 @@ pub struct RawRoutePlugin {
     pub plugin: Spanned<String>,
     pub config: Option<toml::Table>,
     pub on_failure: Option<Spanned<RawFailurePolicy>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawErrorPagesFor {
+    Upstream,
+    Bodiless,
+    All,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

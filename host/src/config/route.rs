@@ -14,11 +14,11 @@ use toml::Spanned;
 use super::cache::{build_route_cache, CacheConfigError};
 use super::error::{ConfigError, ConfigErrorKind, Context, Source};
 use super::model::{
-    ErrorPage, FailurePolicy, HostPattern, PathMatch, PluginName, PluginRuntimeConfig, Route,
-    RouteName, RoutePlugin, Upstream, UpstreamKind, UpstreamName,
+    ErrorPage, ErrorPagesFor, FailurePolicy, HostPattern, PathMatch, PluginName,
+    PluginRuntimeConfig, Route, RouteName, RoutePlugin, Upstream, UpstreamKind, UpstreamName,
 };
 use super::plugin_config::table_to_json;
-use super::raw::{RawFailurePolicy, RawRoute, RawRoutePlugin, SpannedKey};
+use super::raw::{RawErrorPagesFor, RawFailurePolicy, RawRoute, RawRoutePlugin, SpannedKey};
 use super::resolve_path;
 use super::server::memory_limit;
 use super::values::{check_identifier, error_page_content_type, hook_timeout, parse_host_pattern};
@@ -162,10 +162,26 @@ impl RouteBuilder<'_> {
             .plugin_failure
             .map_or(DEFAULT_PLUGIN_FAILURE, |p| policy(*p.get_ref()));
         let error_pages = self.error_pages(&raw.error_pages)?;
+        let error_pages_for =
+            raw.error_pages_for
+                .map_or(ErrorPagesFor::default(), |f| match *f.get_ref() {
+                    RawErrorPagesFor::Upstream => ErrorPagesFor::Upstream,
+                    RawErrorPagesFor::Bodiless => ErrorPagesFor::Bodiless,
+                    RawErrorPagesFor::All => ErrorPagesFor::All,
+                });
+        let internal = self.internal(raw.internal.as_deref().unwrap_or_default(), &path)?;
         let plugins = raw
             .plugins
             .iter()
-            .map(|entry| self.plugin(entry, plugin_failure))
+            .map(|entry| {
+                plugin_entry(
+                    self.src,
+                    Some(self.context),
+                    self.targets.plugins,
+                    entry,
+                    plugin_failure,
+                )
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let hook_timeout = match &raw.hook_timeout {
             None => self.targets.runtime.hook_timeout,
@@ -192,6 +208,8 @@ impl RouteBuilder<'_> {
             max_body_size,
             plugin_failure,
             error_pages,
+            error_pages_for,
+            internal,
             plugins,
             hook_timeout,
             memory_limit,
@@ -284,34 +302,72 @@ impl RouteBuilder<'_> {
         Ok(pages)
     }
 
-    fn plugin(
+    /// The route's `internal` paths: absolute, and under the route's own
+    /// path match (elsewhere they would never be asked of this route).
+    fn internal(
         &self,
-        entry: &RawRoutePlugin,
-        route_policy: FailurePolicy,
-    ) -> Result<RoutePlugin, ConfigError> {
-        let name = PluginName(entry.plugin.get_ref().clone());
-        if !self.targets.plugins.contains_key(&name) {
-            return Err(self.error(
-                entry.plugin.span(),
-                ConfigErrorKind::UndefinedPlugin { name: name.0 },
-            ));
-        }
-        let config_json = match &entry.config {
-            None => "{}".to_owned(),
-            Some(table) => self.at(
-                entry.plugin.span(),
-                table_to_json(table).map_err(ConfigErrorKind::PluginConfigJson),
-            )?,
-        };
-        Ok(RoutePlugin {
-            plugin: name,
-            config_json,
-            on_failure: entry
-                .on_failure
-                .as_ref()
-                .map_or(route_policy, |p| policy(*p.get_ref())),
-        })
+        raw: &[Spanned<String>],
+        route_path: &PathMatch,
+    ) -> Result<Vec<String>, ConfigError> {
+        raw.iter()
+            .map(|p| {
+                let path = p.get_ref();
+                if !path.starts_with('/') {
+                    return Err(
+                        self.error(p.span(), ConfigErrorKind::PathNotAbsolute(path.clone()))
+                    );
+                }
+                let under = match route_path {
+                    PathMatch::Exact(e) => e == path,
+                    PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
+                    PathMatch::Regex(re) => re.is_match(path),
+                };
+                if !under {
+                    return Err(self.error(
+                        p.span(),
+                        ConfigErrorKind::InternalOutsideRoute(path.clone()),
+                    ));
+                }
+                Ok(path.clone())
+            })
+            .collect()
     }
+}
+
+/// One `[[routes.plugins]]` (or `[access_log] plugins`) entry: a plugin
+/// defined in `[plugins]` and its config as JSON; `default_policy` unless
+/// the entry sets `on_failure`.
+pub(super) fn plugin_entry(
+    src: &Source<'_>,
+    context: Option<&Context>,
+    plugins: &BTreeMap<PluginName, PathBuf>,
+    entry: &RawRoutePlugin,
+    default_policy: FailurePolicy,
+) -> Result<RoutePlugin, ConfigError> {
+    let name = PluginName(entry.plugin.get_ref().clone());
+    if !plugins.contains_key(&name) {
+        return Err(src.error(
+            entry.plugin.span(),
+            context,
+            ConfigErrorKind::UndefinedPlugin { name: name.0 },
+        ));
+    }
+    let config_json = match &entry.config {
+        None => "{}".to_owned(),
+        Some(table) => src.at(
+            entry.plugin.span(),
+            context,
+            table_to_json(table).map_err(ConfigErrorKind::PluginConfigJson),
+        )?,
+    };
+    Ok(RoutePlugin {
+        plugin: name,
+        config_json,
+        on_failure: entry
+            .on_failure
+            .as_ref()
+            .map_or(default_policy, |p| policy(*p.get_ref())),
+    })
 }
 
 fn policy(raw: RawFailurePolicy) -> FailurePolicy {

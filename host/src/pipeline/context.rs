@@ -88,15 +88,20 @@ impl RequestContext {
         self.route.as_ref().map_or("", |r| r.name.as_str())
     }
 
-    /// The head the request hooks (and the upstream phase) see; also keeps
-    /// the request fields the route's log hook reads, as received.
-    pub fn request_head<B>(&mut self, req: &Request<B>) -> RequestHead {
+    /// Keep the request fields the chain's log hook reads, as received.
+    pub fn keep_logged_fields<B>(&mut self, req: &Request<B>) {
         if let Some(chain) = &self.chain {
             self.request_headers = filtered_list(req.headers(), chain.log_fields().0);
             if chain.log_reads_http_host() {
                 self.http_host = http_host(req, &self.host);
             }
         }
+    }
+
+    /// The head the request hooks (and the upstream phase) see; also keeps
+    /// the request fields the route's log hook reads, as received.
+    pub fn request_head<B>(&mut self, req: &Request<B>) -> RequestHead {
+        self.keep_logged_fields(req);
         RequestHead {
             method: Some(self.method.as_str().to_string()),
             scheme: Some(self.client.scheme.clone()),

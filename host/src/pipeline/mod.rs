@@ -8,7 +8,9 @@
 //!  1. path        host checked, path normalised once   bad host/path -> 400
 //!     route       Host, then path -> Route            unknown host -> status | close (444)
 //!     |                                               no path      -> 404
+//!     |                                   (logged via `[access_log] plugins`)
 //!  2. head        RequestHead: client IP, scheme, request id (trusted-proxy rules)
+//!     |           an `internal` path -> 404 ----------------------------+
 //!  3. request     chain.on_request: header/path edits, vars, delay_ms (sleep)
 //!     hooks         Respond  -> plugin's answer ------------------------+
 //!     |             Failed   -> host-made 500 --------------------------+
@@ -17,6 +19,7 @@
 //!     |           HTTP(S) pool or static files; streams both ways       |
 //!     |           connect fail -> 502, head timeout -> 504 (error page) |
 //!     |           upstream status with an error page -> the page        |
+//!     |           plugin answers, refusals: a page per error_pages_for  |
 //!  5. response    chain.on_response (host_generated = true for host-made)
 //!     hooks         Err -> host-made 500
 //!  6. send        status + headers now, body streamed (101 -> tunnel)
@@ -201,47 +204,8 @@ impl Proxy {
         // 1. route
         let route = match active.routes.resolve(&ctx.host, req.uri().path()) {
             RouteMatch::Found(route) => route,
-            RouteMatch::UnknownHost => {
-                let status = match active.config.server.unknown_host {
-                    UnknownHost::Status(status) => status,
-                    UnknownHost::Close => {
-                        PendingLog::new(
-                            ctx,
-                            CLOSED_WITHOUT_RESPONSE,
-                            vec![],
-                            active.access_log.clone(),
-                        )
-                        .emit(0);
-                        return Err(CloseConnection);
-                    }
-                };
-                let err = ProxyError::UnknownHost {
-                    host: ctx.host.clone(),
-                    status,
-                };
-                let reply = Reply::error(&err, None, &ctx.client.request_id);
-                return Ok(response_phase::finish(
-                    ctx,
-                    None,
-                    reply,
-                    &active.access_log,
-                    &self.lifecycle,
-                ));
-            }
-            RouteMatch::NoPathMatch => {
-                let err = ProxyError::NoRoute {
-                    host: ctx.host.clone(),
-                    path: req.uri().path().to_string(),
-                };
-                let reply = Reply::error(&err, None, &ctx.client.request_id);
-                return Ok(response_phase::finish(
-                    ctx,
-                    None,
-                    reply,
-                    &active.access_log,
-                    &self.lifecycle,
-                ));
-            }
+            RouteMatch::UnknownHost => return self.unrouted(&active, ctx, &req, false),
+            RouteMatch::NoPathMatch => return self.unrouted(&active, ctx, &req, true),
         };
         ctx.chain = active.chains.for_route(&route.name);
         ctx.route = Some(route.clone());
@@ -255,6 +219,13 @@ impl Proxy {
                 &ctx.host,
                 target,
             ))
+        } else if route.internal.iter().any(|p| p == req.uri().path()) {
+            // nginx `internal`: only the proxy serves it (as an error page).
+            let err = ProxyError::InternalPath {
+                route: route.name.to_string(),
+                path: req.uri().path().to_string(),
+            };
+            Reply::error(&err, Some(&route), &ctx.client.request_id)
         } else {
             match request_hooks(&mut ctx, &mut head).await {
                 Some(answer) => answer,
@@ -265,6 +236,53 @@ impl Proxy {
         Ok(response_phase::finish(
             ctx,
             Some(&mut head),
+            reply,
+            &active.access_log,
+            &self.lifecycle,
+        ))
+    }
+
+    /// Phase 1's answer when no route took the request: the unknown-host
+    /// status or a closed connection (444), or 404 for a path no route of
+    /// a `known_host` has. Logged like every request, its line shaped by
+    /// `[access_log] plugins` as a route's chain shapes its own.
+    fn unrouted<B>(
+        &self,
+        active: &ActiveConfig,
+        mut ctx: RequestContext,
+        req: &Request<B>,
+        known_host: bool,
+    ) -> Result<Response<ProxyBody>, CloseConnection> {
+        ctx.chain = active.chains.unrouted();
+        ctx.keep_logged_fields(req);
+        let err = if known_host {
+            ProxyError::NoRoute {
+                host: ctx.host.clone(),
+                path: req.uri().path().to_string(),
+            }
+        } else {
+            let status = match active.config.server.unknown_host {
+                UnknownHost::Status(status) => status,
+                UnknownHost::Close => {
+                    PendingLog::new(
+                        ctx,
+                        CLOSED_WITHOUT_RESPONSE,
+                        vec![],
+                        active.access_log.clone(),
+                    )
+                    .emit(0);
+                    return Err(CloseConnection);
+                }
+            };
+            ProxyError::UnknownHost {
+                host: ctx.host.clone(),
+                status,
+            }
+        };
+        let reply = Reply::error(&err, None, &ctx.client.request_id);
+        Ok(response_phase::finish(
+            ctx,
+            None,
             reply,
             &active.access_log,
             &self.lifecycle,
@@ -291,7 +309,7 @@ async fn request_hooks(ctx: &mut RequestContext, head: &mut RequestHead) -> Opti
         }
         RequestDecision::Respond(answer, vars) => {
             ctx.vars.extend(vars);
-            Some(Reply::immediate(answer))
+            Some(Reply::immediate(answer, ctx.route.as_deref()))
         }
         RequestDecision::Failed { plugin, fault } => {
             let err = ProxyError::PluginFailed {

@@ -1,8 +1,9 @@
 //! The response as it stands between the pipeline's phases: what the
 //! upstream (or a plugin, or an error) produced, before the response hooks
-//! run. Also builds the response for a plugin's immediate answer.
+//! run. Also builds the response for a plugin's immediate answer, dressed
+//! in the route's error page when its `error_pages_for` says so.
 
-use http::{header, Response, StatusCode};
+use http::{header, HeaderValue, Response, StatusCode};
 use tailgate_runtime::ImmediateResponse;
 
 use super::body::{full_body, ProxyBody};
@@ -47,14 +48,33 @@ impl Reply {
     }
 
     /// A plugin's answer (already checked by the plugin chain). Framing
-    /// headers are the host's business and are dropped.
-    pub fn immediate(answer: ImmediateResponse) -> Self {
+    /// headers are the host's business and are dropped. When `route`'s
+    /// error pages dress this answer (`error_pages_for`), the page replaces
+    /// its body and `Content-Type`; its status and other headers
+    /// (`Retry-After`) stay.
+    pub fn immediate(answer: ImmediateResponse, route: Option<&Route>) -> Self {
         let status =
             StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut headers = list_to_headers(&answer.headers);
         strip_hop_by_hop(&mut headers, None);
         headers.remove(header::CONTENT_LENGTH);
-        let mut response = Response::new(full_body(answer.body));
+        let page = route
+            .filter(|r| {
+                r.error_pages_for
+                    .dresses_plugin_answer(!answer.body.is_empty())
+            })
+            .and_then(|r| r.error_pages.get(&status.as_u16()));
+        let body = match page {
+            Some(page) => {
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(page.content_type),
+                );
+                page.body.clone()
+            }
+            None => answer.body.into(),
+        };
+        let mut response = Response::new(full_body(body));
         *response.status_mut() = status;
         *response.headers_mut() = headers;
         Reply {

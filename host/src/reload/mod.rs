@@ -265,7 +265,7 @@ impl Reloader {
             })?;
         restarted.extend(telemetry.changed());
         let mut log_writer = None;
-        if config.access_log != running.config.access_log || telemetry.loki_changed() {
+        if !config.access_log.same_writer(&running.config.access_log) || telemetry.loki_changed() {
             let (log, writer) = AccessLog::start(&config.access_log, telemetry.loki_sink())
                 .map_err(|source| ReloadError::AccessLog {
                     path: path(),
