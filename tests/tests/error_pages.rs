@@ -79,7 +79,7 @@ async fn error_pages_dress_plugin_answers_and_refusals_as_the_route_says() {
 
     // Default: the plugin's answer is its own, as before.
     let r = rejection(&tg, "default.test").await;
-    assert_eq!(r.text(), "Service Unavailable");
+    assert_eq!(r.text(), "Service Unavailable\n");
     assert_ne!(
         r.header("content-type").as_deref(),
         Some("text/html; charset=utf-8")

@@ -21,6 +21,9 @@ fn config(up: &TestUpstream, loki: &LokiStandin, access_log: &str) -> String {
     base_config("")
         + &format!(
             r#"
+[telemetry]
+labels = {{ instance = "test-proxy" }}
+
 [telemetry.loki]
 url = "{loki}"
 batch_wait = "100ms"
@@ -121,6 +124,7 @@ async fn unrouted_lines_are_shaped_by_the_access_log_chain_and_reload_changes_it
         stored(&loki, "/app/ok").labels,
         labels(&[
             ("host", "app.test"),
+            ("instance", "test-proxy"),
             ("job", "tailgate"),
             ("method", "GET"),
             ("status", "200")
@@ -130,6 +134,7 @@ async fn unrouted_lines_are_shaped_by_the_access_log_chain_and_reload_changes_it
         stored(&loki, "/unknown-host").labels,
         labels(&[
             ("host", "nowhere.test"),
+            ("instance", "test-proxy"),
             ("job", "tailgate"),
             ("method", "GET"),
             ("status", "404")
@@ -139,6 +144,7 @@ async fn unrouted_lines_are_shaped_by_the_access_log_chain_and_reload_changes_it
         stored(&loki, "/no-path").labels,
         labels(&[
             ("host", "app.test"),
+            ("instance", "test-proxy"),
             ("job", "tailgate"),
             ("method", "GET"),
             ("status", "404")
@@ -165,7 +171,11 @@ async fn unrouted_lines_are_shaped_by_the_access_log_chain_and_reload_changes_it
     assert_eq!(line["host"], "nowhere.test");
     assert_eq!(
         stored(&loki, "/after-reload").labels,
-        labels(&[("job", "tailgate"), ("unrouted", "yes")])
+        labels(&[
+            ("instance", "test-proxy"),
+            ("job", "tailgate"),
+            ("unrouted", "yes")
+        ])
     );
 
     // Without `plugins`, the default line again.
@@ -179,7 +189,7 @@ async fn unrouted_lines_are_shaped_by_the_access_log_chain_and_reload_changes_it
     assert!(line.get("upstream_cache_status").is_none(), "{line}");
     assert_eq!(
         stored(&loki, "/default-again").labels,
-        labels(&[("job", "tailgate")])
+        labels(&[("instance", "test-proxy"), ("job", "tailgate")])
     );
 }
 
