@@ -291,6 +291,7 @@ mod tests {
         let config = AccessLogConfig {
             stdout: false,
             file: Some(path.clone()),
+            ..AccessLogConfig::default()
         };
         let (log, writer) = AccessLog::start(&config, None).expect("open log file");
         log.write_line("first".into());
@@ -310,6 +311,7 @@ mod tests {
         let config = AccessLogConfig {
             stdout: false,
             file: Some(path.clone()),
+            ..AccessLogConfig::default()
         };
         let (log, _writer) = AccessLog::start(&config, None).expect("open log file");
         log.write_line("one".into());
@@ -370,6 +372,7 @@ mod tests {
         let config = AccessLogConfig {
             stdout: true,
             file: Some("/nonexistent-dir/x/access.log".into()),
+            ..AccessLogConfig::default()
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -185,6 +185,114 @@ async fn a_plugin_answer_skips_the_upstream_and_still_runs_response_and_log_hook
 }
 
 #[tokio::test]
+async fn error_pages_for_dresses_plugin_answers_keeping_status_and_headers() {
+    let up = echo_upstream().await;
+    let answer = |body: &[u8]| {
+        let body = body.to_vec();
+        move |_: &RequestHead| {
+            Ok(RequestAction::Respond(ImmediateResponse {
+                status: 503,
+                headers: vec![
+                    tailgate_runtime::Header {
+                        name: "retry-after".into(),
+                        value: b"7".to_vec(),
+                    },
+                    tailgate_runtime::Header {
+                        name: "content-type".into(),
+                        value: b"text/plain".to_vec(),
+                    },
+                ],
+                body: body.clone(),
+                vars: vec![],
+            }))
+        }
+    };
+    let cases: [(&str, &[u8], &[u8]); 4] = [
+        // error_pages_for, the plugin's body, what the client gets
+        ("upstream", b"", b""),
+        ("bodiless", b"", b"<p>back soon</p>"),
+        ("bodiless", b"busy\n", b"busy\n"),
+        ("all", b"busy\n", b"<p>back soon</p>"),
+    ];
+    for (dress, body, expected) in cases {
+        let seen = Seen::default();
+        let routes =
+            format!("error_pages = {{ 503 = \"50x.html\" }}\nerror_pages_for = \"{dress}\"");
+        let mut h = harness(
+            &config(up, "", &routes),
+            vec![chain(scripted(&seen, answer(body)), FailurePolicy::Closed)],
+        );
+        let a = h.get("app.test", "/").await;
+        let case = format!("{dress} with body {body:?}");
+        assert_eq!(
+            (a.status, &a.body[..]),
+            (StatusCode::SERVICE_UNAVAILABLE, expected),
+            "{case}"
+        );
+        assert_eq!(a.headers["retry-after"], "7", "{case}");
+        let paged = expected == b"<p>back soon</p>";
+        let content_type = if paged {
+            "text/html; charset=utf-8"
+        } else {
+            "text/plain"
+        };
+        assert_eq!(a.headers["content-type"], content_type, "{case}");
+        assert_eq!(a.headers["x-plugin"], "yes", "response hooks ran: {case}");
+        assert_eq!(
+            seen.lock().expect("lock")[1],
+            "response 503 host_generated=false",
+            "still the plugin's answer: {case}"
+        );
+        assert_eq!(
+            h.next_line().await,
+            format!("custom 503 {} app ", expected.len()),
+            "{case}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_access_log_chain_shapes_lines_without_a_route() {
+    let up = echo_upstream().await;
+    let routes = "[[routes]]\nname = \"only\"\nhosts = [\"only.test\"]\npath = \"/only/\"\nupstream = \"echo\"";
+    let mut h = harness(&config(up, "", routes), vec![]);
+    let seen = Seen::default();
+    let log_only = Scripted {
+        hooks: HookSet::LOG,
+        log: Some("unrouted".into()),
+        ..scripted(&seen, |_| Ok(continue_with(vec![], None, 0)))
+    };
+    let active = h.proxy.active();
+    let chains = PluginChains::from_chains(vec![]).with_unrouted(RouteChain::new(
+        RouteName(crate::plugin_chain::UNROUTED_CHAIN.into()),
+        vec![ChainEntry::new(Box::new(log_only), FailurePolicy::Open).expect("entry")],
+    ));
+    let next = ActiveConfig::new(
+        active.config.clone(),
+        Arc::new(chains),
+        active.access_log.clone(),
+    )
+    .expect("upstreams");
+    h.proxy.swap(next);
+
+    // Unknown host, and a known host's path no route has: both shaped.
+    let a = h.get("nowhere.test", "/x").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(h.next_line().await, "unrouted 404 14  ");
+    let a = h.get("only.test", "/elsewhere").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(h.next_line().await, "unrouted 404 14  ");
+    // A routed request is its route's (no chain here: the default line).
+    let a = h.get("app.test", "/").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(h.next_log().await["route"], "app");
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "only the log hook ran"
+    );
+}
+
+#[tokio::test]
 async fn failing_plugins_give_host_made_500s_seen_as_host_generated() {
     let up = echo_upstream().await;
     let seen = Seen::default();
