@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use http::Method;
 use tailgate_e2e::base_config;
-use tailgate_e2e::client::{get, send, Reply};
+use tailgate_e2e::client::{get, raw_exchange, send, Reply};
 use tailgate_e2e::process::{Tailgate, TempDir};
 use tailgate_e2e::upstream::TestUpstream;
 
@@ -162,6 +162,18 @@ async fn internal_page_paths_are_404_and_refusals_get_pages_under_bodiless() {
         (r.status.as_u16(), r.text()),
         (404, "404 Not Found\n".to_owned())
     );
+    // Spelled otherwise, it is the same path once normalised.
+    for target in ["/%350x.html", "//50x.html", "/x/../50x.html"] {
+        let raw = raw_exchange(
+            tg.addr(),
+            format!("GET {target} HTTP/1.1\r\nHost: plain.test\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("exchange");
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.starts_with("HTTP/1.1 404 "), "{target}: {text}");
+    }
     assert_eq!(
         up.requests(),
         before,

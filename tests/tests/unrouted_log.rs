@@ -1,4 +1,5 @@
-//! The lines of requests no route took (unknown host, no path), through the
+//! The lines of requests no route took (unknown host, no path, a path that
+//! cannot be normalised), through the
 //! real binary: `[access_log] plugins` shape them as a route's log-shape
 //! shapes its own — fields on stdout, labels on the Loki push stand-in
 //! (`tailgate_e2e::loki_standin`) — a reload changes or removes that chain
@@ -9,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tailgate_e2e::base_config;
-use tailgate_e2e::client::{admin_reload, get};
+use tailgate_e2e::client::{admin_reload, get, raw_exchange};
 use tailgate_e2e::loki_standin::{LokiStandin, StoredLine};
 use tailgate_e2e::process::Tailgate;
 use tailgate_e2e::upstream::TestUpstream;
@@ -108,16 +109,28 @@ async fn unrouted_lines_are_shaped_by_the_access_log_chain_and_reload_changes_it
     assert_eq!(unknown.status, 404);
     let no_path = get(tg.addr(), "app.test", "/no-path").await;
     assert_eq!(no_path.status, 404);
+    // A path that cannot be normalised is refused before routing.
+    let raw = raw_exchange(
+        tg.addr(),
+        b"GET /app/%zz HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("exchange");
+    assert!(
+        raw.starts_with(b"HTTP/1.1 400 "),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
 
     // The unrouted lines have the route's shape: the nginx preset's fields
     // (`upstream_cache_status` among them, which the default line lacks
     // without a cache) ...
     let routed_line = line_of(&tg, "/app/ok");
-    for uri in ["/unknown-host", "/no-path"] {
+    for (uri, status) in [("/unknown-host", 404), ("/no-path", 404), ("/app/%zz", 400)] {
         let line = line_of(&tg, uri);
         assert_eq!(keys(&line), keys(&routed_line), "{line}");
         assert_eq!(line["upstream_cache_status"], "", "{line}");
-        assert_eq!(line["status"], 404, "{line}");
+        assert_eq!(line["status"], status, "{line}");
     }
     // ... and its Loki labels.
     assert_eq!(

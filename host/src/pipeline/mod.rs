@@ -190,6 +190,9 @@ impl Proxy {
                 crate::request_path::normalize_uri(req.uri_mut()).map_err(|e| e.to_string())
             });
         if let Err(reason) = checked {
+            // No route took it: `[access_log] plugins` shape its line.
+            ctx.chain = active.chains.unrouted();
+            ctx.keep_logged_fields(&req);
             let err = ProxyError::BadRequest(reason);
             let reply = Reply::error(&err, None, &ctx.client.request_id);
             return Ok(response_phase::finish(
