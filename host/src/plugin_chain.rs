@@ -8,11 +8,14 @@
 
 mod edits;
 mod fixed;
+mod load;
 
 pub use edits::{apply_to_map, check_immediate_response, InvalidOutput, WireEdit};
 
 use edits::{apply_to_list, check_header_edits, check_path, set_target};
 use fixed::PreparedFixedEdits;
+pub use load::UNROUTED_CHAIN;
+use load::{configure_entries, unrouted_chain};
 
 use std::collections::BTreeMap;
 
@@ -21,11 +24,11 @@ use std::sync::Arc;
 
 use tailgate_runtime::{
     ConfigureError, ConfiguredPlugin, FixedEdits, HeaderFilter, HookSet, ImmediateResponse, Limits,
-    LoadError, LoadedPlugin, LogFieldSet, LogLine, LogRecord, PluginFault, RequestAction,
-    RequestEdits, RequestHead, ResponseEdits, ResponseHead, Runtime, Var,
+    LoadError, LogFieldSet, LogLine, LogRecord, PluginFault, RequestAction, RequestEdits,
+    RequestHead, ResponseEdits, ResponseHead, Runtime, Var,
 };
 
-use crate::config::model::{Config, FailurePolicy, PluginName, RouteName, RoutePlugin};
+use crate::config::model::{Config, FailurePolicy, RouteName};
 
 /// Why the chains could not be loaded; names the plugin and, where it
 /// applies, the route.
@@ -201,63 +204,6 @@ impl PluginChains {
     pub fn loaded_plugins(&self) -> usize {
         self.loaded_plugins
     }
-}
-
-/// The chain name of `[access_log] plugins` in faults, metrics and
-/// plugin config errors (where a route's name goes).
-pub const UNROUTED_CHAIN: &str = "[access_log]";
-
-/// Configure each entry of a chain (a route's, or `[access_log]`'s) from
-/// the loaded plugins.
-fn configure_entries(
-    runtime: &Runtime,
-    loaded: &BTreeMap<&PluginName, Arc<LoadedPlugin>>,
-    owner: &RouteName,
-    plugins: &[RoutePlugin],
-    limits: Limits,
-) -> Result<Vec<ChainEntry>, ChainLoadError> {
-    let mut entries = Vec::with_capacity(plugins.len());
-    for entry in plugins {
-        let plugin = loaded
-            .get(&entry.plugin)
-            .ok_or_else(|| ChainLoadError::UndefinedPlugin {
-                route: owner.to_string(),
-                plugin: entry.plugin.to_string(),
-            })?;
-        let configured = runtime.configure(plugin, owner.as_str(), &entry.config_json, limits)?;
-        let built = ChainEntry::new(Box::new(configured), entry.on_failure);
-        entries.push(built.map_err(|reason| ChainLoadError::InvalidFixedEdits {
-            route: owner.to_string(),
-            plugin: entry.plugin.to_string(),
-            reason,
-        })?);
-    }
-    Ok(entries)
-}
-
-/// The chain of `[access_log] plugins`, with the runtime's default limits;
-/// each of its plugins must have a log hook (nothing else of it runs).
-fn unrouted_chain(
-    config: &Config,
-    runtime: &Runtime,
-    loaded: &BTreeMap<&PluginName, Arc<LoadedPlugin>>,
-) -> Result<Option<Arc<RouteChain>>, ChainLoadError> {
-    let plugins = &config.access_log.plugins;
-    if plugins.is_empty() {
-        return Ok(None);
-    }
-    let limits = Limits {
-        hook_timeout: config.runtime.hook_timeout,
-        memory_bytes: config.runtime.memory_limit,
-    };
-    let owner = RouteName(UNROUTED_CHAIN.to_owned());
-    let entries = configure_entries(runtime, loaded, &owner, plugins, limits)?;
-    if let Some(entry) = entries.iter().find(|e| !e.hooks.contains(HookSet::LOG)) {
-        return Err(ChainLoadError::NoLogHook {
-            plugin: entry.plugin.name().to_owned(),
-        });
-    }
-    Ok(Some(Arc::new(RouteChain::new(owner, entries))))
 }
 
 /// One plugin of a chain with its fail policy.
