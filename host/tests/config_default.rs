@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use tailgate::config::model::{
-    FailurePolicy, HostHeader, HostPattern, PathMatch, UnknownHost, UpstreamKind,
+    ErrorPagesFor, FailurePolicy, HostHeader, HostPattern, PathMatch, UnknownHost, UpstreamKind,
 };
 
 #[test]
@@ -76,8 +76,10 @@ fn the_default_config_loads_as_documented() {
     assert_eq!(site.plugin_failure, FailurePolicy::Closed);
     assert_eq!(
         site.error_pages.keys().copied().collect::<Vec<_>>(),
-        [502, 503, 504]
+        [429, 502, 503, 504]
     );
+    assert_eq!(site.error_pages_for, ErrorPagesFor::All);
+    assert_eq!(site.internal, ["/50x.html", "/429.html"]);
     let page = &site.error_pages[&502];
     assert!(page.content_type.starts_with("text/html"));
     assert_eq!(page.body, std::fs::read(repo.join("www/50x.html")).unwrap());
@@ -111,4 +113,10 @@ fn the_default_config_loads_as_documented() {
         "{scheme}://{http_host}/$1"
     );
     assert_eq!(json(2)["preset"], "nginx");
+
+    // Lines no route takes are shaped by log-shape too.
+    let [unrouted] = config.access_log.plugins.as_slice() else {
+        panic!("expected one [access_log] plugin");
+    };
+    assert_eq!(unrouted.plugin.as_str(), "log-shape");
 }

@@ -38,10 +38,7 @@ fn default_config_on_free_port() -> String {
             "static = \"www\"",
             &format!("static = \"{}/www\"", root.display()),
         )
-        .replace(
-            "\"www/50x.html\"",
-            &format!("\"{}/www/50x.html\"", root.display()),
-        )
+        .replace("\"www/", &format!("\"{}/www/", root.display()))
 }
 
 /// The README's tour, through the real binary on the default config: the
@@ -86,17 +83,30 @@ async fn default_config_serves_the_readme_tour() {
     assert_eq!(line["http_host"], host.as_str());
     assert!(line["request_id"].as_str().is_some_and(|id| !id.is_empty()));
 
-    // rate-limit: 5 r/s with a burst of 10; a quick run of 15 gets 429s.
+    // rate-limit: 5 r/s with a burst of 10; a quick run of 15 gets 429s,
+    // dressed in the route's page for 429, with Retry-After.
     let mut statuses = Vec::new();
+    let mut rejection = None;
     for _ in 0..15 {
-        statuses.push(get(tg.addr(), &host, "/").await.status);
+        let r = get(tg.addr(), &host, "/").await;
+        statuses.push(r.status);
+        if r.status == http::StatusCode::TOO_MANY_REQUESTS && rejection.is_none() {
+            rejection = Some(r);
+        }
     }
-    assert!(
-        statuses.contains(&http::StatusCode::TOO_MANY_REQUESTS),
-        "no 429 after the burst: {statuses:?}"
-    );
+    let r = rejection.unwrap_or_else(|| panic!("no 429 after the burst: {statuses:?}"));
+    assert!(r.text().contains("Too many requests"), "{}", r.text());
+    assert!(r.header("retry-after").is_some());
     let rejected = tg.wait_log("limit_req_status", "REJECTED");
     assert_eq!(rejected["status"], 429);
+    // The pages' own URLs are internal.
+    assert_eq!(get(tg.addr(), &host, "/50x.html").await.status, 404);
+
+    // A line no route took is shaped too (the nginx preset's fields).
+    assert_eq!(get(tg.addr(), "nobody.test", "/").await.status, 404);
+    let line = tg.wait_log("http_host", "nobody.test");
+    assert_eq!(line["status"], 404);
+    assert!(line.get("upstream_cache_status").is_some(), "{line}");
 }
 
 #[test]
