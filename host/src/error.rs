@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use http::{header, HeaderValue, Response, StatusCode};
 
+use crate::body::{full_body, BoxError, ProxyBody};
 use crate::config::model::{ErrorPage, Route};
-use crate::pipeline::body::{full_body, BoxError, ProxyBody};
 use crate::plugin_chain::HookFault;
 
 /// Where a failure came from (pingora's error source).

@@ -18,8 +18,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::lifecycle::Lifecycle;
 use crate::reload::Reloader;
-use crate::server::Lifecycle;
 
 pub use router::{handler, text_response, AdminHandler, AdminRequest, AdminResponse, AdminRouter};
 

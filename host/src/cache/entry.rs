@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_cache_semantics::CachePolicy;
 
-use crate::pipeline::body::{empty_body, full_body, ProxyBody};
+use crate::body::{empty_body, full_body, ProxyBody};
 
 /// A response held by the cache.
 #[derive(Debug)]

@@ -16,7 +16,7 @@ use http_body::{Body, Frame, SizeHint};
 use super::freshness::StoragePlan;
 use super::lock::CacheLockGuard;
 use super::ResponseCache;
-use crate::pipeline::body::BoxError;
+use crate::body::BoxError;
 
 /// Where a filling body goes once complete.
 pub struct CacheFill {

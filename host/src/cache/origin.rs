@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 
+use crate::body::{empty_body, BodyCounter};
 use crate::error::ProxyError;
-use crate::pipeline::body::{empty_body, BodyCounter};
 use crate::pipeline::context::RequestContext;
 use crate::pipeline::upstream_phase::upstream_request_fields;
 use crate::upstream::keepalive::UpstreamBody;

@@ -10,7 +10,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Version};
 use tailgate_runtime::{Header, HeaderFilter, RequestHead, Var};
 
-use super::body::BodyCounter;
+use crate::body::BodyCounter;
 use crate::config::model::Route;
 use crate::forwarding::ClientInfo;
 use crate::plugin_chain::{RouteChain, WireEdit};

@@ -6,7 +6,7 @@
 
 use http::{header, HeaderValue, Method, Response, StatusCode};
 
-use super::body::{full_body, ProxyBody};
+use crate::body::{full_body, ProxyBody};
 
 /// `301` for GET and HEAD (as nginx's `return 301 https://...`), `308` for
 /// other methods so the method and body are kept.

@@ -33,11 +33,11 @@
 //! that same bundle (routes, plugin chains, upstream pools) to its end, so a
 //! config swap never mixes two configs inside one request.
 
-pub mod body;
 pub mod context;
 mod https_redirect;
 pub mod log_phase;
 pub(crate) mod log_thread;
+mod logged_body;
 pub(crate) mod reply;
 mod response_phase;
 pub(crate) mod upstream_phase;
@@ -52,18 +52,18 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use tailgate_runtime::{HookSet, RequestHead};
 
-use self::body::{full_body, BoxError, ProxyBody};
 use self::context::RequestContext;
 use self::log_phase::{PendingLog, CLOSED_WITHOUT_RESPONSE};
 use self::reply::Reply;
 use crate::access_log::AccessLog;
+use crate::body::{full_body, BoxError, ProxyBody};
 use crate::cache::ResponseCache;
 use crate::config::model::{Config, UnknownHost};
 use crate::error::ProxyError;
 use crate::forwarding::ClientInfo;
+use crate::lifecycle::Lifecycle;
 use crate::plugin_chain::{PluginChains, RequestDecision};
 use crate::router::{request_host, RouteMatch, RouteTable};
-use crate::server::Lifecycle;
 use crate::upstream::{UpstreamPool, UpstreamSetupError};
 
 /// The health-check path, answered before routing on every host.

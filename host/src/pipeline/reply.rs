@@ -6,8 +6,8 @@
 use http::{header, HeaderValue, Response, StatusCode};
 use tailgate_runtime::ImmediateResponse;
 
-use super::body::{full_body, ProxyBody};
 use super::context::list_to_headers;
+use crate::body::{full_body, ProxyBody};
 use crate::config::model::Route;
 use crate::error::ProxyError;
 use crate::forwarding::strip_hop_by_hop;

@@ -9,16 +9,17 @@ use http::{header, Response};
 use http_body_util::BodyExt;
 use tailgate_runtime::{HookSet, RequestHead, ResponseHead};
 
-use super::body::{empty_body, LogGuard, LoggedBody, ProxyBody};
 use super::context::{filtered_list, RequestContext};
 use super::log_phase::PendingLog;
+use super::logged_body::{LogGuard, LoggedBody};
 use super::reply::Reply;
 use super::run_hook;
 use crate::access_log::AccessLog;
+use crate::body::{empty_body, ProxyBody};
 use crate::error::ProxyError;
 use crate::forwarding::strip_hop_by_hop;
+use crate::lifecycle::Lifecycle;
 use crate::plugin_chain::apply_to_map;
-use crate::server::Lifecycle;
 
 /// Run the response hooks (when the request was routed and hooked) and
 /// return the response to send, its log phase armed.

@@ -14,10 +14,10 @@ use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use http_body::Body;
 use tailgate_runtime::RequestHead;
 
-use super::body::{boxed, BoxError, LimitedBody, ProxyBody};
 use super::context::RequestContext;
 use super::reply::Reply;
 use super::ActiveConfig;
+use crate::body::{boxed, BoxError, LimitedBody, ProxyBody};
 use crate::cache::{self, CacheStep};
 use crate::config::model::{HostHeader, Route};
 use crate::error::{error_page_response, ProxyError};

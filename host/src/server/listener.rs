@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 use super::handshake::ConnectionHandshake;
-use super::Lifecycle;
+use crate::lifecycle::Lifecycle;
 use crate::pipeline::Proxy;
 
 /// Time a client has to send a complete HTTP/1 request head.

@@ -9,7 +9,6 @@
 //! flush hooks are flushed, and `run` returns.
 
 mod handshake;
-mod lifecycle;
 mod listener;
 mod listener_set;
 pub mod proxy_protocol;
@@ -25,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::access_log::{AccessLog, LogWriters};
 use crate::admin::{self, AdminBindError, AdminState};
 use crate::config::model::Config;
+use crate::lifecycle::Lifecycle;
 use crate::pipeline::{ActiveConfig, Proxy};
 use crate::plugin_chain::PluginChains;
 use crate::reload::{triggers, Reloader};
@@ -32,7 +32,6 @@ use crate::telemetry::Telemetry;
 use crate::upstream::UpstreamSetupError;
 
 pub use handshake::ConnectionHandshake;
-pub use lifecycle::Lifecycle;
 pub use listener::ConnectionServer;
 pub use listener_set::{ListenerChanges, ListenerSet, PreparedListeners};
 

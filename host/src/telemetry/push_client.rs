@@ -148,13 +148,12 @@ pub enum PushDialer {
     Socks5(SocketAddr),
 }
 
-type DialFuture = Pin<
-    Box<dyn Future<Output = Result<TokioIo<TcpStream>, crate::pipeline::body::BoxError>> + Send>,
->;
+type DialFuture =
+    Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, crate::body::BoxError>> + Send>>;
 
 impl tower_service::Service<Uri> for PushDialer {
     type Response = TokioIo<TcpStream>;
-    type Error = crate::pipeline::body::BoxError;
+    type Error = crate::body::BoxError;
     type Future = DialFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

@@ -20,9 +20,9 @@ use super::connector::{DialError, TailnetDialer, UpstreamConnector};
 use super::health::UpstreamHealth;
 use super::keepalive::{Connection, KeepAlivePool, UpstreamBody};
 use super::tls;
+use crate::body::{empty_body, BodyCounter, ProxyBody};
 use crate::config::model::{HostHeader, HttpUpstream, UpstreamName};
 use crate::error::{error_chain, ProxyError};
-use crate::pipeline::body::{empty_body, BodyCounter, ProxyBody};
 
 /// The pool and settings of one HTTP(S) upstream.
 #[derive(Debug, Clone)]

@@ -19,7 +19,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 
-use crate::pipeline::body::ProxyBody;
+use crate::body::ProxyBody;
 
 /// Idle keep-alive connections are closed after this long.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);

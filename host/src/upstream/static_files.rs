@@ -12,8 +12,8 @@ use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use tokio_util::io::ReaderStream;
 
+use crate::body::{empty_body, ProxyBody};
 use crate::error::{status_response, ProxyError};
-use crate::pipeline::body::{empty_body, ProxyBody};
 
 /// A folder served as an upstream.
 #[derive(Debug, Clone)]

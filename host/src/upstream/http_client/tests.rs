@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 /// A bodiless GET of `path` on `client`.
 fn get(client: &HttpUpstreamClient, path: &str) -> Request<ProxyBody> {
     Request::get(client.uri_for(path, None).expect("uri"))
-        .body(crate::pipeline::body::empty_body())
+        .body(crate::body::empty_body())
         .expect("request")
 }
 

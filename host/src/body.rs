@@ -1,7 +1,10 @@
-//! Body wrappers of the pipeline: [`LimitedBody`] counts the request body as
-//! it streams upstream and cuts it at the route's `max_body_size`;
-//! [`LoggedBody`] counts the response body as it streams to the client and
-//! fires the log phase when it ends or is dropped. Neither buffers.
+//! The body types every layer shares (a leaf: it imports nothing from the
+//! rest of the crate): [`ProxyBody`], the body of every response the proxy
+//! sends and of every request it sends upstream, with its constructors; and
+//! [`LimitedBody`], which counts the request body as it streams upstream
+//! (pipeline phase 4) and cuts it at the route's `max_body_size`. Nothing
+//! here buffers. The response body's wrapper that fires the log phase,
+//! `LoggedBody`, lives beside the log phase (`pipeline/logged_body.rs`).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,8 +15,6 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
-
-use super::log_phase::PendingLog;
 
 /// Any error a body can end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -127,84 +128,6 @@ where
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Fires the log phase once: when the body ends, or when it is dropped
-/// unfinished (client went away, or hyper never polled an empty body).
-pub struct LogGuard {
-    pending: Option<PendingLog>,
-    bytes_sent: u64,
-}
-
-impl LogGuard {
-    pub fn new(pending: PendingLog) -> Self {
-        LogGuard {
-            pending: Some(pending),
-            bytes_sent: 0,
-        }
-    }
-
-    pub fn add_sent(&mut self, bytes: u64) {
-        self.bytes_sent += bytes;
-    }
-
-    pub fn finish(&mut self) {
-        if let Some(pending) = self.pending.take() {
-            pending.emit(self.bytes_sent);
-        }
-    }
-}
-
-impl Drop for LogGuard {
-    fn drop(&mut self) {
-        self.finish();
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The response body as sent to the client.
-    pub struct LoggedBody {
-        #[pin]
-        inner: ProxyBody,
-        guard: LogGuard,
-    }
-}
-
-impl LoggedBody {
-    pub fn new(inner: ProxyBody, guard: LogGuard) -> Self {
-        LoggedBody { inner, guard }
-    }
-}
-
-impl Body for LoggedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.guard.add_sent(data.len() as u64);
-                }
-            }
-            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => this.guard.finish(),
-            Poll::Pending => {}
-        }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
