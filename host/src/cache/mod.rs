@@ -1,37 +1,39 @@
-//! The response cache (nginx `proxy_cache` on RFC 9111): a step at the
-//! start of the upstream phase, for routes with a `cache` table. It answers
-//! from the shared in-memory cache, or sends the request upstream and
-//! stores the answer while streaming it to the client; it serves stale
-//! entries when the upstream fails, revalidates expired ones, refreshes
-//! them in the background, and coalesces concurrent misses. Every request
+//! The response cache (nginx `proxy_cache` on RFC 9111), as a library the
+//! pipeline drives: it knows nothing of requests in flight, routes' replies
+//! or upstreams (as pingora-cache knows nothing of pingora-proxy). The
+//! decisions — hit, stale, revalidation, background refresh, a fetch that
+//! fills — are the pipeline's cache phase (`pipeline/cache_phase.rs`), at
+//! the start of the upstream phase for routes with a `cache` table; the
+//! request it sends upstream is built by `upstream::request`. Every request
 //! on such a route gets a [`CacheStatus`] for the log, the metrics and,
 //! when configured, a response header.
 //!
-//! Modules: `key` (key templates), `store` (byte-bounded LRU with
-//! `inactive`), `freshness` (RFC 9111 rules and nginx overrides), `entry`
-//! (a stored response), `lock` (cache lock), `origin` (the upstream
-//! request), `fill` (store while streaming), `serve` (the decisions),
-//! `status_metric` (the per-status counter), `purge` (the admin endpoint).
+//! Modules: `key` (key templates), `condition` (the `bypass` / `no_store`
+//! conditions), `store` (byte-bounded LRU with `inactive`), `freshness`
+//! (RFC 9111 rules and nginx overrides), `entry` (a stored response),
+//! `lock` (cache lock), `fill` (store while streaming), `status_metric`
+//! (the per-status counter), `purge` (the admin endpoint).
 
-mod entry;
-mod fill;
-mod freshness;
+pub mod condition;
+pub mod entry;
+pub mod fill;
+pub mod freshness;
 pub mod key;
-mod lock;
-mod origin;
+pub mod lock;
 pub mod purge;
-mod serve;
-mod status_metric;
+pub mod status_metric;
 mod store;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-pub use self::serve::{handle, label, CacheStep};
+use http::HeaderMap;
+
 pub use self::store::{PurgeScope, StoreUsage};
 
-use self::lock::CacheLocks;
+use self::entry::CachedResponse;
+use self::lock::{CacheLocks, LockAttempt};
 use self::store::CacheStore;
 use crate::config::model::CacheConfig;
 
@@ -108,9 +110,41 @@ impl ResponseCache {
         self.store.usage()
     }
 
+    /// The entry stored under `primary` for a request with these header
+    /// fields (its `Vary` variant), fresh or not.
+    pub fn get(&self, primary: &str, request_headers: &HeaderMap) -> Option<Arc<CachedResponse>> {
+        self.store.get(primary, request_headers)
+    }
+
+    /// Store `entry` under `primary` (and its variant); false when the
+    /// entry alone is larger than the whole cache.
+    pub fn insert(
+        &self,
+        primary: &str,
+        request_headers: &HeaderMap,
+        entry: Arc<CachedResponse>,
+    ) -> bool {
+        self.store.insert(primary, request_headers, entry)
+    }
+
+    /// Drop the entry a request with these header fields would get.
+    pub fn remove(&self, primary: &str, request_headers: &HeaderMap) {
+        self.store.remove(primary, request_headers);
+    }
+
+    /// The byte bound of the whole cache (`[cache] max_size`).
+    pub fn max_size(&self) -> u64 {
+        self.store.max_size()
+    }
+
+    /// Take the cache lock of `primary`, or a wait for its release.
+    pub fn try_lock(&self, primary: &str) -> LockAttempt {
+        self.locks.try_lock(primary)
+    }
+
     /// Start (once) the task that drops idle entries even when no request
     /// touches the cache. Must run inside the tokio runtime.
-    fn ensure_sweeper(self: &Arc<Self>) {
+    pub fn ensure_sweeper(self: &Arc<Self>) {
         if self.sweeper_started.swap(true, Ordering::Relaxed) {
             return;
         }

@@ -1,6 +1,6 @@
 //! The `tailgate_cache_requests_total{cache_status, host}` counter, bumped
-//! once per request on a route with a cache (by `serve::label`, as the reply
-//! leaves the upstream phase). Its handles are kept per host
+//! once per request on a route with a cache (by the pipeline's cache phase,
+//! as the reply leaves the upstream phase). Its handles are kept per host
 //! ([`ByHost`]) and status, registered when first used.
 
 use std::sync::{LazyLock, OnceLock};
@@ -16,7 +16,7 @@ type StatusCounters = [OnceLock<Counter>; CacheStatus::COUNT];
 static SERIES: LazyLock<ByHost<StatusCounters>> = LazyLock::new(ByHost::default);
 
 /// Count one request of `host` with `status`.
-pub(super) fn count(host: &str, status: CacheStatus) {
+pub fn count(host: &str, status: CacheStatus) {
     SERIES.with(host, StatusCounters::default, |counters| {
         counters[status as usize]
             .get_or_init(|| {

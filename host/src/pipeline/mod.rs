@@ -15,6 +15,8 @@
 //!     hooks         Respond  -> plugin's answer ------------------------+
 //!     |             Failed   -> host-made 500 --------------------------+
 //!  4. upstream    body limit (Content-Length, then counted) -> 413 -----+
+//!     |           cache phase (route with a cache): hit, stale, or a    |
+//!     |             fetch that fills the cache (`cache_phase`)          |
 //!     |           hop-by-hop strip, X-Forwarded-*, Host, x-request-id   |
 //!     |           HTTP(S) pool or static files; streams both ways       |
 //!     |           connect fail -> 502, head timeout -> 504 (error page) |
@@ -33,6 +35,7 @@
 //! that same bundle (routes, plugin chains, upstream pools) to its end, so a
 //! config swap never mixes two configs inside one request.
 
+mod cache_phase;
 pub mod context;
 mod https_redirect;
 pub mod log_phase;

@@ -4,24 +4,26 @@
 //! forwarding headers and `Host`, streams the body, and turns the answer into
 //! a [`Reply`] — with the route's error page when the upstream failed or
 //! answered with a status that has one (nginx `proxy_intercept_errors`).
-//! On a route with a cache, `crate::cache` answers first (hit, stale, or a
-//! fetch that fills the cache) and labels every reply with its cache status.
+//! On a route with a cache, the cache phase (`cache_phase`) answers first
+//! (hit, stale, or a fetch that fills the cache) and labels every reply with
+//! its cache status. The request itself is built by `upstream::request`.
 
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use http::{header, Request, Response, StatusCode, Version};
 use http_body::Body;
 use tailgate_runtime::RequestHead;
 
+use super::cache_phase::{self, CacheStep};
 use super::context::RequestContext;
 use super::reply::Reply;
 use super::ActiveConfig;
 use crate::body::{boxed, BoxError, LimitedBody, ProxyBody};
-use crate::cache::{self, CacheStep};
-use crate::config::model::{HostHeader, Route};
+use crate::config::model::Route;
 use crate::error::{error_page_response, ProxyError};
 use crate::forwarding::{requested_upgrade, strip_hop_by_hop};
+use crate::upstream::request::{client_host, upstream_request_head};
 use crate::upstream::{HttpUpstreamClient, PendingUpgrade, UpstreamResponse, UpstreamTarget};
 
 /// Send the request to the route's upstream and get its reply.
@@ -48,9 +50,9 @@ where
     }
     // The route's response cache answers (from the cache, or by filling
     // it), or lets the request through: no cache, or not cacheable.
-    let req = match cache::handle(active, ctx, route, head, req).await {
+    let req = match cache_phase::handle(active, ctx, route, head, req).await {
         CacheStep::Answered(reply) => {
-            return cache::label(ctx, route, intercept_error_status(route, reply))
+            return cache_phase::label(ctx, route, intercept_error_status(route, reply))
         }
         CacheStep::Pass(req) => req,
     };
@@ -71,7 +73,7 @@ where
         Ok(reply) => intercept_error_status(route, reply),
         Err(err) => Reply::error(&err, Some(route), &request_id),
     };
-    cache::label(ctx, route, reply)
+    cache_phase::label(ctx, route, reply)
 }
 
 async fn forward_http<B>(
@@ -90,7 +92,8 @@ where
     let host = client_host(&req);
     let (parts, body) = req.into_parts();
     let fields = ctx.edited_headers(parts.headers);
-    let (uri, headers) = upstream_request_head(client, ctx, head, fields, host, upgrade.as_ref())?;
+    let (uri, headers) =
+        upstream_request_head(client, &ctx.client, head, fields, host, upgrade.as_ref())?;
 
     let body = boxed(LimitedBody::new(
         body,
@@ -143,65 +146,6 @@ where
         .and_then(|_| response.headers().get(header::UPGRADE).cloned());
     strip_hop_by_hop(response.headers_mut(), keep_upgrade.as_ref());
     Ok(Reply::upstream(response.map(boxed), pending_upgrade))
-}
-
-/// The upstream URI and request header fields for `head`: hop-by-hop fields
-/// stripped (the upgrade handshake kept), forwarding headers and `Host` set
-/// per the upstream's `host_header` (`client_host` is the client's own).
-/// `fields` are the request's header fields as the hooks left them
-/// ([`RequestContext::edited_headers`]).
-pub(crate) fn upstream_request_head(
-    client: &HttpUpstreamClient,
-    ctx: &RequestContext,
-    head: &RequestHead,
-    fields: http::HeaderMap,
-    client_host: Option<HeaderValue>,
-    upgrade: Option<&HeaderValue>,
-) -> Result<(http::Uri, http::HeaderMap), ProxyError> {
-    let uri = upstream_uri(client, head)?;
-    let headers = upstream_request_fields(client, ctx, fields, client_host, upgrade);
-    Ok((uri, headers))
-}
-
-/// The upstream URI for `head`'s path and query.
-pub(crate) fn upstream_uri(
-    client: &HttpUpstreamClient,
-    head: &RequestHead,
-) -> Result<http::Uri, ProxyError> {
-    client
-        .uri_for(head.path(), head.query.as_deref())
-        .map_err(|e| ProxyError::Internal(format!("upstream target for {:?}: {e}", head.path)))
-}
-
-/// The header fields of [`upstream_request_head`].
-pub(crate) fn upstream_request_fields(
-    client: &HttpUpstreamClient,
-    ctx: &RequestContext,
-    fields: http::HeaderMap,
-    client_host: Option<HeaderValue>,
-    upgrade: Option<&HeaderValue>,
-) -> http::HeaderMap {
-    let mut headers = fields;
-    strip_hop_by_hop(&mut headers, upgrade);
-    ctx.client.apply_forwarding_headers(&mut headers);
-    let host = match client.config().host_header {
-        HostHeader::Client => client_host,
-        HostHeader::Upstream => HeaderValue::from_str(client.authority().as_str()).ok(),
-        HostHeader::Set(ref host) => Some(host.clone()),
-    };
-    match host {
-        Some(host) => headers.insert(header::HOST, host),
-        None => headers.remove(header::HOST),
-    };
-    headers
-}
-
-/// The client's `Host` as received (`:authority` for HTTP/2).
-pub(crate) fn client_host<B>(req: &Request<B>) -> Option<HeaderValue> {
-    match req.uri().authority() {
-        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-        None => req.headers().get(header::HOST).cloned(),
-    }
 }
 
 /// Content-Length as declared by the client, if any and valid.

@@ -4,13 +4,14 @@
 //! built once per active config. HTTP(S) upstreams are dialled by the
 //! [`connector`] through the tailnet ([`dns`] or [`socks5`]), within the
 //! `[tailnet]` allowlist, with the optional [`whois`] identity check and
-//! per-address [`health`].
+//! per-address [`health`]. [`request`] builds what is sent to them.
 
 pub mod connector;
 pub mod dns;
 pub mod health;
 pub mod http_client;
 pub mod keepalive;
+pub mod request;
 pub mod socks5;
 pub mod static_files;
 pub mod tls;

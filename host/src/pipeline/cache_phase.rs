@@ -1,4 +1,6 @@
-//! The cache step of the upstream phase: for a route with a cache, decide
+//! The cache phase, a step at the start of the upstream phase (phase 4)
+//! that drives `crate::cache` (as pingora-proxy's `proxy_cache` drives
+//! pingora-cache): for a route with a cache, decide
 //! between a hit, a stale answer, a revalidation, a background refresh and a
 //! fetch that fills the cache; coalesce misses with the cache lock; and
 //! label the reply with its [`CacheStatus`] (log record, metric, optional
@@ -14,21 +16,20 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use tailgate_runtime::RequestHead;
 
-use super::entry::CachedResponse;
-use super::fill::{CacheFill, FillingBody};
-use super::freshness::{assess, freshen, policy_request};
-use super::key::cookie_value;
-use super::lock::{CacheLockGuard, LockAttempt};
-use super::origin::{Fetched, Origin};
-use super::{CacheStatus, ResponseCache};
+use super::context::RequestContext;
+use super::reply::Reply;
+use super::ActiveConfig;
 use crate::body::{boxed, empty_body, BoxError};
-use crate::config::model::{CacheCondition, Route, RouteCache};
+use crate::cache::condition::matches_any;
+use crate::cache::entry::CachedResponse;
+use crate::cache::fill::{CacheFill, FillingBody};
+use crate::cache::freshness::{assess, freshen, policy_request};
+use crate::cache::lock::{CacheLockGuard, LockAttempt};
+use crate::cache::{status_metric, CacheStatus, ResponseCache};
+use crate::config::model::{Route, RouteCache};
 use crate::error::ProxyError;
 use crate::forwarding::{requested_upgrade, strip_hop_by_hop};
-use crate::pipeline::context::RequestContext;
-use crate::pipeline::reply::Reply;
-use crate::pipeline::upstream_phase::{client_host, upstream_uri};
-use crate::pipeline::ActiveConfig;
+use crate::upstream::request::{client_host, upstream_uri, Fetched, Origin};
 use crate::upstream::{HttpUpstreamClient, UpstreamTarget};
 
 /// What the cache step made of a request.
@@ -104,7 +105,7 @@ pub fn label(ctx: &RequestContext, route: &Route, mut reply: Reply) -> Reply {
     let (Some(settings), Some(status)) = (route.cache.as_deref(), ctx.cache_status) else {
         return reply;
     };
-    super::status_metric::count(&ctx.host, status);
+    status_metric::count(&ctx.host, status);
     if let Some(name) = &settings.status_header {
         reply
             .response
@@ -112,25 +113,6 @@ pub fn label(ctx: &RequestContext, route: &Route, mut reply: Reply) -> Reply {
             .insert(name.clone(), HeaderValue::from_static(status.as_str()));
     }
     reply
-}
-
-/// Whether a request condition holds: present, not empty, not "0".
-fn matches_any(conditions: &[CacheCondition], head: &RequestHead) -> bool {
-    let set = |value: Option<String>| value.is_some_and(|v| !v.is_empty() && v != "0");
-    conditions.iter().any(|condition| match condition {
-        CacheCondition::Header(name) => set(head
-            .headers()
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name.as_str()))
-            .map(|h| String::from_utf8_lossy(&h.value).into_owned())),
-        CacheCondition::Cookie(name) => set(cookie_value(head, name)),
-        CacheCondition::Query(name) => set(head.query.as_deref().and_then(|q| {
-            q.split('&').find_map(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, "1"));
-                (k == name).then(|| v.to_owned())
-            })
-        })),
-    })
 }
 
 /// What the cache needs to go upstream for this request, kept until it
@@ -162,7 +144,7 @@ impl CacheLookup {
         let mut waited = false;
         loop {
             let now = SystemTime::now();
-            let cached = self.cache.store.get(&self.primary, &self.request_headers);
+            let cached = self.cache.get(&self.primary, &self.request_headers);
             if let Some(entry) = cached.as_ref().filter(|e| e.is_fresh(now)) {
                 ctx.cache_status = Some(CacheStatus::Hit);
                 return self.reply_from(entry);
@@ -181,7 +163,7 @@ impl CacheLookup {
             if waited || !use_lock {
                 return self.fetch(ctx, route, None, cached, true).await;
             }
-            match self.cache.locks.try_lock(&self.primary) {
+            match self.cache.try_lock(&self.primary) {
                 LockAttempt::Acquired(guard) => {
                     if let Some(entry) = cached.as_ref().filter(|e| {
                         serve_while_updating
@@ -221,7 +203,7 @@ impl CacheLookup {
         let upstream = &self.upstream;
         Origin::new(
             &upstream.client,
-            ctx,
+            &ctx.client,
             upstream.uri.clone(),
             self.request_headers.clone(),
             upstream.client_host.clone(),
@@ -309,10 +291,7 @@ impl CacheLookup {
             None
         };
         // An entry larger than the whole cache could not be kept either.
-        let limit = self
-            .settings
-            .max_entry_size
-            .min(self.cache.store.max_size());
+        let limit = self.settings.max_entry_size.min(self.cache.max_size());
         let declared = response
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -322,9 +301,7 @@ impl CacheLookup {
         if plan.is_none() && stale.is_some() && status.as_u16() < 500 {
             // The upstream's current answer may not be stored: the old
             // entry must not be served any more either.
-            self.cache
-                .store
-                .remove(&self.primary, &self.request_headers);
+            self.cache.remove(&self.primary, &self.request_headers);
         }
         let response = match plan {
             Some(plan) => {
@@ -375,14 +352,11 @@ impl CacheLookup {
             Ok(fresh) if !self.no_store => {
                 let fresh = Arc::new(fresh);
                 self.cache
-                    .store
                     .insert(&self.primary, &self.request_headers, fresh.clone());
                 Some(fresh)
             }
             _ => {
-                self.cache
-                    .store
-                    .remove(&self.primary, &self.request_headers);
+                self.cache.remove(&self.primary, &self.request_headers);
                 None
             }
         }
@@ -442,9 +416,7 @@ impl CacheLookup {
             .ok()
         };
         let Some(plan) = plan else {
-            self.cache
-                .store
-                .remove(&self.primary, &self.request_headers);
+            self.cache.remove(&self.primary, &self.request_headers);
             return;
         };
         let limited = http_body_util::Limited::new(
@@ -455,52 +427,13 @@ impl CacheLookup {
             Ok(body) => {
                 let entry = Arc::new(plan.into_entry(body.to_bytes()));
                 self.cache
-                    .store
                     .insert(&self.primary, &self.request_headers, entry);
             }
             Err(err) => {
                 tracing::debug!(key = %self.primary, "background cache update not stored: {err}");
-                self.cache
-                    .store
-                    .remove(&self.primary, &self.request_headers);
+                self.cache.remove(&self.primary, &self.request_headers);
             }
         }
         drop(lock);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn head(query: Option<&str>, headers: &[(&str, &str)]) -> RequestHead {
-        crate::cache::key::tests::head("GET", "/", query, headers)
-    }
-
-    #[test]
-    fn conditions_follow_nginx_rules() {
-        let conditions = vec![
-            CacheCondition::Header(http::HeaderName::from_static("x-refresh")),
-            CacheCondition::Cookie("session".into()),
-            CacheCondition::Query("nocache".into()),
-        ];
-        assert!(!matches_any(&conditions, &head(None, &[])));
-        assert!(matches_any(&conditions, &head(None, &[("X-Refresh", "1")])));
-        assert!(!matches_any(
-            &conditions,
-            &head(None, &[("x-refresh", "0")])
-        ));
-        assert!(!matches_any(&conditions, &head(None, &[("x-refresh", "")])));
-        assert!(matches_any(
-            &conditions,
-            &head(None, &[("cookie", "a=b; session=xyz")])
-        ));
-        assert!(!matches_any(
-            &conditions,
-            &head(None, &[("cookie", "sessionx=1")])
-        ));
-        assert!(matches_any(&conditions, &head(Some("a=1&nocache=1"), &[])));
-        assert!(matches_any(&conditions, &head(Some("nocache"), &[])));
-        assert!(!matches_any(&conditions, &head(Some("nocache=0"), &[])));
     }
 }
