@@ -156,8 +156,8 @@ fn run(path: &Path) -> anyhow::Result<()> {
         "config loaded"
     );
     let served = tokio_runtime.block_on(crate::server::run(
-        Arc::new(config),
-        Arc::new(chains),
+        config,
+        chains,
         Arc::new(runtime),
         telemetry.clone(),
     ));

@@ -3,11 +3,21 @@
 //!
 //! A request's way through the crate:
 //! `server` (listeners, HTTP/1.1 + HTTP/2) -> `request_path` (one normalised
-//! path) -> `router` (Host, then path) ->
-//! `pipeline` (the phases: request hooks -> upstream -> response hooks -> log)
-//! -> `upstream` (HTTP(S) pool or static files) -> back through `pipeline` ->
-//! `access_log`. `config` turns `config.toml` into a validated `Config`;
-//! `plugin_chain` loads each route's plugins into the `tailgate-runtime`.
+//! path) -> `router` (Host, then path) -> `pipeline` (the phases: request
+//! hooks -> upstream, with the cache phase in front -> response hooks ->
+//! log) -> `upstream` (HTTP(S) pool or static files; `upstream::request`
+//! builds what is sent) -> back through `pipeline` -> `access_log`.
+//!
+//! Beside the request path: `config` turns `config.toml` into a validated
+//! `Config` (raw -> model -> build, one layout per section);
+//! `plugin_chain` loads each route's plugins into the `tailgate-runtime`;
+//! `reload` builds the running state from a config and swaps it in (start-up
+//! is a reload from the empty state); `cache` is the response cache the
+//! pipeline's cache phase drives; `telemetry` the metrics and log pushers;
+//! `admin` the operators' listener; `tls` the certificates; `error` the
+//! request path's one error type. Two leaves every layer uses import
+//! nothing of the crate: `body` (the body types) and `lifecycle` (serving
+//! -> draining -> done).
 
 pub mod access_log;
 pub mod address_text;

@@ -12,9 +12,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrorKind, Context, Source};
-use super::model::{FailurePolicy, PluginName, RoutePlugin};
-use super::raw::RawRoutePlugin;
-use super::route::plugin_entry;
+use super::model::{AccessLogConfig, FailurePolicy, PluginName};
+use super::route::{plugin_entry, RawRoutePlugin};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,38 +22,6 @@ pub struct RawAccessLog {
     pub file: Option<Spanned<String>>,
     #[serde(default)]
     pub plugins: Vec<RawRoutePlugin>,
-}
-
-/// The validated `[access_log]` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessLogConfig {
-    /// Write lines to STDOUT (default true).
-    pub stdout: bool,
-    /// Also append lines to this file (created if missing; relative to the
-    /// config file's folder).
-    pub file: Option<PathBuf>,
-    /// The plugin chain whose log hook shapes the lines of requests no
-    /// route took (as a route's chain shapes its own); empty: the default
-    /// line. Only the log hook runs.
-    pub plugins: Vec<RoutePlugin>,
-}
-
-impl Default for AccessLogConfig {
-    fn default() -> Self {
-        AccessLogConfig {
-            stdout: true,
-            file: None,
-            plugins: Vec::new(),
-        }
-    }
-}
-
-impl AccessLogConfig {
-    /// Whether `other` writes lines to the same places (the writer a
-    /// reload keeps), whatever its plugins.
-    pub fn same_writer(&self, other: &AccessLogConfig) -> bool {
-        self.stdout == other.stdout && self.file == other.file
-    }
 }
 
 pub(super) fn build_access_log(

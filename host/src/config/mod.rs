@@ -1,11 +1,24 @@
-//! Config loading: `config.toml` -> raw file structs ([`raw`]) -> the
-//! validated [`model::Config`] the router, pipeline and upstreams read.
-//! Runs once at startup (and in `tailgate check`), before any request.
+//! Config loading: `config.toml` -> raw file structs -> the validated
+//! [`model::Config`] the router, pipeline and upstreams read. Runs at
+//! start-up and on every reload (and in `tailgate check`), before any
+//! request uses it.
 //!
-//! Steps, each in its own module: `[server]`, `[plugin_runtime]` and
-//! `[plugins]` (`server`), `[upstreams]` (`upstream`), `[[routes]]`
-//! (`route`). Every error names the file, line and column, and the route or
-//! upstream it is about. Relative paths are taken from the config file's folder.
+//! Every section has the same layout (raw -> model -> build):
+//!
+//! - `config/<section>.rs`: the section's raw table as written (serde,
+//!   `deny_unknown_fields`, values `Spanned`), its defaults, and the build
+//!   step `build_<section>` that validates it into the model;
+//! - `config/model/<section>.rs`: the validated types, re-exported by
+//!   [`model`] — the only part the rest of the crate reads.
+//!
+//! Sections: `server` (`[server]`, `[plugin_runtime]`, `[plugins]`),
+//! `upstream` (`[upstreams]`), `route` (`[[routes]]`), `cache` (`[cache]`
+//! and a route's `cache`), `tailnet`, `tls`, `telemetry`, `admin`,
+//! `access_log`. [`raw`] holds the whole file (`RawFile`, one field per
+//! section) and the raw values sections share; `values` the parsers they
+//! share; `error` and `outline` place every error at its file, line and
+//! column, with the route or upstream it is about. Relative paths are taken
+//! from the config file's folder.
 
 mod access_log;
 mod admin;
@@ -81,6 +94,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         cache,
         telemetry,
     })
+}
+
+/// The config of an empty file read from `path`: every default, no routes,
+/// no upstreams, no plugins. The running state start-up reloads from
+/// (`crate::reload`).
+pub fn empty(path: &Path) -> Config {
+    parse("", path).expect("an empty config file is valid")
 }
 
 /// A TOML syntax or shape error, placed and given its route/upstream.

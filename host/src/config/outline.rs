@@ -10,7 +10,8 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::error::Context;
-use super::raw::{RawRoute, RawUpstream};
+use super::route::RawRoute;
+use super::upstream::RawUpstream;
 use super::values::check_identifier;
 
 /// The route or upstream whose deserialization fails with exactly `failed`

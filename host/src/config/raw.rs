@@ -1,7 +1,8 @@
-//! The config file as written: serde structs mirroring `config.toml` key for
-//! key, each value with its byte span. First step of config loading; the
-//! other `config` modules turn these into the validated `model` types.
-//! Unknown keys are rejected (`deny_unknown_fields`) with their line and column.
+//! The config file as written: [`RawFile`], one field per section, each
+//! section's raw table defined beside its build step (`config/<section>.rs`),
+//! and the raw value types the sections share ([`RawSize`], [`SpannedKey`]).
+//! First step of config loading. Unknown keys are rejected
+//! (`deny_unknown_fields`) with their line and column.
 //!
 //! Tables are never wrapped in `Spanned`: toml 0.8 has no span for a table
 //! made implicitly by a dotted key (`config.x = 1`, `[a.b.c]`), and a
@@ -25,16 +26,16 @@ pub type SpannedKey = Spanned<String>;
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
     #[serde(default)]
-    pub server: RawServer,
+    pub server: super::server::RawServer,
     #[serde(default)]
-    pub plugin_runtime: RawPluginRuntime,
+    pub plugin_runtime: super::server::RawPluginRuntime,
     /// Plugin name -> wasm file.
     #[serde(default)]
     pub plugins: BTreeMap<SpannedKey, Spanned<String>>,
     #[serde(default)]
-    pub upstreams: BTreeMap<SpannedKey, RawUpstream>,
+    pub upstreams: BTreeMap<SpannedKey, super::upstream::RawUpstream>,
     #[serde(default)]
-    pub routes: Vec<RawRoute>,
+    pub routes: Vec<super::route::RawRoute>,
     #[serde(default)]
     pub cache: super::cache::RawCache,
     #[serde(default)]
@@ -45,124 +46,6 @@ pub struct RawFile {
     pub admin: super::admin::RawAdmin,
     #[serde(default)]
     pub access_log: super::access_log::RawAccessLog,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawServer {
-    pub listen: Option<Spanned<Vec<Spanned<String>>>>,
-    pub workers: Option<Spanned<usize>>,
-    pub client_ip_header: Option<Spanned<String>>,
-    pub trusted_proxies: Option<Vec<Spanned<String>>>,
-    pub unknown_host: Option<RawUnknownHost>,
-    pub drain_timeout: Option<Spanned<String>>,
-    pub proxy_protocol: Option<Spanned<bool>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawUnknownHost {
-    pub action: Spanned<RawUnknownHostAction>,
-    pub status: Option<Spanned<u16>>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RawUnknownHostAction {
-    Status,
-    Close,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPluginRuntime {
-    pub cache_dir: Option<Spanned<String>>,
-    pub hook_timeout: Option<Spanned<String>>,
-    pub memory_limit: Option<Spanned<RawSize>>,
-    pub max_instances: Option<Spanned<u32>>,
-    pub max_calls_per_instance: Option<Spanned<u32>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawUpstream {
-    pub url: Option<Spanned<String>>,
-    #[serde(rename = "static")]
-    pub static_root: Option<Spanned<String>>,
-    pub host_header: Option<Spanned<RawHostHeader>>,
-    pub connect_timeout: Option<Spanned<String>>,
-    pub response_timeout: Option<Spanned<String>>,
-    pub tls_verify: Option<Spanned<bool>>,
-    /// Several addresses of one upstream, in failover order (instead of `url`).
-    pub urls: Option<Spanned<Vec<Spanned<String>>>>,
-    pub ca_file: Option<Spanned<String>>,
-    pub tls_handshake_timeout: Option<Spanned<String>>,
-    pub max_fails: Option<Spanned<u32>>,
-    pub fail_timeout: Option<Spanned<String>>,
-    pub health_check: Option<RawHealthCheck>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHealthCheck {
-    pub path: Spanned<String>,
-    pub interval: Option<Spanned<String>>,
-    pub timeout: Option<Spanned<String>>,
-}
-
-/// `host_header`: `"client"`, `"upstream"` or `{ set = "name" }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RawHostHeader {
-    Client,
-    Upstream,
-    Set(String),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRoute {
-    pub name: Spanned<String>,
-    pub hosts: Spanned<Vec<Spanned<String>>>,
-    pub path: Option<Spanned<String>>,
-    pub path_exact: Option<Spanned<String>>,
-    pub path_regex: Option<Spanned<String>>,
-    pub upstream: Spanned<String>,
-    pub max_body_size: Option<Spanned<RawSize>>,
-    pub plugin_failure: Option<Spanned<RawFailurePolicy>>,
-    #[serde(default)]
-    pub error_pages: BTreeMap<SpannedKey, Spanned<String>>,
-    pub error_pages_for: Option<Spanned<RawErrorPagesFor>>,
-    pub internal: Option<Vec<Spanned<String>>>,
-    #[serde(default)]
-    pub plugins: Vec<RawRoutePlugin>,
-    pub hook_timeout: Option<Spanned<String>>,
-    pub memory_limit: Option<Spanned<RawSize>>,
-    pub cache: Option<super::cache::RawRouteCache>,
-    pub https_redirect: Option<Spanned<bool>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRoutePlugin {
-    pub plugin: Spanned<String>,
-    pub config: Option<toml::Table>,
-    pub on_failure: Option<Spanned<RawFailurePolicy>>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RawErrorPagesFor {
-    Upstream,
-    Bodiless,
-    All,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RawFailurePolicy {
-    Open,
-    Closed,
 }
 
 /// A size as written: a TOML integer (bytes) or a string such as `"16MiB"`.

@@ -9,16 +9,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use regex::Regex;
+use serde::Deserialize;
 use toml::Spanned;
 
-use super::cache::{build_route_cache, CacheConfigError};
+use super::cache::{build_route_cache, CacheConfigError, RawRouteCache};
 use super::error::{ConfigError, ConfigErrorKind, Context, Source};
 use super::model::{
     ErrorPage, ErrorPagesFor, FailurePolicy, HostPattern, PathMatch, PluginName,
     PluginRuntimeConfig, Route, RouteName, RoutePlugin, Upstream, UpstreamKind, UpstreamName,
 };
 use super::plugin_config::table_to_json;
-use super::raw::{RawErrorPagesFor, RawFailurePolicy, RawRoute, RawRoutePlugin, SpannedKey};
+use super::raw::{RawSize, SpannedKey};
 use super::resolve_path;
 use super::server::memory_limit;
 use super::values::{check_identifier, error_page_content_type, hook_timeout, parse_host_pattern};
@@ -27,6 +28,56 @@ use super::values::{check_identifier, error_page_content_type, hook_timeout, par
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 1 << 20;
 /// Default `plugin_failure`: a faulting plugin fails the request.
 pub const DEFAULT_PLUGIN_FAILURE: FailurePolicy = FailurePolicy::Closed;
+
+// === raw ===
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: Spanned<String>,
+    pub hosts: Spanned<Vec<Spanned<String>>>,
+    pub path: Option<Spanned<String>>,
+    pub path_exact: Option<Spanned<String>>,
+    pub path_regex: Option<Spanned<String>>,
+    pub upstream: Spanned<String>,
+    pub max_body_size: Option<Spanned<RawSize>>,
+    pub plugin_failure: Option<Spanned<RawFailurePolicy>>,
+    #[serde(default)]
+    pub error_pages: BTreeMap<SpannedKey, Spanned<String>>,
+    pub error_pages_for: Option<Spanned<RawErrorPagesFor>>,
+    pub internal: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub plugins: Vec<RawRoutePlugin>,
+    pub hook_timeout: Option<Spanned<String>>,
+    pub memory_limit: Option<Spanned<RawSize>>,
+    pub cache: Option<RawRouteCache>,
+    pub https_redirect: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoutePlugin {
+    pub plugin: Spanned<String>,
+    pub config: Option<toml::Table>,
+    pub on_failure: Option<Spanned<RawFailurePolicy>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawErrorPagesFor {
+    Upstream,
+    Bodiless,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawFailurePolicy {
+    Open,
+    Closed,
+}
+
+// === build ===
 
 /// What routes may refer to: the sections built before them.
 pub(super) struct RouteTargets<'a> {

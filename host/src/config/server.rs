@@ -7,13 +7,12 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrorKind, Context, Source};
 use super::model::{PluginName, PluginRuntimeConfig, ServerConfig, UnknownHost};
-use super::raw::{
-    RawPluginRuntime, RawServer, RawSize, RawUnknownHost, RawUnknownHostAction, SpannedKey,
-};
+use super::raw::{RawSize, SpannedKey};
 use super::resolve_path;
 use super::values::{self, parse_cidr, parse_duration};
 
@@ -26,6 +25,46 @@ pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_millis(50);
 pub const DEFAULT_MEMORY_LIMIT: usize = 16 << 20;
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
 pub const DEFAULT_MAX_CALLS_PER_INSTANCE: u32 = tailgate_runtime::DEFAULT_MAX_CALLS_PER_INSTANCE;
+
+// === raw ===
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<Spanned<Vec<Spanned<String>>>>,
+    pub workers: Option<Spanned<usize>>,
+    pub client_ip_header: Option<Spanned<String>>,
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub unknown_host: Option<RawUnknownHost>,
+    pub drain_timeout: Option<Spanned<String>>,
+    pub proxy_protocol: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnknownHost {
+    pub action: Spanned<RawUnknownHostAction>,
+    pub status: Option<Spanned<u16>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawUnknownHostAction {
+    Status,
+    Close,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPluginRuntime {
+    pub cache_dir: Option<Spanned<String>>,
+    pub hook_timeout: Option<Spanned<String>>,
+    pub memory_limit: Option<Spanned<RawSize>>,
+    pub max_instances: Option<Spanned<u32>>,
+    pub max_calls_per_instance: Option<Spanned<u32>>,
+}
+
+// === build ===
 
 pub(super) fn build_server(src: &Source<'_>, raw: RawServer) -> Result<ServerConfig, ConfigError> {
     let listen = match raw.listen {

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrorKind, Context, Source};
@@ -15,7 +16,7 @@ use super::model::{
     ActiveHealthCheck, Endpoint, HealthPolicy, HostHeader, HttpUpstream, TailnetConfig, Upstream,
     UpstreamKind, UpstreamName,
 };
-use super::raw::{RawHealthCheck, RawHostHeader, RawUpstream, SpannedKey};
+use super::raw::SpannedKey;
 use super::resolve_path;
 use super::tailnet::check_allowed;
 use super::values::{check_identifier, parse_duration};
@@ -28,6 +29,46 @@ pub const DEFAULT_MAX_FAILS: u32 = 1;
 pub const DEFAULT_FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+// === raw ===
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: Option<Spanned<String>>,
+    #[serde(rename = "static")]
+    pub static_root: Option<Spanned<String>>,
+    pub host_header: Option<Spanned<RawHostHeader>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub response_timeout: Option<Spanned<String>>,
+    pub tls_verify: Option<Spanned<bool>>,
+    /// Several addresses of one upstream, in failover order (instead of `url`).
+    pub urls: Option<Spanned<Vec<Spanned<String>>>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub tls_handshake_timeout: Option<Spanned<String>>,
+    pub max_fails: Option<Spanned<u32>>,
+    pub fail_timeout: Option<Spanned<String>>,
+    pub health_check: Option<RawHealthCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub path: Spanned<String>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+}
+
+/// `host_header`: `"client"`, `"upstream"` or `{ set = "name" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawHostHeader {
+    Client,
+    Upstream,
+    Set(String),
+}
+
+// === build ===
 
 pub(super) fn build_upstreams(
     src: &Source<'_>,

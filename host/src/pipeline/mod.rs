@@ -46,6 +46,7 @@ mod response_phase;
 pub(crate) mod upstream_phase;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,6 +104,25 @@ impl ActiveConfig {
             chains,
             access_log,
         })
+    }
+}
+
+impl ActiveConfig {
+    /// The running state before start-up: the config of an empty file
+    /// read from `source` (no routes, no upstreams). Nothing is served from
+    /// it (no listener is open yet), so its access log has no reader; the
+    /// first config goes into service over it as a reload does
+    /// (`crate::reload`), which also starts the access log.
+    pub fn empty(source: &Path) -> Self {
+        let config = Arc::new(crate::config::empty(source));
+        ActiveConfig {
+            routes: RouteTable::new(&config),
+            upstreams: UpstreamPool::default(),
+            cache: ResponseCache::new(&config.cache),
+            chains: Arc::new(PluginChains::from_chains(std::iter::empty())),
+            access_log: AccessLog::channel(1).0,
+            config,
+        }
     }
 }
 

@@ -4,6 +4,12 @@
 //! the active bundle once at their start (see `pipeline`), so a request in
 //! flight finishes on the config it started with.
 //!
+//! Start-up is a reload from the empty state ([`ActiveConfig::empty`]: no
+//! routes, no listeners, no access log): `server::run` puts the first
+//! config into service through the same [`Reloader::prepare`] and
+//! [`Reloader::commit`], so start-up and reload cannot build the running
+//! state differently.
+//!
 //! Triggers ([`triggers`]): the config file or a plugin file changing on
 //! disk, `SIGHUP`, and `POST /reload` on the admin listener ([`endpoint`]).
 //! Everything that can fail is done before the swap: parse and validate,
@@ -24,7 +30,7 @@ pub mod triggers;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use http::StatusCode;
 use serde::Serialize;
@@ -35,8 +41,8 @@ use crate::admin::{AdminHandler, AdminResponse};
 use crate::config::{self, model::Config, ConfigError};
 use crate::pipeline::{ActiveConfig, Proxy};
 use crate::plugin_chain::{ChainLoadError, PluginChains};
-use crate::server::{ListenerSet, ServerError};
-use crate::telemetry::{Telemetry, TelemetryError};
+use crate::server::{ListenerSet, PreparedListeners, ServerError};
+use crate::telemetry::{Telemetry, TelemetryError, TelemetryUpdate};
 use crate::upstream::UpstreamSetupError;
 
 /// What started a reload (a metric label and a log field).
@@ -124,8 +130,9 @@ pub struct Reloader {
     telemetry: Arc<Telemetry>,
     /// Writers of the access logs this reloader starts.
     log_writers: LogWriters,
-    /// The settings fixed at start (compared to warn about restart-only keys).
-    started_with: Arc<Config>,
+    /// The config start-up put into service (compared to warn about
+    /// restart-only keys); unset while the running state is the empty one.
+    started_with: OnceLock<Arc<Config>>,
     /// Serialises reloads.
     serial: tokio::sync::Mutex<()>,
     generation: AtomicU64,
@@ -142,7 +149,6 @@ impl Reloader {
         telemetry: Arc<Telemetry>,
         log_writers: LogWriters,
     ) -> Self {
-        let started_with = proxy.active().config.clone();
         Reloader {
             path,
             proxy,
@@ -150,7 +156,7 @@ impl Reloader {
             listeners,
             telemetry,
             log_writers,
-            started_with,
+            started_with: OnceLock::new(),
             serial: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -231,9 +237,30 @@ impl Reloader {
             Ok::<_, ReloadError>((config, chains))
         })
         .await??;
+        let prepared = self.prepare(config, chains).await?;
+        Ok(self.commit(prepared).await)
+    }
+
+    /// Build the running state for `config` and its `chains` beside the one
+    /// in service: the active config (routes, chains, upstreams), the
+    /// listeners to add or change, the telemetry pushers and the access log
+    /// whose settings changed. Everything that can fail is done here;
+    /// nothing is in service until [`commit`](Self::commit). Before
+    /// start-up's commit the running state is the empty one
+    /// ([`ActiveConfig::empty`]: no listeners, no access log), so start-up
+    /// builds everything by these same steps.
+    pub async fn prepare(
+        &self,
+        config: Config,
+        chains: PluginChains,
+    ) -> Result<PreparedState, ReloadError> {
         let path = || self.path.clone();
         let running = self.proxy.active();
-        let mut needs_restart = restart_only_changes(&self.started_with, &config);
+        let started_with = self.started_with.get();
+        let mut needs_restart = match started_with {
+            Some(started_with) => restart_only_changes(started_with, &config),
+            None => Vec::new(),
+        };
         needs_restart.extend(self.telemetry.restart_only_changes(&config.telemetry));
         let routes = config.routes.len();
         let plugins = chains.loaded_plugins();
@@ -265,7 +292,11 @@ impl Reloader {
             })?;
         restarted.extend(telemetry.changed());
         let mut log_writer = None;
-        if !config.access_log.same_writer(&running.config.access_log) || telemetry.loki_changed() {
+        // The empty state has no access log: start-up always starts one.
+        if started_with.is_none()
+            || !config.access_log.same_writer(&running.config.access_log)
+            || telemetry.loki_changed()
+        {
             let (log, writer) = AccessLog::start(&config.access_log, telemetry.loki_sink())
                 .map_err(|source| ReloadError::AccessLog {
                     path: path(),
@@ -276,17 +307,50 @@ impl Reloader {
             log_writer = Some(writer);
             restarted.push("access_log");
         }
+        Ok(PreparedState {
+            next,
+            listeners,
+            telemetry,
+            log_writer,
+            routes,
+            plugins,
+            restarted,
+            needs_restart,
+        })
+    }
+
+    /// Put a [`prepare`](Self::prepare)d state into service: new requests
+    /// use it from here on, new listeners accept, removed ones close. The
+    /// first commit is start-up's (generation 0); each later one is a
+    /// reload and counts.
+    pub async fn commit(&self, prepared: PreparedState) -> ReloadOutcome {
+        let PreparedState {
+            next,
+            listeners,
+            telemetry,
+            log_writer,
+            routes,
+            plugins,
+            restarted,
+            needs_restart,
+        } = prepared;
         // The point of no return: new requests use `next` from here on.
         // The response cache is the process's: its entries stay, under the
         // new `[cache]` bounds (`Proxy::swap`).
+        let first = self.started_with.get().is_none();
+        self.started_with.get_or_init(|| next.config.clone());
         self.telemetry.commit(telemetry);
         if let Some(writer) = log_writer {
             self.log_writers.add(writer);
         }
         self.proxy.swap(next);
         let changes = self.listeners.commit(listeners).await;
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        Ok(ReloadOutcome {
+        let generation = if first {
+            self.generation.load(Ordering::Relaxed)
+        } else {
+            self.generation.fetch_add(1, Ordering::Relaxed) + 1
+        };
+        ReloadOutcome {
             generation,
             routes,
             plugins,
@@ -295,8 +359,21 @@ impl Reloader {
             listeners_reconfigured: changes.reconfigured,
             restarted,
             needs_restart,
-        })
+        }
     }
+}
+
+/// A running state built by [`Reloader::prepare`], not yet in service
+/// (dropping it abandons it: its new listeners and pushers close).
+pub struct PreparedState {
+    next: ActiveConfig,
+    listeners: PreparedListeners,
+    telemetry: TelemetryUpdate,
+    log_writer: Option<tokio::task::JoinHandle<()>>,
+    routes: usize,
+    plugins: usize,
+    restarted: Vec<&'static str>,
+    needs_restart: Vec<&'static str>,
 }
 
 /// Keys a reload cannot apply to the running process.

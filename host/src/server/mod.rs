@@ -21,13 +21,13 @@ use std::time::Duration;
 use tailgate_runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
-use crate::access_log::{AccessLog, LogWriters};
+use crate::access_log::LogWriters;
 use crate::admin::{self, AdminBindError, AdminState};
 use crate::config::model::Config;
 use crate::lifecycle::Lifecycle;
 use crate::pipeline::{ActiveConfig, Proxy};
 use crate::plugin_chain::PluginChains;
-use crate::reload::{triggers, Reloader};
+use crate::reload::{triggers, ReloadError, Reloader};
 use crate::telemetry::Telemetry;
 use crate::upstream::UpstreamSetupError;
 
@@ -60,6 +60,25 @@ pub enum ServerError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    /// A start-up step no other variant names (they cannot fail at
+    /// start-up: the config and plugins are loaded before `run`).
+    #[error(transparent)]
+    Startup(Box<ReloadError>),
+}
+
+impl ServerError {
+    /// Start-up's reload from the empty state failed: the error as start-up
+    /// reports it (without the reload's config-path prefix).
+    fn from_startup(err: ReloadError) -> Self {
+        match err {
+            ReloadError::Upstream { source, .. } => ServerError::Upstream(source),
+            ReloadError::Listen { source, .. } => source,
+            ReloadError::AccessLog { file, source, .. } => {
+                ServerError::AccessLogFile { path: file, source }
+            }
+            other => ServerError::Startup(Box::new(other)),
+        }
+    }
 }
 
 /// Serve `config` until a shutdown signal. Prints `listening on http://ADDR`
@@ -68,8 +87,8 @@ pub enum ServerError {
 /// `:0`). Reloads re-read `config.source`, load plugins on the same
 /// `runtime` and reconfigure the pushers of `telemetry`.
 pub async fn run(
-    config: Arc<Config>,
-    chains: Arc<PluginChains>,
+    config: Config,
+    chains: PluginChains,
     runtime: Arc<Runtime>,
     telemetry: Arc<Telemetry>,
 ) -> Result<(), ServerError> {
@@ -82,23 +101,12 @@ pub async fn run(
     let lifecycle = Lifecycle::new();
     let summary = summary::StartupSummary::new(&config, &chains);
     let log_writers = LogWriters::default();
-    let (access_log, writer) = AccessLog::start(&config.access_log, telemetry.loki_sink())
-        .map_err(|source| ServerError::AccessLogFile {
-            path: config.access_log.file.clone().unwrap_or_default(),
-            source,
-        })?;
-    log_writers.add(writer);
-    let active = ActiveConfig::new(config.clone(), chains, access_log)?;
-    let proxy = Proxy::new(active).with_lifecycle(lifecycle.clone());
-
+    // Start-up is a reload from the empty state: the first config's
+    // active bundle, listeners and access log are built and put into
+    // service by the reloader, as every later config's are.
+    let proxy = Proxy::new(ActiveConfig::empty(&config.source)).with_lifecycle(lifecycle.clone());
     let server = ConnectionServer::new(proxy.clone(), lifecycle.clone());
     let listeners = Arc::new(ListenerSet::new(server));
-    let prepared = listeners.prepare(&config).await?;
-    let admin_listener = admin::bind(config.admin.listen).await?;
-    listeners.commit(prepared).await;
-    let admin_local = admin_listener.local_addr().unwrap_or(config.admin.listen);
-    summary.print(&listeners.local_addrs(), admin_local);
-
     let reloader = Arc::new(Reloader::new(
         config.source.clone(),
         proxy.clone(),
@@ -107,6 +115,16 @@ pub async fn run(
         telemetry,
         log_writers.clone(),
     ));
+    let admin_listen = config.admin.listen;
+    let prepared = reloader
+        .prepare(config, chains)
+        .await
+        .map_err(ServerError::from_startup)?;
+    let admin_listener = admin::bind(admin_listen).await?;
+    reloader.commit(prepared).await;
+    let admin_local = admin_listener.local_addr().unwrap_or(admin_listen);
+    summary.print(&listeners.local_addrs(), admin_local);
+
     let admin_stop = CancellationToken::new();
     let admin_routes = admin::admin_routes(&AdminState {
         reloader: reloader.clone(),
@@ -132,7 +150,6 @@ pub async fn run(
         Err(e) => tracing::warn!("{e}; reload with SIGHUP or POST /reload instead"),
     }
     drop(reloader);
-    drop(config);
 
     shutdown.await;
     drain(&lifecycle, &listeners, &proxy).await;
