@@ -1,10 +1,9 @@
 //! The cache phase, a step at the start of the upstream phase (phase 4)
 //! that drives `crate::cache` (as pingora-proxy's `proxy_cache` drives
-//! pingora-cache): for a route with a cache, decide
-//! between a hit, a stale answer, a revalidation, a background refresh and a
-//! fetch that fills the cache; coalesce misses with the cache lock; and
-//! label the reply with its [`CacheStatus`] (log record, metric, optional
-//! response header). Requests the cache does not take (methods not cached,
+//! pingora-cache): for a route with a cache, decide between a hit, a stale
+//! answer, a revalidation, a background refresh and a fetch that fills the
+//! cache; coalesce misses with the cache lock; and label the reply with its
+//! [`CacheStatus`] (log record, metric, optional response header). Requests the cache does not take (methods not cached,
 //! upgrades, requests with a body) pass through as `BYPASS`.
 
 use std::sync::Arc;

@@ -82,7 +82,7 @@ pub fn client_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     }
 }
 
-// === impl Origin ===
+// === the cache's fill request ===
 
 /// Request fields dropped before filling the cache.
 const CLIENT_CONDITIONALS: [header::HeaderName; 6] = [
