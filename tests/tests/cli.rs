@@ -208,10 +208,17 @@ async fn startup_shows_compile_progress_only_for_plugins_not_cached_yet() {
 async fn access_log_lines_go_to_the_configured_file() {
     let dir = TempDir::new("access-file");
     let file = dir.path().join("access.log");
-    let config = format!(
-        "[access_log]\nstdout = false\nfile = \"{}\"\n\n{}",
-        file.display(),
-        default_config_on_free_port()
+    let config = default_config_on_free_port().replacen(
+        "[access_log]\n",
+        &format!(
+            "[access_log]\nstdout = false\nfile = \"{}\"\n",
+            file.display()
+        ),
+        1,
+    );
+    assert!(
+        config.contains("stdout = false"),
+        "config.toml has no [access_log]"
     );
     let tg = Tailgate::start(&config);
     for path in ["/", "/index.html", "/.env"] {

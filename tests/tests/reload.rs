@@ -501,3 +501,33 @@ upstream = "app"
     assert_eq!(status("/page").await, "MISS", "purged");
     assert_eq!(up.requests(), upstream_hits + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_seen_truncated_mid_save_is_not_loaded() {
+    let up = TestUpstream::start();
+    let tg = Tailgate::start(&tagged_config("A", &format!("{}/a", up.url())));
+    // What a loaded machine can show the watcher between a save's truncate
+    // and its write: an empty file, for longer than the settle time.
+    std::fs::write(&tg.config_path, "").expect("truncate");
+    tg.stderr
+        .wait_for(Duration::from_secs(20), |l| {
+            l.contains("config file is empty")
+        })
+        .unwrap_or_else(|| panic!("stderr:\n{}", tg.stderr.snapshot().join("\n")));
+    assert_eq!(
+        config_of(&get(tg.addr(), "app.test", "/").await).as_deref(),
+        Some("A"),
+        "an empty config was loaded: every route gone"
+    );
+    // The save's write comes next, and is loaded.
+    std::fs::write(
+        &tg.config_path,
+        tagged_config("B", &format!("{}/b", up.url())),
+    )
+    .expect("write");
+    let reloaded = eventually(Duration::from_secs(20), || async {
+        config_of(&get(tg.addr(), "app.test", "/").await).as_deref() == Some("B")
+    })
+    .await;
+    assert!(reloaded, "stderr:\n{}", tg.stderr.snapshot().join("\n"));
+}
