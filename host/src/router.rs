@@ -326,6 +326,7 @@ mod tests {
             error_pages: BTreeMap::new(),
             error_pages_for: ErrorPagesFor::Upstream,
             internal: vec![],
+            upgrades: vec!["websocket".into()],
             plugins: vec![],
             hook_timeout: Duration::from_millis(50),
             memory_limit: 1 << 20,

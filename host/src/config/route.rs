@@ -26,6 +26,8 @@ use super::values::{check_identifier, error_page_content_type, hook_timeout, par
 
 /// Default `max_body_size`: 1 MiB, as nginx's `client_max_body_size`.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 1 << 20;
+/// Default `upgrades`: WebSockets, the one upgrade browsers make.
+pub const DEFAULT_UPGRADES: &[&str] = &["websocket"];
 /// Default `plugin_failure`: a faulting plugin fails the request.
 pub const DEFAULT_PLUGIN_FAILURE: FailurePolicy = FailurePolicy::Closed;
 
@@ -46,6 +48,7 @@ pub struct RawRoute {
     pub error_pages: BTreeMap<SpannedKey, Spanned<String>>,
     pub error_pages_for: Option<Spanned<RawErrorPagesFor>>,
     pub internal: Option<Vec<Spanned<String>>>,
+    pub upgrades: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub plugins: Vec<RawRoutePlugin>,
     pub hook_timeout: Option<Spanned<String>>,
@@ -221,6 +224,10 @@ impl RouteBuilder<'_> {
                     RawErrorPagesFor::All => ErrorPagesFor::All,
                 });
         let internal = self.internal(raw.internal.as_deref().unwrap_or_default(), &path)?;
+        let upgrades = match &raw.upgrades {
+            None => DEFAULT_UPGRADES.iter().map(|p| p.to_string()).collect(),
+            Some(list) => self.upgrades(list)?,
+        };
         let plugins = raw
             .plugins
             .iter()
@@ -261,6 +268,7 @@ impl RouteBuilder<'_> {
             error_pages,
             error_pages_for,
             internal,
+            upgrades,
             plugins,
             hook_timeout,
             memory_limit,
@@ -351,6 +359,35 @@ impl RouteBuilder<'_> {
             pages.insert(code, Arc::new(page));
         }
         Ok(pages)
+    }
+
+    /// The route's `upgrades`: protocol names (RFC 9110 tokens), lower
+    /// case; never `h2c`, whose tunnel would carry requests past the route's
+    /// rules.
+    fn upgrades(&self, raw: &[Spanned<String>]) -> Result<Vec<String>, ConfigError> {
+        raw.iter()
+            .map(|p| {
+                let name = p.get_ref().to_ascii_lowercase();
+                let token = !name.is_empty()
+                    && name.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+                    });
+                let reason = if name == "h2c" {
+                    "h2c is never forwarded: requests inside its tunnel would reach the upstream past the route's plugins"
+                } else if !token {
+                    "not a protocol name (e.g. \"websocket\")"
+                } else {
+                    return Ok(name);
+                };
+                Err(self.error(
+                    p.span(),
+                    ConfigErrorKind::Invalid {
+                        key: "upgrades",
+                        reason: format!("\"{}\": {reason}", p.get_ref()),
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// The route's `internal` paths: absolute, and under the route's own

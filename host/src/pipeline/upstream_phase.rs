@@ -87,7 +87,10 @@ where
     B: Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
-    let upgrade = requested_upgrade(req.version(), req.headers());
+    // Only the upgrades the route allows (websocket by default; never h2c):
+    // another goes upstream as a plain request, its Upgrade field dropped.
+    let upgrade =
+        requested_upgrade(req.version(), req.headers()).filter(|p| route.allows_upgrade(p));
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let host = client_host(&req);
     let (parts, body) = req.into_parts();

@@ -26,6 +26,9 @@ pub struct Route {
     /// Paths a client may not request on this route (nginx `internal`):
     /// answered 404, never sent upstream. Exact paths.
     pub internal: Vec<String>,
+    /// Protocols a client may upgrade to through this route (`Upgrade`),
+    /// lower case; `["websocket"]` by default, never `h2c`.
+    pub upgrades: Vec<String>,
     pub plugins: Vec<RoutePlugin>,
     pub hook_timeout: Duration,
     pub memory_limit: usize,
@@ -34,6 +37,25 @@ pub struct Route {
     /// Plain-HTTP requests are redirected to `https://` (301, or 308 for
     /// methods other than GET and HEAD).
     pub https_redirect: bool,
+}
+
+impl Route {
+    /// Does this route forward an `Upgrade` to `offered`? Every protocol
+    /// offered (`websocket`, `foo/2`: the name before the `/`) must be in
+    /// `upgrades`; otherwise the request goes upstream without the upgrade.
+    pub fn allows_upgrade(&self, offered: &http::HeaderValue) -> bool {
+        let Ok(offered) = offered.to_str() else {
+            return false;
+        };
+        let mut protocols = offered.split(',').map(str::trim).filter(|p| !p.is_empty());
+        let mut any = false;
+        let all_allowed = protocols.all(|p| {
+            any = true;
+            let name = p.split_once('/').map_or(p, |(name, _)| name);
+            self.upgrades.iter().any(|u| u.eq_ignore_ascii_case(name))
+        });
+        any && all_allowed
+    }
 }
 
 /// The answers a route's `error_pages` dress (`error_pages_for`). Each
