@@ -51,12 +51,24 @@ pub struct BodyTooLarge {
     pub limit: u64,
 }
 
+/// How the client's request body failed (its error is the client's, never
+/// the upstream's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientBodyError {
+    /// Not valid HTTP (a malformed chunk size, say): 400.
+    Malformed,
+    /// The client went away before the body ended: nginx's 499.
+    Closed,
+}
+
 /// Request body bytes seen so far, shared between the body wrapper (which
 /// moves upstream) and the request's log record.
 #[derive(Debug, Default)]
 pub struct BodyCounter {
     bytes: AtomicU64,
     exceeded: AtomicBool,
+    /// 0: none; 1: malformed; 2: closed ([`ClientBodyError`]).
+    client_error: std::sync::atomic::AtomicU8,
 }
 
 impl BodyCounter {
@@ -73,6 +85,54 @@ impl BodyCounter {
     pub fn exceeded(&self) -> bool {
         self.exceeded.load(Ordering::Relaxed)
     }
+
+    /// The client's body failed (malformed, or the client went away).
+    pub fn client_error(&self) -> Option<ClientBodyError> {
+        match self.client_error.load(Ordering::Relaxed) {
+            1 => Some(ClientBodyError::Malformed),
+            2 => Some(ClientBodyError::Closed),
+            _ => None,
+        }
+    }
+
+    /// The body failed for a reason of the client's (too large, malformed,
+    /// cut short): an upstream failure at the same time is not the
+    /// upstream's fault.
+    pub fn failed_downstream(&self) -> bool {
+        self.exceeded() || self.client_error().is_some()
+    }
+
+    fn record_client_error(&self, err: &BoxError) {
+        let code = if client_went_away(err.as_ref()) { 2 } else { 1 };
+        self.client_error.store(code, Ordering::Relaxed);
+    }
+}
+
+/// Did this body error come from the client going away (the connection
+/// closed, reset or timed out mid-body), rather than from bytes that are
+/// not HTTP?
+fn client_went_away(err: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() || h.is_timeout() {
+                return true;
+            }
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::UnexpectedEof
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::TimedOut
+            );
+        }
+        next = e.source();
+    }
+    false
 }
 
 pin_project_lite::pin_project! {
@@ -124,7 +184,11 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => {
+                let e: BoxError = e.into();
+                this.counter.record_client_error(&e);
+                Poll::Ready(Some(Err(e)))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

@@ -38,6 +38,10 @@ pub enum ProxyError {
     BodyTooLarge { route: String, limit: u64 },
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The client went away before its request body ended (logged as
+    /// nginx's 499; nobody reads the answer).
+    #[error("route {route}: the client closed the connection before its request body ended")]
+    ClientClosedRequest { route: String },
     #[error("upstream {upstream}: connecting: {source}")]
     UpstreamConnect {
         upstream: String,
@@ -71,14 +75,45 @@ pub enum ProxyError {
     Internal(String),
 }
 
+/// nginx's 499 "client closed request": the status such a request is
+/// logged with.
+pub fn client_closed_request() -> StatusCode {
+    StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
 impl ProxyError {
+    /// The error for a request whose body failed on the client's side
+    /// (`None` when it did not).
+    pub fn from_client_body(
+        body: &crate::body::BodyCounter,
+        route: &str,
+        limit: u64,
+    ) -> Option<Self> {
+        use crate::body::ClientBodyError;
+        if body.exceeded() {
+            return Some(ProxyError::BodyTooLarge {
+                route: route.to_string(),
+                limit,
+            });
+        }
+        Some(match body.client_error()? {
+            ClientBodyError::Malformed => {
+                ProxyError::BadRequest(format!("route {route}: malformed request body"))
+            }
+            ClientBodyError::Closed => ProxyError::ClientClosedRequest {
+                route: route.to_string(),
+            },
+        })
+    }
+
     pub fn source_kind(&self) -> ErrorSource {
         match self {
             ProxyError::UnknownHost { .. }
             | ProxyError::NoRoute { .. }
             | ProxyError::InternalPath { .. }
             | ProxyError::BodyTooLarge { .. }
-            | ProxyError::BadRequest(_) => ErrorSource::Downstream,
+            | ProxyError::BadRequest(_)
+            | ProxyError::ClientClosedRequest { .. } => ErrorSource::Downstream,
             ProxyError::UpstreamConnect { .. }
             | ProxyError::UpstreamTimeout { .. }
             | ProxyError::UpstreamExchange { .. }
@@ -96,6 +131,7 @@ impl ProxyError {
             ProxyError::NoRoute { .. } | ProxyError::InternalPath { .. } => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientClosedRequest { .. } => client_closed_request(),
             ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamExchange { .. } => {
                 StatusCode::BAD_GATEWAY
             }

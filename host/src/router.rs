@@ -322,6 +322,8 @@ mod tests {
                 },
             }),
             max_body_size: 1024,
+            request_buffering: true,
+            request_buffer_size: 64 << 10,
             plugin_failure: FailurePolicy::Closed,
             error_pages: BTreeMap::new(),
             error_pages_for: ErrorPagesFor::Upstream,

@@ -28,6 +28,9 @@ use super::values::{check_identifier, error_page_content_type, hook_timeout, par
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 1 << 20;
 /// Default `upgrades`: WebSockets, the one upgrade browsers make.
 pub const DEFAULT_UPGRADES: &[&str] = &["websocket"];
+/// Default `request_buffer_size`: request bodies up to this are buffered in
+/// memory, larger ones in a temporary file (nginx `client_body_buffer_size`).
+pub const DEFAULT_REQUEST_BUFFER_SIZE: u64 = 64 << 10;
 /// Default `plugin_failure`: a faulting plugin fails the request.
 pub const DEFAULT_PLUGIN_FAILURE: FailurePolicy = FailurePolicy::Closed;
 
@@ -43,6 +46,8 @@ pub struct RawRoute {
     pub path_regex: Option<Spanned<String>>,
     pub upstream: Spanned<String>,
     pub max_body_size: Option<Spanned<RawSize>>,
+    pub request_buffering: Option<Spanned<bool>>,
+    pub request_buffer_size: Option<Spanned<RawSize>>,
     pub plugin_failure: Option<Spanned<RawFailurePolicy>>,
     #[serde(default)]
     pub error_pages: BTreeMap<SpannedKey, Spanned<String>>,
@@ -212,6 +217,10 @@ impl RouteBuilder<'_> {
             None => DEFAULT_MAX_BODY_SIZE,
             Some(size) => self.at(size.span(), size.get_ref().bytes())?,
         };
+        let request_buffer_size = match &raw.request_buffer_size {
+            None => DEFAULT_REQUEST_BUFFER_SIZE,
+            Some(size) => self.at(size.span(), size.get_ref().bytes())?,
+        };
         let plugin_failure = raw
             .plugin_failure
             .map_or(DEFAULT_PLUGIN_FAILURE, |p| policy(*p.get_ref()));
@@ -264,6 +273,8 @@ impl RouteBuilder<'_> {
             path,
             upstream,
             max_body_size,
+            request_buffering: raw.request_buffering.as_ref().is_none_or(|b| *b.get_ref()),
+            request_buffer_size: usize::try_from(request_buffer_size).unwrap_or(usize::MAX),
             plugin_failure,
             error_pages,
             error_pages_for,

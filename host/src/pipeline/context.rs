@@ -44,6 +44,9 @@ pub struct RequestContext {
     pub request_header_edits: Vec<WireEdit>,
     /// Request body bytes read from the client.
     pub body: Arc<BodyCounter>,
+    /// The body was read whole before the upstream phase (request
+    /// buffering): it is counted already and goes upstream as it is.
+    pub body_buffered: bool,
     pub upstream_time: Option<Duration>,
     pub upstream_addr: Option<String>,
     /// Set on routes with a cache (`crate::cache`): HIT, MISS, ...
@@ -78,6 +81,7 @@ impl RequestContext {
             vars: Vec::new(),
             request_header_edits: Vec::new(),
             body: Arc::new(BodyCounter::default()),
+            body_buffered: false,
             upstream_time: None,
             upstream_addr: None,
             cache_status: None,

@@ -42,6 +42,7 @@ pub mod log_phase;
 pub(crate) mod log_thread;
 mod logged_body;
 pub(crate) mod reply;
+mod request_buffer;
 mod response_phase;
 pub(crate) mod upstream_phase;
 

@@ -13,11 +13,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode, Version};
 use http_body::Body;
+use http_body_util::Either;
 use tailgate_runtime::RequestHead;
 
 use super::cache_phase::{self, CacheStep};
 use super::context::RequestContext;
 use super::reply::Reply;
+use super::request_buffer;
 use super::ActiveConfig;
 use crate::body::{boxed, BoxError, LimitedBody, ProxyBody};
 use crate::config::model::Route;
@@ -48,6 +50,20 @@ where
             return Reply::error(&err, Some(route), &request_id);
         }
     }
+    // Request buffering: the body is read whole before anything upstream
+    // is contacted (the limit, a malformed or cut-short body are the
+    // client's); `request_buffering = false` streams it.
+    let req = if route.request_buffering && request_buffer::has_body(&req) {
+        match request_buffer::buffer(req, route, ctx.body.clone()).await {
+            Ok(req) => {
+                ctx.body_buffered = true;
+                req.map(Either::Right)
+            }
+            Err(err) => return Reply::error(&err, Some(route), &request_id),
+        }
+    } else {
+        req.map(Either::Left)
+    };
     // The route's response cache answers (from the cache, or by filling
     // it), or lets the request through: no cache, or not cacheable.
     let req = match cache_phase::handle(active, ctx, route, head, req).await {
@@ -98,11 +114,15 @@ where
     let (uri, headers) =
         upstream_request_head(client, &ctx.client, head, fields, host, upgrade.as_ref())?;
 
-    let body = boxed(LimitedBody::new(
-        body,
-        route.max_body_size,
-        ctx.body.clone(),
-    ));
+    let body = if ctx.body_buffered {
+        boxed(body)
+    } else {
+        boxed(LimitedBody::new(
+            body,
+            route.max_body_size,
+            ctx.body.clone(),
+        ))
+    };
     let mut upstream_req = Request::new(body);
     *upstream_req.method_mut() = ctx.method.clone();
     *upstream_req.uri_mut() = uri;
@@ -120,13 +140,9 @@ where
         Ok(answer) => answer,
         Err(err) => {
             ctx.upstream_addr = Some(format!("{}:{}", client.config().host, client.config().port));
-            if ctx.body.exceeded() {
-                return Err(ProxyError::BodyTooLarge {
-                    route: route.name.0.clone(),
-                    limit: route.max_body_size,
-                });
-            }
-            return Err(err);
+            let client_side =
+                ProxyError::from_client_body(&ctx.body, &route.name.0, route.max_body_size);
+            return Err(client_side.unwrap_or(err));
         }
     };
     ctx.upstream_addr = Some(match peer {

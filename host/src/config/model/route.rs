@@ -18,6 +18,12 @@ pub struct Route {
     pub path: PathMatch,
     pub upstream: Arc<Upstream>,
     pub max_body_size: u64,
+    /// Read the whole request body before the upstream is contacted (nginx
+    /// `proxy_request_buffering on`); `false` streams it.
+    pub request_buffering: bool,
+    /// Bodies up to this many bytes are buffered in memory, larger ones in
+    /// a temporary file.
+    pub request_buffer_size: usize,
     pub plugin_failure: FailurePolicy,
     /// Upstream failure status -> page file (read at load; served with that status).
     pub error_pages: BTreeMap<u16, Arc<ErrorPage>>,

@@ -196,6 +196,9 @@ impl HttpUpstreamClient {
                     self.health.success(i);
                     return Ok(answer);
                 }
+                // A body the client cut short, sent malformed or too
+                // large is not the upstream's failure.
+                Err(err) if body.failed_downstream() => return Err(err),
                 Err(err) => {
                     self.health.failure(i, &err);
                     let next = order.get(attempt + 1);
