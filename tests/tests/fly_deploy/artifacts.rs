@@ -362,8 +362,12 @@ fn the_image_holds_what_the_fly_config_and_start_sh_name() {
         );
     }
     let plugin_members = toml_file("plugins/Cargo.toml")["workspace"]["members"].clone();
-    for (name, path) in config["plugins"].as_table().expect("[plugins]") {
-        let path = path.as_str().expect("plugin path");
+    for (name, entry) in config["plugins"].as_table().expect("[plugins]") {
+        // A path, or a table { path, config } (plugin-level config).
+        let path = entry
+            .as_str()
+            .or_else(|| entry.get("path").and_then(|p| p.as_str()))
+            .expect("plugin path");
         let (dir, file) = path.rsplit_once('/').expect("absolute plugin path");
         assert_eq!(
             format!("{dir}/"),

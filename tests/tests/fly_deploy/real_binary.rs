@@ -32,7 +32,7 @@ fn fly_config_here(upstream: Option<&str>) -> String {
         format!("\"{}\"", test_cache_dir().display()),
     );
     if let Some(up) = upstream {
-        for service in ["grafana", "docs"] {
+        for service in ["www", "blog", "git"] {
             swap(
                 &format!("\"https://{service}.tail8d86e.ts.net\""),
                 format!("\"{up}\""),
@@ -64,7 +64,9 @@ fn fly_config_here(upstream: Option<&str>) -> String {
 
 #[test]
 fn tailgate_check_accepts_the_fly_config() {
-    tailgate_e2e::plugin_wasm("header_rewrite");
+    for plugin in ["header_rewrite", "rate_limit", "log_shape"] {
+        tailgate_e2e::plugin_wasm(plugin);
+    }
     let dir = TempDir::new("fly-check");
     let cfg = dir.write("config.toml", &fly_config_here(None));
     let out = Command::new(tailgate_bin())
@@ -82,7 +84,9 @@ fn tailgate_check_accepts_the_fly_config() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_fly_config_passes_flys_health_check_and_serves_its_routes() {
-    tailgate_e2e::plugin_wasm("header_rewrite");
+    for plugin in ["header_rewrite", "rate_limit", "log_shape"] {
+        tailgate_e2e::plugin_wasm(plugin);
+    }
     let up = TestUpstream::start();
     let tg = Tailgate::start(&fly_config_here(Some(&up.url())));
 
@@ -98,16 +102,30 @@ async fn the_fly_config_passes_flys_health_check_and_serves_its_routes() {
         "the health check never reaches an upstream"
     );
 
-    let r = get(tg.addr(), "grafana.example.com", "/api/health").await;
+    // The static sites: cached, with their headers.
+    for host in ["www.example.com", "blog.example.com"] {
+        let r = get(tg.addr(), host, "/").await;
+        assert_eq!(r.status, 200, "{host}");
+        assert_eq!(
+            r.header("strict-transport-security").as_deref(),
+            Some("max-age=31536000")
+        );
+        assert_eq!(
+            r.header("x-cache-status").as_deref(),
+            Some("MISS"),
+            "{host}"
+        );
+        assert_eq!(get(tg.addr(), host, "/.env").await.status, 403, "{host}");
+    }
+    // The forge: headers on every answer, /swagger denied in every spelling.
+    let r = get(tg.addr(), "git.example.com", "/api/health").await;
     assert_eq!(r.status, 200);
-    assert_eq!(
-        r.header("strict-transport-security").as_deref(),
-        Some("max-age=31536000")
-    );
-    assert_eq!(
-        get(tg.addr(), "docs.example.com", "/.env").await.status,
-        403
-    );
+    assert_eq!(r.header("x-frame-options").as_deref(), Some("SAMEORIGIN"));
+    for path in ["/swagger", "/swagger/index.html", "//swagger"] {
+        let r = get(tg.addr(), "git.example.com", path).await;
+        assert_eq!(r.status, 403, "{path}");
+        assert!(r.header("strict-transport-security").is_some(), "{path}");
+    }
 
     let out = raw_exchange(
         tg.addr(),
@@ -131,7 +149,9 @@ const TAILSCALED_MIB: u64 = 100;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_vm_memory_covers_tailgate_at_the_concurrency_hard_limit() {
-    tailgate_e2e::plugin_wasm("header_rewrite");
+    for plugin in ["header_rewrite", "rate_limit", "log_shape"] {
+        tailgate_e2e::plugin_wasm(plugin);
+    }
     let fly = toml_file("fly/fly.toml");
     let hard = usize::try_from(
         fly["http_service"]["concurrency"]["hard_limit"]
@@ -151,9 +171,7 @@ async fn the_vm_memory_covers_tailgate_at_the_concurrency_hard_limit() {
     for _ in 0..2 {
         let wave: Vec<_> = (0..hard)
             .map(|_| {
-                tokio::spawn(
-                    async move { get(addr, "grafana.example.com", "/delay/300").await.status },
-                )
+                tokio::spawn(async move { get(addr, "git.example.com", "/delay/300").await.status })
             })
             .collect();
         for request in wave {
