@@ -7,7 +7,7 @@ CONFIG      ?= config.toml
 # Plugins' pure logic is unit-tested natively, on the host's own target.
 HOST_TARGET := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 
-.PHONY: run test build plugins plugin-cases template-check bench setup lint
+.PHONY: run test build plugins plugin-cases template-check bench test-hostile setup lint
 
 ## run: build the release binary and the plugins, run Tailgate on config.toml
 run: plugins
@@ -49,6 +49,12 @@ plugins: setup
 ## bench: Tailgate vs. nginx side by side (installs nginx and wrk; see docs/performance.md)
 bench: plugins
 	bash bench/run.sh
+
+## test-hostile: Tailgate vs. nginx against hostile input, one table (installs nginx; see docs/operations.md).
+## HOSTILE_ARGS=--strict fails when Tailgate fails a case.
+test-hostile: plugins
+	$(CARGO) build -p tailgate
+	bash bench/hostile/run.sh $(HOSTILE_ARGS)
 
 ## bench-runtime: criterion benchmarks of the plugin runtime (instance strategies)
 bench-runtime: plugins
