@@ -47,7 +47,7 @@ PRIMARY, BACKUP = "127.0.0.1", "127.0.0.2"
 # none accepted prints "n/a" (its [server] has no such setting yet).
 TIMEOUT_SETTINGS = [
     ("header (first byte, request head, HTTP/2 preface)", "client_header_timeout",
-     ["header_timeout", "client_header_timeout", "first_byte_timeout", "request_header_timeout"]),
+     ["client_header_timeout", "header_timeout", "first_byte_timeout"]),
     ("send (a client that does not read)", "send_timeout", ["send_timeout"]),
     ("keep-alive idle", "keepalive_timeout", ["keepalive_timeout", "idle_timeout"]),
 ]
