@@ -3,7 +3,7 @@
 //! redirect rules.
 
 use tailgate_e2e::base_config;
-use tailgate_e2e::client::{get, get_with, send};
+use tailgate_e2e::client::{get, get_with, send, send_on};
 use tailgate_e2e::process::Tailgate;
 use tailgate_e2e::upstream::{dead_upstream, TestUpstream};
 
@@ -38,6 +38,7 @@ deny = [
 ]
 redirect = [
   {{ path = "^/old/(.*)$", status = 301, location = "https://{{host}}/new/$1" }},
+  {{ path = "^/moved/(.*)$", status = 302, location = "{{scheme}}://{{http_host}}/$1" }},
 ]
 
 [[routes]]
@@ -146,6 +147,43 @@ async fn redirect_rules_build_location_from_placeholders_and_captures() {
     let tg = Tailgate::start(&config(&up, false));
     let r = get(tg.addr(), "app.test", "/old/docs/page").await;
     assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("https://app.test/new/docs/page")
+    );
+    assert_eq!(up.requests(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_to_http_host_keeps_the_port_the_client_used() {
+    let up = TestUpstream::start();
+    let tg = Tailgate::start(&config(&up, false));
+    let port = tg.addr().port();
+    assert_ne!(port, 80);
+    let host = format!("app.test:{port}");
+    let expected = format!("http://app.test:{port}/docs/page");
+    // HTTP/1.1 sends the port in Host; HTTP/2 in :authority.
+    for h2c in [false, true] {
+        let r = send_on(
+            h2c,
+            tg.addr(),
+            http::Method::GET,
+            &host,
+            "/moved/docs/page",
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await
+        .expect("redirect");
+        assert_eq!(r.status, 302, "h2c: {h2c}");
+        assert_eq!(
+            r.header("location").as_deref(),
+            Some(expected.as_str()),
+            "h2c: {h2c}"
+        );
+    }
+    // `{host}` is nginx's `$host`: the same request loses the port.
+    let r = get(tg.addr(), &host, "/old/docs/page").await;
     assert_eq!(
         r.header("location").as_deref(),
         Some("https://app.test/new/docs/page")

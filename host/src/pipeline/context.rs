@@ -112,7 +112,7 @@ impl RequestContext {
             host: Some(self.host.clone()),
             path: Some(req.uri().path().to_string()),
             query: req.uri().query().map(str::to_string),
-            headers: Some(headers_to_list(req.headers())),
+            headers: Some(plugin_headers(req)),
             client_ip: Some(self.client.client_ip_text.clone()),
             route: Some(self.route_name().to_string()),
             request_id: Some(self.client.request_id.clone()),
@@ -137,6 +137,27 @@ fn http_host<B>(req: &Request<B>, routed: &str) -> String {
     req.uri()
         .authority()
         .map_or_else(|| routed.to_owned(), |a| a.as_str().to_owned())
+}
+
+/// The request's header fields as plugins see them. HTTP/2 names the host
+/// in `:authority`, not in a Host field: plugins get it as `host`, first,
+/// as nginx hands it to `$http_host`, so a `{http_host}` redirect keeps the
+/// port over HTTP/2 too.
+fn plugin_headers<B>(req: &Request<B>) -> Vec<Header> {
+    let authority = req
+        .uri()
+        .authority()
+        .filter(|_| !req.headers().contains_key(http::header::HOST));
+    let Some(authority) = authority else {
+        return headers_to_list(req.headers());
+    };
+    let mut list = Vec::with_capacity(req.headers().len() + 1);
+    list.push(Header {
+        name: "host".to_owned(),
+        value: authority.as_str().as_bytes().to_vec(),
+    });
+    list.extend(headers_to_list(req.headers()));
+    list
 }
 
 /// "HTTP/1.1" etc., as in logs.
@@ -228,6 +249,34 @@ mod tests {
             )),
             ["cookie", "cookie"]
         );
+    }
+
+    #[test]
+    fn plugins_see_an_http2_authority_as_the_host_field() {
+        let h2 = Request::builder()
+            .version(Version::HTTP_2)
+            .uri("http://app.test:8443/x")
+            .header("accept", "*/*")
+            .body(())
+            .expect("request");
+        let list = plugin_headers(&h2);
+        let fields: Vec<(&str, &[u8])> = list
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_slice()))
+            .collect();
+        assert_eq!(
+            fields,
+            [("host", &b"app.test:8443"[..]), ("accept", &b"*/*"[..])]
+        );
+        // A Host field as sent is left alone, and no second one is made.
+        let h1 = Request::builder()
+            .uri("http://ignored.test/x")
+            .header("host", "app.test:8080")
+            .body(())
+            .expect("request");
+        let list = plugin_headers(&h1);
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].value, b"app.test:8080");
     }
 
     #[test]

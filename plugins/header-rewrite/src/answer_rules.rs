@@ -375,8 +375,9 @@ mod tests {
             ),
             (
                 redirect("^/a", 301, "/{nope}"),
-                "redirect[1].location: unknown placeholder `{nope}`; known: {host}, {client_ip}, \
-                 {scheme}, {request_id}, {method}, {path}, {query}, {uri}, {route}, {http_<header>}",
+                "redirect[1].location: unknown placeholder `{nope}`; known: {host}, {http_host}, \
+                 {client_ip}, {scheme}, {request_id}, {method}, {path}, {query}, {uri}, {route}, \
+                 {http_<header>}",
             ),
             (
                 redirect("^/a", 301, "/b\r\nSet-Cookie: x"),

@@ -1,4 +1,4 @@
-//! Request templates: text with `{host}`, `{client_ip}`, `{http_user_agent}`
+//! Request templates: text with `{host}`, `{http_host}`, `{client_ip}`, `{http_user_agent}`
 //! ... placeholders (and, where allowed, `$1`..`$9` capture references),
 //! parsed and checked once in `configure` into a [`Template`] and rendered
 //! per request from the [`RequestHead`]. Shared by the plugins that build
@@ -30,7 +30,12 @@ enum Part {
 /// A request field a placeholder names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Field {
+    /// The host as routed: lower case, without the port (nginx `$host`).
     Host,
+    /// The `Host` header as sent, port included (nginx `$http_host`; the
+    /// host hands HTTP/2's `:authority` in as `host`); the routed host when
+    /// the request named none (HTTP/1.0).
+    HttpHost,
     ClientIp,
     Scheme,
     RequestId,
@@ -75,8 +80,8 @@ impl std::fmt::Display for TemplateError {
             ),
             TemplateError::UnknownPlaceholder { name } => write!(
                 f,
-                "unknown placeholder `{{{name}}}`; known: {{host}}, {{client_ip}}, {{scheme}}, \
-                 {{request_id}}, {{method}}, {{path}}, {{query}}, {{uri}}, {{route}}, {{http_<header>}}"
+                "unknown placeholder `{{{name}}}`; known: {{host}}, {{http_host}}, {{client_ip}}, \
+                 {{scheme}}, {{request_id}}, {{method}}, {{path}}, {{query}}, {{uri}}, {{route}}, {{http_<header>}}"
             ),
             TemplateError::BadHeaderPlaceholder { name } => write!(
                 f,
@@ -180,14 +185,11 @@ impl Template {
         })
     }
 
-    /// The request headers the template reads (`{http_<name>}`), lower
-    /// case with dashes: what a plugin reports in
-    /// [`Plugin::request_headers`](crate::Plugin::request_headers).
+    /// The request headers the template reads (`{http_<name>}`, and
+    /// `host` for `{http_host}`), lower case with dashes: what a plugin
+    /// reports in [`Plugin::request_headers`](crate::Plugin::request_headers).
     pub fn header_names(&self) -> impl Iterator<Item = &str> {
-        self.fields().filter_map(|field| match field {
-            Field::Header(name) => Some(&**name),
-            _ => None,
-        })
+        self.fields().filter_map(Field::header_name)
     }
 
     /// The [`RequestHead`] fields the template reads: what a plugin
@@ -298,7 +300,11 @@ impl Field {
                             }
                         })
                         .collect();
-                    Field::Header(header.into_boxed_str())
+                    if header == "host" {
+                        Field::HttpHost
+                    } else {
+                        Field::Header(header.into_boxed_str())
+                    }
                 }
                 None => {
                     return Err(TemplateError::UnknownPlaceholder {
@@ -310,11 +316,22 @@ impl Field {
         Ok(field)
     }
 
+    /// The request header [`Field::render_into`] reads, if any.
+    pub fn header_name(&self) -> Option<&str> {
+        match self {
+            Field::Header(name) => Some(name),
+            Field::HttpHost => Some("host"),
+            _ => None,
+        }
+    }
+
     /// The [`RequestHead`] fields [`Field::render_into`] reads; none for a
-    /// header (those are [`RequestHead::headers`]).
+    /// header (those are [`RequestHead::headers`], see
+    /// [`Field::header_name`]).
     pub fn request_fields(&self) -> RequestFieldSet {
         match self {
-            Field::Host => RequestFieldSet::HOST,
+            // The routed host is `{http_host}`'s fallback.
+            Field::Host | Field::HttpHost => RequestFieldSet::HOST,
             Field::ClientIp => RequestFieldSet::CLIENT_IP,
             Field::Scheme => RequestFieldSet::SCHEME,
             Field::RequestId => RequestFieldSet::REQUEST_ID,
@@ -346,6 +363,13 @@ impl Field {
                 }
                 return;
             }
+            Field::HttpHost => match req.header("host") {
+                Some(value) => {
+                    out.extend_from_slice(value);
+                    return;
+                }
+                None => &req.host,
+            },
             Field::Header(name) => {
                 push_joined_header(req, name, out);
                 return;
@@ -359,7 +383,7 @@ impl Field {
 mod tests {
     use super::*;
     use crate::testing::{narrowed_request, request_head as request};
-    use crate::HeaderFilter;
+    use crate::{Header, HeaderFilter};
 
     fn render(source: &str) -> String {
         let template = Template::parse(source, CaptureRefs::Literal).expect("template parses");
@@ -390,6 +414,28 @@ mod tests {
         assert_eq!(render("{http_x-forwarded-for}"), "10.0.0.1, 10.0.0.2");
         assert_eq!(render("{http_cookie}"), "a=1; b=2");
         assert_eq!(render("<{http_x_missing}>"), "<>");
+    }
+
+    #[test]
+    fn http_host_is_the_host_header_with_its_port_else_the_routed_host() {
+        let template =
+            Template::parse("{scheme}://{http_host}/$1", CaptureRefs::Allowed).expect("parses");
+        let mut req = request("GET", "/old/a", None);
+        assert_eq!(template.render(&req), b"https://example.com/");
+        req.headers.push(Header::new("Host", "example.com:8443"));
+        req.headers.push(Header::new("host", "other.test"));
+        assert_eq!(
+            template.render_with_captures(&req, |_| Some("a")),
+            b"https://example.com:8443/a"
+        );
+        assert_eq!(template.header_names().collect::<Vec<_>>(), ["host"]);
+        // `{host}` stays nginx's `$host`: no port.
+        assert_eq!(render_head("{host}", &req), "example.com");
+    }
+
+    fn render_head(source: &str, req: &RequestHead) -> String {
+        let template = Template::parse(source, CaptureRefs::Literal).expect("parses");
+        String::from_utf8(template.render(req)).expect("utf-8")
     }
 
     #[test]
@@ -447,8 +493,8 @@ mod tests {
         let err = Template::parse("{hots}", CaptureRefs::Literal).expect_err("rejected");
         assert_eq!(
             err.to_string(),
-            "unknown placeholder `{hots}`; known: {host}, {client_ip}, {scheme}, {request_id}, \
-             {method}, {path}, {query}, {uri}, {route}, {http_<header>}"
+            "unknown placeholder `{hots}`; known: {host}, {http_host}, {client_ip}, {scheme}, \
+             {request_id}, {method}, {path}, {query}, {uri}, {route}, {http_<header>}"
         );
         assert_eq!(
             Template::parse("{}", CaptureRefs::Literal),
@@ -508,6 +554,7 @@ mod tests {
         };
         let cases = [
             ("{host}", RequestFieldSet::HOST),
+            ("{http_host}", RequestFieldSet::HOST),
             ("{client_ip}", RequestFieldSet::CLIENT_IP),
             ("{scheme}", RequestFieldSet::SCHEME),
             ("{request_id}", RequestFieldSet::REQUEST_ID),
@@ -532,6 +579,8 @@ mod tests {
     fn a_template_renders_the_same_from_only_what_it_declares() {
         let sources = [
             "{host}",
+            "{http_host}",
+            "{http_host}|{http_HOST}",
             "{client_ip}",
             "{scheme}",
             "{request_id}",
@@ -543,9 +592,12 @@ mod tests {
             "{http_user_agent}|{http_cookie}",
             "{scheme}://{host}{uri} {method} {route} {request_id} {client_ip}",
         ];
+        let mut with_port = request("GET", "/", None);
+        with_port.headers.push(Header::new("host", "example.com:8080"));
         let requests = [
             request("GET", "/a/b", Some("x=1")),
             request("POST", "/", None),
+            with_port,
         ];
         for source in sources {
             let template = Template::parse(source, CaptureRefs::Literal).expect("parses");

@@ -85,6 +85,8 @@ fn the_default_config_toml_is_accepted_and_behaves() {
         let rules = rules(&json);
         assert_eq!(rules.hooks(), HookSet::REQUEST | HookSet::RESPONSE);
         assert_reads_only_what_it_declares(&rules, &json);
+        // The redirect reads `{http_host}`: the Host header, and the routed
+        // host when the request named none.
         assert_eq!(
             rules.request_fields(),
             RequestFieldSet::REQUEST_ID
@@ -92,6 +94,7 @@ fn the_default_config_toml_is_accepted_and_behaves() {
                 | RequestFieldSet::SCHEME
                 | RequestFieldSet::HOST
         );
+        assert_eq!(rules.request_headers(), HeaderFilter::only(["host"]));
 
         let RequestAction::Continue(edits) = rules.on_request(&request("GET", "/", None)) else {
             panic!("/ was answered by the plugin");
@@ -118,6 +121,17 @@ fn the_default_config_toml_is_accepted_and_behaves() {
         assert_eq!(
             moved.headers,
             vec![Header::new("location", "https://example.com/a/b")]
+        );
+        // The port the client used is kept (`make run` listens on 8080).
+        let RequestAction::Respond(moved) = rules.on_request(&with_host_header(
+            request("GET", "/old/index.html", None),
+            "127.0.0.1:8080",
+        )) else {
+            panic!("/old/index.html was not redirected");
+        };
+        assert_eq!(
+            moved.headers,
+            vec![Header::new("location", "https://127.0.0.1:8080/index.html")]
         );
 
         let edits = rules.on_response(&request("GET", "/", None), &response(502, true));
@@ -388,7 +402,18 @@ fn sample_requests() -> Vec<RequestHead> {
     ]
     .into_iter()
     .map(|(method, path, query)| request(method, path, query))
+    .chain([with_host_header(
+        request("GET", "/old/c", None),
+        "example.com:8443",
+    )])
     .collect()
+}
+
+/// `req` with a `Host` header as a client sent it (the sample requests
+/// have none: the host then hands `{http_host}` the routed host).
+fn with_host_header(mut req: RequestHead, host: &str) -> RequestHead {
+    req.headers.push(Header::new("host", host));
+    req
 }
 
 /// What both hooks make of every sample request, each field outside
