@@ -34,7 +34,9 @@ pub mod pipeline;
 pub mod plugin_chain;
 pub mod plugin_cmd;
 pub mod reload;
-pub mod request_path;
+/// Path normalisation lives in the plugin runtime, which checks plugin
+/// path rewrites with it too; the pipeline runs it before routing.
+pub use tailgate_runtime::request_path;
 pub mod router;
 pub mod server;
 pub mod telemetry;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use tailgate_runtime::{LoadError, PluginFault, RuntimeError};
+use tailgate_runtime::{InvalidOutput, LoadError, PluginFault, RuntimeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
@@ -19,6 +19,13 @@ pub enum HarnessError {
     /// `configure` did not return (trap, timeout, memory cap).
     #[error("plugin {plugin}: configure {fault}")]
     ConfigureFault { plugin: String, fault: PluginFault },
+    /// `configure` declared fixed edits that cannot go on the wire (the
+    /// proxy refuses the config the same way).
+    #[error("plugin {plugin}: its fixed edits cannot go on the wire: {reason}")]
+    InvalidFixedEdits {
+        plugin: String,
+        reason: InvalidOutput,
+    },
     #[error("plugin config is not valid: {0}")]
     ConfigSyntax(String),
     #[error(

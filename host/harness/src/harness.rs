@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tailgate_runtime::{
-    plugin_config, LoadedPlugin, ManualClock, PluginStateView, Runtime, RuntimeConfig,
+    plugin_config, ChainedPlugin, LoadedPlugin, ManualClock, PluginStateView, Runtime, RuntimeConfig,
     RuntimeOptions, StateLimits,
 };
 
@@ -281,7 +281,16 @@ impl Harness {
                 .configure(&plugin.loaded, route, config.as_json(), limits)
         });
         match configured {
-            Ok(configured) => Ok(TestPlugin::new(self, configured)),
+            Ok(configured) => {
+                let name = configured.name().to_owned();
+                let chained = ChainedPlugin::new(configured).map_err(|reason| {
+                    HarnessError::InvalidFixedEdits {
+                        plugin: name,
+                        reason,
+                    }
+                })?;
+                Ok(TestPlugin::new(self, chained))
+            }
             Err(tailgate_runtime::ConfigureError::Rejected {
                 plugin, message, ..
             }) => Err(HarnessError::ConfigRejected { plugin, message }),

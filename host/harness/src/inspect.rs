@@ -3,7 +3,7 @@
 //! lines for failure messages and the cases runner's report.
 
 use tailgate_runtime::{
-    Header, HeaderEdit, HeaderOp, ImmediateResponse, LogLine, PluginFault, RequestAction,
+    Header, HeaderEdit, HeaderOp, HookFault, ImmediateResponse, LogLine, PluginFault, RequestAction,
     RequestEdits, ResponseEdits, Var,
 };
 
@@ -53,32 +53,37 @@ pub fn var<'a>(vars: &'a [Var], name: &str) -> Option<&'a str> {
         .map(|v| v.value.as_str())
 }
 
-/// The kind of a [`PluginFault`], as the runtime's metrics name it.
+/// The kind of a hook's fault: a [`PluginFault`] as the runtime's metrics
+/// name it, or output the chain refused to put on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
     Trap,
     Timeout,
     Memory,
     Instantiate,
+    /// An invalid header, path or status ([`HookFault::InvalidOutput`]).
+    InvalidOutput,
 }
 
 impl FaultKind {
-    pub fn of(fault: &PluginFault) -> FaultKind {
+    pub fn of(fault: &HookFault) -> FaultKind {
         match fault {
-            PluginFault::Trap(_) => FaultKind::Trap,
-            PluginFault::Timeout(_) => FaultKind::Timeout,
-            PluginFault::MemoryLimit(_) => FaultKind::Memory,
-            PluginFault::Instantiate(_) => FaultKind::Instantiate,
+            HookFault::Plugin(PluginFault::Trap(_)) => FaultKind::Trap,
+            HookFault::Plugin(PluginFault::Timeout(_)) => FaultKind::Timeout,
+            HookFault::Plugin(PluginFault::MemoryLimit(_)) => FaultKind::Memory,
+            HookFault::Plugin(PluginFault::Instantiate(_)) => FaultKind::Instantiate,
+            HookFault::InvalidOutput(_) => FaultKind::InvalidOutput,
         }
     }
 
-    /// `trap`, `timeout`, `memory`, `instantiate`.
+    /// `trap`, `timeout`, `memory`, `instantiate`, `invalid_output`.
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::Trap => "trap",
             FaultKind::Timeout => "timeout",
             FaultKind::Memory => "memory",
             FaultKind::Instantiate => "instantiate",
+            FaultKind::InvalidOutput => "invalid_output",
         }
     }
 
@@ -88,6 +93,7 @@ impl FaultKind {
             "timeout" => FaultKind::Timeout,
             "memory" => FaultKind::Memory,
             "instantiate" => FaultKind::Instantiate,
+            "invalid_output" => FaultKind::InvalidOutput,
             _ => return None,
         })
     }

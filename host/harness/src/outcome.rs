@@ -4,9 +4,7 @@
 
 use std::fmt::Write as _;
 
-use tailgate_runtime::{
-    ImmediateResponse, LogLine, PluginFault, RequestAction, RequestEdits, ResponseEdits,
-};
+use tailgate_runtime::{HookFault, ImmediateResponse, LogLine, RequestAction, RequestEdits, ResponseEdits};
 
 use crate::inspect::{describe_action, describe_log_line, describe_response_edits, FaultKind};
 use crate::plugin_logs::{format_logs, PluginLog};
@@ -33,7 +31,7 @@ impl CallContext {
     }
 }
 
-fn describe_fault(fault: &PluginFault) -> String {
+fn describe_fault(fault: &HookFault) -> String {
     format!(
         "failed with a {} fault: {fault}",
         FaultKind::of(fault).as_str()
@@ -43,7 +41,7 @@ fn describe_fault(fault: &PluginFault) -> String {
 macro_rules! common_accessors {
     ($value:ty) => {
         /// The hook's value, or the fault that stopped it.
-        pub fn result(&self) -> &Result<$value, PluginFault> {
+        pub fn result(&self) -> &Result<$value, HookFault> {
             &self.result
         }
 
@@ -56,13 +54,13 @@ macro_rules! common_accessors {
             &self.context
         }
 
-        pub fn fault(&self) -> Option<&PluginFault> {
+        pub fn fault(&self) -> Option<&HookFault> {
             self.result.as_ref().err()
         }
 
         /// Panics unless the call ended in a fault of `kind`.
         #[track_caller]
-        pub fn expect_fault(&self, kind: FaultKind) -> &PluginFault {
+        pub fn expect_fault(&self, kind: FaultKind) -> &HookFault {
             match &self.result {
                 Err(fault) if FaultKind::of(fault) == kind => fault,
                 Err(fault) => panic!(
@@ -110,7 +108,7 @@ macro_rules! common_accessors {
 /// What `on-request` gave.
 #[derive(Debug, Clone)]
 pub struct RequestOutcome {
-    pub(crate) result: Result<RequestAction, PluginFault>,
+    pub(crate) result: Result<RequestAction, HookFault>,
     pub(crate) context: CallContext,
 }
 
@@ -170,7 +168,7 @@ impl RequestOutcome {
 /// What `on-response` gave.
 #[derive(Debug, Clone)]
 pub struct ResponseOutcome {
-    pub(crate) result: Result<ResponseEdits, PluginFault>,
+    pub(crate) result: Result<ResponseEdits, HookFault>,
     pub(crate) context: CallContext,
 }
 
@@ -191,7 +189,7 @@ impl ResponseOutcome {
 /// What `on-log` gave.
 #[derive(Debug, Clone)]
 pub struct LogOutcome {
-    pub(crate) result: Result<Option<LogLine>, PluginFault>,
+    pub(crate) result: Result<Option<LogLine>, HookFault>,
     pub(crate) context: CallContext,
 }
 

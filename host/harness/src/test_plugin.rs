@@ -1,8 +1,13 @@
 //! [`TestPlugin`]: a plugin configured for one route on a [`Harness`], whose
 //! hooks a test calls directly: the same `ConfiguredPlugin` the proxy's
-//! pipeline calls, with the call's log lines and metrics captured.
+//! pipeline calls, run through the same [`ChainedPlugin`] phases as a
+//! route's chain (its fixed edits merged with its hook's, the output
+//! checked for the wire), with the call's log lines and metrics captured.
 
-use tailgate_runtime::{ConfiguredPlugin, Hook, HookSet};
+use tailgate_runtime::{
+    ChainedPlugin, ConfiguredPlugin, Hook, HookFault, HookSet, RequestAction, RequestEdits,
+    RequestStep, ResponseEdits, WireEdit,
+};
 
 use crate::harness::Harness;
 use crate::inputs::{LogEntry, Request, Response};
@@ -11,33 +16,30 @@ use crate::outcome::{CallContext, LogOutcome, RequestOutcome, ResponseOutcome};
 /// A configured plugin under test.
 pub struct TestPlugin<'h> {
     harness: &'h Harness,
-    configured: ConfiguredPlugin,
+    chained: ChainedPlugin<ConfiguredPlugin>,
 }
 
 impl<'h> TestPlugin<'h> {
-    pub(crate) fn new(harness: &'h Harness, configured: ConfiguredPlugin) -> Self {
-        TestPlugin {
-            harness,
-            configured,
-        }
+    pub(crate) fn new(harness: &'h Harness, chained: ChainedPlugin<ConfiguredPlugin>) -> Self {
+        TestPlugin { harness, chained }
     }
 
     pub fn name(&self) -> &str {
-        self.configured.name()
+        self.configured().name()
     }
 
     pub fn route(&self) -> &str {
-        self.configured.route()
+        self.configured().route()
     }
 
     /// The hooks the plugin declared for this config.
     pub fn hooks(&self) -> HookSet {
-        self.configured.hooks()
+        self.configured().hooks()
     }
 
     /// Whether the proxy would call `hook` for this config.
     pub fn implements(&self, hook: Hook) -> bool {
-        self.configured.implements(hook)
+        self.configured().implements(hook)
     }
 
     pub fn harness(&self) -> &'h Harness {
@@ -46,7 +48,7 @@ impl<'h> TestPlugin<'h> {
 
     /// The runtime's configured plugin, as the pipeline holds it.
     pub fn configured(&self) -> &ConfiguredPlugin {
-        &self.configured
+        self.chained.plugin()
     }
 
     fn context(&self, hook: &'static str, mark: usize) -> CallContext {
@@ -58,22 +60,32 @@ impl<'h> TestPlugin<'h> {
         }
     }
 
-    /// Calls `on-request` (a hook the plugin did not declare returns
-    /// `continue` with no edits without entering the guest, as in the proxy).
+    /// Runs the plugin's request phase as a route's chain does: `on-request`
+    /// (a hook the plugin did not declare is not entered, as in the proxy),
+    /// its fixed edits first among the header edits, the output checked
+    /// for the wire (what cannot go on it is an invalid-output fault).
     pub fn on_request(&self, req: impl Into<Request>) -> RequestOutcome {
         let mut head = req.into().into_head(self.route());
         let mark = self.harness.log_capture().mark();
-        let result = self
-            .harness
-            .metrics_capture()
-            .around(|| self.configured.on_request(&mut head));
+        let result = self.harness.metrics_capture().around(|| {
+            let mut header_edits = Vec::new();
+            let step = self.chained.request_phase(&mut head, &mut header_edits)?;
+            Ok::<_, HookFault>(match step {
+                RequestStep::Continue(edits) => RequestAction::Continue(RequestEdits {
+                    headers: contract_edits(&header_edits),
+                    ..edits
+                }),
+                RequestStep::Respond(resp) => RequestAction::Respond(resp),
+            })
+        });
         RequestOutcome {
             result,
             context: self.context("on-request", mark),
         }
     }
 
-    /// Calls `on-response` for `req` answered with `resp`.
+    /// Runs the plugin's response phase for `req` answered with `resp`, as
+    /// [`TestPlugin::on_request`] runs the request phase.
     pub fn on_response(
         &self,
         req: impl Into<Request>,
@@ -82,10 +94,14 @@ impl<'h> TestPlugin<'h> {
         let mut head = req.into().into_head(self.route());
         let mut resp = resp.into().into_head();
         let mark = self.harness.log_capture().mark();
-        let result = self
-            .harness
-            .metrics_capture()
-            .around(|| self.configured.on_response(&mut head, &mut resp));
+        let result = self.harness.metrics_capture().around(|| {
+            let mut applied = Vec::new();
+            self.chained
+                .response_phase(&mut head, &mut resp, false, &mut applied)?;
+            Ok(ResponseEdits {
+                headers: contract_edits(&applied),
+            })
+        });
         ResponseOutcome {
             result,
             context: self.context("on-response", mark),
@@ -103,10 +119,15 @@ impl<'h> TestPlugin<'h> {
         let result = self
             .harness
             .metrics_capture()
-            .around(|| self.configured.on_log(&mut record));
+            .around(|| self.configured().on_log(&mut record).map_err(HookFault::from));
         LogOutcome {
             result,
             context: self.context("on-log", mark),
         }
     }
+}
+
+/// The phase's checked edits in the contract's terms, for the outcome.
+fn contract_edits(edits: &[WireEdit]) -> Vec<tailgate_runtime::HeaderEdit> {
+    edits.iter().map(WireEdit::to_header_edit).collect()
 }

@@ -9,7 +9,7 @@ mod common;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use tailgate_harness::{FaultKind, HarnessError, OutputSource, PluginFault, Request};
+use tailgate_harness::{FaultKind, HarnessError, HookFault, OutputSource, PluginFault, Request};
 
 fn panic_message(f: impl FnOnce()) -> String {
     let payload = catch_unwind(AssertUnwindSafe(f)).expect_err("the assertion should fail");
@@ -84,7 +84,9 @@ fn a_hook_past_its_time_budget_is_a_timeout_fault() {
         .expect("configure");
     let outcome = looping.on_response(Request::get("/"), tailgate_harness::Response::new(200));
     match outcome.expect_fault(FaultKind::Timeout) {
-        PluginFault::Timeout(budget) => assert_eq!(*budget, Duration::from_millis(30)),
+        HookFault::Plugin(PluginFault::Timeout(budget)) => {
+            assert_eq!(*budget, Duration::from_millis(30))
+        }
         other => panic!("{other}"),
     }
     let message = panic_message(|| {

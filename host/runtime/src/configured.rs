@@ -1,8 +1,8 @@
 //! A configured plugin's hook calls, as the pipeline makes them per
 //! request: the header lists and text fields narrowed to what the plugin
 //! declared, the call on an idle instance (or a fresh one) under its limits,
-//! its fixed edits merged in, its faults reported and its log lines written
-//! with the request they served.
+//! its faults reported and its log lines written with the request they
+//! served.
 
 use std::time::Instant;
 
@@ -15,7 +15,7 @@ use crate::metrics::{CallMetrics, FaultKind};
 use crate::plugin_log::{PluginLogs, RequestContext};
 use crate::{
     field_filter, header_filter, ConfiguredPlugin, Hook, HookSet, Limits, LogLine, LogRecord,
-    PluginFault, PluginInfo, RequestAction, RequestHead, ResponseEdits, ResponseHead,
+    PluginFault, PluginInfo, RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead,
 };
 
 impl ConfiguredPlugin {
@@ -40,9 +40,9 @@ impl ConfiguredPlugin {
         hook.is_in(self.info.hooks)
     }
     /// The phases the plugin takes part in: its hooks, and request or
-    /// response where it has fixed edits (applied by
-    /// [`ConfiguredPlugin::on_request`] and [`ConfiguredPlugin::on_response`]
-    /// without a call when the hook is left out).
+    /// response where it has fixed edits (applied by its chain,
+    /// [`ChainedPlugin`](crate::ChainedPlugin), without a call when the
+    /// hook is left out).
     pub fn phases(&self) -> HookSet {
         self.info.hooks | self.info.fixed_edits.phases()
     }
@@ -54,23 +54,21 @@ impl ConfiguredPlugin {
         self.pool.idle()
     }
 
-    /// `on-request`, the plugin's fixed request edits first (alone, with no
-    /// call, when it has no request hook). The plugin sees only the request
-    /// header fields it asked for: `req.headers` is narrowed for the call
-    /// and is whole again when this returns.
+    /// `on-request` alone: the plugin's fixed edits are its chain's
+    /// ([`ChainedPlugin`](crate::ChainedPlugin) merges them, for the proxy
+    /// and the harness alike). A plugin without the hook goes on with no
+    /// edits, without a call. The plugin sees only the request fields it
+    /// asked for: `req` is narrowed for the call and is whole again when
+    /// this returns.
     pub fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
-        let fixed = &self.info.fixed_edits;
         if !self.implements(Hook::Request) {
-            return Ok(fixed.request_alone());
+            return Ok(RequestAction::Continue(RequestEdits {
+                headers: Vec::new(),
+                path: None,
+                delay_ms: 0,
+                vars: Vec::new(),
+            }));
         }
-        self.request_hook(req)
-            .map(|action| fixed.before_request_hook(action))
-    }
-
-    /// `on-request` alone, without the fixed edits: for a caller that makes
-    /// those itself (Tailgate's chain parses them once, at load). Call it
-    /// only for a plugin that implements the hook.
-    pub fn request_hook(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
         let saved = header_filter::narrow(&self.info.request_headers, &mut req.headers);
         let fields = field_filter::narrow_request(self.info.request_fields, req);
         let (result, logs) = self.call(Hook::Request, |plugin, store| {
@@ -82,30 +80,19 @@ impl ConfiguredPlugin {
         result
     }
 
-    /// `on-response`, the fixed response edits that apply first (alone
-    /// without a response hook), both header lists narrowed for the call
-    /// like [`ConfiguredPlugin::on_request`]'s.
+    /// `on-response` alone, both header lists narrowed for the call like
+    /// [`ConfiguredPlugin::on_request`]'s; no edits, without a call, when
+    /// the plugin has no response hook.
     pub fn on_response(
         &self,
         req: &mut RequestHead,
         resp: &mut ResponseHead,
     ) -> Result<ResponseEdits, PluginFault> {
-        let fixed = &self.info.fixed_edits;
         if !self.implements(Hook::Response) {
-            return Ok(fixed.response_alone(resp.host_generated));
+            return Ok(ResponseEdits {
+                headers: Vec::new(),
+            });
         }
-        self.response_hook(req, resp)
-            .map(|edits| fixed.before_response_hook(resp.host_generated, edits))
-    }
-
-    /// `on-response` alone, without the fixed edits (see
-    /// [`ConfiguredPlugin::request_hook`]). Call it only for a plugin that
-    /// implements the hook.
-    pub fn response_hook(
-        &self,
-        req: &mut RequestHead,
-        resp: &mut ResponseHead,
-    ) -> Result<ResponseEdits, PluginFault> {
         let saved_req = header_filter::narrow(&self.info.request_headers, &mut req.headers);
         let saved_resp = header_filter::narrow(&self.info.response_headers, &mut resp.headers);
         let fields = field_filter::narrow_request(self.info.request_fields, req);

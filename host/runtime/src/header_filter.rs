@@ -6,11 +6,11 @@
 
 use crate::bindings::types::{Header, HeaderFilter, PluginInfo};
 
-/// A plugin's `plugin-info` with the filter names and the fixed edits'
-/// names lower-cased (the host's header lists are lower case; a guest may
-/// have written `X-Api-Key`).
+/// A plugin's `plugin-info` with the filter names lower-cased (the host's
+/// header lists are lower case; a guest may have written `X-Api-Key`). The
+/// fixed edits' names are lower-cased where they are parsed for the wire
+/// ([`ChainedPlugin`](crate::ChainedPlugin)).
 pub(crate) fn normalised(mut info: PluginInfo) -> PluginInfo {
-    info.fixed_edits = info.fixed_edits.normalised();
     for filter in [&mut info.request_headers, &mut info.response_headers] {
         if let HeaderFilter::Only(names) = filter {
             for name in names.iter_mut() {

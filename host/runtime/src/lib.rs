@@ -13,12 +13,12 @@
 //! away; the next call gets a fresh one. See `docs/plugin-runtime.md`.
 
 mod bindings;
+mod chained;
 mod compile_cache;
 mod configured;
 mod engine;
 mod error;
 mod field_filter;
-mod fixed_edits;
 mod guest_output;
 mod header_filter;
 mod hook;
@@ -32,14 +32,17 @@ mod observer;
 pub mod plugin_config;
 mod plugin_log;
 mod record_text;
+pub mod request_path;
 mod state;
 mod wasi_io;
+mod wire_edits;
 
 pub use bindings::types::{
     FixedEdits, Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet, ImmediateResponse,
     LogFieldSet, LogLevel, LogLine, LogRecord, PluginInfo, RateDecision, RateLimit, RequestAction,
     RequestEdits, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead, Var,
 };
+pub use chained::{ChainedPlugin, HookFault, PluginHooks, RequestStep};
 pub use compile_cache::CacheOutcome;
 pub use engine::{
     check_hook_budget, Allocator, BudgetBelowTick, MemoryReservation, EPOCH_TICK, MAX_MEMORY_BYTES,
@@ -50,6 +53,7 @@ pub use observer::{OutputSource, PluginObserver, PluginOutput};
 pub use state::clock::{Clock, ManualClock, SystemClock};
 pub use state::view::{BucketState, CounterEntry, KvEntry, PluginStateView, RateLimitZoneState};
 pub use state::StateLimits;
+pub use wire_edits::{apply_to_map, check_immediate_response, InvalidOutput, WireEdit};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

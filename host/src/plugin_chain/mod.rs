@@ -6,14 +6,12 @@
 //! default the route's `plugin_failure`) decides what a fault does. One more
 //! chain, `[access_log] plugins`, shapes the lines of requests no route took.
 
-mod edits;
-mod fixed;
 mod load;
 
-pub use edits::{apply_to_map, check_immediate_response, InvalidOutput, WireEdit};
+pub use tailgate_runtime::{
+    apply_to_map, check_immediate_response, HookFault, InvalidOutput, PluginHooks, WireEdit,
+};
 
-use edits::{apply_to_list, check_header_edits, check_path, set_target};
-use fixed::PreparedFixedEdits;
 pub use load::UNROUTED_CHAIN;
 use load::{configure_entries, unrouted_chain};
 
@@ -23,9 +21,8 @@ use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use tailgate_runtime::{
-    ConfigureError, ConfiguredPlugin, FixedEdits, HeaderFilter, HookSet, ImmediateResponse, Limits,
-    LoadError, LogFieldSet, LogLine, LogRecord, PluginFault, RequestAction, RequestEdits,
-    RequestHead, ResponseEdits, ResponseHead, Runtime, Var,
+    ChainedPlugin, ConfigureError, HeaderFilter, HookSet, ImmediateResponse, Limits, LoadError,
+    LogFieldSet, LogLine, LogRecord, RequestHead, RequestStep, ResponseHead, Runtime, Var,
 };
 
 use crate::config::model::{Config, FailurePolicy, RouteName};
@@ -48,90 +45,6 @@ pub enum ChainLoadError {
         plugin: String,
         reason: InvalidOutput,
     },
-}
-
-/// Why a plugin's hook gave nothing usable.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum HookFault {
-    /// The call trapped, timed out, ran out of memory or could not start.
-    #[error(transparent)]
-    Plugin(#[from] PluginFault),
-    /// The call returned something that cannot go on the wire.
-    #[error("returned {0}")]
-    InvalidOutput(#[from] InvalidOutput),
-}
-
-/// The hook surface of one configured plugin, as the chain calls it. The
-/// runtime's [`ConfiguredPlugin`] implements it; tests use scripted plugins.
-/// The heads are `&mut` so the runtime can narrow their header lists to the
-/// fields the plugin declared for the call; they are whole again when a
-/// hook returns.
-pub trait PluginHooks: Send + Sync {
-    fn name(&self) -> &str;
-    /// The hooks that enter the plugin.
-    fn hooks(&self) -> HookSet;
-    /// The header edits the plugin makes to every request and response
-    /// (`plugin-info.fixed-edits`), which the chain makes itself at the
-    /// plugin's place, without a call. None by default.
-    fn fixed_edits(&self) -> FixedEdits {
-        FixedEdits::none()
-    }
-    /// The request hook alone (the chain adds the fixed edits). Called only
-    /// when [`PluginHooks::hooks`] has it.
-    fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault>;
-    /// The response hook alone, as [`PluginHooks::on_request`].
-    fn on_response(
-        &self,
-        req: &mut RequestHead,
-        resp: &mut ResponseHead,
-    ) -> Result<ResponseEdits, PluginFault>;
-    fn on_log(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault>;
-    /// The request header fields the hooks read (`plugin-info`).
-    fn request_headers(&self) -> HeaderFilter {
-        HeaderFilter::All
-    }
-    /// The response header fields the hooks read (`plugin-info`).
-    fn response_headers(&self) -> HeaderFilter {
-        HeaderFilter::All
-    }
-    /// The optional log-record fields the log hook reads (`plugin-info`).
-    fn log_record_fields(&self) -> LogFieldSet {
-        LogFieldSet::all()
-    }
-}
-
-impl PluginHooks for ConfiguredPlugin {
-    fn name(&self) -> &str {
-        ConfiguredPlugin::name(self)
-    }
-    fn hooks(&self) -> HookSet {
-        ConfiguredPlugin::hooks(self)
-    }
-    fn fixed_edits(&self) -> FixedEdits {
-        self.info().fixed_edits.clone()
-    }
-    fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
-        self.request_hook(req)
-    }
-    fn on_response(
-        &self,
-        req: &mut RequestHead,
-        resp: &mut ResponseHead,
-    ) -> Result<ResponseEdits, PluginFault> {
-        self.response_hook(req, resp)
-    }
-    fn on_log(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
-        ConfiguredPlugin::on_log(self, rec)
-    }
-    fn request_headers(&self) -> HeaderFilter {
-        self.info().request_headers.clone()
-    }
-    fn response_headers(&self) -> HeaderFilter {
-        self.info().response_headers.clone()
-    }
-    fn log_record_fields(&self) -> LogFieldSet {
-        self.info().log_fields
-    }
 }
 
 /// Every route's chain, built once at startup.
@@ -208,13 +121,10 @@ impl PluginChains {
 
 /// One plugin of a chain with its fail policy.
 pub struct ChainEntry {
-    plugin: Box<dyn PluginHooks>,
-    /// The hooks that enter the plugin: what reads the heads' fields.
-    hooks: HookSet,
-    /// The phases it runs in (its hooks and its fixed edits' sides).
-    phases: HookSet,
-    /// Its fixed edits, parsed at load.
-    fixed: PreparedFixedEdits,
+    /// The plugin with its hooks, phases and fixed edits (parsed at load):
+    /// its request and response phases are the runtime's, the same code
+    /// the plugin harness runs.
+    plugin: ChainedPlugin<Box<dyn PluginHooks>>,
     /// Whether a response hook runs after this plugin's response phase (a
     /// plugin earlier in the chain): only then do its response edits go
     /// into the response head's list, for that hook to read.
@@ -229,17 +139,15 @@ impl ChainEntry {
         plugin: Box<dyn PluginHooks>,
         on_failure: FailurePolicy,
     ) -> Result<ChainEntry, InvalidOutput> {
-        let hooks = plugin.hooks();
-        let declared = plugin.fixed_edits();
-        let fixed = PreparedFixedEdits::new(&declared)?;
         Ok(ChainEntry {
-            plugin,
-            hooks,
-            phases: hooks | declared.phases(),
-            fixed,
+            plugin: ChainedPlugin::new(plugin)?,
             response_read_after: true,
             on_failure,
         })
+    }
+
+    fn name(&self) -> &str {
+        self.plugin.plugin().name()
     }
 }
 
@@ -270,14 +178,6 @@ pub enum RequestDecision {
 pub struct ChainFailure {
     pub plugin: String,
     pub fault: HookFault,
-}
-
-/// One plugin's request phase, its output checked and applied to the head.
-enum RequestStep {
-    /// Go on: the hook's answer and its header edits, parsed.
-    Continue(RequestEdits, Vec<WireEdit>),
-    /// The plugin answered.
-    Respond(ImmediateResponse),
 }
 
 /// What the log hook decided.
@@ -315,20 +215,24 @@ impl RouteChain {
         let mut hook_before = false;
         for entry in &mut entries {
             entry.response_read_after = hook_before;
-            hook_before |= entry.hooks.contains(HookSet::RESPONSE);
+            hook_before |= entry.plugin.hooks().contains(HookSet::RESPONSE);
         }
         let response_fields = entries
             .iter()
-            .filter(|e| e.hooks.contains(HookSet::RESPONSE))
-            .map(|e| e.plugin.response_headers())
+            .filter(|e| e.plugin.hooks().contains(HookSet::RESPONSE))
+            .map(|e| e.plugin.plugin().response_headers())
             .fold(HeaderFilter::none(), HeaderFilter::union);
         // Without a log hook nobody reads the record's header lists.
-        let log_entry = entries.iter().rfind(|e| e.hooks.contains(HookSet::LOG));
+        let log_entry = entries
+            .iter()
+            .rfind(|e| e.plugin.hooks().contains(HookSet::LOG));
         let log_fields = log_entry.map_or((HeaderFilter::none(), HeaderFilter::none()), |e| {
-            (e.plugin.request_headers(), e.plugin.response_headers())
+            let plugin = e.plugin.plugin();
+            (plugin.request_headers(), plugin.response_headers())
         });
         let log_reads_http_host = log_entry.is_some_and(|e| {
             e.plugin
+                .plugin()
                 .log_record_fields()
                 .contains(LogFieldSet::HTTP_HOST)
         });
@@ -368,7 +272,7 @@ impl RouteChain {
     /// fixed edits (lets the pipeline skip building a `LogRecord` or
     /// `ResponseHead` nobody reads).
     pub fn has_hook(&self, hook: HookSet) -> bool {
-        self.entries.iter().any(|e| e.phases.contains(hook))
+        self.entries.iter().any(|e| e.plugin.phases().contains(hook))
     }
 
     /// Run the request phase in chain order: each plugin's fixed edits,
@@ -380,34 +284,10 @@ impl RouteChain {
         let mut vars = Vec::new();
         let mut header_edits = Vec::new();
         for entry in self.with_hook(HookSet::REQUEST) {
-            let action = if entry.hooks.contains(HookSet::REQUEST) {
-                entry.plugin.on_request(head)
-            } else {
-                Ok(RequestAction::Continue(RequestEdits {
-                    headers: Vec::new(),
-                    path: None,
-                    delay_ms: 0,
-                    vars: Vec::new(),
-                }))
-            };
-            let outcome = action
-                .map_err(HookFault::from)
-                .and_then(|action| match action {
-                    RequestAction::Continue(edits) => {
-                        let checked = apply_request_edits(head, entry.fixed.request(), &edits)?;
-                        Ok(RequestStep::Continue(edits, checked))
-                    }
-                    RequestAction::Respond(mut resp) => {
-                        check_immediate_response(&mut resp)?;
-                        Ok(RequestStep::Respond(resp))
-                    }
-                });
-            match outcome {
-                Ok(RequestStep::Continue(edits, checked)) => {
+            match entry.plugin.request_phase(head, &mut header_edits) {
+                Ok(RequestStep::Continue(edits)) => {
                     delay_ms = delay_ms.saturating_add(edits.delay_ms);
                     vars.extend(edits.vars);
-                    header_edits.extend_from_slice(entry.fixed.request());
-                    header_edits.extend(checked);
                 }
                 Ok(RequestStep::Respond(mut resp)) => {
                     vars.append(&mut resp.vars);
@@ -416,7 +296,7 @@ impl RouteChain {
                 Err(fault) => {
                     if self.fault(entry, "request", &fault) == FailurePolicy::Closed {
                         return RequestDecision::Failed {
-                            plugin: entry.plugin.name().to_owned(),
+                            plugin: entry.name().to_owned(),
                             fault,
                         };
                     }
@@ -441,33 +321,16 @@ impl RouteChain {
     ) -> Result<Vec<WireEdit>, ChainFailure> {
         let mut applied = Vec::new();
         for entry in self.with_hook(HookSet::RESPONSE).rev() {
-            let hook_edits = if entry.hooks.contains(HookSet::RESPONSE) {
+            let phase =
                 entry
                     .plugin
-                    .on_response(req, resp)
-                    .map_err(HookFault::from)
-                    .and_then(|edits| Ok(check_header_edits(&edits.headers)?))
-            } else {
-                Ok(Vec::new())
-            };
-            match hook_edits {
-                Ok(hook_edits) => {
-                    let fixed = entry.fixed.response_for(resp.host_generated);
-                    if entry.response_read_after {
-                        let list = resp.headers.get_or_insert_default();
-                        apply_to_list(list, fixed);
-                        apply_to_list(list, &hook_edits);
-                    }
-                    applied.extend_from_slice(fixed);
-                    applied.extend(hook_edits);
-                }
-                Err(fault) => {
-                    if self.fault(entry, "response", &fault) == FailurePolicy::Closed {
-                        return Err(ChainFailure {
-                            plugin: entry.plugin.name().to_owned(),
-                            fault,
-                        });
-                    }
+                    .response_phase(req, resp, entry.response_read_after, &mut applied);
+            if let Err(fault) = phase {
+                if self.fault(entry, "response", &fault) == FailurePolicy::Closed {
+                    return Err(ChainFailure {
+                        plugin: entry.name().to_owned(),
+                        fault,
+                    });
                 }
             }
         }
@@ -479,14 +342,14 @@ impl RouteChain {
         let Some(entry) = self.with_hook(HookSet::LOG).next_back() else {
             return LogDecision::Default;
         };
-        match entry.plugin.on_log(rec) {
+        match entry.plugin.plugin().on_log(rec) {
             Ok(Some(line)) => LogDecision::Line(line),
             Ok(None) => LogDecision::Drop,
             Err(fault) => {
                 let fault = HookFault::from(fault);
                 self.fault(entry, "log", &fault);
                 LogDecision::Failed {
-                    plugin: entry.plugin.name().to_owned(),
+                    plugin: entry.name().to_owned(),
                     fault,
                 }
             }
@@ -494,7 +357,9 @@ impl RouteChain {
     }
 
     fn with_hook(&self, hook: HookSet) -> impl DoubleEndedIterator<Item = &ChainEntry> {
-        self.entries.iter().filter(move |e| e.phases.contains(hook))
+        self.entries
+            .iter()
+            .filter(move |e| e.plugin.phases().contains(hook))
     }
 
     /// Report a fault once (log + metric) and return the policy that applies.
@@ -505,7 +370,7 @@ impl RouteChain {
         };
         tracing::warn!(
             route = %self.route,
-            plugin = entry.plugin.name(),
+            plugin = entry.name(),
             hook,
             policy,
             "plugin {hook} hook failed: {fault}"
@@ -516,37 +381,13 @@ impl RouteChain {
         metrics::counter!(
             "tailgate_plugin_failures_total",
             "route" => self.route.to_string(),
-            "plugin" => entry.plugin.name().to_owned(),
+            "plugin" => entry.name().to_owned(),
             "hook" => hook,
             "policy" => policy,
         )
         .increment(1);
         entry.on_failure
     }
-}
-
-/// Apply one plugin's request edits to `head`, all or nothing: its fixed
-/// edits (checked at load), then its hook's. The hook's path and header
-/// edits are checked before anything is touched. Returns the hook's header
-/// edits, parsed.
-fn apply_request_edits(
-    head: &mut RequestHead,
-    fixed: &[WireEdit],
-    edits: &RequestEdits,
-) -> Result<Vec<WireEdit>, InvalidOutput> {
-    if let Some(target) = &edits.path {
-        check_path(target)?;
-    }
-    let checked = check_header_edits(&edits.headers)?;
-    if !fixed.is_empty() || !checked.is_empty() {
-        let list = head.headers.get_or_insert_default();
-        apply_to_list(list, fixed);
-        apply_to_list(list, &checked);
-    }
-    if let Some(target) = &edits.path {
-        set_target(head, target);
-    }
-    Ok(checked)
 }
 
 #[cfg(test)]

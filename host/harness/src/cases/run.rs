@@ -378,7 +378,7 @@ fn check_fits(expect: &Expect, call: Option<&Call<'_>>) -> Result<(), String> {
     if let Some(kind) = &expect.fault {
         if FaultKind::parse(kind).is_none() {
             return Err(format!(
-                "fault = {kind:?}: expected \"trap\", \"timeout\", \"memory\" or \"instantiate\""
+                "fault = {kind:?}: expected \"trap\", \"timeout\", \"memory\", \"instantiate\" or \"invalid_output\""
             ));
         }
     }
@@ -402,7 +402,7 @@ fn with_log(context: &CallContext, failures: Vec<String>) -> Vec<String> {
 
 fn fault_check<T>(
     expect: &Expect,
-    result: &Result<T, tailgate_runtime::PluginFault>,
+    result: &Result<T, tailgate_runtime::HookFault>,
     describe: impl Fn(&T) -> String,
 ) -> Result<(), Vec<String>> {
     match (result, &expect.fault) {

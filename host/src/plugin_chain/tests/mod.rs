@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tailgate_runtime::{
-    Header, HeaderEdit, HeaderOp, HookSet, ImmediateResponse, LogLine, LogRecord, PluginFault,
+    FixedEdits, Header, HeaderEdit, HeaderOp, HookSet, ImmediateResponse, LogLine, LogRecord,
+    PluginFault,
     RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead, Var,
 };
 

@@ -1,13 +1,14 @@
-//! Applying what plugins return to the request and response heads: header
-//! edits, path rewrites and immediate responses, each checked first so a
-//! plugin cannot put an invalid header or path on the wire. Used by the
-//! plugin chain between hooks; the pipeline applies the chain's checked
-//! [`WireEdit`]s to the header maps it sends.
+//! Plugin output checked for the wire: header edits parsed into
+//! [`WireEdit`]s, path rewrites and immediate responses checked, so a plugin
+//! cannot put an invalid header or path on the wire. Used between hooks by
+//! [`ChainedPlugin`](crate::ChainedPlugin) (a plugin's place in a route's
+//! chain, in the proxy and in the harness alike); the proxy's pipeline
+//! applies the resulting [`WireEdit`]s to the header maps it sends.
 
 use std::cell::RefCell;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use tailgate_runtime::{Header, HeaderEdit, HeaderOp, ImmediateResponse, RequestHead};
+use crate::{Header, HeaderEdit, HeaderOp, ImmediateResponse, RequestHead};
 
 /// Plugin output that cannot be applied: an invalid header, path or status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,11 +52,26 @@ impl WireEdit {
             WireEdit::Remove(_) => None,
         }
     }
+
+    /// The edit in the contract's terms (name lower case; a removal has an
+    /// empty value): what a test of one plugin reads back.
+    pub fn to_header_edit(&self) -> HeaderEdit {
+        let (op, value) = match self {
+            WireEdit::Set(_, value) => (HeaderOp::Set, value.as_bytes().to_vec()),
+            WireEdit::Append(_, value) => (HeaderOp::Append, value.as_bytes().to_vec()),
+            WireEdit::Remove(_) => (HeaderOp::Remove, Vec::new()),
+        };
+        HeaderEdit {
+            op,
+            name: self.name().as_str().to_owned(),
+            value,
+        }
+    }
 }
 
 /// Check and parse `edits`, all or nothing: the first name that is no
 /// token, or value with control characters, fails them all.
-pub(super) fn check_header_edits(edits: &[HeaderEdit]) -> Result<Vec<WireEdit>, InvalidOutput> {
+pub fn check_header_edits(edits: &[HeaderEdit]) -> Result<Vec<WireEdit>, InvalidOutput> {
     edits
         .iter()
         .map(|edit| {
@@ -79,7 +95,7 @@ pub(super) fn check_header_edits(edits: &[HeaderEdit]) -> Result<Vec<WireEdit>, 
 /// case-insensitively and stored lower case. `set` replaces every field of
 /// that name with one field at the place of the first; `append` adds a
 /// field at the end; `remove` drops every field of that name.
-pub(super) fn apply_to_list(headers: &mut Vec<Header>, edits: &[WireEdit]) {
+pub fn apply_to_list(headers: &mut Vec<Header>, edits: &[WireEdit]) {
     for edit in edits {
         let name = edit.name().as_str();
         match edit {
@@ -166,7 +182,7 @@ fn wire_name(name: &str) -> Option<HeaderName> {
 /// it, `/new/path?` drops it.
 /// The path is normalised as the client's was ([`crate::request_path`]):
 /// a plugin cannot send upstream a path the route's rules never saw.
-pub(super) fn set_target(head: &mut RequestHead, target: &str) {
+pub fn set_target(head: &mut RequestHead, target: &str) {
     let normal = |path: &str| {
         crate::request_path::normalize(path).map_or_else(|_| path.to_owned(), |p| p.into_owned())
     };
@@ -180,7 +196,7 @@ pub(super) fn set_target(head: &mut RequestHead, target: &str) {
 }
 
 /// Check a rewrite target: an origin-form path, optionally with `?query`.
-pub(super) fn check_path(target: &str) -> Result<(), InvalidOutput> {
+pub fn check_path(target: &str) -> Result<(), InvalidOutput> {
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     let valid = target.starts_with('/')
         && !target.contains('#')

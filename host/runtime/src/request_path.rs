@@ -1,6 +1,8 @@
-//! Path normalisation, the first step of the pipeline (before routing): the
-//! one path that routing, every plugin's `path`, deny and rate-limit regexes,
-//! cache keys and the upstream request all see.
+//! Path normalisation, the first step of the proxy's pipeline (before
+//! routing, `tailgate::request_path`): the one path that routing, every
+//! plugin's `path`, deny and rate-limit regexes, cache keys and the upstream
+//! request all see. Here, in the plugin runtime, because a plugin's path
+//! rewrite is normalised with it too ([`crate::wire_edits`]).
 //!
 //! As nginx does before matching locations (and Envoy with `normalize_path`
 //! and `merge_slashes`):
