@@ -1,8 +1,10 @@
 //! The rate-limit plugin through the real binary: exact admit counts under
 //! concurrency, nginx delay timing, `Retry-After`, keys by `Fly-Client-IP`
 //! from trusted and untrusted peers, dry run, several limits per route and
-//! per path, zones shared across routes, and the `limit_req_status` var as
-//! the log phase sees it (through the log-shape plugin).
+//! per path, zones shared across routes (one zone defined once under
+//! `[plugins.rate-limit]`, used with a burst per route), and the
+//! `limit_req_status` var as the log phase sees it (through the log-shape
+//! plugin).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -491,6 +493,62 @@ limits = [{{ zone = "shared", rate = "1r/m", key = "global" }}]
     // Two routes with the same zone definition share its bucket.
     assert_eq!(get(tg.addr(), "a.test", "/").await.status, 200);
     assert_eq!(get(tg.addr(), "b.test", "/").await.status, 429);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_routes_using_one_zone_share_its_count_each_with_its_burst() {
+    // nginx: `limit_req_zone $binary_remote_addr zone=general rate=1r/m;`
+    // once, `limit_req zone=general burst=1;` on one server and `burst=3;`
+    // on another.
+    let up = TestUpstream::start();
+    let wasm = tailgate_e2e::plugin_wasm("rate_limit").display().to_string();
+    let config = base_config("").replace(
+        &format!("rate-limit = \"{wasm}\""),
+        &format!(
+            r#"rate-limit = {{ path = "{wasm}", config = {{ zones = {{ general = {{ rate = "1r/m" }} }} }} }}"#
+        ),
+    ) + &format!(
+        r#"
+[upstreams.app]
+url = "{up}"
+
+[[routes]]
+name = "docs"
+hosts = ["docs.test"]
+path = "/"
+upstream = "app"
+[[routes.plugins]]
+plugin = "rate-limit"
+config.limits = [{{ zone = "general", burst = 1, nodelay = true }}]
+
+[[routes]]
+name = "git"
+hosts = ["git.test"]
+path = "/"
+upstream = "app"
+[[routes.plugins]]
+plugin = "rate-limit"
+config.limits = [{{ zone = "general", burst = 3, nodelay = true }}]
+"#,
+        up = up.url()
+    );
+    assert!(config.contains("zones = { general"), "{config}");
+    let tg = Tailgate::start(&config);
+    let addr = tg.addr();
+    let status = |host: &'static str| async move { get(addr, host, "/").await.status };
+
+    // docs admits its burst + 1 of the shared bucket, then rejects.
+    assert_eq!(status("docs.test").await, 200);
+    assert_eq!(status("docs.test").await, 200);
+    assert_eq!(status("docs.test").await, 429);
+    // git counts into the same bucket: two admitted so far, so its burst
+    // of 3 leaves room for two more, not four.
+    assert_eq!(status("git.test").await, 200);
+    assert_eq!(status("git.test").await, 200);
+    assert_eq!(status("git.test").await, 429);
+    // And what git admitted counts against docs too.
+    assert_eq!(status("docs.test").await, 429);
+    assert_eq!(up.requests(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]

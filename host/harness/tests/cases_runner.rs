@@ -115,7 +115,9 @@ config = { limits = [{ zone = "a" }] }
         "{out}"
     );
     assert!(
-        out.contains("plugin rate-limit: config rejected: limits[0]: missing field `rate`"),
+        out.contains(
+            "plugin rate-limit: config rejected: limits[0].rate: required: give the limit a rate"
+        ),
         "{out}"
     );
 }

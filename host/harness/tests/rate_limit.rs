@@ -246,3 +246,45 @@ fn config_mistakes_are_rejected_naming_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn two_routes_using_one_zone_share_its_buckets_each_with_its_burst() {
+    // nginx: `limit_req_zone ... zone=general rate=10r/s`, then
+    // `limit_req zone=general burst=2` on one server and `burst=5` on
+    // another. The zone is defined once (what `[plugins.rate-limit] config`
+    // lays under every route's config).
+    let harness = common::harness();
+    let plugin: PluginFile = harness.load(common::wasm("rate_limit")).expect("load");
+    let config = |burst: u32| {
+        format!(
+            r#"{{"zones": {{"general": {{"rate": "10r/s"}}}},
+                "limits": [{{"zone": "general", "burst": {burst}, "nodelay": true}}]}}"#
+        )
+    };
+    let docs = harness
+        .configure_for(&plugin, "docs", config(2))
+        .expect("configure");
+    let git = harness
+        .configure_for(&plugin, "git", config(5))
+        .expect("configure");
+    let client = || from("198.51.100.7");
+    for _ in 0..3 {
+        docs.on_request(client()).expect_continue();
+    }
+    docs.on_request(client()).expect_status(429);
+    // The same bucket, a larger burst: three more, then full.
+    for _ in 0..3 {
+        git.on_request(client()).expect_continue();
+    }
+    git.on_request(client()).expect_status(429);
+    // 10 r/s: 300 ms leak three requests out of the shared bucket; one more
+    // request would put it past docs' burst of 2, not past git's 5.
+    harness.advance(Duration::from_millis(300));
+    docs.on_request(client()).expect_status(429);
+    git.on_request(client()).expect_continue();
+
+    let zones = harness.state("rate-limit").rate_limit_zones();
+    assert_eq!(zones.len(), 1, "{zones:?}");
+    assert_eq!((zones[0].zone.as_str(), zones[0].rate_milli), ("general", 10_000));
+    assert_eq!(zones[0].buckets.len(), 1);
+}

@@ -10,7 +10,7 @@ use crate::bindings::host::Host;
 use crate::bindings::types::{self, LogLevel, RateDecision, RateLimit};
 use crate::host_state::HostState;
 use crate::metric_handles::{GuestMetric, OUTCOMES};
-use crate::state::rate_limiter::{self, RateLimitError, ZoneSpec};
+use crate::state::rate_limiter::{self, Burst, RateLimitError, ZoneSpec};
 
 /// Most label pairs a plugin metric may carry (besides `plugin`).
 pub(crate) const MAX_METRIC_LABELS: usize = 8;
@@ -204,11 +204,13 @@ impl Host for HostState {
             .zone(ZoneSpec {
                 name: limit.zone,
                 rate_milli: limit.rate_milli,
-                burst: limit.burst,
-                delay: limit.delay,
             })
             .map_err(|e| wasmtime::Error::new(HostCallError::from(e)))?;
-        let decision = zone.check(&key, self.shared.now_ms());
+        let by = Burst {
+            burst: limit.burst,
+            delay: limit.delay,
+        };
+        let decision = zone.check(&key, by, self.shared.now_ms());
         if dry_run && decision != rate_limiter::RateDecision::Pass {
             tracing::debug!(
                 plugin = %self.guest.plugin,

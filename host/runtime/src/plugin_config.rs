@@ -1,9 +1,21 @@
 //! A plugin `config` table (TOML, as written under `[routes.plugins.config]`
-//! or in a harness cases file) as the JSON text the plugin's `configure`
-//! receives. Used at config load, before [`crate::Runtime::configure`]; the
+//! laid over `[plugins.NAME] config`, or in a harness cases file) as the
+//! JSON text the plugin's `configure` receives. Used at config load, before [`crate::Runtime::configure`]; the
 //! plugin validates the content itself.
 
 use serde_json::{Map, Number, Value};
+
+/// A route's plugin config laid over the plugin-level one (`[plugins.NAME]
+/// config`): each top-level key the route gives replaces the plugin's
+/// whole value for it, tables included (nginx: a directive given in a
+/// `location` replaces the `http` level's, it is not merged into it).
+pub fn layered_config(plugin: Option<&toml::Table>, route: Option<&toml::Table>) -> toml::Table {
+    let mut config = plugin.cloned().unwrap_or_default();
+    if let Some(route) = route {
+        config.extend(route.iter().map(|(key, value)| (key.clone(), value.clone())));
+    }
+    config
+}
 
 /// TOML table -> JSON object text. Datetimes become RFC 3339 strings; a
 /// non-finite float (`nan`, `inf`) has no JSON form and is an error naming
@@ -54,6 +66,33 @@ mod tests {
         let table: toml::Table = text.parse().expect("valid TOML");
         let json = table_to_json(&table)?;
         Ok(serde_json::from_str(&json).expect("valid JSON"))
+    }
+
+    #[test]
+    fn a_routes_keys_replace_the_plugins_whole_values() {
+        let plugin: toml::Table = r#"
+            zones.general = { rate = "10r/s" }
+            status = 503
+            response.set = { "X-Frame-Options" = "DENY" }
+            "#
+        .parse()
+        .expect("valid TOML");
+        let route: toml::Table = r#"
+            limits = [{ zone = "general", burst = 20 }]
+            response.remove = ["Server"]
+            "#
+        .parse()
+        .expect("valid TOML");
+        let config = layered_config(Some(&plugin), Some(&route));
+        assert_eq!(config["zones"]["general"]["rate"].as_str(), Some("10r/s"));
+        assert_eq!(config["status"].as_integer(), Some(503));
+        assert_eq!(config["limits"][0]["burst"].as_integer(), Some(20));
+        // `response` is the route's alone: not merged key by key.
+        assert_eq!(config["response"].as_table().map(|t| t.len()), Some(1));
+        assert!(config["response"].get("remove").is_some());
+        assert_eq!(layered_config(None, Some(&route)), route);
+        assert_eq!(layered_config(Some(&plugin), None), plugin);
+        assert!(layered_config(None, None).is_empty());
     }
 
     #[test]

@@ -241,7 +241,7 @@ fn plugins_cannot_see_each_others_state() {
 }
 
 #[test]
-fn state_survives_reconfiguration_unless_the_zone_changes() {
+fn state_survives_reconfiguration_unless_the_zone_rate_changes() {
     let clock = Arc::new(ManualClock::new(START_MS));
     let runtime = runtime_with_clock(clock);
     let zone = r#"{"mode":"state","rate_limit":{"zone":"z","rate_milli":1000,"burst":0}}"#;
@@ -257,12 +257,22 @@ fn state_survives_reconfiguration_unless_the_zone_changes() {
     // The counter kept counting too (the rejected request counted).
     let e = edits(&reloaded, "/", "other-ip");
     assert_eq!(edit(&e.headers, "x-hits"), Some("3"));
-    // A changed definition (burst 5) starts with fresh buckets.
-    let changed = state_plugin(
+    // A changed burst is another use of the same zone (nginx `limit_req
+    // zone=z burst=5`): the bucket is kept, its excess now delayed.
+    let burst = state_plugin(
         &runtime,
         "fault-injector",
         "r",
         r#"{"mode":"state","rate_limit":{"zone":"z","rate_milli":1000,"burst":5}}"#,
+    );
+    let e = edits(&burst, "/", "ip");
+    assert_eq!(edit(&e.headers, "x-ratelimit"), Some("delay=1000"));
+    // A changed rate is another zone: fresh buckets.
+    let changed = state_plugin(
+        &runtime,
+        "fault-injector",
+        "r",
+        r#"{"mode":"state","rate_limit":{"zone":"z","rate_milli":2000,"burst":5}}"#,
     );
     let e = edits(&changed, "/", "ip");
     assert_eq!(edit(&e.headers, "x-ratelimit"), Some("pass"));

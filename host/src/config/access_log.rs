@@ -5,15 +5,15 @@
 //! (`crate::access_log`); the plugins are loaded with the routes' chains
 //! (`crate::plugin_chain`).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrorKind, Context, Source};
-use super::model::{AccessLogConfig, FailurePolicy, PluginName};
+use super::model::{AccessLogConfig, FailurePolicy};
 use super::route::{plugin_entry, RawRoutePlugin};
+use super::server::Plugins;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,7 +27,7 @@ pub struct RawAccessLog {
 pub(super) fn build_access_log(
     src: &Source<'_>,
     base_dir: &Path,
-    plugins: &BTreeMap<PluginName, PathBuf>,
+    plugins: &Plugins,
     raw: RawAccessLog,
 ) -> Result<AccessLogConfig, ConfigError> {
     // A log hook's fault never fails a request: the default line is written.

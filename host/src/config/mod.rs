@@ -84,7 +84,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         source: path.to_path_buf(),
         server,
         runtime,
-        plugins,
+        plugins: plugins.files,
         upstreams,
         routes,
         tailnet,

@@ -29,9 +29,10 @@ pub struct RawFile {
     pub server: super::server::RawServer,
     #[serde(default)]
     pub plugin_runtime: super::server::RawPluginRuntime,
-    /// Plugin name -> wasm file.
+    /// Plugin name -> wasm file, or a table with the file and the config
+    /// every route's config for the plugin is laid over.
     #[serde(default)]
-    pub plugins: BTreeMap<SpannedKey, Spanned<String>>,
+    pub plugins: BTreeMap<SpannedKey, super::server::RawPlugin>,
     #[serde(default)]
     pub upstreams: BTreeMap<SpannedKey, super::upstream::RawUpstream>,
     #[serde(default)]

@@ -18,10 +18,10 @@ use super::model::{
     ErrorPage, ErrorPagesFor, FailurePolicy, HostPattern, PathMatch, PluginName,
     PluginRuntimeConfig, Route, RouteName, RoutePlugin, Upstream, UpstreamKind, UpstreamName,
 };
-use super::plugin_config::table_to_json;
+use super::plugin_config::{layered_config, table_to_json};
 use super::raw::{RawSize, SpannedKey};
 use super::resolve_path;
-use super::server::memory_limit;
+use super::server::{memory_limit, Plugins};
 use super::values::{check_identifier, error_page_content_type, hook_timeout, parse_host_pattern};
 
 /// Default `max_body_size`: 1 MiB, as nginx's `client_max_body_size`.
@@ -91,7 +91,7 @@ pub enum RawFailurePolicy {
 pub(super) struct RouteTargets<'a> {
     pub base_dir: &'a Path,
     pub runtime: &'a PluginRuntimeConfig,
-    pub plugins: &'a BTreeMap<PluginName, PathBuf>,
+    pub plugins: &'a Plugins,
     pub upstreams: &'a BTreeMap<UpstreamName, Arc<Upstream>>,
 }
 
@@ -434,31 +434,29 @@ impl RouteBuilder<'_> {
 }
 
 /// One `[[routes.plugins]]` (or `[access_log] plugins`) entry: a plugin
-/// defined in `[plugins]` and its config as JSON; `default_policy` unless
-/// the entry sets `on_failure`.
+/// defined in `[plugins]` and its config, laid over the plugin-level one,
+/// as JSON; `default_policy` unless the entry sets `on_failure`.
 pub(super) fn plugin_entry(
     src: &Source<'_>,
     context: Option<&Context>,
-    plugins: &BTreeMap<PluginName, PathBuf>,
+    plugins: &Plugins,
     entry: &RawRoutePlugin,
     default_policy: FailurePolicy,
 ) -> Result<RoutePlugin, ConfigError> {
     let name = PluginName(entry.plugin.get_ref().clone());
-    if !plugins.contains_key(&name) {
+    if !plugins.files.contains_key(&name) {
         return Err(src.error(
             entry.plugin.span(),
             context,
             ConfigErrorKind::UndefinedPlugin { name: name.0 },
         ));
     }
-    let config_json = match &entry.config {
-        None => "{}".to_owned(),
-        Some(table) => src.at(
-            entry.plugin.span(),
-            context,
-            table_to_json(table).map_err(ConfigErrorKind::PluginConfigJson),
-        )?,
-    };
+    let config = layered_config(plugins.configs.get(&name), entry.config.as_ref());
+    let config_json = src.at(
+        entry.plugin.span(),
+        context,
+        table_to_json(&config).map_err(ConfigErrorKind::PluginConfigJson),
+    )?;
     Ok(RoutePlugin {
         plugin: name,
         config_json,

@@ -64,6 +64,56 @@ pub struct RawPluginRuntime {
     pub max_calls_per_instance: Option<Spanned<u32>>,
 }
 
+/// A `[plugins]` entry: `name = "file.wasm"`, or a table
+/// `[plugins.name]` with `path` and the plugin-level `config`. Not spanned
+/// (it may be a table made by dotted keys): errors about it are placed at
+/// the plugin's name.
+#[derive(Debug)]
+pub enum RawPlugin {
+    File(String),
+    Table {
+        path: String,
+        config: Option<toml::Table>,
+    },
+}
+
+impl<'de> Deserialize<'de> for RawPlugin {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de;
+
+        struct PluginVisitor;
+
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct PluginTable {
+            path: String,
+            config: Option<toml::Table>,
+        }
+
+        impl<'de> de::Visitor<'de> for PluginVisitor {
+            type Value = RawPlugin;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a plugin's wasm file, or a table with `path` and `config`")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawPlugin, E> {
+                Ok(RawPlugin::File(v.to_owned()))
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawPlugin, A::Error> {
+                let table = PluginTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawPlugin::Table {
+                    path: table.path,
+                    config: table.config,
+                })
+            }
+        }
+
+        deserializer.deserialize_any(PluginVisitor)
+    }
+}
+
 // === build ===
 
 pub(super) fn build_server(src: &Source<'_>, raw: RawServer) -> Result<ServerConfig, ConfigError> {
@@ -242,23 +292,36 @@ pub(super) fn memory_limit(
 pub(super) fn build_plugins(
     src: &Source<'_>,
     base_dir: &Path,
-    raw: BTreeMap<SpannedKey, Spanned<String>>,
-) -> Result<BTreeMap<PluginName, PathBuf>, ConfigError> {
-    let mut plugins = BTreeMap::new();
-    for (name, file) in raw {
-        let name = src.at(
-            name.span(),
+    raw: BTreeMap<SpannedKey, RawPlugin>,
+) -> Result<Plugins, ConfigError> {
+    let mut plugins = Plugins::default();
+    for (name, entry) in raw {
+        let span = name.span();
+        let name = PluginName(src.at(
+            span.clone(),
             None,
             values::check_identifier("plugin name", name.get_ref()),
-        )?;
-        if file.get_ref().is_empty() {
-            return Err(src.error(
-                file.span(),
-                None,
-                ConfigErrorKind::EmptyPath("a plugin's file"),
-            ));
+        )?);
+        let (file, config) = match entry {
+            RawPlugin::File(file) => (file, None),
+            RawPlugin::Table { path, config } => (path, config),
+        };
+        if file.is_empty() {
+            return Err(src.error(span, None, ConfigErrorKind::EmptyPath("a plugin's file")));
         }
-        plugins.insert(PluginName(name), resolve_path(base_dir, file.get_ref()));
+        if let Some(config) = config {
+            plugins.configs.insert(name.clone(), config);
+        }
+        plugins.files.insert(name, resolve_path(base_dir, &file));
     }
     Ok(plugins)
+}
+
+/// `[plugins]`, built: each plugin's wasm file and, for a plugin given as a
+/// table, the plugin-level `config` every route's (and `[access_log]`'s)
+/// config for it is laid over.
+#[derive(Debug, Default)]
+pub(super) struct Plugins {
+    pub files: BTreeMap<PluginName, PathBuf>,
+    pub configs: BTreeMap<PluginName, toml::Table>,
 }

@@ -1,13 +1,20 @@
 //! The plugin's config as the operator writes it under
-//! `[routes.plugins.config]`: the raw serde shape, with unknown keys
+//! `[routes.plugins.config]` (laid over `[plugins.rate-limit] config`, where
+//! the shared `zones` usually are): the raw serde shape, with unknown keys
 //! rejected. [`crate::policy::RateLimitPolicy::build`] validates it into the
 //! form `on-request` uses.
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// Zones defined once and used by name from `limits`, each with its own
+    /// burst (nginx `limit_req_zone`, then `limit_req zone=<name>`).
+    #[serde(default)]
+    pub zones: BTreeMap<String, RawZone>,
     /// The limits, checked in order (nginx: several `limit_req` lines).
     pub limits: Vec<RawLimit>,
     /// Status of a rejection (nginx `limit_req_status`); a limit may
@@ -26,15 +33,27 @@ pub struct RawConfig {
     pub log_level: RawLogLevel,
 }
 
-/// `limits[i]`: nginx `limit_req_zone` + `limit_req` in one table.
+/// `zones.<name>`: nginx `limit_req_zone <key> zone=<name> rate=<rate>`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawZone {
+    /// `"10r/s"`, `"30r/m"`.
+    pub rate: String,
+    /// `"client_ip"` (default), `"global"`, `"header:<name>"` or a template.
+    pub key: Option<String>,
+}
+
+/// `limits[i]`: nginx `limit_req` (a zone of `zones` by name, with a burst)
+/// or `limit_req_zone` + `limit_req` in one table (a `rate` of its own).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimit {
-    /// The zone's name: its buckets are shared by every route whose limit
-    /// has the same zone, rate, burst and delay.
+    /// The zone's name: its buckets are shared by every limit, of any
+    /// route, that uses the zone with the same rate, each with its own
+    /// burst.
     pub zone: String,
-    /// `"10r/s"`, `"30r/m"`.
-    pub rate: String,
+    /// `"10r/s"`, `"30r/m"`; given by `zones.<zone>` when the zone is there.
+    pub rate: Option<String>,
     #[serde(default)]
     pub burst: u32,
     /// Serve the whole burst without delay.
@@ -42,9 +61,9 @@ pub struct RawLimit {
     pub nodelay: bool,
     /// Serve the first `delay` requests of the burst without delay.
     pub delay: Option<u32>,
-    /// `"client_ip"` (default), `"global"`, `"header:<name>"` or a template.
-    #[serde(default = "default_key")]
-    pub key: String,
+    /// `"client_ip"` (default), `"global"`, `"header:<name>"` or a template;
+    /// given by `zones.<zone>` when the zone is there.
+    pub key: Option<String>,
     /// Regex searched in the path: the limit applies only where it matches.
     pub path: Option<String>,
     /// Methods the limit applies to (default: all).
@@ -64,8 +83,4 @@ pub enum RawLogLevel {
 
 fn default_status() -> u16 {
     429
-}
-
-fn default_key() -> String {
-    "client_ip".to_owned()
 }

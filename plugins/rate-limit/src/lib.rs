@@ -13,6 +13,7 @@ mod limit;
 mod outcome;
 mod policy;
 mod rate;
+mod zone;
 
 use tailgate_plugin_sdk::{
     export_plugin, host, Config, HeaderFilter, HookSet, LogFieldSet, LogLevel, Plugin,

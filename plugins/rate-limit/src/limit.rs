@@ -1,7 +1,9 @@
 //! One validated `limits[i]`: which requests it applies to (path regex,
-//! methods), what it counts them by (its key) and the zone definition the
-//! host's leaky bucket runs (rate, burst, delay). Built at configure time;
-//! asked per request by [`crate::policy::RateLimitPolicy`].
+//! methods), what it counts them by (its key) and what the host's leaky
+//! bucket runs: the zone and its rate (from `zones` when the zone is
+//! defined there, else the limit's own) and this use's burst and delay.
+//! Built at configure time; asked per request by
+//! [`crate::policy::RateLimitPolicy`].
 
 use std::borrow::Cow;
 
@@ -12,12 +14,11 @@ use tailgate_plugin_sdk::{ConfigError, RateLimit, RequestFieldSet, RequestHead};
 use crate::config::RawLimit;
 use crate::key::KeySource;
 use crate::rate::Rate;
+use crate::zone::{zone_name, Zones};
 
 /// Compiled-size cap of one path regex: far above any sane pattern, well
 /// below the instance's memory limit.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
-/// Longest zone name (the host takes up to 512 bytes; names are labels).
-const MAX_ZONE_NAME: usize = 64;
 /// Largest burst: nginx's own bound is far higher, but a burst this size at
 /// any rate is already a queue, not a limit.
 const MAX_BURST: u32 = 1_000_000;
@@ -45,10 +46,47 @@ pub struct Inherited {
 }
 
 impl Limit {
-    pub fn build(index: usize, raw: &RawLimit, inherited: Inherited) -> Result<Limit, ConfigError> {
+    pub fn build(
+        index: usize,
+        raw: &RawLimit,
+        inherited: Inherited,
+        zones: &Zones,
+    ) -> Result<Limit, ConfigError> {
         let at = |field: &str| format!("limits[{index}].{field}");
         zone_name(&at("zone"), &raw.zone)?;
-        let rate = Rate::parse(&raw.rate).map_err(|err| ConfigError::new(at("rate"), err))?;
+        let (rate, key) = match zones.get(&raw.zone) {
+            Some(zone) => {
+                for (field, given) in [("rate", raw.rate.is_some()), ("key", raw.key.is_some())] {
+                    if given {
+                        return Err(ConfigError::new(
+                            at(field),
+                            format!(
+                                "zone `{}` is defined in `zones`, with its {field}: a limit \
+                                 using it gives only its burst (nginx `limit_req zone={} burst=`)",
+                                raw.zone, raw.zone
+                            ),
+                        ));
+                    }
+                }
+                (zone.rate, zone.key.clone())
+            }
+            None => {
+                let Some(rate) = &raw.rate else {
+                    return Err(ConfigError::new(
+                        at("rate"),
+                        format!(
+                            "required: give the limit a rate, or define zone `{}` in `zones` \
+                             (e.g. under [plugins.rate-limit] config, for every route)",
+                            raw.zone
+                        ),
+                    ));
+                };
+                let rate = Rate::parse(rate).map_err(|err| ConfigError::new(at("rate"), err))?;
+                let key = KeySource::parse(raw.key.as_deref().unwrap_or("client_ip"))
+                    .map_err(|err| ConfigError::new(at("key"), err))?;
+                (rate, key)
+            }
+        };
         if raw.burst > MAX_BURST {
             return Err(ConfigError::new(
                 at("burst"),
@@ -75,7 +113,6 @@ impl Limit {
             }
             (false, delay) => delay.unwrap_or(0),
         };
-        let key = KeySource::parse(&raw.key).map_err(|err| ConfigError::new(at("key"), err))?;
         let path = match &raw.path {
             Some(pattern) => Some(
                 RegexBuilder::new(pattern)
@@ -140,7 +177,7 @@ impl Limit {
         self.dry_run
     }
 
-    /// The zone definition for the host's `rate-limit-check`.
+    /// The zone and this use of it, for the host's `rate-limit-check`.
     pub fn spec(&self) -> RateLimit<'_> {
         RateLimit {
             zone: &self.zone,
@@ -165,29 +202,6 @@ impl Limit {
     }
 }
 
-/// Zone names are metric labels and log text: short, no spaces or quotes.
-fn zone_name(at: &str, name: &str) -> Result<(), ConfigError> {
-    if name.is_empty() {
-        return Err(ConfigError::new(at, "must not be empty"));
-    }
-    if name.len() > MAX_ZONE_NAME {
-        return Err(ConfigError::new(
-            at,
-            format!("`{name}` is longer than {MAX_ZONE_NAME} bytes"),
-        ));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
-    {
-        return Err(ConfigError::new(
-            at,
-            format!("`{name}`: use letters, digits, `_`, `-`, `.` and `:`"),
-        ));
-    }
-    Ok(())
-}
-
 /// nginx `limit_req_status` takes 400-599.
 pub fn check_status(at: &str, status: u16) -> Result<(), ConfigError> {
     if (400..=599).contains(&status) {
@@ -204,6 +218,7 @@ pub fn check_status(at: &str, status: u16) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
     use crate::key::tests::request;
+    use crate::zone::Zone;
 
     const INHERITED: Inherited = Inherited {
         status: 429,
@@ -213,11 +228,11 @@ mod tests {
     fn raw(rate: &str, burst: u32) -> RawLimit {
         RawLimit {
             zone: "z".to_owned(),
-            rate: rate.to_owned(),
+            rate: Some(rate.to_owned()),
             burst,
             nodelay: false,
             delay: None,
-            key: "client_ip".to_owned(),
+            key: None,
             path: None,
             methods: None,
             status: None,
@@ -226,11 +241,11 @@ mod tests {
     }
 
     fn built(raw: &RawLimit) -> Limit {
-        Limit::build(0, raw, INHERITED).unwrap_or_else(|err| panic!("{err}"))
+        Limit::build(0, raw, INHERITED, &Zones::new()).unwrap_or_else(|err| panic!("{err}"))
     }
 
     fn refused(raw: &RawLimit) -> String {
-        Limit::build(2, raw, INHERITED)
+        Limit::build(2, raw, INHERITED, &Zones::new())
             .expect_err("refused")
             .to_string()
     }
@@ -300,7 +315,7 @@ mod tests {
         r.delay = Some(3);
         assert!(refused(&r).starts_with("limits[2].delay: 3 is above the burst (2)"));
         r = raw("1r/s", 2);
-        r.key = "ip".to_owned();
+        r.key = Some("ip".to_owned());
         assert!(refused(&r).starts_with("limits[2].key: `ip` is not a key"));
         r = raw("1r/s", 2);
         r.path = Some("(".to_owned());
@@ -329,5 +344,61 @@ mod tests {
         );
         r = raw("1r/s", MAX_BURST + 1);
         assert!(refused(&r).starts_with("limits[2].burst: 1000001 is above"));
+        r = raw("1r/s", 0);
+        r.rate = None;
+        assert_eq!(
+            refused(&r),
+            "limits[2].rate: required: give the limit a rate, or define zone `z` in `zones` \
+             (e.g. under [plugins.rate-limit] config, for every route)"
+        );
+    }
+
+    fn general() -> Zones {
+        Zones::from([(
+            "general".to_owned(),
+            Zone {
+                rate: Rate::parse("10r/s").expect("rate"),
+                key: KeySource::parse("header:x-api-key").expect("key"),
+            },
+        )])
+    }
+
+    #[test]
+    fn a_limit_on_a_shared_zone_takes_its_rate_and_key_and_gives_its_burst() {
+        let mut use_of = raw("1r/s", 50);
+        use_of.zone = "general".to_owned();
+        use_of.rate = None;
+        use_of.nodelay = true;
+        let limit = Limit::build(0, &use_of, INHERITED, &general()).expect("valid");
+        assert_eq!(
+            limit.spec(),
+            RateLimit {
+                zone: "general",
+                rate_milli: 10_000,
+                burst: 50,
+                delay: 50
+            }
+        );
+        assert_eq!(limit.header_names(), ["x-api-key"]);
+        // The zone's rate and key are the zone's: a use cannot change them.
+        for (field, set) in [
+            ("rate", (|r: &mut RawLimit| r.rate = Some("5r/s".to_owned())) as fn(&mut RawLimit)),
+            ("key", |r: &mut RawLimit| r.key = Some("global".to_owned())),
+        ] {
+            let mut own = raw("1r/s", 0);
+            own.zone = "general".to_owned();
+            own.rate = None;
+            set(&mut own);
+            let err = Limit::build(1, &own, INHERITED, &general())
+                .expect_err("refused")
+                .to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "limits[1].{field}: zone `general` is defined in `zones`, with its {field}: \
+                     a limit using it gives only its burst (nginx `limit_req zone=general burst=`)"
+                )
+            );
+        }
     }
 }

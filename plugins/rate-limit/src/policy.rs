@@ -16,6 +16,7 @@ use tailgate_plugin_sdk::{
 use crate::config::{RawConfig, RawLogLevel};
 use crate::limit::{check_status, Inherited, Limit};
 use crate::outcome::{Outcome, Verdict, STATUS_VAR, ZONE_VAR};
+use crate::zone::build_zones;
 
 /// Most limits on one route: each is a host call per request.
 const MAX_LIMITS: usize = 16;
@@ -68,9 +69,10 @@ impl RateLimitPolicy {
             status: raw.status,
             dry_run: raw.dry_run,
         };
+        let zones = build_zones(&raw.zones)?;
         let mut limits: Vec<Limit> = Vec::with_capacity(raw.limits.len());
         for (i, raw_limit) in raw.limits.iter().enumerate() {
-            let limit = Limit::build(i, raw_limit, inherited)?;
+            let limit = Limit::build(i, raw_limit, inherited, &zones)?;
             if let Some(first) = limits.iter().position(|l| l.zone() == limit.zone()) {
                 return Err(ConfigError::new(
                     format!("limits[{i}].zone"),

@@ -164,13 +164,22 @@ pub fn repo_file(manifest_dir: &str, path: &str) -> String {
 
 #[cfg(feature = "testing")]
 /// The config tables (as JSON) of every `plugin = "<plugin>"` entry in a
-/// TOML document, at any depth; an entry without `config` gives `{}`.
-/// Panics when `document` is not valid TOML.
+/// TOML document, at any depth, each laid over the document's
+/// `[plugins.<plugin>] config` as the proxy lays it (a key the entry gives
+/// replaces the plugin-level value whole); an entry without `config` gives
+/// the plugin-level one, or `{}`. Panics when `document` is not valid TOML.
 pub fn plugin_configs(document: &str, plugin: &str) -> Vec<String> {
     let value: toml::Value =
         toml::from_str(document).unwrap_or_else(|err| panic!("not valid TOML: {err}\n{document}"));
+    let base = value
+        .get("plugins")
+        .and_then(|plugins| plugins.get(plugin))
+        .and_then(|entry| entry.get("config"))
+        .and_then(toml::Value::as_table)
+        .cloned()
+        .unwrap_or_default();
     let mut out = Vec::new();
-    collect(&value, plugin, &mut out);
+    collect(&value, plugin, &base, &mut out);
     out
 }
 
@@ -186,19 +195,19 @@ pub fn documented_configs(markdown: &str, plugin: &str) -> Vec<String> {
 }
 
 #[cfg(feature = "testing")]
-fn collect(value: &toml::Value, plugin: &str, out: &mut Vec<String>) {
+fn collect(value: &toml::Value, plugin: &str, base: &toml::Table, out: &mut Vec<String>) {
     match value {
         toml::Value::Table(table) => {
             if table.get("plugin").and_then(|p| p.as_str()) == Some(plugin) {
-                let config = table
-                    .get("config")
-                    .cloned()
-                    .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+                let mut config = base.clone();
+                if let Some(own) = table.get("config").and_then(toml::Value::as_table) {
+                    config.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
                 out.push(serde_json::to_string(&config).expect("TOML values are JSON values"));
             }
-            table.values().for_each(|v| collect(v, plugin, out));
+            table.values().for_each(|v| collect(v, plugin, base, out));
         }
-        toml::Value::Array(items) => items.iter().for_each(|v| collect(v, plugin, out)),
+        toml::Value::Array(items) => items.iter().for_each(|v| collect(v, plugin, base, out)),
         _ => {}
     }
 }

@@ -1,5 +1,8 @@
 //! The `rate-limit-check` host import: nginx `limit_req` leaky buckets, one
-//! per (plugin, zone definition, key), shared by every instance and thread.
+//! per (plugin, zone, key), shared by every instance, thread and route. A
+//! zone is nginx's `limit_req_zone`: a name and a rate; the burst and delay
+//! are each use's (nginx `limit_req zone=general burst=20` in one place and
+//! `burst=50` in another), checked against the one shared bucket.
 //!
 //! The arithmetic is nginx's (`ngx_http_limit_req_module.c`) to the integer:
 //! per key an `excess` in milli-requests and the `last` time in ms;
@@ -25,12 +28,19 @@ use super::bounded_map::{BoundedMap, Expiring};
 /// nginx forgets an idle, drained bucket after this long.
 const IDLE_EXPIRY_MS: u64 = 60_000;
 
-/// A zone definition: nginx `limit_req_zone ... rate=` + `limit_req burst= delay=`.
+/// A zone: nginx `limit_req_zone ... zone=<name> rate=`. Its buckets are
+/// shared by every use, whatever the use's burst.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct ZoneSpec {
     pub(crate) name: String,
     /// Requests per second, in thousandths (10r/s = 10000).
     pub(crate) rate_milli: u64,
+}
+
+/// One use of a zone: nginx `limit_req zone= burst= delay=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Burst {
+    /// Requests allowed above the rate before rejecting.
     pub(crate) burst: u32,
     /// Requests within the burst served without delay (`nodelay` = burst).
     pub(crate) delay: u32,
@@ -76,7 +86,7 @@ fn leaked(rate_milli: u64, ms: u64) -> u64 {
     u64::try_from(leaked).unwrap_or(u64::MAX)
 }
 
-/// One zone definition's buckets.
+/// One zone's buckets.
 pub(crate) struct RateLimitZone {
     spec: ZoneSpec,
     buckets: BoundedMap<Bucket>,
@@ -99,12 +109,12 @@ impl RateLimitZone {
         &self.spec.name
     }
 
-    /// Accounts one request for `key` at `now_ms` and decides.
-    pub(crate) fn check(&self, key: &str, now_ms: u64) -> RateDecision {
-        let spec = &self.spec;
-        let rate = spec.rate_milli.max(1);
-        let burst_milli = u64::from(spec.burst) * 1000;
-        let delay_milli = u64::from(spec.delay) * 1000;
+    /// Accounts one request for `key` at `now_ms` against the zone's
+    /// bucket with this use's burst and delay, and decides.
+    pub(crate) fn check(&self, key: &str, by: Burst, now_ms: u64) -> RateDecision {
+        let rate = self.spec.rate_milli.max(1);
+        let burst_milli = u64::from(by.burst) * 1000;
+        let delay_milli = u64::from(by.delay) * 1000;
         self.last_used_ms.store(now_ms, Ordering::Relaxed);
         self.buckets.update(key, now_ms, |slot| {
             let Some(bucket) = slot else {
@@ -171,11 +181,12 @@ fn retry_after_ms(bucket: &Bucket, elapsed: u64, rate_milli: u64, burst_milli: u
     u32::try_from(wait).unwrap_or(u32::MAX)
 }
 
-/// One plugin's zones, keyed by their full definition: a changed definition
-/// starts fresh, an unchanged one keeps its buckets across config reloads.
-/// At most `max_zones` at once; past that the least recently checked zone is
-/// dropped with its state (and a warning: a plugin that needs that many
-/// definitions is likely building zone names from request data).
+/// One plugin's zones, keyed by name and rate: every route that uses a zone
+/// shares its buckets, and a zone keeps them across config reloads unless
+/// its rate changes (bursts may). At most `max_zones` at once; past that the
+/// least recently checked zone is dropped with its state (and a warning: a
+/// plugin that needs that many is likely building zone names from request
+/// data).
 pub(crate) struct RateLimitZones {
     plugin: Arc<str>,
     zones: Mutex<HashMap<ZoneSpec, Arc<RateLimitZone>>>,
@@ -224,7 +235,7 @@ impl RateLimitZones {
                     plugin = %self.plugin,
                     zone = %stalest.name,
                     max_zones = self.max_zones,
-                    "too many rate-limit zone definitions; dropping the least recently used one and its state"
+                    "too many rate-limit zones; dropping the least recently used one and its state"
                 );
                 zones.remove(&stalest);
             }
@@ -249,18 +260,44 @@ mod tests {
     use super::*;
     use std::sync::Barrier;
 
-    fn zone(rate_milli: u64, burst: u32, delay: u32) -> RateLimitZone {
-        RateLimitZone::new(
-            ZoneSpec {
-                name: "z".into(),
-                rate_milli,
-                burst,
-                delay,
-            },
-            1000,
-            None,
-        )
+    /// A zone with one use of it: checks with that burst and delay.
+    struct ZoneUse {
+        zone: RateLimitZone,
+        by: Burst,
     }
+
+    impl ZoneUse {
+        fn check(&self, key: &str, now_ms: u64) -> RateDecision {
+            self.zone.check(key, self.by, now_ms)
+        }
+
+        fn tracked_keys(&self) -> usize {
+            self.zone.tracked_keys()
+        }
+    }
+
+    fn zone(rate_milli: u64, burst: u32, delay: u32) -> ZoneUse {
+        ZoneUse {
+            zone: RateLimitZone::new(
+                ZoneSpec {
+                    name: "z".into(),
+                    rate_milli,
+                },
+                1000,
+                None,
+            ),
+            by: Burst { burst, delay },
+        }
+    }
+
+    fn spec(name: &str, rate_milli: u64) -> ZoneSpec {
+        ZoneSpec {
+            name: name.into(),
+            rate_milli,
+        }
+    }
+
+    const NO_BURST: Burst = Burst { burst: 0, delay: 0 };
 
     #[test]
     fn burst_20_nodelay_admits_21_at_one_instant_from_200_threads() {
@@ -403,56 +440,70 @@ mod tests {
 
     #[test]
     fn full_zone_forgets_the_least_recently_used_key() {
-        let zone = RateLimitZone::new(
-            ZoneSpec {
-                name: "z".into(),
-                rate_milli: 1_000,
-                burst: 0,
-                delay: 0,
-            },
-            2,
-            None,
-        );
-        zone.check("a", 0);
-        zone.check("b", 0);
-        zone.check("c", 0);
+        let zone = RateLimitZone::new(spec("z", 1_000), 2, None);
+        zone.check("a", NO_BURST, 0);
+        zone.check("b", NO_BURST, 0);
+        zone.check("c", NO_BURST, 0);
         assert_eq!(zone.tracked_keys(), 2);
         // "a" was evicted: it starts over with an empty bucket.
-        assert_eq!(zone.check("a", 0), RateDecision::Pass);
+        assert_eq!(zone.check("a", NO_BURST, 0), RateDecision::Pass);
         // "c" is still tracked and full.
-        assert!(matches!(zone.check("c", 0), RateDecision::Reject(_)));
+        assert!(matches!(
+            zone.check("c", NO_BURST, 0),
+            RateDecision::Reject(_)
+        ));
     }
 
     #[test]
-    fn zones_are_keyed_by_their_definition() {
+    fn zones_are_keyed_by_name_and_rate() {
         let zones = RateLimitZones::new("p".into(), 8, 100);
-        let spec = ZoneSpec {
-            name: "login".into(),
-            rate_milli: 1_000,
-            burst: 0,
-            delay: 0,
-        };
-        let first = zones.zone(spec.clone()).expect("zone");
-        first.check("k", 0);
-        // Same definition (a reload that kept it): same state.
-        let again = zones.zone(spec.clone()).expect("zone");
-        assert!(matches!(again.check("k", 0), RateDecision::Reject(_)));
-        // Changed burst: fresh state.
-        let changed = zones.zone(ZoneSpec { burst: 3, ..spec }).expect("zone");
-        assert_eq!(changed.check("k", 0), RateDecision::Pass);
+        let first = zones.zone(spec("login", 1_000)).expect("zone");
+        first.check("k", NO_BURST, 0);
+        // Same zone (a reload that kept it, or another route): same state.
+        let again = zones.zone(spec("login", 1_000)).expect("zone");
+        assert!(matches!(
+            again.check("k", NO_BURST, 0),
+            RateDecision::Reject(_)
+        ));
+        // Changed rate: another zone, fresh state.
+        let changed = zones.zone(spec("login", 2_000)).expect("zone");
+        assert_eq!(changed.check("k", NO_BURST, 0), RateDecision::Pass);
+    }
+
+    #[test]
+    fn uses_with_different_bursts_share_the_zones_buckets() {
+        // nginx: `limit_req zone=general burst=2` on one server and
+        // `burst=4` on another fill one bucket per key.
+        let zones = RateLimitZones::new("p".into(), 8, 100);
+        let small = Burst { burst: 2, delay: 2 };
+        let large = Burst { burst: 4, delay: 4 };
+        let general = zones.zone(spec("general", 1_000)).expect("zone");
+        // Three requests through the small use: excess 0, 1000, 2000.
+        for _ in 0..3 {
+            assert_eq!(general.check("ip", small, 0), RateDecision::Pass);
+        }
+        // The small use is full; the large one admits two more on the
+        // same bucket, then it is full too.
+        assert!(matches!(general.check("ip", small, 0), RateDecision::Reject(_)));
+        let same = zones.zone(spec("general", 1_000)).expect("zone");
+        assert_eq!(same.check("ip", large, 0), RateDecision::Pass);
+        assert_eq!(same.check("ip", large, 0), RateDecision::Pass);
+        assert_eq!(same.check("ip", large, 0), RateDecision::Reject(1_000));
+        // The small use sees what the large one added: one request leaks
+        // per second, so it needs three seconds to fit again.
+        assert_eq!(general.check("ip", small, 2_000), RateDecision::Reject(1_000));
+        assert_eq!(general.check("ip", small, 3_000), RateDecision::Pass);
+        // A use with a delay threshold is delayed on the shared excess.
+        let delaying = Burst { burst: 4, delay: 0 };
+        assert_eq!(same.check("other", delaying, 0), RateDecision::Pass);
+        assert_eq!(same.check("other", delaying, 0), RateDecision::Delay(1_000));
     }
 
     #[test]
     fn zero_rate_is_an_error() {
         let zones = RateLimitZones::new("p".into(), 8, 100);
-        let spec = ZoneSpec {
-            name: "a".into(),
-            rate_milli: 0,
-            burst: 0,
-            delay: 0,
-        };
         assert_eq!(
-            zones.zone(spec).err(),
+            zones.zone(spec("a", 0)).err(),
             Some(RateLimitError::ZeroRate { zone: "a".into() })
         );
     }
@@ -460,24 +511,18 @@ mod tests {
     #[test]
     fn too_many_zones_drops_the_least_recently_used() {
         let zones = RateLimitZones::new("p".into(), 2, 100);
-        let spec = |name: &str| ZoneSpec {
-            name: name.into(),
-            rate_milli: 1_000,
-            burst: 0,
-            delay: 0,
+        let check = |name: &str, t: u64| {
+            zones
+                .zone(spec(name, 1_000))
+                .expect(name)
+                .check("k", NO_BURST, t)
         };
-        zones.zone(spec("a")).expect("a").check("k", 10);
-        zones.zone(spec("b")).expect("b").check("k", 20);
-        zones.zone(spec("a")).expect("a").check("k", 30);
+        check("a", 10);
+        check("b", 20);
+        check("a", 30);
         // A third zone: "b" (last checked at 20) goes, "a" keeps its state.
-        zones.zone(spec("c")).expect("c").check("k", 40);
-        assert!(matches!(
-            zones.zone(spec("a")).expect("a").check("k", 40),
-            RateDecision::Reject(_)
-        ));
-        assert_eq!(
-            zones.zone(spec("b")).expect("b").check("k", 40),
-            RateDecision::Pass
-        );
+        check("c", 40);
+        assert!(matches!(check("a", 40), RateDecision::Reject(_)));
+        assert_eq!(check("b", 40), RateDecision::Pass);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::rate_limiter::{self, ZoneSpec};
+use super::rate_limiter::{self, Burst, ZoneSpec};
 use super::{PluginState, SharedState};
 use crate::bindings::types::{RateDecision, RateLimit};
 
@@ -34,13 +34,12 @@ pub struct KvEntry {
     pub expires_at_ms: u64,
 }
 
-/// One rate-limit zone definition and its buckets.
+/// One rate-limit zone (a name and a rate; the bursts are its uses') and
+/// its buckets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitZoneState {
     pub zone: String,
     pub rate_milli: u64,
-    pub burst: u32,
-    pub delay: u32,
     /// Buckets held in memory, including idle ones the next access sweeps.
     pub tracked_keys: usize,
     /// Live buckets, sorted by key.
@@ -143,11 +142,13 @@ impl PluginStateView {
             .zone(ZoneSpec {
                 name: limit.zone.clone(),
                 rate_milli: limit.rate_milli,
-                burst: limit.burst,
-                delay: limit.delay,
             })
             .map_err(|e| e.to_string())?;
-        Ok(match zone.check(key, self.now_ms()) {
+        let by = Burst {
+            burst: limit.burst,
+            delay: limit.delay,
+        };
+        Ok(match zone.check(key, by, self.now_ms()) {
             rate_limiter::RateDecision::Pass => RateDecision::Pass,
             rate_limiter::RateDecision::Delay(ms) => RateDecision::Delay(ms),
             rate_limiter::RateDecision::Reject(ms) => RateDecision::Reject(ms),
@@ -177,8 +178,6 @@ impl PluginStateView {
                 RateLimitZoneState {
                     zone: spec.name.clone(),
                     rate_milli: spec.rate_milli,
-                    burst: spec.burst,
-                    delay: spec.delay,
                     tracked_keys: zone.tracked_keys(),
                     buckets,
                 }

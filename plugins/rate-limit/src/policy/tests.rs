@@ -110,6 +110,30 @@ fn burst_nodelay_admits_burst_plus_one_then_rejects_with_retry_after() {
     );
 }
 
+/// One zone defined once (`zones`, as `[plugins.rate-limit] config` gives
+/// every route) and used by two routes with their own bursts.
+const SHARED_ZONE: &str = r#"{"zones":{"general":{"rate":"10r/s"}},"limits":[{"zone":"general","burst":BURST,"nodelay":true}]}"#;
+
+#[test]
+fn routes_using_one_zone_share_its_buckets_each_with_its_burst() {
+    let small = policy(&SHARED_ZONE.replace("BURST", "2"));
+    let large = policy(&SHARED_ZONE.replace("BURST", "5"));
+    let host = FrozenHost::default();
+    let req = request("/", &[]);
+    // The small route admits burst + 1, then rejects.
+    assert_eq!(
+        outcomes(&small, &host, &req, 4),
+        ["PASSED", "PASSED", "PASSED", "REJECTED"]
+    );
+    // The large route counts into the same bucket: 3 more fit its burst.
+    assert_eq!(
+        outcomes(&large, &host, &req, 4),
+        ["PASSED", "PASSED", "PASSED", "REJECTED"]
+    );
+    let checks = host.checks.borrow();
+    assert!(checks.iter().all(|(zone, key, _)| zone == "general" && key == "203.0.113.7"));
+}
+
 #[test]
 fn without_nodelay_the_burst_is_delayed_nginx_style() {
     let policy = policy(r#"{"limits":[{"zone":"ip","rate":"10r/s","burst":3}]}"#);
@@ -349,7 +373,8 @@ fn config_errors_name_the_key() {
     );
     assert_eq!(
         rejected(r#"{"limits":[{"zone":"a"}]}"#),
-        "limits[0]: missing field `rate`"
+        "limits[0].rate: required: give the limit a rate, or define zone `a` in `zones` \
+         (e.g. under [plugins.rate-limit] config, for every route)"
     );
     assert_eq!(
         rejected(r#"{"limits":[{"zone":"a","rate":"1r/s"},{"zone":"a","rate":"2r/s"}]}"#),
