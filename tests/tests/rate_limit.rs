@@ -501,7 +501,9 @@ async fn two_routes_using_one_zone_share_its_count_each_with_its_burst() {
     // once, `limit_req zone=general burst=1;` on one server and `burst=3;`
     // on another.
     let up = TestUpstream::start();
-    let wasm = tailgate_e2e::plugin_wasm("rate_limit").display().to_string();
+    let wasm = tailgate_e2e::plugin_wasm("rate_limit")
+        .display()
+        .to_string();
     let config = base_config("").replace(
         &format!("rate-limit = \"{wasm}\""),
         &format!(

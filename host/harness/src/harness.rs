@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tailgate_runtime::{
-    plugin_config, ChainedPlugin, LoadedPlugin, ManualClock, PluginStateView, Runtime, RuntimeConfig,
-    RuntimeOptions, StateLimits,
+    plugin_config, ChainedPlugin, LoadedPlugin, ManualClock, PluginStateView, Runtime,
+    RuntimeConfig, RuntimeOptions, StateLimits,
 };
 
 use crate::error::HarnessError;

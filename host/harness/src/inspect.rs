@@ -3,8 +3,8 @@
 //! lines for failure messages and the cases runner's report.
 
 use tailgate_runtime::{
-    Header, HeaderEdit, HeaderOp, HookFault, ImmediateResponse, LogLine, PluginFault, RequestAction,
-    RequestEdits, ResponseEdits, Var,
+    Header, HeaderEdit, HeaderOp, HookFault, ImmediateResponse, LogLine, PluginFault,
+    RequestAction, RequestEdits, ResponseEdits, Var,
 };
 
 /// Lookups on a hook's header edits (names compare case-insensitively).

@@ -53,7 +53,7 @@ pub use test_plugin::TestPlugin;
 /// The runtime's types a test reads and builds.
 pub use tailgate_runtime::{
     BucketState, CounterEntry, Header, HeaderEdit, HeaderOp, Hook, HookFault, HookSet,
-    ImmediateResponse, InvalidOutput, KvEntry, LogLevel, LogLine, LogRecord, OutputSource, PluginFault, PluginStateView,
-    RateDecision, RateLimit, RateLimitZoneState, RequestAction, RequestEdits, RequestHead,
-    ResponseEdits, ResponseHead, StateLimits, Var,
+    ImmediateResponse, InvalidOutput, KvEntry, LogLevel, LogLine, LogRecord, OutputSource,
+    PluginFault, PluginStateView, RateDecision, RateLimit, RateLimitZoneState, RequestAction,
+    RequestEdits, RequestHead, ResponseEdits, ResponseHead, StateLimits, Var,
 };

@@ -4,7 +4,9 @@
 
 use std::fmt::Write as _;
 
-use tailgate_runtime::{HookFault, ImmediateResponse, LogLine, RequestAction, RequestEdits, ResponseEdits};
+use tailgate_runtime::{
+    HookFault, ImmediateResponse, LogLine, RequestAction, RequestEdits, ResponseEdits,
+};
 
 use crate::inspect::{describe_action, describe_log_line, describe_response_edits, FaultKind};
 use crate::plugin_logs::{format_logs, PluginLog};

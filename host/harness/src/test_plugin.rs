@@ -116,10 +116,11 @@ impl<'h> TestPlugin<'h> {
             .into()
             .into_record(self.route(), self.harness.now_ms());
         let mark = self.harness.log_capture().mark();
-        let result = self
-            .harness
-            .metrics_capture()
-            .around(|| self.configured().on_log(&mut record).map_err(HookFault::from));
+        let result = self.harness.metrics_capture().around(|| {
+            self.configured()
+                .on_log(&mut record)
+                .map_err(HookFault::from)
+        });
         LogOutcome {
             result,
             context: self.context("on-log", mark),

@@ -285,6 +285,9 @@ fn two_routes_using_one_zone_share_its_buckets_each_with_its_burst() {
 
     let zones = harness.state("rate-limit").rate_limit_zones();
     assert_eq!(zones.len(), 1, "{zones:?}");
-    assert_eq!((zones[0].zone.as_str(), zones[0].rate_milli), ("general", 10_000));
+    assert_eq!(
+        (zones[0].zone.as_str(), zones[0].rate_milli),
+        ("general", 10_000)
+    );
     assert_eq!(zones[0].buckets.len(), 1);
 }

@@ -12,7 +12,11 @@ use serde_json::{Map, Number, Value};
 pub fn layered_config(plugin: Option<&toml::Table>, route: Option<&toml::Table>) -> toml::Table {
     let mut config = plugin.cloned().unwrap_or_default();
     if let Some(route) = route {
-        config.extend(route.iter().map(|(key, value)| (key.clone(), value.clone())));
+        config.extend(
+            route
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
     }
     config
 }

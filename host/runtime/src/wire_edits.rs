@@ -7,8 +7,8 @@
 
 use std::cell::RefCell;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
 use crate::{Header, HeaderEdit, HeaderOp, ImmediateResponse, RequestHead};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// Plugin output that cannot be applied: an invalid header, path or status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -272,7 +272,9 @@ impl RouteChain {
     /// fixed edits (lets the pipeline skip building a `LogRecord` or
     /// `ResponseHead` nobody reads).
     pub fn has_hook(&self, hook: HookSet) -> bool {
-        self.entries.iter().any(|e| e.plugin.phases().contains(hook))
+        self.entries
+            .iter()
+            .any(|e| e.plugin.phases().contains(hook))
     }
 
     /// Run the request phase in chain order: each plugin's fixed edits,

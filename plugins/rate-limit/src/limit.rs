@@ -382,7 +382,10 @@ mod tests {
         assert_eq!(limit.header_names(), ["x-api-key"]);
         // The zone's rate and key are the zone's: a use cannot change them.
         for (field, set) in [
-            ("rate", (|r: &mut RawLimit| r.rate = Some("5r/s".to_owned())) as fn(&mut RawLimit)),
+            (
+                "rate",
+                (|r: &mut RawLimit| r.rate = Some("5r/s".to_owned())) as fn(&mut RawLimit),
+            ),
             ("key", |r: &mut RawLimit| r.key = Some("global".to_owned())),
         ] {
             let mut own = raw("1r/s", 0);

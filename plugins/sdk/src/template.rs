@@ -593,7 +593,9 @@ mod tests {
             "{scheme}://{host}{uri} {method} {route} {request_id} {client_ip}",
         ];
         let mut with_port = request("GET", "/", None);
-        with_port.headers.push(Header::new("host", "example.com:8080"));
+        with_port
+            .headers
+            .push(Header::new("host", "example.com:8080"));
         let requests = [
             request("GET", "/a/b", Some("x=1")),
             request("POST", "/", None),

@@ -484,14 +484,20 @@ mod tests {
         }
         // The small use is full; the large one admits two more on the
         // same bucket, then it is full too.
-        assert!(matches!(general.check("ip", small, 0), RateDecision::Reject(_)));
+        assert!(matches!(
+            general.check("ip", small, 0),
+            RateDecision::Reject(_)
+        ));
         let same = zones.zone(spec("general", 1_000)).expect("zone");
         assert_eq!(same.check("ip", large, 0), RateDecision::Pass);
         assert_eq!(same.check("ip", large, 0), RateDecision::Pass);
         assert_eq!(same.check("ip", large, 0), RateDecision::Reject(1_000));
         // The small use sees what the large one added: one request leaks
         // per second, so it needs three seconds to fit again.
-        assert_eq!(general.check("ip", small, 2_000), RateDecision::Reject(1_000));
+        assert_eq!(
+            general.check("ip", small, 2_000),
+            RateDecision::Reject(1_000)
+        );
         assert_eq!(general.check("ip", small, 3_000), RateDecision::Pass);
         // A use with a delay threshold is delayed on the shared excess.
         let delaying = Burst { burst: 4, delay: 0 };

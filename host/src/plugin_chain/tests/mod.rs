@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use tailgate_runtime::{
     FixedEdits, Header, HeaderEdit, HeaderOp, HookSet, ImmediateResponse, LogLine, LogRecord,
-    PluginFault,
-    RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead, Var,
+    PluginFault, RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead, Var,
 };
 
 use super::*;

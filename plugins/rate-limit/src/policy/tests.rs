@@ -131,7 +131,9 @@ fn routes_using_one_zone_share_its_buckets_each_with_its_burst() {
         ["PASSED", "PASSED", "PASSED", "REJECTED"]
     );
     let checks = host.checks.borrow();
-    assert!(checks.iter().all(|(zone, key, _)| zone == "general" && key == "203.0.113.7"));
+    assert!(checks
+        .iter()
+        .all(|(zone, key, _)| zone == "general" && key == "203.0.113.7"));
 }
 
 #[test]
