@@ -60,7 +60,10 @@ pub(super) fn unrouted_chain(
     };
     let owner = RouteName(UNROUTED_CHAIN.to_owned());
     let entries = configure_entries(runtime, loaded, &owner, plugins, limits)?;
-    if let Some(entry) = entries.iter().find(|e| !e.plugin.hooks().contains(HookSet::LOG)) {
+    if let Some(entry) = entries
+        .iter()
+        .find(|e| !e.plugin.hooks().contains(HookSet::LOG))
+    {
         return Err(ChainLoadError::NoLogHook {
             plugin: entry.name().to_owned(),
         });
