@@ -122,6 +122,10 @@ fn check(path: &Path) -> anyhow::Result<()> {
 
 fn run(path: &Path) -> anyhow::Result<()> {
     let config = config::load(path)?;
+    // Every client and upstream connection is a file descriptor: use all
+    // the process may have (`server.max_connections` defaults from it).
+    let fd_limit = crate::server::raise_fd_limit();
+    tracing::debug!(?fd_limit, "open file limit");
     // `0` is one worker per core the process may use (cgroup quotas count).
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -235,6 +235,7 @@ mod tests {
             unknown_host: UnknownHost::Close,
             proxy_protocol: false,
             drain_timeout: std::time::Duration::from_secs(10),
+            connections: Default::default(),
         }
     }
 

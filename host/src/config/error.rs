@@ -100,6 +100,8 @@ pub enum ConfigErrorKind {
     ListenDuplicate(String),
     #[error("`workers` {0} is too many (at most {max})", max = crate::config::values::MAX_WORKERS)]
     Workers(usize),
+    #[error("`max_connections` must be at least 1")]
+    MaxConnections,
     #[error(
         "invalid header name \"{0}\": must be an HTTP token (letters, digits and !#$%&'*+-.^_`|~)"
     )]

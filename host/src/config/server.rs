@@ -11,7 +11,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrorKind, Context, Source};
-use super::model::{PluginName, PluginRuntimeConfig, ServerConfig, UnknownHost};
+use super::model::{
+    ConnectionLimits, PluginName, PluginRuntimeConfig, ServerConfig, UnknownHost,
+};
 use super::raw::{RawSize, SpannedKey};
 use super::resolve_path;
 use super::values::{self, parse_cidr, parse_duration};
@@ -20,6 +22,17 @@ pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 8080));
 /// Fly's `kill_timeout` (fly/fly.toml) must stay longer than this.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// nginx `client_header_timeout`.
+pub const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// nginx `keepalive_timeout`.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+/// nginx closes idle HTTP/2 connections after `keepalive_timeout` too.
+pub const DEFAULT_HTTP2_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+pub const DEFAULT_HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// hyper's default PING acknowledgement timeout.
+pub const DEFAULT_HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// nginx `send_timeout`.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_CACHE_DIR: &str = ".tailgate/cache";
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_millis(50);
 pub const DEFAULT_MEMORY_LIMIT: usize = 16 << 20;
@@ -38,6 +51,13 @@ pub struct RawServer {
     pub unknown_host: Option<RawUnknownHost>,
     pub drain_timeout: Option<Spanned<String>>,
     pub proxy_protocol: Option<Spanned<bool>>,
+    pub client_header_timeout: Option<Spanned<String>>,
+    pub keepalive_timeout: Option<Spanned<String>>,
+    pub http2_idle_timeout: Option<Spanned<String>>,
+    pub http2_ping_interval: Option<Spanned<String>>,
+    pub http2_ping_timeout: Option<Spanned<String>>,
+    pub send_timeout: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,9 +170,39 @@ pub(super) fn build_server(src: &Source<'_>, raw: RawServer) -> Result<ServerCon
         None => UnknownHost::Status(http::StatusCode::NOT_FOUND),
         Some(spec) => build_unknown_host(src, spec)?,
     };
-    let drain_timeout = match raw.drain_timeout {
-        None => DEFAULT_DRAIN_TIMEOUT,
-        Some(t) => src.at(t.span(), None, parse_duration(t.get_ref()))?,
+    let drain_timeout = duration_or(src, raw.drain_timeout.as_ref(), DEFAULT_DRAIN_TIMEOUT)?;
+    let connections = ConnectionLimits {
+        client_header_timeout: duration_or(
+            src,
+            raw.client_header_timeout.as_ref(),
+            DEFAULT_CLIENT_HEADER_TIMEOUT,
+        )?,
+        keepalive_timeout: duration_or(
+            src,
+            raw.keepalive_timeout.as_ref(),
+            DEFAULT_KEEPALIVE_TIMEOUT,
+        )?,
+        http2_idle_timeout: duration_or(
+            src,
+            raw.http2_idle_timeout.as_ref(),
+            DEFAULT_HTTP2_IDLE_TIMEOUT,
+        )?,
+        http2_ping_interval: duration_or(
+            src,
+            raw.http2_ping_interval.as_ref(),
+            DEFAULT_HTTP2_PING_INTERVAL,
+        )?,
+        http2_ping_timeout: duration_or(
+            src,
+            raw.http2_ping_timeout.as_ref(),
+            DEFAULT_HTTP2_PING_TIMEOUT,
+        )?,
+        send_timeout: duration_or(src, raw.send_timeout.as_ref(), DEFAULT_SEND_TIMEOUT)?,
+        max_connections: match raw.max_connections {
+            None => None,
+            Some(n) if *n.get_ref() >= 1 => Some(n.into_inner()),
+            Some(n) => return Err(src.error(n.span(), None, ConfigErrorKind::MaxConnections)),
+        },
     };
     Ok(ServerConfig {
         listen,
@@ -162,7 +212,20 @@ pub(super) fn build_server(src: &Source<'_>, raw: RawServer) -> Result<ServerCon
         trusted_proxies,
         unknown_host,
         proxy_protocol: raw.proxy_protocol.is_some_and(Spanned::into_inner),
+        connections,
     })
+}
+
+/// A duration key's value, or `default` when the key is absent.
+fn duration_or(
+    src: &Source<'_>,
+    raw: Option<&Spanned<String>>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match raw {
+        None => Ok(default),
+        Some(t) => src.at(t.span(), None, parse_duration(t.get_ref())),
+    }
 }
 
 pub(super) fn build_listen(

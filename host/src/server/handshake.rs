@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::connection_table::Registration;
 use super::proxy_protocol::read_header;
 use super::ConnectionServer;
 
@@ -62,12 +63,14 @@ impl ConnectionServer {
         stream: TcpStream,
         peer: SocketAddr,
         handshake: Arc<ConnectionHandshake>,
+        registration: Registration,
     ) {
         let scheme = handshake.scheme();
         if !handshake.proxy_protocol && handshake.tls.is_none() {
-            return self.serve(stream, peer, scheme).await;
+            return self.serve(stream, peer, scheme, registration).await;
         }
-        let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        let state = registration.state.clone();
+        let opening = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
             let mut stream = stream;
             let mut client = peer;
             if handshake.proxy_protocol {
@@ -87,11 +90,23 @@ impl ConnectionServer {
                     Ok(Opened::Tls(Box::new(tls), client))
                 }
             }
-        })
-        .await;
+        });
+        // A connection still in its handshake is idle: the table may shed it.
+        let opened = tokio::select! {
+            opened = opening => opened,
+            () = state.shed.notified() => {
+                metrics::counter!("tailgate_connections_closed_total", "reason" => "shed")
+                    .increment(1);
+                return;
+            }
+        };
         match opened {
-            Ok(Ok(Opened::Plain(stream, client))) => self.serve(stream, client, scheme).await,
-            Ok(Ok(Opened::Tls(stream, client))) => self.serve(stream, client, scheme).await,
+            Ok(Ok(Opened::Plain(stream, client))) => {
+                self.serve(stream, client, scheme, registration).await
+            }
+            Ok(Ok(Opened::Tls(stream, client))) => {
+                self.serve(stream, client, scheme, registration).await
+            }
             Ok(Err(why)) => tracing::debug!(%peer, "connection closed before HTTP: {why}"),
             Err(_) => tracing::debug!(
                 %peer,

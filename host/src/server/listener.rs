@@ -3,7 +3,10 @@
 //! or HTTP/2 when the client opens with the h2 preface — h2c prior
 //! knowledge), with every request handed to the `Proxy`. A failing
 //! connection only ends itself; accept errors are logged and retried.
-//! Every connection is tracked by the [`Lifecycle`]: on shutdown each one is
+//! Every connection is registered in the [`ConnectionTable`] at accept
+//! (over `server.max_connections` the longest-idle ones are shed) and
+//! closed when the timeout of its state passes (`super::timeouts`). Every
+//! connection is tracked by the [`Lifecycle`]: on shutdown each one is
 //! asked to finish gracefully (HTTP/1.1: close after the response in
 //! flight; HTTP/2: GOAWAY) and the drain waits for them.
 
@@ -17,57 +20,82 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
+use super::connection_table::{default_max_connections, ConnectionTable, Registration};
 use super::handshake::ConnectionHandshake;
+use super::timeouts::{expired, TrackedBody, WatchedIo};
+use crate::config::model::ConnectionLimits;
 use crate::lifecycle::Lifecycle;
 use crate::pipeline::Proxy;
 
-/// Time a client has to send a complete HTTP/1 request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// HTTP/2 PING interval on idle connections.
-const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// Pause after an accept error (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Most bytes hyper buffers for writing to one HTTP/1 client (and the
+/// largest request head it reads): past this it stops reading the response
+/// body, so a client that does not read holds the upstream back instead of
+/// filling memory. hyper's default is ~400 KiB.
+const HTTP1_MAX_BUF: usize = 64 * 1024;
+/// Most bytes buffered per HTTP/2 stream for sending (hyper: 400 KiB).
+const HTTP2_MAX_SEND_BUF: usize = 64 * 1024;
 
 /// Serves connections with the proxy. Cheap to clone.
 #[derive(Clone)]
 pub struct ConnectionServer {
     proxy: Proxy,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<ArcSwap<ConfiguredBuilder>>,
     lifecycle: Lifecycle,
+    table: Arc<ConnectionTable>,
+    /// `server.max_connections` when the config leaves it out.
+    default_max_connections: usize,
 }
 
-/// Keeps the active-connections gauge true, however a connection ends.
-struct ConnectionGauge;
-
-impl ConnectionGauge {
-    fn open() -> Self {
-        metrics::gauge!("tailgate_active_connections").increment(1.0);
-        ConnectionGauge
-    }
+/// hyper's connection builder for one set of connection limits.
+struct ConfiguredBuilder {
+    limits: ConnectionLimits,
+    builder: auto::Builder<TokioExecutor>,
 }
 
-impl Drop for ConnectionGauge {
-    fn drop(&mut self) {
-        metrics::gauge!("tailgate_active_connections").decrement(1.0);
+impl ConfiguredBuilder {
+    fn new(limits: ConnectionLimits) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // Request heads are timed by `super::timeouts` (hyper's own header
+        // timeout also runs while a keep-alive connection idles).
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size(HTTP1_MAX_BUF);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(limits.http2_ping_interval)
+            .keep_alive_timeout(limits.http2_ping_timeout)
+            .max_send_buf_size(HTTP2_MAX_SEND_BUF);
+        ConfiguredBuilder { limits, builder }
     }
 }
 
 impl ConnectionServer {
     pub fn new(proxy: Proxy, lifecycle: Lifecycle) -> Self {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(H2_KEEP_ALIVE);
+        let limits = proxy.active().config.server.connections;
         ConnectionServer {
             proxy,
-            builder: Arc::new(builder),
+            builder: Arc::new(ArcSwap::from_pointee(ConfiguredBuilder::new(limits))),
             lifecycle,
+            table: ConnectionTable::new(),
+            default_max_connections: default_max_connections(),
         }
+    }
+
+    /// The active config's connection limits, and hyper's builder for them.
+    fn configured(&self) -> Arc<ConfiguredBuilder> {
+        let limits = self.proxy.active().config.server.connections;
+        let current = self.builder.load_full();
+        if current.limits == limits {
+            return current;
+        }
+        let fresh = Arc::new(ConfiguredBuilder::new(limits));
+        self.builder.store(fresh.clone());
+        fresh
     }
 
     /// Accept connections forever (until the task is aborted). Each one
@@ -81,10 +109,27 @@ impl ConnectionServer {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    let max = self
+                        .proxy
+                        .active()
+                        .config
+                        .server
+                        .connections
+                        .max_connections
+                        .unwrap_or(self.default_max_connections);
+                    let Some(registration) = self.table.register(max) else {
+                        tracing::debug!(%peer, "connection refused: {max} connections open, none idle");
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let connections = self.lifecycle.connections().clone();
                     let handshake = handshake.load_full();
-                    connections.spawn(self.clone().serve_accepted(stream, peer, handshake));
+                    connections.spawn(self.clone().serve_accepted(
+                        stream,
+                        peer,
+                        handshake,
+                        registration,
+                    ));
                 }
                 Err(e) => {
                     tracing::warn!("accepting a connection: {e}");
@@ -94,25 +139,46 @@ impl ConnectionServer {
         }
     }
 
-    /// Serve one connection until it closes; once shutdown begins, let it
-    /// finish what is in flight and close.
-    pub async fn serve<S>(self, stream: S, peer: SocketAddr, scheme: &'static str)
-    where
+    /// Serve one connection until it closes, or the timeout of its state
+    /// passes, or it is shed; once shutdown begins, let it finish what is
+    /// in flight and close.
+    pub async fn serve<S>(
+        self,
+        stream: S,
+        peer: SocketAddr,
+        scheme: &'static str,
+        registration: Registration,
+    ) where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let _gauge = ConnectionGauge::open();
+        let configured = self.configured();
+        let state = registration.state.clone();
         let proxy = self.proxy.clone();
+        let service_state = state.clone();
         let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
             let proxy = proxy.clone();
-            async move { proxy.handle_on(req, peer, scheme).await }
+            let request = service_state.request_started(req.version() == http::Version::HTTP_2);
+            async move {
+                let response = proxy.handle_on(req, peer, scheme).await?;
+                Ok::<_, crate::pipeline::CloseConnection>(
+                    response.map(|body| TrackedBody::new(body, request)),
+                )
+            }
         });
-        let connection = self
+        let io = TokioIo::new(WatchedIo::new(stream, state.clone()));
+        let connection = configured
             .builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+            .serve_connection_with_upgrades(io, service);
         tokio::pin!(connection);
         let shutdown = self.lifecycle.shutdown_token();
         let ended = tokio::select! {
             ended = connection.as_mut() => ended,
+            why = expired(&state, &configured.limits) => {
+                tracing::debug!(%peer, "connection closed: {}", why.label());
+                metrics::counter!("tailgate_connections_closed_total", "reason" => why.label())
+                    .increment(1);
+                return;
+            }
             _ = shutdown.cancelled() => {
                 connection.as_mut().graceful_shutdown();
                 connection.await

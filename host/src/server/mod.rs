@@ -8,11 +8,13 @@
 //! (bounded by `server.drain_timeout`), the access log and the registered
 //! flush hooks are flushed, and `run` returns.
 
+mod connection_table;
 mod handshake;
 mod listener;
 mod listener_set;
 pub mod proxy_protocol;
 mod summary;
+mod timeouts;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use crate::reload::{triggers, ReloadError, Reloader};
 use crate::telemetry::Telemetry;
 use crate::upstream::UpstreamSetupError;
 
+pub use connection_table::raise_fd_limit;
 pub use handshake::ConnectionHandshake;
 pub use listener::ConnectionServer;
 pub use listener_set::{ListenerChanges, ListenerSet, PreparedListeners};

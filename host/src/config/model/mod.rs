@@ -24,7 +24,7 @@ pub use self::cache::{CacheCondition, CacheConfig, IgnoredHeaders, RouteCache, U
 pub use self::route::{
     ErrorPage, ErrorPagesFor, FailurePolicy, HostPattern, PathMatch, Route, RoutePlugin,
 };
-pub use self::server::{PluginRuntimeConfig, ServerConfig, UnknownHost};
+pub use self::server::{ConnectionLimits, PluginRuntimeConfig, ServerConfig, UnknownHost};
 pub use self::tailnet::TailnetConfig;
 pub use self::telemetry::TelemetryConfig;
 pub use self::tls::TlsConfig;

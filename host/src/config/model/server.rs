@@ -22,6 +22,49 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Connections to `listen` open with a PROXY protocol v2 header.
     pub proxy_protocol: bool,
+    /// Timeouts of every connection state and the process's connection limit.
+    pub connections: ConnectionLimits,
+}
+
+/// How long a client connection may stay in each state, and how many may
+/// be open at once (nginx's `client_header_timeout`, `keepalive_timeout`,
+/// `send_timeout` and `worker_connections`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From accept to the first request, and from a request head's first
+    /// byte to its end: a silent client, a partial HTTP/2 preface or a
+    /// partial request head is closed after this.
+    pub client_header_timeout: Duration,
+    /// An HTTP/1 connection with no request in flight is closed after this.
+    pub keepalive_timeout: Duration,
+    /// An HTTP/2 connection with no stream open is closed after this.
+    pub http2_idle_timeout: Duration,
+    /// HTTP/2 PING interval while streams are open or the connection idles.
+    pub http2_ping_interval: Duration,
+    /// An unanswered HTTP/2 PING closes the connection after this.
+    pub http2_ping_timeout: Duration,
+    /// A client that takes nothing of what is written to it for this long
+    /// is closed.
+    pub send_timeout: Duration,
+    /// Open client connections at most; `None`: derived from the file
+    /// descriptor limit at start (`server::connection_table`).
+    pub max_connections: Option<usize>,
+}
+
+impl Default for ConnectionLimits {
+    /// nginx's defaults; the limit derived from the file descriptor limit.
+    fn default() -> Self {
+        use crate::config::server as defaults;
+        ConnectionLimits {
+            client_header_timeout: defaults::DEFAULT_CLIENT_HEADER_TIMEOUT,
+            keepalive_timeout: defaults::DEFAULT_KEEPALIVE_TIMEOUT,
+            http2_idle_timeout: defaults::DEFAULT_HTTP2_IDLE_TIMEOUT,
+            http2_ping_interval: defaults::DEFAULT_HTTP2_PING_INTERVAL,
+            http2_ping_timeout: defaults::DEFAULT_HTTP2_PING_TIMEOUT,
+            send_timeout: defaults::DEFAULT_SEND_TIMEOUT,
+            max_connections: None,
+        }
+    }
 }
 
 /// What to do with a request whose Host no route names.

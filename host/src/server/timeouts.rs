@@ -1,0 +1,285 @@
+//! A timeout for every state of a client connection, between accept and
+//! close, as nginx has them: until the first request and while a request
+//! head arrives (`client_header_timeout`), idle between requests
+//! (`keepalive_timeout`, `http2_idle_timeout`), and blocked writing to a
+//! client that reads nothing (`send_timeout`). [`WatchedIo`] wraps the
+//! socket and records reads and blocked writes in the connection's
+//! [`ConnectionState`]; [`TrackedBody`] keeps a request counted until its
+//! response body has been handed to hyper; [`expired`] resolves when a
+//! deadline passes or the connection table sheds the connection, and the
+//! listener then drops the connection.
+
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+use super::connection_table::{ActiveRequest, ConnectionState, StateSnapshot};
+use crate::config::model::ConnectionLimits;
+
+/// Why a connection was closed by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// No request (or no complete request head) within `client_header_timeout`.
+    Header,
+    /// Idle between requests past `keepalive_timeout` / `http2_idle_timeout`.
+    Idle,
+    /// Nothing written for `send_timeout` while output waited.
+    Send,
+    /// Shed by the connection table to make room for a new connection.
+    Shed,
+}
+
+impl Expiry {
+    pub fn label(self) -> &'static str {
+        match self {
+            Expiry::Header => "client_header_timeout",
+            Expiry::Idle => "keepalive_timeout",
+            Expiry::Send => "send_timeout",
+            Expiry::Shed => "shed",
+        }
+    }
+}
+
+/// The earliest deadline the state allows, and which timeout it is.
+fn next_deadline(
+    state: &ConnectionState,
+    now: &StateSnapshot,
+    limits: &ConnectionLimits,
+) -> Option<(Instant, Expiry)> {
+    let send = now
+        .write_blocked_ms
+        .map(|ms| (state.at(ms) + limits.send_timeout, Expiry::Send));
+    let waiting = if now.active > 0 {
+        None
+    } else if let Some(ms) = now.head_started_ms.filter(|_| !now.http2) {
+        // HTTP/1: a head began arriving. (HTTP/2 clients send frames
+        // between streams, PING acknowledgements among them.)
+        Some((state.at(ms) + limits.client_header_timeout, Expiry::Header))
+    } else if now.served == 0 {
+        Some((state.at(0) + limits.client_header_timeout, Expiry::Header))
+    } else if now.http2 {
+        Some((
+            state.at(now.idle_since_ms) + limits.http2_idle_timeout,
+            Expiry::Idle,
+        ))
+    } else {
+        Some((
+            state.at(now.idle_since_ms) + limits.keepalive_timeout,
+            Expiry::Idle,
+        ))
+    };
+    match (send, waiting) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Resolves when the connection has outlived the timeout of its state, or
+/// is shed. Each wake-up re-reads the state: a request that started or a
+/// write that went through moves the deadline on.
+pub async fn expired(state: &ConnectionState, limits: &ConnectionLimits) -> Expiry {
+    loop {
+        let now = state.snapshot();
+        let next = next_deadline(state, &now, limits);
+        // With a request in flight and nothing blocked there is no
+        // deadline: look again after the shortest timeout (the changes that
+        // bring a deadline nearer also wake us).
+        let (deadline, expiry) = next.unwrap_or((
+            Instant::now() + limits.send_timeout.min(limits.client_header_timeout),
+            Expiry::Send,
+        ));
+        tokio::select! {
+            () = state.shed.notified() => return Expiry::Shed,
+            () = state.changed.notified() => {}
+            () = tokio::time::sleep_until(deadline) => {
+                if next.is_none() {
+                    continue;
+                }
+                // Expired only if the state did not move in the meantime.
+                let later = state.snapshot();
+                if next_deadline(state, &later, limits).is_some_and(|(d, _)| d <= Instant::now()) {
+                    return expiry;
+                }
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The client socket, recording reads and blocked writes.
+    pub struct WatchedIo<S> {
+        #[pin]
+        inner: S,
+        state: Arc<ConnectionState>,
+    }
+}
+
+impl<S> WatchedIo<S> {
+    pub fn new(inner: S, state: Arc<ConnectionState>) -> Self {
+        WatchedIo { inner, state }
+    }
+}
+
+impl<S: AsyncRead> AsyncRead for WatchedIo<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let polled = this.inner.poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.state.read_some();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite> WatchedIo<S> {
+    fn note(state: &ConnectionState, polled: &Poll<std::io::Result<usize>>) {
+        match polled {
+            Poll::Pending => state.write_blocked(),
+            Poll::Ready(Ok(n)) if *n > 0 => state.wrote_some(),
+            Poll::Ready(_) => {}
+        }
+    }
+}
+
+impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let polled = this.inner.poll_write(cx, buf);
+        Self::note(this.state, &polled);
+        polled
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let polled = this.inner.poll_write_vectored(cx, bufs);
+        Self::note(this.state, &polled);
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request counted as in flight until
+    /// the body has ended (or hyper dropped it).
+    pub struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        request: Option<ActiveRequest>,
+    }
+}
+
+impl<B> TrackedBody<B> {
+    pub fn new(inner: B, request: ActiveRequest) -> Self {
+        TrackedBody {
+            inner,
+            request: Some(request),
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for TrackedBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            this.request.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::connection_table::ConnectionTable;
+    use std::time::Duration;
+
+    fn limits() -> ConnectionLimits {
+        ConnectionLimits {
+            client_header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(20),
+            http2_idle_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(5),
+            ..ConnectionLimits::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_state_has_its_timeout() {
+        let table = ConnectionTable::new();
+        let conn = table.register(10).expect("room");
+        let state = conn.state.clone();
+        let start = Instant::now();
+        // Silent: the header timeout.
+        assert_eq!(expired(&state, &limits()).await, Expiry::Header);
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+
+        // Served one HTTP/1 request, then idle: the keep-alive timeout.
+        let request = state.request_started(false);
+        drop(request);
+        let idle = Instant::now();
+        assert_eq!(expired(&state, &limits()).await, Expiry::Idle);
+        assert_eq!(idle.elapsed(), Duration::from_secs(20));
+
+        // A response blocked on a client that does not read: send timeout,
+        // even with the request in flight.
+        let _request = state.request_started(false);
+        let blocked = Instant::now();
+        state.write_blocked();
+        assert_eq!(expired(&state, &limits()).await, Expiry::Send);
+        assert_eq!(blocked.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_flight_is_never_idle() {
+        let table = ConnectionTable::new();
+        let conn = table.register(10).expect("room");
+        let _request = conn.state.request_started(true);
+        let waited = tokio::time::timeout(Duration::from_secs(300), expired(&conn.state, &limits()));
+        assert!(waited.await.is_err());
+    }
+}
