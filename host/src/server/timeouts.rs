@@ -240,46 +240,59 @@ mod tests {
 
     fn limits() -> ConnectionLimits {
         ConnectionLimits {
-            client_header_timeout: Duration::from_secs(10),
-            keepalive_timeout: Duration::from_secs(20),
-            http2_idle_timeout: Duration::from_secs(30),
-            send_timeout: Duration::from_secs(5),
+            client_header_timeout: Duration::from_millis(100),
+            keepalive_timeout: Duration::from_millis(200),
+            http2_idle_timeout: Duration::from_millis(300),
+            send_timeout: Duration::from_millis(50),
             ..ConnectionLimits::default()
         }
     }
 
-    #[tokio::test(start_paused = true)]
+    /// `expired` resolves with `expiry` about `after` from now.
+    async fn expires(state: &ConnectionState, expiry: Expiry, after: u64) {
+        let start = Instant::now();
+        assert_eq!(expired(state, &limits()).await, expiry);
+        let took = start.elapsed();
+        let after = Duration::from_millis(after);
+        assert!(
+            took + Duration::from_millis(5) >= after && took < after * 3,
+            "{expiry:?} after {took:?}, not {after:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn each_state_has_its_timeout() {
         let table = ConnectionTable::new();
         let conn = table.register(10).expect("room");
         let state = conn.state.clone();
-        let start = Instant::now();
         // Silent: the header timeout.
-        assert_eq!(expired(&state, &limits()).await, Expiry::Header);
-        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        expires(&state, Expiry::Header, 100).await;
 
         // Served one HTTP/1 request, then idle: the keep-alive timeout.
-        let request = state.request_started(false);
-        drop(request);
-        let idle = Instant::now();
-        assert_eq!(expired(&state, &limits()).await, Expiry::Idle);
-        assert_eq!(idle.elapsed(), Duration::from_secs(20));
+        drop(state.request_started(false));
+        expires(&state, Expiry::Idle, 200).await;
+        // A head begins: the header timeout from its first byte.
+        state.read_some();
+        expires(&state, Expiry::Header, 100).await;
 
-        // A response blocked on a client that does not read: send timeout,
-        // even with the request in flight.
+        // A response blocked on a client that does not read: the send
+        // timeout, even with the request in flight.
         let _request = state.request_started(false);
-        let blocked = Instant::now();
         state.write_blocked();
-        assert_eq!(expired(&state, &limits()).await, Expiry::Send);
-        assert_eq!(blocked.elapsed(), Duration::from_secs(5));
+        expires(&state, Expiry::Send, 50).await;
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_request_in_flight_is_never_idle() {
+    #[tokio::test]
+    async fn http2_idles_by_its_own_timeout_and_a_request_in_flight_never_idles() {
         let table = ConnectionTable::new();
         let conn = table.register(10).expect("room");
-        let _request = conn.state.request_started(true);
-        let waited = tokio::time::timeout(Duration::from_secs(300), expired(&conn.state, &limits()));
+        let request = conn.state.request_started(true);
+        let limits = limits();
+        let waited = tokio::time::timeout(Duration::from_millis(500), expired(&conn.state, &limits));
         assert!(waited.await.is_err());
+        drop(request);
+        // Frames between streams (PING acknowledgements) are not a head.
+        conn.state.read_some();
+        expires(&conn.state, Expiry::Idle, 300).await;
     }
 }
