@@ -24,6 +24,14 @@ use crate::body::{empty_body, BodyCounter, ProxyBody};
 use crate::config::model::{HostHeader, HttpUpstream, UpstreamName};
 use crate::error::{error_chain, ProxyError};
 
+/// Most bytes hyper reads ahead from an upstream connection (its read
+/// buffer grows up to this; hyper's default is ~400 KiB) and the largest
+/// response head it accepts. A body chunk is at most this large, so a
+/// client that reads slowly holds at most about this much of the upstream's
+/// response in memory (with the listener's write buffer), and the rest
+/// waits in the upstream's socket: backpressure, as nginx's `proxy_buffers`.
+const UPSTREAM_MAX_BUF: usize = 16 * 1024;
+
 /// The pool and settings of one HTTP(S) upstream.
 #[derive(Debug, Clone)]
 pub struct HttpUpstreamClient {
@@ -322,6 +330,7 @@ impl HttpUpstreamClient {
         }
         let (io, peer) = self.connector.connect(i).await?;
         let (sender, conn) = http1::Builder::new()
+            .max_buf_size(UPSTREAM_MAX_BUF)
             .handshake(io)
             .await
             .map_err(DialError::Handshake)?;
