@@ -6,8 +6,10 @@
       one wrk run -> one tab-separated sample line on stdout; CPU_* are
       "USER SYSTEM" ticks of the proxy, MACHINE_* "BUSY IDLE" ticks of all cores
   report.py table SAMPLES_TSV --machine M --versions V --load L --settings S
-                  --cores N [--notes N]
-      every sample -> the markdown results (table, targets, CPU budget, raw samples)
+                  --cores N [--notes N] [--idle IDLE_TSV]
+      every sample -> the markdown results (table, targets, CPU budget, raw samples);
+      IDLE_TSV: lines "side count rss_before rss_with rss_after bytes_each"
+      from idle_connections.py -> the idle-connection memory table
 """
 
 import argparse
@@ -154,6 +156,24 @@ def budget(rows, order, cores):
     return out
 
 
+def idle_table(path):
+    """RSS with idle keep-alive connections, per side (idle_connections.py)."""
+    if not path:
+        return []
+    lines = [l.split("\t") for l in open(path).read().splitlines() if l.strip()]
+    if not lines:
+        return []
+    out = ["", "## Idle keep-alive connections", "",
+           "RSS of every proxy process before, with the connections open (one "
+           "request each, then idle), and 10 s after they closed.", "",
+           "| side | connections | RSS before (MiB) | with (MiB) | after (MiB) | per connection (KiB) |",
+           "|---|---|---|---|---|---|"]
+    for side, count, before, with_open, after, each in lines:
+        out.append(f"| {side} | {count} | {int(before) / 1024:.1f} | {int(with_open) / 1024:.1f} | "
+                   f"{int(after) / 1024:.1f} | {int(each) / 1024:.1f} |")
+    return out
+
+
 def table(args):
     rows = load(args.samples)
     order = []
@@ -185,6 +205,7 @@ def table(args):
                        f"{fmt(metric, peer)} | {fmt(metric, tg)} | {ratio:.2f} | "
                        f"{verdict(metric, scenario, peer, tg)} |")
     out += budget(rows, order, args.cores)
+    out += idle_table(args.idle)
     bad = [r for r in rows if int(r["non2xx"]) or int(r["errors"])]
     out.append("")
     if bad:
@@ -218,6 +239,7 @@ def main():
             p.add_argument(flag, required=True)
         p.add_argument("--cores", type=int, required=True)
         p.add_argument("--notes", default="")
+        p.add_argument("--idle", default="")
         table(p.parse_args(sys.argv[2:]))
         return
     sys.exit(__doc__)

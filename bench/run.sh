@@ -15,10 +15,14 @@
 #   2 cache         1 with the cache warmed (nginx proxy_cache)
 #   3 tls           1 behind a TLS listener
 #   4 plugins       Tailgate with the three plugins vs. with none
+# Then idle connections: RSS of nginx and Tailgate (scenario 1's configs)
+# before, with --idle-connections N idle keep-alive connections open (one
+# request each) and 10 s after they closed (bench/idle_connections.py).
 #
 # Usage: bench/run.sh [--smoke] [--rounds N] [--duration SECONDS]
 #                     [--connections N] [--scenarios "1 2 3 4"]
 #                     [--bodies "1k 100k"] [--out FILE] [--no-build]
+#                     [--idle-connections N]   (default 3000; 0: skip)
 #   --smoke   one 1-second round of scenario 1, 1 KiB; nothing written to
 #             bench/results/ (checks the script works)
 # Before the runs it waits, up to BENCH_SETTLE_SECONDS (default 150), for
@@ -36,11 +40,12 @@ BODIES="1k 100k"
 OUT=""
 BUILD=1
 SMOKE=0
+IDLE_CONNECTIONS=3000
 PORT_BASE="${BENCH_PORT_BASE:-28100}"
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        --smoke) SMOKE=1; ROUNDS=1; DURATION=1; SCENARIOS="1"; BODIES="1k"; BENCH_SETTLE_SECONDS=0 ;;
+        --smoke) SMOKE=1; ROUNDS=1; DURATION=1; SCENARIOS="1"; BODIES="1k"; BENCH_SETTLE_SECONDS=0; IDLE_CONNECTIONS=100 ;;
         --rounds) ROUNDS="$2"; shift ;;
         --duration) DURATION="$2"; shift ;;
         --connections) CONNECTIONS="$2"; shift ;;
@@ -48,7 +53,8 @@ while [ $# -gt 0 ]; do
         --bodies) BODIES="$2"; shift ;;
         --out) OUT="$2"; shift ;;
         --no-build) BUILD=0 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        --idle-connections) IDLE_CONNECTIONS="$2"; shift ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
         *) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -303,6 +309,23 @@ for scenario in $SCENARIOS; do
     : >"$RUN/logs/nginx-access.log" 2>/dev/null || true
 done
 
+# Idle keep-alive connections: what each costs, and whether memory returns.
+IDLE="$RUN/idle.tsv"
+: >"$IDLE"
+if [ "$IDLE_CONNECTIONS" -gt 0 ]; then
+    log "idle connections ($IDLE_CONNECTIONS)"
+    start_nginx ""; nginx_pid=$PROXY_PID
+    start_tailgate "$BENCH/tailgate/plugins.toml.in" tailgate-idle \
+        "$TG_PORT" "$TG_TLS_PORT" "$TG_ADMIN_PORT" ""; tg_pid=$PROXY_PID
+    for side in nginx tailgate; do
+        if [ "$side" = nginx ]; then pid=$nginx_pid; port=$NGINX_PORT; else pid=$tg_pid; port=$TG_PORT; fi
+        printf '%s\t%s\n' "$side" \
+            "$(python3 "$BENCH/idle_connections.py" "$pid" "$port" 127.0.0.1 /1k "$IDLE_CONNECTIONS" 10)" >>"$IDLE"
+        tail -n1 "$IDLE" | awk -F'\t' '{printf "bench:   idle %-8s %s connections: RSS %s KiB -> %s KiB -> %s KiB after; %s B each\n", $1, $2, $3, $4, $5, $6}' >&2
+    done
+    stop "$nginx_pid"; stop "$tg_pid"
+fi
+
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 CPU_MODEL="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
 MACHINE="$(nproc) cores ($CPU_MODEL), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
@@ -311,7 +334,7 @@ python3 "$BENCH/report.py" table "$SAMPLES" \
     --machine "$MACHINE" --versions "$VERSIONS" \
     --load "load average (1/5/15 min) before: $LOAD_BEFORE, after: $LOAD_AFTER" \
     --settings "wrk -t1 -c$CONNECTIONS, ${DURATION}s per run, $ROUNDS rounds per side, alternating A B A B; 1 worker per proxy" \
-    --cores "$(nproc)" \
+    --cores "$(nproc)" --idle "$IDLE" \
     --notes "$(printf '%s\n' "${NOTES[@]+"${NOTES[@]}"}")" >"$RUN/report.md"
 cat "$RUN/report.md"
 
