@@ -4,7 +4,8 @@
 //! their (short, configured) timeout; a client that reads nothing of a large
 //! response is closed after `send_timeout`; and with `max_connections`
 //! filled by idle keep-alive connections a new client is still served while
-//! the longest-idle connection is shed and counted.
+//! the longest-idle connection is shed and counted. What a client that
+//! reads nothing costs in memory is bounded.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -80,7 +81,10 @@ async fn a_silent_connection_is_closed_after_the_header_timeout() {
     let mut socket = TcpStream::connect(tg.addr()).await.expect("connect");
     let (took, out) = closed_within(&mut socket, Duration::from_secs(10)).await;
     assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
-    assert!(took >= Duration::from_millis(800), "closed too early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(800),
+        "closed too early: {took:?}"
+    );
     assert_closed(&tg, "client_header_timeout", 1.0).await;
 }
 
@@ -95,7 +99,10 @@ async fn a_partial_http2_preface_or_request_head_is_closed() {
         let mut socket = TcpStream::connect(tg.addr()).await.expect("connect");
         socket.write_all(partial).await.expect("write");
         let (took, _) = closed_within(&mut socket, Duration::from_secs(10)).await;
-        assert!(took >= Duration::from_millis(800), "closed too early: {took:?}");
+        assert!(
+            took >= Duration::from_millis(800),
+            "closed too early: {took:?}"
+        );
     }
 }
 
@@ -104,10 +111,8 @@ async fn a_partial_head_after_a_request_is_closed_after_the_header_timeout() {
     let up = TestUpstream::start();
     // Keep-alive is long here: what closes the connection is the
     // unfinished second head.
-    let timeouts = short_timeouts("").replace(
-        "keepalive_timeout = \"1s\"",
-        "keepalive_timeout = \"60s\"",
-    );
+    let timeouts =
+        short_timeouts("").replace("keepalive_timeout = \"1s\"", "keepalive_timeout = \"60s\"");
     let tg = Tailgate::start(&(base_config(&timeouts) + &app_route(&up.url())));
     let mut socket = TcpStream::connect(tg.addr()).await.expect("connect");
     assert_eq!(keep_alive_get(&mut socket, "app.test").await, 200);
@@ -126,7 +131,10 @@ async fn idle_keep_alive_connections_are_closed_http1_and_http2() {
     let mut socket = TcpStream::connect(tg.addr()).await.expect("connect");
     assert_eq!(keep_alive_get(&mut socket, "app.test").await, 200);
     let (took, _) = closed_within(&mut socket, Duration::from_secs(10)).await;
-    assert!(took >= Duration::from_millis(800), "closed too early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(800),
+        "closed too early: {took:?}"
+    );
 
     // HTTP/2 (prior knowledge): one request, then nothing.
     let socket = TcpStream::connect(tg.addr()).await.expect("connect");
@@ -181,7 +189,11 @@ upstream = "files"
     // Read nothing for well past the send timeout.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let (_, out) = closed_within(&mut socket, Duration::from_secs(10)).await;
-    assert!(out.len() < SIZE, "the whole response arrived: {}", out.len());
+    assert!(
+        out.len() < SIZE,
+        "the whole response arrived: {}",
+        out.len()
+    );
     assert_closed(&tg, "send_timeout", 1.0).await;
 }
 
@@ -205,4 +217,69 @@ async fn at_max_connections_idle_keep_alives_are_shed_and_new_clients_served() {
     assert!(shed >= 1.0, "shed {shed}");
     // The oldest idle connection was the one closed.
     closed_within(&mut idle[0], Duration::from_secs(5)).await;
+}
+
+/// An upstream that answers every request with `size` bytes, written as
+/// fast as the connection takes them.
+async fn big_response_upstream(size: usize) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let body = Bytes::from(vec![b'b'; size]);
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match socket.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                if socket.write_all(answer.as_bytes()).await.is_ok() {
+                    let _ = socket.write_all(&body).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_slow_reader_costs_is_bounded() {
+    const CLIENTS: u64 = 50;
+    let upstream = big_response_upstream(20 << 20).await;
+    let tg = Tailgate::start(
+        &(base_config("send_timeout = \"60s\"") + &app_route(&format!("http://{upstream}"))),
+    );
+    // Warm up: the first request's one-time allocations are not per client.
+    assert_eq!(get(tg.addr(), "app.test", "/warm").await.status, 200);
+    let before = tg.rss();
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(16 * 1024).expect("rcvbuf");
+        let mut socket = socket.connect(tg.addr()).await.expect("connect");
+        socket
+            .write_all(b"GET /big HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .await
+            .expect("write");
+        clients.push(socket);
+    }
+    // Let every response fill what it may buffer, then look.
+    let mut grown = 0;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        grown = tg.rss().saturating_sub(before);
+    }
+    let each = grown / CLIENTS;
+    // hyper's default buffers held ~1.4 MiB per client (reads of up to
+    // ~400 KiB from the upstream, and as much queued toward the client);
+    // bounded, ~130 KiB.
+    assert!(each < 400 * 1024, "{} KiB per slow reader", each / 1024);
+    drop(clients);
 }

@@ -11,9 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrorKind, Context, Source};
-use super::model::{
-    ConnectionLimits, PluginName, PluginRuntimeConfig, ServerConfig, UnknownHost,
-};
+use super::model::{ConnectionLimits, PluginName, PluginRuntimeConfig, ServerConfig, UnknownHost};
 use super::raw::{RawSize, SpannedKey};
 use super::resolve_path;
 use super::values::{self, parse_cidr, parse_duration};

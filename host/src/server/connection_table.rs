@@ -124,7 +124,8 @@ impl ConnectionState {
     /// A write returned `Pending`: the client is not reading.
     pub(super) fn write_blocked(&self) {
         if self.write_blocked_ms.load(Ordering::Relaxed) == NOT_BLOCKED {
-            self.write_blocked_ms.store(self.now_ms(), Ordering::Relaxed);
+            self.write_blocked_ms
+                .store(self.now_ms(), Ordering::Relaxed);
             self.changed.notify_one();
         }
     }

@@ -288,7 +288,8 @@ mod tests {
         let conn = table.register(10).expect("room");
         let request = conn.state.request_started(true);
         let limits = limits();
-        let waited = tokio::time::timeout(Duration::from_millis(500), expired(&conn.state, &limits));
+        let waited =
+            tokio::time::timeout(Duration::from_millis(500), expired(&conn.state, &limits));
         assert!(waited.await.is_err());
         drop(request);
         // Frames between streams (PING acknowledgements) are not a head.
