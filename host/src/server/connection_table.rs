@@ -69,6 +69,8 @@ pub struct ConnectionState {
     /// When a write first returned `Pending` with nothing written since.
     write_blocked_ms: AtomicU64,
     http2: AtomicBool,
+    /// Upgraded (101): a tunnel now, never idle, never shed.
+    tunnel: AtomicBool,
     /// Wakes the timeouts when a deadline may have moved earlier.
     pub(super) changed: Notify,
     /// Set when the table asks this connection to close.
@@ -86,6 +88,7 @@ impl ConnectionState {
             head_started_ms: AtomicU64::new(NOT_BLOCKED),
             write_blocked_ms: AtomicU64::new(NOT_BLOCKED),
             http2: AtomicBool::new(false),
+            tunnel: AtomicBool::new(false),
             changed: Notify::new(),
             shed: Notify::new(),
         }
@@ -109,6 +112,11 @@ impl ConnectionState {
         self.active.fetch_add(1, Ordering::AcqRel);
         self.head_started_ms.store(NOT_BLOCKED, Ordering::Relaxed);
         ActiveRequest(self.clone())
+    }
+
+    /// The connection switched protocols: a tunnel from now on.
+    pub fn upgraded(&self) {
+        self.tunnel.store(true, Ordering::Release);
     }
 
     /// Bytes were read from the client.
@@ -146,6 +154,7 @@ impl ConnectionState {
             head_started_ms: optional(self.head_started_ms.load(Ordering::Relaxed)),
             write_blocked_ms: optional(self.write_blocked_ms.load(Ordering::Relaxed)),
             http2: self.http2.load(Ordering::Relaxed),
+            tunnel: self.tunnel.load(Ordering::Acquire),
         }
     }
 }
@@ -159,6 +168,7 @@ pub(super) struct StateSnapshot {
     pub head_started_ms: Option<u64>,
     pub write_blocked_ms: Option<u64>,
     pub http2: bool,
+    pub tunnel: bool,
 }
 
 /// A request in flight on a connection; dropping it ends the request.
@@ -240,7 +250,7 @@ impl ConnectionTable {
             .values()
             .filter_map(|state| {
                 let now = state.snapshot();
-                (now.active == 0 && now.write_blocked_ms.is_none())
+                (now.active == 0 && !now.tunnel && now.write_blocked_ms.is_none())
                     .then(|| (state.at(now.idle_since_ms), state))
             })
             .collect();
@@ -282,6 +292,16 @@ mod tests {
         let _third_request = third.state.request_started(false);
         assert!(table.register(2).is_none());
         assert_eq!(table.open(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_upgraded_connection_is_never_shed() {
+        let table = ConnectionTable::new();
+        let tunnel = table.register(1).expect("room");
+        drop(tunnel.state.request_started(false));
+        tunnel.state.upgraded();
+        assert!(table.register(1).is_none(), "the tunnel was shed");
+        assert_eq!(table.open(), 1);
     }
 
     #[test]

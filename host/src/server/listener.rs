@@ -157,15 +157,21 @@ impl ConnectionServer {
         let service_state = state.clone();
         let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
             let proxy = proxy.clone();
-            let request = service_state.request_started(req.version() == http::Version::HTTP_2);
+            let state = service_state.clone();
+            let request = state.request_started(req.version() == http::Version::HTTP_2);
             async move {
                 let response = proxy.handle_on(req, peer, scheme).await?;
+                if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                    state.upgraded();
+                }
                 Ok::<_, crate::pipeline::CloseConnection>(
                     response.map(|body| TrackedBody::new(body, request)),
                 )
             }
         });
-        let io = TokioIo::new(WatchedIo::new(stream, state.clone()));
+        // The socket holds the registration: an upgraded connection counts
+        // until its tunnel closes.
+        let io = TokioIo::new(WatchedIo::new(stream, registration));
         let connection = configured
             .builder
             .serve_connection_with_upgrades(io, service);

@@ -11,7 +11,6 @@
 
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -19,7 +18,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use super::connection_table::{ActiveRequest, ConnectionState, StateSnapshot};
+use super::connection_table::{ActiveRequest, ConnectionState, Registration, StateSnapshot};
 use crate::config::model::ConnectionLimits;
 
 /// Why a connection was closed by the server.
@@ -55,7 +54,7 @@ fn next_deadline(
     let send = now
         .write_blocked_ms
         .map(|ms| (state.at(ms) + limits.send_timeout, Expiry::Send));
-    let waiting = if now.active > 0 {
+    let waiting = if now.active > 0 || now.tunnel {
         None
     } else if let Some(ms) = now.head_started_ms.filter(|_| !now.http2) {
         // HTTP/1: a head began arriving. (HTTP/2 clients send frames
@@ -112,17 +111,22 @@ pub async fn expired(state: &ConnectionState, limits: &ConnectionLimits) -> Expi
 }
 
 pin_project_lite::pin_project! {
-    /// The client socket, recording reads and blocked writes.
+    /// The client socket, recording reads and blocked writes. It holds the
+    /// connection's place in the table, so a connection upgraded to a
+    /// tunnel (WebSocket) counts until its socket closes.
     pub struct WatchedIo<S> {
         #[pin]
         inner: S,
-        state: Arc<ConnectionState>,
+        registration: Registration,
     }
 }
 
 impl<S> WatchedIo<S> {
-    pub fn new(inner: S, state: Arc<ConnectionState>) -> Self {
-        WatchedIo { inner, state }
+    pub fn new(inner: S, registration: Registration) -> Self {
+        WatchedIo {
+            inner,
+            registration,
+        }
     }
 }
 
@@ -136,7 +140,7 @@ impl<S: AsyncRead> AsyncRead for WatchedIo<S> {
         let before = buf.filled().len();
         let polled = this.inner.poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.state.read_some();
+            this.registration.state.read_some();
         }
         polled
     }
@@ -160,7 +164,7 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.project();
         let polled = this.inner.poll_write(cx, buf);
-        Self::note(this.state, &polled);
+        Self::note(&this.registration.state, &polled);
         polled
     }
 
@@ -171,7 +175,7 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.project();
         let polled = this.inner.poll_write_vectored(cx, bufs);
-        Self::note(this.state, &polled);
+        Self::note(&this.registration.state, &polled);
         polled
     }
 
