@@ -95,6 +95,7 @@ fn load_plugins(path: &Path, config: &Config) -> anyhow::Result<(Runtime, Plugin
     let runtime = Runtime::new(RuntimeConfig {
         max_instances: config.runtime.max_instances,
         max_calls_per_instance: config.runtime.max_calls_per_instance,
+        output_lines_per_second: config.runtime.output_lines_per_second,
         ..RuntimeConfig::new(&config.runtime.cache_dir)
     })
     .context("starting the plugin runtime")?;
@@ -126,11 +127,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
     // the process may have (`server.max_connections` defaults from it).
     let fd_limit = crate::server::raise_fd_limit();
     tracing::debug!(?fd_limit, "open file limit");
-    // `0` is one worker per core the process may use (cgroup quotas count).
-    let workers = match config.server.workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let workers = config.server.worker_threads();
     // One worker (`workers = 1`, or a one-CPU machine such as Fly.io's
     // shared-cpu-1x): everything on this thread, with tokio's current-thread
     // scheduler (no cross-thread queues or wake-ups to pay for, like one

@@ -115,7 +115,7 @@ fn a_real_chain_passes_edits_along_and_answers_responses_in_reverse() {
     assert!(chain.has_hook(HookSet::LOG));
 
     let mut head = request("site");
-    let RequestDecision::Continue { delay_ms, vars, .. } = chain.on_request(&mut head) else {
+    let RequestDecision::Continue { delay_ms, vars, .. } = run(chain.on_request(&mut head)) else {
         panic!("expected Continue");
     };
     assert_eq!(delay_ms, 0);
@@ -139,9 +139,7 @@ fn a_real_chain_passes_edits_along_and_answers_responses_in_reverse() {
         headers: Some(vec![]),
         host_generated: false,
     };
-    let edits = chain
-        .on_response(&mut head, &mut resp)
-        .expect("response hooks");
+    let edits = run(chain.on_response(&mut head, &mut resp)).expect("response hooks");
     // The edits, in order, on the response that goes on the wire.
     let mut sent = http::HeaderMap::new();
     apply_to_map(&mut sent, &edits);
@@ -151,7 +149,7 @@ fn a_real_chain_passes_edits_along_and_answers_responses_in_reverse() {
     );
     assert!(!sent.contains_key("x-fault-injector"));
 
-    match chain.on_log(&mut log_record("site")) {
+    match run(chain.on_log(&mut log_record("site"))) {
         LogDecision::Line(line) => assert!(
             line.line.starts_with("GET /page 200 req-1"),
             "{}",
@@ -181,7 +179,7 @@ fn real_traps_follow_the_entry_policy() {
     let closed = chains
         .for_route(&RouteName("closed".into()))
         .expect("closed");
-    match closed.on_request(&mut request("closed")) {
+    match run(closed.on_request(&mut request("closed"))) {
         RequestDecision::Failed { plugin, fault } => {
             assert_eq!(plugin, "fault-injector");
             assert!(fault.to_string().contains("trap"), "{fault}");
@@ -191,7 +189,7 @@ fn real_traps_follow_the_entry_policy() {
     let open = chains.for_route(&RouteName("open".into())).expect("open");
     let mut head = request("open");
     assert!(matches!(
-        open.on_request(&mut head),
+        run(open.on_request(&mut head)),
         RequestDecision::Continue { .. }
     ));
     assert_eq!(header(head.headers(), "x-fault-injector"), None);
@@ -256,6 +254,16 @@ fn a_missing_plugin_file_names_the_plugin_and_path() {
         text.contains("ghost") && text.contains(&missing.display().to_string()),
         "{text}"
     );
+}
+
+/// Drives a chain call with real plugins to its end (a guest may yield
+/// at an epoch tick).
+fn run<F: std::future::Future>(call: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio")
+        .block_on(call)
 }
 
 fn log_record(route: &str) -> LogRecord {

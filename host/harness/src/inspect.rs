@@ -63,6 +63,9 @@ pub enum FaultKind {
     Instantiate,
     /// An invalid header, path or status ([`HookFault::InvalidOutput`]).
     InvalidOutput,
+    /// Not called: the plugin was tripped or at its bound of slow calls
+    /// (never in the harness, whose plugins are unguarded).
+    FailFast,
 }
 
 impl FaultKind {
@@ -72,11 +75,15 @@ impl FaultKind {
             HookFault::Plugin(PluginFault::Timeout(_)) => FaultKind::Timeout,
             HookFault::Plugin(PluginFault::MemoryLimit(_)) => FaultKind::Memory,
             HookFault::Plugin(PluginFault::Instantiate(_)) => FaultKind::Instantiate,
+            HookFault::Plugin(PluginFault::Tripped(_) | PluginFault::Saturated(_)) => {
+                FaultKind::FailFast
+            }
             HookFault::InvalidOutput(_) => FaultKind::InvalidOutput,
         }
     }
 
-    /// `trap`, `timeout`, `memory`, `instantiate`, `invalid_output`.
+    /// `trap`, `timeout`, `memory`, `instantiate`, `invalid_output`,
+    /// `fail_fast`.
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::Trap => "trap",
@@ -84,6 +91,7 @@ impl FaultKind {
             FaultKind::Memory => "memory",
             FaultKind::Instantiate => "instantiate",
             FaultKind::InvalidOutput => "invalid_output",
+            FaultKind::FailFast => "fail_fast",
         }
     }
 
@@ -94,6 +102,7 @@ impl FaultKind {
             "memory" => FaultKind::Memory,
             "instantiate" => FaultKind::Instantiate,
             "invalid_output" => FaultKind::InvalidOutput,
+            "fail_fast" => FaultKind::FailFast,
             _ => return None,
         })
     }

@@ -69,7 +69,9 @@ impl<'h> TestPlugin<'h> {
         let mark = self.harness.log_capture().mark();
         let result = self.harness.metrics_capture().around(|| {
             let mut header_edits = Vec::new();
-            let step = self.chained.request_phase(&mut head, &mut header_edits)?;
+            let step = tailgate_runtime::block_on(
+                self.chained.request_phase(&mut head, &mut header_edits),
+            )?;
             Ok::<_, HookFault>(match step {
                 RequestStep::Continue(edits) => RequestAction::Continue(RequestEdits {
                     headers: contract_edits(&header_edits),
@@ -96,8 +98,12 @@ impl<'h> TestPlugin<'h> {
         let mark = self.harness.log_capture().mark();
         let result = self.harness.metrics_capture().around(|| {
             let mut applied = Vec::new();
-            self.chained
-                .response_phase(&mut head, &mut resp, false, &mut applied)?;
+            tailgate_runtime::block_on(self.chained.response_phase(
+                &mut head,
+                &mut resp,
+                false,
+                &mut applied,
+            ))?;
             Ok(ResponseEdits {
                 headers: contract_edits(&applied),
             })

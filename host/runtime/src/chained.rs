@@ -13,6 +13,9 @@
 //! side only with `response-always`; a hook that fails or returns what
 //! cannot go on the wire takes them with it.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use crate::wire_edits::{
     apply_to_list, check_header_edits, check_immediate_response, check_path, set_target,
     InvalidOutput, WireEdit,
@@ -33,6 +36,10 @@ pub enum HookFault {
     InvalidOutput(#[from] InvalidOutput),
 }
 
+/// A hook call in flight: calls are async (a guest yields its worker at
+/// each epoch tick), so a chain awaits them.
+pub type HookCall<'a, T> = Pin<Box<dyn Future<Output = Result<T, PluginFault>> + Send + 'a>>;
+
 /// The hook surface of one configured plugin, as a chain calls it. The
 /// runtime's [`ConfiguredPlugin`] implements it; tests use scripted plugins.
 /// The heads are `&mut` so the runtime can narrow their header lists to the
@@ -50,14 +57,14 @@ pub trait PluginHooks: Send + Sync {
     }
     /// The request hook alone (the fixed edits are [`ChainedPlugin`]'s).
     /// Called only when [`PluginHooks::hooks`] has it.
-    fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault>;
+    fn on_request<'a>(&'a self, req: &'a mut RequestHead) -> HookCall<'a, RequestAction>;
     /// The response hook alone, as [`PluginHooks::on_request`].
-    fn on_response(
-        &self,
-        req: &mut RequestHead,
-        resp: &mut ResponseHead,
-    ) -> Result<ResponseEdits, PluginFault>;
-    fn on_log(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault>;
+    fn on_response<'a>(
+        &'a self,
+        req: &'a mut RequestHead,
+        resp: &'a mut ResponseHead,
+    ) -> HookCall<'a, ResponseEdits>;
+    fn on_log<'a>(&'a self, rec: &'a mut LogRecord) -> HookCall<'a, Option<LogLine>>;
     /// The request header fields the hooks read (`plugin-info`).
     fn request_headers(&self) -> HeaderFilter {
         HeaderFilter::All
@@ -82,18 +89,18 @@ impl PluginHooks for ConfiguredPlugin {
     fn fixed_edits(&self) -> FixedEdits {
         self.info().fixed_edits.clone()
     }
-    fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
-        ConfiguredPlugin::on_request(self, req)
+    fn on_request<'a>(&'a self, req: &'a mut RequestHead) -> HookCall<'a, RequestAction> {
+        Box::pin(self.request_hook(req))
     }
-    fn on_response(
-        &self,
-        req: &mut RequestHead,
-        resp: &mut ResponseHead,
-    ) -> Result<ResponseEdits, PluginFault> {
-        ConfiguredPlugin::on_response(self, req, resp)
+    fn on_response<'a>(
+        &'a self,
+        req: &'a mut RequestHead,
+        resp: &'a mut ResponseHead,
+    ) -> HookCall<'a, ResponseEdits> {
+        Box::pin(self.response_hook(req, resp))
     }
-    fn on_log(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
-        ConfiguredPlugin::on_log(self, rec)
+    fn on_log<'a>(&'a self, rec: &'a mut LogRecord) -> HookCall<'a, Option<LogLine>> {
+        Box::pin(self.log_hook(rec))
     }
     fn request_headers(&self) -> HeaderFilter {
         self.info().request_headers.clone()
@@ -116,17 +123,17 @@ impl<P: PluginHooks + ?Sized> PluginHooks for Box<P> {
     fn fixed_edits(&self) -> FixedEdits {
         (**self).fixed_edits()
     }
-    fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
+    fn on_request<'a>(&'a self, req: &'a mut RequestHead) -> HookCall<'a, RequestAction> {
         (**self).on_request(req)
     }
-    fn on_response(
-        &self,
-        req: &mut RequestHead,
-        resp: &mut ResponseHead,
-    ) -> Result<ResponseEdits, PluginFault> {
+    fn on_response<'a>(
+        &'a self,
+        req: &'a mut RequestHead,
+        resp: &'a mut ResponseHead,
+    ) -> HookCall<'a, ResponseEdits> {
         (**self).on_response(req, resp)
     }
-    fn on_log(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
+    fn on_log<'a>(&'a self, rec: &'a mut LogRecord) -> HookCall<'a, Option<LogLine>> {
         (**self).on_log(rec)
     }
     fn request_headers(&self) -> HeaderFilter {
@@ -255,13 +262,13 @@ impl<P: PluginHooks> ChainedPlugin<P> {
     /// the next plugin to see, and appended to `header_edits` (the fixed
     /// ones first) for the header map that goes upstream. The hook's path
     /// and header edits are checked before anything is touched.
-    pub fn request_phase(
+    pub async fn request_phase(
         &self,
         head: &mut RequestHead,
         header_edits: &mut Vec<WireEdit>,
     ) -> Result<RequestStep, HookFault> {
         let action = if self.hooks.contains(HookSet::REQUEST) {
-            self.plugin.on_request(head)?
+            self.plugin.on_request(head).await?
         } else {
             RequestAction::Continue(RequestEdits {
                 headers: Vec::new(),
@@ -302,7 +309,7 @@ impl<P: PluginHooks> ChainedPlugin<P> {
     /// `read_after` (a response hook earlier in the chain runs after this
     /// one) they are applied to `resp`'s list too, for it to read. On a
     /// fault nothing is appended.
-    pub fn response_phase(
+    pub async fn response_phase(
         &self,
         req: &mut RequestHead,
         resp: &mut ResponseHead,
@@ -310,7 +317,7 @@ impl<P: PluginHooks> ChainedPlugin<P> {
         applied: &mut Vec<WireEdit>,
     ) -> Result<(), HookFault> {
         let hook_edits = if self.hooks.contains(HookSet::RESPONSE) {
-            let edits = self.plugin.on_response(req, resp)?;
+            let edits = self.plugin.on_response(req, resp).await?;
             check_header_edits(&edits.headers)?
         } else {
             Vec::new()

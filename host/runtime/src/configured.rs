@@ -1,15 +1,15 @@
 //! A configured plugin's hook calls, as the pipeline makes them per
 //! request: the header lists and text fields narrowed to what the plugin
-//! declared, the call on an idle instance (or a fresh one) under its limits,
+//! declared, the call admitted by its guard (breaker, bound of slow calls)
+//! and made async on an idle instance (or a fresh one) under its limits,
 //! its faults reported and its log lines written with the request they
-//! served.
+//! served. Blocking forms of the hooks serve tests, tools and the plugin
+//! harness.
 
 use std::time::Instant;
 
-use wasmtime::Store;
-
-use crate::bindings::Plugin;
-use crate::host_state::{GuestIdentity, HostState};
+use crate::call_guard::{CallEnd, CallGuard, GuardState};
+use crate::host_state::GuestIdentity;
 use crate::instance::PluginInstance;
 use crate::metrics::{CallMetrics, FaultKind};
 use crate::plugin_log::{PluginLogs, RequestContext};
@@ -17,6 +17,36 @@ use crate::{
     field_filter, header_filter, ConfiguredPlugin, Hook, HookSet, Limits, LogLine, LogRecord,
     PluginFault, PluginInfo, RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead,
 };
+
+/// One guarded hook call: admitted by the call guard (or failed fast
+/// without entering the guest), made on an idle or fresh instance under the
+/// hook budget, its end told to the guard. `$call` gets the hooks interface
+/// and the store and returns the bindings' call future. A macro rather than
+/// a function taking an async closure: the call future borrows the store
+/// and the heads, which a closure's return type cannot name.
+macro_rules! call {
+    ($plugin:expr, $hook:expr, |$hooks:ident, $store:ident| $call:expr) => {{
+        let plugin: &ConfiguredPlugin = $plugin;
+        match plugin.guard.admit($hook) {
+            Err(fault) => (Err(fault), PluginLogs::default()),
+            Ok(mut permit) => {
+                let (result, logs) = match plugin.instance().await {
+                    Err(fault) => (Err(fault), PluginLogs::default()),
+                    Ok(mut instance) => {
+                        let started = Instant::now();
+                        let (bindings, $store) = instance.begin_call(&plugin.recipe);
+                        let $hooks = bindings.tailgate_plugin_hooks();
+                        let returned = $call.await;
+                        let result = instance.end_call(&plugin.recipe, returned);
+                        plugin.after_call($hook, instance, started, result)
+                    }
+                };
+                permit.finish(CallEnd::of(&result));
+                (result, logs)
+            }
+        }
+    }};
+}
 
 impl ConfiguredPlugin {
     pub fn name(&self) -> &str {
@@ -54,13 +84,41 @@ impl ConfiguredPlugin {
         self.pool.idle()
     }
 
+    /// How the plugin's calls are guarded (breaker, bound of calls at once).
+    pub fn call_guard(&self) -> CallGuard {
+        self.guard.settings()
+    }
+    /// Whether the plugin is tripped: its calls fail fast until a trial
+    /// call after the cool-down returns.
+    pub fn is_tripped(&self) -> bool {
+        self.guard.is_tripped()
+    }
+    /// The same plugin with its calls guarded by `guard` (by default they
+    /// are not, [`CallGuard::OFF`]).
+    pub fn with_call_guard(mut self, guard: CallGuard) -> Self {
+        self.guard = GuardState::new(
+            guard,
+            self.recipe.shared.clock.clone(),
+            self.recipe.guest.clone(),
+            self.recipe.slow_calls.clone(),
+        );
+        self
+    }
+
+    /// `on-request` alone, blocking (see [`ConfiguredPlugin::request_hook`]):
+    /// for tests, tools and the plugin harness; never call it from a task
+    /// of an async runtime (the proxy awaits `request_hook`).
+    pub fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
+        block_on(self.request_hook(req))
+    }
+
     /// `on-request` alone: the plugin's fixed edits are its chain's
     /// ([`ChainedPlugin`](crate::ChainedPlugin) merges them, for the proxy
     /// and the harness alike). A plugin without the hook goes on with no
     /// edits, without a call. The plugin sees only the request fields it
     /// asked for: `req` is narrowed for the call and is whole again when
     /// this returns.
-    pub fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
+    pub async fn request_hook(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
         if !self.implements(Hook::Request) {
             return Ok(RequestAction::Continue(RequestEdits {
                 headers: Vec::new(),
@@ -71,19 +129,27 @@ impl ConfiguredPlugin {
         }
         let saved = header_filter::narrow(&self.info.request_headers, &mut req.headers);
         let fields = field_filter::narrow_request(self.info.request_fields, req);
-        let (result, logs) = self.call(Hook::Request, |plugin, store| {
-            plugin.tailgate_plugin_hooks().call_on_request(store, req)
-        });
+        let (result, logs) = call!(self, Hook::Request, |hooks, store| hooks
+            .call_on_request(store, req));
         field_filter::restore_request(req, fields);
         header_filter::restore(&mut req.headers, saved);
         self.emit(logs, RequestContext::of_request(req));
         result
     }
 
-    /// `on-response` alone, both header lists narrowed for the call like
-    /// [`ConfiguredPlugin::on_request`]'s; no edits, without a call, when
-    /// the plugin has no response hook.
+    /// `on-response` alone, blocking, like [`ConfiguredPlugin::on_request`].
     pub fn on_response(
+        &self,
+        req: &mut RequestHead,
+        resp: &mut ResponseHead,
+    ) -> Result<ResponseEdits, PluginFault> {
+        block_on(self.response_hook(req, resp))
+    }
+
+    /// `on-response` alone, both header lists narrowed for the call like
+    /// [`ConfiguredPlugin::request_hook`]'s; no edits, without a call, when
+    /// the plugin has no response hook.
+    pub async fn response_hook(
         &self,
         req: &mut RequestHead,
         resp: &mut ResponseHead,
@@ -96,11 +162,8 @@ impl ConfiguredPlugin {
         let saved_req = header_filter::narrow(&self.info.request_headers, &mut req.headers);
         let saved_resp = header_filter::narrow(&self.info.response_headers, &mut resp.headers);
         let fields = field_filter::narrow_request(self.info.request_fields, req);
-        let (result, logs) = self.call(Hook::Response, |plugin, store| {
-            plugin
-                .tailgate_plugin_hooks()
-                .call_on_response(store, req, resp)
-        });
+        let (result, logs) = call!(self, Hook::Response, |hooks, store| hooks
+            .call_on_response(store, req, resp));
         field_filter::restore_request(req, fields);
         header_filter::restore(&mut req.headers, saved_req);
         header_filter::restore(&mut resp.headers, saved_resp);
@@ -108,10 +171,16 @@ impl ConfiguredPlugin {
         result
     }
 
+    /// `on-log`, blocking (see [`ConfiguredPlugin::on_request`]); the
+    /// proxy awaits [`ConfiguredPlugin::log_hook`].
+    pub fn on_log(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
+        block_on(self.log_hook(rec))
+    }
+
     /// `on-log`, the record's two header lists narrowed for the call.
     /// `Ok(None)`: the plugin dropped the line, or does not implement `on-log`
     /// (tell them apart with [`ConfiguredPlugin::implements`]).
-    pub fn on_log(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
+    pub async fn log_hook(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
         if !self.implements(Hook::Log) {
             return Ok(None);
         }
@@ -119,9 +188,8 @@ impl ConfiguredPlugin {
         let saved_resp =
             header_filter::narrow(&self.info.response_headers, &mut rec.response_headers);
         let fields = field_filter::narrow_log(self.info.log_fields, rec);
-        let (result, logs) = self.call(Hook::Log, |plugin, store| {
-            plugin.tailgate_plugin_hooks().call_on_log(store, rec)
-        });
+        let (result, logs) = call!(self, Hook::Log, |hooks, store| hooks
+            .call_on_log(store, rec));
         field_filter::restore_log(rec, fields);
         header_filter::restore(&mut rec.request_headers, saved_req);
         header_filter::restore(&mut rec.response_headers, saved_resp);
@@ -129,39 +197,38 @@ impl ConfiguredPlugin {
         result
     }
 
-    /// Runs one hook on an idle instance (or a fresh one), records metrics,
-    /// and keeps the instance if it is still fit for reuse. Returns what the
-    /// guest logged too, for the caller to write with the request once its
-    /// fields are whole again.
-    fn call<R>(
+    /// An instance for a call: an idle one, or a fresh one.
+    async fn instance(&self) -> Result<PluginInstance, PluginFault> {
+        match self.pool.take() {
+            Some(instance) => Ok(instance),
+            None => self.fresh_instance().await,
+        }
+    }
+
+    /// After a call on `instance`: records metrics, and keeps the instance
+    /// if it is still fit for reuse (a faulted one is dropped). Returns what
+    /// the guest logged too, for the caller to write with the request once
+    /// its fields are whole again.
+    fn after_call<R>(
         &self,
         hook: Hook,
-        entry: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+        mut instance: PluginInstance,
+        started: Instant,
+        result: Result<R, PluginFault>,
     ) -> (Result<R, PluginFault>, PluginLogs) {
-        let mut instance = match self.pool.take() {
-            Some(instance) => instance,
-            None => match self.fresh_instance() {
-                Ok(instance) => instance,
-                Err(fault) => return (Err(fault), PluginLogs::default()),
-            },
-        };
-        let started = Instant::now();
-        let result = instance.call(&self.recipe, entry);
         self.metrics.call(hook, started.elapsed());
         let logs = instance.take_logs();
-        let result = match result {
-            Ok(value) => {
+        match &result {
+            Ok(_) => {
                 if instance.reusable(self.max_calls_per_instance) {
                     self.pool.give_back(instance);
                 }
-                Ok(value)
             }
             Err(fault) => {
                 drop(instance);
-                report_fault(&self.metrics, &self.recipe.guest, hook, &fault);
-                Err(fault)
+                report_fault(&self.metrics, &self.recipe.guest, hook, fault);
             }
-        };
+        }
         (result, logs)
     }
 
@@ -176,9 +243,9 @@ impl ConfiguredPlugin {
 
     /// A new instance, configured like the first; its faults are reported
     /// under the `configure` hook.
-    fn fresh_instance(&self) -> Result<PluginInstance, PluginFault> {
+    async fn fresh_instance(&self) -> Result<PluginInstance, PluginFault> {
         let started = Instant::now();
-        let made = PluginInstance::new(&self.recipe);
+        let made = PluginInstance::new(&self.recipe).await;
         self.metrics.call(Hook::Configure, started.elapsed());
         let fault = match made {
             Ok((instance, Ok(_))) => return Ok(instance),
@@ -192,13 +259,49 @@ impl ConfiguredPlugin {
     }
 }
 
+/// Drives a hook call (or an instantiation, or a chain's phase) to its end
+/// on this thread, for blocking callers (the blocking hook methods, tests,
+/// the plugin harness): polled here, the thread parked while the guest has
+/// yielded and woken when it may go on. Inside the ambient tokio runtime
+/// (the caller's, or wasmtime-wasi's own outside one), so a guest's WASI
+/// clock can still wait on a timer.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| park_until_ready(future))
+}
+
+fn park_until_ready<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    let mut future = std::pin::pin!(future);
+    let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
 pub(crate) fn report_fault(
     metrics: &CallMetrics,
     guest: &GuestIdentity,
     hook: Hook,
     fault: &PluginFault,
 ) {
-    let kind = FaultKind::of(fault);
+    let Some(kind) = FaultKind::of(fault) else {
+        return;
+    };
     metrics.fault(hook, kind);
     tracing::warn!(
         plugin = %guest.plugin,

@@ -1,11 +1,13 @@
 //! The one wasmtime [`Engine`] of a runtime and its epoch ticker: compiler
 //! and allocator settings (the pooling allocator sized for the box, or the
-//! on-demand allocator when pooling cannot be had), and the thread that
-//! advances the epoch which stops runaway guests.
+//! on-demand allocator when pooling cannot be had; async calls, so a guest
+//! runs on a fiber that can give its worker back), and the thread that
+//! advances the epoch at which running guests yield and runaway ones stop.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -17,6 +19,12 @@ use crate::error::RuntimeError;
 /// those wake-ups cost a loaded two-core machine ~10 % of its throughput
 /// (docs/performance-passes.md, section 10).
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The tick while some hook call has run past one [`EPOCH_TICK`] and is
+/// still running ([`EpochClock`]): such a call yields its worker to the
+/// other tasks at every tick, so a runaway guest holds a worker for at most
+/// this long at a time. Only then does the ticker wake 1000 times a second.
+pub const LONG_CALL_TICK: Duration = Duration::from_millis(1);
 
 /// A hook budget shorter than one [`EPOCH_TICK`]: the clock that stops
 /// runaway hooks could not keep it. Configs reject it
@@ -153,6 +161,10 @@ fn engine_config(
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // Calls are made with the `*_async` methods (wasmtime 48 needs no
+    // switch for it): guests run on fibers, and at each epoch tick a running
+    // call yields to the executor (`host_state::CallBudget`), so a long hook
+    // does not hold its tokio worker, and host imports may be async.
     config.memory_reservation(reservation.bytes());
     config.memory_may_move(false);
     // Profiling aid (docs/performance-passes.md): name the plugins' compiled
@@ -173,6 +185,8 @@ fn pooling_config(max_instances: u32) -> PoolingAllocationConfig {
     pool.total_component_instances(max_instances)
         .total_core_instances(core_instances)
         .total_memories(max_instances)
+        // One fiber stack per call in flight; an instance is in at most one.
+        .total_stacks(max_instances)
         .total_tables(core_instances)
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(1)
@@ -202,23 +216,79 @@ fn address_space_limit() -> Option<u64> {
     soft.parse().ok()
 }
 
-/// The thread that advances the engine's epoch every [`EPOCH_TICK`]. Started
-/// with the first plugin load ([`EpochTicker::ensure_started`]): a proxy
-/// without plugins has no thread waking 100 times a second (at 1000 a
-/// second it was ~6 % of a plugin-free proxy's CPU,
-/// docs/performance-passes.md). Stops (and is joined) when dropped.
+/// The epoch as the hook budgets read it: the time the ticker has counted
+/// (its ticks added up, each at most its nominal length), and the hook
+/// calls that have run past one tick and not returned yet. A call marks
+/// itself long at its first tick and unmarks when it ends (or its instance
+/// is dropped, when the call was cancelled). Budgets count ticks, not the
+/// wall clock, as the epoch deadline did: on a machine so loaded that the
+/// ticker itself waits for a CPU, hooks are not stopped for time they spent
+/// waiting too.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EpochClock(Arc<EpochCounters>);
+
+#[derive(Debug, Default)]
+struct EpochCounters {
+    elapsed_us: AtomicU64,
+    long_calls: AtomicUsize,
+    /// The ticker's stop flag, and what wakes it: a stop, or the first
+    /// long call (so the fast ticks start at once).
+    signal: (Mutex<bool>, Condvar),
+}
+
+/// One call counted as long in [`EpochClock`]; uncounted on drop.
+#[derive(Debug)]
+pub(crate) struct LongCallMark(Arc<EpochCounters>);
+
+impl EpochClock {
+    pub(crate) fn mark_long(&self) -> LongCallMark {
+        if self.0.long_calls.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.0.signal.1.notify_all();
+        }
+        LongCallMark(self.0.clone())
+    }
+
+    /// Whether any call is long right now.
+    pub(crate) fn any_long(&self) -> bool {
+        self.0.long_calls.load(Ordering::Acquire) > 0
+    }
+
+    /// Microseconds of ticks so far.
+    pub(crate) fn now_us(&self) -> u64 {
+        self.0.elapsed_us.load(Ordering::Acquire)
+    }
+
+    fn advance(&self, tick: Duration) {
+        let us = u64::try_from(tick.as_micros()).unwrap_or(u64::MAX);
+        self.0.elapsed_us.fetch_add(us, Ordering::AcqRel);
+    }
+}
+
+impl Drop for LongCallMark {
+    fn drop(&mut self) {
+        self.0.long_calls.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The thread that advances the engine's epoch every [`EPOCH_TICK`], or
+/// every [`LONG_CALL_TICK`] while a call is long, and the [`EpochClock`]. Started with the first
+/// plugin load ([`EpochTicker::ensure_started`]): a proxy without plugins
+/// has no thread waking 100 times a second (at 1000 a second it was ~6 % of
+/// a plugin-free proxy's CPU, docs/performance-passes.md); a proxy whose
+/// hooks return within a tick never ticks faster. Stops (and is joined) when
+/// dropped.
 pub(crate) struct EpochTicker {
     engine: Engine,
-    stop: Arc<(Mutex<bool>, Condvar)>,
+    clock: EpochClock,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl EpochTicker {
     /// A ticker for `engine`, not started yet.
-    pub(crate) fn new(engine: Engine) -> Self {
+    pub(crate) fn new(engine: Engine, clock: EpochClock) -> Self {
         EpochTicker {
             engine,
-            stop: Arc::new((Mutex::new(false), Condvar::new())),
+            clock,
             thread: Mutex::new(None),
         }
     }
@@ -230,18 +300,28 @@ impl EpochTicker {
         if thread.is_some() {
             return Ok(());
         }
-        let signal = self.stop.clone();
         let engine = self.engine.clone();
+        let clock = self.clock.clone();
         let handle = std::thread::Builder::new()
             .name("tailgate-epoch".into())
             .spawn(move || {
-                let (stopped, wake) = &*signal;
+                let (stopped, wake) = &clock.0.signal;
                 let mut stopped = stopped.lock().unwrap_or_else(|p| p.into_inner());
                 while !*stopped {
+                    let tick = if clock.any_long() {
+                        LONG_CALL_TICK
+                    } else {
+                        EPOCH_TICK
+                    };
+                    let started = Instant::now();
                     let (guard, _) = wake
-                        .wait_timeout(stopped, EPOCH_TICK)
+                        .wait_timeout(stopped, tick)
                         .unwrap_or_else(|p| p.into_inner());
                     stopped = guard;
+                    // Woken early by a long call: the time that passed. Late
+                    // (the thread waited for a CPU): one tick, so budgets
+                    // do not count time the machine could not give.
+                    clock.advance(started.elapsed().min(tick));
                     engine.increment_epoch();
                 }
             })
@@ -261,7 +341,7 @@ impl EpochTicker {
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        let (stopped, wake) = &*self.stop;
+        let (stopped, wake) = &self.clock.0.signal;
         *stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
         wake.notify_all();
         let thread = self.thread.get_mut().unwrap_or_else(|p| p.into_inner());
@@ -271,25 +351,9 @@ impl Drop for EpochTicker {
     }
 }
 
-/// Epoch ticks to allow for `budget`: rounded up, plus one because the
-/// deadline may be set just before a tick.
-pub(crate) fn deadline_ticks(budget: Duration) -> u64 {
-    let tick = EPOCH_TICK.as_nanos().max(1);
-    let ticks = budget.as_nanos().div_ceil(tick);
-    u64::try_from(ticks).unwrap_or(u64::MAX - 1).max(1) + 1
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deadline_covers_the_budget_plus_one_tick() {
-        assert_eq!(deadline_ticks(Duration::from_millis(50)), 6);
-        assert_eq!(deadline_ticks(Duration::from_millis(55)), 7);
-        assert_eq!(deadline_ticks(Duration::from_micros(1500)), 2);
-        assert_eq!(deadline_ticks(Duration::ZERO), 2);
-    }
 
     #[test]
     fn pooling_unless_the_address_space_is_too_small() {

@@ -57,4 +57,19 @@ pub enum PluginFault {
     MemoryLimit(usize),
     #[error("could not be instantiated: {0}")]
     Instantiate(String),
+    /// Not called: the plugin is tripped after repeated faults and fails
+    /// fast for up to this cool-down (then one trial call decides).
+    #[error("is tripped after repeated faults: not called for up to {0:?}")]
+    Tripped(std::time::Duration),
+    /// Not called: this many of its calls are running, its bound.
+    #[error("has {0} calls running, its bound: not called")]
+    Saturated(u32),
+}
+
+impl PluginFault {
+    /// Whether the call failed fast, without entering the guest (the plugin
+    /// is tripped or at its bound of calls at once).
+    pub fn is_fail_fast(&self) -> bool {
+        matches!(self, PluginFault::Tripped(_) | PluginFault::Saturated(_))
+    }
 }

@@ -2,11 +2,14 @@
 //! as warnings, stdout as info), tagged with plugin and route, so a guest's
 //! panic message shows up in the proxy's log. The end of what stderr got
 //! during a call is also kept to explain a trap. Output per call is capped so
-//! a chatty guest cannot flood the log.
+//! a chatty guest cannot flood the log, and lines per second are capped per
+//! (plugin, route) across its instances ([`OutputRateLimit`]), so a fault
+//! storm (each trap prints a ~1.3 KB panic message) cannot either.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -22,6 +25,71 @@ const MAX_LINE_BYTES: usize = 1024;
 const MAX_BYTES_PER_CALL: usize = 16 * 1024;
 /// How much of the end of stderr is kept to explain a trap.
 const TAIL_BYTES: usize = 512;
+
+/// Lines of guest output (stdout and stderr) logged per (plugin, route) and
+/// second, by default; past it lines are counted, not logged, and the next
+/// line logged is preceded by one line saying how many were suppressed.
+pub const DEFAULT_OUTPUT_LINES_PER_SECOND: u32 = 20;
+
+/// How often the line budget of [`OutputRateLimit`] refills.
+const OUTPUT_WINDOW: Duration = Duration::from_secs(1);
+
+/// The guest-output line budget of one (plugin, route), shared by its
+/// instances: at most `max` lines a second go to the log. What the
+/// [`PluginObserver`] sees is not limited (it is a test tap).
+#[derive(Debug)]
+pub(crate) struct OutputRateLimit {
+    max: u32,
+    window: Mutex<OutputWindow>,
+}
+
+#[derive(Debug)]
+struct OutputWindow {
+    started: Instant,
+    logged: u32,
+    /// Lines suppressed since the last one logged.
+    suppressed: u64,
+}
+
+/// Whether a line may be logged.
+#[derive(Debug, PartialEq, Eq)]
+enum Admission {
+    /// Log it, after a summary of this many suppressed lines (if any).
+    Log {
+        suppressed_before: u64,
+    },
+    Suppress,
+}
+
+impl OutputRateLimit {
+    /// A budget of `max` lines a second (at least 1).
+    pub(crate) fn new(max: u32) -> Self {
+        OutputRateLimit {
+            max: max.max(1),
+            window: Mutex::new(OutputWindow {
+                started: Instant::now(),
+                logged: 0,
+                suppressed: 0,
+            }),
+        }
+    }
+
+    fn admit(&self, now: Instant) -> Admission {
+        let mut window = lock(&self.window);
+        if now.saturating_duration_since(window.started) >= OUTPUT_WINDOW {
+            window.started = now;
+            window.logged = 0;
+        }
+        if window.logged >= self.max {
+            window.suppressed += 1;
+            return Admission::Suppress;
+        }
+        window.logged += 1;
+        Admission::Log {
+            suppressed_before: std::mem::take(&mut window.suppressed),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -68,6 +136,7 @@ struct OutputInner {
     kind: Kind,
     tail: Option<OutputTail>,
     observer: Option<Arc<dyn PluginObserver>>,
+    limit: Arc<OutputRateLimit>,
     lines: Mutex<LineBuffer>,
 }
 
@@ -80,16 +149,21 @@ struct LineBuffer {
 }
 
 impl GuestOutput {
-    pub(crate) fn stdout(guest: GuestIdentity, observer: Option<Arc<dyn PluginObserver>>) -> Self {
-        Self::new(guest, Kind::Stdout, None, observer)
+    pub(crate) fn stdout(
+        guest: GuestIdentity,
+        observer: Option<Arc<dyn PluginObserver>>,
+        limit: Arc<OutputRateLimit>,
+    ) -> Self {
+        Self::new(guest, Kind::Stdout, None, observer, limit)
     }
 
     pub(crate) fn stderr(
         guest: GuestIdentity,
         tail: OutputTail,
         observer: Option<Arc<dyn PluginObserver>>,
+        limit: Arc<OutputRateLimit>,
     ) -> Self {
-        Self::new(guest, Kind::Stderr, Some(tail), observer)
+        Self::new(guest, Kind::Stderr, Some(tail), observer, limit)
     }
 
     fn new(
@@ -97,12 +171,14 @@ impl GuestOutput {
         kind: Kind,
         tail: Option<OutputTail>,
         observer: Option<Arc<dyn PluginObserver>>,
+        limit: Arc<OutputRateLimit>,
     ) -> Self {
         GuestOutput(Arc::new(OutputInner {
             guest,
             kind,
             tail,
             observer,
+            limit,
             lines: Mutex::new(LineBuffer::default()),
         }))
     }
@@ -153,13 +229,32 @@ impl OutputInner {
             return;
         }
         let (plugin, route) = (&*self.guest.plugin, &*self.guest.route);
+        let logged = match self.limit.admit(Instant::now()) {
+            Admission::Log { suppressed_before } => {
+                if suppressed_before > 0 {
+                    tracing::warn!(
+                        plugin,
+                        route,
+                        suppressed = suppressed_before,
+                        "suppressed {suppressed_before} lines of plugin output (at most {} a second are logged)",
+                        self.limit.max
+                    );
+                }
+                true
+            }
+            Admission::Suppress => false,
+        };
         let (source, level) = match self.kind {
             Kind::Stderr => {
-                tracing::warn!(plugin, route, stream = "stderr", "{line}");
+                if logged {
+                    tracing::warn!(plugin, route, stream = "stderr", "{line}");
+                }
                 (OutputSource::Stderr, LogLevel::Warn)
             }
             Kind::Stdout => {
-                tracing::info!(plugin, route, stream = "stdout", "{line}");
+                if logged {
+                    tracing::info!(plugin, route, stream = "stdout", "{line}");
+                }
                 (OutputSource::Stdout, LogLevel::Info)
             }
         };
@@ -230,5 +325,29 @@ impl tokio::io::AsyncWrite for GuestOutput {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_the_budget_lines_are_counted_and_reported_with_the_next_one() {
+        let limit = OutputRateLimit::new(2);
+        let start = Instant::now();
+        let log = |suppressed_before| Admission::Log { suppressed_before };
+        assert_eq!(limit.admit(start), log(0));
+        assert_eq!(limit.admit(start), log(0));
+        for _ in 0..5 {
+            assert_eq!(
+                limit.admit(start + Duration::from_millis(500)),
+                Admission::Suppress
+            );
+        }
+        let next_second = start + OUTPUT_WINDOW;
+        assert_eq!(limit.admit(next_second), log(5));
+        assert_eq!(limit.admit(next_second), log(0));
+        assert_eq!(limit.admit(next_second), Admission::Suppress);
     }
 }

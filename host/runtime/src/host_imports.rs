@@ -15,12 +15,15 @@ use crate::state::rate_limiter::{self, Burst, RateLimitError, ZoneSpec};
 /// Most label pairs a plugin metric may carry (besides `plugin`).
 pub(crate) const MAX_METRIC_LABELS: usize = 8;
 /// Metric names the runtime itself exports under `tailgate_plugin_`.
-const RESERVED_METRIC_NAMES: [&str; 5] = [
+const RESERVED_METRIC_NAMES: [&str; 8] = [
     "calls_total",
     "faults_total",
     "call_duration_seconds",
     "state_keys",
     "ratelimit_requests",
+    "tripped_total",
+    "tripped",
+    "fail_fast_total",
 ];
 /// What `rate-limit-check` counts each decision in, by plugin, zone and
 /// outcome (nginx's `$limit_req_status`, lower case).

@@ -4,11 +4,15 @@
 //! imports during a hook call.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
+use wasmtime::UpdateDeadline;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::guest_output::{GuestOutput, OutputTail};
+use crate::call_guard::{SlowCallMark, SlowCalls};
+use crate::engine::{EpochClock, LongCallMark, EPOCH_TICK};
+use crate::guest_output::{GuestOutput, OutputRateLimit, OutputTail};
 use crate::metric_handles::MetricHandles;
 use crate::plugin_log::PluginLogs;
 use crate::state::{PluginState, SharedState};
@@ -26,6 +30,8 @@ pub(crate) struct HostState {
     pub(crate) shared: Arc<SharedState>,
     pub(crate) plugin_state: Arc<PluginState>,
     pub(crate) memory: MemoryCap,
+    /// The time budget of the current call, kept at the epoch ticks.
+    pub(crate) budget: CallBudget,
     /// The end of what the guest wrote to stderr during the current call.
     pub(crate) stderr_tail: OutputTail,
     /// The plugin metrics this instance used, ready for the next call.
@@ -39,13 +45,21 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(guest: GuestIdentity, shared: Arc<SharedState>, memory_cap: usize) -> Self {
+    pub(crate) fn new(
+        guest: GuestIdentity,
+        shared: Arc<SharedState>,
+        memory_cap: usize,
+        epoch: EpochClock,
+        slow_calls: SlowCalls,
+        output_limit: Arc<OutputRateLimit>,
+    ) -> Self {
         let plugin_state = shared.plugin(&guest.plugin);
         let stderr_tail = OutputTail::default();
         // No preopens, no env, no args, no network: the builder's defaults.
         let observer = shared.observer.clone();
-        let stdout = GuestOutput::stdout(guest.clone(), observer.clone());
-        let stderr = GuestOutput::stderr(guest.clone(), stderr_tail.clone(), observer);
+        let stdout = GuestOutput::stdout(guest.clone(), observer.clone(), output_limit.clone());
+        let stderr =
+            GuestOutput::stderr(guest.clone(), stderr_tail.clone(), observer, output_limit);
         let wasi = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -55,6 +69,7 @@ impl HostState {
             shared,
             plugin_state,
             memory: MemoryCap::new(memory_cap),
+            budget: CallBudget::new(epoch, slow_calls),
             stderr_tail,
             metric_handles: MetricHandles::default(),
             logs: PluginLogs::default(),
@@ -67,11 +82,96 @@ impl HostState {
 }
 
 impl HostState {
-    /// Resets the per-call bookkeeping before a hook (or `configure`) runs.
-    pub(crate) fn begin_call(&mut self) {
+    /// Resets the per-call bookkeeping before a hook (or `configure`) runs
+    /// with `budget`.
+    pub(crate) fn begin_call(&mut self, budget: Duration) {
         self.memory.begin_call();
+        self.budget.begin(budget);
         self.stdout.begin_call();
         self.stderr.begin_call();
+    }
+
+    /// After the call returned (normally or not).
+    pub(crate) fn end_call(&mut self) {
+        self.budget.end();
+    }
+}
+
+/// The time budget of the call running on an instance, kept at the epoch
+/// ticks: at each tick the call yields to the executor (another task may
+/// run on its worker), and the first tick past its budget stops it. Time is
+/// the [`EpochClock`]'s: the budget plus one tick (the call may start just
+/// before one), so a 50 ms budget stops a runaway call after 50–61 ms. A
+/// call still running at its first tick counts as long, which makes the
+/// ticker tick every [`crate::engine::LONG_CALL_TICK`]: a runaway guest
+/// gives its worker back every millisecond. One that has run a whole
+/// [`EPOCH_TICK`] counts as slow for its plugin's bound of calls at once
+/// ([`SlowCalls`]).
+#[derive(Debug)]
+pub(crate) struct CallBudget {
+    epoch: EpochClock,
+    slow_calls: SlowCalls,
+    started_us: u64,
+    limit_us: u64,
+    /// Set from the call's first tick to its end.
+    long: Option<LongCallMark>,
+    /// Set once the call has run a whole tick, to its end.
+    slow: Option<SlowCallMark>,
+    timed_out: bool,
+}
+
+impl CallBudget {
+    fn new(epoch: EpochClock, slow_calls: SlowCalls) -> Self {
+        CallBudget {
+            epoch,
+            slow_calls,
+            slow: None,
+            started_us: 0,
+            limit_us: 0,
+            long: None,
+            timed_out: false,
+        }
+    }
+
+    fn begin(&mut self, budget: Duration) {
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2);
+        self.started_us = self.epoch.now_us();
+        self.limit_us = us(budget).saturating_add(us(EPOCH_TICK));
+        self.long = None;
+        self.slow = None;
+        self.timed_out = false;
+    }
+
+    fn end(&mut self) {
+        self.long = None;
+        self.slow = None;
+    }
+
+    /// At an epoch tick while the call runs: yield, or stop the call.
+    pub(crate) fn at_tick(&mut self) -> UpdateDeadline {
+        let ran = self.epoch.now_us().saturating_sub(self.started_us);
+        if ran >= self.limit_us {
+            self.timed_out = true;
+            self.end();
+            return UpdateDeadline::Interrupt;
+        }
+        if self.long.is_none() {
+            self.long = Some(self.epoch.mark_long());
+        }
+        if self.slow.is_none() && u128::from(ran) >= EPOCH_TICK.as_micros() {
+            self.slow = Some(self.slow_calls.mark());
+        }
+        // tokio's yield, not a bare self-wake: the task goes back behind
+        // the I/O driver too, so a worker with nothing else queued still
+        // sees new connections and requests before the guest runs on (with
+        // a self-wake, the current-thread scheduler polled I/O only every
+        // 61 slices: ~60 ms).
+        UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+    }
+
+    /// Whether the last call was stopped for its budget.
+    pub(crate) fn timed_out(&self) -> bool {
+        self.timed_out
     }
 }
 

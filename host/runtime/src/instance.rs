@@ -1,8 +1,11 @@
 //! One live plugin instance: its own `Store` (memory cap, WASI context,
 //! identity) and the instantiated component, configured for one route.
-//! Every call runs under an epoch deadline; a call that does not return
-//! normally is turned into a [`PluginFault`] and the instance must be
-//! dropped (a trapped instance cannot be entered again).
+//! Every call is async and runs under a time budget kept at the epoch
+//! ticks: at each tick the guest yields its worker, past the budget it is
+//! stopped. A call that does not return normally is turned into a
+//! [`PluginFault`] and the instance must be dropped (a trapped instance
+//! cannot be entered again); so must one whose call was cancelled (its
+//! future dropped mid-call), which dropping the future does.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -13,6 +16,9 @@ use wasmtime::{Store, Trap};
 
 use crate::bindings::types::PluginInfo;
 use crate::bindings::{Plugin, PluginPre};
+use crate::call_guard::SlowCalls;
+use crate::engine::EpochClock;
+use crate::guest_output::OutputRateLimit;
 use crate::host_state::{GuestIdentity, HostState};
 use crate::plugin_log::PluginLogs;
 use crate::state::SharedState;
@@ -24,11 +30,17 @@ pub(crate) struct InstanceRecipe {
     pub(crate) guest: GuestIdentity,
     pub(crate) config_json: String,
     pub(crate) limits: Limits,
-    pub(crate) deadline_ticks: u64,
     /// Budget of instantiation + `configure` (see [`configure_budget`]).
     pub(crate) configure_budget: Duration,
     pub(crate) shared: Arc<SharedState>,
     pub(crate) live: Arc<LiveInstances>,
+    /// The runtime's epoch clock (and its long calls, which make it tick faster).
+    pub(crate) epoch: EpochClock,
+    /// The rate limit of this (plugin, route)'s stdout and stderr lines,
+    /// shared by its instances.
+    pub(crate) output_limit: Arc<OutputRateLimit>,
+    /// This (plugin, route)'s calls past a tick, which its call guard bounds.
+    pub(crate) slow_calls: SlowCalls,
 }
 
 /// Counts the instances alive across a runtime against its maximum.
@@ -84,7 +96,7 @@ pub(crate) struct PluginInstance {
 impl PluginInstance {
     /// Instantiates the plugin and calls `configure` with the route's
     /// config. `Ok((instance, Err(message)))` is a config the plugin rejected.
-    pub(crate) fn new(
+    pub(crate) async fn new(
         recipe: &InstanceRecipe,
     ) -> Result<(PluginInstance, Result<PluginInfo, String>), PluginFault> {
         let slot = recipe.live.acquire()?;
@@ -92,15 +104,22 @@ impl PluginInstance {
             recipe.guest.clone(),
             recipe.shared.clone(),
             recipe.limits.memory_bytes,
+            recipe.epoch.clone(),
+            recipe.slow_calls.clone(),
+            recipe.output_limit.clone(),
         );
         let mut store = Store::new(recipe.pre.engine(), state);
         store.limiter(|state| &mut state.memory);
+        // At every tick: yield to the executor, or stop a call past its
+        // budget (`CallBudget`).
+        store.epoch_deadline_callback(|mut store| Ok(store.data_mut().budget.at_tick()));
         // The epoch deadline starts at 0: set it before instantiating.
-        let configure_ticks = crate::engine::deadline_ticks(recipe.configure_budget);
-        store.set_epoch_deadline(configure_ticks);
-        let bindings = match recipe.pre.instantiate(&mut store) {
+        store.data_mut().begin_call(recipe.configure_budget);
+        store.set_epoch_deadline(1);
+        let bindings = match recipe.pre.instantiate_async(&mut store).await {
             Ok(bindings) => bindings,
             Err(error) => {
+                store.data_mut().end_call();
                 emit_unserved(recipe, &mut store);
                 return Err(
                     match classify(&error, store.data(), recipe.configure_budget) {
@@ -117,39 +136,46 @@ impl PluginInstance {
             baseline_memory: 0,
             _slot: slot,
         };
-        instance.store.data_mut().begin_call();
-        instance.store.set_epoch_deadline(configure_ticks);
+        // `configure` gets the same budget as instantiation, afresh.
+        instance
+            .store
+            .data_mut()
+            .begin_call(recipe.configure_budget);
+        instance.store.set_epoch_deadline(1);
         let configured = instance
             .bindings
             .tailgate_plugin_hooks()
             .call_configure(&mut instance.store, &recipe.config_json)
+            .await
             .map_err(|error| classify(&error, instance.store.data(), recipe.configure_budget));
+        instance.store.data_mut().end_call();
         emit_unserved(recipe, &mut instance.store);
         let configured = configured?;
         instance.baseline_memory = instance.store.data().memory.size();
         Ok((instance, configured))
     }
 
-    /// Calls a hook under the deadline and counts the call.
-    pub(crate) fn call<R>(
+    /// Starts a hook call under the hook budget: returns the bindings and the
+    /// store to make it with. End it with [`PluginInstance::end_call`].
+    pub(crate) fn begin_call(
         &mut self,
         recipe: &InstanceRecipe,
-        hook: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
-    ) -> Result<R, PluginFault> {
-        let result = self.run(recipe, hook);
-        self.calls = self.calls.saturating_add(1);
-        result
+    ) -> (&Plugin, &mut Store<HostState>) {
+        self.store.data_mut().begin_call(recipe.limits.hook_timeout);
+        self.store.set_epoch_deadline(1);
+        (&self.bindings, &mut self.store)
     }
 
-    fn run<R>(
+    /// Ends the call [`PluginInstance::begin_call`] started with its
+    /// `result`, a fault named, and counts it.
+    pub(crate) fn end_call<R>(
         &mut self,
         recipe: &InstanceRecipe,
-        entry: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+        result: wasmtime::Result<R>,
     ) -> Result<R, PluginFault> {
-        self.store.data_mut().begin_call();
-        self.store.set_epoch_deadline(recipe.deadline_ticks);
-        entry(&self.bindings, &mut self.store)
-            .map_err(|error| classify(&error, self.store.data(), recipe.limits.hook_timeout))
+        self.store.data_mut().end_call();
+        self.calls = self.calls.saturating_add(1);
+        result.map_err(|error| classify(&error, self.store.data(), recipe.limits.hook_timeout))
     }
 
     /// What the guest logged during the last call, for the caller to write
@@ -193,7 +219,7 @@ fn classify(error: &wasmtime::Error, state: &HostState, budget: Duration) -> Plu
     if state.memory.denied() {
         return PluginFault::MemoryLimit(state.memory.cap());
     }
-    if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+    if state.budget.timed_out() || matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
         return PluginFault::Timeout(budget);
     }
     let cause = error.root_cause().to_string();
@@ -210,11 +236,13 @@ fn classify(error: &wasmtime::Error, state: &HostState, budget: Duration) -> Plu
     }
 }
 
-/// Links what plugins may import: WASI p2 (sync, on an empty context) and
-/// the `host` interface.
+/// Links what plugins may import: WASI p2 (its async implementation, on an
+/// empty context) and the `host` interface. The `host` imports are sync
+/// today (in-memory state); one that waits (a Redis round trip) becomes an
+/// `async` import in `bindings.rs` and is linked by the same call, with
+/// `func_wrap_async` underneath (docs/plugin-runtime.md).
 pub(crate) fn link(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
-    crate::wasi_io::link(linker)?;
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
     Plugin::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
     Ok(())
 }

@@ -6,13 +6,17 @@
 //! once; [`Runtime::configure`] validates one route's config for it and gives
 //! a [`ConfiguredPlugin`], whose hook methods the pipeline calls per request.
 //!
-//! All calls are synchronous and short (host imports are in-memory); a hook
-//! that runs past [`Limits::hook_timeout`] is stopped by an epoch trap, one
-//! that grows its memory past [`Limits::memory_bytes`] is refused the memory.
-//! Either way the call returns a [`PluginFault`] and the instance is thrown
-//! away; the next call gets a fresh one. See `docs/plugin-runtime.md`.
+//! Hook calls are async: the guest runs on a fiber that yields its worker
+//! thread to other tasks at every epoch tick, so a hook that runs long does
+//! not stall other requests. A hook that runs past [`Limits::hook_timeout`]
+//! is stopped at the next tick, one that grows its memory past
+//! [`Limits::memory_bytes`] is refused the memory. Either way the call
+//! returns a [`PluginFault`] and the instance is thrown away; the next call
+//! gets a fresh one. A [`CallGuard`] trips a plugin that keeps faulting and
+//! bounds its calls at once. See `docs/plugin-runtime.md`.
 
 mod bindings;
+mod call_guard;
 mod chained;
 mod compile_cache;
 mod configured;
@@ -34,7 +38,6 @@ mod plugin_log;
 mod record_text;
 pub mod request_path;
 mod state;
-mod wasi_io;
 mod wire_edits;
 
 pub use bindings::types::{
@@ -42,12 +45,16 @@ pub use bindings::types::{
     LogFieldSet, LogLevel, LogLine, LogRecord, PluginInfo, RateDecision, RateLimit, RequestAction,
     RequestEdits, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead, Var,
 };
-pub use chained::{ChainedPlugin, HookFault, PluginHooks, RequestStep};
+pub use call_guard::CallGuard;
+pub use chained::{ChainedPlugin, HookCall, HookFault, PluginHooks, RequestStep};
 pub use compile_cache::CacheOutcome;
+pub use configured::block_on;
 pub use engine::{
-    check_hook_budget, Allocator, BudgetBelowTick, MemoryReservation, EPOCH_TICK, MAX_MEMORY_BYTES,
+    check_hook_budget, Allocator, BudgetBelowTick, MemoryReservation, EPOCH_TICK, LONG_CALL_TICK,
+    MAX_MEMORY_BYTES,
 };
 pub use error::{ConfigureError, LoadError, PluginFault, RuntimeError};
+pub use guest_output::DEFAULT_OUTPUT_LINES_PER_SECOND;
 pub use hook::Hook;
 pub use observer::{OutputSource, PluginObserver, PluginOutput};
 pub use state::clock::{Clock, ManualClock, SystemClock};
@@ -63,9 +70,11 @@ use wasmtime::component::Linker;
 use wasmtime::Engine;
 
 use bindings::PluginPre;
+use call_guard::{GuardState, SlowCalls};
 use compile_cache::CompileCache;
 use configured::report_fault;
-use engine::EpochTicker;
+use engine::{EpochClock, EpochTicker};
+use guest_output::OutputRateLimit;
 use host_state::{GuestIdentity, HostState};
 use instance::{InstanceRecipe, LiveInstances, PluginInstance};
 use instance_pool::InstancePool;
@@ -88,15 +97,20 @@ pub struct RuntimeConfig {
     /// 1 = a fresh instance per call (full isolation between requests, at
     /// the cost measured in `docs/plugin-runtime.md`).
     pub max_calls_per_instance: u32,
+    /// Lines of guest stdout/stderr logged per (plugin, route) and second;
+    /// past it they are counted and summed up in one line.
+    pub output_lines_per_second: u32,
 }
 
 impl RuntimeConfig {
-    /// Defaults: 1000 instances, [`DEFAULT_MAX_CALLS_PER_INSTANCE`].
+    /// Defaults: 1000 instances, [`DEFAULT_MAX_CALLS_PER_INSTANCE`],
+    /// [`DEFAULT_OUTPUT_LINES_PER_SECOND`].
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
         RuntimeConfig {
             cache_dir: cache_dir.into(),
             max_instances: 1000,
             max_calls_per_instance: DEFAULT_MAX_CALLS_PER_INSTANCE,
+            output_lines_per_second: DEFAULT_OUTPUT_LINES_PER_SECOND,
         }
     }
 }
@@ -146,6 +160,7 @@ struct RuntimeInner {
     cache: CompileCache,
     shared: Arc<SharedState>,
     live: Arc<LiveInstances>,
+    epoch: EpochClock,
     config: RuntimeConfig,
     /// Dropped last of the runtime's parts: stops the epoch thread once the
     /// runtime and every plugin loaded from it are gone. Started by the
@@ -163,8 +178,9 @@ pub struct LoadedPlugin {
 }
 
 /// A plugin configured for one route: the unit the pipeline calls. Safe to
-/// call from many threads at once; each call takes an idle instance (or
-/// makes one) and gives it back afterwards.
+/// call from many threads and tasks at once; each call takes an idle
+/// instance (or makes one) and gives it back afterwards. Its calls are
+/// guarded by a [`CallGuard`] ([`ConfiguredPlugin::with_call_guard`]).
 ///
 /// Hooks the plugin did not declare in `configure` are not called: their
 /// methods return the neutral value at once (`Continue` with no edits, no
@@ -177,6 +193,7 @@ pub struct ConfiguredPlugin {
     info: PluginInfo,
     pool: InstancePool,
     metrics: CallMetrics,
+    guard: GuardState,
     max_calls_per_instance: u32,
     _runtime: Arc<RuntimeInner>,
 }
@@ -213,7 +230,8 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         instance::link(&mut linker)
             .map_err(|e| RuntimeError::Engine(format!("linking host imports: {e:#}")))?;
-        let ticker = EpochTicker::new(engine.clone());
+        let epoch = EpochClock::default();
+        let ticker = EpochTicker::new(engine.clone(), epoch.clone());
         let cache = CompileCache::new(config.cache_dir.clone(), &engine);
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
@@ -223,6 +241,7 @@ impl Runtime {
                 cache,
                 shared: Arc::new(SharedState::new(clock, state_limits).with_observer(observer)),
                 live: Arc::new(LiveInstances::new(config.max_instances.max(1))),
+                epoch,
                 config,
                 ticker,
             }),
@@ -275,6 +294,8 @@ impl Runtime {
     }
 
     /// Validate `config_json` for `route` by calling the plugin's `configure`.
+    /// Blocking: call it outside async tasks (at start-up, or from a
+    /// blocking thread on reload).
     pub fn configure(
         &self,
         plugin: &Arc<LoadedPlugin>,
@@ -303,14 +324,16 @@ impl Runtime {
             guest,
             config_json: config_json.to_string(),
             limits,
-            deadline_ticks: engine::deadline_ticks(limits.hook_timeout),
             configure_budget: instance::configure_budget(&limits),
             shared: inner.shared.clone(),
             live: inner.live.clone(),
+            epoch: inner.epoch.clone(),
+            output_limit: Arc::new(OutputRateLimit::new(inner.config.output_lines_per_second)),
+            slow_calls: SlowCalls::default(),
         };
         let metrics = CallMetrics::new(&plugin.name, route);
         let started = Instant::now();
-        let made = PluginInstance::new(&recipe);
+        let made = block_on(PluginInstance::new(&recipe));
         metrics.call(Hook::Configure, started.elapsed());
         let (instance, info) = match made {
             Ok((instance, Ok(info))) => (instance, header_filter::normalised(info)),
@@ -330,11 +353,18 @@ impl Runtime {
                 });
             }
         };
+        let guard = GuardState::new(
+            CallGuard::OFF,
+            inner.shared.clock.clone(),
+            recipe.guest.clone(),
+            recipe.slow_calls.clone(),
+        );
         let configured = ConfiguredPlugin {
             recipe,
             info,
             pool: InstancePool::new(InstancePool::default_capacity()),
             metrics,
+            guard,
             max_calls_per_instance: inner.config.max_calls_per_instance.max(1),
             _runtime: inner.clone(),
         };

@@ -39,12 +39,15 @@ impl FaultKind {
         }
     }
 
-    pub(crate) fn of(fault: &PluginFault) -> FaultKind {
+    /// The kind of a fault of the guest; `None` for a call that failed
+    /// fast without entering it (counted by the call guard instead).
+    pub(crate) fn of(fault: &PluginFault) -> Option<FaultKind> {
         match fault {
-            PluginFault::Trap(_) => FaultKind::Trap,
-            PluginFault::Timeout(_) => FaultKind::Timeout,
-            PluginFault::MemoryLimit(_) => FaultKind::Memory,
-            PluginFault::Instantiate(_) => FaultKind::Instantiate,
+            PluginFault::Trap(_) => Some(FaultKind::Trap),
+            PluginFault::Timeout(_) => Some(FaultKind::Timeout),
+            PluginFault::MemoryLimit(_) => Some(FaultKind::Memory),
+            PluginFault::Instantiate(_) => Some(FaultKind::Instantiate),
+            PluginFault::Tripped(_) | PluginFault::Saturated(_) => None,
         }
     }
 

@@ -7,6 +7,8 @@
 
 mod common;
 
+use tailgate_runtime::block_on;
+
 use common::*;
 use tailgate_runtime::{
     ChainedPlugin, ConfiguredPlugin, HeaderEdit, Hook, HookFault, HookSet, RequestHead,
@@ -23,7 +25,7 @@ fn request_phase(
     req: &mut RequestHead,
 ) -> Result<Vec<HeaderEdit>, HookFault> {
     let mut applied = Vec::new();
-    match plugin.request_phase(req, &mut applied)? {
+    match block_on(plugin.request_phase(req, &mut applied))? {
         RequestStep::Continue(edits) => assert_eq!((edits.path, edits.delay_ms), (None, 0)),
         RequestStep::Respond(resp) => panic!("unexpected respond: {}", resp.status),
     }
@@ -37,9 +39,7 @@ fn response_phase(
     resp: &mut ResponseHead,
 ) -> Vec<HeaderEdit> {
     let mut applied = Vec::new();
-    plugin
-        .response_phase(req, resp, false, &mut applied)
-        .expect("response phase");
+    block_on(plugin.response_phase(req, resp, false, &mut applied)).expect("response phase");
     applied.iter().map(WireEdit::to_header_edit).collect()
 }
 
@@ -160,7 +160,7 @@ fn a_failing_hook_takes_the_fixed_edits_with_it() {
     // The call fails as a whole: no edit comes back, not even the fixed
     // one, so a fail-open chain skips all of the plugin's edits.
     let mut applied = Vec::new();
-    assert!(plugin.request_phase(&mut req, &mut applied).is_err());
+    assert!(block_on(plugin.request_phase(&mut req, &mut applied)).is_err());
     assert!(applied.is_empty());
     assert_eq!(edit_of_head(&req, "x-route"), None);
 }

@@ -125,6 +125,8 @@ pub enum ConfigErrorKind {
     MaxInstances,
     #[error("max_calls_per_instance must be at least 1")]
     MaxCallsPerInstance,
+    #[error("{0} must be at least 1")]
+    AtLeastOne(&'static str),
     #[error("{0} must not be empty")]
     EmptyPath(&'static str),
 

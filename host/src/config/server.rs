@@ -36,6 +36,11 @@ pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_millis(50);
 pub const DEFAULT_MEMORY_LIMIT: usize = 16 << 20;
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
 pub const DEFAULT_MAX_CALLS_PER_INSTANCE: u32 = tailgate_runtime::DEFAULT_MAX_CALLS_PER_INSTANCE;
+/// Consecutive faults that trip a plugin (Envoy's outlier detection ejects
+/// a host after 5 consecutive 5xx).
+pub const DEFAULT_TRIP_AFTER_FAULTS: u32 = 5;
+pub const DEFAULT_TRIP_WINDOW: Duration = Duration::from_secs(10);
+pub const DEFAULT_TRIP_COOLDOWN: Duration = Duration::from_secs(10);
 
 // === raw ===
 
@@ -80,6 +85,11 @@ pub struct RawPluginRuntime {
     pub memory_limit: Option<Spanned<RawSize>>,
     pub max_instances: Option<Spanned<u32>>,
     pub max_calls_per_instance: Option<Spanned<u32>>,
+    pub trip_after_faults: Option<Spanned<u32>>,
+    pub trip_window: Option<Spanned<String>>,
+    pub trip_cooldown: Option<Spanned<String>>,
+    pub max_concurrent_calls: Option<Spanned<u32>>,
+    pub output_lines_per_second: Option<Spanned<u32>>,
 }
 
 /// A `[plugins]` entry: `name = "file.wasm"`, or a table
@@ -314,12 +324,37 @@ pub(super) fn build_plugin_runtime(
         Some(n) if *n.get_ref() >= 1 => n.into_inner(),
         Some(n) => return Err(src.error(n.span(), None, ConfigErrorKind::MaxCallsPerInstance)),
     };
+    let duration = |raw: Option<Spanned<String>>, default| match raw {
+        None => Ok(default),
+        Some(t) => src.at(t.span(), None, parse_duration(t.get_ref())),
+    };
+    let call_guard = tailgate_runtime::CallGuard {
+        trip_after_faults: raw
+            .trip_after_faults
+            .map_or(DEFAULT_TRIP_AFTER_FAULTS, Spanned::into_inner),
+        fault_window: duration(raw.trip_window, DEFAULT_TRIP_WINDOW)?,
+        cooldown: duration(raw.trip_cooldown, DEFAULT_TRIP_COOLDOWN)?,
+        max_concurrent_calls: raw.max_concurrent_calls.map_or(0, Spanned::into_inner),
+    };
+    let output_lines_per_second = match raw.output_lines_per_second {
+        None => tailgate_runtime::DEFAULT_OUTPUT_LINES_PER_SECOND,
+        Some(n) if *n.get_ref() >= 1 => n.into_inner(),
+        Some(n) => {
+            return Err(src.error(
+                n.span(),
+                None,
+                ConfigErrorKind::AtLeastOne("output_lines_per_second"),
+            ))
+        }
+    };
     Ok(PluginRuntimeConfig {
         cache_dir,
         hook_timeout,
         memory_limit,
         max_instances,
         max_calls_per_instance,
+        call_guard,
+        output_lines_per_second,
     })
 }
 

@@ -6,7 +6,9 @@
 //! batch), as the access log's writer does with lines: the shaping is the
 //! work Grafana Alloy did beside nginx, in its own process. A line is never
 //! lost: when the queue holds [`MAX_QUEUED`] exchanges (the thread has
-//! fallen behind), the worker builds the line itself.
+//! fallen behind), the line is built in a task on the workers instead. Log
+//! hooks are async (a guest yields at each epoch tick): the thread drives
+//! them on a current-thread runtime of its own.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
@@ -15,7 +17,6 @@ use std::time::Duration;
 use tailgate_runtime::LogRecord;
 
 use super::log_phase::{Finished, PendingLog};
-use super::run_hook;
 use crate::access_log::default_line;
 use crate::plugin_chain::{LogDecision, RouteChain};
 
@@ -32,8 +33,9 @@ pub(super) struct LogJob {
     pub finished: Finished,
 }
 
-/// Queue `job` for the log thread, or run it here when the queue is
-/// full or the thread cannot be started.
+/// Queue `job` for the log thread, or run it in a task of the caller's
+/// runtime when the queue is full or the thread cannot be started (outside
+/// a runtime: here, to its end).
 pub(super) fn submit(job: LogJob) {
     let job = match queue() {
         Some(queue) => match queue.push(job) {
@@ -43,17 +45,33 @@ pub(super) fn submit(job: LogJob) {
         None => job,
     };
     metrics::counter!("tailgate_log_hooks_inline_total").increment(1);
-    run(job);
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(run(job));
+        }
+        Err(_) => match log_runtime() {
+            Ok(runtime) => runtime.block_on(run(job)),
+            Err(e) => tracing::error!("cannot run a log hook, its line is lost: {e}"),
+        },
+    }
+}
+
+/// A runtime for the log hooks of one thread: current-thread, with timers
+/// (a guest's WASI clock may wait).
+fn log_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 /// Build the exchange's record and write its line: the one the route's log
 /// hooks make, or the default line.
-fn run(job: LogJob) {
+async fn run(job: LogJob) {
     let LogJob { pending, finished } = job;
     let access_log = pending.access_log().clone();
     let chain = pending.chain().cloned();
     let mut record = pending.into_record(finished);
-    if let Some((line, labels)) = line_for(chain.as_deref(), &mut record) {
+    if let Some((line, labels)) = line_for(chain.as_deref(), &mut record).await {
         access_log.write_labelled_line(line, &labels);
     }
 }
@@ -61,12 +79,12 @@ fn run(job: LogJob) {
 /// The line for `record` (with its Loki labels): the one the chain's log
 /// hooks make, the default line when there are none or they leave it to
 /// the host or fail, or none when they drop it.
-fn line_for(
+async fn line_for(
     chain: Option<&RouteChain>,
     record: &mut LogRecord,
 ) -> Option<(String, Vec<(String, String)>)> {
     let decision = match chain {
-        Some(chain) => run_hook(|| chain.on_log(record)),
+        Some(chain) => chain.on_log(record).await,
         None => LogDecision::Default,
     };
     match decision {
@@ -86,9 +104,11 @@ fn queue() -> Option<&'static JobQueue<LogJob>> {
     *QUEUE.get_or_init(|| {
         let queue: &'static JobQueue<LogJob> =
             Box::leak(Box::new(JobQueue::new(MAX_QUEUED, FLUSH_INTERVAL)));
-        let started = std::thread::Builder::new()
-            .name("tailgate-log".into())
-            .spawn(move || run_batches(queue));
+        let started = log_runtime().and_then(|runtime| {
+            std::thread::Builder::new()
+                .name("tailgate-log".into())
+                .spawn(move || run_batches(queue, runtime))
+        });
         match started {
             Ok(_) => Some(queue),
             Err(e) => {
@@ -155,14 +175,15 @@ impl<T> JobQueue<T> {
     }
 }
 
-/// The log thread: forever, a batch at a time. A panic in one job (a
-/// host bug; a guest's trap is an error, not a panic) loses that line only.
-fn run_batches(queue: &JobQueue<LogJob>) {
+/// The log thread: forever, a batch at a time, on its own current-thread
+/// runtime. A panic in one job (a host bug; a guest's trap is an error, not
+/// a panic) loses that line only.
+fn run_batches(queue: &JobQueue<LogJob>, runtime: tokio::runtime::Runtime) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         queue.next_batch(&mut batch);
         for job in batch.drain(..) {
-            if catch_unwind(AssertUnwindSafe(|| run(job))).is_err() {
+            if catch_unwind(AssertUnwindSafe(|| runtime.block_on(run(job)))).is_err() {
                 metrics::counter!("tailgate_access_log_dropped_total").increment(1);
                 tracing::error!("a log hook panicked; its line is lost");
             }

@@ -225,14 +225,26 @@ impl Proxy {
                 reply,
                 &active.access_log,
                 &self.lifecycle,
-            ));
+            )
+            .await);
         }
 
         // 1. route
-        let route = match active.routes.resolve(&ctx.host, req.uri().path()) {
+        let route_match = active.routes.resolve(&ctx.host, req.uri().path());
+        let route = match route_match {
             RouteMatch::Found(route) => route,
-            RouteMatch::UnknownHost => return self.unrouted(&active, ctx, &req, false),
-            RouteMatch::NoPathMatch => return self.unrouted(&active, ctx, &req, true),
+            RouteMatch::UnknownHost | RouteMatch::NoPathMatch => {
+                let known_host = matches!(route_match, RouteMatch::NoPathMatch);
+                let (ctx, reply) = unrouted(&active, ctx, &req, known_host)?;
+                return Ok(response_phase::finish(
+                    ctx,
+                    None,
+                    reply,
+                    &active.access_log,
+                    &self.lifecycle,
+                )
+                .await);
+            }
         };
         ctx.chain = active.chains.for_route(&route.name);
         ctx.route = Some(route.clone());
@@ -266,62 +278,56 @@ impl Proxy {
             reply,
             &active.access_log,
             &self.lifecycle,
-        ))
+        )
+        .await)
     }
+}
 
-    /// Phase 1's answer when no route took the request: the unknown-host
-    /// status or a closed connection (444), or 404 for a path no route of
-    /// a `known_host` has. Logged like every request, its line shaped by
-    /// `[access_log] plugins` as a route's chain shapes its own.
-    fn unrouted<B>(
-        &self,
-        active: &ActiveConfig,
-        mut ctx: RequestContext,
-        req: &Request<B>,
-        known_host: bool,
-    ) -> Result<Response<ProxyBody>, CloseConnection> {
-        ctx.chain = active.chains.unrouted();
-        ctx.keep_logged_fields(req);
-        let err = if known_host {
-            ProxyError::NoRoute {
-                host: ctx.host.clone(),
-                path: req.uri().path().to_string(),
-            }
-        } else {
-            let status = match active.config.server.unknown_host {
-                UnknownHost::Status(status) => status,
-                UnknownHost::Close => {
-                    PendingLog::new(
-                        ctx,
-                        CLOSED_WITHOUT_RESPONSE,
-                        vec![],
-                        active.access_log.clone(),
-                    )
-                    .emit(0);
-                    return Err(CloseConnection);
-                }
-            };
-            ProxyError::UnknownHost {
-                host: ctx.host.clone(),
-                status,
+/// Phase 1's answer when no route took the request: the unknown-host
+/// status or a closed connection (444), or 404 for a path no route of a
+/// `known_host` has. Logged like every request, its line shaped by
+/// `[access_log] plugins` as a route's chain shapes its own.
+fn unrouted<B>(
+    active: &ActiveConfig,
+    mut ctx: RequestContext,
+    req: &Request<B>,
+    known_host: bool,
+) -> Result<(RequestContext, Reply), CloseConnection> {
+    ctx.chain = active.chains.unrouted();
+    ctx.keep_logged_fields(req);
+    let err = if known_host {
+        ProxyError::NoRoute {
+            host: ctx.host.clone(),
+            path: req.uri().path().to_string(),
+        }
+    } else {
+        let status = match active.config.server.unknown_host {
+            UnknownHost::Status(status) => status,
+            UnknownHost::Close => {
+                PendingLog::new(
+                    ctx,
+                    CLOSED_WITHOUT_RESPONSE,
+                    vec![],
+                    active.access_log.clone(),
+                )
+                .emit(0);
+                return Err(CloseConnection);
             }
         };
-        let reply = Reply::error(&err, None, &ctx.client.request_id);
-        Ok(response_phase::finish(
-            ctx,
-            None,
-            reply,
-            &active.access_log,
-            &self.lifecycle,
-        ))
-    }
+        ProxyError::UnknownHost {
+            host: ctx.host.clone(),
+            status,
+        }
+    };
+    let reply = Reply::error(&err, None, &ctx.client.request_id);
+    Ok((ctx, reply))
 }
 
 /// Phase 3: the route's request hooks. `Some` is an answer that skips the
 /// upstream (a plugin's own, or a host-made 500 when a plugin failed).
 async fn request_hooks(ctx: &mut RequestContext, head: &mut RequestHead) -> Option<Reply> {
     let chain = ctx.chain.clone().filter(|c| c.has_hook(HookSet::REQUEST))?;
-    match run_hook(|| chain.on_request(head)) {
+    match chain.on_request(head).await {
         RequestDecision::Continue {
             delay_ms,
             vars,
@@ -351,16 +357,6 @@ async fn request_hooks(ctx: &mut RequestContext, head: &mut RequestHead) -> Opti
             ))
         }
     }
-}
-
-/// Run a plugin hook call: synchronous, on the calling worker thread. A call
-/// is short (a few µs; at most its time budget, then an epoch trap stops
-/// it). Guest output and ready polls complete in place; only a guest that
-/// really waits leaves the worker (`tailgate_runtime`'s `wasi_io`). Handing
-/// the worker to another thread for every call (`block_in_place`) cost
-/// several context switches per request (docs/performance-passes.md).
-pub(crate) fn run_hook<R>(call: impl FnOnce() -> R) -> R {
-    call()
 }
 
 /// 200 "ok", or 503 "draining" once shutdown began (so the edge stops

@@ -13,7 +13,6 @@ use super::context::{filtered_list, RequestContext};
 use super::log_phase::PendingLog;
 use super::logged_body::{LogGuard, LoggedBody};
 use super::reply::Reply;
-use super::run_hook;
 use crate::access_log::AccessLog;
 use crate::body::{empty_body, ProxyBody};
 use crate::error::ProxyError;
@@ -23,7 +22,7 @@ use crate::plugin_chain::apply_to_map;
 
 /// Run the response hooks (when the request was routed and hooked) and
 /// return the response to send, its log phase armed.
-pub fn finish(
+pub async fn finish(
     ctx: RequestContext,
     head: Option<&mut RequestHead>,
     reply: Reply,
@@ -44,7 +43,7 @@ pub fn finish(
             headers: Some(filtered_list(response.headers(), chain.response_fields())),
             host_generated,
         };
-        match run_hook(|| chain.on_response(head, &mut resp_head)) {
+        match chain.on_response(head, &mut resp_head).await {
             Ok(edits) => {
                 let keep_upgrade = upgrade
                     .as_ref()

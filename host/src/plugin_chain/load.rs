@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tailgate_runtime::{HookSet, Limits, LoadedPlugin, Runtime};
+use tailgate_runtime::{CallGuard, HookSet, Limits, LoadedPlugin, Runtime};
 
 use super::{ChainEntry, ChainLoadError, RouteChain};
 use crate::config::model::{Config, PluginName, RouteName, RoutePlugin};
@@ -16,13 +16,14 @@ use crate::config::model::{Config, PluginName, RouteName, RoutePlugin};
 pub const UNROUTED_CHAIN: &str = "[access_log]";
 
 /// Configure each entry of a chain (a route's, or `[access_log]`'s) from
-/// the loaded plugins.
+/// the loaded plugins, its calls guarded by `guard`.
 pub(super) fn configure_entries(
     runtime: &Runtime,
     loaded: &BTreeMap<&PluginName, Arc<LoadedPlugin>>,
     owner: &RouteName,
     plugins: &[RoutePlugin],
     limits: Limits,
+    guard: CallGuard,
 ) -> Result<Vec<ChainEntry>, ChainLoadError> {
     let mut entries = Vec::with_capacity(plugins.len());
     for entry in plugins {
@@ -32,7 +33,9 @@ pub(super) fn configure_entries(
                 route: owner.to_string(),
                 plugin: entry.plugin.to_string(),
             })?;
-        let configured = runtime.configure(plugin, owner.as_str(), &entry.config_json, limits)?;
+        let configured = runtime
+            .configure(plugin, owner.as_str(), &entry.config_json, limits)?
+            .with_call_guard(guard);
         let built = ChainEntry::new(Box::new(configured), entry.on_failure);
         entries.push(built.map_err(|reason| ChainLoadError::InvalidFixedEdits {
             route: owner.to_string(),
@@ -59,7 +62,8 @@ pub(super) fn unrouted_chain(
         memory_bytes: config.runtime.memory_limit,
     };
     let owner = RouteName(UNROUTED_CHAIN.to_owned());
-    let entries = configure_entries(runtime, loaded, &owner, plugins, limits)?;
+    let guard = config.runtime.call_guard(config.server.worker_threads());
+    let entries = configure_entries(runtime, loaded, &owner, plugins, limits, guard)?;
     if let Some(entry) = entries
         .iter()
         .find(|e| !e.plugin.hooks().contains(HookSet::LOG))

@@ -9,7 +9,8 @@
 mod load;
 
 pub use tailgate_runtime::{
-    apply_to_map, check_immediate_response, HookFault, InvalidOutput, PluginHooks, WireEdit,
+    apply_to_map, check_immediate_response, HookCall, HookFault, InvalidOutput, PluginHooks,
+    WireEdit,
 };
 
 pub use load::UNROUTED_CHAIN;
@@ -57,8 +58,9 @@ pub struct PluginChains {
 
 impl PluginChains {
     /// Load every plugin of `[plugins]` once, then configure it for each
-    /// route that uses it, with that route's limits. The first plugin that
-    /// fails to load or rejects its config fails the whole load.
+    /// route that uses it, with that route's limits and call guard. The
+    /// first plugin that fails to load or rejects its config fails the
+    /// whole load.
     pub fn load(config: &Config, runtime: &Runtime) -> Result<PluginChains, ChainLoadError> {
         let mut loaded = BTreeMap::new();
         for (name, wasm) in &config.plugins {
@@ -66,12 +68,20 @@ impl PluginChains {
             loaded.insert(name, runtime.load(name.as_str(), wasm)?);
         }
         let mut chains = HashMap::with_capacity(config.routes.len());
+        let call_guard = config.runtime.call_guard(config.server.worker_threads());
         for route in &config.routes {
             let limits = Limits {
                 hook_timeout: route.hook_timeout,
                 memory_bytes: route.memory_limit,
             };
-            let entries = configure_entries(runtime, &loaded, &route.name, &route.plugins, limits)?;
+            let entries = configure_entries(
+                runtime,
+                &loaded,
+                &route.name,
+                &route.plugins,
+                limits,
+                call_guard,
+            )?;
             let chain = RouteChain::new(route.name.clone(), entries);
             chains.insert(route.name.clone(), Arc::new(chain));
         }
@@ -281,12 +291,12 @@ impl RouteChain {
     /// then its hook's, are applied to `head` before the next plugin sees
     /// it; a faulting fail-open plugin is skipped and none of its edits
     /// (fixed ones included) are applied.
-    pub fn on_request(&self, head: &mut RequestHead) -> RequestDecision {
+    pub async fn on_request(&self, head: &mut RequestHead) -> RequestDecision {
         let mut delay_ms: u32 = 0;
         let mut vars = Vec::new();
         let mut header_edits = Vec::new();
         for entry in self.with_hook(HookSet::REQUEST) {
-            match entry.plugin.request_phase(head, &mut header_edits) {
+            match entry.plugin.request_phase(head, &mut header_edits).await {
                 Ok(RequestStep::Continue(edits)) => {
                     delay_ms = delay_ms.saturating_add(edits.delay_ms);
                     vars.extend(edits.vars);
@@ -316,17 +326,17 @@ impl RouteChain {
     /// edits that apply, then its hook's, applied to `resp` before an
     /// earlier plugin's hook reads it. Returns every applied edit in order,
     /// for the pipeline to apply to the response's header map.
-    pub fn on_response(
+    pub async fn on_response(
         &self,
         req: &mut RequestHead,
         resp: &mut ResponseHead,
     ) -> Result<Vec<WireEdit>, ChainFailure> {
         let mut applied = Vec::new();
         for entry in self.with_hook(HookSet::RESPONSE).rev() {
-            let phase =
-                entry
-                    .plugin
-                    .response_phase(req, resp, entry.response_read_after, &mut applied);
+            let phase = entry
+                .plugin
+                .response_phase(req, resp, entry.response_read_after, &mut applied)
+                .await;
             if let Err(fault) = phase {
                 if self.fault(entry, "response", &fault) == FailurePolicy::Closed {
                     return Err(ChainFailure {
@@ -340,11 +350,11 @@ impl RouteChain {
     }
 
     /// Ask the last plugin of the chain that has a log hook to shape the line.
-    pub fn on_log(&self, rec: &mut LogRecord) -> LogDecision {
+    pub async fn on_log(&self, rec: &mut LogRecord) -> LogDecision {
         let Some(entry) = self.with_hook(HookSet::LOG).next_back() else {
             return LogDecision::Default;
         };
-        match entry.plugin.plugin().on_log(rec) {
+        match entry.plugin.plugin().on_log(rec).await {
             Ok(Some(line)) => LogDecision::Line(line),
             Ok(None) => LogDecision::Drop,
             Err(fault) => {
@@ -365,18 +375,24 @@ impl RouteChain {
     }
 
     /// Report a fault once (log + metric) and return the policy that applies.
+    /// A call that failed fast (the plugin tripped, or at its bound) is
+    /// counted, not logged: the trip was logged once, and a fault storm must
+    /// not become a log storm.
     fn fault(&self, entry: &ChainEntry, hook: &'static str, fault: &HookFault) -> FailurePolicy {
         let policy = match entry.on_failure {
             FailurePolicy::Closed => "closed",
             FailurePolicy::Open => "open",
         };
-        tracing::warn!(
-            route = %self.route,
-            plugin = entry.name(),
-            hook,
-            policy,
-            "plugin {hook} hook failed: {fault}"
-        );
+        let failed_fast = matches!(fault, HookFault::Plugin(f) if f.is_fail_fast());
+        if !failed_fast {
+            tracing::warn!(
+                route = %self.route,
+                plugin = entry.name(),
+                hook,
+                policy,
+                "plugin {hook} hook failed: {fault}"
+            );
+        }
         // The runtime counts the fault itself (`tailgate_plugin_faults_total`
         // by kind); this counts what the chain did about it, invalid outputs
         // included, by policy.

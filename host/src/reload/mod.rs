@@ -391,6 +391,9 @@ fn restart_only_changes(running: &Config, next: &Config) -> Vec<&'static str> {
     if running.runtime.max_calls_per_instance != next.runtime.max_calls_per_instance {
         keys.push("plugin_runtime.max_calls_per_instance");
     }
+    if running.runtime.output_lines_per_second != next.runtime.output_lines_per_second {
+        keys.push("plugin_runtime.output_lines_per_second");
+    }
     if running.admin.listen != next.admin.listen {
         keys.push("admin.listen");
     }

@@ -67,6 +67,17 @@ impl Default for ConnectionLimits {
     }
 }
 
+impl ServerConfig {
+    /// The tokio worker threads `workers` stands for: `0` is one per core
+    /// the process may use (cgroup quotas count).
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
 /// What to do with a request whose Host no route names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnknownHost {
@@ -85,4 +96,24 @@ pub struct PluginRuntimeConfig {
     /// Hook calls an instance serves before a fresh one replaces it (1 = a
     /// fresh instance per call).
     pub max_calls_per_instance: u32,
+    /// The breaker and the bound of slow calls at once of every configured
+    /// plugin; `max_concurrent_calls` 0 is "auto" ([`PluginRuntimeConfig::call_guard`]).
+    pub call_guard: tailgate_runtime::CallGuard,
+    /// Guest stdout/stderr lines logged per (plugin, route) and second.
+    pub output_lines_per_second: u32,
+}
+
+impl PluginRuntimeConfig {
+    /// The call guard of each configured plugin on a proxy with `workers`
+    /// worker threads: the configured one, its "auto" bound of slow calls
+    /// at once resolved to two per worker plus two, which a plugin whose
+    /// calls return within a tick never reaches.
+    pub fn call_guard(&self, workers: usize) -> tailgate_runtime::CallGuard {
+        let mut guard = self.call_guard;
+        if guard.max_concurrent_calls == 0 {
+            let workers = u32::try_from(workers.max(1)).unwrap_or(u32::MAX / 4);
+            guard.max_concurrent_calls = workers.saturating_mul(2).saturating_add(2);
+        }
+        guard
+    }
 }

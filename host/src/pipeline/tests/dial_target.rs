@@ -20,27 +20,29 @@ impl PluginHooks for Rewriter {
     fn hooks(&self) -> HookSet {
         HookSet::REQUEST
     }
-    fn on_request(&self, _req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
-        Ok(RequestAction::Continue(RequestEdits {
-            headers: vec![HeaderEdit {
-                op: HeaderOp::Set,
-                name: "host".into(),
-                value: self.host.clone().into_bytes(),
-            }],
-            path: Some(self.path.clone()),
-            delay_ms: 0,
-            vars: vec![],
-        }))
+    fn on_request<'a>(&'a self, _req: &'a mut RequestHead) -> HookCall<'a, RequestAction> {
+        Box::pin(std::future::ready(Ok(RequestAction::Continue(
+            RequestEdits {
+                headers: vec![HeaderEdit {
+                    op: HeaderOp::Set,
+                    name: "host".into(),
+                    value: self.host.clone().into_bytes(),
+                }],
+                path: Some(self.path.clone()),
+                delay_ms: 0,
+                vars: vec![],
+            },
+        ))))
     }
-    fn on_response(
-        &self,
-        _req: &mut RequestHead,
-        _resp: &mut ResponseHead,
-    ) -> Result<ResponseEdits, PluginFault> {
-        Ok(ResponseEdits { headers: vec![] })
+    fn on_response<'a>(
+        &'a self,
+        _req: &'a mut RequestHead,
+        _resp: &'a mut ResponseHead,
+    ) -> HookCall<'a, ResponseEdits> {
+        Box::pin(std::future::ready(Ok(ResponseEdits { headers: vec![] })))
     }
-    fn on_log(&self, _rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
-        Ok(None)
+    fn on_log<'a>(&'a self, _rec: &'a mut LogRecord) -> HookCall<'a, Option<LogLine>> {
+        Box::pin(std::future::ready(Ok(None)))
     }
 }
 

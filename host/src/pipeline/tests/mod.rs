@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::*;
 use crate::config::model::{FailurePolicy, RouteName};
-use crate::plugin_chain::{ChainEntry, PluginHooks, RouteChain};
+use crate::plugin_chain::{ChainEntry, HookCall, PluginHooks, RouteChain};
 
 const CLIENT: &str = "203.0.113.9:40000";
 

@@ -25,19 +25,28 @@ impl PluginHooks for Scripted {
     fn hooks(&self) -> HookSet {
         self.hooks
     }
-    fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
+    fn on_request<'a>(&'a self, req: &'a mut RequestHead) -> HookCall<'a, RequestAction> {
         self.seen.lock().expect("lock").push(format!(
             "request {} {}",
             req.path(),
             req.request_id()
         ));
-        (self.request)(req)
+        Box::pin(std::future::ready((self.request)(req)))
     }
-    fn on_response(
-        &self,
-        _req: &mut RequestHead,
-        resp: &mut ResponseHead,
-    ) -> Result<ResponseEdits, PluginFault> {
+    fn on_response<'a>(
+        &'a self,
+        _req: &'a mut RequestHead,
+        resp: &'a mut ResponseHead,
+    ) -> HookCall<'a, ResponseEdits> {
+        Box::pin(std::future::ready(self.response(resp)))
+    }
+    fn on_log<'a>(&'a self, rec: &'a mut LogRecord) -> HookCall<'a, Option<LogLine>> {
+        Box::pin(std::future::ready(self.log(rec)))
+    }
+}
+
+impl Scripted {
+    fn response(&self, resp: &ResponseHead) -> Result<ResponseEdits, PluginFault> {
         self.seen.lock().expect("lock").push(format!(
             "response {} host_generated={}",
             resp.status, resp.host_generated
@@ -53,7 +62,7 @@ impl PluginHooks for Scripted {
             }],
         })
     }
-    fn on_log(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
+    fn log(&self, rec: &LogRecord) -> Result<Option<LogLine>, PluginFault> {
         let vars: Vec<String> = rec
             .vars()
             .iter()

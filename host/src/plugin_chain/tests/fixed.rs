@@ -47,12 +47,15 @@ fn fixed_edits_alone_run_the_phase_without_a_call_or_a_field_read() {
     assert_eq!(chain.response_fields(), &HeaderFilter::none());
 
     let mut req = head();
-    let RequestDecision::Continue { header_edits, .. } = chain.on_request(&mut req) else {
+    let RequestDecision::Continue { header_edits, .. } = chain.on_request(&mut req).ready() else {
         panic!("expected Continue");
     };
     assert_eq!(header_edits, [wire_set("x-route", "site")]);
     assert_eq!(header_values(req.headers(), "x-route"), ["site"]);
-    let applied = chain.on_response(&mut req, &mut response()).expect("edits");
+    let applied = chain
+        .on_response(&mut req, &mut response())
+        .ready()
+        .expect("edits");
     assert_eq!(applied, [wire_set("x-frame-options", "DENY")]);
     assert!(calls(&c).is_empty(), "no hook was entered: {:?}", calls(&c));
 }
@@ -75,7 +78,8 @@ fn fixed_edits_come_before_the_hooks_and_the_next_plugin_sees_both() {
             .entry(FailurePolicy::Closed),
         Scripted::new("second", HookSet::REQUEST, &c).entry(FailurePolicy::Closed),
     ]);
-    let RequestDecision::Continue { header_edits, .. } = chain.on_request(&mut head()) else {
+    let RequestDecision::Continue { header_edits, .. } = chain.on_request(&mut head()).ready()
+    else {
         panic!("expected Continue");
     };
     assert_eq!(
@@ -107,12 +111,15 @@ fn a_faulting_hook_drops_its_fixed_edits_with_its_own() {
         .on_response(|_| Err(PluginFault::Trap("unreachable".into())))
         .entry(FailurePolicy::Open)]);
     let mut req = head();
-    let RequestDecision::Continue { header_edits, .. } = chain.on_request(&mut req) else {
+    let RequestDecision::Continue { header_edits, .. } = chain.on_request(&mut req).ready() else {
         panic!("fail-open goes on");
     };
     assert!(header_edits.is_empty());
     assert!(header_values(req.headers(), "x-fixed").is_empty());
-    let applied = chain.on_response(&mut req, &mut response()).expect("open");
+    let applied = chain
+        .on_response(&mut req, &mut response())
+        .ready()
+        .expect("open");
     assert!(applied.is_empty());
 }
 
@@ -131,7 +138,7 @@ fn an_answer_gets_no_fixed_request_edits() {
         })
         .entry(FailurePolicy::Closed)]);
     let mut req = head();
-    let RequestDecision::Respond(answer, _) = chain.on_request(&mut req) else {
+    let RequestDecision::Respond(answer, _) = chain.on_request(&mut req).ready() else {
         panic!("expected the plugin's answer");
     };
     assert_eq!(answer.status, 403);
@@ -155,6 +162,7 @@ fn host_made_responses_get_fixed_edits_only_when_always() {
     ] {
         let applied = chain
             .on_response(&mut head(), &mut host_made(host_generated))
+            .ready()
             .expect("edits");
         assert_eq!(applied.len(), expected, "host_generated={host_generated}");
     }
@@ -176,6 +184,7 @@ fn an_earlier_response_hook_sees_a_later_plugins_fixed_edits() {
     ]);
     chain
         .on_response(&mut head(), &mut response())
+        .ready()
         .expect("edits");
     assert_eq!(calls(&c), ["reader:response headers=2"]);
 }

@@ -89,7 +89,7 @@ impl PluginHooks for Scripted {
     fn fixed_edits(&self) -> FixedEdits {
         self.fixed.clone()
     }
-    fn on_request(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
+    fn on_request<'a>(&'a self, req: &'a mut RequestHead) -> HookCall<'a, RequestAction> {
         let tags: Vec<String> = req
             .headers()
             .iter()
@@ -102,25 +102,34 @@ impl PluginHooks for Scripted {
             req.path(),
             tags
         ));
-        (self.request)(req)
+        Box::pin(std::future::ready((self.request)(req)))
     }
-    fn on_response(
-        &self,
-        _req: &mut RequestHead,
-        resp: &mut ResponseHead,
-    ) -> Result<ResponseEdits, PluginFault> {
+    fn on_response<'a>(
+        &'a self,
+        _req: &'a mut RequestHead,
+        resp: &'a mut ResponseHead,
+    ) -> HookCall<'a, ResponseEdits> {
         self.record(format!(
             "{}:response headers={}",
             self.name,
             resp.headers().len()
         ));
-        (self.response)(resp)
+        Box::pin(std::future::ready((self.response)(resp)))
     }
-    fn on_log(&self, _rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
+    fn on_log<'a>(&'a self, _rec: &'a mut LogRecord) -> HookCall<'a, Option<LogLine>> {
         self.record(format!("{}:log", self.name));
-        self.log.clone()
+        Box::pin(std::future::ready(self.log.clone()))
     }
 }
+
+/// A chain call on scripted plugins, whose hooks are ready at once.
+trait Ready: std::future::Future + Sized {
+    fn ready(self) -> Self::Output {
+        futures_util::FutureExt::now_or_never(self).expect("scripted hooks never wait")
+    }
+}
+
+impl<F: std::future::Future> Ready for F {}
 
 fn edits(headers: Vec<HeaderEdit>) -> RequestEdits {
     RequestEdits {

@@ -38,7 +38,7 @@ fn request_hooks_run_in_order_and_each_sees_the_previous_edits() {
         delay_ms,
         vars,
         header_edits,
-    } = chain.on_request(&mut req)
+    } = chain.on_request(&mut req).ready()
     else {
         panic!("expected Continue");
     };
@@ -101,7 +101,7 @@ fn a_respond_stops_the_chain_and_carries_every_var() {
             .entry(FailurePolicy::Closed),
         Scripted::new("never", HookSet::all(), &c).entry(FailurePolicy::Closed),
     ]);
-    let RequestDecision::Respond(resp, vars) = chain.on_request(&mut head()) else {
+    let RequestDecision::Respond(resp, vars) = chain.on_request(&mut head()).ready() else {
         panic!("expected Respond");
     };
     assert_eq!(resp.status, 403);
@@ -128,7 +128,7 @@ fn a_fail_closed_request_fault_fails_the_request_with_the_plugin_named() {
             .entry(FailurePolicy::Closed),
         Scripted::new("after", HookSet::all(), &c).entry(FailurePolicy::Closed),
     ]);
-    match chain.on_request(&mut head()) {
+    match chain.on_request(&mut head()).ready() {
         RequestDecision::Failed { plugin, fault } => {
             assert_eq!(plugin, "broken");
             assert_eq!(fault.to_string(), "trapped: unreachable executed");
@@ -151,7 +151,7 @@ fn a_fail_open_request_fault_skips_only_that_plugin() {
     ]);
     let mut req = head();
     assert!(matches!(
-        chain.on_request(&mut req),
+        chain.on_request(&mut req).ready(),
         RequestDecision::Continue { delay_ms: 0, .. }
     ));
     assert_eq!(header_values(req.headers(), "x-tag"), ["after"]);
@@ -177,7 +177,7 @@ fn invalid_request_output_is_a_fault_and_is_not_applied() {
         delay_ms,
         vars,
         header_edits,
-    } = open.on_request(&mut req)
+    } = open.on_request(&mut req).ready()
     else {
         panic!("expected Continue");
     };
@@ -195,7 +195,7 @@ fn invalid_request_output_is_a_fault_and_is_not_applied() {
             }))
         })
         .entry(FailurePolicy::Closed)]);
-    match closed.on_request(&mut head()) {
+    match closed.on_request(&mut head()).ready() {
         RequestDecision::Failed { plugin, fault } => {
             assert_eq!(plugin, "bad");
             assert_eq!(
@@ -217,10 +217,13 @@ fn plugins_without_a_hook_are_not_called_for_it() {
         Scripted::new("request-only", HookSet::REQUEST, &c).entry(FailurePolicy::Closed),
     ]);
     assert!(matches!(
-        chain.on_request(&mut head()),
+        chain.on_request(&mut head()).ready(),
         RequestDecision::Continue { .. }
     ));
-    chain.on_response(&mut head(), &mut response()).unwrap();
+    chain
+        .on_response(&mut head(), &mut response())
+        .ready()
+        .unwrap();
     assert_eq!(calls(&c), ["request-only:request path=/a x-tag=[]"]);
     assert!(chain.has_hook(HookSet::LOG));
     assert!(!chain.has_hook(HookSet::RESPONSE));

@@ -32,7 +32,7 @@ fn response_hooks_run_in_reverse_order_on_the_edited_response() {
             .entry(FailurePolicy::Closed),
     ]);
     let mut resp = response();
-    let applied = chain.on_response(&mut head(), &mut resp).unwrap();
+    let applied = chain.on_response(&mut head(), &mut resp).ready().unwrap();
     assert_eq!(
         calls(&c),
         ["inner:response headers=1", "outer:response headers=2"]
@@ -64,7 +64,10 @@ fn response_faults_follow_each_entrys_policy() {
             .entry(FailurePolicy::Open),
     ]);
     // b faulted fail-open: a's edit alone goes on.
-    let applied = open.on_response(&mut head(), &mut response()).unwrap();
+    let applied = open
+        .on_response(&mut head(), &mut response())
+        .ready()
+        .unwrap();
     assert_eq!(applied, [wire_set("x-a", "1")]);
 
     let closed = chain(vec![Scripted::new("b", HookSet::all(), &c)
@@ -72,6 +75,7 @@ fn response_faults_follow_each_entrys_policy() {
         .entry(FailurePolicy::Closed)]);
     let err = closed
         .on_response(&mut head(), &mut response())
+        .ready()
         .unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -98,7 +102,7 @@ fn the_last_plugin_with_a_log_hook_shapes_the_line() {
             .entry(FailurePolicy::Closed),
         Scripted::new("no-log", HookSet::REQUEST, &c).entry(FailurePolicy::Closed),
     ]);
-    match chain.on_log(&mut log_record()) {
+    match chain.on_log(&mut log_record()).ready() {
         LogDecision::Line(l) => assert_eq!(l.line, "late"),
         other => panic!("expected Line, got {other:?}"),
     }
@@ -112,7 +116,7 @@ fn log_decisions_cover_drop_default_and_failure() {
         .on_log(Ok(None))
         .entry(FailurePolicy::Closed)]);
     assert!(matches!(
-        dropping.on_log(&mut log_record()),
+        dropping.on_log(&mut log_record()).ready(),
         LogDecision::Drop
     ));
 
@@ -120,11 +124,11 @@ fn log_decisions_cover_drop_default_and_failure() {
         Scripted::new("r", HookSet::REQUEST, &c).entry(FailurePolicy::Closed)
     ]);
     assert!(matches!(
-        none.on_log(&mut log_record()),
+        none.on_log(&mut log_record()).ready(),
         LogDecision::Default
     ));
     assert!(matches!(
-        chain(vec![]).on_log(&mut log_record()),
+        chain(vec![]).on_log(&mut log_record()).ready(),
         LogDecision::Default
     ));
 
@@ -133,7 +137,7 @@ fn log_decisions_cover_drop_default_and_failure() {
         let failing = chain(vec![Scripted::new("f", HookSet::LOG, &c)
             .on_log(Err(PluginFault::Trap("boom".into())))
             .entry(policy)]);
-        match failing.on_log(&mut log_record()) {
+        match failing.on_log(&mut log_record()).ready() {
             LogDecision::Failed { plugin, fault } => {
                 assert_eq!(plugin, "f");
                 assert_eq!(fault.to_string(), "trapped: boom");
