@@ -36,10 +36,11 @@ pub struct CallGuard {
     /// How long a tripped plugin fails fast; then one trial call decides
     /// whether it is closed again or tripped for another cool-down.
     pub cooldown: Duration,
-    /// Most slow calls of the plugin at once: calls that have run a whole
-    /// epoch tick (10 ms) or more and have not returned. While that many
-    /// are running, a new call fails fast. 0 = no bound. Calls that return
-    /// within a tick never count, however many run at once.
+    /// Most slow calls of the plugin at once: calls that have run two
+    /// epoch ticks (20 ms) of their own running time and have not returned.
+    /// While that many are running, a new call fails fast. 0 = no bound.
+    /// Calls that return within a few milliseconds never count, however
+    /// many run at once and however long they wait for a worker.
     pub max_concurrent_calls: u32,
 }
 
@@ -98,7 +99,7 @@ pub(crate) struct CallPermit<'a> {
     finished: bool,
 }
 
-/// The calls of one configured plugin that have run a whole epoch tick or
+/// The calls of one configured plugin that have run two epoch ticks or
 /// more and are still running: what [`CallGuard::max_concurrent_calls`]
 /// bounds. Marked by the call's budget at a tick, unmarked when the call
 /// ends (or its instance is dropped).

@@ -3,6 +3,7 @@
 //! state. Created per instance by the instance pool; read by the host
 //! imports during a hook call.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,23 +100,32 @@ impl HostState {
 
 /// The time budget of the call running on an instance, kept at the epoch
 /// ticks: at each tick the call yields to the executor (another task may
-/// run on its worker), and the first tick past its budget stops it. Time is
-/// the [`EpochClock`]'s: the budget plus one tick (the call may start just
-/// before one), so a 50 ms budget stops a runaway call after 50–61 ms. A
-/// call still running at its first tick counts as long, which makes the
-/// ticker tick every [`crate::engine::LONG_CALL_TICK`]: a runaway guest
-/// gives its worker back every millisecond. One that has run a whole
-/// [`EPOCH_TICK`] counts as slow for its plugin's bound of calls at once
-/// ([`SlowCalls`]).
+/// run on its worker), and the first tick past its budget stops it. The
+/// budget counts the time the guest runs, on the [`EpochClock`]: the tick
+/// intervals that end while it runs, from its start or from its last
+/// resumption; time it waits for a worker after a yield is not charged, so
+/// a busy proxy does not stop healthy hooks that happened to straddle a
+/// tick. The limit is the budget plus one tick (the call may start just
+/// before one): a runaway guest alone on its worker is stopped after
+/// 50–61 ms of a 50 ms budget. A call still running at its first tick
+/// counts as long, which makes the ticker tick every
+/// [`crate::engine::LONG_CALL_TICK`]: a runaway guest gives its worker back
+/// every millisecond. One that has run two whole [`EPOCH_TICK`]s counts as
+/// slow for its plugin's bound ([`SlowCalls`]).
 #[derive(Debug)]
 pub(crate) struct CallBudget {
     epoch: EpochClock,
     slow_calls: SlowCalls,
-    started_us: u64,
+    /// Epoch time charged so far, and where the next charge starts.
+    ran_us: u64,
+    from_us: u64,
+    /// When the call was resumed after its last yield (epoch time; set by
+    /// the yield's future, `u64::MAX` when not yet).
+    resumed_us: Arc<AtomicU64>,
     limit_us: u64,
     /// Set from the call's first tick to its end.
     long: Option<LongCallMark>,
-    /// Set once the call has run a whole tick, to its end.
+    /// Set once the call has run two whole ticks, to its end.
     slow: Option<SlowCallMark>,
     timed_out: bool,
 }
@@ -125,17 +135,21 @@ impl CallBudget {
         CallBudget {
             epoch,
             slow_calls,
-            slow: None,
-            started_us: 0,
+            ran_us: 0,
+            from_us: 0,
+            resumed_us: Arc::new(AtomicU64::new(u64::MAX)),
             limit_us: 0,
             long: None,
+            slow: None,
             timed_out: false,
         }
     }
 
     fn begin(&mut self, budget: Duration) {
         let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2);
-        self.started_us = self.epoch.now_us();
+        self.ran_us = 0;
+        self.from_us = self.epoch.now_us();
+        self.resumed_us.store(u64::MAX, Ordering::Release);
         self.limit_us = us(budget).saturating_add(us(EPOCH_TICK));
         self.long = None;
         self.slow = None;
@@ -149,8 +163,16 @@ impl CallBudget {
 
     /// At an epoch tick while the call runs: yield, or stop the call.
     pub(crate) fn at_tick(&mut self) -> UpdateDeadline {
-        let ran = self.epoch.now_us().saturating_sub(self.started_us);
-        if ran >= self.limit_us {
+        let now = self.epoch.now_us();
+        let resumed = self.resumed_us.swap(u64::MAX, Ordering::AcqRel);
+        let from = if resumed == u64::MAX {
+            self.from_us
+        } else {
+            resumed.max(self.from_us)
+        };
+        self.ran_us = self.ran_us.saturating_add(now.saturating_sub(from));
+        self.from_us = now;
+        if self.ran_us >= self.limit_us {
             self.timed_out = true;
             self.end();
             return UpdateDeadline::Interrupt;
@@ -158,15 +180,23 @@ impl CallBudget {
         if self.long.is_none() {
             self.long = Some(self.epoch.mark_long());
         }
-        if self.slow.is_none() && u128::from(ran) >= EPOCH_TICK.as_micros() {
+        if self.slow.is_none() && u128::from(self.ran_us) >= 2 * EPOCH_TICK.as_micros() {
             self.slow = Some(self.slow_calls.mark());
         }
         // tokio's yield, not a bare self-wake: the task goes back behind
         // the I/O driver too, so a worker with nothing else queued still
         // sees new connections and requests before the guest runs on (with
         // a self-wake, the current-thread scheduler polled I/O only every
-        // 61 slices: ~60 ms).
-        UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+        // 61 slices: ~60 ms). Resumed, it notes when, so the wait is not
+        // charged.
+        let (resumed, epoch) = (self.resumed_us.clone(), self.epoch.clone());
+        UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                resumed.store(epoch.now_us(), Ordering::Release);
+            }),
+        )
     }
 
     /// Whether the last call was stopped for its budget.

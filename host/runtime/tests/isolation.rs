@@ -179,8 +179,8 @@ fn while_a_plugins_slow_calls_are_at_its_bound_new_calls_fail_fast() {
             let plugin = &plugin;
             async move {
                 if n >= 2 {
-                    // The first two have run past a tick by then.
-                    tokio::time::sleep(Duration::from_millis(40)).await;
+                    // The first two have run two ticks each by then.
+                    tokio::time::sleep(Duration::from_millis(80)).await;
                 }
                 plugin.request_hook(&mut request("r", "/", "ip")).await
             }
