@@ -46,7 +46,17 @@ pub enum Command {
 }
 
 /// Parse the arguments, run the command, and turn its outcome into an exit code.
+/// A way the binary's allocator offers to give the memory a thread freed
+/// back to the system (mimalloc's `mi_collect`); the proxy runs it when a
+/// worker goes idle, so memory returns after a burst of connections.
+pub type ReleaseFreeMemory = fn();
+
 pub fn main() -> ExitCode {
+    main_with(None)
+}
+
+/// [`main`], with the allocator's [`ReleaseFreeMemory`] when it has one.
+pub fn main_with(release: Option<ReleaseFreeMemory>) -> ExitCode {
     let cli = Cli::parse();
     // Plugin commands print their own report (with the plugin's log lines
     // under a failing case); only errors go to stderr.
@@ -59,7 +69,7 @@ pub fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let outcome = match cli.command {
-        Command::Run { config } => run(&config),
+        Command::Run { config } => run(&config, release),
         Command::Check { config } => check(&config),
         Command::Plugin { command } => return crate::plugin_cmd::main(command),
     };
@@ -104,6 +114,28 @@ fn load_plugins(path: &Path, config: &Config) -> anyhow::Result<(Runtime, Plugin
     Ok((runtime, chains))
 }
 
+/// Run `release` as a worker goes idle, at most once a second per thread:
+/// after a burst (thousands of connections closed) the memory they used
+/// goes back to the system instead of staying with idle workers; under
+/// load a worker parks often, and pays for one collection a second at most.
+fn release_when_idle(release: ReleaseFreeMemory) {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+    thread_local! {
+        static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+    let now = Instant::now();
+    LAST.with(|last| {
+        if last
+            .get()
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            last.set(Some(now));
+            release();
+        }
+    });
+}
+
 fn check(path: &Path) -> anyhow::Result<()> {
     let config = config::load(path)?;
     let tokio_runtime = tokio::runtime::Builder::new_current_thread()
@@ -121,7 +153,7 @@ fn check(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(path: &Path) -> anyhow::Result<()> {
+fn run(path: &Path, release: Option<ReleaseFreeMemory>) -> anyhow::Result<()> {
     let config = config::load(path)?;
     // Every client and upstream connection is a file descriptor: use all
     // the process may have (`server.max_connections` defaults from it).
@@ -140,6 +172,9 @@ fn run(path: &Path) -> anyhow::Result<()> {
         builder
     };
     builder.enable_all().thread_name("tailgate-worker");
+    if let Some(release) = release {
+        builder.on_thread_park(move || release_when_idle(release));
+    }
     let tokio_runtime = builder.build().context("starting the tokio runtime")?;
     let (telemetry, runtime, chains) = {
         let _context = tokio_runtime.enter();

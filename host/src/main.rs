@@ -28,6 +28,17 @@ extern "C" fn commit_arenas_on_demand() {
 #[cfg_attr(target_os = "linux", link_section = ".init_array")]
 static COMMIT_ARENAS_ON_DEMAND: extern "C" fn() = commit_arenas_on_demand;
 
+/// Give the memory the calling thread freed back to the system (the proxy
+/// calls it as a worker goes idle, at most once a second per thread).
+fn release_free_memory() {
+    // SAFETY: `mi_collect` takes no pointers and may be called from any
+    // thread at any time; it only returns free pages of mimalloc's heaps.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+    }
+}
+
 fn main() -> std::process::ExitCode {
-    tailgate::cli::main()
+    tailgate::cli::main_with(Some(release_free_memory))
 }
