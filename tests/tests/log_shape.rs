@@ -298,7 +298,8 @@ async fn a_failing_shaper_falls_back_to_the_raw_record() {
         r#"fields = ["request_uri", "status", "http_x_big"]"#,
     ));
     assert_eq!(get(tg.addr(), "app.test", "/before").await.status, 200);
-    let big = "x".repeat(200 * 1024);
+    // Under the proxy's 64 KiB request-head bound, over what the instance can take.
+    let big = "x".repeat(60 * 1024);
     let r = get_with(tg.addr(), "app.test", "/big", &[("x-big", big.as_str())]).await;
     assert_eq!(r.status, 200, "a log failure does not touch the response");
     assert_eq!(get(tg.addr(), "app.test", "/after").await.status, 200);
