@@ -30,7 +30,7 @@ use crate::error::{error_chain, ProxyError};
 /// client that reads slowly holds at most about this much of the upstream's
 /// response in memory (with the listener's write buffer), and the rest
 /// waits in the upstream's socket: backpressure, as nginx's `proxy_buffers`.
-const UPSTREAM_MAX_BUF: usize = 16 * 1024;
+const UPSTREAM_MAX_BUF: usize = 64 * 1024;
 
 /// The pool and settings of one HTTP(S) upstream.
 #[derive(Debug, Clone)]
