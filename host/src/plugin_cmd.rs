@@ -89,15 +89,40 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     if !valid {
         bail!("`{name}` is not a plugin name: use lower-case letters, digits and dashes, starting with a letter");
     }
-    if ["sdk", "template", "target"].contains(&name) {
+    if ["sdk", "sdk-macros", "template", "target"].contains(&name) {
         bail!("`{name}` is taken by the plugin workspace itself");
+    }
+    // The plugin's type is named after it: it must not clash with a name
+    // the template's code uses (`config` -> `Config`).
+    let camel = camel_case(name);
+    let template_lib = TEMPLATE[1].1;
+    if template_lib
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(|word| word == camel)
+    {
+        bail!("`{name}` would name the plugin's type `{camel}`, which the template's code already uses: pick another name");
     }
     Ok(())
 }
 
-/// The template's files with its names replaced by `name`.
+/// `ban-jail` as a type name: `BanJail`.
+fn camel_case(name: &str) -> String {
+    name.split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect()
+}
+
+/// The template's files with its names replaced by `name`: the crate
+/// (`plugin-template`), the wasm file and crate path (`plugin_template`),
+/// the plugin's type (`PluginTemplate`) and the comments naming it.
 pub fn render_template(name: &str) -> Vec<(&'static str, String)> {
     let snake = name.replace('-', "_");
+    let camel = camel_case(name);
     TEMPLATE
         .iter()
         .map(|(path, text)| {
@@ -107,7 +132,8 @@ pub fn render_template(name: &str) -> Vec<(&'static str, String)> {
                     &format!("Tailgate plugin {name}."),
                 )
                 .replace("plugin-template", name)
-                .replace("plugin_template", &snake);
+                .replace("plugin_template", &snake)
+                .replace("PluginTemplate", &camel);
             (*path, text)
         })
         .collect()
@@ -177,7 +203,9 @@ mod tests {
     fn names_are_checked() {
         assert!(check_name("cors").is_ok());
         assert!(check_name("basic-auth2").is_ok());
-        for bad in ["", "Cors", "2fa", "a_b", "a-", "sdk", "template", "a b"] {
+        for bad in [
+            "", "Cors", "2fa", "a_b", "a-", "sdk", "template", "a b", "config", "settings",
+        ] {
             assert!(check_name(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -194,7 +222,25 @@ mod tests {
         for (path, text) in &files {
             assert!(!text.contains("plugin-template"), "{path}");
             assert!(!text.contains("plugin_template"), "{path}");
+            assert!(!text.contains("PluginTemplate"), "{path}");
         }
+        let lib = &files[1].1;
+        assert!(lib.contains("struct BasicAuth {"), "{lib}");
+        assert!(lib.contains("impl Plugin for BasicAuth {"), "{lib}");
+        assert!(lib.contains("export_plugin!(BasicAuth);"), "{lib}");
+        assert!(
+            lib.starts_with("//! `basic-auth`: a Tailgate plugin."),
+            "{lib}"
+        );
+        assert!(files[2].1.starts_with("//! `basic-auth`'s harness tests"));
+    }
+
+    #[test]
+    fn names_become_type_names() {
+        assert_eq!(camel_case("ban-jail"), "BanJail");
+        assert_eq!(camel_case("cors"), "Cors");
+        assert_eq!(camel_case("basic-auth2"), "BasicAuth2");
+        assert_eq!(camel_case("a-b-c"), "ABC");
     }
 
     #[test]

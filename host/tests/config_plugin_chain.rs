@@ -63,8 +63,7 @@ fn runtime(config: &tailgate::config::Config) -> Runtime {
 
 fn request(route: &str) -> RequestHead {
     RequestHead {
-        method: Some("GET".into()),
-        scheme: Some("https".into()),
+        scheme: tailgate_runtime::Scheme::Https,
         host: Some("example.com".into()),
         path: Some("/page".into()),
         query: None,
@@ -72,9 +71,10 @@ fn request(route: &str) -> RequestHead {
             name: "user-agent".into(),
             value: b"test-agent".to_vec(),
         }]),
-        client_ip: Some("192.0.2.1".into()),
+        client_ip: tailgate_runtime::IpAddress::V4(0xC000_0201),
         route: Some(route.into()),
         request_id: Some("req-1".into()),
+        ..RequestHead::default()
     }
 }
 
@@ -268,22 +268,19 @@ fn run<F: std::future::Future>(call: F) -> F::Output {
 
 fn log_record(route: &str) -> LogRecord {
     LogRecord {
-        time: Some("2025-01-01T00:00:00.000Z".into()),
         time_unix_ms: 1_735_689_600_000,
-        client_ip: Some("192.0.2.1".into()),
-        peer_addr: Some("192.0.2.1:5000".into()),
-        method: Some("GET".into()),
-        scheme: Some("https".into()),
+        client_ip: tailgate_runtime::IpAddress::V4(0xC000_0201),
+        peer_ip: tailgate_runtime::IpAddress::V4(0xC000_0201),
+        peer_port: 5000,
+        scheme: tailgate_runtime::Scheme::Https,
         host: Some("example.com".into()),
         uri: Some("/page".into()),
-        protocol: Some("HTTP/1.1".into()),
         status: 200,
         bytes_sent: 5,
         bytes_received: 0,
         request_time: 0.001,
         upstream_response_time: None,
         upstream_addr: None,
-        cache_status: Some(String::new()),
         route: Some(route.into()),
         request_id: Some("req-1".into()),
         user_agent: Some("test-agent".into()),
@@ -292,5 +289,6 @@ fn log_record(route: &str) -> LogRecord {
         request_headers: Some(vec![]),
         response_headers: Some(vec![]),
         vars: Some(vec![]),
+        ..LogRecord::default()
     }
 }

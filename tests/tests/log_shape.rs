@@ -399,22 +399,22 @@ fn labels_come_from_the_real_component() {
         )
         .expect("configure");
     let mut record = LogRecord {
-        time: Some("2025-01-02T03:04:05.678Z".into()),
         time_unix_ms: 1_735_787_045_678,
-        client_ip: Some("198.51.100.4".into()),
-        peer_addr: Some("10.0.0.2:5555".into()),
-        method: Some("BREW".into()),
-        scheme: Some("https".into()),
+        client_ip: tailgate_runtime::IpAddress::V4(0xC633_6404),
+        peer_ip: tailgate_runtime::IpAddress::V4(0x0A00_0002),
+        peer_port: 5555,
+        method: tailgate_runtime::Method::Other("BREW".into()),
+        scheme: tailgate_runtime::Scheme::Https,
+        protocol: tailgate_runtime::Protocol::Http11,
         host: Some("docs.example.com".into()),
         uri: Some("/a?b=c".into()),
-        protocol: Some("HTTP/1.1".into()),
         status: 429,
         bytes_sent: 18,
         bytes_received: 0,
         request_time: 0.0004,
         upstream_response_time: None,
         upstream_addr: None,
-        cache_status: Some(String::new()),
+        cache_status: None,
         route: Some("app".into()),
         request_id: Some("r-1".into()),
         user_agent: Some("curl/8".into()),
@@ -433,6 +433,7 @@ fn labels_come_from_the_real_component() {
     let line = shaper
         .on_log(&mut record)
         .expect("no fault")
+        .into_line()
         .expect("line kept");
     assert_eq!(line.line, r#"{"request_uri":"/a?b=c","status":429}"#);
     assert_eq!(

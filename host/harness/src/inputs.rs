@@ -3,12 +3,25 @@
 //! `on-response` head) and [`LogEntry`] (an `on-log` record). Defaults look
 //! like a real request through the proxy; every field can be changed.
 
-use tailgate_runtime::{Header, LogRecord, RequestHead, ResponseHead, Var};
+use std::net::IpAddr;
+
+use tailgate_runtime::{
+    CacheStatus, Header, IpAddress, LogRecord, Method, Protocol, RequestHead, ResponseHead,
+    Scheme, Var,
+};
 
 /// Client address used when a test gives none (TEST-NET-3).
 pub const DEFAULT_CLIENT_IP: &str = "203.0.113.7";
 /// Host used when a test gives none.
 pub const DEFAULT_HOST: &str = "example.com";
+
+/// `text` as an address; a test that gives a bad one fails here, naming it.
+fn ip(text: &str) -> IpAddress {
+    match text.parse::<IpAddr>() {
+        Ok(ip) => ip.into(),
+        Err(_) => panic!("client_ip({text:?}): not an IP address"),
+    }
+}
 
 fn header(name: &str, value: impl Into<Vec<u8>>) -> Header {
     Header {
@@ -34,13 +47,13 @@ impl Request {
         };
         Request {
             head: RequestHead {
-                method: Some(method.to_owned()),
-                scheme: Some("https".to_owned()),
+                method: Method::from_name(method),
+                scheme: Scheme::Https,
                 host: Some(DEFAULT_HOST.to_owned()),
                 path: Some(path),
                 query,
                 headers: Some(Vec::new()),
-                client_ip: Some(DEFAULT_CLIENT_IP.to_owned()),
+                client_ip: ip(DEFAULT_CLIENT_IP),
                 route: Some(String::new()),
                 request_id: Some("req-1".to_owned()),
             },
@@ -71,12 +84,12 @@ impl Request {
     }
 
     pub fn scheme(mut self, scheme: &str) -> Self {
-        self.head.scheme = Some(scheme.to_owned());
+        self.head.scheme = Scheme::from_text(scheme);
         self
     }
 
-    pub fn client_ip(mut self, ip: &str) -> Self {
-        self.head.client_ip = Some(ip.to_owned());
+    pub fn client_ip(mut self, address: &str) -> Self {
+        self.head.client_ip = ip(address);
         self
     }
 
@@ -165,22 +178,22 @@ impl LogEntry {
     pub fn new(method: &str, uri: &str, status: u16) -> Self {
         LogEntry {
             record: LogRecord {
-                time: Some(String::new()),
                 time_unix_ms: 0,
-                client_ip: Some(DEFAULT_CLIENT_IP.to_owned()),
-                peer_addr: Some(format!("{DEFAULT_CLIENT_IP}:51234")),
-                method: Some(method.to_owned()),
-                scheme: Some("https".to_owned()),
+                client_ip: ip(DEFAULT_CLIENT_IP),
+                peer_ip: ip(DEFAULT_CLIENT_IP),
+                peer_port: 51234,
+                method: Method::from_name(method),
+                scheme: Scheme::Https,
                 host: Some(DEFAULT_HOST.to_owned()),
                 uri: Some(uri.to_owned()),
-                protocol: Some("HTTP/1.1".to_owned()),
+                protocol: Protocol::Http11,
                 status,
                 bytes_sent: 0,
                 bytes_received: 0,
                 request_time: 0.012,
                 upstream_response_time: None,
                 upstream_addr: None,
-                cache_status: Some(String::new()),
+                cache_status: None,
                 route: Some(String::new()),
                 request_id: Some("req-1".to_owned()),
                 user_agent: Some(String::new()),
@@ -204,8 +217,8 @@ impl LogEntry {
         self
     }
 
-    pub fn client_ip(mut self, ip: &str) -> Self {
-        self.record.client_ip = Some(ip.to_owned());
+    pub fn client_ip(mut self, address: &str) -> Self {
+        self.record.client_ip = ip(address);
         self
     }
 
@@ -221,7 +234,7 @@ impl LogEntry {
     }
 
     pub fn scheme(mut self, scheme: &str) -> Self {
-        self.record.scheme = Some(scheme.to_owned());
+        self.record.scheme = Scheme::from_text(scheme);
         self
     }
 
@@ -232,7 +245,8 @@ impl LogEntry {
 
     /// e.g. `HTTP/2.0`.
     pub fn protocol(mut self, protocol: &str) -> Self {
-        self.record.protocol = Some(protocol.to_owned());
+        self.record.protocol = Protocol::from_text(protocol)
+            .unwrap_or_else(|| panic!("protocol({protocol:?}): HTTP/1.0, HTTP/1.1 or HTTP/2.0"));
         self
     }
 
@@ -259,7 +273,10 @@ impl LogEntry {
     }
 
     pub fn cache_status(mut self, status: &str) -> Self {
-        self.record.cache_status = Some(status.to_owned());
+        self.record.cache_status = Some(
+            CacheStatus::from_text(status)
+                .unwrap_or_else(|| panic!("cache_status({status:?}): not a cache status")),
+        );
         self
     }
 
@@ -300,7 +317,6 @@ impl LogEntry {
     /// Request start, Unix epoch milliseconds (default: the harness clock).
     pub fn time_unix_ms(mut self, ms: u64) -> Self {
         self.record.time_unix_ms = ms;
-        self.record.time = Some(rfc3339_millis(ms));
         self.time_set = true;
         self
     }
@@ -314,7 +330,6 @@ impl LogEntry {
         }
         if !self.time_set {
             record.time_unix_ms = now_ms;
-            record.time = Some(rfc3339_millis(now_ms));
         }
         // No Host header given: the routed host, as the proxy fills it.
         if record.http_host.as_deref().is_none_or(str::is_empty) {

@@ -3,7 +3,7 @@
 //! lines for failure messages and the cases runner's report.
 
 use tailgate_runtime::{
-    Header, HeaderEdit, HeaderOp, HookFault, ImmediateResponse, LogLine, PluginFault,
+    Header, HeaderEdit, HeaderOp, HookFault, ImmediateResponse, LogVerdict, PluginFault,
     RequestAction, RequestEdits, ResponseEdits, Var,
 };
 
@@ -181,10 +181,11 @@ pub fn describe_response_edits(edits: &ResponseEdits) -> String {
     describe_edits(&edits.headers)
 }
 
-pub fn describe_log_line(line: &Option<LogLine>) -> String {
-    match line {
-        None => "dropped the line".to_owned(),
-        Some(line) => {
+pub fn describe_log_verdict(verdict: &LogVerdict) -> String {
+    match verdict {
+        LogVerdict::Drop => "dropped the line".to_owned(),
+        LogVerdict::Keep => "kept the line as it was".to_owned(),
+        LogVerdict::Shape(line) => {
             let labels: Vec<String> = line
                 .labels
                 .iter()

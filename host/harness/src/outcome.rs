@@ -5,10 +5,10 @@
 use std::fmt::Write as _;
 
 use tailgate_runtime::{
-    HookFault, ImmediateResponse, LogLine, RequestAction, RequestEdits, ResponseEdits,
+    HookFault, ImmediateResponse, LogLine, LogVerdict, RequestAction, RequestEdits, ResponseEdits,
 };
 
-use crate::inspect::{describe_action, describe_log_line, describe_response_edits, FaultKind};
+use crate::inspect::{describe_action, describe_log_verdict, describe_response_edits, FaultKind};
 use crate::plugin_logs::{format_logs, PluginLog};
 
 /// Which call an outcome is of, and what the plugin logged during it.
@@ -191,45 +191,62 @@ impl ResponseOutcome {
 /// What `on-log` gave.
 #[derive(Debug, Clone)]
 pub struct LogOutcome {
-    pub(crate) result: Result<Option<LogLine>, HookFault>,
+    pub(crate) result: Result<LogVerdict, HookFault>,
     pub(crate) context: CallContext,
 }
 
 impl LogOutcome {
-    common_accessors!(Option<LogLine>);
+    common_accessors!(LogVerdict);
 
-    fn describe_value(line: &Option<LogLine>) -> String {
-        describe_log_line(line)
+    fn describe_value(verdict: &LogVerdict) -> String {
+        describe_log_verdict(verdict)
     }
 
-    /// Panics unless the plugin returned a line; returns it.
+    /// Panics unless the plugin shaped a line; returns it.
     #[track_caller]
     pub fn expect_line(&self) -> &LogLine {
-        match self.value("a log line") {
-            Some(line) => line,
-            None => panic!("{}", self.context.failure("a log line", "dropped the line")),
+        match self.value("a shaped log line") {
+            LogVerdict::Shape(line) => line,
+            other => panic!(
+                "{}",
+                self.context
+                    .failure("a shaped log line", &describe_log_verdict(other))
+            ),
         }
     }
 
     /// Panics unless the plugin dropped the line.
     #[track_caller]
     pub fn expect_dropped(&self) {
-        if let Some(line) = self.value("the line dropped") {
+        let verdict = self.value("the line dropped");
+        if *verdict != LogVerdict::Drop {
             panic!(
                 "{}",
                 self.context
-                    .failure("the line dropped", &describe_log_line(&Some(line.clone())))
+                    .failure("the line dropped", &describe_log_verdict(verdict))
             );
         }
     }
 
-    /// The value of label `name` of the returned line.
+    /// Panics unless the plugin kept the line as it was (an observer).
+    #[track_caller]
+    pub fn expect_kept(&self) {
+        let verdict = self.value("the line kept");
+        if *verdict != LogVerdict::Keep {
+            panic!(
+                "{}",
+                self.context
+                    .failure("the line kept", &describe_log_verdict(verdict))
+            );
+        }
+    }
+
+    /// The value of label `name` of the shaped line.
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.result
-            .as_ref()
-            .ok()?
-            .as_ref()?
-            .labels
+        let LogVerdict::Shape(line) = self.result.as_ref().ok()? else {
+            return None;
+        };
+        line.labels
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())

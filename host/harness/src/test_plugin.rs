@@ -115,8 +115,7 @@ impl<'h> TestPlugin<'h> {
     }
 
     /// Calls `on-log` with `entry` (timed at the harness clock unless set).
-    /// A plugin that does not declare `log` gives `Ok(None)` here; check
-    /// [`TestPlugin::implements`] to tell it from a dropped line.
+    /// A plugin that does not declare `log` gives `Ok(LogVerdict::Keep)`.
     pub fn on_log(&self, entry: impl Into<LogEntry>) -> LogOutcome {
         let mut record = entry
             .into()

@@ -82,7 +82,7 @@ sample = { rate = 3, when = { path = "^/static/" } }
                 .result()
                 .as_ref()
                 .expect("no fault")
-                .is_some()
+                != &tailgate_harness::LogVerdict::Drop
         })
         .collect();
     // 1 in 3, counted on the host's shared counter: the 1st, 4th, ... kept.

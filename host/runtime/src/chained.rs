@@ -21,7 +21,7 @@ use crate::wire_edits::{
     InvalidOutput, WireEdit,
 };
 use crate::{
-    ConfiguredPlugin, FixedEdits, HeaderFilter, HookSet, ImmediateResponse, LogFieldSet, LogLine,
+    ConfiguredPlugin, FixedEdits, HeaderFilter, HookSet, ImmediateResponse, LogFieldSet, LogVerdict,
     LogRecord, PluginFault, RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead,
 };
 
@@ -64,7 +64,7 @@ pub trait PluginHooks: Send + Sync {
         req: &'a mut RequestHead,
         resp: &'a mut ResponseHead,
     ) -> HookCall<'a, ResponseEdits>;
-    fn on_log<'a>(&'a self, rec: &'a mut LogRecord) -> HookCall<'a, Option<LogLine>>;
+    fn on_log<'a>(&'a self, rec: &'a mut LogRecord) -> HookCall<'a, LogVerdict>;
     /// The request header fields the hooks read (`plugin-info`).
     fn request_headers(&self) -> HeaderFilter {
         HeaderFilter::All
@@ -99,7 +99,7 @@ impl PluginHooks for ConfiguredPlugin {
     ) -> HookCall<'a, ResponseEdits> {
         Box::pin(self.response_hook(req, resp))
     }
-    fn on_log<'a>(&'a self, rec: &'a mut LogRecord) -> HookCall<'a, Option<LogLine>> {
+    fn on_log<'a>(&'a self, rec: &'a mut LogRecord) -> HookCall<'a, LogVerdict> {
         Box::pin(self.log_hook(rec))
     }
     fn request_headers(&self) -> HeaderFilter {
@@ -133,7 +133,7 @@ impl<P: PluginHooks + ?Sized> PluginHooks for Box<P> {
     ) -> HookCall<'a, ResponseEdits> {
         (**self).on_response(req, resp)
     }
-    fn on_log<'a>(&'a self, rec: &'a mut LogRecord) -> HookCall<'a, Option<LogLine>> {
+    fn on_log<'a>(&'a self, rec: &'a mut LogRecord) -> HookCall<'a, LogVerdict> {
         (**self).on_log(rec)
     }
     fn request_headers(&self) -> HeaderFilter {

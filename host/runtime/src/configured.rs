@@ -14,7 +14,7 @@ use crate::instance::PluginInstance;
 use crate::metrics::{CallMetrics, FaultKind};
 use crate::plugin_log::{PluginLogs, RequestContext};
 use crate::{
-    field_filter, header_filter, ConfiguredPlugin, Hook, HookSet, Limits, LogLine, LogRecord,
+    field_filter, header_filter, ConfiguredPlugin, Hook, HookSet, Limits, LogRecord, LogVerdict,
     PluginFault, PluginInfo, RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead,
 };
 
@@ -173,16 +173,15 @@ impl ConfiguredPlugin {
 
     /// `on-log`, blocking (see [`ConfiguredPlugin::on_request`]); the
     /// proxy awaits [`ConfiguredPlugin::log_hook`].
-    pub fn on_log(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
+    pub fn on_log(&self, rec: &mut LogRecord) -> Result<LogVerdict, PluginFault> {
         block_on(self.log_hook(rec))
     }
 
     /// `on-log`, the record's two header lists narrowed for the call.
-    /// `Ok(None)`: the plugin dropped the line, or does not implement `on-log`
-    /// (tell them apart with [`ConfiguredPlugin::implements`]).
-    pub async fn log_hook(&self, rec: &mut LogRecord) -> Result<Option<LogLine>, PluginFault> {
+    /// `Ok(LogVerdict::Keep)` when the plugin does not implement `on-log`.
+    pub async fn log_hook(&self, rec: &mut LogRecord) -> Result<LogVerdict, PluginFault> {
         if !self.implements(Hook::Log) {
-            return Ok(None);
+            return Ok(LogVerdict::Keep);
         }
         let saved_req = header_filter::narrow(&self.info.request_headers, &mut rec.request_headers);
         let saved_resp =

@@ -10,42 +10,29 @@
 use crate::bindings::types::{LogFieldSet, LogRecord, RequestFieldSet, RequestHead, Var};
 
 /// The request-head text fields in `request-field-set` order.
-const REQUEST_FIELDS: [RequestFieldSet; 8] = [
-    RequestFieldSet::METHOD,
-    RequestFieldSet::SCHEME,
+const REQUEST_FIELDS: [RequestFieldSet; 5] = [
     RequestFieldSet::HOST,
     RequestFieldSet::PATH,
     RequestFieldSet::QUERY,
-    RequestFieldSet::CLIENT_IP,
     RequestFieldSet::ROUTE,
     RequestFieldSet::REQUEST_ID,
 ];
 
-fn request_slots(req: &mut RequestHead) -> [&mut Option<String>; 8] {
+fn request_slots(req: &mut RequestHead) -> [&mut Option<String>; 5] {
     [
-        &mut req.method,
-        &mut req.scheme,
         &mut req.host,
         &mut req.path,
         &mut req.query,
-        &mut req.client_ip,
         &mut req.route,
         &mut req.request_id,
     ]
 }
 
 /// The log-record text fields in `log-field-set` order (`vars` apart).
-const LOG_FIELDS: [LogFieldSet; 15] = [
-    LogFieldSet::TIME,
-    LogFieldSet::CLIENT_IP,
-    LogFieldSet::PEER_ADDR,
-    LogFieldSet::METHOD,
-    LogFieldSet::SCHEME,
+const LOG_FIELDS: [LogFieldSet; 8] = [
     LogFieldSet::HOST,
     LogFieldSet::URI,
-    LogFieldSet::PROTOCOL,
     LogFieldSet::UPSTREAM_ADDR,
-    LogFieldSet::CACHE_STATUS,
     LogFieldSet::ROUTE,
     LogFieldSet::REQUEST_ID,
     LogFieldSet::USER_AGENT,
@@ -53,18 +40,11 @@ const LOG_FIELDS: [LogFieldSet; 15] = [
     LogFieldSet::HTTP_HOST,
 ];
 
-fn log_slots(rec: &mut LogRecord) -> [&mut Option<String>; 15] {
+fn log_slots(rec: &mut LogRecord) -> [&mut Option<String>; 8] {
     [
-        &mut rec.time,
-        &mut rec.client_ip,
-        &mut rec.peer_addr,
-        &mut rec.method,
-        &mut rec.scheme,
         &mut rec.host,
         &mut rec.uri,
-        &mut rec.protocol,
         &mut rec.upstream_addr,
-        &mut rec.cache_status,
         &mut rec.route,
         &mut rec.request_id,
         &mut rec.user_agent,
@@ -77,7 +57,7 @@ fn log_slots(rec: &mut LogRecord) -> [&mut Option<String>; 15] {
 /// [`restore_request`]. Taking and putting back moves the strings; nothing
 /// is copied.
 #[must_use = "the taken fields must be put back with `restore_request`"]
-pub(crate) struct SavedRequest([Option<String>; 8]);
+pub(crate) struct SavedRequest([Option<String>; 5]);
 
 /// Take out of `req` the text fields `keep` does not name, and the empty ones.
 pub(crate) fn narrow_request(keep: RequestFieldSet, req: &mut RequestHead) -> SavedRequest {
@@ -109,7 +89,7 @@ pub(crate) fn restore_request(req: &mut RequestHead, saved: SavedRequest) {
 
 /// The log fields a call took out, to put back with [`restore_log`].
 #[must_use = "the taken fields must be put back with `restore_log`"]
-pub(crate) struct SavedLog([Option<String>; 15], Option<Vec<Var>>);
+pub(crate) struct SavedLog([Option<String>; 8], Option<Vec<Var>>);
 
 /// Take out of `rec` the text fields and vars `keep` does not name, and the
 /// empty ones.
@@ -145,17 +125,18 @@ pub(crate) fn restore_log(rec: &mut LogRecord, saved: SavedLog) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bindings::types::{CacheStatus, IpAddress, Method, Protocol, Scheme};
 
     fn head() -> RequestHead {
         let text = |s: &str| Some(s.to_owned());
         RequestHead {
-            method: text("GET"),
-            scheme: text("https"),
+            method: Method::Get,
+            scheme: Scheme::Https,
             host: text("example.com"),
             path: text("/a"),
             query: text("q=1"),
             headers: Some(Vec::new()),
-            client_ip: text("203.0.113.7"),
+            client_ip: IpAddress::V4(0xCB00_7107),
             route: text("site"),
             request_id: text("r-1"),
         }
@@ -164,10 +145,8 @@ mod tests {
     #[test]
     fn only_the_named_request_fields_cross_then_all_come_back() {
         let mut req = head();
-        let saved = narrow_request(RequestFieldSet::CLIENT_IP | RequestFieldSet::PATH, &mut req);
+        let saved = narrow_request(RequestFieldSet::PATH, &mut req);
         let mut only = RequestHead {
-            method: None,
-            scheme: None,
             host: None,
             query: None,
             route: None,
@@ -180,7 +159,6 @@ mod tests {
 
         let saved = narrow_request(RequestFieldSet::empty(), &mut req);
         only.path = None;
-        only.client_ip = None;
         assert_eq!(req, only);
         restore_request(&mut req, saved);
         assert_eq!(req, head());
@@ -192,7 +170,7 @@ mod tests {
             query: None,
             ..head()
         };
-        let saved = narrow_request(RequestFieldSet::METHOD, &mut req);
+        let saved = narrow_request(RequestFieldSet::HOST, &mut req);
         restore_request(&mut req, saved);
         assert_eq!(
             req,
@@ -207,22 +185,22 @@ mod tests {
     fn log_fields_and_vars_are_taken_and_put_back() {
         let text = |s: &str| Some(s.to_owned());
         let full = LogRecord {
-            time: text("2026-11-24T10:00:00.000Z"),
             time_unix_ms: 1,
-            client_ip: text("203.0.113.7"),
-            peer_addr: text("203.0.113.7:5000"),
-            method: text("GET"),
-            scheme: text("http"),
+            client_ip: IpAddress::V4(0xCB00_7107),
+            peer_ip: IpAddress::V4(0xCB00_7107),
+            peer_port: 5000,
+            method: Method::Get,
+            scheme: Scheme::Http,
+            protocol: Protocol::Http11,
             host: text("example.com"),
             uri: text("/a?q=1"),
-            protocol: text("HTTP/1.1"),
             status: 200,
             bytes_sent: 2,
             bytes_received: 3,
             request_time: 0.5,
             upstream_response_time: Some(0.25),
             upstream_addr: text("10.0.0.1:80"),
-            cache_status: text("MISS"),
+            cache_status: Some(CacheStatus::Miss),
             route: text("site"),
             request_id: text("r-1"),
             user_agent: text("curl/8"),
@@ -240,10 +218,7 @@ mod tests {
         let present: Vec<bool> = log_slots(&mut rec).iter().map(|s| s.is_some()).collect();
         assert_eq!(
             present,
-            [
-                false, false, false, false, false, false, true, false, false, false, false, false,
-                true, false, false
-            ]
+            [false, true, false, false, false, true, false, false]
         );
         assert_eq!(rec.vars, None);
         assert_eq!(

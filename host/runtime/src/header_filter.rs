@@ -164,6 +164,7 @@ mod tests {
             request_fields: RequestFieldSet::all(),
             log_fields: LogFieldSet::all(),
             fixed_edits: FixedEdits::none(),
+            state_scope: crate::StateScope::Plugin,
         });
         match info.request_headers {
             HeaderFilter::Only(names) => assert_eq!(names, ["x-api-key"]),

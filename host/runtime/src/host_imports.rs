@@ -1,5 +1,6 @@
 //! The `host` interface of `wit/plugin.wit`, as the guests see it: logging,
-//! plugin metrics, rate limiting, counters, kv and the clock. Every call is
+//! plugin metrics, rate limiting, counters, window counters, kv, the ban
+//! list and the clock. Every call is
 //! answered from the calling plugin's own namespace of the shared state.
 //! Misuse (a zero rate, an oversized key, a reserved metric name) traps the
 //! guest with a message saying what was wrong.
@@ -7,11 +8,15 @@
 use metrics::Label;
 
 use crate::bindings::host::Host;
-use crate::bindings::types::{self, LogLevel, RateDecision, RateLimit};
+use crate::bindings::types::{
+    self, Ban, BanOutcome, BanRequest, LogLevel, RateDecision, RateLimit,
+};
 use crate::host_state::HostState;
 use crate::metric_handles::{GuestMetric, OUTCOMES};
 use crate::state::rate_limiter::{self, Burst, RateLimitError, ZoneSpec};
 
+/// Most event times `window-add` keeps per key.
+pub(crate) const MAX_WINDOW_EVENTS: u32 = 1024;
 /// Most label pairs a plugin metric may carry (besides `plugin`).
 pub(crate) const MAX_METRIC_LABELS: usize = 8;
 /// Metric names the runtime itself exports under `tailgate_plugin_`.
@@ -38,8 +43,12 @@ pub(crate) enum HostCallError {
         len: usize,
         max: usize,
     },
-    #[error("kv-set: value of {len} bytes is larger than the {max}-byte limit")]
-    ValueTooLarge { len: usize, max: usize },
+    #[error("{import}: value of {len} bytes is larger than the {max}-byte limit")]
+    ValueTooLarge {
+        import: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("{import}: metric name {name:?} {reason}")]
     MetricName {
         import: &'static str,
@@ -50,8 +59,14 @@ pub(crate) enum HostCallError {
     TooManyLabels { import: &'static str, count: usize },
     #[error("{import}: label name {name:?} is reserved or empty")]
     LabelName { import: &'static str, name: String },
-    #[error("histogram-record: value {0} is not finite")]
+    #[error("value {0} is not finite")]
     NotFinite(f64),
+    #[error("window-add: max-events {0} is outside 1..={MAX_WINDOW_EVENTS}")]
+    WindowEvents(u32),
+    #[error("{import}: window of 0 ms")]
+    EmptyWindow { import: &'static str },
+    #[error("ban-add: {0}")]
+    BanRequest(&'static str),
     #[error("rate-limit-check: {0}")]
     RateLimit(#[from] RateLimitError),
 }
@@ -69,6 +84,19 @@ impl HostState {
             return refuse(HostCallError::KeyTooLong {
                 import,
                 len: key.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_kv(&self, import: &'static str, key: &str, value: &[u8]) -> HostResult<()> {
+        self.check_key(import, key)?;
+        let max = self.shared.limits.max_kv_value_bytes;
+        if value.len() > max {
+            return refuse(HostCallError::ValueTooLarge {
+                import,
+                len: value.len(),
                 max,
             });
         }
@@ -193,6 +221,24 @@ impl Host for HostState {
         Ok(())
     }
 
+    fn gauge_set(
+        &mut self,
+        name: String,
+        labels: Vec<(String, String)>,
+        value: f64,
+    ) -> HostResult<()> {
+        if !value.is_finite() {
+            return refuse(HostCallError::NotFinite(value));
+        }
+        let plugin = &self.guest.plugin;
+        let gauge = self.metric_handles.gauge((name, labels), |metric| {
+            let (name, labels) = plugin_metric("gauge-set", plugin, metric)?;
+            HostResult::Ok(metrics::gauge!(name, labels))
+        })?;
+        gauge.set(value);
+        Ok(())
+    }
+
     fn rate_limit_check(
         &mut self,
         limit: RateLimit,
@@ -258,14 +304,7 @@ impl Host for HostState {
     }
 
     fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> HostResult<()> {
-        self.check_key("kv-set", &key)?;
-        let max = self.shared.limits.max_kv_value_bytes;
-        if value.len() > max {
-            return refuse(HostCallError::ValueTooLarge {
-                len: value.len(),
-                max,
-            });
-        }
+        self.check_kv("kv-set", &key, &value)?;
         let now = self.shared.now_ms();
         self.plugin_state.kv.set(&key, value, ttl_ms, now);
         Ok(())
@@ -274,6 +313,93 @@ impl Host for HostState {
     fn kv_delete(&mut self, key: String) -> HostResult<bool> {
         self.check_key("kv-delete", &key)?;
         Ok(self.plugin_state.kv.delete(&key, self.shared.now_ms()))
+    }
+
+    fn window_add(&mut self, key: String, window_ms: u64, max_events: u32) -> HostResult<u32> {
+        self.check_key("window-add", &key)?;
+        if !(1..=MAX_WINDOW_EVENTS).contains(&max_events) {
+            return refuse(HostCallError::WindowEvents(max_events));
+        }
+        if window_ms == 0 {
+            return refuse(HostCallError::EmptyWindow {
+                import: "window-add",
+            });
+        }
+        let now = self.shared.now_ms();
+        Ok(self
+            .plugin_state
+            .windows
+            .record(&key, now, window_ms, max_events))
+    }
+
+    fn window_count(&mut self, key: String, window_ms: u64) -> HostResult<u32> {
+        self.check_key("window-count", &key)?;
+        if window_ms == 0 {
+            return refuse(HostCallError::EmptyWindow {
+                import: "window-count",
+            });
+        }
+        let now = self.shared.now_ms();
+        Ok(self.plugin_state.windows.count(&key, now, window_ms))
+    }
+
+    fn window_reset(&mut self, key: String) -> HostResult<()> {
+        self.check_key("window-reset", &key)?;
+        self.plugin_state.windows.reset(&key);
+        Ok(())
+    }
+
+    fn kv_set_if_absent(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> HostResult<bool> {
+        self.check_kv("kv-set-if-absent", &key, &value)?;
+        let now = self.shared.now_ms();
+        Ok(self.plugin_state.kv.set_if_absent(&key, value, ttl_ms, now))
+    }
+
+    fn kv_compare_and_set(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+        ttl_ms: u64,
+    ) -> HostResult<bool> {
+        self.check_kv("kv-compare-and-set", &key, &value)?;
+        let now = self.shared.now_ms();
+        Ok(self
+            .plugin_state
+            .kv
+            .compare_and_set(&key, expected.as_deref(), value, ttl_ms, now))
+    }
+
+    fn kv_ttl(&mut self, key: String) -> HostResult<Option<u64>> {
+        self.check_key("kv-ttl", &key)?;
+        Ok(self.plugin_state.kv.ttl_ms(&key, self.shared.now_ms()))
+    }
+
+    fn ban_add(&mut self, jail: String, key: String, request: BanRequest) -> HostResult<BanOutcome> {
+        self.check_key("ban-add", &jail)?;
+        self.check_key("ban-add", &key)?;
+        if request.duration_ms == 0 {
+            return refuse(HostCallError::BanRequest("duration-ms is 0"));
+        }
+        if !(request.increment_factor.is_finite() && request.increment_factor >= 1.0) {
+            return refuse(HostCallError::BanRequest(
+                "increment-factor must be a finite number >= 1.0",
+            ));
+        }
+        let now = self.shared.now_ms();
+        Ok(self.shared.bans.add(&jail, &key, request, now))
+    }
+
+    fn ban_check(&mut self, jail: String, key: String) -> HostResult<Option<Ban>> {
+        self.check_key("ban-check", &jail)?;
+        self.check_key("ban-check", &key)?;
+        Ok(self.shared.bans.check(&jail, &key, self.shared.now_ms()))
+    }
+
+    fn ban_remove(&mut self, jail: String, key: String) -> HostResult<bool> {
+        self.check_key("ban-remove", &jail)?;
+        self.check_key("ban-remove", &key)?;
+        Ok(self.shared.bans.remove(&jail, &key, self.shared.now_ms()))
     }
 
     fn now_ms(&mut self) -> HostResult<u64> {

@@ -16,6 +16,7 @@ use crate::engine::{EpochClock, LongCallMark, EPOCH_TICK};
 use crate::guest_output::{GuestOutput, OutputRateLimit, OutputTail};
 use crate::metric_handles::MetricHandles;
 use crate::plugin_log::PluginLogs;
+use crate::bindings::types::StateScope;
 use crate::state::{PluginState, SharedState};
 
 /// The (plugin, route) an instance serves, for logs and metrics.
@@ -46,6 +47,19 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
+    /// Points the state imports at the namespace the configured plugin
+    /// asked for (`plugin-info.state-scope`): the plugin's own, its
+    /// route's, or a named one shared by the plugin's uses that name it.
+    pub(crate) fn use_scope(&mut self, scope: &StateScope) {
+        let plugin = &self.guest.plugin;
+        let namespace = match scope {
+            StateScope::Plugin => return,
+            StateScope::Route => format!("{plugin}@route:{}", self.guest.route),
+            StateScope::Named(name) => format!("{plugin}@{name}"),
+        };
+        self.plugin_state = self.shared.plugin(&namespace);
+    }
+
     pub(crate) fn new(
         guest: GuestIdentity,
         shared: Arc<SharedState>,

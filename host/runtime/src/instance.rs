@@ -151,6 +151,9 @@ impl PluginInstance {
         instance.store.data_mut().end_call();
         emit_unserved(recipe, &mut instance.store);
         let configured = configured?;
+        if let Ok(info) = &configured {
+            instance.store.data_mut().use_scope(&info.state_scope);
+        }
         instance.baseline_memory = instance.store.data().memory.size();
         Ok((instance, configured))
     }

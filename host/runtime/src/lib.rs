@@ -39,11 +39,13 @@ mod record_text;
 pub mod request_path;
 mod state;
 mod wire_edits;
+mod wire_values;
 
 pub use bindings::types::{
-    FixedEdits, Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet, ImmediateResponse,
-    LogFieldSet, LogLevel, LogLine, LogRecord, PluginInfo, RateDecision, RateLimit, RequestAction,
-    RequestEdits, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead, Var,
+    Ban, BanOutcome, BanRequest, CacheStatus, FixedEdits, Header, HeaderEdit, HeaderFilter,
+    HeaderOp, HookSet, ImmediateResponse, IpAddress, LogFieldSet, LogLevel, LogLine, LogRecord,
+    LogVerdict, Method, PluginInfo, Protocol, RateDecision, RateLimit, RequestAction, RequestEdits,
+    RequestFieldSet, RequestHead, ResponseEdits, ResponseHead, Scheme, StateScope, Var,
 };
 pub use call_guard::CallGuard;
 pub use chained::{ChainedPlugin, HookCall, HookFault, PluginHooks, RequestStep};

@@ -7,7 +7,7 @@
 
 use foldhash::HashMap;
 
-use metrics::{Counter, Histogram};
+use metrics::{Counter, Gauge, Histogram};
 
 /// Most handles kept per instance; past it a call registers as it goes.
 const MAX_HANDLES: usize = 256;
@@ -24,6 +24,7 @@ pub(crate) struct MetricHandles {
     recorder: usize,
     counters: HashMap<GuestMetric, Counter>,
     histograms: HashMap<GuestMetric, Histogram>,
+    gauges: HashMap<GuestMetric, Gauge>,
     /// Per rate-limit zone, the counter of each outcome, made when first seen.
     rate_limit_outcomes: HashMap<String, [Option<Counter>; OUTCOMES]>,
 }
@@ -51,6 +52,16 @@ impl MetricHandles {
     ) -> Result<Histogram, E> {
         self.follow_recorder();
         cached(&mut self.histograms, metric, register)
+    }
+
+    /// The gauge for `metric`, like [`MetricHandles::counter`].
+    pub(crate) fn gauge<E>(
+        &mut self,
+        metric: GuestMetric,
+        register: impl FnOnce(&GuestMetric) -> Result<Gauge, E>,
+    ) -> Result<Gauge, E> {
+        self.follow_recorder();
+        cached(&mut self.gauges, metric, register)
     }
 
     /// The counter of outcome number `outcome` (below [`OUTCOMES`]) in
@@ -85,6 +96,7 @@ impl MetricHandles {
         if current != self.recorder {
             self.counters.clear();
             self.histograms.clear();
+            self.gauges.clear();
             self.rate_limit_outcomes.clear();
             self.recorder = current;
         }

@@ -4,7 +4,9 @@
 //! text and lists through these accessors; a field that is `none` reads
 //! as empty.
 
-use crate::bindings::types::{Header, LogRecord, RequestHead, ResponseHead, Var};
+use crate::bindings::types::{
+    Header, IpAddress, LogRecord, Method, Protocol, RequestHead, ResponseHead, Scheme, Var,
+};
 
 macro_rules! text_accessors {
     ($ty:ty { $($field:ident),* $(,)? }) => {
@@ -33,26 +35,16 @@ macro_rules! list_accessors {
 }
 
 text_accessors!(RequestHead {
-    method,
-    scheme,
     host,
     path,
-    client_ip,
     route,
     request_id
 });
 list_accessors!(RequestHead { headers: Header });
 list_accessors!(ResponseHead { headers: Header });
 text_accessors!(LogRecord {
-    time,
-    client_ip,
-    peer_addr,
-    method,
-    scheme,
     host,
     uri,
-    protocol,
-    cache_status,
     route,
     request_id,
     user_agent,
@@ -65,6 +57,57 @@ list_accessors!(LogRecord {
     vars: Var,
 });
 
+impl Default for RequestHead {
+    /// A GET over http from 0.0.0.0 with every text field `none` (tests,
+    /// the harness's defaults).
+    fn default() -> Self {
+        RequestHead {
+            method: Method::Get,
+            scheme: Scheme::Http,
+            client_ip: IpAddress::default(),
+            host: None,
+            path: None,
+            query: None,
+            headers: None,
+            route: None,
+            request_id: None,
+        }
+    }
+}
+
+impl Default for LogRecord {
+    /// A 200 to a GET over HTTP/1.1 from 0.0.0.0 with every optional field
+    /// `none` (tests, the harness's defaults).
+    fn default() -> Self {
+        LogRecord {
+            time_unix_ms: 0,
+            client_ip: IpAddress::default(),
+            peer_ip: IpAddress::default(),
+            peer_port: 0,
+            method: Method::Get,
+            scheme: Scheme::Http,
+            protocol: Protocol::Http11,
+            status: 200,
+            bytes_sent: 0,
+            bytes_received: 0,
+            request_time: 0.0,
+            upstream_response_time: None,
+            cache_status: None,
+            host: None,
+            uri: None,
+            upstream_addr: None,
+            route: None,
+            request_id: None,
+            user_agent: None,
+            referer: None,
+            http_host: None,
+            request_headers: None,
+            response_headers: None,
+            vars: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,17 +115,10 @@ mod tests {
     #[test]
     fn none_reads_as_empty() {
         let head = RequestHead {
-            method: Some("GET".into()),
-            scheme: None,
-            host: None,
             path: Some("/a".into()),
-            query: None,
-            headers: None,
-            client_ip: None,
-            route: None,
-            request_id: None,
+            ..RequestHead::default()
         };
-        assert_eq!((head.method(), head.path(), head.host()), ("GET", "/a", ""));
+        assert_eq!((head.method.as_str(), head.path(), head.host()), ("GET", "/a", ""));
         assert!(head.headers().is_empty());
     }
 }

@@ -9,6 +9,7 @@ pub(crate) mod counters;
 pub(crate) mod kv;
 pub(crate) mod rate_limiter;
 pub mod view;
+mod pending;
 
 use std::sync::Arc;
 
@@ -56,6 +57,7 @@ pub(crate) struct PluginState {
     pub(crate) counters: Counters,
     pub(crate) kv: KvStore,
     pub(crate) rate_limits: RateLimitZones,
+    pub(crate) windows: pending::Windows,
 }
 
 /// Everything the host imports share, for all plugins of one runtime.
@@ -64,6 +66,7 @@ pub(crate) struct SharedState {
     pub(crate) limits: StateLimits,
     /// Told about every plugin log line and output line (test harnesses).
     pub(crate) observer: Option<Arc<dyn PluginObserver>>,
+    pub(crate) bans: pending::Bans,
     plugins: DashMap<String, Arc<PluginState>>,
 }
 
@@ -73,6 +76,7 @@ impl SharedState {
             clock,
             limits,
             observer: None,
+            bans: Default::default(),
             plugins: DashMap::new(),
         }
     }
@@ -107,6 +111,7 @@ impl SharedState {
                         limits.max_zones,
                         limits.max_keys_per_zone,
                     ),
+                    windows: Default::default(),
                 })
             })
             .clone()

@@ -388,15 +388,13 @@ mod tests {
 
     fn head(path: &str, query: Option<&str>) -> RequestHead {
         RequestHead {
-            method: Some("GET".into()),
-            scheme: Some("http".into()),
             host: Some("example.com".into()),
             path: Some(path.into()),
             query: query.map(Into::into),
             headers: Some(vec![]),
-            client_ip: Some("192.0.2.1".into()),
             route: Some("site".into()),
             request_id: Some("r1".into()),
+            ..RequestHead::default()
         }
     }
 

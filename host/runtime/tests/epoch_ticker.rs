@@ -43,7 +43,7 @@ fn one_ticker_per_runtime_stopped_when_the_last_user_drops() {
     assert_eq!(settled_epoch_threads(1), 1);
     // Configuring and calling plugins starts no more tickers.
     plugin
-        .on_request(&mut request("r", "/", "ip"))
+        .on_request(&mut request("r", "/", "192.0.2.1"))
         .expect("call");
     // (Time for a stray new thread to name itself.)
     std::thread::sleep(std::time::Duration::from_millis(20));

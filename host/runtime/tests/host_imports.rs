@@ -251,7 +251,7 @@ fn state_survives_reconfiguration_unless_the_zone_rate_changes() {
     // A reload: a new configured plugin (and a new load) on the same runtime.
     let reloaded = state_plugin(&runtime, "fault-injector", "r", zone);
     assert!(matches!(
-        reloaded.on_request(&mut request("r", "/", "ip")),
+        reloaded.on_request(&mut request("r", "/", "192.0.2.1")),
         Ok(RequestAction::Respond(_))
     ));
     // The counter kept counting too (the rejected request counted).
@@ -326,10 +326,14 @@ fn logs_and_metrics_are_tagged_with_plugin_and_route() {
 #[test]
 fn misuse_of_an_import_traps_with_a_reason() {
     let runtime = runtime();
-    // A key over the 512-byte limit.
-    let plugin = state_plugin(&runtime, "fault-injector", "r", r#"{"mode":"state"}"#);
-    let long_ip = "9".repeat(600);
-    match plugin.on_request(&mut request("r", "/", &long_ip)) {
+    // A zone name over the 512-byte key limit (a client address cannot be
+    // long: it crosses as a number).
+    let zone = "9".repeat(600);
+    let config = format!(
+        r#"{{"mode":"state","rate_limit":{{"zone":"{zone}","rate_milli":1000000,"burst":0}}}}"#
+    );
+    let plugin = state_plugin(&runtime, "fault-injector", "r", &config);
+    match plugin.on_request(&mut request("r", "/", "192.0.2.1")) {
         Err(PluginFault::Trap(message)) => {
             assert!(
                 message.contains(

@@ -46,7 +46,7 @@ fn a_looping_hook_gives_its_worker_to_other_tasks_until_its_budget_stops_it() {
         });
         tokio::task::yield_now().await;
         let started = Instant::now();
-        let result = plugin.request_hook(&mut request("r", "/", "ip")).await;
+        let result = plugin.request_hook(&mut request("r", "/", "192.0.2.1")).await;
         let took = started.elapsed();
         let during = beats.load(Ordering::SeqCst);
         other.abort();
@@ -79,7 +79,7 @@ fn a_plugin_that_keeps_faulting_is_tripped_fails_fast_and_a_trial_closes_it() {
             .plugin_state("fault-injector")
             .counter("calls-request")
     };
-    let mut req = request("r", "/", "ip");
+    let mut req = request("r", "/", "192.0.2.1");
     let metrics = metrics_of(|| {
         // Calls 1-3 trap, later ones return; the guest counts its calls in
         // the shared counter `calls-request`. Configured here: its metric
@@ -141,7 +141,7 @@ fn a_trial_that_faults_trips_the_plugin_for_another_cool_down() {
     let runtime = runtime_with_clock(clock.clone());
     let plugin = configured(&runtime, "r", r#"{"mode":"trap","hook":"request"}"#)
         .with_call_guard(guard(2, 0));
-    let mut req = request("r", "/", "ip");
+    let mut req = request("r", "/", "192.0.2.1");
     for _ in 0..2 {
         assert!(matches!(
             plugin.on_request(&mut req),
@@ -182,7 +182,7 @@ fn while_a_plugins_slow_calls_are_at_its_bound_new_calls_fail_fast() {
                     // The first two have run two ticks each by then.
                     tokio::time::sleep(Duration::from_millis(80)).await;
                 }
-                plugin.request_hook(&mut request("r", "/", "ip")).await
+                plugin.request_hook(&mut request("r", "/", "192.0.2.1")).await
             }
         });
         futures_join_all(calls).await
@@ -234,7 +234,7 @@ fn a_fault_storms_guest_output_is_rate_limited_in_the_log() {
     })
     .expect("runtime");
     let plugin = configured(&runtime, "storm", r#"{"mode":"trap","hook":"request"}"#);
-    let mut req = request("storm", "/", "ip");
+    let mut req = request("storm", "/", "192.0.2.1");
     let (_, storm) = capture_logs(|| {
         for _ in 0..20 {
             assert!(plugin.on_request(&mut req).is_err());

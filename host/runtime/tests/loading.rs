@@ -82,7 +82,7 @@ fn mtime(path: &Path) -> SystemTime {
 fn works(runtime: &Runtime) {
     let plugin = configured(runtime, "r", r#"{"mode":"ok"}"#);
     assert!(matches!(
-        plugin.on_request(&mut request("r", "/", "ip")),
+        plugin.on_request(&mut request("r", "/", "192.0.2.1")),
         Ok(RequestAction::Continue(_))
     ));
 }
@@ -163,5 +163,5 @@ fn an_unwritable_cache_costs_a_warning_not_the_plugin() {
     let configured = runtime
         .configure(&plugin, "r", r#"{"mode":"ok"}"#, limits())
         .expect("configure");
-    assert!(configured.on_request(&mut request("r", "/", "ip")).is_ok());
+    assert!(configured.on_request(&mut request("r", "/", "192.0.2.1")).is_ok());
 }

@@ -20,23 +20,24 @@ fn response_head() -> ResponseHead {
 }
 
 fn log_record() -> LogRecord {
+    let ip = |text: &str| text.parse::<std::net::IpAddr>().expect("ip").into();
     LogRecord {
-        time: Some("2024-01-01T00:00:00.000Z".into()),
         time_unix_ms: 1_704_067_200_000,
-        client_ip: Some("198.51.100.1".into()),
-        peer_addr: Some("198.51.100.1:5000".into()),
-        method: Some("GET".into()),
-        scheme: Some("https".into()),
+        client_ip: ip("198.51.100.1"),
+        peer_ip: ip("198.51.100.1"),
+        peer_port: 5000,
+        method: tailgate_runtime::Method::Get,
+        scheme: tailgate_runtime::Scheme::Https,
+        protocol: tailgate_runtime::Protocol::Http11,
         host: Some("example.com".into()),
         uri: Some("/a?b=c".into()),
-        protocol: Some("HTTP/1.1".into()),
         status: 204,
         bytes_sent: 0,
         bytes_received: 0,
         request_time: 0.001,
         upstream_response_time: None,
         upstream_addr: None,
-        cache_status: Some(String::new()),
+        cache_status: None,
         route: Some("r".into()),
         request_id: Some("req-9".into()),
         user_agent: Some("ua".into()),
@@ -73,6 +74,7 @@ fn ok_mode_runs_every_hook() {
     let line = plugin
         .on_log(&mut log_record())
         .expect("on_log")
+        .into_line()
         .expect("a line");
     assert_eq!(line.line, "GET /a?b=c 204 req-9 vars=k=v");
     assert_eq!(
@@ -298,7 +300,10 @@ fn hooks_not_declared_are_skipped() {
         .on_response(&mut req, &mut response_head())
         .expect("skipped, not trapped");
     assert!(resp.headers.is_empty());
-    assert!(plugin.on_log(&mut log_record()).expect("skipped").is_none());
+    assert_eq!(
+        plugin.on_log(&mut log_record()).expect("skipped"),
+        tailgate_runtime::LogVerdict::Keep
+    );
     assert!(plugin.on_request(&mut req).is_ok());
 }
 
@@ -464,7 +469,7 @@ fn hooks_see_only_the_header_fields_the_plugin_asked_for() {
     let mut rec = log_record();
     rec.request_headers = Some(fields(&["host", "user-agent", "cookie"]));
     rec.response_headers = Some(fields(&["server", "content-type"]));
-    let line = narrow.on_log(&mut rec).expect("on_log").expect("a line");
+    let line = narrow.on_log(&mut rec).expect("on_log").into_line().expect("a line");
     assert!(
         line.line.ends_with(" headers=user-agent/content-type"),
         "{}",
@@ -508,7 +513,7 @@ fn hooks_see_only_the_record_fields_the_plugin_asked_for() {
 
     let mut rec = log_record();
     let full = rec.clone();
-    let line = narrow.on_log(&mut rec).expect("on_log").expect("a line");
+    let line = narrow.on_log(&mut rec).expect("on_log").into_line().expect("a line");
     // The record's response header list is empty: it crosses as `none`
     // too, as an empty string would.
     assert!(

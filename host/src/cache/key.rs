@@ -12,7 +12,7 @@
 use std::fmt;
 
 use http::HeaderName;
-use tailgate_runtime::RequestHead;
+use tailgate_runtime::{RequestHead, Method};
 
 /// The default key template.
 pub const DEFAULT_KEY_TEMPLATE: &str = "{scheme}://{host}{uri}";
@@ -110,7 +110,7 @@ impl CacheKeyTemplate {
         for part in &self.parts {
             match part {
                 KeyPart::Literal(text) => key.push_str(text),
-                KeyPart::Scheme => key.push_str(head.scheme()),
+                KeyPart::Scheme => key.push_str(head.scheme.as_str()),
                 KeyPart::Host => key.push_str(head.host()),
                 KeyPart::Path => key.push_str(head.path()),
                 KeyPart::Query => key.push_str(head.query.as_deref().unwrap_or("")),
@@ -121,9 +121,9 @@ impl CacheKeyTemplate {
                         key.push_str(query);
                     }
                 }
-                KeyPart::Method => match head.method() {
-                    "HEAD" => key.push_str("GET"),
-                    other => key.push_str(other),
+                KeyPart::Method => match &head.method {
+                    Method::Head => key.push_str("GET"),
+                    other => key.push_str(other.as_str()),
                 },
                 KeyPart::Header(name) => {
                     let values = head
@@ -204,8 +204,8 @@ pub(crate) mod tests {
         headers: &[(&str, &str)],
     ) -> RequestHead {
         RequestHead {
-            method: Some(method.into()),
-            scheme: Some("https".into()),
+            method: Method::from_name(method),
+            scheme: tailgate_runtime::Scheme::Https,
             host: Some("docs.example.com".into()),
             path: Some(path.into()),
             query: query.map(Into::into),
@@ -218,7 +218,7 @@ pub(crate) mod tests {
                     })
                     .collect(),
             ),
-            client_ip: Some("192.0.2.1".into()),
+            client_ip: tailgate_runtime::IpAddress::V4(0xC000_0201),
             route: Some("docs".into()),
             request_id: Some("id".into()),
         }

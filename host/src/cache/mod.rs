@@ -71,6 +71,20 @@ impl CacheStatus {
             CacheStatus::Bypass => "BYPASS",
         }
     }
+
+    /// The contract's value, for the log record.
+    pub fn to_wire(self) -> tailgate_runtime::CacheStatus {
+        use tailgate_runtime::CacheStatus as Wire;
+        match self {
+            CacheStatus::Hit => Wire::Hit,
+            CacheStatus::Miss => Wire::Miss,
+            CacheStatus::Expired => Wire::Expired,
+            CacheStatus::Stale => Wire::Stale,
+            CacheStatus::Updating => Wire::Updating,
+            CacheStatus::Revalidated => Wire::Revalidated,
+            CacheStatus::Bypass => Wire::Bypass,
+        }
+    }
 }
 
 /// The process's response cache: storage and locks, shared by every route

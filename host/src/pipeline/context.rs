@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Version};
-use tailgate_runtime::{Header, HeaderFilter, RequestHead, Var};
+use tailgate_runtime::{Header, HeaderFilter, RequestHead, Scheme, Var};
 
 use crate::body::BodyCounter;
 use crate::config::model::Route;
@@ -107,13 +107,13 @@ impl RequestContext {
     pub fn request_head<B>(&mut self, req: &Request<B>) -> RequestHead {
         self.keep_logged_fields(req);
         RequestHead {
-            method: Some(self.method.as_str().to_string()),
-            scheme: Some(self.client.scheme.clone()),
+            method: tailgate_runtime::Method::from(&self.method),
+            scheme: Scheme::from_text(&self.client.scheme),
             host: Some(self.host.clone()),
             path: Some(req.uri().path().to_string()),
             query: req.uri().query().map(str::to_string),
             headers: Some(plugin_headers(req)),
-            client_ip: Some(self.client.client_ip_text.clone()),
+            client_ip: self.client.client_ip.into(),
             route: Some(self.route_name().to_string()),
             request_id: Some(self.client.request_id.clone()),
         }

@@ -13,9 +13,9 @@ use dashmap::DashMap;
 // Keys are (method, status).
 use foldhash::fast::RandomState;
 use metrics::{Counter, Histogram};
-use tailgate_runtime::{Header, LogRecord};
+use tailgate_runtime::{Header, LogRecord, Method, Protocol, Scheme};
 
-use super::context::{protocol_name, RequestContext};
+use super::context::RequestContext;
 use super::log_thread::{self, LogJob};
 use crate::access_log::AccessLog;
 use crate::plugin_chain::RouteChain;
@@ -87,28 +87,25 @@ impl PendingLog {
         } = self;
         let route = ctx.route_name().to_string();
         LogRecord {
-            time: Some(humantime::format_rfc3339_millis(ctx.started_at).to_string()),
             time_unix_ms: ctx
                 .started_at
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
-            client_ip: Some(ctx.client.client_ip_text),
-            peer_addr: Some(crate::address_text::socket_text(ctx.client.peer)),
-            method: Some(ctx.method.as_str().to_string()),
-            scheme: Some(ctx.client.scheme),
+            client_ip: ctx.client.client_ip.into(),
+            peer_ip: ctx.client.peer.ip().into(),
+            peer_port: ctx.client.peer.port(),
+            method: Method::from(&ctx.method),
+            scheme: Scheme::from_text(&ctx.client.scheme),
             host: Some(ctx.host),
             uri: Some(ctx.uri),
-            protocol: Some(protocol_name(ctx.version).to_string()),
+            protocol: Protocol::from(ctx.version),
             status,
             bytes_sent: finished.bytes_sent,
             bytes_received: ctx.body.bytes(),
             request_time: finished.request_time,
             upstream_response_time: ctx.upstream_time.map(|d| d.as_secs_f64()),
             upstream_addr: ctx.upstream_addr,
-            cache_status: Some(
-                ctx.cache_status
-                    .map_or_else(String::new, |s| s.as_str().to_string()),
-            ),
+            cache_status: ctx.cache_status.map(crate::cache::CacheStatus::to_wire),
             route: Some(route),
             request_id: Some(ctx.client.request_id),
             user_agent: Some(ctx.user_agent),

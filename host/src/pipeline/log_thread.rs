@@ -92,9 +92,7 @@ async fn line_for(
         LogDecision::Drop => None,
         // A failure is reported and counted by the chain; a line is never
         // lost.
-        LogDecision::Default | LogDecision::Failed { .. } => {
-            Some((default_line(record), Vec::new()))
-        }
+        LogDecision::Default => Some((default_line(record), Vec::new())),
     }
 }
 

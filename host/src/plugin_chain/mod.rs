@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use tailgate_runtime::{
     ChainedPlugin, ConfigureError, HeaderFilter, HookSet, ImmediateResponse, Limits, LoadError,
-    LogFieldSet, LogLine, LogRecord, RequestHead, RequestStep, ResponseHead, Runtime, Var,
+    LogFieldSet, LogLine, LogRecord, LogVerdict, RequestHead, RequestStep, ResponseHead, Runtime, Var,
 };
 
 use crate::config::model::{Config, FailurePolicy, RouteName};
@@ -190,18 +190,19 @@ pub struct ChainFailure {
     pub fault: HookFault,
 }
 
-/// What the log hook decided.
+/// What the chain's log hooks decided: the last `shape` or `drop` among
+/// them; a hook that faulted counts as `keep` (reported and counted by the
+/// chain; a line is never lost to a fault).
 #[derive(Debug)]
 pub enum LogDecision {
     /// Write this line instead of the default one.
     Line(LogLine),
-    /// The plugin dropped the line.
+    /// A plugin dropped the line.
     Drop,
-    /// No plugin of the chain has a log hook: write the default line.
+    /// No plugin shaped or dropped the line (none has a log hook, every one
+    /// kept the line, or those that would have faulted): write the default
+    /// line.
     Default,
-    /// The log hook faulted (whatever the policy): write the default line
-    /// — a line is never lost — and count the fault.
-    Failed { plugin: String, fault: HookFault },
 }
 
 /// The plugins of one route, in config order.
@@ -349,23 +350,22 @@ impl RouteChain {
         Ok(applied)
     }
 
-    /// Ask the last plugin of the chain that has a log hook to shape the line.
+    /// Run every log hook of the chain, in chain order, each on the same
+    /// record (observers such as a ban jail, and a shaper, side by side);
+    /// the last `shape` or `drop` decides the line.
     pub async fn on_log(&self, rec: &mut LogRecord) -> LogDecision {
-        let Some(entry) = self.with_hook(HookSet::LOG).next_back() else {
-            return LogDecision::Default;
-        };
-        match entry.plugin.plugin().on_log(rec).await {
-            Ok(Some(line)) => LogDecision::Line(line),
-            Ok(None) => LogDecision::Drop,
-            Err(fault) => {
-                let fault = HookFault::from(fault);
-                self.fault(entry, "log", &fault);
-                LogDecision::Failed {
-                    plugin: entry.name().to_owned(),
-                    fault,
+        let mut decision = LogDecision::Default;
+        for entry in self.with_hook(HookSet::LOG) {
+            match entry.plugin.plugin().on_log(rec).await {
+                Ok(LogVerdict::Keep) => {}
+                Ok(LogVerdict::Shape(line)) => decision = LogDecision::Line(line),
+                Ok(LogVerdict::Drop) => decision = LogDecision::Drop,
+                Err(fault) => {
+                    self.fault(entry, "log", &HookFault::from(fault));
                 }
             }
         }
+        decision
     }
 
     fn with_hook(&self, hook: HookSet) -> impl DoubleEndedIterator<Item = &ChainEntry> {

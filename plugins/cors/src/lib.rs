@@ -11,7 +11,7 @@ mod origin;
 mod policy;
 
 use tailgate_plugin_sdk::{
-    export_plugin, Config, HeaderFilter, HookSet, LogFieldSet, Plugin, RequestAction,
+    export_plugin, plugin, Config, HeaderFilter, LogFieldSet, Plugin, RequestAction,
     RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
 };
 
@@ -22,9 +22,8 @@ struct Cors {
     policy: CorsPolicy,
 }
 
+#[plugin]
 impl Plugin for Cors {
-    const HOOKS: HookSet = HookSet::REQUEST.union(HookSet::RESPONSE);
-
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(Cors {
             policy: CorsPolicy::from_config(config)?,

@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use tailgate_plugin_sdk::validate::is_token;
 use tailgate_plugin_sdk::{
-    Config, ConfigError, ImmediateResponse, RequestAction, RequestFieldSet, RequestHead,
+    Config, ConfigError, ImmediateResponse, Method, RequestAction, RequestFieldSet, RequestHead,
     ResponseEdits, ResponseHead,
 };
 
@@ -142,10 +142,11 @@ impl CorsPolicy {
         })
     }
 
-    /// The request fields the two hooks read: the method, to tell a
-    /// preflight (`OPTIONS`); the rest is in headers (`Origin`, ...).
+    /// The request text fields the two hooks read: none (the method, which
+    /// tells a preflight, always comes; the rest is in headers: `Origin`,
+    /// ...).
     pub fn request_fields(&self) -> RequestFieldSet {
-        RequestFieldSet::METHOD
+        RequestFieldSet::empty()
     }
 
     fn allowed_origin<'r>(&self, req: &'r RequestHead) -> Option<&'r str> {
@@ -167,7 +168,7 @@ impl CorsPolicy {
 
     /// on-request: answers preflights; everything else goes on.
     pub fn on_request(&self, req: &RequestHead) -> RequestAction {
-        let is_preflight = req.method.eq_ignore_ascii_case("OPTIONS")
+        let is_preflight = req.method == Method::Options
             && req.has_header("origin")
             && req.has_header("access-control-request-method");
         if !is_preflight {

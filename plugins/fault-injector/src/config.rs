@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::tailgate::plugin::types::{
     FixedEdits, HeaderEdit, HeaderFilter, HeaderOp, HookSet, LogFieldSet, PluginInfo,
-    RequestFieldSet,
+    RequestFieldSet, StateScope,
 };
 
 /// What the plugin does when its chosen hook runs.
@@ -129,32 +129,26 @@ pub struct Config {
     /// The fixed response edits' `response-always`.
     #[serde(default)]
     pub fixed_response_always: bool,
+    /// The host-state scope to declare: absent = the plugin's, "route" =
+    /// the route's, any other name = that named scope.
+    #[serde(default)]
+    pub state_scope: Option<String>,
 }
 
 /// The request-head fields by name.
 pub const REQUEST_FIELDS: &[(&str, RequestFieldSet)] = &[
-    ("method", RequestFieldSet::METHOD),
-    ("scheme", RequestFieldSet::SCHEME),
     ("host", RequestFieldSet::HOST),
     ("path", RequestFieldSet::PATH),
     ("query", RequestFieldSet::QUERY),
-    ("client_ip", RequestFieldSet::CLIENT_IP),
     ("route", RequestFieldSet::ROUTE),
     ("request_id", RequestFieldSet::REQUEST_ID),
 ];
 
 /// The optional log-record fields by name.
 pub const LOG_FIELDS: &[(&str, LogFieldSet)] = &[
-    ("time", LogFieldSet::TIME),
-    ("client_ip", LogFieldSet::CLIENT_IP),
-    ("peer_addr", LogFieldSet::PEER_ADDR),
-    ("method", LogFieldSet::METHOD),
-    ("scheme", LogFieldSet::SCHEME),
     ("host", LogFieldSet::HOST),
     ("uri", LogFieldSet::URI),
-    ("protocol", LogFieldSet::PROTOCOL),
     ("upstream_addr", LogFieldSet::UPSTREAM_ADDR),
-    ("cache_status", LogFieldSet::CACHE_STATUS),
     ("route", LogFieldSet::ROUTE),
     ("request_id", LogFieldSet::REQUEST_ID),
     ("user_agent", LogFieldSet::USER_AGENT),
@@ -277,6 +271,11 @@ impl Config {
                 request: sets(&self.fixed_request),
                 response: sets(&self.fixed_response),
                 response_always: self.fixed_response_always,
+            },
+            state_scope: match &self.state_scope {
+                None => StateScope::Plugin,
+                Some(name) if name == "route" => StateScope::Route,
+                Some(name) => StateScope::Named(name.clone()),
             },
         }
     }

@@ -20,8 +20,8 @@ use std::sync::Mutex;
 use config::{Config, Hook, Mode};
 use exports::tailgate::plugin::hooks::Guest;
 use tailgate::plugin::types::{
-    Header, HeaderEdit, HeaderOp, LogLine, LogRecord, PluginInfo, RequestAction, RequestEdits,
-    RequestHead, ResponseEdits, ResponseHead, Var,
+    Header, HeaderEdit, HeaderOp, IpAddress, LogLine, LogRecord, LogVerdict, Method, PluginInfo,
+    RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead, Var,
 };
 
 wit_bindgen::generate!({
@@ -132,7 +132,7 @@ impl Guest for FaultInjector {
         }
     }
 
-    fn on_log(rec: LogRecord) -> Option<LogLine> {
+    fn on_log(rec: LogRecord) -> LogVerdict {
         let config = current_config();
         faults::maybe_fault(&config, Hook::Log);
         let vars: Vec<String> = rec
@@ -160,10 +160,10 @@ impl Guest for FaultInjector {
             String::new()
         };
         let text = |field: &Option<String>| field.clone().unwrap_or_else(|| "-".to_string());
-        Some(LogLine {
+        LogVerdict::Shape(LogLine {
             line: format!(
                 "{} {} {} {} vars={}{headers}{fields}",
-                text(&rec.method),
+                method_name(&rec.method),
                 text(&rec.uri),
                 rec.status,
                 text(&rec.request_id),
@@ -184,13 +184,10 @@ fn names(headers: &[Header]) -> String {
 /// The names of the request-head fields the host sent (`Some`).
 fn request_fields(req: &RequestHead) -> String {
     let present = [
-        ("method", req.method.is_some()),
-        ("scheme", req.scheme.is_some()),
         ("host", req.host.is_some()),
         ("path", req.path.is_some()),
         ("query", req.query.is_some()),
         ("headers", req.headers.is_some()),
-        ("client_ip", req.client_ip.is_some()),
         ("route", req.route.is_some()),
         ("request_id", req.request_id.is_some()),
     ];
@@ -200,16 +197,9 @@ fn request_fields(req: &RequestHead) -> String {
 /// The names of the optional log-record fields the host sent (`Some`).
 fn log_fields(rec: &LogRecord) -> String {
     let present = [
-        ("time", rec.time.is_some()),
-        ("client_ip", rec.client_ip.is_some()),
-        ("peer_addr", rec.peer_addr.is_some()),
-        ("method", rec.method.is_some()),
-        ("scheme", rec.scheme.is_some()),
         ("host", rec.host.is_some()),
         ("uri", rec.uri.is_some()),
-        ("protocol", rec.protocol.is_some()),
         ("upstream_addr", rec.upstream_addr.is_some()),
-        ("cache_status", rec.cache_status.is_some()),
         ("route", rec.route.is_some()),
         ("request_id", rec.request_id.is_some()),
         ("user_agent", rec.user_agent.is_some()),
@@ -219,6 +209,32 @@ fn log_fields(rec: &LogRecord) -> String {
         ("vars", rec.vars.is_some()),
     ];
     present_names(&present)
+}
+
+/// A method's name, e.g. "GET".
+pub(crate) fn method_name(method: &Method) -> &str {
+    match method {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Delete => "DELETE",
+        Method::Connect => "CONNECT",
+        Method::Options => "OPTIONS",
+        Method::Trace => "TRACE",
+        Method::Patch => "PATCH",
+        Method::Other(name) => name,
+    }
+}
+
+/// An address as text, as `IpAddr`'s `Display` writes it.
+pub(crate) fn ip_text(address: &IpAddress) -> String {
+    match *address {
+        IpAddress::V4(bits) => std::net::Ipv4Addr::from(bits).to_string(),
+        IpAddress::V6((high, low)) => {
+            std::net::Ipv6Addr::from((u128::from(high) << 64) | u128::from(low)).to_string()
+        }
+    }
 }
 
 fn present_names(fields: &[(&str, bool)]) -> String {

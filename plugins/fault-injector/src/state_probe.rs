@@ -14,7 +14,7 @@ use crate::Header;
 /// the last path in kv, and report it all.
 pub fn on_request(config: &Config, req: &RequestHead) -> RequestAction {
     let path = req.path.as_deref().unwrap_or_default();
-    let method = req.method.as_deref().unwrap_or_default();
+    let method = crate::method_name(&req.method);
     host::log(LogLevel::Info, &format!("state probe: {method} {path}"));
     host::counter_add(
         "requests",
@@ -41,11 +41,7 @@ pub fn on_request(config: &Config, req: &RequestHead) -> RequestAction {
         burst: zone.burst,
         delay: zone.delay,
     };
-    let decision = host::rate_limit_check(
-        &limit,
-        req.client_ip.as_deref().unwrap_or_default(),
-        zone.dry_run,
-    );
+    let decision = host::rate_limit_check(&limit, &crate::ip_text(&req.client_ip), zone.dry_run);
     let now = host::now_ms();
 
     let (rate_header, status_var, delay_ms) = match decision {

@@ -83,13 +83,10 @@ impl DenyRule {
         })
     }
 
-    /// The request fields [`DenyRule::matches`] reads: the method when
-    /// `methods` is given, the path when `path` is.
+    /// The request fields [`DenyRule::matches`] reads: the path when
+    /// `path` is given (the method always comes).
     pub fn request_fields(&self) -> RequestFieldSet {
         let mut fields = RequestFieldSet::empty();
-        if self.methods.is_some() {
-            fields |= RequestFieldSet::METHOD;
-        }
         if self.path.is_some() {
             fields |= RequestFieldSet::PATH;
         }
@@ -102,7 +99,7 @@ impl DenyRule {
         let method_ok = self
             .methods
             .as_ref()
-            .is_none_or(|methods| methods.contains(&req.method));
+            .is_none_or(|methods| methods.iter().any(|m| m == req.method.as_str()));
         method_ok && self.path.as_ref().is_none_or(|re| re.is_match(&req.path))
     }
 

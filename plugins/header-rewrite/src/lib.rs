@@ -14,8 +14,8 @@ mod rules;
 mod template;
 
 use tailgate_plugin_sdk::{
-    export_plugin, Config, FixedEdits, HeaderFilter, HookSet, LogFieldSet, Plugin, RequestAction,
-    RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
+    export_plugin, plugin, Config, FixedEdits, HeaderFilter, HookSet, LogFieldSet, Plugin,
+    RequestAction, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
 };
 
 use crate::rules::Rules;
@@ -25,9 +25,8 @@ struct HeaderRewrite {
     rules: Rules,
 }
 
+#[plugin]
 impl Plugin for HeaderRewrite {
-    const HOOKS: HookSet = HookSet::REQUEST.union(HookSet::RESPONSE);
-
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(HeaderRewrite {
             rules: Rules::from_config(config)?,

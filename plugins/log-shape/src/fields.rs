@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use tailgate_plugin_sdk::{Header, LogFieldSet, LogRecord};
+use tailgate_plugin_sdk::{CacheStatus, Header, LogFieldSet, LogRecord};
 
 use crate::redact::{Redaction, REDACTED};
 use crate::time_format;
@@ -192,25 +192,23 @@ impl Field {
         match self {
             Field::TimeIso8601 => owned(|out| time_format::iso8601(rec.time_unix_ms, out)),
             Field::TimeLocal => owned(|out| time_format::local(rec.time_unix_ms, out)),
-            Field::Timestamp => text(&rec.time),
+            Field::Timestamp => owned(|out| time_format::rfc3339_millis(rec.time_unix_ms, out)),
             Field::Msec => Value::Millis(rec.time_unix_ms),
-            Field::RemoteAddr => Value::Text(redaction.peer_ip(&rec.peer_addr)),
-            Field::RemotePort => match rec.peer_addr.rsplit_once(':') {
-                Some((_, port)) => port.parse().map_or(Value::Null, Value::Int),
-                None => Value::Null,
-            },
-            Field::ClientIp => Value::Text(redaction.ip(&rec.client_ip)),
-            Field::Method => text(&rec.method),
-            Field::Scheme => text(&rec.scheme),
-            Field::Protocol => text(&rec.protocol),
+            Field::RemoteAddr => Value::Text(Cow::Owned(redaction.ip(rec.peer_ip))),
+            Field::RemotePort => Value::Int(u64::from(rec.peer_port)),
+            Field::ClientIp => Value::Text(Cow::Owned(redaction.ip(rec.client_ip))),
+            Field::Method => text(rec.method.as_str()),
+            Field::Scheme => text(rec.scheme.as_str()),
+            Field::Protocol => text(rec.protocol.as_str()),
             Field::RequestLine => owned(|out| {
                 let uri = redaction.uri(&rec.uri);
-                out.reserve(rec.method.len() + uri.len() + rec.protocol.len() + 2);
-                out.push_str(&rec.method);
+                let (method, protocol) = (rec.method.as_str(), rec.protocol.as_str());
+                out.reserve(method.len() + uri.len() + protocol.len() + 2);
+                out.push_str(method);
                 out.push(' ');
                 out.push_str(&uri);
                 out.push(' ');
-                out.push_str(&rec.protocol);
+                out.push_str(protocol);
             }),
             Field::RequestUri => Value::Text(redaction.uri(&rec.uri)),
             Field::Path => text(rec.uri.split_once('?').map_or(rec.uri.as_str(), |(p, _)| p)),
@@ -232,7 +230,7 @@ impl Field {
                 .upstream_response_time
                 .map_or(Value::Null, Value::Seconds),
             Field::UpstreamAddr => rec.upstream_addr.as_deref().map_or(Value::Null, text),
-            Field::UpstreamCacheStatus => text(&rec.cache_status),
+            Field::UpstreamCacheStatus => text(rec.cache_status.map_or("", CacheStatus::as_str)),
             Field::RequestId => text(&rec.request_id),
             Field::Route => text(&rec.route),
             Field::Var(name) => text(rec.var(name).unwrap_or("")),
@@ -258,18 +256,10 @@ impl Field {
     /// but `timestamp`, the status and the numbers need none.
     pub fn log_fields(&self) -> LogFieldSet {
         match self {
-            Field::Timestamp => LogFieldSet::TIME,
-            Field::RemoteAddr | Field::RemotePort => LogFieldSet::PEER_ADDR,
-            Field::ClientIp => LogFieldSet::CLIENT_IP,
-            Field::Method => LogFieldSet::METHOD,
-            Field::Scheme => LogFieldSet::SCHEME,
-            Field::Protocol => LogFieldSet::PROTOCOL,
-            Field::RequestLine => LogFieldSet::METHOD | LogFieldSet::URI | LogFieldSet::PROTOCOL,
-            Field::RequestUri | Field::Path | Field::Args => LogFieldSet::URI,
+            Field::RequestLine | Field::RequestUri | Field::Path | Field::Args => LogFieldSet::URI,
             Field::Host => LogFieldSet::HOST,
             Field::HttpHost => LogFieldSet::HTTP_HOST,
             Field::UpstreamAddr => LogFieldSet::UPSTREAM_ADDR,
-            Field::UpstreamCacheStatus => LogFieldSet::CACHE_STATUS,
             Field::RequestId => LogFieldSet::REQUEST_ID,
             Field::Route => LogFieldSet::ROUTE,
             Field::Var(_) => LogFieldSet::VARS,
@@ -278,7 +268,16 @@ impl Field {
                 "referer" => LogFieldSet::REFERER,
                 _ => LogFieldSet::empty(),
             },
-            Field::TimeIso8601
+            // Numbers, enums and addresses always come.
+            Field::Timestamp
+            | Field::RemoteAddr
+            | Field::RemotePort
+            | Field::ClientIp
+            | Field::Method
+            | Field::Scheme
+            | Field::Protocol
+            | Field::UpstreamCacheStatus
+            | Field::TimeIso8601
             | Field::TimeLocal
             | Field::Msec
             | Field::Status

@@ -77,7 +77,9 @@ impl Labels {
                 for part in template.parts() {
                     match part {
                         Part::Literal(text) => value.push_str(text),
-                        Part::Field(Field::Method) => value.push_str(label_method(&rec.method)),
+                        Part::Field(Field::Method) => {
+                            value.push_str(label_method(rec.method.as_str()))
+                        }
                         Part::Field(field) => {
                             text_value(&field.render(rec, redaction), "", &mut value)
                         }
@@ -194,7 +196,7 @@ mod tests {
         )
         .expect("valid");
         let mut rec = record();
-        rec.method = "PROPFIND".into();
+        rec.method = tailgate_plugin_sdk::Method::from_name("PROPFIND");
         rec.status = 404;
         assert_eq!(
             labels.render(&rec, &Redaction::default()),

@@ -20,7 +20,7 @@ mod template;
 mod time_format;
 
 use tailgate_plugin_sdk::{
-    export_plugin, host, Config, HeaderFilter, HookSet, LogFieldSet, LogLine, LogRecord, Plugin,
+    export_plugin, host, plugin, Config, HeaderFilter, LogFieldSet, LogRecord, LogVerdict, Plugin,
     RequestFieldSet,
 };
 
@@ -48,9 +48,8 @@ impl LogShapeHost for Host {
     }
 }
 
+#[plugin]
 impl Plugin for LogShape {
-    const HOOKS: HookSet = HookSet::LOG;
-
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(LogShape {
             shaper: LogShaper::from_config(config)?,
@@ -75,8 +74,8 @@ impl Plugin for LogShape {
         self.shaper.log_fields()
     }
 
-    fn on_log(&self, rec: &LogRecord) -> Option<LogLine> {
-        self.shaper.on_log(rec, &Host)
+    fn on_log(&self, rec: &LogRecord) -> LogVerdict {
+        self.shaper.on_log(rec, &Host).into()
     }
 }
 

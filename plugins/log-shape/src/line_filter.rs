@@ -66,13 +66,10 @@ impl RequestClass {
         })
     }
 
-    /// The record fields [`RequestClass::matches`] reads: the method for
-    /// `methods`, the URI for `path` (the status always comes).
+    /// The record fields [`RequestClass::matches`] reads: the URI for
+    /// `path` (the method and status always come).
     pub fn log_fields(&self) -> LogFieldSet {
         let mut fields = LogFieldSet::empty();
-        if self.methods.is_some() {
-            fields |= LogFieldSet::METHOD;
-        }
         if self.path.is_some() {
             fields |= LogFieldSet::URI;
         }
@@ -86,7 +83,7 @@ impl RequestClass {
             && self
                 .methods
                 .as_ref()
-                .is_none_or(|m| m.contains(&rec.method))
+                .is_none_or(|m| m.iter().any(|name| name == rec.method.as_str()))
             && self.path.as_ref().is_none_or(|re| {
                 let path = rec.uri.split_once('?').map_or(rec.uri.as_str(), |(p, _)| p);
                 re.is_match(path)
@@ -191,9 +188,9 @@ mod tests {
         rec.status = 503;
         assert!(!health.matches(&rec), "a failing health check is kept");
         rec.status = 200;
-        rec.method = "POST".into();
+        rec.method = tailgate_plugin_sdk::Method::from_name("POST");
         assert!(!health.matches(&rec));
-        rec.method = "GET".into();
+        rec.method = tailgate_plugin_sdk::Method::from_name("GET");
         rec.uri = "/healthz/deep".into();
         assert!(!health.matches(&rec));
         // The path regex sees the path, not the query.

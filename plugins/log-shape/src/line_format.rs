@@ -302,7 +302,7 @@ mod tests {
         )
         .expect("parses");
         let mut rec = record();
-        rec.referer = String::new();
+        rec.referer = String::new().into();
         let line = LineFormat::Template(template).render(&rec, &Redaction::default());
         assert_eq!(
             line,

@@ -74,6 +74,22 @@ pub fn iso8601(unix_ms: u64, out: &mut String) {
     out.push_str("+00:00");
 }
 
+/// RFC 3339 with milliseconds, UTC: `2025-01-02T03:04:05.678Z` (the
+/// default line's `time`).
+pub fn rfc3339_millis(unix_ms: u64, out: &mut String) {
+    let t = Civil::from_unix_ms(unix_ms);
+    push_padded(out, t.year.unsigned_abs(), 4);
+    out.push('-');
+    push_padded(out, t.month.into(), 2);
+    out.push('-');
+    push_padded(out, t.day.into(), 2);
+    out.push('T');
+    t.push_clock(out);
+    out.push('.');
+    push_padded(out, unix_ms % 1000, 3);
+    out.push('Z');
+}
+
 /// nginx `$time_local` (the combined log format's): `02/Jan/2025:03:04:05 +0000`.
 pub fn local(unix_ms: u64, out: &mut String) {
     let t = Civil::from_unix_ms(unix_ms);

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 use tailgate_plugin_sdk::template::{
-    push_joined_header, CaptureRefs, Field, Template, TemplateError,
+    push_ip, push_joined_header, CaptureRefs, Field, Template, TemplateError,
 };
 use tailgate_plugin_sdk::{RequestFieldSet, RequestHead};
 
@@ -78,8 +78,10 @@ impl KeySource {
     /// The request fields the key reads (headers aside).
     pub fn request_fields(&self) -> RequestFieldSet {
         match self {
-            KeySource::ClientIp => RequestFieldSet::CLIENT_IP,
-            KeySource::Header(_) | KeySource::Global => RequestFieldSet::empty(),
+            // The client address always comes (a number, not text).
+            KeySource::ClientIp | KeySource::Header(_) | KeySource::Global => {
+                RequestFieldSet::empty()
+            }
             KeySource::Template(template) => template.0.request_fields(),
         }
     }
@@ -87,7 +89,11 @@ impl KeySource {
     /// The key for this request, `None` when it is empty (not limited).
     pub fn key<'r>(&self, req: &'r RequestHead) -> Option<Cow<'r, str>> {
         let key: Cow<'r, str> = match self {
-            KeySource::ClientIp => Cow::Borrowed(req.client_ip.as_str()),
+            KeySource::ClientIp => {
+                let mut out = Vec::with_capacity(15);
+                push_ip(req.client_ip, &mut out);
+                Cow::Owned(bytes_to_key(out))
+            }
             KeySource::Global => Cow::Borrowed("global"),
             KeySource::Header(name) => {
                 let mut out = Vec::new();
@@ -171,24 +177,26 @@ fn hashed_bytes(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use tailgate_plugin_sdk::Header;
+    use std::net::IpAddr;
+
+    use tailgate_plugin_sdk::{Header, Method, Scheme};
 
     use super::*;
 
     pub(crate) fn request(path: &str, headers: &[(&str, &[u8])]) -> RequestHead {
         RequestHead {
-            method: "GET".to_owned(),
-            scheme: "https".to_owned(),
-            host: "api.example.com".to_owned(),
-            path: path.to_owned(),
-            query: Some("page=2".to_owned()),
+            method: Method::Get,
+            scheme: Scheme::Https,
+            host: "api.example.com".into(),
+            path: path.into(),
+            query: Some("page=2".to_owned()).into(),
             headers: headers
                 .iter()
                 .map(|(name, value)| Header::new(*name, *value))
                 .collect(),
-            client_ip: "203.0.113.7".to_owned(),
-            route: "api".to_owned(),
-            request_id: "r-1".to_owned(),
+            client_ip: IpAddr::from([203, 0, 113, 7]),
+            route: "api".into(),
+            request_id: "r-1".into(),
         }
     }
 

@@ -16,8 +16,8 @@ mod rate;
 mod zone;
 
 use tailgate_plugin_sdk::{
-    export_plugin, host, Config, HeaderFilter, HookSet, LogFieldSet, LogLevel, Plugin,
-    RateDecision, RateLimit, RequestAction, RequestFieldSet, RequestHead,
+    export_plugin, host, plugin, Config, HeaderFilter, LogFieldSet, LogLevel, Plugin, RateDecision,
+    RateLimit, RequestAction, RequestFieldSet, RequestHead,
 };
 
 use crate::policy::{RateLimitHost, RateLimitPolicy};
@@ -40,9 +40,8 @@ impl RateLimitHost for Host {
     }
 }
 
+#[plugin]
 impl Plugin for RateLimiter {
-    const HOOKS: HookSet = HookSet::REQUEST;
-
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(RateLimiter {
             policy: RateLimitPolicy::from_config(config)?,

@@ -156,13 +156,10 @@ impl Limit {
         self.key.header_names()
     }
 
-    /// The request fields this limit reads: its key's, the method when
-    /// `methods` is given, the path when `path` is.
+    /// The request fields this limit reads: its key's, and the path when
+    /// `path` is given (the method always comes).
     pub fn request_fields(&self) -> RequestFieldSet {
         let mut fields = self.key.request_fields();
-        if self.methods.is_some() {
-            fields |= RequestFieldSet::METHOD;
-        }
         if self.path.is_some() {
             fields |= RequestFieldSet::PATH;
         }
@@ -192,7 +189,7 @@ impl Limit {
     pub fn applies_to(&self, req: &RequestHead) -> bool {
         self.methods
             .as_ref()
-            .is_none_or(|methods| methods.contains(&req.method))
+            .is_none_or(|methods| methods.iter().any(|m| m == req.method.as_str()))
             && self.path.as_ref().is_none_or(|re| re.is_match(&req.path))
     }
 
@@ -290,9 +287,9 @@ mod tests {
         let limit = built(&login);
         let mut req = request("/user/login", &[]);
         assert!(!limit.applies_to(&req), "GET is not limited");
-        req.method = "POST".to_owned();
+        req.method = tailgate_plugin_sdk::Method::from_name("POST");
         assert!(limit.applies_to(&req));
-        req.path = "/user/login/x".to_owned();
+        req.path = "/user/login/x".into();
         assert!(!limit.applies_to(&req));
         assert!(
             built(&raw("1r/s", 0)).applies_to(&req),

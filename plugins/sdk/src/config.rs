@@ -1,8 +1,14 @@
 //! A route's plugin config as `configure` receives it (the JSON form of the
 //! TOML table under `[routes.plugins.config]`), and its parsing into the
-//! plugin's own settings type with errors that name the offending field.
+//! plugin's own settings type with errors that name the offending field;
+//! durations and sizes written as `config.toml` writes them ([`Duration`],
+//! [`Size`]).
 
 use std::fmt;
+
+mod units;
+
+pub use units::{parse_duration, parse_size, Duration, Size};
 
 use serde::de::DeserializeOwned;
 

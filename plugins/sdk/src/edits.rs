@@ -5,8 +5,8 @@
 //! and `Vec<u8>` all fit.
 
 use crate::{
-    FixedEdits, Header, HeaderEdit, HeaderOp, ImmediateResponse, LogLine, RequestAction,
-    RequestEdits, ResponseEdits, Var,
+    FixedEdits, Header, HeaderEdit, HeaderOp, ImmediateResponse, LogLine, LogVerdict,
+    RequestAction, RequestEdits, ResponseEdits, Var,
 };
 
 impl HeaderEdit {
@@ -269,6 +269,23 @@ impl LogLine {
     pub fn label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.labels.push((name.into(), value.into()));
         self
+    }
+}
+
+impl From<LogLine> for LogVerdict {
+    /// Write this line instead of the host's.
+    fn from(line: LogLine) -> Self {
+        LogVerdict::Shape(line)
+    }
+}
+
+impl From<Option<LogLine>> for LogVerdict {
+    /// `Some`: shape the line; `None`: drop it.
+    fn from(line: Option<LogLine>) -> Self {
+        match line {
+            Some(line) => LogVerdict::Shape(line),
+            None => LogVerdict::Drop,
+        }
     }
 }
 

@@ -66,9 +66,9 @@ header_lookups!(ResponseHead, headers);
 impl RequestHead {
     /// Path and query as received: `/a/b?x=1`, or just the path.
     pub fn uri(&self) -> String {
-        match &self.query {
-            Some(query) => format!("{}?{}", self.path, query),
-            None => self.path.clone(),
+        match &*self.query {
+            Some(query) => format!("{}?{}", *self.path, query),
+            None => (*self.path).clone(),
         }
     }
 }
@@ -102,18 +102,15 @@ pub(crate) mod tests {
     /// A request as the host would send it, with these headers.
     pub(crate) fn request(headers: &[(&str, &[u8])]) -> RequestHead {
         RequestHead {
-            method: "GET".to_owned(),
-            scheme: "https".to_owned(),
-            host: "example.com".to_owned(),
-            path: "/a/b".to_owned(),
-            query: None,
+            host: "example.com".into(),
+            path: "/a/b".into(),
             headers: headers
                 .iter()
                 .map(|(name, value)| Header::new(*name, *value))
                 .collect(),
-            client_ip: "203.0.113.7".to_owned(),
-            route: "site".to_owned(),
-            request_id: "r-1".to_owned(),
+            route: "site".into(),
+            request_id: "r-1".into(),
+            ..RequestHead::default()
         }
     }
 
@@ -146,7 +143,7 @@ pub(crate) mod tests {
     fn uri_joins_path_and_query() {
         let mut req = request(&[]);
         assert_eq!(req.uri(), "/a/b");
-        req.query = Some("x=1&y".to_owned());
+        req.query = Some("x=1&y".to_owned()).into();
         assert_eq!(req.uri(), "/a/b?x=1&y");
     }
 

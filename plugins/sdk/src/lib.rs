@@ -3,12 +3,13 @@
 //! `configure`, then `on-request` -> `on-response` -> `on-log` per request)
 //! and the plugin author's [`Plugin`] implementation.
 //!
-//! A plugin is a type implementing [`Plugin`], exported with
-//! [`export_plugin!`]:
+//! A plugin is a type implementing [`Plugin`], its impl block marked
+//! [`#[plugin]`](macro@plugin) (which derives [`Plugin::HOOKS`] from the
+//! hooks the block defines), exported with [`export_plugin!`]:
 //!
 //! ```no_run
 //! use tailgate_plugin_sdk::{
-//!     export_plugin, Config, HookSet, Plugin, RequestAction, RequestEdits, RequestHead,
+//!     export_plugin, plugin, Config, Plugin, RequestAction, RequestEdits, RequestHead,
 //! };
 //!
 //! #[derive(serde::Deserialize)]
@@ -17,20 +18,41 @@
 //!
 //! struct Tagger { header: String }
 //!
+//! #[plugin] // HOOKS = HookSet::REQUEST: the one hook defined below
 //! impl Plugin for Tagger {
-//!     const HOOKS: HookSet = HookSet::REQUEST;
-//!
 //!     fn configure(config: &Config) -> Result<Self, String> {
 //!         let settings: Settings = config.parse()?;
 //!         Ok(Tagger { header: settings.header })
 //!     }
 //!
 //!     fn on_request(&self, req: &RequestHead) -> RequestAction {
-//!         RequestEdits::new().set_header(&self.header, req.request_id.as_str()).into()
+//!         RequestEdits::new().set_header(&self.header, req.client_ip.to_string()).into()
 //!     }
 //! }
 //!
 //! export_plugin!(Tagger);
+//! ```
+//!
+//! Writing `const HOOKS` by hand in a `#[plugin]` block does not compile
+//! (the hooks defined are the hooks called):
+//!
+//! ```compile_fail
+//! use tailgate_plugin_sdk::{plugin, Config, HookSet, Plugin, RequestAction, RequestHead};
+//!
+//! struct Tagger;
+//!
+//! #[plugin]
+//! impl Plugin for Tagger {
+//!     const HOOKS: HookSet = HookSet::REQUEST;
+//!
+//!     fn configure(_: &Config) -> Result<Self, String> {
+//!         Ok(Tagger)
+//!     }
+//!
+//!     fn on_request(&self, _: &RequestHead) -> RequestAction {
+//!         RequestAction::proceed()
+//!     }
+//! }
 //! ```
 //!
 //! Build it for `wasm32-wasip2` (`cargo build --target wasm32-wasip2 --release`)
@@ -38,10 +60,17 @@
 
 #![deny(unsafe_code)]
 
+// `#[plugin]` names this crate by its path, also in the SDK's own tests.
+extern crate self as tailgate_plugin_sdk;
+
+// The global allocator exists on single-threaded wasm only; elsewhere the
+// module is built for its tests alone.
+#[cfg(any(test, all(target_family = "wasm", not(target_feature = "atomics"))))]
 mod allocator;
 pub mod bindings;
-mod config;
+pub mod config;
 mod edits;
+mod field;
 mod filter;
 mod head;
 pub mod host;
@@ -51,15 +80,19 @@ pub mod template;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod validate;
+mod values;
 
 pub use bindings::tailgate::plugin::types::{
-    FixedEdits, Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet, ImmediateResponse,
-    LogFieldSet, LogLevel, LogLine, PluginInfo, RateDecision, RateLimit, RequestAction,
-    RequestEdits, RequestFieldSet, ResponseEdits, Var,
+    Ban, BanOutcome, BanRequest, CacheStatus, FixedEdits, Header, HeaderEdit, HeaderFilter,
+    HeaderOp, HookSet, ImmediateResponse, LogFieldSet, LogLevel, LogLine, LogVerdict, Method,
+    PluginInfo, Protocol, RateDecision, RateLimit, RequestAction, RequestEdits, RequestFieldSet,
+    ResponseEdits, Scheme, StateScope, Var,
 };
 pub use config::{Config, ConfigError};
+pub use field::Field;
 pub use plugin::Plugin;
-pub use records::{LogRecord, RequestHead, ResponseHead};
+pub use records::{ip, wit_ip, LogRecord, RequestHead, ResponseHead};
+pub use tailgate_plugin_sdk_macros::plugin;
 
 /// Glue the [`export_plugin!`] macro expands to. Not part of the API.
 #[doc(hidden)]

@@ -7,8 +7,8 @@ use std::cell::OnceCell;
 
 use crate::bindings::tailgate::plugin::types as wit;
 use crate::{
-    Config, FixedEdits, HeaderFilter, HookSet, LogFieldSet, LogLine, LogRecord, PluginInfo,
-    RequestAction, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
+    Config, FixedEdits, HeaderFilter, HookSet, LogFieldSet, LogRecord, LogVerdict, PluginInfo,
+    RequestAction, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead, StateScope,
 };
 
 /// One plugin: built from a route's config by [`Plugin::configure`], then
@@ -16,15 +16,19 @@ use crate::{
 ///
 /// The host calls only the hooks that [`Plugin::hooks`] reports, in this
 /// order: `on_request` -> (upstream or cache) -> `on_response` -> `on_log`.
-/// Every hook has a default, so implement only the ones you name in
-/// [`Plugin::HOOKS`].
+/// Every hook has a default, so implement only the ones you need, and mark
+/// the impl block [`#[plugin]`](macro@crate::plugin): it writes
+/// [`Plugin::HOOKS`] from the hooks the block defines, so a hook you wrote
+/// is always called.
 ///
 /// A component instance is single-threaded and may serve many requests in a
 /// row, so `&self` is all a hook gets; keep per-request state out of `self`
 /// (use `Cell`s only for things like caches that any request may share).
 pub trait Plugin: Sized + 'static {
     /// The hooks this type implements, e.g.
-    /// `HookSet::REQUEST.union(HookSet::RESPONSE)`.
+    /// `HookSet::REQUEST.union(HookSet::RESPONSE)`. Written by
+    /// [`#[plugin]`](macro@crate::plugin) from the hooks the impl block
+    /// defines; write it by hand only without the attribute.
     const HOOKS: HookSet;
 
     /// Validate this route's plugin config and build the plugin. Runs once
@@ -35,7 +39,8 @@ pub trait Plugin: Sized + 'static {
 
     /// The hooks the host should call for this configured instance. Defaults
     /// to [`Plugin::HOOKS`]; narrow it when a config leaves a hook with
-    /// nothing to do, so the host skips the call.
+    /// nothing to do, so the host skips the call. A hook outside
+    /// [`Plugin::HOOKS`] here fails `configure`, naming it.
     fn hooks(&self) -> HookSet {
         Self::HOOKS
     }
@@ -56,19 +61,28 @@ pub trait Plugin: Sized + 'static {
         HeaderFilter::All
     }
 
-    /// The [`RequestHead`] fields the hooks read (headers aside: see
-    /// [`Plugin::request_headers`]); the host sends the others empty
-    /// (`query`: `None`). Defaults to every field; each one left out saves
-    /// the guest an allocation per call.
+    /// The [`RequestHead`] text fields the hooks read (headers aside: see
+    /// [`Plugin::request_headers`]; method, scheme and client address always
+    /// come). Defaults to every field; each one left out saves the guest an
+    /// allocation per call. Reading a field left out panics, naming it
+    /// (see [`Field`](crate::Field)): the mistake shows at the first call.
     fn request_fields(&self) -> RequestFieldSet {
         RequestFieldSet::all()
     }
 
-    /// The [`LogRecord`] text fields and vars `on_log` reads (headers aside);
-    /// the host sends the others empty (`upstream_addr`: `None`). Defaults
-    /// to every field.
+    /// The [`LogRecord`] text fields and vars `on_log` reads (headers aside;
+    /// numbers, enums and addresses always come), as
+    /// [`Plugin::request_fields`]. Defaults to every field.
     fn log_fields(&self) -> LogFieldSet {
         LogFieldSet::all()
+    }
+
+    /// Whose counters, window counters, kv and gauges this configured
+    /// plugin's [`host`](crate::host) calls use: the plugin's own (the
+    /// default), its route's, or a named scope shared by the configs that
+    /// name it. The ban list is scoped by jail names instead.
+    fn state_scope(&self) -> StateScope {
+        StateScope::Plugin
     }
 
     /// Header edits this configured plugin makes to every request and
@@ -104,13 +118,16 @@ pub trait Plugin: Sized + 'static {
         ResponseEdits::new()
     }
 
-    /// After the exchange, for every request (also failed ones): return a
-    /// shaped access-log line, or `None` to drop it.
+    /// After the exchange, for every request (also failed ones): keep the
+    /// line as it is ([`LogVerdict::Keep`], an observer), shape it
+    /// ([`LogVerdict::Shape`]) or drop it ([`LogVerdict::Drop`]). Every
+    /// plugin of a route that has this hook runs, in chain order; the last
+    /// shape or drop decides the line.
     ///
-    /// Default: `None`.
-    fn on_log(&self, rec: &LogRecord) -> Option<LogLine> {
+    /// Default: keep.
+    fn on_log(&self, rec: &LogRecord) -> LogVerdict {
         let _ = rec;
-        None
+        LogVerdict::Keep
     }
 }
 
@@ -151,7 +168,7 @@ macro_rules! export_plugin {
 
                 fn on_log(
                     rec: $crate::__private::wit::LogRecord,
-                ) -> ::std::option::Option<$crate::LogLine> {
+                ) -> $crate::LogVerdict {
                     TAILGATE_PLUGIN.with(|slot| $crate::__private::dispatch::on_log(slot, rec))
                 }
             }
@@ -165,6 +182,15 @@ macro_rules! export_plugin {
 /// and this logic is compiled (and tested) once, in this crate.
 pub mod dispatch {
     use super::*;
+    use std::cell::Cell;
+
+    std::thread_local! {
+        /// The fields the configured instance asked for, to build the
+        /// records its hooks read (an instance is single-threaded and
+        /// configured once).
+        static ASKED: Cell<(RequestFieldSet, LogFieldSet)> =
+            const { Cell::new((RequestFieldSet::all(), LogFieldSet::all())) };
+    }
 
     /// `configure`: build the plugin from the JSON config and keep it.
     pub fn configure<P: Plugin>(
@@ -175,6 +201,7 @@ pub mod dispatch {
             return Err("configure called twice on one instance".to_owned());
         }
         let plugin = P::configure(&Config::new(config_json))?;
+        check_hooks(plugin.hooks(), P::HOOKS)?;
         let info = PluginInfo {
             hooks: plugin.hooks(),
             request_headers: plugin.request_headers(),
@@ -182,15 +209,44 @@ pub mod dispatch {
             request_fields: plugin.request_fields(),
             log_fields: plugin.log_fields(),
             fixed_edits: plugin.fixed_edits(),
+            state_scope: plugin.state_scope(),
         };
+        ASKED.with(|asked| asked.set((info.request_fields, info.log_fields)));
         // Cannot fail: checked empty above and an instance is single-threaded.
         let _ = slot.set(plugin);
         Ok(info)
     }
 
+    /// `hooks()` may narrow `HOOKS`, never widen it: a hook it adds is not
+    /// implemented, and calling its default would hide the mistake.
+    fn check_hooks(asked: HookSet, implemented: HookSet) -> Result<(), String> {
+        let missing = asked - implemented;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = [
+            (HookSet::REQUEST, "on_request"),
+            (HookSet::RESPONSE, "on_response"),
+            (HookSet::LOG, "on_log"),
+        ]
+        .into_iter()
+        .filter(|(flag, _)| missing.contains(*flag))
+        .map(|(_, name)| name)
+        .collect();
+        Err(format!(
+            "plugin bug: hooks() reports {}, which the plugin does not implement \
+             (Plugin::HOOKS; #[plugin] derives it from the hooks the impl defines)",
+            names.join(", ")
+        ))
+    }
+
     /// `on-request`: the contract's record as the SDK's, to the plugin.
     pub fn on_request<P: Plugin>(slot: &OnceCell<P>, req: wit::RequestHead) -> RequestAction {
-        configured(slot).on_request(&req.into())
+        configured(slot).on_request(&request(req))
+    }
+
+    fn request(req: wit::RequestHead) -> RequestHead {
+        RequestHead::from_wit(req, ASKED.with(|asked| asked.get().0))
     }
 
     /// `on-response`, like [`on_request`].
@@ -199,12 +255,13 @@ pub mod dispatch {
         req: wit::RequestHead,
         resp: wit::ResponseHead,
     ) -> ResponseEdits {
-        configured(slot).on_response(&req.into(), &resp.into())
+        configured(slot).on_response(&request(req), &resp.into())
     }
 
     /// `on-log`, like [`on_request`].
-    pub fn on_log<P: Plugin>(slot: &OnceCell<P>, rec: wit::LogRecord) -> Option<LogLine> {
-        configured(slot).on_log(&rec.into())
+    pub fn on_log<P: Plugin>(slot: &OnceCell<P>, rec: wit::LogRecord) -> LogVerdict {
+        let fields = ASKED.with(|asked| asked.get().1);
+        configured(slot).on_log(&LogRecord::from_wit(rec, fields))
     }
 
     /// The configured plugin for a hook call. The host calls `configure`
@@ -228,9 +285,8 @@ mod tests {
         greeting: String,
     }
 
+    #[crate::plugin]
     impl Plugin for Echo {
-        const HOOKS: HookSet = HookSet::REQUEST.union(HookSet::LOG);
-
         fn configure(config: &Config) -> Result<Self, String> {
             #[derive(serde::Deserialize)]
             #[serde(deny_unknown_fields)]
@@ -254,6 +310,46 @@ mod tests {
         fn response_headers(&self) -> HeaderFilter {
             HeaderFilter::only(["X-Greeting"])
         }
+
+        fn on_response(&self, _: &RequestHead, _: &ResponseHead) -> ResponseEdits {
+            ResponseEdits::new().set_header("x-greeting", self.greeting.as_str())
+        }
+
+        fn on_log(&self, _: &LogRecord) -> LogVerdict {
+            LogVerdict::Drop
+        }
+    }
+
+    /// Claims a log hook it does not have.
+    struct Boaster;
+
+    #[crate::plugin]
+    impl Plugin for Boaster {
+        fn configure(_: &Config) -> Result<Self, String> {
+            Ok(Boaster)
+        }
+
+        fn hooks(&self) -> HookSet {
+            HookSet::REQUEST | HookSet::LOG
+        }
+
+        fn on_request(&self, _: &RequestHead) -> RequestAction {
+            RequestAction::proceed()
+        }
+    }
+
+    #[test]
+    fn the_hooks_are_the_ones_the_impl_defines() {
+        assert_eq!(Echo::HOOKS, HookSet::RESPONSE | HookSet::LOG);
+        assert_eq!(Boaster::HOOKS, HookSet::REQUEST);
+    }
+
+    #[test]
+    fn reporting_a_hook_not_implemented_fails_configure_naming_it() {
+        let slot = OnceCell::new();
+        let err = dispatch::configure::<Boaster>(&slot, "{}".to_owned()).expect_err("refused");
+        assert!(err.contains("hooks() reports on_log"), "{err}");
+        assert!(slot.get().is_none());
     }
 
     #[test]
@@ -263,12 +359,13 @@ mod tests {
         assert_eq!(
             info,
             Ok(PluginInfo {
-                hooks: HookSet::REQUEST | HookSet::LOG,
+                hooks: HookSet::RESPONSE | HookSet::LOG,
                 request_headers: HeaderFilter::All,
                 response_headers: HeaderFilter::only(["X-Greeting"]),
                 request_fields: RequestFieldSet::all(),
                 log_fields: LogFieldSet::all(),
                 fixed_edits: FixedEdits::none(),
+                state_scope: StateScope::Plugin,
             })
         );
         assert_eq!(dispatch::configured(&slot).greeting, "hi");

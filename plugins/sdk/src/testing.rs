@@ -9,8 +9,11 @@
 //! plugin test every config its docs show.
 
 use crate::bindings::tailgate::plugin::types as wit;
+use std::net::IpAddr;
+
 use crate::{
-    Header, HeaderFilter, LogFieldSet, LogRecord, RequestFieldSet, RequestHead, ResponseHead,
+    wit_ip, Field, Header, HeaderFilter, LogFieldSet, LogRecord, Method, RequestFieldSet,
+    RequestHead, ResponseHead, Scheme,
 };
 
 /// A request as the host would hand it over: `https://example.com`, a
@@ -18,11 +21,12 @@ use crate::{
 /// `203.0.113.7`, route `site`.
 pub fn request_head(method: &str, path: &str, query: Option<&str>) -> RequestHead {
     RequestHead {
-        method: method.to_owned(),
-        scheme: "https".to_owned(),
-        host: "example.com".to_owned(),
-        path: path.to_owned(),
-        query: query.map(str::to_owned),
+        method: Method::from_name(method),
+        scheme: Scheme::Https,
+        client_ip: IpAddr::from([203, 0, 113, 7]),
+        host: "example.com".into(),
+        path: path.into(),
+        query: query.map(str::to_owned).into(),
         headers: vec![
             Header::new("user-agent", "curl/8.5"),
             Header::new("cookie", "a=1"),
@@ -30,9 +34,8 @@ pub fn request_head(method: &str, path: &str, query: Option<&str>) -> RequestHea
             Header::new("cookie", "b=2"),
             Header::new("x-forwarded-for", "10.0.0.2"),
         ],
-        client_ip: "203.0.113.7".to_owned(),
-        route: "site".to_owned(),
-        request_id: "01HZX".to_owned(),
+        route: "site".into(),
+        request_id: "01HZX".into(),
     }
 }
 
@@ -48,21 +51,30 @@ pub fn narrowed_request(
     fields: RequestFieldSet,
     headers: &HeaderFilter,
 ) -> RequestHead {
-    let keep = |flag: RequestFieldSet, value: &String| fields.contains(flag).then(|| value.clone());
-    RequestHead::from(wit::RequestHead {
-        method: keep(RequestFieldSet::METHOD, &req.method),
-        scheme: keep(RequestFieldSet::SCHEME, &req.scheme),
-        host: keep(RequestFieldSet::HOST, &req.host),
-        path: keep(RequestFieldSet::PATH, &req.path),
-        query: req
-            .query
-            .clone()
-            .filter(|_| fields.contains(RequestFieldSet::QUERY)),
-        headers: narrowed_headers(&req.headers, headers),
-        client_ip: keep(RequestFieldSet::CLIENT_IP, &req.client_ip),
-        route: keep(RequestFieldSet::ROUTE, &req.route),
-        request_id: keep(RequestFieldSet::REQUEST_ID, &req.request_id),
-    })
+    let keep = |flag: RequestFieldSet, value: &Field<String>| {
+        fields
+            .contains(flag)
+            .then(|| value.get().cloned().unwrap_or_default())
+    };
+    RequestHead::from_wit(
+        wit::RequestHead {
+            method: req.method.clone(),
+            scheme: req.scheme,
+            client_ip: wit_ip(req.client_ip),
+            host: keep(RequestFieldSet::HOST, &req.host),
+            path: keep(RequestFieldSet::PATH, &req.path),
+            query: req
+                .query
+                .get()
+                .cloned()
+                .flatten()
+                .filter(|_| fields.contains(RequestFieldSet::QUERY)),
+            headers: narrowed_headers(&req.headers, headers),
+            route: keep(RequestFieldSet::ROUTE, &req.route),
+            request_id: keep(RequestFieldSet::REQUEST_ID, &req.request_id),
+        },
+        fields,
+    )
 }
 
 /// `resp` as a plugin that declared `headers`
@@ -86,36 +98,47 @@ pub fn narrowed_log_record(
     request_headers: &HeaderFilter,
     response_headers: &HeaderFilter,
 ) -> LogRecord {
-    let keep = |flag: LogFieldSet, value: &String| fields.contains(flag).then(|| value.clone());
-    LogRecord::from(wit::LogRecord {
-        time: keep(LogFieldSet::TIME, &rec.time),
-        time_unix_ms: rec.time_unix_ms,
-        client_ip: keep(LogFieldSet::CLIENT_IP, &rec.client_ip),
-        peer_addr: keep(LogFieldSet::PEER_ADDR, &rec.peer_addr),
-        method: keep(LogFieldSet::METHOD, &rec.method),
-        scheme: keep(LogFieldSet::SCHEME, &rec.scheme),
-        host: keep(LogFieldSet::HOST, &rec.host),
-        uri: keep(LogFieldSet::URI, &rec.uri),
-        protocol: keep(LogFieldSet::PROTOCOL, &rec.protocol),
-        status: rec.status,
-        bytes_sent: rec.bytes_sent,
-        bytes_received: rec.bytes_received,
-        request_time: rec.request_time,
-        upstream_response_time: rec.upstream_response_time,
-        upstream_addr: rec
-            .upstream_addr
-            .clone()
-            .filter(|_| fields.contains(LogFieldSet::UPSTREAM_ADDR)),
-        cache_status: keep(LogFieldSet::CACHE_STATUS, &rec.cache_status),
-        route: keep(LogFieldSet::ROUTE, &rec.route),
-        request_id: keep(LogFieldSet::REQUEST_ID, &rec.request_id),
-        user_agent: keep(LogFieldSet::USER_AGENT, &rec.user_agent),
-        referer: keep(LogFieldSet::REFERER, &rec.referer),
-        http_host: keep(LogFieldSet::HTTP_HOST, &rec.http_host),
-        request_headers: narrowed_headers(&rec.request_headers, request_headers),
-        response_headers: narrowed_headers(&rec.response_headers, response_headers),
-        vars: fields.contains(LogFieldSet::VARS).then(|| rec.vars.clone()),
-    })
+    let keep = |flag: LogFieldSet, value: &Field<String>| {
+        fields
+            .contains(flag)
+            .then(|| value.get().cloned().unwrap_or_default())
+    };
+    LogRecord::from_wit(
+        wit::LogRecord {
+            time_unix_ms: rec.time_unix_ms,
+            client_ip: wit_ip(rec.client_ip),
+            peer_ip: wit_ip(rec.peer_ip),
+            peer_port: rec.peer_port,
+            method: rec.method.clone(),
+            scheme: rec.scheme,
+            protocol: rec.protocol,
+            status: rec.status,
+            bytes_sent: rec.bytes_sent,
+            bytes_received: rec.bytes_received,
+            request_time: rec.request_time,
+            upstream_response_time: rec.upstream_response_time,
+            cache_status: rec.cache_status,
+            host: keep(LogFieldSet::HOST, &rec.host),
+            uri: keep(LogFieldSet::URI, &rec.uri),
+            upstream_addr: rec
+                .upstream_addr
+                .get()
+                .cloned()
+                .flatten()
+                .filter(|_| fields.contains(LogFieldSet::UPSTREAM_ADDR)),
+            route: keep(LogFieldSet::ROUTE, &rec.route),
+            request_id: keep(LogFieldSet::REQUEST_ID, &rec.request_id),
+            user_agent: keep(LogFieldSet::USER_AGENT, &rec.user_agent),
+            referer: keep(LogFieldSet::REFERER, &rec.referer),
+            http_host: keep(LogFieldSet::HTTP_HOST, &rec.http_host),
+            request_headers: narrowed_headers(&rec.request_headers, request_headers),
+            response_headers: narrowed_headers(&rec.response_headers, response_headers),
+            vars: fields
+                .contains(LogFieldSet::VARS)
+                .then(|| rec.vars.get().cloned().unwrap_or_default()),
+        },
+        fields,
+    )
 }
 
 /// The header fields `filter` lets through, `None` when it lets none
@@ -135,21 +158,26 @@ fn narrowed_headers(headers: &[Header], filter: &HeaderFilter) -> Option<Vec<Hea
 
 /// A hook reads exactly the fields it declares: `run` (the hook on inputs
 /// narrowed to a field set, e.g. with [`narrowed_request`]) gives the same
-/// result from `declared` as from `all`, and a different one with any
-/// declared field left out. Panics naming `what` (the config) otherwise.
+/// result from `declared` as from `all` (reading a field it did not declare
+/// panics, see [`Field`]), and with any declared field left out it reads
+/// that field (it panics) or answers differently. Panics naming `what`
+/// (the config) otherwise.
 pub fn assert_reads_exactly<F, T>(declared: F, all: F, run: impl Fn(F) -> T, what: &str)
 where
     F: Copy + std::fmt::Debug + std::ops::Sub<Output = F> + IntoIterator<Item = F>,
     T: PartialEq + std::fmt::Debug,
 {
+    let attempt =
+        |fields: F| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(fields))).ok();
     let full = run(all);
-    assert_eq!(run(declared), full, "reads undeclared fields: {what}");
+    match attempt(declared) {
+        Some(got) => assert_eq!(got, full, "reads undeclared fields: {what}"),
+        None => panic!("reads a field it does not declare (see the panic above): {what}"),
+    }
     for flag in declared {
-        assert_ne!(
-            run(declared - flag),
-            full,
-            "declares {flag:?} but never reads it: {what}"
-        );
+        if let Some(got) = attempt(declared - flag) {
+            assert_ne!(got, full, "declares {flag:?} but never reads it: {what}");
+        }
     }
 }
 
@@ -223,23 +251,27 @@ mod narrowing_tests {
             narrowed_request(&req, RequestFieldSet::all(), &HeaderFilter::All),
             req
         );
-        let narrowed = narrowed_request(
-            &req,
-            RequestFieldSet::PATH | RequestFieldSet::CLIENT_IP,
-            &HeaderFilter::only(["Cookie"]),
-        );
+        let narrowed =
+            narrowed_request(&req, RequestFieldSet::PATH, &HeaderFilter::only(["Cookie"]));
+        // The method, scheme and client address always come; the text
+        // fields left out are not asked for (reading one panics).
         assert_eq!(
             narrowed,
             RequestHead {
-                path: "/a".to_owned(),
-                client_ip: "203.0.113.7".to_owned(),
+                method: Method::Post,
+                scheme: Scheme::Https,
+                client_ip: IpAddr::from([203, 0, 113, 7]),
+                path: "/a".into(),
                 headers: vec![Header::new("cookie", "a=1"), Header::new("cookie", "b=2")],
-                ..RequestHead::default()
+                host: Field::not_asked("RequestFieldSet::HOST"),
+                query: Field::not_asked("RequestFieldSet::QUERY"),
+                route: Field::not_asked("RequestFieldSet::ROUTE"),
+                request_id: Field::not_asked("RequestFieldSet::REQUEST_ID"),
             }
         );
         let query_only = narrowed_request(&req, RequestFieldSet::QUERY, &HeaderFilter::none());
         assert_eq!(query_only.query.as_deref(), Some("x=1"));
-        assert!(query_only.headers.is_empty() && query_only.path.is_empty());
+        assert!(query_only.headers.is_empty() && !query_only.path.is_asked());
     }
 
     #[test]
@@ -257,16 +289,16 @@ mod narrowing_tests {
     #[test]
     fn a_narrowed_log_record_keeps_only_what_was_declared() {
         let rec = LogRecord {
-            time: "2025-01-02T03:04:05.678Z".to_owned(),
             time_unix_ms: 7,
-            peer_addr: "10.0.0.2:5555".to_owned(),
-            uri: "/a?b".to_owned(),
+            peer_ip: IpAddr::from([10, 0, 0, 2]),
+            peer_port: 5555,
+            uri: "/a?b".into(),
             status: 404,
             bytes_sent: 9,
-            upstream_addr: Some("10.0.0.9:80".to_owned()),
-            user_agent: "curl".to_owned(),
+            upstream_addr: Some("10.0.0.9:80".to_owned()).into(),
+            user_agent: "curl".into(),
             request_headers: vec![Header::new("host", "h")],
-            vars: vec![crate::Var::new("a", "1")],
+            vars: vec![crate::Var::new("a", "1")].into(),
             ..LogRecord::default()
         };
         let all = narrowed_log_record(
@@ -286,10 +318,19 @@ mod narrowing_tests {
             narrowed,
             LogRecord {
                 time_unix_ms: 7,
-                uri: "/a?b".to_owned(),
+                peer_ip: IpAddr::from([10, 0, 0, 2]),
+                peer_port: 5555,
+                uri: "/a?b".into(),
                 status: 404,
                 bytes_sent: 9,
-                vars: vec![crate::Var::new("a", "1")],
+                vars: vec![crate::Var::new("a", "1")].into(),
+                host: Field::not_asked("LogFieldSet::HOST"),
+                upstream_addr: Field::not_asked("LogFieldSet::UPSTREAM_ADDR"),
+                route: Field::not_asked("LogFieldSet::ROUTE"),
+                request_id: Field::not_asked("LogFieldSet::REQUEST_ID"),
+                user_agent: Field::not_asked("LogFieldSet::USER_AGENT"),
+                referer: Field::not_asked("LogFieldSet::REFERER"),
+                http_host: Field::not_asked("LogFieldSet::HTTP_HOST"),
                 ..LogRecord::default()
             }
         );

@@ -1,15 +1,15 @@
-//! `plugin-template`: the starting point of a Tailgate plugin. It runs in
-//! the request phase (`on-request`): requests whose path starts with a
-//! `block` prefix are answered 403 here; the others go on upstream with one
-//! header set. Replace the logic, keep the shape: validate everything in
-//! `configure`, keep per-request work small.
+//! `plugin-template`: a Tailgate plugin. It runs in the request phase
+//! (`on-request`): requests whose path starts with a `block` prefix are
+//! answered 403 here; the others go on upstream with one header set.
+//! (Started from the plugin template: replace the logic, keep the shape:
+//! validate everything in `configure`, keep per-request work small.)
 
 #![deny(unsafe_code)]
 
 use serde::Deserialize;
 use tailgate_plugin_sdk::{
-    export_plugin, host, Config, ConfigError, HeaderFilter, HookSet, ImmediateResponse,
-    LogFieldSet, Plugin, RequestAction, RequestEdits, RequestFieldSet, RequestHead,
+    export_plugin, host, plugin, Config, ConfigError, HeaderFilter, ImmediateResponse, LogFieldSet,
+    Plugin, RequestAction, RequestEdits, RequestFieldSet, RequestHead,
 };
 
 /// The route's config table, as written under `[routes.plugins.config]`.
@@ -35,8 +35,8 @@ fn default_value() -> String {
     "on".to_owned()
 }
 
-/// One route's instance of the plugin: the validated config.
-struct Template {
+/// One route's instance of `plugin-template`: the validated config.
+struct PluginTemplate {
     header: String,
     value: String,
     block: Vec<String>,
@@ -50,9 +50,10 @@ fn is_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-impl Plugin for Template {
-    const HOOKS: HookSet = HookSet::REQUEST;
-
+/// `#[plugin]` derives the hooks the host calls from the ones defined here
+/// (`on_request`); narrow them per config with `fn hooks(&self)`.
+#[plugin]
+impl Plugin for PluginTemplate {
     fn configure(config: &Config) -> Result<Self, String> {
         let settings: Settings = config.parse()?;
         if !is_header_name(&settings.header) {
@@ -71,7 +72,7 @@ impl Plugin for Template {
                 .into());
             }
         }
-        Ok(Template {
+        Ok(PluginTemplate {
             header: settings.header.to_ascii_lowercase(),
             value: settings.value,
             block: settings.block,
@@ -85,11 +86,12 @@ impl Plugin for Template {
         HeaderFilter::none()
     }
 
-    /// The request fields the hooks read, derived from the config: the
+    /// The request text fields the hooks read, derived from the config: the
     /// path, and only when there are `block` prefixes to compare it with.
-    /// The host sends every other field empty, so name each one you read
-    /// (e.g. `RequestFieldSet::METHOD | RequestFieldSet::CLIENT_IP`): one
-    /// read but not named silently reads as "". The tests below check it.
+    /// The method, scheme and client address always come; the host leaves
+    /// out every text field not named here, and reading one panics, naming
+    /// the flag to add (e.g. `RequestFieldSet::HOST`), at the first call.
+    /// The tests below check it.
     fn request_fields(&self) -> RequestFieldSet {
         if self.block.is_empty() {
             RequestFieldSet::empty()
@@ -119,14 +121,14 @@ impl Plugin for Template {
     }
 }
 
-impl Template {
+impl PluginTemplate {
     /// The `block` prefix the request's path starts with, if any.
     fn blocking_prefix(&self, req: &RequestHead) -> Option<&String> {
         self.block.iter().find(|p| req.path.starts_with(p.as_str()))
     }
 }
 
-export_plugin!(Template);
+export_plugin!(PluginTemplate);
 
 /// Native tests (`cargo test --target <your host triple>`): the logic, on
 /// requests cut down to what the plugin declares, the way the host sends
@@ -137,8 +139,8 @@ mod tests {
 
     use super::*;
 
-    fn configured(json: &str) -> Template {
-        Template::configure(&Config::new(json)).expect("valid config")
+    fn configured(json: &str) -> PluginTemplate {
+        PluginTemplate::configure(&Config::new(json)).expect("valid config")
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The plugin's harness tests: the built component (`cargo build --release`
+//! `plugin-template`'s harness tests: the built component (`cargo build --release`
 //! first) on the proxy's own plugin runtime, no proxy and no network. Run
 //! with `cargo test --target <your host triple>` (the workspace's default
 //! target is wasm32-wasip2, where tests cannot run).

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use tailgate_runtime::{
-    HeaderEdit, HeaderOp, ImmediateResponse, LogLine, PluginStateView, RequestEdits, Var,
+    HeaderEdit, HeaderOp, ImmediateResponse, LogVerdict, PluginStateView, RequestEdits, Var,
 };
 
 use super::file::{ContinueExpect, EditsExpect, MetricExpect, RespondExpect, StateExpect};
@@ -137,21 +137,26 @@ pub(crate) fn log_line(
     contains: Option<&Vec<String>>,
     labels: Option<&BTreeMap<String, String>>,
     dropped: Option<bool>,
-    got: Option<&LogLine>,
+    got: &LogVerdict,
 ) -> Vec<String> {
     let mut out = Vec::new();
     let wants_line = line.is_some() || contains.is_some() || labels.is_some();
+    let what = |verdict: &LogVerdict| match verdict {
+        LogVerdict::Drop => "the plugin dropped it".to_owned(),
+        LogVerdict::Keep => "the plugin kept the host's line".to_owned(),
+        LogVerdict::Shape(line) => format!("got {:?}", line.line),
+    };
     match (got, dropped) {
-        (None, Some(false)) => out.push("expected a log line, the plugin dropped it".to_owned()),
-        (Some(got), Some(true)) => {
-            out.push(format!("expected the line dropped, got {:?}", got.line))
+        (LogVerdict::Drop, Some(false)) => out.push(format!("expected a log line, {}", what(got))),
+        (LogVerdict::Shape(_) | LogVerdict::Keep, Some(true)) => {
+            out.push(format!("expected the line dropped, {}", what(got)))
         }
-        (None, _) if wants_line => {
-            out.push("expected a log line, the plugin dropped it".to_owned())
+        (LogVerdict::Drop | LogVerdict::Keep, _) if wants_line => {
+            out.push(format!("expected a shaped log line, {}", what(got)))
         }
         _ => {}
     }
-    let Some(got) = got else {
+    let LogVerdict::Shape(got) = got else {
         return out;
     };
     if let Some(want) = line {

@@ -12,7 +12,7 @@ use super::check;
 use super::file::{Case, CasesFile, Expect, HeaderValues, LogInput, RequestInput, Step};
 use crate::harness::{name_from_path, Harness, PluginConfig};
 use crate::inputs::{LogEntry, Request, Response};
-use crate::inspect::{describe_action, describe_log_line, describe_response_edits, FaultKind};
+use crate::inspect::{describe_action, describe_log_verdict, describe_response_edits, FaultKind};
 use crate::outcome::CallContext;
 use crate::plugin_logs::format_logs;
 use crate::HarnessError;
@@ -487,7 +487,7 @@ fn one_call(plugin: &crate::TestPlugin<'_>, call: &Call<'_>, expect: &Expect) ->
         }
         Call::Log(input) => {
             let outcome = plugin.on_log(log_entry(input));
-            let mut failures = match fault_check(expect, outcome.result(), describe_log_line) {
+            let mut failures = match fault_check(expect, outcome.result(), describe_log_verdict) {
                 Err(failures) => failures,
                 Ok(()) => match outcome.result() {
                     Ok(line) => check::log_line(
@@ -495,7 +495,7 @@ fn one_call(plugin: &crate::TestPlugin<'_>, call: &Call<'_>, expect: &Expect) ->
                         expect.line_contains.as_ref(),
                         expect.labels.as_ref(),
                         expect.dropped,
-                        line.as_ref(),
+                        line,
                     ),
                     Err(_) => Vec::new(),
                 },

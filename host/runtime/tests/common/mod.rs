@@ -74,8 +74,8 @@ pub fn request(route: &str, path: &str, client_ip: &str) -> RequestHead {
         value: value.as_bytes().to_vec(),
     };
     RequestHead {
-        method: Some("GET".into()),
-        scheme: Some("https".into()),
+        method: tailgate_runtime::Method::Get,
+        scheme: tailgate_runtime::Scheme::Https,
         host: Some("example.com".into()),
         path: Some(path.into()),
         query: None,
@@ -84,7 +84,7 @@ pub fn request(route: &str, path: &str, client_ip: &str) -> RequestHead {
             header("user-agent", "runtime-tests/1.0"),
             header("accept", "*/*"),
         ]),
-        client_ip: Some(client_ip.into()),
+        client_ip: client_ip.parse::<std::net::IpAddr>().expect("ip").into(),
         route: Some(route.into()),
         request_id: Some("req-1".into()),
     }

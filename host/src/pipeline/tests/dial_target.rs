@@ -41,8 +41,8 @@ impl PluginHooks for Rewriter {
     ) -> HookCall<'a, ResponseEdits> {
         Box::pin(std::future::ready(Ok(ResponseEdits { headers: vec![] })))
     }
-    fn on_log<'a>(&'a self, _rec: &'a mut LogRecord) -> HookCall<'a, Option<LogLine>> {
-        Box::pin(std::future::ready(Ok(None)))
+    fn on_log<'a>(&'a self, _rec: &'a mut LogRecord) -> HookCall<'a, LogVerdict> {
+        Box::pin(std::future::ready(Ok(LogVerdict::Keep)))
     }
 }
 

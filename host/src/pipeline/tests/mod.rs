@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tailgate_runtime::{
-    HeaderEdit, HeaderOp, HookSet, ImmediateResponse, LogLine, LogRecord, PluginFault,
+    HeaderEdit, HeaderOp, HookSet, ImmediateResponse, LogLine, LogRecord, LogVerdict, PluginFault,
     RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead, Var,
 };
 use tokio::sync::mpsc;

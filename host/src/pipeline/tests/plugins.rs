@@ -40,7 +40,7 @@ impl PluginHooks for Scripted {
     ) -> HookCall<'a, ResponseEdits> {
         Box::pin(std::future::ready(self.response(resp)))
     }
-    fn on_log<'a>(&'a self, rec: &'a mut LogRecord) -> HookCall<'a, Option<LogLine>> {
+    fn on_log<'a>(&'a self, rec: &'a mut LogRecord) -> HookCall<'a, LogVerdict> {
         Box::pin(std::future::ready(self.log(rec)))
     }
 }
@@ -62,22 +62,25 @@ impl Scripted {
             }],
         })
     }
-    fn log(&self, rec: &LogRecord) -> Result<Option<LogLine>, PluginFault> {
+    fn log(&self, rec: &LogRecord) -> Result<LogVerdict, PluginFault> {
         let vars: Vec<String> = rec
             .vars()
             .iter()
             .map(|v| format!("{}={}", v.name, v.value))
             .collect();
-        Ok(self.log.as_ref().map(|prefix| LogLine {
-            line: format!(
-                "{prefix} {} {} {} {}",
-                rec.status,
-                rec.bytes_sent,
-                rec.route(),
-                vars.join(",")
-            ),
-            labels: vec![],
-        }))
+        Ok(match self.log.as_ref() {
+            Some(prefix) => LogVerdict::Shape(LogLine {
+                line: format!(
+                    "{prefix} {} {} {} {}",
+                    rec.status,
+                    rec.bytes_sent,
+                    rec.route(),
+                    vars.join(",")
+                ),
+                labels: vec![],
+            }),
+            None => LogVerdict::Drop,
+        })
     }
 }
 

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tailgate_runtime::{
-    FixedEdits, Header, HeaderEdit, HeaderOp, HookSet, ImmediateResponse, LogLine, LogRecord,
-    PluginFault, RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead, Var,
+    FixedEdits, Header, HeaderEdit, HeaderOp, HookSet, ImmediateResponse, IpAddress, LogLine,
+    LogRecord, LogVerdict, PluginFault, RequestAction, RequestEdits, RequestHead, ResponseEdits,
+    ResponseHead, Scheme, Var,
 };
 
 use super::*;
@@ -28,7 +29,7 @@ struct Scripted {
     calls: Calls,
     request: RequestScript,
     response: ResponseScript,
-    log: Result<Option<LogLine>, PluginFault>,
+    log: Result<LogVerdict, PluginFault>,
 }
 
 impl Scripted {
@@ -40,7 +41,7 @@ impl Scripted {
             calls: calls.clone(),
             request: Box::new(|_| Ok(RequestAction::Continue(edits(vec![])))),
             response: Box::new(|_| Ok(ResponseEdits { headers: vec![] })),
-            log: Ok(None),
+            log: Ok(LogVerdict::Keep),
         }
     }
 
@@ -65,7 +66,7 @@ impl Scripted {
         self
     }
 
-    fn on_log(mut self, result: Result<Option<LogLine>, PluginFault>) -> Self {
+    fn on_log(mut self, result: Result<LogVerdict, PluginFault>) -> Self {
         self.log = result;
         self
     }
@@ -116,7 +117,7 @@ impl PluginHooks for Scripted {
         ));
         Box::pin(std::future::ready((self.response)(resp)))
     }
-    fn on_log<'a>(&'a self, _rec: &'a mut LogRecord) -> HookCall<'a, Option<LogLine>> {
+    fn on_log<'a>(&'a self, _rec: &'a mut LogRecord) -> HookCall<'a, LogVerdict> {
         self.record(format!("{}:log", self.name));
         Box::pin(std::future::ready(self.log.clone()))
     }
@@ -165,8 +166,7 @@ fn var(name: &str, value: &str) -> Var {
 
 fn head() -> RequestHead {
     RequestHead {
-        method: Some("GET".into()),
-        scheme: Some("https".into()),
+        scheme: Scheme::Https,
         host: Some("example.com".into()),
         path: Some("/a".into()),
         query: Some("q=1".into()),
@@ -174,9 +174,10 @@ fn head() -> RequestHead {
             name: "accept".into(),
             value: b"*/*".to_vec(),
         }]),
-        client_ip: Some("192.0.2.1".into()),
+        client_ip: IpAddress::V4(0xC000_0201),
         route: Some("site".into()),
         request_id: Some("req-1".into()),
+        ..RequestHead::default()
     }
 }
 
@@ -193,22 +194,19 @@ fn response() -> ResponseHead {
 
 fn log_record() -> LogRecord {
     LogRecord {
-        time: Some("2025-01-01T00:00:00.000Z".into()),
         time_unix_ms: 1_735_689_600_000,
-        client_ip: Some("192.0.2.1".into()),
-        peer_addr: Some("192.0.2.1:5000".into()),
-        method: Some("GET".into()),
-        scheme: Some("https".into()),
+        client_ip: IpAddress::V4(0xC000_0201),
+        peer_ip: IpAddress::V4(0xC000_0201),
+        peer_port: 5000,
+        scheme: Scheme::Https,
         host: Some("example.com".into()),
         uri: Some("/a?q=1".into()),
-        protocol: Some("HTTP/1.1".into()),
         status: 200,
         bytes_sent: 10,
         bytes_received: 0,
         request_time: 0.01,
         upstream_response_time: Some(0.005),
         upstream_addr: Some("100.64.0.2:80".into()),
-        cache_status: Some(String::new()),
         route: Some("site".into()),
         request_id: Some("req-1".into()),
         user_agent: Some("test".into()),
@@ -217,6 +215,7 @@ fn log_record() -> LogRecord {
         request_headers: Some(vec![]),
         response_headers: Some(vec![]),
         vars: Some(vec![]),
+        ..LogRecord::default()
     }
 }
 

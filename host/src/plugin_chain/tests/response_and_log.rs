@@ -91,14 +91,15 @@ fn line(text: &str) -> LogLine {
 }
 
 #[test]
-fn the_last_plugin_with_a_log_hook_shapes_the_line() {
+fn every_log_hook_runs_and_the_last_shape_decides() {
     let c = Calls::default();
     let chain = chain(vec![
         Scripted::new("early", HookSet::LOG, &c)
-            .on_log(Ok(Some(line("early"))))
+            .on_log(Ok(LogVerdict::Shape(line("early"))))
             .entry(FailurePolicy::Closed),
+        Scripted::new("observer", HookSet::LOG, &c).entry(FailurePolicy::Closed),
         Scripted::new("late", HookSet::LOG | HookSet::REQUEST, &c)
-            .on_log(Ok(Some(line("late"))))
+            .on_log(Ok(LogVerdict::Shape(line("late"))))
             .entry(FailurePolicy::Closed),
         Scripted::new("no-log", HookSet::REQUEST, &c).entry(FailurePolicy::Closed),
     ]);
@@ -106,15 +107,38 @@ fn the_last_plugin_with_a_log_hook_shapes_the_line() {
         LogDecision::Line(l) => assert_eq!(l.line, "late"),
         other => panic!("expected Line, got {other:?}"),
     }
-    assert_eq!(calls(&c), ["late:log"]);
+    assert_eq!(calls(&c), ["early:log", "observer:log", "late:log"]);
+}
+
+#[test]
+fn an_observer_that_keeps_the_line_leaves_a_shaper_before_it_in_charge() {
+    let c = Calls::default();
+    let chain = chain(vec![
+        Scripted::new("shape", HookSet::LOG, &c)
+            .on_log(Ok(LogVerdict::Shape(line("shaped"))))
+            .entry(FailurePolicy::Closed),
+        Scripted::new("ban", HookSet::LOG, &c)
+            .on_log(Ok(LogVerdict::Keep))
+            .entry(FailurePolicy::Closed),
+    ]);
+    match chain.on_log(&mut log_record()).ready() {
+        LogDecision::Line(l) => assert_eq!(l.line, "shaped"),
+        other => panic!("expected Line, got {other:?}"),
+    }
+    assert_eq!(calls(&c), ["shape:log", "ban:log"]);
 }
 
 #[test]
 fn log_decisions_cover_drop_default_and_failure() {
     let c = Calls::default();
-    let dropping = chain(vec![Scripted::new("d", HookSet::LOG, &c)
-        .on_log(Ok(None))
-        .entry(FailurePolicy::Closed)]);
+    let dropping = chain(vec![
+        Scripted::new("s", HookSet::LOG, &c)
+            .on_log(Ok(LogVerdict::Shape(line("s"))))
+            .entry(FailurePolicy::Closed),
+        Scripted::new("d", HookSet::LOG, &c)
+            .on_log(Ok(LogVerdict::Drop))
+            .entry(FailurePolicy::Closed),
+    ]);
     assert!(matches!(
         dropping.on_log(&mut log_record()).ready(),
         LogDecision::Drop
@@ -132,18 +156,21 @@ fn log_decisions_cover_drop_default_and_failure() {
         LogDecision::Default
     ));
 
-    // Open or closed, a failed log hook hands the raw record back.
+    // Open or closed, a failed log hook counts as keep: the line is not
+    // lost, and the other log hooks still run.
     for policy in [FailurePolicy::Open, FailurePolicy::Closed] {
-        let failing = chain(vec![Scripted::new("f", HookSet::LOG, &c)
-            .on_log(Err(PluginFault::Trap("boom".into())))
-            .entry(policy)]);
-        match failing.on_log(&mut log_record()).ready() {
-            LogDecision::Failed { plugin, fault } => {
-                assert_eq!(plugin, "f");
-                assert_eq!(fault.to_string(), "trapped: boom");
-            }
-            other => panic!("expected Failed, got {other:?}"),
-        }
+        let c = Calls::default();
+        let failing = chain(vec![
+            Scripted::new("f", HookSet::LOG, &c)
+                .on_log(Err(PluginFault::Trap("boom".into())))
+                .entry(policy),
+            Scripted::new("after", HookSet::LOG, &c).entry(policy),
+        ]);
+        assert!(matches!(
+            failing.on_log(&mut log_record()).ready(),
+            LogDecision::Default
+        ));
+        assert_eq!(calls(&c), ["f:log", "after:log"]);
     }
 }
 

@@ -86,13 +86,10 @@ fn the_default_config_toml_is_accepted_and_behaves() {
         assert_eq!(rules.hooks(), HookSet::REQUEST | HookSet::RESPONSE);
         assert_reads_only_what_it_declares(&rules, &json);
         // The redirect reads `{http_host}`: the Host header, and the routed
-        // host when the request named none.
+        // host when the request named none. (The scheme always comes.)
         assert_eq!(
             rules.request_fields(),
-            RequestFieldSet::REQUEST_ID
-                | RequestFieldSet::PATH
-                | RequestFieldSet::SCHEME
-                | RequestFieldSet::HOST
+            RequestFieldSet::REQUEST_ID | RequestFieldSet::PATH | RequestFieldSet::HOST
         );
         assert_eq!(rules.request_headers(), HeaderFilter::only(["host"]));
 
@@ -455,9 +452,10 @@ fn the_host_is_asked_only_for_the_fields_the_rules_read() {
             RequestFieldSet::empty(),
         ),
         (r#"{"deny":[{"path":"^/admin"}]}"#, RequestFieldSet::PATH),
+        // The method always comes: a method rule asks for no field.
         (
             r#"{"deny":[{"methods":["TRACE"]}]}"#,
-            RequestFieldSet::METHOD,
+            RequestFieldSet::empty(),
         ),
         (
             r#"{"redirect":[{"path":"^/old/(.*)","location":"/new/$1"}]}"#,
@@ -470,14 +468,12 @@ fn the_host_is_asked_only_for_the_fields_the_rules_read() {
         (
             r#"{"request":{"set":{"X-Real-IP":"{client_ip}","X-UA":"{http_user_agent}"}},
                 "response":{"set":{"X-Request-Id":"{request_id}","X-Route":"{route} {method}"}}}"#,
-            RequestFieldSet::CLIENT_IP
-                | RequestFieldSet::REQUEST_ID
-                | RequestFieldSet::ROUTE
-                | RequestFieldSet::METHOD,
+            // The client address and the method always come.
+            RequestFieldSet::REQUEST_ID | RequestFieldSet::ROUTE,
         ),
         (
             r#"{"response":{"set":{"X-Q":"{query}"}},"deny":[{"path":"^/admin","methods":["DELETE"]}]}"#,
-            RequestFieldSet::QUERY | RequestFieldSet::PATH | RequestFieldSet::METHOD,
+            RequestFieldSet::QUERY | RequestFieldSet::PATH,
         ),
     ];
     for (json, expected) in cases {

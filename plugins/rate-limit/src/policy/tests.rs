@@ -192,7 +192,7 @@ fn several_limits_each_with_its_own_key_and_path() {
     );
     let host = FrozenHost::default();
     let mut login = request("/user/login", &[]);
-    login.method = "POST".to_owned();
+    login.method = tailgate_plugin_sdk::Method::from_name("POST");
     assert_eq!(
         outcomes(&policy, &host, &login, 3),
         vec!["PASSED", "PASSED", "REJECTED"]
@@ -451,8 +451,8 @@ fn request_sequence() -> Vec<RequestHead> {
     let mut out = Vec::new();
     for (i, (method, path, headers)) in kinds.into_iter().enumerate() {
         let mut req = request(path, headers);
-        req.method = method.to_owned();
-        req.client_ip = format!("198.51.100.{i}");
+        req.method = tailgate_plugin_sdk::Method::from_name(method);
+        req.client_ip = std::net::IpAddr::from([198, 51, 100, i as u8]);
         out.extend(std::iter::repeat_n(req, 25));
     }
     out
@@ -490,8 +490,9 @@ fn the_host_is_asked_only_for_the_fields_the_limits_read() {
     // The log lines name none: the host adds the request to them.
     let cases = [
         (
+            // The client address always comes.
             r#"{"limits":[{"zone":"ip","rate":"1r/s"}]}"#,
-            RequestFieldSet::CLIENT_IP,
+            RequestFieldSet::empty(),
         ),
         (
             r#"{"limits":[{"zone":"g","rate":"1r/s","key":"global"}]}"#,
@@ -504,10 +505,8 @@ fn the_host_is_asked_only_for_the_fields_the_limits_read() {
         (
             r#"{"limits":[{"zone":"t","rate":"1r/s","key":"{http_x_tenant}:{scheme}:{route}"},
                           {"zone":"q","rate":"1r/s","key":"{query}","methods":["DELETE"]}]}"#,
-            RequestFieldSet::METHOD
-                | RequestFieldSet::SCHEME
-                | RequestFieldSet::ROUTE
-                | RequestFieldSet::QUERY,
+            // (The method and the scheme always come.)
+            RequestFieldSet::ROUTE | RequestFieldSet::QUERY,
         ),
         (
             r#"{"limits":[{"zone":"u","rate":"1r/s","key":"{uri}"}]}"#,
