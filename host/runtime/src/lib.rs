@@ -58,7 +58,9 @@ pub use guest_output::DEFAULT_OUTPUT_LINES_PER_SECOND;
 pub use hook::Hook;
 pub use observer::{OutputSource, PluginObserver, PluginOutput};
 pub use state::clock::{Clock, ManualClock, SystemClock};
-pub use state::view::{BucketState, CounterEntry, KvEntry, PluginStateView, RateLimitZoneState};
+pub use state::view::{
+    BucketState, CounterEntry, KvEntry, PluginStateView, RateLimitZoneState, WindowEntry,
+};
 pub use state::StateLimits;
 pub use wire_edits::{apply_to_map, check_immediate_response, InvalidOutput, WireEdit};
 

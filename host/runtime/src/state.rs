@@ -1,5 +1,5 @@
 //! The state plugins share through the `host` imports: rate-limit zones,
-//! counters and kv, one set per plugin name (plugins cannot see each other's
+//! counters, kv and sliding windows, one set per plugin name (plugins cannot see each other's
 //! keys), all on the runtime's one [`Clock`]. Lives as long as the
 //! [`crate::Runtime`], so it survives config reloads.
 
@@ -9,6 +9,7 @@ pub(crate) mod counters;
 pub(crate) mod kv;
 pub(crate) mod rate_limiter;
 pub mod view;
+pub(crate) mod windows;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use clock::Clock;
 use counters::Counters;
 use kv::KvStore;
 use rate_limiter::RateLimitZones;
+use windows::Windows;
 
 /// Bounds on what one plugin may keep in host state. Past a cap the least
 /// recently used entry goes; tests shrink the caps to see that happen.
@@ -36,6 +38,8 @@ pub struct StateLimits {
     pub max_zones: usize,
     /// Keys (buckets) tracked per rate-limit zone.
     pub max_keys_per_zone: usize,
+    /// Sliding-window keys per plugin (each keeps up to 1024 event times).
+    pub max_windows: usize,
 }
 
 impl Default for StateLimits {
@@ -47,6 +51,7 @@ impl Default for StateLimits {
             max_kv_value_bytes: 4 * 1024,
             max_zones: 64,
             max_keys_per_zone: 100_000,
+            max_windows: 50_000,
         }
     }
 }
@@ -56,6 +61,7 @@ pub(crate) struct PluginState {
     pub(crate) counters: Counters,
     pub(crate) kv: KvStore,
     pub(crate) rate_limits: RateLimitZones,
+    pub(crate) windows: Windows,
 }
 
 /// Everything the host imports share, for all plugins of one runtime.
@@ -107,6 +113,7 @@ impl SharedState {
                         limits.max_zones,
                         limits.max_keys_per_zone,
                     ),
+                    windows: Windows::new(limits.max_windows, Some(gauge("window"))),
                 })
             })
             .clone()
@@ -129,8 +136,10 @@ mod tests {
         let b = state.plugin("b");
         a.counters.incr("hits", 3, 0, 0);
         a.kv.set("k", b"secret".to_vec(), 0, 0);
+        a.windows.record("ip", 0, 1_000, 5);
         assert_eq!(b.counters.get("hits", 0), 0);
         assert_eq!(b.kv.get("k", 0), None);
+        assert_eq!(b.windows.count("ip", 0, 1_000), 0);
         // The same name is the same namespace.
         assert_eq!(state.plugin("a").counters.get("hits", 0), 3);
     }

@@ -3,6 +3,9 @@
 
 use super::bounded_map::{BoundedMap, Expiring};
 
+/// The `store` label of this store's evictions.
+const STORE: &str = "kv";
+
 #[derive(Debug, Clone)]
 struct Entry {
     value: Vec<u8>,
@@ -24,7 +27,7 @@ pub(crate) struct KvStore {
 impl KvStore {
     pub(crate) fn new(max_keys: usize, gauge: Option<metrics::Gauge>) -> Self {
         KvStore {
-            map: BoundedMap::new(max_keys, gauge),
+            map: BoundedMap::new(max_keys, gauge).counting_evictions(STORE),
         }
     }
 

@@ -1,5 +1,6 @@
 //! One plugin's host state seen from outside the guest: read every counter,
-//! kv entry and rate-limit bucket, and seed them, on the runtime's clock.
+//! kv entry, sliding window and rate-limit bucket, and seed them, on the
+//! runtime's clock.
 //! Not on the request path: the plugin test harness (`tailgate-harness`)
 //! uses it to pre-seed state before a hook runs and to assert on it after.
 
@@ -32,6 +33,16 @@ pub struct KvEntry {
     pub value: Vec<u8>,
     /// Clock time it is gone at, ms; 0 = never.
     pub expires_at_ms: u64,
+}
+
+/// A live sliding window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowEntry {
+    pub key: String,
+    /// Event times kept, ms, oldest first (some may be older than the window).
+    pub times_ms: Vec<u64>,
+    /// The window of the last `window-add`, ms.
+    pub window_ms: u64,
 }
 
 /// One rate-limit zone (a name and a rate; the bursts are its uses') and
@@ -131,6 +142,46 @@ impl PluginStateView {
     /// kv entries held, including expired ones not yet swept.
     pub fn kv_held(&self) -> usize {
         self.state.kv.len()
+    }
+
+    /// `window-add`: record one event now, return the events within the
+    /// last `window_ms` (this one included), keeping the newest `max_events`.
+    pub fn window_add(&self, key: &str, window_ms: u64, max_events: u32) -> u32 {
+        self.state
+            .windows
+            .record(key, self.now_ms(), window_ms, max_events)
+    }
+
+    /// `window-count`: events within the last `window_ms`.
+    pub fn window_count(&self, key: &str, window_ms: u64) -> u32 {
+        self.state.windows.count(key, self.now_ms(), window_ms)
+    }
+
+    /// `window-reset`: forget the key's events; true if it had any.
+    pub fn window_reset(&self, key: &str) -> bool {
+        self.state.windows.reset(key, self.now_ms())
+    }
+
+    /// Live windows, sorted by key.
+    pub fn windows(&self) -> Vec<WindowEntry> {
+        let mut out: Vec<WindowEntry> = self
+            .state
+            .windows
+            .entries(self.now_ms())
+            .into_iter()
+            .map(|(key, times_ms, window_ms)| WindowEntry {
+                key,
+                times_ms,
+                window_ms,
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Windows held, including ones whose events all left, not yet swept.
+    pub fn windows_held(&self) -> usize {
+        self.state.windows.len()
     }
 
     /// `rate-limit-check` (enforcing): account one request for `key`, as the
