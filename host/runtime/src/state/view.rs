@@ -122,6 +122,32 @@ impl PluginStateView {
         self.state.kv.delete(key, self.now_ms())
     }
 
+    /// `kv-set-if-absent`: true if it stored `value` (the key was absent).
+    pub fn kv_set_if_absent(&self, key: &str, value: impl Into<Vec<u8>>, ttl_ms: u64) -> bool {
+        self.state
+            .kv
+            .set_if_absent(key, value.into(), ttl_ms, self.now_ms())
+    }
+
+    /// `kv-compare-and-set`: true if the value was `expected` (`None`:
+    /// absent) and is now `value`.
+    pub fn kv_compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: impl Into<Vec<u8>>,
+        ttl_ms: u64,
+    ) -> bool {
+        self.state
+            .kv
+            .compare_and_set(key, expected, value.into(), ttl_ms, self.now_ms())
+    }
+
+    /// `kv-ttl`: `None` absent, `Some(0)` never expires, else ms left.
+    pub fn kv_ttl(&self, key: &str) -> Option<u64> {
+        self.state.kv.ttl_ms(key, self.now_ms())
+    }
+
     /// Live kv entries, sorted by key.
     pub fn kv_entries(&self) -> Vec<KvEntry> {
         let mut out: Vec<KvEntry> = self
