@@ -1,8 +1,10 @@
 //! The state plugins share through the `host` imports: rate-limit zones,
-//! counters, kv and sliding windows, one set per plugin name (plugins cannot see each other's
-//! keys), all on the runtime's one [`Clock`]. Lives as long as the
+//! counters, kv and sliding windows, one set per plugin name (plugins
+//! cannot see each other's keys), and the ban list every plugin shares
+//! (jails are global names), all on the runtime's one [`Clock`]. Lives as long as the
 //! [`crate::Runtime`], so it survives config reloads.
 
+pub(crate) mod bans;
 mod bounded_map;
 pub mod clock;
 pub(crate) mod counters;
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::observer::PluginObserver;
+use bans::BanList;
 use clock::Clock;
 use counters::Counters;
 use kv::KvStore;
@@ -40,6 +43,8 @@ pub struct StateLimits {
     pub max_keys_per_zone: usize,
     /// Sliding-window keys per plugin (each keeps up to 1024 event times).
     pub max_windows: usize,
+    /// Active bans in the runtime's one ban list (all jails together).
+    pub max_bans: usize,
 }
 
 impl Default for StateLimits {
@@ -52,6 +57,7 @@ impl Default for StateLimits {
             max_zones: 64,
             max_keys_per_zone: 100_000,
             max_windows: 50_000,
+            max_bans: 100_000,
         }
     }
 }
@@ -70,15 +76,25 @@ pub(crate) struct SharedState {
     pub(crate) limits: StateLimits,
     /// Told about every plugin log line and output line (test harnesses).
     pub(crate) observer: Option<Arc<dyn PluginObserver>>,
+    /// The bans of every jail: global to the runtime, not per plugin.
+    pub(crate) bans: BanList,
     plugins: DashMap<String, Arc<PluginState>>,
 }
 
 impl SharedState {
+    /// State kept in memory only: the ban list starts empty (tests).
+    #[cfg(test)]
     pub(crate) fn new(clock: Arc<dyn Clock>, limits: StateLimits) -> Self {
+        Self::with_bans(clock, limits, BanList::new(limits.max_bans))
+    }
+
+    /// State around `bans` (a list loaded from a state directory).
+    pub(crate) fn with_bans(clock: Arc<dyn Clock>, limits: StateLimits, bans: BanList) -> Self {
         SharedState {
             clock,
             limits,
             observer: None,
+            bans,
             plugins: DashMap::new(),
         }
     }

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use super::bans::{BanEntry, BanOutcome, BanRequest};
 use super::rate_limiter::{self, Burst, ZoneSpec};
 use super::{PluginState, SharedState};
 use crate::bindings::types::{RateDecision, RateLimit};
@@ -267,5 +268,50 @@ impl PluginStateView {
     /// The zone named `zone` (the first, if several definitions share it).
     pub fn rate_limit_zone(&self, zone: &str) -> Option<RateLimitZoneState> {
         self.rate_limit_zones().into_iter().find(|z| z.zone == zone)
+    }
+}
+
+/// A handle on the runtime's ban list, on the runtime's clock: what the
+/// admin API and the harness use (the guest's `ban-*` imports reach the
+/// same list).
+#[derive(Clone)]
+pub struct BanView {
+    shared: Arc<SharedState>,
+}
+
+impl BanView {
+    pub(crate) fn new(shared: Arc<SharedState>) -> Self {
+        BanView { shared }
+    }
+
+    /// The runtime clock's time, Unix ms.
+    pub fn now_ms(&self) -> u64 {
+        self.shared.now_ms()
+    }
+
+    /// `ban-add`.
+    pub fn add(&self, jail: &str, key: &str, request: &BanRequest) -> BanOutcome {
+        self.shared.bans.add(jail, key, request, self.now_ms())
+    }
+
+    /// `ban-check`.
+    pub fn check(&self, jail: &str, key: &str) -> Option<BanEntry> {
+        self.shared.bans.check(jail, key, self.now_ms())
+    }
+
+    /// `ban-remove`: true if a ban was lifted.
+    pub fn remove(&self, jail: &str, key: &str) -> bool {
+        self.shared.bans.remove(jail, key, self.now_ms())
+    }
+
+    /// Every active ban, sorted by jail and key.
+    pub fn list(&self) -> Vec<BanEntry> {
+        self.shared.bans.list(self.now_ms())
+    }
+
+    /// Waits (up to `timeout`) until every change is in the state file;
+    /// true at once without a state directory.
+    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        self.shared.bans.flush(timeout)
     }
 }
