@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use tailgate_runtime::{Runtime, RuntimeConfig};
+use tailgate_runtime::{Runtime, RuntimeConfig, RuntimeOptions};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{self, Config};
@@ -101,13 +101,26 @@ fn init_logging(default_level: &str) -> anyhow::Result<()> {
 
 /// The plugin runtime and every route's chain for `config`. Runs inside a
 /// tokio runtime context, in case the plugin runtime needs one.
-fn load_plugins(path: &Path, config: &Config) -> anyhow::Result<(Runtime, PluginChains)> {
-    let runtime = Runtime::new(RuntimeConfig {
-        max_instances: config.runtime.max_instances,
-        max_calls_per_instance: config.runtime.max_calls_per_instance,
-        output_lines_per_second: config.runtime.output_lines_per_second,
-        ..RuntimeConfig::new(&config.runtime.cache_dir)
-    })
+/// `serving` opens the state directory (`tailgate run`); `tailgate check`
+/// leaves it alone.
+fn load_plugins(
+    path: &Path,
+    config: &Config,
+    serving: bool,
+) -> anyhow::Result<(Runtime, PluginChains)> {
+    let runtime = Runtime::with_options(
+        RuntimeConfig {
+            max_instances: config.runtime.max_instances,
+            max_calls_per_instance: config.runtime.max_calls_per_instance,
+            output_lines_per_second: config.runtime.output_lines_per_second,
+            state_dir: serving.then(|| config.state.dir.clone()),
+            ..RuntimeConfig::new(&config.runtime.cache_dir)
+        },
+        RuntimeOptions {
+            state_limits: config.state.limits,
+            ..RuntimeOptions::default()
+        },
+    )
     .context("starting the plugin runtime")?;
     let chains = PluginChains::load(config, &runtime)
         .with_context(|| format!("{}: loading plugins", path.display()))?;
@@ -143,7 +156,7 @@ fn check(path: &Path) -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     let _context = tokio_runtime.enter();
-    let (_runtime, chains) = load_plugins(path, &config)?;
+    let (_runtime, chains) = load_plugins(path, &config, false)?;
     println!(
         "{}: ok ({} routes, {} plugins)",
         path.display(),
@@ -182,7 +195,7 @@ fn run(path: &Path, release: Option<ReleaseFreeMemory>) -> anyhow::Result<()> {
         let telemetry = Arc::new(
             crate::telemetry::Telemetry::start(&config.telemetry).context("starting telemetry")?,
         );
-        let (runtime, chains) = load_plugins(path, &config)?;
+        let (runtime, chains) = load_plugins(path, &config, true)?;
         (telemetry, runtime, chains)
     };
     tracing::info!(

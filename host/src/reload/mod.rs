@@ -397,6 +397,33 @@ fn restart_only_changes(running: &Config, next: &Config) -> Vec<&'static str> {
     if running.admin.listen != next.admin.listen {
         keys.push("admin.listen");
     }
+    if running.state.dir != next.state.dir {
+        keys.push("state.dir");
+    }
+    let (was, is) = (&running.state.limits, &next.state.limits);
+    let caps = [
+        ("state.max_bans", was.max_bans != is.max_bans),
+        ("state.max_counters", was.max_counters != is.max_counters),
+        (
+            "state.max_kv_entries",
+            was.max_kv_entries != is.max_kv_entries,
+        ),
+        (
+            "state.max_kv_value_size",
+            was.max_kv_value_bytes != is.max_kv_value_bytes,
+        ),
+        ("state.max_windows", was.max_windows != is.max_windows),
+        (
+            "state.max_keys_per_zone",
+            was.max_keys_per_zone != is.max_keys_per_zone,
+        ),
+        ("state.max_key_size", was.max_key_bytes != is.max_key_bytes),
+    ];
+    keys.extend(
+        caps.into_iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(key, _)| key),
+    );
     keys
 }
 
