@@ -39,6 +39,7 @@ mod values;
 
 pub use error::{ConfigError, ConfigErrorKind, Context, Position};
 pub use model::Config;
+pub use values::parse_duration;
 
 use std::path::{Path, PathBuf};
 

@@ -37,7 +37,7 @@ use serde::Serialize;
 use tailgate_runtime::Runtime;
 
 use crate::access_log::{AccessLog, LogWriters};
-use crate::admin::{AdminHandler, AdminResponse};
+use crate::admin::{json_response, AdminHandler};
 use crate::config::{self, model::Config, ConfigError};
 use crate::pipeline::{ActiveConfig, Proxy};
 use crate::plugin_chain::{ChainLoadError, PluginChains};
@@ -453,13 +453,4 @@ pub fn endpoint(reloader: Arc<Reloader>) -> AdminHandler {
             }
         }
     })
-}
-
-fn json_response(status: StatusCode, body: &serde_json::Value) -> AdminResponse {
-    let mut resp = crate::admin::text_response(status, format!("{body}\n"));
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    resp
 }
