@@ -1,6 +1,7 @@
 //! The command line: `tailgate run` loads the config and the plugin chains
 //! and starts the server (the edge where requests enter); `tailgate check`
-//! validates a config and every plugin's route config without serving.
+//! validates a config and every plugin's route config without serving;
+//! `tailgate bans` talks to a running one's admin API.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,8 @@ pub enum Command {
         #[arg(value_name = "PATH")]
         config: PathBuf,
     },
+    /// List, add and lift bans of a running tailgate (through its admin API).
+    Bans(crate::bans_cmd::BansArgs),
     /// Plugin authoring: run a plugin's cases, start a new plugin.
     Plugin {
         #[command(subcommand)]
@@ -61,7 +64,7 @@ pub fn main_with(release: Option<ReleaseFreeMemory>) -> ExitCode {
     // Plugin commands print their own report (with the plugin's log lines
     // under a failing case); only errors go to stderr.
     let default_level = match cli.command {
-        Command::Plugin { .. } => "error",
+        Command::Plugin { .. } | Command::Bans(_) => "error",
         _ => "info",
     };
     if let Err(e) = init_logging(default_level) {
@@ -72,6 +75,7 @@ pub fn main_with(release: Option<ReleaseFreeMemory>) -> ExitCode {
         Command::Run { config } => run(&config, release),
         Command::Check { config } => check(&config),
         Command::Plugin { command } => return crate::plugin_cmd::main(command),
+        Command::Bans(args) => return crate::bans_cmd::main(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@
 //! field in [`AdminState`]).
 
 pub mod bans;
+pub mod client;
 mod router;
 
 use std::net::SocketAddr;
