@@ -246,3 +246,23 @@ async fn a_broken_state_file_is_set_aside_with_a_warning() {
         });
     assert!(aside);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_bans_and_says_state_caps_need_a_restart() {
+    let dir = TempDir::new("bans-reload");
+    let state = dir.path().join("state");
+    let tg = Tailgate::start(&config(&state));
+    let order = r#"{"jail": "ssh", "key": "203.0.113.9", "duration": "1h"}"#;
+    assert_eq!(admin(&tg, Method::POST, "/bans", order).await.0, 201);
+
+    let changed = config(&state).replace("[state]\n", "[state]\nmax_bans = 10\n");
+    std::fs::write(&tg.config_path, changed).expect("rewrite config");
+    let (status, answer) = tailgate_e2e::client::admin_reload(&tg).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["outcome"]["needs_restart"],
+        serde_json::json!(["state.max_bans"]),
+        "{answer}"
+    );
+    assert_eq!(keys(&listed(&tg).await), ["ssh/203.0.113.9"]);
+}
