@@ -1,6 +1,7 @@
 //! The command line: `tailgate run` loads the config and the plugin chains
 //! and starts the server (the edge where requests enter); `tailgate check`
-//! validates a config and every plugin's route config without serving.
+//! validates a config and every plugin's route config without serving;
+//! `tailgate bans` talks to a running one's admin API.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use tailgate_runtime::{Runtime, RuntimeConfig};
+use tailgate_runtime::{Runtime, RuntimeConfig, RuntimeOptions};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{self, Config};
@@ -38,6 +39,8 @@ pub enum Command {
         #[arg(value_name = "PATH")]
         config: PathBuf,
     },
+    /// List, add and lift bans of a running tailgate (through its admin API).
+    Bans(crate::bans_cmd::BansArgs),
     /// Plugin authoring: run a plugin's cases, start a new plugin.
     Plugin {
         #[command(subcommand)]
@@ -61,7 +64,7 @@ pub fn main_with(release: Option<ReleaseFreeMemory>) -> ExitCode {
     // Plugin commands print their own report (with the plugin's log lines
     // under a failing case); only errors go to stderr.
     let default_level = match cli.command {
-        Command::Plugin { .. } => "error",
+        Command::Plugin { .. } | Command::Bans(_) => "error",
         _ => "info",
     };
     if let Err(e) = init_logging(default_level) {
@@ -72,6 +75,7 @@ pub fn main_with(release: Option<ReleaseFreeMemory>) -> ExitCode {
         Command::Run { config } => run(&config, release),
         Command::Check { config } => check(&config),
         Command::Plugin { command } => return crate::plugin_cmd::main(command),
+        Command::Bans(args) => return crate::bans_cmd::main(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -101,13 +105,26 @@ fn init_logging(default_level: &str) -> anyhow::Result<()> {
 
 /// The plugin runtime and every route's chain for `config`. Runs inside a
 /// tokio runtime context, in case the plugin runtime needs one.
-fn load_plugins(path: &Path, config: &Config) -> anyhow::Result<(Runtime, PluginChains)> {
-    let runtime = Runtime::new(RuntimeConfig {
-        max_instances: config.runtime.max_instances,
-        max_calls_per_instance: config.runtime.max_calls_per_instance,
-        output_lines_per_second: config.runtime.output_lines_per_second,
-        ..RuntimeConfig::new(&config.runtime.cache_dir)
-    })
+/// `serving` opens the state directory (`tailgate run`); `tailgate check`
+/// leaves it alone.
+fn load_plugins(
+    path: &Path,
+    config: &Config,
+    serving: bool,
+) -> anyhow::Result<(Runtime, PluginChains)> {
+    let runtime = Runtime::with_options(
+        RuntimeConfig {
+            max_instances: config.runtime.max_instances,
+            max_calls_per_instance: config.runtime.max_calls_per_instance,
+            output_lines_per_second: config.runtime.output_lines_per_second,
+            state_dir: serving.then(|| config.state.dir.clone()),
+            ..RuntimeConfig::new(&config.runtime.cache_dir)
+        },
+        RuntimeOptions {
+            state_limits: config.state.limits,
+            ..RuntimeOptions::default()
+        },
+    )
     .context("starting the plugin runtime")?;
     let chains = PluginChains::load(config, &runtime)
         .with_context(|| format!("{}: loading plugins", path.display()))?;
@@ -143,7 +160,7 @@ fn check(path: &Path) -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     let _context = tokio_runtime.enter();
-    let (_runtime, chains) = load_plugins(path, &config)?;
+    let (_runtime, chains) = load_plugins(path, &config, false)?;
     println!(
         "{}: ok ({} routes, {} plugins)",
         path.display(),
@@ -182,7 +199,7 @@ fn run(path: &Path, release: Option<ReleaseFreeMemory>) -> anyhow::Result<()> {
         let telemetry = Arc::new(
             crate::telemetry::Telemetry::start(&config.telemetry).context("starting telemetry")?,
         );
-        let (runtime, chains) = load_plugins(path, &config)?;
+        let (runtime, chains) = load_plugins(path, &config, true)?;
         (telemetry, runtime, chains)
     };
     tracing::info!(

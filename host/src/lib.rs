@@ -22,6 +22,7 @@
 pub mod access_log;
 pub mod address_text;
 pub mod admin;
+pub mod bans_cmd;
 mod batch_wait;
 pub mod body;
 pub mod cache;

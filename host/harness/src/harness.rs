@@ -17,6 +17,8 @@ use crate::metrics_capture::{MetricsCapture, MetricsSnapshot};
 use crate::plugin_logs::{CaptureObserver, LogCapture, PluginLog};
 use crate::test_plugin::TestPlugin;
 
+mod shared_compile;
+
 /// Where the fake clock starts: 2025-01-01T00:00:00Z.
 pub const DEFAULT_START_MS: u64 = 1_735_689_600_000;
 /// The proxy's default hook budget (`hook_timeout = "50ms"`).
@@ -138,8 +140,10 @@ impl HarnessBuilder {
     }
 
     /// Keep compiled plugins in `dir` across harnesses (default: a fresh
-    /// temporary directory per harness). Loading from it is trusted: use a
-    /// directory only you write to, such as one under your `target/`.
+    /// temporary directory per harness, filled from the plugins this
+    /// process compiled already, so a suite compiles each plugin once).
+    /// Loading from it is trusted: use a directory only you write to, such
+    /// as one under your `target/`.
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
         self
@@ -166,7 +170,7 @@ impl HarnessBuilder {
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
-        let mut config = RuntimeConfig::new(cache_dir);
+        let mut config = RuntimeConfig::new(cache_dir.clone());
         // A harness runs one test's calls: a few instances are plenty, and a
         // small pool keeps many harnesses in parallel tests cheap.
         config.max_instances = 16;
@@ -183,6 +187,7 @@ impl HarnessBuilder {
         )?;
         Ok(Harness {
             runtime,
+            cache_dir: temp_cache.is_some().then_some(cache_dir.clone()),
             clock,
             logs,
             metrics: Arc::new(MetricsCapture::default()),
@@ -197,6 +202,9 @@ impl HarnessBuilder {
 /// metrics, as they would in one proxy.
 pub struct Harness {
     runtime: Runtime,
+    /// The harness's own temporary compile cache (`None` when the test
+    /// gave a directory): filled from the process's compiled plugins.
+    cache_dir: Option<PathBuf>,
     clock: Arc<ManualClock>,
     logs: Arc<LogCapture>,
     metrics: Arc<MetricsCapture>,
@@ -247,9 +255,20 @@ impl Harness {
     }
 
     /// Compile `wasm` as plugin `name` (the name `[plugins]` gives it).
+    /// A wasm this process compiled already (an earlier harness, a parallel
+    /// test) is not compiled again.
     pub fn load_as(&self, name: &str, wasm: impl AsRef<Path>) -> Result<PluginFile, HarnessError> {
         let path = wasm.as_ref().to_path_buf();
-        let loaded = self.runtime.load(name, &path)?;
+        let load = || {
+            self.runtime.load(name, &path).map(|loaded| {
+                let cache_path = loaded.cache_path();
+                (loaded, cache_path)
+            })
+        };
+        let loaded = match &self.cache_dir {
+            Some(dir) => shared_compile::load(&path, dir, load)?,
+            None => load()?.0,
+        };
         Ok(PluginFile { loaded, path })
     }
 

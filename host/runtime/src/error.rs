@@ -6,6 +6,8 @@ use std::path::PathBuf;
 pub enum RuntimeError {
     #[error("creating the wasm engine: {0}")]
     Engine(String),
+    #[error(transparent)]
+    StateFile(#[from] crate::StateFileError),
 }
 
 #[derive(Debug, thiserror::Error)]

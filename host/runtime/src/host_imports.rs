@@ -8,9 +8,8 @@
 use metrics::Label;
 
 use crate::bindings::host::Host;
-use crate::bindings::types::{
-    self, Ban, BanOutcome, BanRequest, LogLevel, RateDecision, RateLimit,
-};
+use crate::bindings::types::{self, Ban, BanOutcome, BanRequest, LogLevel, RateDecision, RateLimit};
+use crate::state::bans::{self, BanEntry};
 use crate::host_state::HostState;
 use crate::metric_handles::{GuestMetric, OUTCOMES};
 use crate::state::rate_limiter::{self, Burst, RateLimitError, ZoneSpec};
@@ -163,6 +162,18 @@ fn outcome_label(decision: rate_limiter::RateDecision, dry_run: bool) -> (usize,
         (Reject(_), true) => 4,
     };
     (index, labels[index])
+}
+
+/// A ban-list entry as the contract's record.
+fn wire_ban(ban: BanEntry) -> Ban {
+    Ban {
+        jail: ban.jail,
+        key: ban.key,
+        since_unix_ms: ban.since_unix_ms,
+        expires_unix_ms: ban.expires_unix_ms,
+        failures: ban.failures,
+        offences: ban.offences,
+    }
 }
 
 /// `[a-zA-Z0-9_]` only: every other character becomes `_`.
@@ -345,7 +356,7 @@ impl Host for HostState {
 
     fn window_reset(&mut self, key: String) -> HostResult<()> {
         self.check_key("window-reset", &key)?;
-        self.plugin_state.windows.reset(&key);
+        self.plugin_state.windows.reset(&key, self.shared.now_ms());
         Ok(())
     }
 
@@ -386,14 +397,27 @@ impl Host for HostState {
                 "increment-factor must be a finite number >= 1.0",
             ));
         }
+        let request = bans::BanRequest {
+            duration_ms: request.duration_ms,
+            failures: request.failures,
+            increment_factor: request.increment_factor,
+            max_duration_ms: request.max_duration_ms,
+        };
         let now = self.shared.now_ms();
-        Ok(self.shared.bans.add(&jail, &key, request, now))
+        Ok(match self.shared.bans.add(&jail, &key, &request, now) {
+            bans::BanOutcome::Banned(ban) => BanOutcome::Banned(wire_ban(ban)),
+            bans::BanOutcome::Already(ban) => BanOutcome::Already(wire_ban(ban)),
+        })
     }
 
     fn ban_check(&mut self, jail: String, key: String) -> HostResult<Option<Ban>> {
         self.check_key("ban-check", &jail)?;
         self.check_key("ban-check", &key)?;
-        Ok(self.shared.bans.check(&jail, &key, self.shared.now_ms()))
+        Ok(self
+            .shared
+            .bans
+            .check(&jail, &key, self.shared.now_ms())
+            .map(wire_ban))
     }
 
     fn ban_remove(&mut self, jail: String, key: String) -> HostResult<bool> {

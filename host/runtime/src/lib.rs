@@ -42,7 +42,7 @@ mod wire_edits;
 mod wire_values;
 
 pub use bindings::types::{
-    Ban, BanOutcome, BanRequest, CacheStatus, FixedEdits, Header, HeaderEdit, HeaderFilter,
+    CacheStatus, FixedEdits, Header, HeaderEdit, HeaderFilter,
     HeaderOp, HookSet, ImmediateResponse, IpAddress, LogFieldSet, LogLevel, LogLine, LogRecord,
     LogVerdict, Method, PluginInfo, Protocol, RateDecision, RateLimit, RequestAction, RequestEdits,
     RequestFieldSet, RequestHead, ResponseEdits, ResponseHead, Scheme, StateScope, Var,
@@ -59,8 +59,12 @@ pub use error::{ConfigureError, LoadError, PluginFault, RuntimeError};
 pub use guest_output::DEFAULT_OUTPUT_LINES_PER_SECOND;
 pub use hook::Hook;
 pub use observer::{OutputSource, PluginObserver, PluginOutput};
+pub use state::bans::persist::{StateFileError, BANS_FILE};
+pub use state::bans::{BanEntry, BanList, BanOutcome, BanRequest, OFFENCE_RETENTION_MS};
 pub use state::clock::{Clock, ManualClock, SystemClock};
-pub use state::view::{BucketState, CounterEntry, KvEntry, PluginStateView, RateLimitZoneState};
+pub use state::view::{
+    BanView, BucketState, CounterEntry, KvEntry, PluginStateView, RateLimitZoneState, WindowEntry,
+};
 pub use state::StateLimits;
 pub use wire_edits::{apply_to_map, check_immediate_response, InvalidOutput, WireEdit};
 
@@ -102,17 +106,21 @@ pub struct RuntimeConfig {
     /// Lines of guest stdout/stderr logged per (plugin, route) and second;
     /// past it they are counted and summed up in one line.
     pub output_lines_per_second: u32,
+    /// Where state that outlives the process is kept (the ban list's
+    /// `bans.json`); `None` keeps it in memory only.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl RuntimeConfig {
     /// Defaults: 1000 instances, [`DEFAULT_MAX_CALLS_PER_INSTANCE`],
-    /// [`DEFAULT_OUTPUT_LINES_PER_SECOND`].
+    /// [`DEFAULT_OUTPUT_LINES_PER_SECOND`], no state directory.
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
         RuntimeConfig {
             cache_dir: cache_dir.into(),
             max_instances: 1000,
             max_calls_per_instance: DEFAULT_MAX_CALLS_PER_INSTANCE,
             output_lines_per_second: DEFAULT_OUTPUT_LINES_PER_SECOND,
+            state_dir: None,
         }
     }
 }
@@ -235,13 +243,19 @@ impl Runtime {
         let epoch = EpochClock::default();
         let ticker = EpochTicker::new(engine.clone(), epoch.clone());
         let cache = CompileCache::new(config.cache_dir.clone(), &engine);
+        let bans = match &config.state_dir {
+            Some(dir) => BanList::open(dir, state_limits.max_bans, clock.now_ms())?,
+            None => BanList::new(state_limits.max_bans),
+        };
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
                 allocator,
                 linker,
                 cache,
-                shared: Arc::new(SharedState::new(clock, state_limits).with_observer(observer)),
+                shared: Arc::new(
+                    SharedState::with_bans(clock, state_limits, bans).with_observer(observer),
+                ),
                 live: Arc::new(LiveInstances::new(config.max_instances.max(1))),
                 epoch,
                 config,
@@ -388,6 +402,11 @@ impl Runtime {
     /// inspect or seed it. Created empty if the plugin has none yet.
     pub fn plugin_state(&self, name: &str) -> PluginStateView {
         PluginStateView::new(self.inner.shared.clone(), name)
+    }
+
+    /// The runtime's ban list (every jail), on its clock.
+    pub fn bans(&self) -> BanView {
+        BanView::new(self.inner.shared.clone())
     }
 
     /// The caps on each plugin's state.

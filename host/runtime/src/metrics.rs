@@ -119,19 +119,43 @@ pub(crate) mod tests {
                 .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v))
     }
 
+    /// The value of the metric `name` with (at least) `labels` that `pick`
+    /// takes, if recorded.
+    fn value_of<T>(
+        snapshotter: &Snapshotter,
+        name: &str,
+        labels: &[(&str, &str)],
+        pick: impl Fn(DebugValue) -> Option<T>,
+    ) -> Option<T> {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, _, _, _)| matches(key.key(), name, labels))
+            .find_map(|(_, _, _, value)| pick(value))
+    }
+
     /// The value of gauge `name` with (at least) `labels`, if recorded.
     pub(crate) fn gauge_value(
         snapshotter: &Snapshotter,
         name: &str,
         labels: &[(&str, &str)],
     ) -> Option<f64> {
-        snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .find_map(|(key, _, _, value)| match value {
-                DebugValue::Gauge(v) if matches(key.key(), name, labels) => Some(v.into_inner()),
-                _ => None,
-            })
+        value_of(snapshotter, name, labels, |value| match value {
+            DebugValue::Gauge(v) => Some(v.into_inner()),
+            _ => None,
+        })
+    }
+
+    /// The value of counter `name` with (at least) `labels`, if recorded.
+    pub(crate) fn counter_value(
+        snapshotter: &Snapshotter,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Option<u64> {
+        value_of(snapshotter, name, labels, |value| match value {
+            DebugValue::Counter(v) => Some(v),
+            _ => None,
+        })
     }
 }

@@ -1,25 +1,29 @@
 //! The state plugins share through the `host` imports: rate-limit zones,
-//! counters and kv, one set per plugin name (plugins cannot see each other's
-//! keys), all on the runtime's one [`Clock`]. Lives as long as the
+//! counters, kv and sliding windows, one set per plugin name (plugins
+//! cannot see each other's keys), and the ban list every plugin shares
+//! (jails are global names), all on the runtime's one [`Clock`]. Lives as long as the
 //! [`crate::Runtime`], so it survives config reloads.
 
+pub(crate) mod bans;
 mod bounded_map;
 pub mod clock;
 pub(crate) mod counters;
 pub(crate) mod kv;
 pub(crate) mod rate_limiter;
 pub mod view;
-mod pending;
+pub(crate) mod windows;
 
 use std::sync::Arc;
 
 use dashmap::DashMap;
 
 use crate::observer::PluginObserver;
+use bans::BanList;
 use clock::Clock;
 use counters::Counters;
 use kv::KvStore;
 use rate_limiter::RateLimitZones;
+use windows::Windows;
 
 /// Bounds on what one plugin may keep in host state. Past a cap the least
 /// recently used entry goes; tests shrink the caps to see that happen.
@@ -37,6 +41,10 @@ pub struct StateLimits {
     pub max_zones: usize,
     /// Keys (buckets) tracked per rate-limit zone.
     pub max_keys_per_zone: usize,
+    /// Sliding-window keys per plugin (each keeps up to 1024 event times).
+    pub max_windows: usize,
+    /// Active bans in the runtime's one ban list (all jails together).
+    pub max_bans: usize,
 }
 
 impl Default for StateLimits {
@@ -48,6 +56,8 @@ impl Default for StateLimits {
             max_kv_value_bytes: 4 * 1024,
             max_zones: 64,
             max_keys_per_zone: 100_000,
+            max_windows: 50_000,
+            max_bans: 100_000,
         }
     }
 }
@@ -57,7 +67,7 @@ pub(crate) struct PluginState {
     pub(crate) counters: Counters,
     pub(crate) kv: KvStore,
     pub(crate) rate_limits: RateLimitZones,
-    pub(crate) windows: pending::Windows,
+    pub(crate) windows: Windows,
 }
 
 /// Everything the host imports share, for all plugins of one runtime.
@@ -66,17 +76,25 @@ pub(crate) struct SharedState {
     pub(crate) limits: StateLimits,
     /// Told about every plugin log line and output line (test harnesses).
     pub(crate) observer: Option<Arc<dyn PluginObserver>>,
-    pub(crate) bans: pending::Bans,
+    /// The bans of every jail: global to the runtime, not per plugin.
+    pub(crate) bans: BanList,
     plugins: DashMap<String, Arc<PluginState>>,
 }
 
 impl SharedState {
+    /// State kept in memory only: the ban list starts empty (tests).
+    #[cfg(test)]
     pub(crate) fn new(clock: Arc<dyn Clock>, limits: StateLimits) -> Self {
+        Self::with_bans(clock, limits, BanList::new(limits.max_bans))
+    }
+
+    /// State around `bans` (a list loaded from a state directory).
+    pub(crate) fn with_bans(clock: Arc<dyn Clock>, limits: StateLimits, bans: BanList) -> Self {
         SharedState {
             clock,
             limits,
             observer: None,
-            bans: Default::default(),
+            bans,
             plugins: DashMap::new(),
         }
     }
@@ -111,7 +129,7 @@ impl SharedState {
                         limits.max_zones,
                         limits.max_keys_per_zone,
                     ),
-                    windows: Default::default(),
+                    windows: Windows::new(limits.max_windows, Some(gauge("window"))),
                 })
             })
             .clone()
@@ -134,8 +152,10 @@ mod tests {
         let b = state.plugin("b");
         a.counters.incr("hits", 3, 0, 0);
         a.kv.set("k", b"secret".to_vec(), 0, 0);
+        a.windows.record("ip", 0, 1_000, 5);
         assert_eq!(b.counters.get("hits", 0), 0);
         assert_eq!(b.kv.get("k", 0), None);
+        assert_eq!(b.windows.count("ip", 0, 1_000), 0);
         // The same name is the same namespace.
         assert_eq!(state.plugin("a").counters.get("hits", 0), 3);
     }

@@ -1,13 +1,15 @@
 //! The admin listener: a small HTTP/1.1 server beside the proxy (default
 //! `127.0.0.1:12345`, `[admin] listen`), never on the public path. It answers
-//! operator endpoints (`POST /reload`, `/healthz`, and those other modules
-//! register: `/metrics`, cache purge, ...). Requests for the public routes
+//! operator endpoints (`POST /reload`, `/healthz`, `/bans`, and those other
+//! modules register: `/metrics`, cache purge, ...). Requests for the public routes
 //! never come here; nothing here runs the request pipeline.
 //!
 //! Adding an endpoint: one `.route(...)` line in [`admin_routes`], with the
 //! handler in the module that owns the feature (and, if it needs state, a
 //! field in [`AdminState`]).
 
+pub mod bans;
+pub mod client;
 mod router;
 
 use std::net::SocketAddr;
@@ -21,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 use crate::lifecycle::Lifecycle;
 use crate::reload::Reloader;
 
-pub use router::{handler, text_response, AdminHandler, AdminRequest, AdminResponse, AdminRouter};
+pub use router::{
+    handler, json_response, text_response, AdminHandler, AdminRequest, AdminResponse, AdminRouter,
+};
 
 /// Largest request body an admin endpoint accepts.
 pub const MAX_ADMIN_BODY: usize = 1 << 20;
@@ -33,10 +37,15 @@ pub struct AdminState {
     pub lifecycle: Lifecycle,
     /// The response cache (`POST /cache/purge`); kept across reloads.
     pub cache: Arc<crate::cache::ResponseCache>,
+    /// The plugin runtime's ban list (`/bans`); kept across reloads.
+    pub bans: tailgate_runtime::BanView,
+    /// Longest jail or key `POST /bans` takes (`[state] max_key_size`).
+    pub max_ban_key_bytes: usize,
 }
 
 /// Every admin endpoint, one line each.
 pub fn admin_routes(state: &AdminState) -> AdminRouter {
+    let bans = bans::endpoints(state.bans.clone(), state.max_ban_key_bytes);
     AdminRouter::new()
         .route(
             Method::GET,
@@ -58,6 +67,9 @@ pub fn admin_routes(state: &AdminState) -> AdminRouter {
             crate::cache::purge::PURGE_PATH,
             crate::cache::purge::endpoint(state.cache.clone()),
         )
+        .route(Method::GET, bans::BANS_PATH, bans.list)
+        .route(Method::POST, bans::BANS_PATH, bans.add)
+        .route_prefix(Method::DELETE, bans::BAN_PREFIX, bans.remove)
 }
 
 /// `GET /healthz` on the admin listener: 200 "ok" while serving, 503

@@ -1,5 +1,6 @@
-//! The admin listener's router: (method, path) -> handler, exact matches
-//! only. Bodies are read whole (bounded) before the handler runs, and every
+//! The admin listener's router: (method, path) -> handler, by exact path
+//! or, for endpoints that take names in the path (`DELETE /bans/JAIL/KEY`),
+//! by path prefix. Bodies are read whole (bounded) before the handler runs, and every
 //! handler answers with a small in-memory body.
 
 use std::future::Future;
@@ -29,6 +30,16 @@ where
     Arc::new(move |req| Box::pin(f(req)))
 }
 
+/// A JSON response (`body` and a newline).
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> AdminResponse {
+    let mut resp = text_response(status, format!("{body}\n"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 /// A plain-text response.
 pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> AdminResponse {
     let mut resp = Response::new(Full::new(body.into()));
@@ -40,10 +51,27 @@ pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> AdminRespons
     resp
 }
 
-/// The admin endpoints by method and exact path.
+/// How a route's path is matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathMatch {
+    Exact(&'static str),
+    /// The path starts with this and goes on (the handler parses the rest).
+    Prefix(&'static str),
+}
+
+impl PathMatch {
+    fn matches(self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(exact) => path == exact,
+            PathMatch::Prefix(prefix) => path.len() > prefix.len() && path.starts_with(prefix),
+        }
+    }
+}
+
+/// The admin endpoints by method and path.
 #[derive(Default, Clone)]
 pub struct AdminRouter {
-    routes: Vec<(Method, &'static str, AdminHandler)>,
+    routes: Vec<(Method, PathMatch, AdminHandler)>,
 }
 
 impl AdminRouter {
@@ -52,7 +80,17 @@ impl AdminRouter {
     }
 
     /// Add an endpoint (a later route for the same method and path wins).
-    pub fn route(mut self, method: Method, path: &'static str, handler: AdminHandler) -> Self {
+    pub fn route(self, method: Method, path: &'static str, handler: AdminHandler) -> Self {
+        self.add(method, PathMatch::Exact(path), handler)
+    }
+
+    /// Add an endpoint for every path that starts with `prefix` and goes on
+    /// (`/bans/` matches `/bans/ssh/192.0.2.1`, not `/bans/`).
+    pub fn route_prefix(self, method: Method, prefix: &'static str, handler: AdminHandler) -> Self {
+        self.add(method, PathMatch::Prefix(prefix), handler)
+    }
+
+    fn add(mut self, method: Method, path: PathMatch, handler: AdminHandler) -> Self {
         self.routes
             .retain(|(m, p, _)| !(*m == method && *p == path));
         self.routes.push((method, path, handler));
@@ -70,13 +108,13 @@ impl AdminRouter {
         let Some(handler) = self
             .routes
             .iter()
-            .find(|(m, p, _)| m == req.method() && *p == path)
+            .find(|(m, p, _)| m == req.method() && p.matches(path))
             .map(|(_, _, h)| h.clone())
         else {
             let allowed: Vec<&str> = self
                 .routes
                 .iter()
-                .filter(|(_, p, _)| *p == path)
+                .filter(|(_, p, _)| p.matches(path))
                 .map(|(m, _, _)| m.as_str())
                 .collect();
             if allowed.is_empty() {
@@ -107,13 +145,21 @@ mod tests {
     use super::*;
 
     fn router() -> AdminRouter {
-        AdminRouter::new().route(
-            Method::POST,
-            "/echo",
-            handler(
-                |req: AdminRequest| async move { text_response(StatusCode::OK, req.into_body()) },
-            ),
-        )
+        AdminRouter::new()
+            .route(
+                Method::POST,
+                "/echo",
+                handler(|req: AdminRequest| async move {
+                    text_response(StatusCode::OK, req.into_body())
+                }),
+            )
+            .route_prefix(
+                Method::DELETE,
+                "/items/",
+                handler(|req: AdminRequest| async move {
+                    text_response(StatusCode::OK, req.uri().path().to_owned())
+                }),
+            )
     }
 
     fn request(method: Method, path: &str, body: &'static str) -> Request<Full<Bytes>> {
@@ -145,6 +191,24 @@ mod tests {
         let resp = router().dispatch(request(Method::GET, "/echo", "")).await;
         assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(resp.headers()[header::ALLOW], "POST");
+    }
+
+    #[tokio::test]
+    async fn a_prefix_route_takes_longer_paths_only() {
+        let resp = router()
+            .dispatch(request(Method::DELETE, "/items/a/b", ""))
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(body(resp).await, "/items/a/b");
+        let resp = router()
+            .dispatch(request(Method::DELETE, "/items/", ""))
+            .await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        let resp = router()
+            .dispatch(request(Method::GET, "/items/a", ""))
+            .await;
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(resp.headers()[header::ALLOW], "DELETE");
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@
 //! Sections: `server` (`[server]`, `[plugin_runtime]`, `[plugins]`),
 //! `upstream` (`[upstreams]`), `route` (`[[routes]]`), `cache` (`[cache]`
 //! and a route's `cache`), `tailnet`, `tls`, `telemetry`, `admin`,
-//! `access_log`. [`raw`] holds the whole file (`RawFile`, one field per
+//! `access_log`, `state`. [`raw`] holds the whole file (`RawFile`, one field per
 //! section) and the raw values sections share; `values` the parsers they
 //! share; `error` and `outline` place every error at its file, line and
 //! column, with the route or upstream it is about. Relative paths are taken
@@ -30,6 +30,7 @@ mod plugin_config;
 mod raw;
 mod route;
 mod server;
+mod state;
 mod tailnet;
 mod telemetry;
 mod tls;
@@ -38,6 +39,7 @@ mod values;
 
 pub use error::{ConfigError, ConfigErrorKind, Context, Position};
 pub use model::Config;
+pub use values::parse_duration;
 
 use std::path::{Path, PathBuf};
 
@@ -80,6 +82,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let access_log = access_log::build_access_log(&src, base_dir, &plugins, raw.access_log)?;
     let cache = cache::build_cache(&src, raw.cache)?;
     let telemetry = telemetry::build_telemetry(&src, raw.telemetry)?.dial_like(&tailnet);
+    let state = state::build_state(&src, base_dir, raw.state)?;
     Ok(Config {
         source: path.to_path_buf(),
         server,
@@ -93,6 +96,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         access_log,
         cache,
         telemetry,
+        state,
     })
 }
 
@@ -124,6 +128,24 @@ fn toml_error(src: &Source<'_>, e: &toml::de::Error) -> ConfigError {
             context: None,
             kind: Box::new(kind),
         },
+    }
+}
+
+/// A folder key (`cache_dir`, `state.dir`): `default` when absent, taken
+/// from the config file's folder when relative; empty is an error.
+fn folder_key(
+    src: &Source<'_>,
+    base_dir: &Path,
+    raw: Option<toml::Spanned<String>>,
+    key: &'static str,
+    default: &str,
+) -> Result<PathBuf, ConfigError> {
+    match raw {
+        None => Ok(resolve_path(base_dir, default)),
+        Some(dir) if dir.get_ref().is_empty() => {
+            Err(src.error(dir.span(), None, ConfigErrorKind::EmptyPath(key)))
+        }
+        Some(dir) => Ok(resolve_path(base_dir, dir.get_ref())),
     }
 }
 

@@ -47,6 +47,8 @@ pub struct RawFile {
     pub admin: super::admin::RawAdmin,
     #[serde(default)]
     pub access_log: super::access_log::RawAccessLog,
+    #[serde(default)]
+    pub state: super::state::RawState,
 }
 
 /// A size as written: a TOML integer (bytes) or a string such as `"16MiB"`.

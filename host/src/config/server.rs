@@ -299,13 +299,8 @@ pub(super) fn build_plugin_runtime(
     base_dir: &Path,
     raw: RawPluginRuntime,
 ) -> Result<PluginRuntimeConfig, ConfigError> {
-    let cache_dir = match raw.cache_dir {
-        None => resolve_path(base_dir, DEFAULT_CACHE_DIR),
-        Some(dir) if dir.get_ref().is_empty() => {
-            return Err(src.error(dir.span(), None, ConfigErrorKind::EmptyPath("cache_dir")));
-        }
-        Some(dir) => resolve_path(base_dir, dir.get_ref()),
-    };
+    let cache_dir =
+        super::folder_key(src, base_dir, raw.cache_dir, "cache_dir", DEFAULT_CACHE_DIR)?;
     let hook_timeout = match raw.hook_timeout {
         None => DEFAULT_HOOK_TIMEOUT,
         Some(t) => src.at(t.span(), None, values::hook_timeout(t.get_ref()))?,

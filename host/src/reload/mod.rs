@@ -37,7 +37,7 @@ use serde::Serialize;
 use tailgate_runtime::Runtime;
 
 use crate::access_log::{AccessLog, LogWriters};
-use crate::admin::{AdminHandler, AdminResponse};
+use crate::admin::{json_response, AdminHandler};
 use crate::config::{self, model::Config, ConfigError};
 use crate::pipeline::{ActiveConfig, Proxy};
 use crate::plugin_chain::{ChainLoadError, PluginChains};
@@ -397,6 +397,33 @@ fn restart_only_changes(running: &Config, next: &Config) -> Vec<&'static str> {
     if running.admin.listen != next.admin.listen {
         keys.push("admin.listen");
     }
+    if running.state.dir != next.state.dir {
+        keys.push("state.dir");
+    }
+    let (was, is) = (&running.state.limits, &next.state.limits);
+    let caps = [
+        ("state.max_bans", was.max_bans != is.max_bans),
+        ("state.max_counters", was.max_counters != is.max_counters),
+        (
+            "state.max_kv_entries",
+            was.max_kv_entries != is.max_kv_entries,
+        ),
+        (
+            "state.max_kv_value_size",
+            was.max_kv_value_bytes != is.max_kv_value_bytes,
+        ),
+        ("state.max_windows", was.max_windows != is.max_windows),
+        (
+            "state.max_keys_per_zone",
+            was.max_keys_per_zone != is.max_keys_per_zone,
+        ),
+        ("state.max_key_size", was.max_key_bytes != is.max_key_bytes),
+    ];
+    keys.extend(
+        caps.into_iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(key, _)| key),
+    );
     keys
 }
 
@@ -426,13 +453,4 @@ pub fn endpoint(reloader: Arc<Reloader>) -> AdminHandler {
             }
         }
     })
-}
-
-fn json_response(status: StatusCode, body: &serde_json::Value) -> AdminResponse {
-    let mut resp = crate::admin::text_response(status, format!("{body}\n"));
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    resp
 }

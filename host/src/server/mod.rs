@@ -133,6 +133,8 @@ pub async fn run(
         reloader: reloader.clone(),
         lifecycle: lifecycle.clone(),
         cache: proxy.active().cache.clone(),
+        bans: runtime.bans(),
+        max_ban_key_bytes: runtime.state_limits().max_key_bytes,
     });
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,

@@ -66,6 +66,7 @@ impl FileSettings {
                 max_kv_value_bytes: limits.max_kv_value_bytes.unwrap_or(d.max_kv_value_bytes),
                 max_zones: limits.max_zones.unwrap_or(d.max_zones),
                 max_keys_per_zone: limits.max_keys_per_zone.unwrap_or(d.max_keys_per_zone),
+                ..d
             });
         }
         Ok(FileSettings {

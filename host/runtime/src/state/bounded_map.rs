@@ -30,6 +30,17 @@ pub(crate) struct BoundedMap<V> {
     hasher: RandomState,
     len: AtomicUsize,
     gauge: Option<metrics::Gauge>,
+    /// Counts live entries pushed out at the cap (not expired ones).
+    evictions: Option<metrics::Counter>,
+}
+
+/// Counter of live entries a full store pushed out, by store
+/// (`counters`, `kv`, `windows`, `rate_limit`, `bans`).
+pub(crate) const EVICTIONS_TOTAL: &str = "tailgate_state_evictions_total";
+
+/// The [`EVICTIONS_TOTAL`] counter of `store`.
+pub(crate) fn evictions_counter(store: &'static str) -> metrics::Counter {
+    metrics::counter!(EVICTIONS_TOTAL, "store" => store)
 }
 
 impl<V: Expiring> BoundedMap<V> {
@@ -47,7 +58,14 @@ impl<V: Expiring> BoundedMap<V> {
             hasher: RandomState::new(),
             len: AtomicUsize::new(0),
             gauge,
+            evictions: None,
         }
+    }
+
+    /// Counts evictions of live entries in [`EVICTIONS_TOTAL`] for `store`.
+    pub(crate) fn counting_evictions(mut self, store: &'static str) -> Self {
+        self.evictions = Some(evictions_counter(store));
+        self
     }
 
     /// Runs `update` on the live entry for `key` (`None` when absent or
@@ -65,7 +83,14 @@ impl<V: Expiring> BoundedMap<V> {
         let mut slot = shard.pop(key).filter(|v| !v.is_expired(now_ms));
         let result = update(&mut slot);
         if let Some(value) = slot {
-            shard.push(key.to_owned(), value);
+            // The key was popped above, so whatever comes back was pushed
+            // out at the cap.
+            let evicted = shard.push(key.to_owned(), value);
+            if let (Some((_, evicted)), Some(counter)) = (evicted, &self.evictions) {
+                if !evicted.is_expired(now_ms) {
+                    counter.increment(1);
+                }
+            }
         }
         sweep_tail(&mut shard, now_ms);
         self.account(before, shard.len());
@@ -235,6 +260,26 @@ mod tests {
             map.update("c", 0, |slot| *slot = None);
             // (A snapshot resets the debugging recorder: read once.)
             assert_eq!(gauge(), Some(1.0));
+        });
+    }
+
+    #[test]
+    fn evictions_of_live_entries_are_counted() {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let map = BoundedMap::new(2, None).counting_evictions("test");
+            insert(&map, "stale", 5, 0);
+            insert(&map, "a", u64::MAX, 0);
+            // "stale" has expired by now: pushing it out is no eviction.
+            insert(&map, "b", u64::MAX, 10);
+            insert(&map, "c", u64::MAX, 10);
+            let evicted = crate::metrics::tests::counter_value(
+                &snapshotter,
+                EVICTIONS_TOTAL,
+                &[("store", "test")],
+            );
+            assert_eq!(evicted, Some(1));
         });
     }
 }

@@ -5,6 +5,9 @@
 
 use super::bounded_map::{BoundedMap, Expiring};
 
+/// The `store` label of this store's evictions.
+const STORE: &str = "counters";
+
 #[derive(Debug, Clone, Copy)]
 struct Counter {
     value: i64,
@@ -27,7 +30,7 @@ pub(crate) struct Counters {
 impl Counters {
     pub(crate) fn new(max_keys: usize, gauge: Option<metrics::Gauge>) -> Self {
         Counters {
-            map: BoundedMap::new(max_keys, gauge),
+            map: BoundedMap::new(max_keys, gauge).counting_evictions(STORE),
         }
     }
 

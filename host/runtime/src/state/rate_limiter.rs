@@ -99,7 +99,7 @@ impl RateLimitZone {
     pub(crate) fn new(spec: ZoneSpec, max_keys: usize, gauge: Option<metrics::Gauge>) -> Self {
         RateLimitZone {
             spec,
-            buckets: BoundedMap::new(max_keys, gauge),
+            buckets: BoundedMap::new(max_keys, gauge).counting_evictions("rate_limit"),
             last_used_ms: AtomicU64::new(0),
         }
     }

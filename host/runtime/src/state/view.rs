@@ -1,10 +1,12 @@
 //! One plugin's host state seen from outside the guest: read every counter,
-//! kv entry and rate-limit bucket, and seed them, on the runtime's clock.
+//! kv entry, sliding window and rate-limit bucket, and seed them, on the
+//! runtime's clock.
 //! Not on the request path: the plugin test harness (`tailgate-harness`)
 //! uses it to pre-seed state before a hook runs and to assert on it after.
 
 use std::sync::Arc;
 
+use super::bans::{BanEntry, BanOutcome, BanRequest};
 use super::rate_limiter::{self, Burst, ZoneSpec};
 use super::{PluginState, SharedState};
 use crate::bindings::types::{RateDecision, RateLimit};
@@ -32,6 +34,16 @@ pub struct KvEntry {
     pub value: Vec<u8>,
     /// Clock time it is gone at, ms; 0 = never.
     pub expires_at_ms: u64,
+}
+
+/// A live sliding window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowEntry {
+    pub key: String,
+    /// Event times kept, ms, oldest first (some may be older than the window).
+    pub times_ms: Vec<u64>,
+    /// The window of the last `window-add`, ms.
+    pub window_ms: u64,
 }
 
 /// One rate-limit zone (a name and a rate; the bursts are its uses') and
@@ -111,6 +123,32 @@ impl PluginStateView {
         self.state.kv.delete(key, self.now_ms())
     }
 
+    /// `kv-set-if-absent`: true if it stored `value` (the key was absent).
+    pub fn kv_set_if_absent(&self, key: &str, value: impl Into<Vec<u8>>, ttl_ms: u64) -> bool {
+        self.state
+            .kv
+            .set_if_absent(key, value.into(), ttl_ms, self.now_ms())
+    }
+
+    /// `kv-compare-and-set`: true if the value was `expected` (`None`:
+    /// absent) and is now `value`.
+    pub fn kv_compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: impl Into<Vec<u8>>,
+        ttl_ms: u64,
+    ) -> bool {
+        self.state
+            .kv
+            .compare_and_set(key, expected, value.into(), ttl_ms, self.now_ms())
+    }
+
+    /// `kv-ttl`: `None` absent, `Some(0)` never expires, else ms left.
+    pub fn kv_ttl(&self, key: &str) -> Option<u64> {
+        self.state.kv.ttl_ms(key, self.now_ms())
+    }
+
     /// Live kv entries, sorted by key.
     pub fn kv_entries(&self) -> Vec<KvEntry> {
         let mut out: Vec<KvEntry> = self
@@ -131,6 +169,46 @@ impl PluginStateView {
     /// kv entries held, including expired ones not yet swept.
     pub fn kv_held(&self) -> usize {
         self.state.kv.len()
+    }
+
+    /// `window-add`: record one event now, return the events within the
+    /// last `window_ms` (this one included), keeping the newest `max_events`.
+    pub fn window_add(&self, key: &str, window_ms: u64, max_events: u32) -> u32 {
+        self.state
+            .windows
+            .record(key, self.now_ms(), window_ms, max_events)
+    }
+
+    /// `window-count`: events within the last `window_ms`.
+    pub fn window_count(&self, key: &str, window_ms: u64) -> u32 {
+        self.state.windows.count(key, self.now_ms(), window_ms)
+    }
+
+    /// `window-reset`: forget the key's events; true if it had any.
+    pub fn window_reset(&self, key: &str) -> bool {
+        self.state.windows.reset(key, self.now_ms())
+    }
+
+    /// Live windows, sorted by key.
+    pub fn windows(&self) -> Vec<WindowEntry> {
+        let mut out: Vec<WindowEntry> = self
+            .state
+            .windows
+            .entries(self.now_ms())
+            .into_iter()
+            .map(|(key, times_ms, window_ms)| WindowEntry {
+                key,
+                times_ms,
+                window_ms,
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Windows held, including ones whose events all left, not yet swept.
+    pub fn windows_held(&self) -> usize {
+        self.state.windows.len()
     }
 
     /// `rate-limit-check` (enforcing): account one request for `key`, as the
@@ -190,5 +268,50 @@ impl PluginStateView {
     /// The zone named `zone` (the first, if several definitions share it).
     pub fn rate_limit_zone(&self, zone: &str) -> Option<RateLimitZoneState> {
         self.rate_limit_zones().into_iter().find(|z| z.zone == zone)
+    }
+}
+
+/// A handle on the runtime's ban list, on the runtime's clock: what the
+/// admin API and the harness use (the guest's `ban-*` imports reach the
+/// same list).
+#[derive(Clone)]
+pub struct BanView {
+    shared: Arc<SharedState>,
+}
+
+impl BanView {
+    pub(crate) fn new(shared: Arc<SharedState>) -> Self {
+        BanView { shared }
+    }
+
+    /// The runtime clock's time, Unix ms.
+    pub fn now_ms(&self) -> u64 {
+        self.shared.now_ms()
+    }
+
+    /// `ban-add`.
+    pub fn add(&self, jail: &str, key: &str, request: &BanRequest) -> BanOutcome {
+        self.shared.bans.add(jail, key, request, self.now_ms())
+    }
+
+    /// `ban-check`.
+    pub fn check(&self, jail: &str, key: &str) -> Option<BanEntry> {
+        self.shared.bans.check(jail, key, self.now_ms())
+    }
+
+    /// `ban-remove`: true if a ban was lifted.
+    pub fn remove(&self, jail: &str, key: &str) -> bool {
+        self.shared.bans.remove(jail, key, self.now_ms())
+    }
+
+    /// Every active ban, sorted by jail and key.
+    pub fn list(&self) -> Vec<BanEntry> {
+        self.shared.bans.list(self.now_ms())
+    }
+
+    /// Waits (up to `timeout`) until every change is in the state file;
+    /// true at once without a state directory.
+    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        self.shared.bans.flush(timeout)
     }
 }

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod cache;
 pub mod route;
 pub mod server;
+pub mod state;
 pub mod tailnet;
 pub mod telemetry;
 pub mod tls;
@@ -25,6 +26,7 @@ pub use self::route::{
     ErrorPage, ErrorPagesFor, FailurePolicy, HostPattern, PathMatch, Route, RoutePlugin,
 };
 pub use self::server::{ConnectionLimits, PluginRuntimeConfig, ServerConfig, UnknownHost};
+pub use self::state::StateConfig;
 pub use self::tailnet::TailnetConfig;
 pub use self::telemetry::TelemetryConfig;
 pub use self::tls::TlsConfig;
@@ -56,6 +58,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[access_log]`: STDOUT and/or a file.
     pub access_log: AccessLogConfig,
+    /// `[state]`: the state directory and the caps on plugin host state.
+    pub state: StateConfig,
 }
 
 /// Validated identifiers: non-empty, `[A-Za-z0-9_.-]+`.
