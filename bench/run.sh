@@ -9,9 +9,11 @@
 # Tailgate / peer. The table and every sample go to bench/results/.
 #
 # Scenarios:
-#   1 pass-through  Host routing, two response headers added, one request
-#                   header set, per-client-IP rate limit that never rejects,
-#                   one JSON access-log line per request
+#   1 pass-through  Host routing, two response headers added, two request
+#                   headers set (X-Real-IP from the client address, so
+#                   header-rewrite's request hook runs), per-client-IP
+#                   rate limit that never rejects, one JSON access-log
+#                   line per request
 #   2 cache         1 with the cache warmed (nginx proxy_cache)
 #   3 tls           1 behind a TLS listener
 #   4 plugins       Tailgate with the three plugins vs. with none

@@ -32,8 +32,8 @@ fn request() -> RequestHead {
         value: value.as_bytes().to_vec(),
     };
     RequestHead {
-        method: Some("GET".into()),
-        scheme: Some("https".into()),
+        method: tailgate_runtime::Method::Get,
+        scheme: tailgate_runtime::Scheme::Https,
         host: Some("example.com".into()),
         path: Some("/articles/2024/some-page".into()),
         query: Some("ref=home".into()),
@@ -50,7 +50,7 @@ fn request() -> RequestHead {
             header("cookie", "session=0123456789abcdef; theme=dark"),
             header("x-forwarded-for", "203.0.113.7"),
         ]),
-        client_ip: Some("203.0.113.7".into()),
+        client_ip: tailgate_runtime::IpAddress::V4(0xCB00_7107),
         route: Some("bench".into()),
         request_id: Some("01J0000000000000000000000".into()),
     }

@@ -136,13 +136,15 @@ fn with_request(level: LogLevel, plugin: &str, route: &str, r: &RequestContext<'
     // Written only when a plugin logs: the allocation is not per request.
     let request = RequestLine(r).to_string();
     let request = request.as_str();
-    let (client, host, request_id) = (r.client, r.host, r.request_id);
+    let client = r.client.to_string();
+    let client = client.as_str();
+    let (host, request_id) = (r.host, r.request_id);
     macro_rules! event {
         ($level:ident) => {
             tracing::$level!(
                 plugin,
                 route,
-                %client,
+                client,
                 request,
                 host,
                 request_id,

@@ -122,7 +122,7 @@ impl fmt::Display for Duration {
         let ms = self.as_millis();
         let (n, unit) = [(3_600_000, "h"), (60_000, "m"), (1_000, "s")]
             .into_iter()
-            .find(|(per, _)| ms % per == 0)
+            .find(|(per, _)| ms.is_multiple_of(*per))
             .map_or((ms, "ms"), |(per, unit)| (ms / per, unit));
         write!(f, "{n}{unit}")
     }
@@ -186,7 +186,7 @@ impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (n, unit) = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")]
             .into_iter()
-            .find(|(per, _)| self.0 != 0 && self.0 % per == 0)
+            .find(|(per, _)| self.0 != 0 && self.0.is_multiple_of(*per))
             .map_or((self.0, "B"), |(per, unit)| (self.0 / per, unit));
         write!(f, "{n}{unit}")
     }

@@ -1,0 +1,137 @@
+//! Calls one shipped plugin's hook N times on a reused instance, as the
+//! proxy does per request, for counting instructions per hook call with
+//! callgrind (docs/performance-passes.md, section 9): run it with two
+//! counts and divide the difference in instructions by the difference in
+//! calls, so loading and compiling cancel out.
+//!
+//! `cargo run --release -p tailgate-runtime --example hook_calls -- HOOK N`
+//! where HOOK is `rate-limit`, `header-rewrite` or `log-shape`; the
+//! configs are the bench's (bench/tailgate/plugins.toml.in).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tailgate_runtime::{
+    CacheStatus, ConfiguredPlugin, Header, IpAddress, Limits, LogRecord, Method, Protocol,
+    RequestHead, Runtime, RuntimeConfig, Scheme, Var,
+};
+
+fn wasm(stem: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "../../plugins/target/wasm32-wasip2/release/{stem}.wasm"
+    ))
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header {
+        name: name.to_string(),
+        value: value.as_bytes().to_vec(),
+    }
+}
+
+/// wrk's request as the proxy hands it over (wrk sends a Host header only).
+fn request() -> RequestHead {
+    RequestHead {
+        method: Method::Get,
+        scheme: Scheme::Http,
+        client_ip: IpAddress::V4(0x7F00_0001),
+        host: Some("127.0.0.1".into()),
+        path: Some("/1k".into()),
+        query: None,
+        headers: Some(vec![header("host", "127.0.0.1:8080")]),
+        route: Some("bench".into()),
+        request_id: Some("3f2b6c1a9e8d4f7b".into()),
+    }
+}
+
+fn record() -> LogRecord {
+    LogRecord {
+        time_unix_ms: 1_735_787_045_678,
+        client_ip: IpAddress::V4(0x7F00_0001),
+        peer_ip: IpAddress::V4(0x7F00_0001),
+        peer_port: 40_000,
+        method: Method::Get,
+        scheme: Scheme::Http,
+        protocol: Protocol::Http11,
+        status: 200,
+        bytes_sent: 1024,
+        bytes_received: 0,
+        request_time: 0.000_412,
+        upstream_response_time: Some(0.000_301),
+        cache_status: None::<CacheStatus>,
+        host: Some("127.0.0.1".into()),
+        uri: Some("/1k".into()),
+        upstream_addr: Some("127.0.0.1:28101".into()),
+        route: Some("bench".into()),
+        request_id: Some("3f2b6c1a9e8d4f7b".into()),
+        user_agent: None,
+        referer: None,
+        http_host: Some("127.0.0.1:8080".into()),
+        request_headers: Some(vec![header("host", "127.0.0.1:8080")]),
+        response_headers: Some(vec![header("content-type", "text/plain")]),
+        vars: Some(vec![Var {
+            name: "limit_req_status".into(),
+            value: "PASSED".into(),
+        }]),
+    }
+}
+
+fn configured(runtime: &Runtime, name: &str, stem: &str, config: &str) -> Arc<ConfiguredPlugin> {
+    let plugin = runtime.load(name, &wasm(stem)).expect("load plugin");
+    let limits = Limits {
+        hook_timeout: Duration::from_secs(5),
+        memory_bytes: 16 << 20,
+    };
+    Arc::new(
+        runtime
+            .configure(&plugin, "bench", config, limits)
+            .expect("configure"),
+    )
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let hook = args.next().unwrap_or_default();
+    let calls: u32 = args.next().and_then(|n| n.parse().ok()).unwrap_or(1000);
+    let cache = std::env::temp_dir().join("tailgate-hook-calls-cache");
+    let runtime = Runtime::new(RuntimeConfig::new(&cache)).expect("runtime");
+    match hook.as_str() {
+        "rate-limit" => {
+            let plugin = configured(
+                &runtime,
+                "rate-limit",
+                "rate_limit",
+                r#"{"limits":[{"zone":"per_ip","rate":"1000000r/s","burst":1000000,"nodelay":true}]}"#,
+            );
+            let mut req = request();
+            for _ in 0..calls {
+                plugin.on_request(&mut req).expect("on-request");
+            }
+        }
+        "header-rewrite" => {
+            let plugin = configured(
+                &runtime,
+                "header-rewrite",
+                "header_rewrite",
+                r#"{"request":{"set":{"X-Bench-Route":"bench","X-Real-IP":"{client_ip}"}},
+                    "response":{"append":{"X-Frame-Options":"DENY","X-Content-Type-Options":"nosniff"},"always":true}}"#,
+            );
+            let mut req = request();
+            for _ in 0..calls {
+                plugin.on_request(&mut req).expect("on-request");
+            }
+        }
+        "log-shape" => {
+            let plugin = configured(&runtime, "log-shape", "log_shape", r#"{"preset":"nginx"}"#);
+            let mut rec = record();
+            for _ in 0..calls {
+                plugin.on_log(&mut rec).expect("on-log");
+            }
+        }
+        other => {
+            eprintln!("hook_calls: unknown hook {other:?}: rate-limit, header-rewrite or log-shape");
+            std::process::exit(2);
+        }
+    }
+}
