@@ -333,7 +333,7 @@ async fn a_failing_shaper_falls_back_to_the_raw_record() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_last_log_plugin_shapes_and_its_trap_falls_back_to_the_raw_record() {
+async fn every_log_plugin_runs_the_last_shape_wins_and_a_trap_keeps_the_earlier_shape() {
     let up = TestUpstream::start();
     let config = one_route(&up, "", r#"fields = ["request_uri", "status"]"#)
         + r#"
@@ -351,8 +351,9 @@ counter = "log-shape-e2e"
     for path in ["/one", "/two", "/three"] {
         assert_eq!(get(tg.addr(), "app.test", path).await.status, 200);
     }
-    // The fault-injector is the chain's last log plugin: its text line
-    // wins over log-shape's, except when it traps (the 2nd call).
+    // Both log hooks run. The fault-injector is the chain's last: its text
+    // line wins over log-shape's, except when it traps (the 2nd call): a
+    // trap counts as keep, so log-shape's line stands, not the raw record.
     let deadline = Instant::now() + Duration::from_secs(10);
     let lines = loop {
         let lines = tg.stdout.snapshot();
@@ -365,8 +366,9 @@ counter = "log-shape-e2e"
     let one = lines.iter().find(|l| l.contains("/one")).expect("/one");
     assert!(one.starts_with("GET /one 200 "), "{one}");
     let two = lines.iter().find(|l| l.contains("/two")).expect("/two");
-    let raw: serde_json::Value = serde_json::from_str(two).expect("the raw record, as JSON");
-    assert!(raw.get("server_protocol").is_some(), "{two}");
+    let shaped: serde_json::Value = serde_json::from_str(two).expect("log-shape's line, as JSON");
+    assert_eq!(shaped["request_uri"], "/two", "{two}");
+    assert!(shaped.get("server_protocol").is_none(), "not the raw record: {two}");
     let three = lines.iter().find(|l| l.contains("/three")).expect("/three");
     assert!(three.starts_with("GET /three 200 "), "{three}");
 }

@@ -87,16 +87,16 @@ fn counter_and_kv_ttls_follow_the_runtime_clock() {
         r#"{"mode":"state","ttl_ms":1000}"#,
     );
     assert_eq!(
-        edit(&edits(&plugin, "/a", "ip").headers, "x-hits"),
+        edit(&edits(&plugin, "/a", "192.0.2.1").headers, "x-hits"),
         Some("1")
     );
     clock.advance(Duration::from_millis(999));
-    let e = edits(&plugin, "/b", "ip");
+    let e = edits(&plugin, "/b", "192.0.2.1");
     assert_eq!(edit(&e.headers, "x-hits"), Some("2"));
     assert_eq!(edit(&e.headers, "x-kv-prev"), Some("/a"));
     // 1000 ms after the last increment and the last kv-set: both gone.
     clock.advance(Duration::from_millis(1000));
-    let e = edits(&plugin, "/c", "ip");
+    let e = edits(&plugin, "/c", "192.0.2.1");
     assert_eq!(edit(&e.headers, "x-hits"), Some("1"));
     assert_eq!(edit(&e.headers, "x-kv-prev"), Some("-"));
 }
@@ -153,9 +153,9 @@ fn dry_run_reports_but_does_not_enforce() {
         "r",
         r#"{"mode":"state","rate_limit":{"zone":"dry","rate_milli":1000,"burst":0,"dry_run":true}}"#,
     );
-    edits(&plugin, "/", "ip");
+    edits(&plugin, "/", "192.0.2.1");
     // Would be rejected: reported, not answered.
-    let e = edits(&plugin, "/", "ip");
+    let e = edits(&plugin, "/", "192.0.2.1");
     assert_eq!(edit(&e.headers, "x-ratelimit"), Some("reject=1000"));
     let status = e.vars.iter().find(|v| v.name == "limit_req_status");
     assert_eq!(status.map(|v| v.value.as_str()), Some("REJECTED_DRY_RUN"));
@@ -228,14 +228,14 @@ fn plugins_cannot_see_each_others_state() {
     let runtime = runtime();
     let a = state_plugin(&runtime, "plugin-a", "r", r#"{"mode":"state"}"#);
     let b = state_plugin(&runtime, "plugin-b", "r", r#"{"mode":"state"}"#);
-    edits(&a, "/a-path", "ip");
-    edits(&a, "/a-path", "ip");
-    let e = edits(&b, "/b-path", "ip");
+    edits(&a, "/a-path", "192.0.2.1");
+    edits(&a, "/a-path", "192.0.2.1");
+    let e = edits(&b, "/b-path", "192.0.2.1");
     assert_eq!(edit(&e.headers, "x-hits"), Some("1"));
     assert_eq!(edit(&e.headers, "x-kv-prev"), Some("-"));
     // Two routes of the same plugin do share it.
     let a2 = state_plugin(&runtime, "plugin-a", "other-route", r#"{"mode":"state"}"#);
-    let e = edits(&a2, "/x", "ip");
+    let e = edits(&a2, "/x", "192.0.2.1");
     assert_eq!(edit(&e.headers, "x-hits"), Some("3"));
     assert_eq!(edit(&e.headers, "x-kv-prev"), Some("/a-path"));
 }
@@ -246,7 +246,7 @@ fn state_survives_reconfiguration_unless_the_zone_rate_changes() {
     let runtime = runtime_with_clock(clock);
     let zone = r#"{"mode":"state","rate_limit":{"zone":"z","rate_milli":1000,"burst":0}}"#;
     let old = state_plugin(&runtime, "fault-injector", "r", zone);
-    edits(&old, "/", "ip");
+    edits(&old, "/", "192.0.2.1");
     drop(old);
     // A reload: a new configured plugin (and a new load) on the same runtime.
     let reloaded = state_plugin(&runtime, "fault-injector", "r", zone);
@@ -255,7 +255,7 @@ fn state_survives_reconfiguration_unless_the_zone_rate_changes() {
         Ok(RequestAction::Respond(_))
     ));
     // The counter kept counting too (the rejected request counted).
-    let e = edits(&reloaded, "/", "other-ip");
+    let e = edits(&reloaded, "/", "192.0.2.2");
     assert_eq!(edit(&e.headers, "x-hits"), Some("3"));
     // A changed burst is another use of the same zone (nginx `limit_req
     // zone=z burst=5`): the bucket is kept, its excess now delayed.
@@ -265,7 +265,7 @@ fn state_survives_reconfiguration_unless_the_zone_rate_changes() {
         "r",
         r#"{"mode":"state","rate_limit":{"zone":"z","rate_milli":1000,"burst":5}}"#,
     );
-    let e = edits(&burst, "/", "ip");
+    let e = edits(&burst, "/", "192.0.2.1");
     assert_eq!(edit(&e.headers, "x-ratelimit"), Some("delay=1000"));
     // A changed rate is another zone: fresh buckets.
     let changed = state_plugin(
@@ -274,7 +274,7 @@ fn state_survives_reconfiguration_unless_the_zone_rate_changes() {
         "r",
         r#"{"mode":"state","rate_limit":{"zone":"z","rate_milli":2000,"burst":5}}"#,
     );
-    let e = edits(&changed, "/", "ip");
+    let e = edits(&changed, "/", "192.0.2.1");
     assert_eq!(edit(&e.headers, "x-ratelimit"), Some("pass"));
 }
 
@@ -286,8 +286,8 @@ fn logs_and_metrics_are_tagged_with_plugin_and_route() {
         metrics::with_local_recorder(&recorder, || {
             let runtime = runtime();
             let plugin = state_plugin(&runtime, "fault-injector", "api", r#"{"mode":"state"}"#);
-            edits(&plugin, "/hello", "ip");
-            edits(&plugin, "/hello/world", "ip");
+            edits(&plugin, "/hello", "192.0.2.1");
+            edits(&plugin, "/hello/world", "192.0.2.1");
             // Read while the runtime (and its rate-limit keys) is alive.
             Metrics::take(&snapshotter)
         })
