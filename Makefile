@@ -19,7 +19,7 @@ test: setup plugins
 	bash scripts/install-test-deps.sh
 	$(CARGO) build -p tailgate
 	$(CARGO) test --workspace --no-fail-fast
-	cd plugins && $(CARGO) test --target $(HOST_TARGET) -p tailgate-plugin-sdk -p header-rewrite -p rate-limit -p log-shape -p cors --features tailgate-plugin-sdk/testing
+	cd plugins && $(CARGO) test --target $(HOST_TARGET) -p tailgate-plugin-sdk -p header-rewrite -p rate-limit -p log-shape -p cors -p ban --features tailgate-plugin-sdk/testing
 	$(MAKE) --no-print-directory plugin-cases
 	$(MAKE) --no-print-directory template-check
 

@@ -368,7 +368,10 @@ counter = "log-shape-e2e"
     let two = lines.iter().find(|l| l.contains("/two")).expect("/two");
     let shaped: serde_json::Value = serde_json::from_str(two).expect("log-shape's line, as JSON");
     assert_eq!(shaped["request_uri"], "/two", "{two}");
-    assert!(shaped.get("server_protocol").is_none(), "not the raw record: {two}");
+    assert!(
+        shaped.get("server_protocol").is_none(),
+        "not the raw record: {two}"
+    );
     let three = lines.iter().find(|l| l.contains("/three")).expect("/three");
     assert!(three.starts_with("GET /three 200 "), "{three}");
 }

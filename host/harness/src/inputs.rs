@@ -6,8 +6,8 @@
 use std::net::IpAddr;
 
 use tailgate_runtime::{
-    CacheStatus, Header, IpAddress, LogRecord, Method, Protocol, RequestHead, ResponseHead,
-    Scheme, Var,
+    CacheStatus, Header, IpAddress, LogRecord, Method, Protocol, RequestHead, ResponseHead, Scheme,
+    Var,
 };
 
 /// Client address used when a test gives none (TEST-NET-3).

@@ -42,7 +42,8 @@ pub use harness::{
 };
 pub use inputs::{rfc3339_millis, LogEntry, Request, Response, DEFAULT_CLIENT_IP, DEFAULT_HOST};
 pub use inspect::{
-    describe_action, describe_edits, describe_log_verdict, header_str, var, FaultKind, HeaderEditsExt,
+    describe_action, describe_edits, describe_log_verdict, header_str, var, FaultKind,
+    HeaderEditsExt,
 };
 pub use locate::built_plugin;
 pub use metrics_capture::{plugin_metric_name, MetricValue, MetricsSnapshot, Recorded};
@@ -53,7 +54,7 @@ pub use test_plugin::TestPlugin;
 /// The runtime's types a test reads and builds.
 pub use tailgate_runtime::{
     BucketState, CounterEntry, Header, HeaderEdit, HeaderOp, Hook, HookFault, HookSet,
-    ImmediateResponse, InvalidOutput, KvEntry, LogLevel, LogLine, LogRecord, LogVerdict, OutputSource,
-    PluginFault, PluginStateView, RateDecision, RateLimit, RateLimitZoneState, RequestAction,
-    RequestEdits, RequestHead, ResponseEdits, ResponseHead, StateLimits, Var,
+    ImmediateResponse, InvalidOutput, KvEntry, LogLevel, LogLine, LogRecord, LogVerdict,
+    OutputSource, PluginFault, PluginStateView, RateDecision, RateLimit, RateLimitZoneState,
+    RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead, StateLimits, Var,
 };

@@ -130,7 +130,9 @@ fn main() {
             }
         }
         other => {
-            eprintln!("hook_calls: unknown hook {other:?}: rate-limit, header-rewrite or log-shape");
+            eprintln!(
+                "hook_calls: unknown hook {other:?}: rate-limit, header-rewrite or log-shape"
+            );
             std::process::exit(2);
         }
     }

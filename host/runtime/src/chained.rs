@@ -21,8 +21,8 @@ use crate::wire_edits::{
     InvalidOutput, WireEdit,
 };
 use crate::{
-    ConfiguredPlugin, FixedEdits, HeaderFilter, HookSet, ImmediateResponse, LogFieldSet, LogVerdict,
-    LogRecord, PluginFault, RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead,
+    ConfiguredPlugin, FixedEdits, HeaderFilter, HookSet, ImmediateResponse, LogFieldSet, LogRecord,
+    LogVerdict, PluginFault, RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead,
 };
 
 /// Why a plugin's hook gave nothing usable.

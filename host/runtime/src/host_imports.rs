@@ -8,10 +8,12 @@
 use metrics::Label;
 
 use crate::bindings::host::Host;
-use crate::bindings::types::{self, Ban, BanOutcome, BanRequest, LogLevel, RateDecision, RateLimit};
-use crate::state::bans::{self, BanEntry};
+use crate::bindings::types::{
+    self, Ban, BanOutcome, BanRequest, LogLevel, RateDecision, RateLimit,
+};
 use crate::host_state::HostState;
 use crate::metric_handles::{GuestMetric, OUTCOMES};
+use crate::state::bans::{self, BanEntry};
 use crate::state::rate_limiter::{self, Burst, RateLimitError, ZoneSpec};
 
 /// Most event times `window-add` keeps per key.
@@ -386,7 +388,12 @@ impl Host for HostState {
         Ok(self.plugin_state.kv.ttl_ms(&key, self.shared.now_ms()))
     }
 
-    fn ban_add(&mut self, jail: String, key: String, request: BanRequest) -> HostResult<BanOutcome> {
+    fn ban_add(
+        &mut self,
+        jail: String,
+        key: String,
+        request: BanRequest,
+    ) -> HostResult<BanOutcome> {
         self.check_key("ban-add", &jail)?;
         self.check_key("ban-add", &key)?;
         if request.duration_ms == 0 {

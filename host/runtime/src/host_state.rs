@@ -11,12 +11,12 @@ use wasmtime::component::ResourceTable;
 use wasmtime::UpdateDeadline;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::bindings::types::StateScope;
 use crate::call_guard::{SlowCallMark, SlowCalls};
 use crate::engine::{EpochClock, LongCallMark, EPOCH_TICK};
 use crate::guest_output::{GuestOutput, OutputRateLimit, OutputTail};
 use crate::metric_handles::MetricHandles;
 use crate::plugin_log::PluginLogs;
-use crate::bindings::types::StateScope;
 use crate::state::{PluginState, SharedState};
 
 /// The (plugin, route) an instance serves, for logs and metrics.

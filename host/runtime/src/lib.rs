@@ -42,10 +42,10 @@ mod wire_edits;
 mod wire_values;
 
 pub use bindings::types::{
-    CacheStatus, FixedEdits, Header, HeaderEdit, HeaderFilter,
-    HeaderOp, HookSet, ImmediateResponse, IpAddress, LogFieldSet, LogLevel, LogLine, LogRecord,
-    LogVerdict, Method, PluginInfo, Protocol, RateDecision, RateLimit, RequestAction, RequestEdits,
-    RequestFieldSet, RequestHead, ResponseEdits, ResponseHead, Scheme, StateScope, Var,
+    CacheStatus, FixedEdits, Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet,
+    ImmediateResponse, IpAddress, LogFieldSet, LogLevel, LogLine, LogRecord, LogVerdict, Method,
+    PluginInfo, Protocol, RateDecision, RateLimit, RequestAction, RequestEdits, RequestFieldSet,
+    RequestHead, ResponseEdits, ResponseHead, Scheme, StateScope, Var,
 };
 pub use call_guard::CallGuard;
 pub use chained::{ChainedPlugin, HookCall, HookFault, PluginHooks, RequestStep};

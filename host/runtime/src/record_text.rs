@@ -118,7 +118,10 @@ mod tests {
             path: Some("/a".into()),
             ..RequestHead::default()
         };
-        assert_eq!((head.method.as_str(), head.path(), head.host()), ("GET", "/a", ""));
+        assert_eq!(
+            (head.method.as_str(), head.path(), head.host()),
+            ("GET", "/a", "")
+        );
         assert!(head.headers().is_empty());
     }
 }

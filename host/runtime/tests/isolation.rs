@@ -46,7 +46,9 @@ fn a_looping_hook_gives_its_worker_to_other_tasks_until_its_budget_stops_it() {
         });
         tokio::task::yield_now().await;
         let started = Instant::now();
-        let result = plugin.request_hook(&mut request("r", "/", "192.0.2.1")).await;
+        let result = plugin
+            .request_hook(&mut request("r", "/", "192.0.2.1"))
+            .await;
         let took = started.elapsed();
         let during = beats.load(Ordering::SeqCst);
         other.abort();
@@ -182,7 +184,9 @@ fn while_a_plugins_slow_calls_are_at_its_bound_new_calls_fail_fast() {
                     // The first two have run two ticks each by then.
                     tokio::time::sleep(Duration::from_millis(80)).await;
                 }
-                plugin.request_hook(&mut request("r", "/", "192.0.2.1")).await
+                plugin
+                    .request_hook(&mut request("r", "/", "192.0.2.1"))
+                    .await
             }
         });
         futures_join_all(calls).await

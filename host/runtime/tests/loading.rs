@@ -163,5 +163,7 @@ fn an_unwritable_cache_costs_a_warning_not_the_plugin() {
     let configured = runtime
         .configure(&plugin, "r", r#"{"mode":"ok"}"#, limits())
         .expect("configure");
-    assert!(configured.on_request(&mut request("r", "/", "192.0.2.1")).is_ok());
+    assert!(configured
+        .on_request(&mut request("r", "/", "192.0.2.1"))
+        .is_ok());
 }

@@ -469,7 +469,11 @@ fn hooks_see_only_the_header_fields_the_plugin_asked_for() {
     let mut rec = log_record();
     rec.request_headers = Some(fields(&["host", "user-agent", "cookie"]));
     rec.response_headers = Some(fields(&["server", "content-type"]));
-    let line = narrow.on_log(&mut rec).expect("on_log").into_line().expect("a line");
+    let line = narrow
+        .on_log(&mut rec)
+        .expect("on_log")
+        .into_line()
+        .expect("a line");
     assert!(
         line.line.ends_with(" headers=user-agent/content-type"),
         "{}",
@@ -513,7 +517,11 @@ fn hooks_see_only_the_record_fields_the_plugin_asked_for() {
 
     let mut rec = log_record();
     let full = rec.clone();
-    let line = narrow.on_log(&mut rec).expect("on_log").into_line().expect("a line");
+    let line = narrow
+        .on_log(&mut rec)
+        .expect("on_log")
+        .into_line()
+        .expect("a line");
     // The record's response header list is empty: it crosses as `none`
     // too, as an empty string would.
     assert!(

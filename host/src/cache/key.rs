@@ -12,7 +12,7 @@
 use std::fmt;
 
 use http::HeaderName;
-use tailgate_runtime::{RequestHead, Method};
+use tailgate_runtime::{Method, RequestHead};
 
 /// The default key template.
 pub const DEFAULT_KEY_TEMPLATE: &str = "{scheme}://{host}{uri}";

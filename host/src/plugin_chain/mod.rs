@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 use tailgate_runtime::{
     ChainedPlugin, ConfigureError, HeaderFilter, HookSet, ImmediateResponse, Limits, LoadError,
-    LogFieldSet, LogLine, LogRecord, LogVerdict, RequestHead, RequestStep, ResponseHead, Runtime, Var,
+    LogFieldSet, LogLine, LogRecord, LogVerdict, RequestHead, RequestStep, ResponseHead, Runtime,
+    Var,
 };
 
 use crate::config::model::{Config, FailurePolicy, RouteName};

@@ -31,6 +31,8 @@ fn fly_config_here(upstream: Option<&str>) -> String {
         "\"/var/lib/tailgate/cache\"",
         format!("\"{}\"", test_cache_dir().display()),
     );
+    // The ban list's state file beside the test's config, not in /var/lib.
+    swap("\"/var/lib/tailgate/state\"", "\".tailgate/state\"".into());
     if let Some(up) = upstream {
         for service in ["www", "blog", "git"] {
             swap(
@@ -64,7 +66,7 @@ fn fly_config_here(upstream: Option<&str>) -> String {
 
 #[test]
 fn tailgate_check_accepts_the_fly_config() {
-    for plugin in ["header_rewrite", "rate_limit", "log_shape"] {
+    for plugin in ["header_rewrite", "rate_limit", "log_shape", "ban"] {
         tailgate_e2e::plugin_wasm(plugin);
     }
     let dir = TempDir::new("fly-check");
@@ -84,7 +86,7 @@ fn tailgate_check_accepts_the_fly_config() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_fly_config_passes_flys_health_check_and_serves_its_routes() {
-    for plugin in ["header_rewrite", "rate_limit", "log_shape"] {
+    for plugin in ["header_rewrite", "rate_limit", "log_shape", "ban"] {
         tailgate_e2e::plugin_wasm(plugin);
     }
     let up = TestUpstream::start();
@@ -149,7 +151,7 @@ const TAILSCALED_MIB: u64 = 100;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_vm_memory_covers_tailgate_at_the_concurrency_hard_limit() {
-    for plugin in ["header_rewrite", "rate_limit", "log_shape"] {
+    for plugin in ["header_rewrite", "rate_limit", "log_shape", "ban"] {
         tailgate_e2e::plugin_wasm(plugin);
     }
     let fly = toml_file("fly/fly.toml");

@@ -1,0 +1,317 @@
+//! One validated jail: which finished exchanges count as failures (status,
+//! path regex, methods), how many within which sliding window ban, for how
+//! long (and how much longer for repeat offenders), by what key, whom it
+//! never touches, and what a banned client gets. Built at configure time
+//! from a `jails` entry laid over its `shared_jails` definition and
+//! `defaults` (fail2ban: a jail section over `[DEFAULT]`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use regex::{Regex, RegexBuilder};
+use tailgate_plugin_sdk::validate::http_methods;
+use tailgate_plugin_sdk::{ConfigError, RequestFieldSet, RequestHead};
+
+use crate::config::{RawAction, RawIncrement, RawJail, DEFAULT_BODY};
+use crate::duration::parse_ms;
+use crate::key::KeySource;
+use crate::network::Network;
+
+/// Compiled-size cap of one path regex.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// The host keeps at most 1024 events per window key.
+const MAX_RETRY: u32 = 1024;
+/// Longest jail name (a metric label and part of every window key).
+const MAX_NAME: usize = 64;
+const MAX_BODY: usize = 1024;
+const MAX_FACTOR: f64 = 1000.0;
+
+#[derive(Debug, Clone)]
+pub struct Jail {
+    pub name: String,
+    statuses: Vec<u16>,
+    path: Option<Regex>,
+    /// Upper case.
+    methods: Option<Vec<String>>,
+    pub max_retry: u32,
+    pub find_time_ms: u64,
+    pub ban_time_ms: u64,
+    /// 1.0: no growth.
+    pub increment_factor: f64,
+    /// 0: no cap.
+    pub max_ban_ms: u64,
+    key: KeySource,
+    ignore: Vec<Network>,
+    pub dry_run: bool,
+    pub action: Action,
+}
+
+/// What a banned client gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// This status and body, with `Retry-After`.
+    Status { status: u16, body: String },
+    /// The connection closed without an answer (nginx 444).
+    Close,
+}
+
+/// Where a jail's settings come from, most specific first.
+struct Layers<'a> {
+    index: usize,
+    entry: &'a RawJail,
+    shared: Option<(&'a str, &'a RawJail)>,
+    defaults: &'a RawJail,
+}
+
+impl Layers<'_> {
+    /// The first layer that gives `field`, and the config path naming it.
+    fn pick<T>(&self, field: &str, get: impl Fn(&RawJail) -> Option<T>) -> Option<(T, String)> {
+        if let Some(value) = get(self.entry) {
+            return Some((value, format!("jails[{}].{field}", self.index)));
+        }
+        if let Some((name, shared)) = self.shared {
+            if let Some(value) = get(shared) {
+                return Some((value, format!("shared_jails.{name}.{field}")));
+            }
+        }
+        get(self.defaults).map(|value| (value, format!("defaults.{field}")))
+    }
+}
+
+impl Jail {
+    pub fn build(
+        index: usize,
+        entry: &RawJail,
+        shared_jails: &BTreeMap<String, RawJail>,
+        defaults: &RawJail,
+    ) -> Result<Jail, ConfigError> {
+        let at_name = format!("jails[{index}].name");
+        let Some(name) = entry.name.clone() else {
+            return Err(ConfigError::new(
+                at_name,
+                "required: the jail's name (jails with one name share their counting and bans)",
+            ));
+        };
+        check_name(&at_name, &name)?;
+        let layers = Layers {
+            index,
+            entry,
+            shared: shared_jails
+                .get_key_value(&name)
+                .map(|(n, j)| (n.as_str(), j)),
+            defaults,
+        };
+        let err = |at: String, message: String| ConfigError::new(at, message);
+
+        let statuses = match layers.pick("statuses", |j| j.statuses.clone()) {
+            None => vec![401, 403],
+            Some((statuses, at)) => {
+                if statuses.is_empty() {
+                    return Err(err(at, "must not be empty".to_owned()));
+                }
+                if let Some(bad) = statuses.iter().find(|s| !(100..=599).contains(*s)) {
+                    return Err(err(at, format!("{bad} is not an HTTP status (100-599)")));
+                }
+                statuses
+            }
+        };
+        let path = match layers.pick("path", |j| j.path.clone()) {
+            None => None,
+            Some((pattern, at)) => Some(
+                RegexBuilder::new(&pattern)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| err(at, e.to_string()))?,
+            ),
+        };
+        let methods = match layers.pick("methods", |j| j.methods.clone()) {
+            None => None,
+            Some((methods, at)) => Some(http_methods(&at, &methods)?),
+        };
+        let max_retry = match layers.pick("max_retry", |j| j.max_retry) {
+            None => 5,
+            Some((n, at)) => {
+                if !(1..=MAX_RETRY).contains(&n) {
+                    return Err(err(at, format!("{n}: give 1 to {MAX_RETRY}")));
+                }
+                n
+            }
+        };
+        let duration = |field: &str, get: fn(&RawJail) -> Option<String>, default: u64| match layers
+            .pick(field, get)
+        {
+            None => Ok(default),
+            Some((text, at)) => parse_ms(&text).map_err(|e| err(at, e)),
+        };
+        let find_time_ms = duration("find_time", |j| j.find_time.clone(), 600_000)?;
+        let ban_time_ms = duration("ban_time", |j| j.ban_time.clone(), 3_600_000)?;
+        let (increment_factor, max_ban_ms) =
+            match layers.pick("ban_time_increment", |j| j.ban_time_increment.clone()) {
+                None => (1.0, 0),
+                Some((increment, at)) => increment_of(&increment, &at, ban_time_ms)?,
+            };
+        let key = match layers.pick("key", |j| j.key.clone()) {
+            None => KeySource::ClientIp,
+            Some((text, at)) => KeySource::parse(&text).map_err(|e| err(at, e))?,
+        };
+        let ignore = match layers.pick("ignore", |j| j.ignore.clone()) {
+            None => Vec::new(),
+            Some((networks, at)) => networks
+                .iter()
+                .enumerate()
+                .map(|(i, text)| Network::parse(text).map_err(|e| err(format!("{at}[{i}]"), e)))
+                .collect::<Result<_, _>>()?,
+        };
+        let dry_run = layers
+            .pick("dry_run", |j| j.dry_run)
+            .is_some_and(|(d, _)| d);
+        let status = layers.pick("status", |j| j.status);
+        let body = layers.pick("body", |j| j.body.clone());
+        let action = match layers.pick("action", |j| j.action).map(|(a, _)| a) {
+            Some(RawAction::Close) => {
+                let given = status.map(|(_, at)| at).or(body.map(|(_, at)| at));
+                if let Some(at) = given {
+                    return Err(err(
+                        at,
+                        "action = \"close\" sends no answer: drop `status` and `body`, or use \
+                         action = \"status\""
+                            .to_owned(),
+                    ));
+                }
+                Action::Close
+            }
+            None | Some(RawAction::Status) => {
+                let status = match status {
+                    None => 403,
+                    Some((444, at)) => {
+                        return Err(err(
+                            at,
+                            "444 is not sent: write action = \"close\" to close the connection"
+                                .to_owned(),
+                        ))
+                    }
+                    Some((s, at)) if !(400..=599).contains(&s) => {
+                        return Err(err(at, format!("{s} is not an error status (400-599)")))
+                    }
+                    Some((s, _)) => s,
+                };
+                let body = match body {
+                    None => DEFAULT_BODY.to_owned(),
+                    Some((body, at)) if body.len() > MAX_BODY => {
+                        return Err(err(at, format!("longer than {MAX_BODY} bytes")))
+                    }
+                    Some((body, _)) => body,
+                };
+                Action::Status { status, body }
+            }
+        };
+        Ok(Jail {
+            name,
+            statuses,
+            path,
+            methods,
+            max_retry,
+            find_time_ms,
+            ban_time_ms,
+            increment_factor,
+            max_ban_ms,
+            key,
+            ignore,
+            dry_run,
+            action,
+        })
+    }
+
+    /// The request headers the jail reads (its key's).
+    pub fn header_names(&self) -> Vec<&str> {
+        self.key.header_names()
+    }
+
+    /// The request fields the jail reads: its key's, and the path when it
+    /// has a `path` filter.
+    pub fn request_fields(&self) -> RequestFieldSet {
+        let mut fields = self.key.request_fields();
+        if self.path.is_some() {
+            fields |= RequestFieldSet::PATH;
+        }
+        fields
+    }
+
+    /// Whether the jail leaves this client alone (`ignore`).
+    pub fn ignores(&self, client: IpAddr) -> bool {
+        self.ignore.iter().any(|net| net.contains(client))
+    }
+
+    pub fn key(&self, req: &RequestHead) -> Option<String> {
+        self.key.key(req)
+    }
+
+    /// Whether a failure of this request would count: its path and method
+    /// pass the jail's filters (the status is known in the log phase).
+    pub fn watches(&self, req: &RequestHead) -> bool {
+        self.methods
+            .as_ref()
+            .is_none_or(|methods| methods.iter().any(|m| m == req.method.as_str()))
+            && self.path.as_ref().is_none_or(|re| re.is_match(&req.path))
+    }
+
+    /// Whether a finished exchange's status is a failure.
+    pub fn fails(&self, status: u16) -> bool {
+        self.statuses.contains(&status)
+    }
+
+    /// The window key of `key` (jails of one name count together).
+    pub fn window_key(&self, key: &str) -> String {
+        format!("{}|{key}", self.name)
+    }
+}
+
+fn increment_of(raw: &RawIncrement, at: &str, ban_time_ms: u64) -> Result<(f64, u64), ConfigError> {
+    let factor = raw.factor.unwrap_or(2.0);
+    if !(factor.is_finite() && (1.0..=MAX_FACTOR).contains(&factor)) {
+        return Err(ConfigError::new(
+            format!("{at}.factor"),
+            format!("{factor}: give a number from 1.0 (no growth) to {MAX_FACTOR}"),
+        ));
+    }
+    let max = match &raw.max {
+        None => 0,
+        Some(text) => {
+            let max = parse_ms(text).map_err(|e| ConfigError::new(format!("{at}.max"), e))?;
+            if max < ban_time_ms {
+                return Err(ConfigError::new(
+                    format!("{at}.max"),
+                    format!(
+                        "\"{text}\" is shorter than ban_time: a ban never lasts less than ban_time"
+                    ),
+                ));
+            }
+            max
+        }
+    };
+    Ok((factor, max))
+}
+
+/// Jail names are ban-list jails, metric labels and log text: short, no
+/// spaces or quotes (and no `|`, which separates the window key).
+pub fn check_name(at: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::new(at, "must not be empty"));
+    }
+    if name.len() > MAX_NAME {
+        return Err(ConfigError::new(
+            at,
+            format!("`{name}` is longer than {MAX_NAME} bytes"),
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+    {
+        return Err(ConfigError::new(
+            at,
+            format!("`{name}`: use letters, digits, `_`, `-`, `.` and `:`"),
+        ));
+    }
+    Ok(())
+}
