@@ -345,3 +345,83 @@ fn misuse_of_an_import_traps_with_a_reason() {
         other => panic!("expected a trap, got {other:?}"),
     }
 }
+
+#[test]
+fn windows_set_if_absent_compare_and_set_ttl_and_gauges_work_through_a_real_plugin() {
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let runtime = runtime_with_clock(clock.clone());
+    let plugin = state_plugin(
+        &runtime,
+        "fault-injector",
+        "r",
+        r#"{"mode":"state","ttl_ms":5000}"#,
+    );
+    let first = edits(&plugin, "/", "192.0.2.1");
+    assert_eq!(
+        edit(&first.headers, "x-primitives"),
+        Some("window=1,counted=1,nx=true,cas=true/false/true,ttl=5000")
+    );
+    clock.advance(Duration::from_millis(30_000));
+    let second = edits(&plugin, "/", "192.0.2.1");
+    // The window holds both events; the set-if-absent key (5 s ttl) has
+    // expired, so it is set again.
+    assert_eq!(
+        edit(&second.headers, "x-primitives"),
+        Some("window=2,counted=2,nx=true,cas=true/false/true,ttl=5000")
+    );
+    // 1 s later the key is still there: not set.
+    clock.advance(Duration::from_millis(1_000));
+    let third = edits(&plugin, "/", "192.0.2.1");
+    assert_eq!(
+        edit(&third.headers, "x-primitives"),
+        Some("window=3,counted=3,nx=false,cas=true/false/true,ttl=5000")
+    );
+    // The first event leaves the 60 s window: a sliding count, not a bucket.
+    clock.advance(Duration::from_millis(30_000));
+    let fourth = edits(&plugin, "/", "192.0.2.1");
+    assert_eq!(
+        edit(&fourth.headers, "x-primitives").map(|p| &p[..18]),
+        Some("window=3,counted=3")
+    );
+}
+
+#[test]
+fn a_route_scope_keeps_state_apart_and_a_named_scope_shares_it() {
+    let runtime = runtime();
+    let hits = |plugin: &ConfiguredPlugin| {
+        edit(&edits(plugin, "/", "192.0.2.1").headers, "x-hits").map(str::to_owned)
+    };
+    let a = state_plugin(
+        &runtime,
+        "fault-injector",
+        "a",
+        r#"{"mode":"state","state_scope":"route"}"#,
+    );
+    let b = state_plugin(
+        &runtime,
+        "fault-injector",
+        "b",
+        r#"{"mode":"state","state_scope":"route"}"#,
+    );
+    assert_eq!(hits(&a).as_deref(), Some("1"));
+    assert_eq!(hits(&a).as_deref(), Some("2"));
+    assert_eq!(hits(&b).as_deref(), Some("1"), "route b has its own counter");
+
+    let c = state_plugin(
+        &runtime,
+        "fault-injector",
+        "c",
+        r#"{"mode":"state","state_scope":"login"}"#,
+    );
+    let d = state_plugin(
+        &runtime,
+        "fault-injector",
+        "d",
+        r#"{"mode":"state","state_scope":"login"}"#,
+    );
+    assert_eq!(hits(&c).as_deref(), Some("1"));
+    assert_eq!(hits(&d).as_deref(), Some("2"), "one named scope, one counter");
+    // The plugin's own scope is apart from both.
+    let own = state_plugin(&runtime, "fault-injector", "e", r#"{"mode":"state"}"#);
+    assert_eq!(hits(&own).as_deref(), Some("1"));
+}

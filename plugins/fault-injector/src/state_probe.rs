@@ -73,8 +73,10 @@ pub fn on_request(config: &Config, req: &RequestHead) -> RequestAction {
         });
     }
 
+    let primitives = probe_primitives(config.ttl_ms);
     RequestAction::Continue(RequestEdits {
         headers: vec![
+            set("x-primitives", &primitives),
             set("x-hits", &hits.to_string()),
             set("x-hits-read", &hits_read.to_string()),
             set("x-kv-prev", &previous_path),
@@ -86,6 +88,29 @@ pub fn on_request(config: &Config, req: &RequestHead) -> RequestAction {
         delay_ms: if zone.dry_run { 0 } else { delay_ms },
         vars,
     })
+}
+
+/// The 0.7.0 state imports, each used once per request and reported as
+/// `name=result` pairs: a sliding window (`window=N`, the events within
+/// 60 s), set-if-absent on a key (`nx=true` only the first time),
+/// compare-and-set from absent and from the value just set, the remaining
+/// ttl, a gauge set to the window count.
+fn probe_primitives(ttl_ms: u64) -> String {
+    let window = host::window_add("probe-window", 60_000, 16);
+    let counted = host::window_count("probe-window", 60_000);
+    let nx = host::kv_set_if_absent("probe-once", b"1", ttl_ms);
+    host::kv_delete("probe-cas");
+    let cas_absent = host::kv_compare_and_set("probe-cas", None, b"a", ttl_ms);
+    let cas_wrong = host::kv_compare_and_set("probe-cas", Some(b"x"), b"b", ttl_ms);
+    let cas_right = host::kv_compare_and_set("probe-cas", Some(b"a"), b"c", ttl_ms);
+    let ttl = match host::kv_ttl("probe-cas") {
+        None => "none".to_string(),
+        Some(ms) => ms.to_string(),
+    };
+    host::gauge_set("probe_window", &[], f64::from(window));
+    format!(
+        "window={window},counted={counted},nx={nx},cas={cas_absent}/{cas_wrong}/{cas_right},ttl={ttl}"
+    )
 }
 
 /// on-response: report the shared hit count and the host clock to the client.
