@@ -51,7 +51,7 @@ impl StateCall {
             if !matches!(decision, RateDecision::Reject(_)) {
                 let namespace = &self.plugin_state.namespace;
                 let shared_key = redis.synced_bucket_key(namespace, zone.name(), rate, key);
-                redis.queue.admitted(shared_key, zone, key);
+                redis.queue.admitted(shared_key, zone, key, now);
             }
         }
         decision

@@ -51,9 +51,16 @@ struct Pending {
     zone: Arc<RateLimitZone>,
     key: String,
     admitted: AtomicU64,
+    /// When it last admitted one, ms: a bucket keeps being pulled (the
+    /// other machines' admissions) until it has been idle here for
+    /// [`FOLLOW_MS`].
+    last_admitted_ms: AtomicU64,
 }
 
-/// What the next round pushes, by shared bucket key.
+/// How long a bucket idle on this machine is still pulled each round.
+const FOLLOW_MS: u64 = 60_000;
+
+/// The buckets the rounds push and pull, by shared bucket key.
 #[derive(Default)]
 pub(crate) struct SyncQueue {
     buckets: DashMap<String, Pending>,
@@ -61,22 +68,21 @@ pub(crate) struct SyncQueue {
 
 impl SyncQueue {
     /// Counts one admitted request of `zone`'s bucket for `key`.
-    pub(crate) fn admitted(&self, shared_key: String, zone: &Arc<RateLimitZone>, key: &str) {
-        self.buckets
-            .entry(shared_key)
-            .or_insert_with(|| Pending {
-                zone: zone.clone(),
-                key: key.to_owned(),
-                admitted: AtomicU64::new(0),
-            })
-            .admitted
-            .fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn since(&self, shared_key: &str) -> u64 {
-        self.buckets
-            .get(shared_key)
-            .map_or(0, |p| p.admitted.load(Ordering::Relaxed))
+    pub(crate) fn admitted(
+        &self,
+        shared_key: String,
+        zone: &Arc<RateLimitZone>,
+        key: &str,
+        now_ms: u64,
+    ) {
+        let entry = self.buckets.entry(shared_key).or_insert_with(|| Pending {
+            zone: zone.clone(),
+            key: key.to_owned(),
+            admitted: AtomicU64::new(0),
+            last_admitted_ms: AtomicU64::new(now_ms),
+        });
+        entry.admitted.fetch_add(1, Ordering::Relaxed);
+        entry.last_admitted_ms.store(now_ms, Ordering::Relaxed);
     }
 }
 
@@ -120,17 +126,19 @@ async fn push_buckets(shared: &SharedState, redis: &Arc<RedisState>) {
         .map(|e| e.key().clone())
         .collect();
     for shared_key in keys {
-        let Some((_, pending)) = redis.queue.buckets.remove(&shared_key) else {
+        let now = shared.now_ms();
+        let Some((zone, key, admitted)) = redis.queue.buckets.get(&shared_key).map(|p| {
+            let admitted = p.admitted.swap(0, Ordering::Relaxed);
+            (p.zone.clone(), p.key.clone(), admitted)
+        }) else {
             continue;
         };
-        let admitted = pending.admitted.load(Ordering::Relaxed);
-        let rate = pending.zone.spec().rate_milli.max(1);
-        let now = shared.now_ms();
-        let key = shared_key.clone();
+        let rate = zone.spec().rate_milli.max(1);
+        let bucket = shared_key.clone();
         let excess: Option<u64> = redis
             .run(|mut conn| async move {
                 PUSH_BUCKET
-                    .key(key)
+                    .key(bucket)
                     .arg(rate)
                     .arg(admitted * 1000)
                     .arg(now)
@@ -138,27 +146,23 @@ async fn push_buckets(shared: &SharedState, redis: &Arc<RedisState>) {
                     .await
             })
             .await;
-        match excess {
-            Some(excess) => {
-                let since = redis.queue.since(&shared_key);
-                pending
-                    .zone
-                    .set_shared_excess(&pending.key, excess, since, now);
-            }
-            None => {
-                // Pushed next round (or after the outage).
-                let back = redis
-                    .queue
-                    .buckets
-                    .entry(shared_key)
-                    .or_insert_with(|| Pending {
-                        zone: pending.zone.clone(),
-                        key: pending.key.clone(),
-                        admitted: AtomicU64::new(0),
-                    });
-                back.admitted.fetch_add(admitted, Ordering::Relaxed);
-                return;
-            }
+        let Some(entry) = redis.queue.buckets.get(&shared_key) else {
+            continue;
+        };
+        let Some(excess) = excess else {
+            // Pushed next round (or after the outage).
+            entry.admitted.fetch_add(admitted, Ordering::Relaxed);
+            return;
+        };
+        let since = entry.admitted.load(Ordering::Relaxed);
+        zone.set_shared_excess(&key, excess, since, now);
+        let idle = now.saturating_sub(entry.last_admitted_ms.load(Ordering::Relaxed));
+        drop(entry);
+        if since == 0 && idle > FOLLOW_MS {
+            redis
+                .queue
+                .buckets
+                .remove_if(&shared_key, |_, p| p.admitted.load(Ordering::Relaxed) == 0);
         }
     }
 }
