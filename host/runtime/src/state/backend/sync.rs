@@ -4,9 +4,9 @@
 //! requests each bucket admitted since the last round are added to a shared
 //! leaky bucket in Redis (leaked at the zone's rate), and the local bucket
 //! is set to the shared excess — so between rounds each of N machines may
-//! admit up to `rate × interval` (plus its burst) the others do not know
+//! admit up to `rate × interval` (plus its burst + 1) the others do not know
 //! of yet: the shared limit can be exceeded by at most
-//! `(N − 1) × (rate × interval + burst)` per interval. Bans: made and
+//! `(N − 1) × (rate × interval + burst + 1)` per interval. Bans: made and
 //! lifted in Redis at once (`shared_bans`); each round pulls the shared
 //! list, mirrors the bans made elsewhere and drops those lifted elsewhere,
 //! so a ban or unban reaches every machine within one interval. Counters,
