@@ -3,12 +3,14 @@
 # `shellcheck` (tests/tests/fly_deploy.rs lints fly/start.sh with it),
 # `microsocks` (tests/tests/tailnet_socks5.rs dials upstreams through it),
 # `prometheus` (tests/tests/telemetry_*.rs start their own server on a free
-# loopback port; a system service the package may start on :9090 is not used).
+# loopback port; a system service the package may start on :9090 is not used),
+# `redis-server` (tests/tests/state_redis*.rs start their own on a free loopback
+# port for the shared `[state] backend = "redis"`).
 # Runs `apt-get update` once, and only when something is missing; prints
 # nothing when everything is already there, so `make test` can call it always.
 set -euo pipefail
 
-packages=(shellcheck microsocks prometheus)
+packages=(shellcheck microsocks prometheus redis-server)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -118,6 +118,11 @@ fn load_plugins(
             max_calls_per_instance: config.runtime.max_calls_per_instance,
             output_lines_per_second: config.runtime.output_lines_per_second,
             state_dir: serving.then(|| config.state.dir.clone()),
+            redis: if serving {
+                config.state.redis.clone()
+            } else {
+                None
+            },
             ..RuntimeConfig::new(&config.runtime.cache_dir)
         },
         RuntimeOptions {

@@ -9,6 +9,7 @@ pub mod loki_standin;
 pub mod metrics_scrape;
 pub mod process;
 pub mod prometheus;
+pub mod redis_server;
 pub mod test_pki;
 pub mod upstream;
 

@@ -8,6 +8,8 @@ pub enum RuntimeError {
     Engine(String),
     #[error(transparent)]
     StateFile(#[from] crate::StateFileError),
+    #[error(transparent)]
+    Backend(#[from] crate::BackendError),
 }
 
 #[derive(Debug, thiserror::Error)]

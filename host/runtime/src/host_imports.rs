@@ -1,7 +1,8 @@
 //! The `host` interface of `wit/plugin.wit`, as the guests see it: logging,
 //! plugin metrics, rate limiting, counters, window counters, kv, the ban
 //! list and the clock. Every call is
-//! answered from the calling plugin's own namespace of the shared state.
+//! answered from the calling plugin's own namespace of the shared state
+//! (with a shared backend, through `state_imports`).
 //! Misuse (a zero rate, an oversized key, a reserved metric name) traps the
 //! guest with a message saying what was wrong.
 
@@ -252,7 +253,7 @@ impl Host for HostState {
         Ok(())
     }
 
-    fn rate_limit_check(
+    async fn rate_limit_check(
         &mut self,
         limit: RateLimit,
         key: String,
@@ -272,7 +273,7 @@ impl Host for HostState {
             burst: limit.burst,
             delay: limit.delay,
         };
-        let decision = zone.check(&key, by, self.shared.now_ms());
+        let decision = self.state_call().decide_rate(&zone, &key, by).await;
         if dry_run && decision != rate_limiter::RateDecision::Pass {
             tracing::debug!(
                 plugin = %self.guest.plugin,
@@ -300,15 +301,14 @@ impl Host for HostState {
         })
     }
 
-    fn counter_incr(&mut self, key: String, delta: i64, ttl_ms: u64) -> HostResult<i64> {
+    async fn counter_incr(&mut self, key: String, delta: i64, ttl_ms: u64) -> HostResult<i64> {
         self.check_key("counter-incr", &key)?;
-        let now = self.shared.now_ms();
-        Ok(self.plugin_state.counters.incr(&key, delta, ttl_ms, now))
+        Ok(self.state_call().incr_counter(&key, delta, ttl_ms).await)
     }
 
-    fn counter_get(&mut self, key: String) -> HostResult<i64> {
+    async fn counter_get(&mut self, key: String) -> HostResult<i64> {
         self.check_key("counter-get", &key)?;
-        Ok(self.plugin_state.counters.get(&key, self.shared.now_ms()))
+        Ok(self.state_call().read_counter(&key).await)
     }
 
     fn kv_get(&mut self, key: String) -> HostResult<Option<Vec<u8>>> {
@@ -328,7 +328,12 @@ impl Host for HostState {
         Ok(self.plugin_state.kv.delete(&key, self.shared.now_ms()))
     }
 
-    fn window_add(&mut self, key: String, window_ms: u64, max_events: u32) -> HostResult<u32> {
+    async fn window_add(
+        &mut self,
+        key: String,
+        window_ms: u64,
+        max_events: u32,
+    ) -> HostResult<u32> {
         self.check_key("window-add", &key)?;
         if !(1..=MAX_WINDOW_EVENTS).contains(&max_events) {
             return refuse(HostCallError::WindowEvents(max_events));
@@ -338,27 +343,25 @@ impl Host for HostState {
                 import: "window-add",
             });
         }
-        let now = self.shared.now_ms();
         Ok(self
-            .plugin_state
-            .windows
-            .record(&key, now, window_ms, max_events))
+            .state_call()
+            .add_to_window(&key, window_ms, max_events)
+            .await)
     }
 
-    fn window_count(&mut self, key: String, window_ms: u64) -> HostResult<u32> {
+    async fn window_count(&mut self, key: String, window_ms: u64) -> HostResult<u32> {
         self.check_key("window-count", &key)?;
         if window_ms == 0 {
             return refuse(HostCallError::EmptyWindow {
                 import: "window-count",
             });
         }
-        let now = self.shared.now_ms();
-        Ok(self.plugin_state.windows.count(&key, now, window_ms))
+        Ok(self.state_call().count_window(&key, window_ms).await)
     }
 
-    fn window_reset(&mut self, key: String) -> HostResult<()> {
+    async fn window_reset(&mut self, key: String) -> HostResult<()> {
         self.check_key("window-reset", &key)?;
-        self.plugin_state.windows.reset(&key, self.shared.now_ms());
+        self.state_call().reset_window(&key).await;
         Ok(())
     }
 
@@ -388,7 +391,7 @@ impl Host for HostState {
         Ok(self.plugin_state.kv.ttl_ms(&key, self.shared.now_ms()))
     }
 
-    fn ban_add(
+    async fn ban_add(
         &mut self,
         jail: String,
         key: String,
@@ -410,27 +413,29 @@ impl Host for HostState {
             increment_factor: request.increment_factor,
             max_duration_ms: request.max_duration_ms,
         };
-        let now = self.shared.now_ms();
-        Ok(match self.shared.bans.add(&jail, &key, &request, now) {
-            bans::BanOutcome::Banned(ban) => BanOutcome::Banned(wire_ban(ban)),
-            bans::BanOutcome::Already(ban) => BanOutcome::Already(wire_ban(ban)),
-        })
+        Ok(
+            match self.shared.clone().ban_add(&jail, &key, &request).await {
+                bans::BanOutcome::Banned(ban) => BanOutcome::Banned(wire_ban(ban)),
+                bans::BanOutcome::Already(ban) => BanOutcome::Already(wire_ban(ban)),
+            },
+        )
     }
 
-    fn ban_check(&mut self, jail: String, key: String) -> HostResult<Option<Ban>> {
+    async fn ban_check(&mut self, jail: String, key: String) -> HostResult<Option<Ban>> {
         self.check_key("ban-check", &jail)?;
         self.check_key("ban-check", &key)?;
         Ok(self
             .shared
-            .bans
-            .check(&jail, &key, self.shared.now_ms())
+            .clone()
+            .ban_check(&jail, &key)
+            .await
             .map(wire_ban))
     }
 
-    fn ban_remove(&mut self, jail: String, key: String) -> HostResult<bool> {
+    async fn ban_remove(&mut self, jail: String, key: String) -> HostResult<bool> {
         self.check_key("ban-remove", &jail)?;
         self.check_key("ban-remove", &key)?;
-        Ok(self.shared.bans.remove(&jail, &key, self.shared.now_ms()))
+        Ok(self.shared.clone().ban_remove(&jail, &key).await)
     }
 
     fn now_ms(&mut self) -> HostResult<u64> {

@@ -38,6 +38,7 @@ mod plugin_log;
 mod record_text;
 pub mod request_path;
 mod state;
+mod state_imports;
 mod wire_edits;
 mod wire_values;
 
@@ -59,6 +60,7 @@ pub use error::{ConfigureError, LoadError, PluginFault, RuntimeError};
 pub use guest_output::DEFAULT_OUTPUT_LINES_PER_SECOND;
 pub use hook::Hook;
 pub use observer::{OutputSource, PluginObserver, PluginOutput};
+pub use state::backend::{BackendError, BackendHealth, Consistency, RedisConfig};
 pub use state::bans::persist::{StateFileError, BANS_FILE};
 pub use state::bans::{BanEntry, BanList, BanOutcome, BanRequest, OFFENCE_RETENTION_MS};
 pub use state::clock::{Clock, ManualClock, SystemClock};
@@ -109,6 +111,9 @@ pub struct RuntimeConfig {
     /// Where state that outlives the process is kept (the ban list's
     /// `bans.json`); `None` keeps it in memory only.
     pub state_dir: Option<PathBuf>,
+    /// The shared state backend (`[state] backend = "redis"`); `None`
+    /// keeps all state on this machine.
+    pub redis: Option<RedisConfig>,
 }
 
 impl RuntimeConfig {
@@ -121,6 +126,7 @@ impl RuntimeConfig {
             max_calls_per_instance: DEFAULT_MAX_CALLS_PER_INSTANCE,
             output_lines_per_second: DEFAULT_OUTPUT_LINES_PER_SECOND,
             state_dir: None,
+            redis: None,
         }
     }
 }
@@ -247,15 +253,23 @@ impl Runtime {
             Some(dir) => BanList::open(dir, state_limits.max_bans, clock.now_ms())?,
             None => BanList::new(state_limits.max_bans),
         };
+        let redis = match &config.redis {
+            Some(redis) => Some(state::backend::RedisState::new(redis)?),
+            None => None,
+        };
+        let shared = Arc::new(
+            SharedState::with_bans(clock, state_limits, bans)
+                .with_observer(observer)
+                .with_redis(redis),
+        );
+        shared.start_sync();
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
                 allocator,
                 linker,
                 cache,
-                shared: Arc::new(
-                    SharedState::with_bans(clock, state_limits, bans).with_observer(observer),
-                ),
+                shared,
                 live: Arc::new(LiveInstances::new(config.max_instances.max(1))),
                 epoch,
                 config,
@@ -407,6 +421,11 @@ impl Runtime {
     /// The runtime's ban list (every jail), on its clock.
     pub fn bans(&self) -> BanView {
         BanView::new(self.inner.shared.clone())
+    }
+
+    /// The shared state backend's health (`/healthz`), if there is one.
+    pub fn state_backend(&self) -> Option<BackendHealth> {
+        self.inner.shared.redis.as_ref().map(|r| r.health())
     }
 
     /// The caps on each plugin's state.

@@ -4,12 +4,14 @@
 //! (jails are global names), all on the runtime's one [`Clock`]. Lives as long as the
 //! [`crate::Runtime`], so it survives config reloads.
 
+pub mod backend;
 pub(crate) mod bans;
 mod bounded_map;
 pub mod clock;
 pub(crate) mod counters;
 pub(crate) mod kv;
 pub(crate) mod rate_limiter;
+mod shared_bans;
 pub mod view;
 pub(crate) mod windows;
 
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::observer::PluginObserver;
+use backend::{Consistency, RedisState};
 use bans::BanList;
 use clock::Clock;
 use counters::Counters;
@@ -64,6 +67,9 @@ impl Default for StateLimits {
 
 /// One plugin's namespace.
 pub(crate) struct PluginState {
+    /// Its name (the plugin's, or `plugin@route:...`, `plugin@name`): the
+    /// shared backend's keys carry it.
+    pub(crate) namespace: Arc<str>,
     pub(crate) counters: Counters,
     pub(crate) kv: KvStore,
     pub(crate) rate_limits: RateLimitZones,
@@ -78,6 +84,8 @@ pub(crate) struct SharedState {
     pub(crate) observer: Option<Arc<dyn PluginObserver>>,
     /// The bans of every jail: global to the runtime, not per plugin.
     pub(crate) bans: BanList,
+    /// The shared backend (`[state] backend = "redis"`), if any.
+    pub(crate) redis: Option<Arc<RedisState>>,
     plugins: DashMap<String, Arc<PluginState>>,
 }
 
@@ -95,8 +103,37 @@ impl SharedState {
             limits,
             observer: None,
             bans,
+            redis: None,
             plugins: DashMap::new(),
         }
+    }
+
+    pub(crate) fn with_redis(mut self, redis: Option<Arc<RedisState>>) -> Self {
+        self.redis = redis;
+        self
+    }
+
+    /// The shared backend when decisions are local and synced (`sync`).
+    pub(crate) fn synced(&self) -> Option<&Arc<RedisState>> {
+        self.redis
+            .as_ref()
+            .filter(|r| matches!(r.consistency, Consistency::Sync(_)))
+    }
+
+    /// Starts the `sync` mode's round task, if that is the mode.
+    pub(crate) fn start_sync(self: &Arc<Self>) {
+        if let Some(redis) = self.synced() {
+            if let Consistency::Sync(interval) = redis.consistency {
+                backend::sync::spawn(self, redis, interval);
+            }
+        }
+    }
+
+    /// The shared backend when decisions are made in it (`exact`).
+    pub(crate) fn exact(&self) -> Option<&Arc<RedisState>> {
+        self.redis
+            .as_ref()
+            .filter(|r| r.consistency == Consistency::Exact)
     }
 
     pub(crate) fn with_observer(mut self, observer: Option<Arc<dyn PluginObserver>>) -> Self {
@@ -122,6 +159,7 @@ impl SharedState {
                     )
                 };
                 Arc::new(PluginState {
+                    namespace: name.into(),
                     counters: Counters::new(limits.max_counters, Some(gauge("counter"))),
                     kv: KvStore::new(limits.max_kv_entries, Some(gauge("kv"))),
                     rate_limits: RateLimitZones::new(

@@ -116,36 +116,48 @@ pub fn endpoints(bans: BanView, max_key_bytes: usize) -> BanEndpoints {
     let list = {
         let bans = bans.clone();
         handler(move |_req| {
-            let now = bans.now_ms();
-            let listed: Vec<BanJson> = bans.list().iter().map(|b| BanJson::new(b, now)).collect();
-            async move { json_response(StatusCode::OK, &serde_json::json!(listed)) }
+            let bans = bans.clone();
+            async move {
+                let now = bans.now_ms();
+                let listed: Vec<BanJson> = bans
+                    .list_shared()
+                    .await
+                    .iter()
+                    .map(|b| BanJson::new(b, now))
+                    .collect();
+                json_response(StatusCode::OK, &serde_json::json!(listed))
+            }
         })
     };
     let add = {
         let bans = bans.clone();
         handler(move |req: AdminRequest| {
-            let resp = add_ban(&bans, req.body(), max_key_bytes);
-            async move { resp }
+            let bans = bans.clone();
+            async move { add_ban(&bans, req.body(), max_key_bytes).await }
         })
     };
     let remove = handler(move |req: AdminRequest| {
-        let resp = match jail_and_key(req.uri().path()) {
-            Err(e) => error_response(StatusCode::BAD_REQUEST, &e),
-            Ok((jail, key)) if bans.remove(&jail, &key) => {
-                tracing::info!(%jail, %key, "ban lifted through the admin API");
-                text_response(StatusCode::NO_CONTENT, "")
-            }
-            Ok((jail, key)) => json_response(
-                StatusCode::NOT_FOUND,
-                &serde_json::json!({ "error": format!("no active ban of {key:?} in jail {jail:?}") }),
-            ),
-        };
-        async move { resp }
+        let bans = bans.clone();
+        async move { remove_ban(&bans, &req).await }
     });
     BanEndpoints { list, add, remove }
 }
 
-fn add_ban(bans: &BanView, body: &[u8], max_key_bytes: usize) -> AdminResponse {
+async fn remove_ban(bans: &BanView, req: &AdminRequest) -> AdminResponse {
+    match jail_and_key(req.uri().path()) {
+        Err(e) => error_response(StatusCode::BAD_REQUEST, &e),
+        Ok((jail, key)) if bans.remove_shared(&jail, &key).await => {
+            tracing::info!(%jail, %key, "ban lifted through the admin API");
+            text_response(StatusCode::NO_CONTENT, "")
+        }
+        Ok((jail, key)) => json_response(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({ "error": format!("no active ban of {key:?} in jail {jail:?}") }),
+        ),
+    }
+}
+
+async fn add_ban(bans: &BanView, body: &[u8], max_key_bytes: usize) -> AdminResponse {
     let order = match parse_order(body, max_key_bytes) {
         Ok(order) => order,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, &e),
@@ -153,7 +165,10 @@ fn add_ban(bans: &BanView, body: &[u8], max_key_bytes: usize) -> AdminResponse {
     let (order, duration) = order;
     let length_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     let now = bans.now_ms();
-    match bans.add(&order.jail, &order.key, &BanRequest::fixed(length_ms)) {
+    match bans
+        .add_shared(&order.jail, &order.key, &BanRequest::fixed(length_ms))
+        .await
+    {
         BanOutcome::Banned(ban) => {
             tracing::info!(
                 jail = %ban.jail,

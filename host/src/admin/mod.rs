@@ -50,7 +50,7 @@ pub fn admin_routes(state: &AdminState) -> AdminRouter {
         .route(
             Method::GET,
             "/healthz",
-            health_endpoint(state.lifecycle.clone()),
+            health_endpoint(state.lifecycle.clone(), state.bans.clone()),
         )
         .route(
             Method::POST,
@@ -74,14 +74,29 @@ pub fn admin_routes(state: &AdminState) -> AdminRouter {
 
 /// `GET /healthz` on the admin listener: 200 "ok" while serving, 503
 /// "draining" once shutdown began (same answer as the public `/healthz`).
-fn health_endpoint(lifecycle: Lifecycle) -> AdminHandler {
+/// With a shared state backend a second line says how it is
+/// (`state backend redis (exact): up` or `... degraded, deciding locally`);
+/// a degraded backend keeps the 200: requests are still served.
+fn health_endpoint(lifecycle: Lifecycle, bans: tailgate_runtime::BanView) -> AdminHandler {
     router::handler(move |_req| {
         let draining = lifecycle.is_draining();
-        async move {
-            if draining {
-                text_response(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+        let backend = bans.backend_health().map(|h| {
+            let how = if h.up {
+                "up".to_owned()
             } else {
-                text_response(StatusCode::OK, "ok\n")
+                format!("degraded, deciding locally ({} errors)", h.errors)
+            };
+            format!("state backend {} ({}): {how}\n", h.backend, h.mode)
+        });
+        async move {
+            let backend = backend.unwrap_or_default();
+            if draining {
+                text_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("draining\n{backend}"),
+                )
+            } else {
+                text_response(StatusCode::OK, format!("ok\n{backend}"))
             }
         }
     })

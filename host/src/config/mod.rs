@@ -82,7 +82,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let access_log = access_log::build_access_log(&src, base_dir, &plugins, raw.access_log)?;
     let cache = cache::build_cache(&src, raw.cache)?;
     let telemetry = telemetry::build_telemetry(&src, raw.telemetry)?.dial_like(&tailnet);
-    let state = state::build_state(&src, base_dir, raw.state)?;
+    let state = state::build_state(&src, base_dir, &tailnet, raw.state)?;
     Ok(Config {
         source: path.to_path_buf(),
         server,

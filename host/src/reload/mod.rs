@@ -400,6 +400,9 @@ fn restart_only_changes(running: &Config, next: &Config) -> Vec<&'static str> {
     if running.state.dir != next.state.dir {
         keys.push("state.dir");
     }
+    if running.state.redis != next.state.redis {
+        keys.push("state.backend");
+    }
     let (was, is) = (&running.state.limits, &next.state.limits);
     let caps = [
         ("state.max_bans", was.max_bans != is.max_bans),

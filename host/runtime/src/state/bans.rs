@@ -370,6 +370,17 @@ impl BanList {
         self.writer.as_ref().is_none_or(|w| w.flush(timeout))
     }
 
+    /// A ban made on another machine (read from the shared backend): kept
+    /// here too, so this machine still enforces it while the backend is
+    /// unreachable. A ban already held for (jail, key) is left as it is.
+    pub(crate) fn mirror(&self, ban: BanEntry, now_ms: u64) {
+        if ban.is_expired(now_ms) || self.read().get(&ban.jail, &ban.key).is_some() {
+            return;
+        }
+        self.insert_loaded(ban);
+        self.changed();
+    }
+
     /// A loaded ban, through the same cap as new ones.
     fn insert_loaded(&self, ban: BanEntry) {
         let mut bans = self.write();

@@ -143,6 +143,20 @@ impl RateLimitZone {
         })
     }
 
+    /// Sets `key`'s bucket to the shared excess the `sync` mode pulled
+    /// (every machine's admissions, leaked to `now_ms`), keeping the
+    /// admissions made here since it was pushed (`since_push`).
+    pub(crate) fn set_shared_excess(&self, key: &str, excess: u64, since_push: u64, now_ms: u64) {
+        let rate = self.spec.rate_milli.max(1);
+        self.buckets.update(key, now_ms, |slot| {
+            *slot = Some(Bucket {
+                excess: excess + since_push * 1000,
+                last_ms: now_ms,
+                rate_milli: rate,
+            });
+        });
+    }
+
     /// Buckets held, including idle ones not yet swept.
     pub(crate) fn tracked_keys(&self) -> usize {
         self.buckets.len()

@@ -309,6 +309,28 @@ impl BanView {
         self.shared.bans.list(self.now_ms())
     }
 
+    /// `ban-add` through the shared backend when there is one (the admin
+    /// API's `POST /bans`: every machine sees the ban).
+    pub async fn add_shared(&self, jail: &str, key: &str, request: &BanRequest) -> BanOutcome {
+        self.shared.ban_add(jail, key, request).await
+    }
+
+    /// `ban-remove` here and in the shared backend (`DELETE /bans/...`).
+    pub async fn remove_shared(&self, jail: &str, key: &str) -> bool {
+        self.shared.ban_remove(jail, key).await
+    }
+
+    /// The health of the shared backend the bans (and the rest of the
+    /// plugin state) go to, if there is one (`/healthz`).
+    pub fn backend_health(&self) -> Option<crate::BackendHealth> {
+        self.shared.redis.as_ref().map(|r| r.health())
+    }
+
+    /// Every active ban, this machine's and the shared backend's.
+    pub async fn list_shared(&self) -> Vec<BanEntry> {
+        self.shared.ban_list().await
+    }
+
     /// Waits (up to `timeout`) until every change is in the state file;
     /// true at once without a state directory.
     pub fn flush(&self, timeout: std::time::Duration) -> bool {

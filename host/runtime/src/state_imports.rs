@@ -1,0 +1,113 @@
+//! Where the state host imports (`host_imports`) get their answers: the
+//! calling plugin's local namespace, or — with `[state] backend = "redis"`
+//! in `exact` mode — Redis, falling back to the local namespace whenever
+//! Redis is down or slower than `timeout` (`state::backend`). In `sync`
+//! mode decisions are local and the accounting is queued for the interval
+//! task (`state::backend::sync`).
+
+use std::sync::Arc;
+
+use crate::host_state::HostState;
+use crate::state::rate_limiter::{Burst, RateDecision, RateLimitZone};
+use crate::state::{PluginState, SharedState};
+
+/// The state a host import call works on, owned: the import's future holds
+/// it across the wait (the instance's `HostState` is not `Sync`).
+pub(crate) struct StateCall {
+    shared: Arc<SharedState>,
+    plugin_state: Arc<PluginState>,
+}
+
+impl HostState {
+    pub(crate) fn state_call(&self) -> StateCall {
+        StateCall {
+            shared: self.shared.clone(),
+            plugin_state: self.plugin_state.clone(),
+        }
+    }
+}
+
+impl StateCall {
+    /// One request against `zone`'s bucket for `key`.
+    pub(crate) async fn decide_rate(
+        &self,
+        zone: &Arc<RateLimitZone>,
+        key: &str,
+        by: Burst,
+    ) -> RateDecision {
+        let now = self.shared.now_ms();
+        let rate = zone.spec().rate_milli;
+        if let Some(redis) = self.shared.exact() {
+            let bucket = redis.bucket_key(&self.plugin_state.namespace, zone.name(), rate, key);
+            if let Some(decision) = redis
+                .rate_limit(bucket, rate, by.burst, by.delay, now)
+                .await
+            {
+                return decision;
+            }
+        }
+        let decision = zone.check(key, by, now);
+        if let Some(redis) = self.shared.synced() {
+            if !matches!(decision, RateDecision::Reject(_)) {
+                let namespace = &self.plugin_state.namespace;
+                let shared_key = redis.synced_bucket_key(namespace, zone.name(), rate, key);
+                redis.queue.admitted(shared_key, zone, key, now);
+            }
+        }
+        decision
+    }
+
+    pub(crate) async fn incr_counter(&self, key: &str, delta: i64, ttl_ms: u64) -> i64 {
+        if let Some(redis) = self.shared.exact() {
+            let namespace = &self.plugin_state.namespace;
+            if let Some(value) = redis.counter_incr(namespace, key, delta, ttl_ms).await {
+                return value;
+            }
+        }
+        let now = self.shared.now_ms();
+        self.plugin_state.counters.incr(key, delta, ttl_ms, now)
+    }
+
+    pub(crate) async fn read_counter(&self, key: &str) -> i64 {
+        if let Some(redis) = self.shared.exact() {
+            if let Some(value) = redis.counter_get(&self.plugin_state.namespace, key).await {
+                return value;
+            }
+        }
+        self.plugin_state.counters.get(key, self.shared.now_ms())
+    }
+
+    pub(crate) async fn add_to_window(&self, key: &str, window_ms: u64, max_events: u32) -> u32 {
+        let now = self.shared.now_ms();
+        if let Some(redis) = self.shared.exact() {
+            let namespace = &self.plugin_state.namespace;
+            if let Some(count) = redis
+                .window_add(namespace, key, now, window_ms, max_events)
+                .await
+            {
+                return count;
+            }
+        }
+        self.plugin_state
+            .windows
+            .record(key, now, window_ms, max_events)
+    }
+
+    pub(crate) async fn count_window(&self, key: &str, window_ms: u64) -> u32 {
+        let now = self.shared.now_ms();
+        if let Some(redis) = self.shared.exact() {
+            let namespace = &self.plugin_state.namespace;
+            if let Some(count) = redis.window_count(namespace, key, now, window_ms).await {
+                return count;
+            }
+        }
+        self.plugin_state.windows.count(key, now, window_ms)
+    }
+
+    pub(crate) async fn reset_window(&self, key: &str) {
+        if let Some(redis) = self.shared.exact() {
+            redis.window_reset(&self.plugin_state.namespace, key).await;
+        }
+        self.plugin_state.windows.reset(key, self.shared.now_ms());
+    }
+}

@@ -1,0 +1,296 @@
+//! `[state] backend = "redis"` through the real binary: two Tailgate
+//! processes share one real `redis-server` (started on a free loopback
+//! port, killed by PID). In `exact` mode a rate limit admits its configured
+//! total across both and failures counted on both ban a client; in `sync`
+//! mode the limit holds within the stated bound once the machines have
+//! synced. A ban made through one (plugin or admin `POST /bans`) blocks on
+//! the other, an admin `DELETE` on one frees the key on both. Stopping
+//! redis-server under load: no 5xx, no request waits much past `timeout`,
+//! `tailgate_state_backend_up` and `/healthz` say so; once it is back the
+//! state is shared again.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Method;
+use tailgate_e2e::client::{get, get_with, send};
+use tailgate_e2e::metrics_scrape::{scrape, sum};
+use tailgate_e2e::process::{Tailgate, TempDir};
+use tailgate_e2e::redis_server::RedisServer;
+use tailgate_e2e::upstream::TestUpstream;
+use tailgate_e2e::{app_route, base_config, eventually, plugin_wasm};
+
+const ATTACKER: &str = "198.51.100.1";
+const OTHER: &str = "198.51.100.2";
+const LOGIN_JAIL: &str = r#"jails = [{ name = "login", statuses = [401], path = "^/status/401$", max_retry = 5, find_time = "10m", ban_time = "1h" }]"#;
+
+/// Route `app` with the ban plugin and then the rate-limit plugin
+/// (`limits`), state in `state` and on `redis` with `mode` lines.
+fn config(
+    up: &TestUpstream,
+    state: &Path,
+    redis: &RedisServer,
+    mode: &str,
+    limits: &str,
+) -> String {
+    format!(
+        r#"{base}ban = "{ban}"
+
+[state]
+dir = "{state}"
+backend = "redis"
+url = "{url}"
+key_prefix = "t:"
+timeout = "50ms"
+{mode}
+{app}
+[[routes.plugins]]
+plugin = "ban"
+[routes.plugins.config]
+{LOGIN_JAIL}
+
+[[routes.plugins]]
+plugin = "rate-limit"
+[routes.plugins.config]
+{limits}
+"#,
+        base = base_config(
+            "client_ip_header = \"Fly-Client-IP\"\ntrusted_proxies = [\"127.0.0.0/8\"]"
+        ),
+        ban = plugin_wasm("ban").display(),
+        state = state.display(),
+        url = redis.url(),
+        app = app_route(&up.url()),
+    )
+}
+
+/// Two proxies on one Redis.
+fn two(
+    up: &TestUpstream,
+    redis: &RedisServer,
+    mode: &str,
+    limits: &str,
+) -> (Tailgate, Tailgate, TempDir) {
+    let dir = TempDir::new("state-redis");
+    let a = Tailgate::start(&config(up, &dir.path().join("a"), redis, mode, limits));
+    let b = Tailgate::start(&config(up, &dir.path().join("b"), redis, mode, limits));
+    (a, b, dir)
+}
+
+const GENEROUS: &str =
+    r#"limits = [{ zone = "all", rate = "1000r/s", burst = 1000, nodelay = true }]"#;
+/// Ten requests per client, then (almost) none: 1 r/m.
+const TEN: &str = r#"limits = [{ zone = "per_ip", rate = "1r/m", burst = 9, nodelay = true }]"#;
+
+async fn from(tg: &Tailgate, ip: &str, path: &str) -> u16 {
+    get_with(tg.addr(), "app.test", path, &[("Fly-Client-IP", ip)])
+        .await
+        .status
+        .as_u16()
+}
+
+async fn admin(tg: &Tailgate, method: Method, path: &str, body: &str) -> (u16, String) {
+    let reply = send(
+        tg.admin_addr(),
+        method,
+        "admin",
+        path,
+        &[],
+        Bytes::from(body.to_owned()),
+    )
+    .await
+    .expect("admin call");
+    (reply.status.as_u16(), reply.text())
+}
+
+async fn backend_up(tg: &Tailgate) -> f64 {
+    sum(
+        &scrape(tg.admin_addr()).await,
+        "tailgate_state_backend_up",
+        &[],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_mode_admits_the_configured_total_across_two_machines() {
+    let up = TestUpstream::start();
+    let redis = RedisServer::start();
+    let (a, b, _dir) = two(&up, &redis, "consistency = \"exact\"", TEN);
+    let mut admitted = 0;
+    for i in 0..30 {
+        let tg = if i % 2 == 0 { &a } else { &b };
+        match from(tg, ATTACKER, "/").await {
+            200 => admitted += 1,
+            429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(admitted, 10, "burst 9 + 1 across both machines");
+    // Another client has its own bucket, on either machine.
+    assert_eq!(from(&b, OTHER, "/").await, 200);
+    assert_eq!(backend_up(&a).await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_mode_failures_on_both_ban_on_both_and_an_unban_frees_both() {
+    let up = TestUpstream::start();
+    let redis = RedisServer::start();
+    let (a, b, _dir) = two(&up, &redis, "", GENEROUS);
+    // 3 failures on one machine and 2 on the other: one shared window.
+    for tg in [&a, &a, &a, &b, &b] {
+        assert_eq!(from(tg, ATTACKER, "/status/401").await, 401);
+    }
+    for tg in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                from(tg, ATTACKER, "/").await == 403
+            })
+            .await,
+            "banned on both"
+        );
+    }
+    assert_eq!(from(&a, OTHER, "/").await, 200);
+    // The admin list of either machine shows it.
+    let (status, listed) = admin(&b, Method::GET, "/bans", "").await;
+    assert_eq!(status, 200);
+    assert!(listed.contains(ATTACKER), "{listed}");
+    // Lifted through A's admin API: free on B at once.
+    let path = format!("/bans/login/{ATTACKER}");
+    assert_eq!(admin(&a, Method::DELETE, &path, "").await.0, 204);
+    assert_eq!(from(&b, ATTACKER, "/").await, 200);
+    assert_eq!(from(&a, ATTACKER, "/").await, 200);
+    // A ban by hand through B blocks on A.
+    let order = format!(r#"{{"jail": "login", "key": "{OTHER}", "duration": "10m"}}"#);
+    assert_eq!(admin(&b, Method::POST, "/bans", &order).await.0, 201);
+    assert_eq!(from(&a, OTHER, "/").await, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_mode_holds_the_limit_within_the_bound_and_shares_bans_within_an_interval() {
+    let up = TestUpstream::start();
+    let redis = RedisServer::start();
+    let interval = Duration::from_millis(200);
+    let mode = "consistency = \"sync\"\nsync_interval = \"200ms\"";
+    let (a, b, _dir) = two(&up, &redis, mode, TEN);
+    // Six on each: every one admitted (each machine alone is under 10) —
+    // within the bound of (machines - 1) x (rate x interval + burst + 1).
+    let mut admitted = 0;
+    for tg in [&a, &b] {
+        for _ in 0..6 {
+            assert_eq!(from(tg, ATTACKER, "/").await, 200);
+            admitted += 1;
+        }
+    }
+    // 1 r/m: rate x interval rounds to 0; the bound is 10 + 1 x (0 + 9 + 1).
+    assert!(admitted <= 10 + (9 + 1), "{admitted}");
+    // After a round or two both know of all 12: the shared bucket is over
+    // the burst, so neither admits the 4 more it would alone.
+    tokio::time::sleep(interval * 3).await;
+    assert_eq!(from(&a, ATTACKER, "/").await, 429);
+    assert_eq!(from(&b, ATTACKER, "/").await, 429);
+
+    // A ban made on A reaches B within an interval (plus a round's work).
+    let order = format!(r#"{{"jail": "login", "key": "{OTHER}", "duration": "10m"}}"#);
+    assert_eq!(admin(&a, Method::POST, "/bans", &order).await.0, 201);
+    let started = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            from(&b, OTHER, "/").await == 403
+        })
+        .await,
+        "the ban reached B"
+    );
+    assert!(started.elapsed() < interval * 3, "{:?}", started.elapsed());
+    // An unban through B's admin API frees it on A within an interval.
+    let path = format!("/bans/login/{OTHER}");
+    assert_eq!(admin(&b, Method::DELETE, &path, "").await.0, 204);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            from(&a, OTHER, "/").await == 200
+        })
+        .await,
+        "the unban reached A"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_under_load_keeps_serving_locally_and_recovers() {
+    let up = TestUpstream::start();
+    let mut redis = RedisServer::start();
+    let (a, b, _dir) = two(&up, &redis, "", GENEROUS);
+    assert_eq!(from(&a, OTHER, "/").await, 200);
+
+    let load = |tg: &Tailgate, ip: &'static str| {
+        let addr = tg.addr();
+        tokio::spawn(async move {
+            let mut worst = Duration::ZERO;
+            let mut statuses = Vec::new();
+            let until = Instant::now() + Duration::from_millis(2500);
+            while Instant::now() < until {
+                let sent = Instant::now();
+                let reply = get_with(addr, "app.test", "/", &[("Fly-Client-IP", ip)]).await;
+                worst = worst.max(sent.elapsed());
+                statuses.push(reply.status.as_u16());
+            }
+            (worst, statuses)
+        })
+    };
+    let loads = [load(&a, OTHER), load(&b, OTHER)];
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.stop();
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            backend_up(&a).await == 0.0
+        })
+        .await,
+        "tailgate_state_backend_up went to 0"
+    );
+    let health = get(a.admin_addr(), "admin", "/healthz").await;
+    assert_eq!(health.status, 200);
+    assert!(
+        health
+            .text()
+            .contains("state backend redis (exact): degraded"),
+        "{}",
+        health.text()
+    );
+    for load in loads {
+        let (worst, statuses) = load.await.expect("load");
+        assert!(
+            statuses.iter().all(|&s| s == 200),
+            "no failures: {statuses:?}"
+        );
+        assert!(
+            worst < Duration::from_millis(750),
+            "slowest request {worst:?}"
+        );
+    }
+    let errors = sum(
+        &scrape(a.admin_addr()).await,
+        "tailgate_state_backend_errors_total",
+        &[],
+    );
+    assert!(errors >= 1.0, "{errors}");
+
+    // Back: shared again (a ban through A blocks on B).
+    redis.restart();
+    for tg in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                backend_up(tg).await == 1.0
+            })
+            .await,
+            "backend up again"
+        );
+    }
+    let health = get(b.admin_addr(), "admin", "/healthz").await;
+    assert!(
+        health.text().contains("state backend redis (exact): up"),
+        "{}",
+        health.text()
+    );
+    let order = format!(r#"{{"jail": "login", "key": "{ATTACKER}", "duration": "10m"}}"#);
+    assert_eq!(admin(&a, Method::POST, "/bans", &order).await.0, 201);
+    assert_eq!(from(&b, ATTACKER, "/").await, 403);
+}
