@@ -17,16 +17,22 @@
 #   2 cache         1 with the cache warmed (nginx proxy_cache)
 #   3 tls           1 behind a TLS listener
 #   4 plugins       Tailgate with the three plugins vs. with none
+#   5 ban           Tailgate with the ban plugin alone (one jail watching
+#                   ^/user/login for 401/403: every request pays the ban
+#                   check in on-request and the on-log observer, nothing is
+#                   banned) vs. with no plugins; the CPU per request
+#                   difference is the ban check's cost (issue 25: a few µs)
 # Then idle connections: RSS of nginx and Tailgate (scenario 1's configs)
 # before, with --idle-connections N idle keep-alive connections open (one
 # request each) and 10 s after they closed (bench/idle_connections.py).
 #
 # Usage: bench/run.sh [--smoke] [--rounds N] [--duration SECONDS]
-#                     [--connections N] [--scenarios "1 2 3 4"]
+#                     [--connections N] [--scenarios "1 2 3 4 5"]
 #                     [--bodies "1k 100k"] [--out FILE] [--no-build]
 #                     [--idle-connections N]   (default 3000; 0: skip)
-#   --smoke   one 1-second round of scenario 1, 1 KiB; nothing written to
-#             bench/results/ (checks the script works)
+#   --smoke   one 1-second round of scenario 1 (or of --scenarios, given
+#             before or after it), 1 KiB; nothing written to bench/results/
+#             (checks the script works)
 # Before the runs it waits, up to BENCH_SETTLE_SECONDS (default 150), for
 # the 1-minute load average to fall below 0.5.
 set -euo pipefail
@@ -37,11 +43,12 @@ BENCH="$ROOT/bench"
 ROUNDS=3
 DURATION=10
 CONNECTIONS=32
-SCENARIOS="1 2 3 4"
+SCENARIOS="1 2 3 4 5"
 BODIES="1k 100k"
 OUT=""
 BUILD=1
 SMOKE=0
+SCENARIOS_GIVEN=""
 IDLE_CONNECTIONS=3000
 PORT_BASE="${BENCH_PORT_BASE:-28100}"
 
@@ -51,16 +58,17 @@ while [ $# -gt 0 ]; do
         --rounds) ROUNDS="$2"; shift ;;
         --duration) DURATION="$2"; shift ;;
         --connections) CONNECTIONS="$2"; shift ;;
-        --scenarios) SCENARIOS="$2"; shift ;;
+        --scenarios) SCENARIOS_GIVEN="$2"; shift ;;
         --bodies) BODIES="$2"; shift ;;
         --out) OUT="$2"; shift ;;
         --no-build) BUILD=0 ;;
         --idle-connections) IDLE_CONNECTIONS="$2"; shift ;;
-        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
         *) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
+if [ -n "$SCENARIOS_GIVEN" ]; then SCENARIOS="$SCENARIOS_GIVEN"; fi
 
 log() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
@@ -78,7 +86,9 @@ fi
 # TAILGATE_BIN: another build (e.g. target/debug/tailgate to try the script).
 TAILGATE="${TAILGATE_BIN:-$ROOT/target/release/tailgate}"
 [ -x "$TAILGATE" ] || die "$TAILGATE is missing: cargo build --release -p tailgate"
-for p in rate_limit header_rewrite log_shape; do
+BENCH_PLUGINS="rate_limit header_rewrite log_shape"
+case " $SCENARIOS " in *" 5 "*) BENCH_PLUGINS="$BENCH_PLUGINS ban" ;; esac
+for p in $BENCH_PLUGINS; do
     [ -f "$ROOT/plugins/target/wasm32-wasip2/release/$p.wasm" ] \
         || die "plugin $p.wasm is missing: make plugins"
 done
@@ -203,6 +213,16 @@ check_headers() {
     echo "$head" | grep -qi '^x-content-type-options: nosniff' || die "$2: no X-Content-Type-Options: $head"
 }
 
+# check_ban BASE ADMIN: the ban route answers 200 and the ban list is there
+# (the admin API's /bans answers; empty).
+check_ban() {
+    local head bans
+    head=$(curl -s -D - -o /dev/null --max-time 5 "$1/1k") || die "ban: $1/1k did not answer"
+    echo "$head" | grep -q '^HTTP/[0-9.]* 200' || die "ban: $1/1k is not a 200: $head"
+    bans=$(curl -s --max-time 5 "$2/bans") || die "ban: $2/bans did not answer"
+    log "ban route up; bans before the runs: $bans"
+}
+
 # measure SCENARIO BODY SIDE ROUND PID URL: one wrk run, one sample line.
 measure() {
     local scenario=$1 body=$2 side=$3 round=$4 pid=$5 url=$6 out before after m_before m_after
@@ -249,6 +269,11 @@ start_upstream
 render "$BENCH/tailgate/plugins.toml.in" "$RUN/check.toml" "$TG_PORT" "$TG_TLS_PORT" "$TG_ADMIN_PORT" ""
 "$TAILGATE" check "$RUN/check.toml" >/dev/null 2>"$RUN/check-stderr.log" \
     || die "tailgate check failed: $(cat "$RUN/check-stderr.log")"
+case " $SCENARIOS " in *" 5 "*)
+    render "$BENCH/tailgate/ban.toml.in" "$RUN/check-ban.toml" "$TG_PORT" "$TG_TLS_PORT" "$TG_ADMIN_PORT" ""
+    "$TAILGATE" check "$RUN/check-ban.toml" >/dev/null 2>"$RUN/check-stderr.log" \
+        || die "tailgate check failed: $(cat "$RUN/check-stderr.log")" ;;
+esac
 # A build just before the runs leaves the machine busy for a minute or two
 # (the 1-minute load average was 1.6 at the start of one such run, and the
 # rounds spread by half): wait, up to BENCH_SETTLE_SECONDS (default 150),
@@ -306,7 +331,19 @@ for scenario in $SCENARIOS; do
                 "tailgate" "$tg_pid" "http://127.0.0.1:$TG2_PORT"
             stop "$bare_pid"; stop "$tg_pid"
             ;;
-        *) die "unknown scenario '$scenario' (1 2 3 4)" ;;
+        5)
+            log "scenario 5 (ban check)"
+            start_tailgate "$BENCH/tailgate/no-plugins.toml.in" tailgate-no-plugins \
+                "$TG_PORT" "$TG_TLS_PORT" "$TG_ADMIN_PORT" ""; bare_pid=$PROXY_PID
+            start_tailgate "$BENCH/tailgate/ban.toml.in" tailgate-ban \
+                "$TG2_PORT" "$TG2_TLS_PORT" "$TG2_ADMIN_PORT" ""; tg_pid=$PROXY_PID
+            check_ban "http://127.0.0.1:$TG2_PORT" "http://127.0.0.1:$TG2_ADMIN_PORT"
+            compare ban "tailgate-no-plugins" "$bare_pid" "http://127.0.0.1:$TG_PORT" \
+                "tailgate" "$tg_pid" "http://127.0.0.1:$TG2_PORT"
+            NOTES+=("scenario 5: bans listed by the ban run's admin API afterwards (none expected): $(curl -s --max-time 5 "http://127.0.0.1:$TG2_ADMIN_PORT/bans" | tr -d '\n')")
+            stop "$bare_pid"; stop "$tg_pid"
+            ;;
+        *) die "unknown scenario '$scenario' (1 2 3 4 5)" ;;
     esac
     : >"$RUN/logs/nginx-access.log" 2>/dev/null || true
 done

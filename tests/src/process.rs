@@ -259,6 +259,22 @@ impl Tailgate {
         }
     }
 
+    /// Once `file` (a state file the process writes in the background)
+    /// contains `text`, kill the process with SIGKILL (no shutdown, no
+    /// final write) and wait for it to go: what a crash leaves behind.
+    pub async fn kill_9_once_written(mut self, file: &Path, text: &str) {
+        let written = crate::eventually(Duration::from_secs(5), || async {
+            std::fs::read_to_string(file).is_ok_and(|contents| contents.contains(text))
+        })
+        .await;
+        assert!(written, "{} never had {text}", file.display());
+        self.signal("KILL");
+        assert!(
+            self.wait_exit(Duration::from_secs(10)).is_some(),
+            "not killed"
+        );
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -318,22 +318,10 @@ async fn a_ban_survives_kill_9_and_a_restart() {
     let dir = TempDir::new("ban-kill");
     let state = dir.path().join("state");
     let config = config(&up, &state, "", LOGIN_JAIL, "");
-    let mut tg = Tailgate::start(&config);
+    let tg = Tailgate::start(&config);
     fail_times(&tg, ATTACKER, 5).await;
     wait_banned(&tg, "login", ATTACKER).await;
-    let file = state.join("bans.json");
-    let written = eventually(Duration::from_secs(5), || {
-        let file = file.clone();
-        async move { std::fs::read_to_string(&file).is_ok_and(|t| t.contains(ATTACKER)) }
-    })
-    .await;
-    assert!(written, "bans.json never had the ban");
-    tg.signal("KILL");
-    assert!(
-        tg.wait_exit(Duration::from_secs(10)).is_some(),
-        "not killed"
-    );
-    drop(tg);
+    tg.kill_9_once_written(&state.join("bans.json"), ATTACKER).await;
 
     let tg = Tailgate::start(&config);
     let served = up.requests();

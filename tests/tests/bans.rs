@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::Method;
 use tailgate_e2e::client::send;
 use tailgate_e2e::process::{tailgate_bin, test_cache_dir, Tailgate, TempDir};
-use tailgate_e2e::{app_route, eventually};
+use tailgate_e2e::app_route;
 
 /// A config without plugins whose state lives in `state_dir`.
 fn config(state_dir: &Path) -> String {
@@ -169,24 +169,10 @@ async fn the_cli_bans_lists_and_unbans() {
 async fn bans_survive_kill_9_and_a_restart() {
     let dir = TempDir::new("bans-kill");
     let state = dir.path().join("state");
-    let mut tg = Tailgate::start(&config(&state));
+    let tg = Tailgate::start(&config(&state));
     let order = r#"{"jail": "ssh", "key": "198.51.100.4", "duration": "2h"}"#;
     assert_eq!(admin(&tg, Method::POST, "/bans", order).await.0, 201);
-    let file = state.join("bans.json");
-    let written = eventually(Duration::from_secs(5), || {
-        let file = file.clone();
-        async move {
-            std::fs::read_to_string(&file).is_ok_and(|text| text.contains("198.51.100.4"))
-        }
-    })
-    .await;
-    assert!(written, "bans.json never had the ban");
-    tg.signal("KILL");
-    assert!(
-        tg.wait_exit(Duration::from_secs(10)).is_some(),
-        "not killed"
-    );
-    drop(tg);
+    tg.kill_9_once_written(&state.join("bans.json"), "198.51.100.4").await;
 
     let tg = Tailgate::start(&config(&state));
     let bans = listed(&tg).await;

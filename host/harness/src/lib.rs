@@ -51,10 +51,13 @@ pub use outcome::{CallContext, LogOutcome, RequestOutcome, ResponseOutcome};
 pub use plugin_logs::PluginLog;
 pub use test_plugin::TestPlugin;
 
-/// The runtime's types a test reads and builds.
+/// The runtime's types a test reads and builds (the ban list's among them:
+/// `runtime().bans().add(jail, key, &BanRequest::fixed(ms))` bans by hand,
+/// as the admin API does).
 pub use tailgate_runtime::{
-    BucketState, CounterEntry, Header, HeaderEdit, HeaderOp, Hook, HookFault, HookSet,
-    ImmediateResponse, InvalidOutput, KvEntry, LogLevel, LogLine, LogRecord, LogVerdict,
-    OutputSource, PluginFault, PluginStateView, RateDecision, RateLimit, RateLimitZoneState,
-    RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead, StateLimits, Var,
+    BanEntry, BanList, BanOutcome, BanRequest, BanView, BucketState, CounterEntry, Header,
+    HeaderEdit, HeaderOp, Hook, HookFault, HookSet, ImmediateResponse, InvalidOutput, KvEntry,
+    LogLevel, LogLine, LogRecord, LogVerdict, OutputSource, PluginFault, PluginStateView,
+    RateDecision, RateLimit, RateLimitZoneState, RequestAction, RequestEdits, RequestHead,
+    ResponseEdits, ResponseHead, StateLimits, Var,
 };

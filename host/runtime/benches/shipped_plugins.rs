@@ -2,7 +2,10 @@
 //! reused instance (the runtime's default): `rate-limit`'s `on-request`
 //! (one and three limits, each a `rate-limit-check` host call) and
 //! `log-shape`'s `on-log` (the nginx preset as JSON, with redaction and
-//! labels; and a line dropped by sampling).
+//! labels; and a line dropped by sampling), and `ban`'s check on every
+//! request: `on-request` of a client that is not banned (its key, one
+//! `ban-check` host call) and the `on-log` observer on an exchange that is
+//! not a failure (`make bench`'s scenario 5 measures the same end to end).
 //!
 //! Run: `make plugins`, then `cargo bench -p tailgate-runtime --bench
 //! shipped_plugins` (or `make bench`).
@@ -183,6 +186,45 @@ fn shipped_plugins(c: &mut Criterion) {
         b.iter(|| {
             let line = sampled.on_log(&mut ok).expect("no fault");
             std::hint::black_box(line);
+        })
+    });
+    group.finish();
+
+    // The stack's login jail (fly/config.toml, docs/ban.md); nobody is
+    // banned, so every iteration is the check alone.
+    let ban = configured(
+        &runtime,
+        "ban",
+        "ban",
+        r#"{"jails":[{"name":"login","statuses":[401,403],"path":"^/user/login",
+            "max_retry":5,"find_time":"10m","ban_time":"1h"}]}"#,
+    );
+    let mut group = c.benchmark_group("ban");
+    let mut page = request();
+    page.path = Some("/articles/2024/some-page".into());
+    for (name, req) in [
+        ("on_request-not-banned", &mut page),
+        ("on_request-not-banned-watched", &mut req),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| match ban.on_request(req) {
+                Ok(RequestAction::Continue(edits)) => {
+                    std::hint::black_box(edits);
+                }
+                other => panic!("unexpected: {other:?}"),
+            })
+        });
+    }
+    // A watched request that succeeded: on-request's key var, status 200.
+    let mut served = record(200);
+    served.vars = Some(vec![Var {
+        name: "ban_key.login".into(),
+        value: "203.0.113.7".into(),
+    }]);
+    group.bench_function("on_log-not-a-failure", |b| {
+        b.iter(|| {
+            let verdict = ban.on_log(&mut served).expect("no fault");
+            std::hint::black_box(verdict);
         })
     });
     group.finish();

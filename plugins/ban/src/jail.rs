@@ -5,24 +5,29 @@
 //! from a `jails` entry laid over its `shared_jails` definition and
 //! `defaults` (fail2ban: a jail section over `[DEFAULT]`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use regex::{Regex, RegexBuilder};
-use tailgate_plugin_sdk::validate::http_methods;
-use tailgate_plugin_sdk::{ConfigError, RequestFieldSet, RequestHead};
+use tailgate_plugin_sdk::key::{KeySource, KeyUse};
+use tailgate_plugin_sdk::{validate, ConfigError, RequestFieldSet, RequestFilter, RequestHead};
 
 use crate::config::{RawAction, RawIncrement, RawJail, DEFAULT_BODY};
 use crate::duration::parse_ms;
-use crate::key::KeySource;
 use crate::network::Network;
 
-/// Compiled-size cap of one path regex.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// A jail's key (docs/ban.md): rate-limit's keys minus `"global"` (one ban
+/// for everybody is not a jail). An empty key is neither counted nor checked.
+pub const KEYS: KeyUse = KeyUse {
+    global_refused: Some(
+        "would ban every client at once: a jail's key is \"client_ip\", \"header:<name>\" \
+         or a template",
+    ),
+    never: "ban anyone",
+};
+
 /// The host keeps at most 1024 events per window key.
 const MAX_RETRY: u32 = 1024;
-/// Longest jail name (a metric label and part of every window key).
-const MAX_NAME: usize = 64;
 const MAX_BODY: usize = 1024;
 const MAX_FACTOR: f64 = 1000.0;
 
@@ -30,9 +35,8 @@ const MAX_FACTOR: f64 = 1000.0;
 pub struct Jail {
     pub name: String,
     statuses: Vec<u16>,
-    path: Option<Regex>,
-    /// Upper case.
-    methods: Option<Vec<String>>,
+    /// `path` and `methods`.
+    filter: RequestFilter,
     pub max_retry: u32,
     pub find_time_ms: u64,
     pub ban_time_ms: u64,
@@ -92,7 +96,7 @@ impl Jail {
                 "required: the jail's name (jails with one name share their counting and bans)",
             ));
         };
-        check_name(&at_name, &name)?;
+        validate::name(&at_name, &name)?;
         let layers = Layers {
             index,
             entry,
@@ -115,19 +119,12 @@ impl Jail {
                 statuses
             }
         };
-        let path = match layers.pick("path", |j| j.path.clone()) {
-            None => None,
-            Some((pattern, at)) => Some(
-                RegexBuilder::new(&pattern)
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .build()
-                    .map_err(|e| err(at, e.to_string()))?,
-            ),
-        };
-        let methods = match layers.pick("methods", |j| j.methods.clone()) {
-            None => None,
-            Some((methods, at)) => Some(http_methods(&at, &methods)?),
-        };
+        let path = layers.pick("path", |j| j.path.clone());
+        let methods = layers.pick("methods", |j| j.methods.clone());
+        let filter = RequestFilter::new(
+            path.as_ref().map(|(p, at)| (p.as_str(), at.as_str())),
+            methods.as_ref().map(|(m, at)| (m.as_slice(), at.as_str())),
+        )?;
         let max_retry = match layers.pick("max_retry", |j| j.max_retry) {
             None => 5,
             Some((n, at)) => {
@@ -152,7 +149,9 @@ impl Jail {
             };
         let key = match layers.pick("key", |j| j.key.clone()) {
             None => KeySource::ClientIp,
-            Some((text, at)) => KeySource::parse(&text).map_err(|e| err(at, e))?,
+            Some((text, at)) => {
+                KeySource::parse(&text, KEYS).map_err(|e| err(at, e.to_string()))?
+            }
         };
         let ignore = match layers.pick("ignore", |j| j.ignore.clone()) {
             None => Vec::new(),
@@ -208,8 +207,7 @@ impl Jail {
         Ok(Jail {
             name,
             statuses,
-            path,
-            methods,
+            filter,
             max_retry,
             find_time_ms,
             ban_time_ms,
@@ -227,14 +225,9 @@ impl Jail {
         self.key.header_names()
     }
 
-    /// The request fields the jail reads: its key's, and the path when it
-    /// has a `path` filter.
+    /// The request fields the jail reads: its key's and its filter's.
     pub fn request_fields(&self) -> RequestFieldSet {
-        let mut fields = self.key.request_fields();
-        if self.path.is_some() {
-            fields |= RequestFieldSet::PATH;
-        }
-        fields
+        self.key.request_fields() | self.filter.request_fields()
     }
 
     /// Whether the jail leaves this client alone (`ignore`).
@@ -242,17 +235,14 @@ impl Jail {
         self.ignore.iter().any(|net| net.contains(client))
     }
 
-    pub fn key(&self, req: &RequestHead) -> Option<String> {
+    pub fn key<'r>(&self, req: &'r RequestHead) -> Option<Cow<'r, str>> {
         self.key.key(req)
     }
 
     /// Whether a failure of this request would count: its path and method
     /// pass the jail's filters (the status is known in the log phase).
     pub fn watches(&self, req: &RequestHead) -> bool {
-        self.methods
-            .as_ref()
-            .is_none_or(|methods| methods.iter().any(|m| m == req.method.as_str()))
-            && self.path.as_ref().is_none_or(|re| re.is_match(&req.path))
+        self.filter.matches(req)
     }
 
     /// Whether a finished exchange's status is a failure.
@@ -290,28 +280,4 @@ fn increment_of(raw: &RawIncrement, at: &str, ban_time_ms: u64) -> Result<(f64, 
         }
     };
     Ok((factor, max))
-}
-
-/// Jail names are ban-list jails, metric labels and log text: short, no
-/// spaces or quotes (and no `|`, which separates the window key).
-pub fn check_name(at: &str, name: &str) -> Result<(), ConfigError> {
-    if name.is_empty() {
-        return Err(ConfigError::new(at, "must not be empty"));
-    }
-    if name.len() > MAX_NAME {
-        return Err(ConfigError::new(
-            at,
-            format!("`{name}` is longer than {MAX_NAME} bytes"),
-        ));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
-    {
-        return Err(ConfigError::new(
-            at,
-            format!("`{name}`: use letters, digits, `_`, `-`, `.` and `:`"),
-        ));
-    }
-    Ok(())
 }

@@ -11,7 +11,6 @@
 mod config;
 mod duration;
 mod jail;
-mod key;
 mod network;
 mod policy;
 

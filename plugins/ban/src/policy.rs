@@ -14,13 +14,14 @@
 //! once: the host answers `already` to the others).
 
 use tailgate_plugin_sdk::{
-    host, Ban, BanOutcome, BanRequest, Config, ConfigError, HeaderFilter, ImmediateResponse,
-    LogRecord, LogVerdict, RequestAction, RequestEdits, RequestFieldSet, RequestHead,
+    host, validate, Ban, BanOutcome, BanRequest, Config, ConfigError, HeaderFilter,
+    ImmediateResponse, LogRecord, LogVerdict, RequestAction, RequestEdits, RequestFieldSet,
+    RequestHead,
 };
 
 use crate::config::RawConfig;
 use crate::duration::display;
-use crate::jail::{check_name, Action, Jail};
+use crate::jail::{Action, Jail};
 
 /// Most jails on one route: each is a host call per request.
 const MAX_JAILS: usize = 16;
@@ -52,7 +53,7 @@ impl BanPolicy {
             ));
         }
         for (name, shared) in &raw.shared_jails {
-            check_name(&format!("shared_jails.{name}"), name)?;
+            validate::name(&format!("shared_jails.{name}"), name)?;
             if shared.name.is_some() {
                 return Err(ConfigError::new(
                     format!("shared_jails.{name}.name"),

@@ -10,9 +10,8 @@
 use std::time::Duration;
 
 use tailgate_harness::{
-    built_plugin, header_str, var, Harness, LogEntry, Request, StateLimits, TestPlugin,
+    built_plugin, header_str, var, BanRequest, Harness, LogEntry, Request, StateLimits, TestPlugin,
 };
-use tailgate_runtime::BanRequest;
 
 const ATTACKER: &str = "198.51.100.1";
 const OTHER: &str = "198.51.100.2";

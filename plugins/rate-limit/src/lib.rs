@@ -8,7 +8,6 @@
 #![deny(unsafe_code)]
 
 mod config;
-mod key;
 mod limit;
 mod outcome;
 mod policy;

@@ -7,18 +7,14 @@
 
 use std::borrow::Cow;
 
-use regex::{Regex, RegexBuilder};
-use tailgate_plugin_sdk::validate::http_methods;
-use tailgate_plugin_sdk::{ConfigError, RateLimit, RequestFieldSet, RequestHead};
+use tailgate_plugin_sdk::key::KeySource;
+use tailgate_plugin_sdk::{
+    validate, ConfigError, RateLimit, RequestFieldSet, RequestFilter, RequestHead,
+};
 
 use crate::config::RawLimit;
-use crate::key::KeySource;
 use crate::rate::Rate;
-use crate::zone::{zone_name, Zones};
-
-/// Compiled-size cap of one path regex: far above any sane pattern, well
-/// below the instance's memory limit.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
+use crate::zone::{Zones, KEYS};
 /// Largest burst: nginx's own bound is far higher, but a burst this size at
 /// any rate is already a queue, not a limit.
 const MAX_BURST: u32 = 1_000_000;
@@ -31,9 +27,8 @@ pub struct Limit {
     /// Requests within the burst served without delay (`nodelay` = burst).
     delay: u32,
     key: KeySource,
-    path: Option<Regex>,
-    /// Upper case.
-    methods: Option<Vec<String>>,
+    /// `path` and `methods`.
+    filter: RequestFilter,
     status: u16,
     dry_run: bool,
 }
@@ -53,7 +48,7 @@ impl Limit {
         zones: &Zones,
     ) -> Result<Limit, ConfigError> {
         let at = |field: &str| format!("limits[{index}].{field}");
-        zone_name(&at("zone"), &raw.zone)?;
+        validate::name(&at("zone"), &raw.zone)?;
         let (rate, key) = match zones.get(&raw.zone) {
             Some(zone) => {
                 for (field, given) in [("rate", raw.rate.is_some()), ("key", raw.key.is_some())] {
@@ -82,7 +77,7 @@ impl Limit {
                     ));
                 };
                 let rate = Rate::parse(rate).map_err(|err| ConfigError::new(at("rate"), err))?;
-                let key = KeySource::parse(raw.key.as_deref().unwrap_or("client_ip"))
+                let key = KeySource::parse(raw.key.as_deref().unwrap_or("client_ip"), KEYS)
                     .map_err(|err| ConfigError::new(at("key"), err))?;
                 (rate, key)
             }
@@ -113,19 +108,13 @@ impl Limit {
             }
             (false, delay) => delay.unwrap_or(0),
         };
-        let path = match &raw.path {
-            Some(pattern) => Some(
-                RegexBuilder::new(pattern)
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .build()
-                    .map_err(|err| ConfigError::new(at("path"), err))?,
-            ),
-            None => None,
-        };
-        let methods = match &raw.methods {
-            Some(methods) => Some(http_methods(&at("methods"), methods)?),
-            None => None,
-        };
+        let (path_at, methods_at) = (at("path"), at("methods"));
+        let filter = RequestFilter::new(
+            raw.path.as_deref().map(|path| (path, path_at.as_str())),
+            raw.methods
+                .as_deref()
+                .map(|methods| (methods, methods_at.as_str())),
+        )?;
         let status = raw.status.unwrap_or(inherited.status);
         let status_at = if raw.status.is_some() {
             at("status")
@@ -139,8 +128,7 @@ impl Limit {
             burst: raw.burst,
             delay,
             key,
-            path,
-            methods,
+            filter,
             status,
             dry_run: raw.dry_run.unwrap_or(inherited.dry_run),
         })
@@ -159,11 +147,7 @@ impl Limit {
     /// The request fields this limit reads: its key's, and the path when
     /// `path` is given (the method always comes).
     pub fn request_fields(&self) -> RequestFieldSet {
-        let mut fields = self.key.request_fields();
-        if self.path.is_some() {
-            fields |= RequestFieldSet::PATH;
-        }
-        fields
+        self.key.request_fields() | self.filter.request_fields()
     }
 
     pub fn status(&self) -> u16 {
@@ -187,10 +171,7 @@ impl Limit {
     /// Whether the limit applies to this request: its path regex (if any)
     /// matches and its methods (if listed) include the request's.
     pub fn applies_to(&self, req: &RequestHead) -> bool {
-        self.methods
-            .as_ref()
-            .is_none_or(|methods| methods.iter().any(|m| m == req.method.as_str()))
-            && self.path.as_ref().is_none_or(|re| re.is_match(&req.path))
+        self.filter.matches(req)
     }
 
     /// The request's key; `None` when it is empty (not limited).
@@ -214,7 +195,7 @@ pub fn check_status(at: &str, status: u16) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::tests::request;
+    use crate::policy::tests::request;
     use crate::zone::Zone;
 
     const INHERITED: Inherited = Inherited {
@@ -355,7 +336,7 @@ mod tests {
             "general".to_owned(),
             Zone {
                 rate: Rate::parse("10r/s").expect("rate"),
-                key: KeySource::parse("header:x-api-key").expect("key"),
+                key: KeySource::parse("header:x-api-key", KEYS).expect("key"),
             },
         )])
     }

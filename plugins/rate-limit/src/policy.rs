@@ -206,4 +206,4 @@ fn reason_phrase(status: u16) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,14 +7,19 @@
 
 use std::collections::BTreeMap;
 
-use tailgate_plugin_sdk::ConfigError;
+use tailgate_plugin_sdk::key::{KeySource, KeyUse};
+use tailgate_plugin_sdk::{validate, ConfigError};
 
 use crate::config::RawZone;
-use crate::key::KeySource;
 use crate::rate::Rate;
 
-/// Longest zone name (the host takes up to 512 bytes; names are labels).
-const MAX_ZONE_NAME: usize = 64;
+/// A limit's key (nginx `limit_req_zone <key>`, docs/rate-limit.md#keys):
+/// `"global"` is one bucket for every request; an empty key means the
+/// request is not limited (nginx).
+pub const KEYS: KeyUse = KeyUse {
+    global_refused: None,
+    never: "limit anything",
+};
 /// Most zones in `zones`: the host keeps at most 64 per plugin.
 const MAX_ZONES: usize = 64;
 
@@ -39,36 +44,13 @@ pub fn build_zones(raw: &BTreeMap<String, RawZone>) -> Result<Zones, ConfigError
     raw.iter()
         .map(|(name, zone)| {
             let at = |field: &str| format!("zones.{name}.{field}");
-            zone_name(&format!("zones.{name}"), name)?;
+            validate::name(&format!("zones.{name}"), name)?;
             let rate = Rate::parse(&zone.rate).map_err(|err| ConfigError::new(at("rate"), err))?;
-            let key = KeySource::parse(zone.key.as_deref().unwrap_or("client_ip"))
+            let key = KeySource::parse(zone.key.as_deref().unwrap_or("client_ip"), KEYS)
                 .map_err(|err| ConfigError::new(at("key"), err))?;
             Ok((name.clone(), Zone { rate, key }))
         })
         .collect()
-}
-
-/// Zone names are metric labels and log text: short, no spaces or quotes.
-pub fn zone_name(at: &str, name: &str) -> Result<(), ConfigError> {
-    if name.is_empty() {
-        return Err(ConfigError::new(at, "must not be empty"));
-    }
-    if name.len() > MAX_ZONE_NAME {
-        return Err(ConfigError::new(
-            at,
-            format!("`{name}` is longer than {MAX_ZONE_NAME} bytes"),
-        ));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
-    {
-        return Err(ConfigError::new(
-            at,
-            format!("`{name}`: use letters, digits, `_`, `-`, `.` and `:`"),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -74,8 +74,12 @@ mod field;
 mod filter;
 mod head;
 pub mod host;
+#[cfg(any(test, feature = "key"))]
+pub mod key;
 mod plugin;
 mod records;
+#[cfg(any(test, feature = "request-filter"))]
+pub mod request_filter;
 pub mod template;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -92,6 +96,8 @@ pub use config::{Config, ConfigError};
 pub use field::Field;
 pub use plugin::Plugin;
 pub use records::{ip, wit_ip, LogRecord, RequestHead, ResponseHead};
+#[cfg(any(test, feature = "request-filter"))]
+pub use request_filter::RequestFilter;
 pub use tailgate_plugin_sdk_macros::plugin;
 
 /// Glue the [`export_plugin!`] macro expands to. Not part of the API.

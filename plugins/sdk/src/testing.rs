@@ -39,6 +39,19 @@ pub fn request_head(method: &str, path: &str, query: Option<&str>) -> RequestHea
     }
 }
 
+/// [`request_head`] with `method` and `path`, no query, and these header
+/// fields (names as given: the host hands them in lower case) in place of
+/// its own.
+pub fn request_with_headers(method: &str, path: &str, headers: &[(&str, &[u8])]) -> RequestHead {
+    RequestHead {
+        headers: headers
+            .iter()
+            .map(|(name, value)| Header::new(*name, *value))
+            .collect(),
+        ..request_head(method, path, None)
+    }
+}
+
 /// `req` as a plugin that declared `fields` ([`Plugin::request_fields`])
 /// and `headers` ([`Plugin::request_headers`]) gets it: the fields it left
 /// out empty (`query`: `None`), the header fields it left out gone. A hook

@@ -1,5 +1,6 @@
 //! Checks plugins share when they validate their per-route config in
-//! `configure`: RFC 9110 tokens (header names, methods) and method lists,
+//! `configure`: RFC 9110 tokens (header names, methods), method lists and
+//! the names plugins give shared state (rate-limit's zones, ban's jails),
 //! with errors that name the offending key the way [`ConfigError`] does.
 
 use crate::ConfigError;
@@ -38,6 +39,35 @@ pub fn http_methods(at: &str, methods: &[String]) -> Result<Vec<String>, ConfigE
         .collect()
 }
 
+/// Longest [`name`]: the host takes keys up to 512 bytes, and names are
+/// also metric labels.
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// A name of shared state at key `at` (a rate-limit zone, a ban jail):
+/// also a metric label and log text, so short, with no spaces or quotes,
+/// and no `|` (which separates a name from its key in the host's keys).
+pub fn name(at: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::new(at, "must not be empty"));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(ConfigError::new(
+            at,
+            format!("`{name}` is longer than {MAX_NAME_BYTES} bytes"),
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+    {
+        return Err(ConfigError::new(
+            at,
+            format!("`{name}`: use letters, digits, `_`, `-`, `.` and `:`"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +98,23 @@ mod tests {
             .expect_err("empty")
             .to_string()
             .contains("must not be empty"));
+    }
+
+    #[test]
+    fn names_are_short_labels() {
+        assert!(name("zones.a", "login_2.v1:x-y").is_ok());
+        let refused = |text: &str| name("jails[0].name", text).expect_err(text).to_string();
+        assert_eq!(refused(""), "jails[0].name: must not be empty");
+        assert_eq!(
+            refused("a zone"),
+            "jails[0].name: `a zone`: use letters, digits, `_`, `-`, `.` and `:`"
+        );
+        assert!(refused("a|b").contains("use letters"));
+        let long = "n".repeat(MAX_NAME_BYTES + 1);
+        assert_eq!(
+            refused(&long),
+            format!("jails[0].name: `{long}` is longer than 64 bytes")
+        );
+        assert!(name("z", &"n".repeat(MAX_NAME_BYTES)).is_ok());
     }
 }

@@ -1,10 +1,15 @@
 //! Config parsing and validation, natively (the hooks call the host; the
 //! harness tests in `tests/harness.rs` run them on the real one).
 
-use tailgate_plugin_sdk::testing::{documented_configs, plugin_configs, repo_file};
+use tailgate_plugin_sdk::testing::{
+    documented_configs, plugin_configs, repo_file, request_with_headers,
+};
 
 use super::*;
-use crate::key::tests::request;
+
+fn request(path: &str, headers: &[(&str, &[u8])]) -> RequestHead {
+    request_with_headers("POST", path, headers)
+}
 
 fn policy(json: &str) -> BanPolicy {
     BanPolicy::from_config(&Config::new(json)).unwrap_or_else(|err| panic!("{json}: {err}"))

@@ -5,12 +5,16 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use tailgate_plugin_sdk::testing::{
-    assert_reads_exactly, documented_configs, narrowed_request, repo_file,
+    assert_reads_exactly, documented_configs, narrowed_request, repo_file, request_with_headers,
 };
 use tailgate_plugin_sdk::{Header, Var};
 
 use super::*;
-use crate::key::tests::request;
+
+/// A GET of `path` from 203.0.113.7 with these header fields.
+pub(crate) fn request(path: &str, headers: &[(&str, &[u8])]) -> RequestHead {
+    request_with_headers("GET", path, headers)
+}
 
 /// A host at one instant: per (zone, key), requests admitted so far.
 #[derive(Default)]
