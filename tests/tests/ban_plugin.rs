@@ -3,7 +3,9 @@
 //! upstream while other clients pass; a parallel burst of failures bans
 //! once; the ban shows in `GET /bans` and `DELETE` lifts it; the plugin and
 //! log-shape on one route both do their job; 10,000 attacking keys do not
-//! push a ban out; a ban survives `kill -9` and a restart.
+//! push a ban out; a ban survives `kill -9` and a restart; with short
+//! times on the real clock, the window slides, a ban ends on time, a
+//! repeat offender is banned longer, and ignored networks are never banned.
 //!
 //! The test upstream answers `/status/N` with status N, so the jails watch
 //! `^/status/40[13]$` (standing in for the forge's `/user/login`). Clients
@@ -321,7 +323,8 @@ async fn a_ban_survives_kill_9_and_a_restart() {
     let tg = Tailgate::start(&config);
     fail_times(&tg, ATTACKER, 5).await;
     wait_banned(&tg, "login", ATTACKER).await;
-    tg.kill_9_once_written(&state.join("bans.json"), ATTACKER).await;
+    tg.kill_9_once_written(&state.join("bans.json"), ATTACKER)
+        .await;
 
     let tg = Tailgate::start(&config);
     let served = up.requests();
@@ -331,4 +334,88 @@ async fn a_ban_survives_kill_9_and_a_restart() {
     let listed = bans(&tg).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["failures"], 5);
+}
+
+/// A jail with short times, so the real clock can be waited out.
+fn short_jail(find_time: &str, ban_time: &str, extra: &str) -> String {
+    format!(
+        r#"jails = [{{ name = "login", statuses = [401], path = "^/status/401$", max_retry = 3, find_time = "{find_time}", ban_time = "{ban_time}"{extra} }}]"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_slides_and_a_ban_ends_on_time() {
+    let up = TestUpstream::start();
+    let dir = TempDir::new("ban-window");
+    let jail = short_jail("1500ms", "2s", "");
+    let tg = Tailgate::start(&config(&up, &dir.path().join("state"), "", &jail, ""));
+    // Two failures, then a third after the first two have left the 1.5 s
+    // window: a sliding count never reaches 3.
+    fail_times(&tg, ATTACKER, 2).await;
+    tokio::time::sleep(Duration::from_millis(1_700)).await;
+    fail_times(&tg, ATTACKER, 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        bans(&tg).await.is_empty(),
+        "failures 1.7 s apart in a 1.5 s window ban"
+    );
+    assert_eq!(from(&tg, ATTACKER, "/").await.status, 200);
+    // Three within the window ban; the ban ends after ban_time.
+    fail_times(&tg, ATTACKER, 2).await;
+    let ban = wait_banned(&tg, "login", ATTACKER).await;
+    let length = ban["expires_unix_ms"].as_u64().expect("expires")
+        - ban["since_unix_ms"].as_u64().expect("since");
+    assert_eq!(length, 2_000, "{ban}");
+    assert_eq!(from(&tg, ATTACKER, "/").await.status, 403);
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    assert_eq!(from(&tg, ATTACKER, "/").await.status, 200, "the ban ended");
+    assert!(bans(&tg).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_offender_is_banned_longer() {
+    let up = TestUpstream::start();
+    let dir = TempDir::new("ban-increment");
+    let jail = short_jail(
+        "10m",
+        "1s",
+        r#", ban_time_increment = { factor = 3.0, max = "1h" }"#,
+    );
+    let tg = Tailgate::start(&config(&up, &dir.path().join("state"), "", &jail, ""));
+    let length = |ban: &serde_json::Value| {
+        ban["expires_unix_ms"].as_u64().expect("expires")
+            - ban["since_unix_ms"].as_u64().expect("since")
+    };
+    fail_times(&tg, ATTACKER, 3).await;
+    let first = wait_banned(&tg, "login", ATTACKER).await;
+    assert_eq!(
+        (length(&first), first["offences"].as_u64()),
+        (1_000, Some(1))
+    );
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    fail_times(&tg, ATTACKER, 3).await;
+    let second = wait_banned(&tg, "login", ATTACKER).await;
+    assert_eq!(
+        (length(&second), second["offences"].as_u64()),
+        (3_000, Some(2)),
+        "{second}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ignored_network_is_never_banned() {
+    let up = TestUpstream::start();
+    let dir = TempDir::new("ban-ignore");
+    let jail = short_jail("10m", "1h", r#", ignore = ["198.51.100.0/24"]"#);
+    let tg = Tailgate::start(&config(&up, &dir.path().join("state"), "", &jail, ""));
+    fail_times(&tg, ATTACKER, 6).await;
+    fail_times(&tg, "203.0.113.9", 3).await;
+    wait_banned(&tg, "login", "203.0.113.9").await;
+    let listed = bans(&tg).await;
+    assert_eq!(
+        listed.len(),
+        1,
+        "only the address outside the network: {listed:?}"
+    );
+    assert_eq!(from(&tg, ATTACKER, "/").await.status, 200);
 }
