@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::Method;
+use tailgate_e2e::app_route;
 use tailgate_e2e::client::send;
 use tailgate_e2e::process::{tailgate_bin, test_cache_dir, Tailgate, TempDir};
-use tailgate_e2e::app_route;
 
 /// A config without plugins whose state lives in `state_dir`.
 fn config(state_dir: &Path) -> String {
@@ -172,7 +172,8 @@ async fn bans_survive_kill_9_and_a_restart() {
     let tg = Tailgate::start(&config(&state));
     let order = r#"{"jail": "ssh", "key": "198.51.100.4", "duration": "2h"}"#;
     assert_eq!(admin(&tg, Method::POST, "/bans", order).await.0, 201);
-    tg.kill_9_once_written(&state.join("bans.json"), "198.51.100.4").await;
+    tg.kill_9_once_written(&state.join("bans.json"), "198.51.100.4")
+        .await;
 
     let tg = Tailgate::start(&config(&state));
     let bans = listed(&tg).await;

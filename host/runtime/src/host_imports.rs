@@ -311,21 +311,20 @@ impl Host for HostState {
         Ok(self.state_call().read_counter(&key).await)
     }
 
-    fn kv_get(&mut self, key: String) -> HostResult<Option<Vec<u8>>> {
+    async fn kv_get(&mut self, key: String) -> HostResult<Option<Vec<u8>>> {
         self.check_key("kv-get", &key)?;
-        Ok(self.plugin_state.kv.get(&key, self.shared.now_ms()))
+        Ok(self.state_call().kv_get(&key).await)
     }
 
-    fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> HostResult<()> {
+    async fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> HostResult<()> {
         self.check_kv("kv-set", &key, &value)?;
-        let now = self.shared.now_ms();
-        self.plugin_state.kv.set(&key, value, ttl_ms, now);
+        self.state_call().kv_set(&key, value, ttl_ms).await;
         Ok(())
     }
 
-    fn kv_delete(&mut self, key: String) -> HostResult<bool> {
+    async fn kv_delete(&mut self, key: String) -> HostResult<bool> {
         self.check_key("kv-delete", &key)?;
-        Ok(self.plugin_state.kv.delete(&key, self.shared.now_ms()))
+        Ok(self.state_call().kv_delete(&key).await)
     }
 
     async fn window_add(
@@ -365,13 +364,20 @@ impl Host for HostState {
         Ok(())
     }
 
-    fn kv_set_if_absent(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> HostResult<bool> {
+    async fn kv_set_if_absent(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: u64,
+    ) -> HostResult<bool> {
         self.check_kv("kv-set-if-absent", &key, &value)?;
-        let now = self.shared.now_ms();
-        Ok(self.plugin_state.kv.set_if_absent(&key, value, ttl_ms, now))
+        Ok(self
+            .state_call()
+            .kv_set_if_absent(&key, value, ttl_ms)
+            .await)
     }
 
-    fn kv_compare_and_set(
+    async fn kv_compare_and_set(
         &mut self,
         key: String,
         expected: Option<Vec<u8>>,
@@ -379,16 +385,15 @@ impl Host for HostState {
         ttl_ms: u64,
     ) -> HostResult<bool> {
         self.check_kv("kv-compare-and-set", &key, &value)?;
-        let now = self.shared.now_ms();
         Ok(self
-            .plugin_state
-            .kv
-            .compare_and_set(&key, expected.as_deref(), value, ttl_ms, now))
+            .state_call()
+            .kv_compare_and_set(&key, expected.as_deref(), value, ttl_ms)
+            .await)
     }
 
-    fn kv_ttl(&mut self, key: String) -> HostResult<Option<u64>> {
+    async fn kv_ttl(&mut self, key: String) -> HostResult<Option<u64>> {
         self.check_key("kv-ttl", &key)?;
-        Ok(self.plugin_state.kv.ttl_ms(&key, self.shared.now_ms()))
+        Ok(self.state_call().kv_ttl(&key).await)
     }
 
     async fn ban_add(

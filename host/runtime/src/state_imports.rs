@@ -110,4 +110,75 @@ impl StateCall {
         }
         self.plugin_state.windows.reset(key, self.shared.now_ms());
     }
+
+    pub(crate) async fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
+        if let Some(redis) = self.shared.exact() {
+            if let Some(value) = redis.kv_get(&self.plugin_state.namespace, key).await {
+                return value;
+            }
+        }
+        self.plugin_state.kv.get(key, self.shared.now_ms())
+    }
+
+    pub(crate) async fn kv_set(&self, key: &str, value: Vec<u8>, ttl_ms: u64) {
+        if let Some(redis) = self.shared.exact() {
+            let namespace = &self.plugin_state.namespace;
+            if redis.kv_set(namespace, key, &value, ttl_ms).await.is_some() {
+                return;
+            }
+        }
+        let now = self.shared.now_ms();
+        self.plugin_state.kv.set(key, value, ttl_ms, now);
+    }
+
+    pub(crate) async fn kv_delete(&self, key: &str) -> bool {
+        if let Some(redis) = self.shared.exact() {
+            if let Some(removed) = redis.kv_delete(&self.plugin_state.namespace, key).await {
+                return removed;
+            }
+        }
+        self.plugin_state.kv.delete(key, self.shared.now_ms())
+    }
+
+    pub(crate) async fn kv_set_if_absent(&self, key: &str, value: Vec<u8>, ttl_ms: u64) -> bool {
+        if let Some(redis) = self.shared.exact() {
+            let namespace = &self.plugin_state.namespace;
+            if let Some(set) = redis.kv_set_if_absent(namespace, key, &value, ttl_ms).await {
+                return set;
+            }
+        }
+        let now = self.shared.now_ms();
+        self.plugin_state.kv.set_if_absent(key, value, ttl_ms, now)
+    }
+
+    pub(crate) async fn kv_compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: Vec<u8>,
+        ttl_ms: u64,
+    ) -> bool {
+        if let Some(redis) = self.shared.exact() {
+            let namespace = &self.plugin_state.namespace;
+            if let Some(set) = redis
+                .kv_compare_and_set(namespace, key, expected, &value, ttl_ms)
+                .await
+            {
+                return set;
+            }
+        }
+        let now = self.shared.now_ms();
+        self.plugin_state
+            .kv
+            .compare_and_set(key, expected, value, ttl_ms, now)
+    }
+
+    pub(crate) async fn kv_ttl(&self, key: &str) -> Option<u64> {
+        if let Some(redis) = self.shared.exact() {
+            if let Some(ttl) = redis.kv_ttl(&self.plugin_state.namespace, key).await {
+                return ttl;
+            }
+        }
+        self.plugin_state.kv.ttl_ms(key, self.shared.now_ms())
+    }
 }
