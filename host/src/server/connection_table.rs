@@ -71,6 +71,9 @@ pub struct ConnectionState {
     http2: AtomicBool,
     /// Upgraded (101): a tunnel now, never idle, never shed.
     tunnel: AtomicBool,
+    /// hyper is being asked to let go of an idle HTTP/1 connection
+    /// (`super::parking`): its shutdown of the socket is not passed on.
+    parking: AtomicBool,
     /// Wakes the timeouts when a deadline may have moved earlier.
     pub(super) changed: Notify,
     /// Set when the table asks this connection to close.
@@ -89,6 +92,7 @@ impl ConnectionState {
             write_blocked_ms: AtomicU64::new(NOT_BLOCKED),
             http2: AtomicBool::new(false),
             tunnel: AtomicBool::new(false),
+            parking: AtomicBool::new(false),
             changed: Notify::new(),
             shed: Notify::new(),
         }
@@ -117,6 +121,19 @@ impl ConnectionState {
     /// The connection switched protocols: a tunnel from now on.
     pub fn upgraded(&self) {
         self.tunnel.store(true, Ordering::Release);
+    }
+
+    /// Requests received on this connection so far.
+    pub(super) fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_parking(&self, parking: bool) {
+        self.parking.store(parking, Ordering::Relaxed);
+    }
+
+    pub(super) fn parking(&self) -> bool {
+        self.parking.load(Ordering::Relaxed)
     }
 
     /// Bytes were read from the client.

@@ -70,7 +70,9 @@ impl ConnectionServer {
             return self.serve(stream, peer, scheme, registration).await;
         }
         let state = registration.state.clone();
-        let opening = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        // Boxed: the connection's task keeps no room for the handshake
+        // (rustls' state) once it is done.
+        let opening = Box::pin(tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
             let mut stream = stream;
             let mut client = peer;
             if handshake.proxy_protocol {
@@ -90,7 +92,7 @@ impl ConnectionServer {
                     Ok(Opened::Tls(Box::new(tls), client))
                 }
             }
-        });
+        }));
         // A connection still in its handshake is idle: the table may shed it.
         let opened = tokio::select! {
             opened = opening => opened,

@@ -15,14 +15,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 use super::connection_table::{default_max_connections, ConnectionTable, Registration};
 use super::handshake::ConnectionHandshake;
-use super::timeouts::{expired, TrackedBody, WatchedIo};
+use super::parking::{self, drive_http1, Http1End, ReadReady};
+use super::timeouts::{expired, Expiry, TrackedBody, WatchedIo};
 use crate::config::model::ConnectionLimits;
 use crate::lifecycle::Lifecycle;
 use crate::pipeline::Proxy;
@@ -48,29 +49,33 @@ pub struct ConnectionServer {
     default_max_connections: usize,
 }
 
-/// hyper's connection builder for one set of connection limits.
+/// hyper's connection builders for one set of connection limits.
 struct ConfiguredBuilder {
     limits: ConnectionLimits,
-    builder: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
 }
 
 impl ConfiguredBuilder {
     fn new(limits: ConnectionLimits) -> Self {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
+        let mut http1 = http1::Builder::new();
         // Request heads are timed by `super::timeouts` (hyper's own header
         // timeout also runs while a keep-alive connection idles).
-        builder
-            .http1()
+        http1
             .timer(TokioTimer::new())
             .header_read_timeout(None)
             .max_buf_size(HTTP1_MAX_BUF);
-        builder
-            .http2()
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
             .timer(TokioTimer::new())
             .keep_alive_interval(limits.http2_ping_interval)
             .keep_alive_timeout(limits.http2_ping_timeout)
             .max_send_buf_size(HTTP2_MAX_SEND_BUF);
-        ConfiguredBuilder { limits, builder }
+        ConfiguredBuilder {
+            limits,
+            http1,
+            http2,
+        }
     }
 }
 
@@ -141,7 +146,8 @@ impl ConnectionServer {
 
     /// Serve one connection until it closes, or the timeout of its state
     /// passes, or it is shed; once shutdown begins, let it finish what is
-    /// in flight and close.
+    /// in flight and close. HTTP/1 connections idle between requests are
+    /// parked without hyper (`super::parking`).
     pub async fn serve<S>(
         self,
         stream: S,
@@ -149,9 +155,10 @@ impl ConnectionServer {
         scheme: &'static str,
         registration: Registration,
     ) where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        S: AsyncRead + AsyncWrite + ReadReady + Send + Unpin + 'static,
     {
         let configured = self.configured();
+        let limits = configured.limits;
         let state = registration.state.clone();
         let proxy = self.proxy.clone();
         let service_state = state.clone();
@@ -159,7 +166,9 @@ impl ConnectionServer {
             let proxy = proxy.clone();
             let state = service_state.clone();
             let request = state.request_started(req.version() == http::Version::HTTP_2);
-            async move {
+            // Boxed: the future lives only while the request is in flight
+            // (hyper keeps room for an unboxed one for the connection's life).
+            Box::pin(async move {
                 let response = proxy.handle_on(req, peer, scheme).await?;
                 if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                     state.upgraded();
@@ -167,28 +176,82 @@ impl ConnectionServer {
                 Ok::<_, crate::pipeline::CloseConnection>(
                     response.map(|body| TrackedBody::new(body, request)),
                 )
-            }
+            })
         });
         // The socket holds the registration: an upgraded connection counts
         // until its tunnel closes.
-        let io = TokioIo::new(WatchedIo::new(stream, registration));
-        let connection = configured
-            .builder
-            .serve_connection_with_upgrades(io, service);
-        tokio::pin!(connection);
+        let mut io = WatchedIo::new(stream, registration);
         let shutdown = self.lifecycle.shutdown_token();
-        let ended = tokio::select! {
-            ended = connection.as_mut() => ended,
-            why = expired(&state, &configured.limits) => {
-                tracing::debug!(%peer, "connection closed: {}", why.label());
-                metrics::counter!("tailgate_connections_closed_total", "reason" => why.label())
-                    .increment(1);
+        let closed = |why: Expiry| {
+            tracing::debug!(%peer, "connection closed: {}", why.label());
+            metrics::counter!("tailgate_connections_closed_total", "reason" => why.label())
+                .increment(1);
+        };
+        let h2 = tokio::select! {
+            h2 = parking::opens_with_h2_preface(&mut io) => h2,
+            why = expired(&state, &limits) => return closed(why),
+            _ = shutdown.cancelled() => return,
+        };
+        let ended = match h2 {
+            Err(e) => {
+                tracing::debug!(%peer, "connection ended: {e}");
                 return;
             }
-            _ = shutdown.cancelled() => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
+            Ok(true) => {
+                // Boxed: an HTTP/1 connection's task keeps no room for it.
+                let mut connection =
+                    Box::pin(configured.http2.serve_connection(TokioIo::new(io), service));
+                tokio::select! {
+                    ended = connection.as_mut() => ended,
+                    why = expired(&state, &limits) => return closed(why),
+                    _ = shutdown.cancelled() => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                }
             }
+            Ok(false) => loop {
+                let served_before = state.served();
+                // Boxed: dropped with its buffers when the connection parks.
+                let mut connection = Box::new(
+                    configured
+                        .http1
+                        .serve_connection(TokioIo::new(io), service.clone())
+                        .with_upgrades(),
+                );
+                let expiry = expired(&state, &limits);
+                let cancelled = shutdown.cancelled();
+                tokio::pin!(expiry, cancelled);
+                let end = drive_http1(
+                    &mut *connection,
+                    &state,
+                    served_before,
+                    expiry,
+                    cancelled,
+                    |c| c.graceful_shutdown(),
+                )
+                .await;
+                match end {
+                    Http1End::Closed(ended) => break ended,
+                    Http1End::Expired(why) => return closed(why),
+                    Http1End::Parked => {}
+                }
+                let Some(parts) = (*connection).into_parts() else {
+                    return;
+                };
+                io = parts.io.into_inner();
+                io.unread(parts.read_buf);
+                // Parked: the socket, its registration and its timeouts.
+                tokio::select! {
+                    ready = parking::readable(&io) => {
+                        if ready.is_err() {
+                            return;
+                        }
+                    }
+                    why = expired(&state, &limits) => return closed(why),
+                    _ = shutdown.cancelled() => return,
+                }
+            },
         };
         if let Err(e) = ended {
             tracing::debug!(%peer, "connection ended: {e}");
@@ -254,6 +317,73 @@ upstream = "files"
         assert!(out.is_empty(), "{:?}", String::from_utf8_lossy(&out));
         let line = lines.recv().await.expect("logged");
         assert!(line.contains("\"status\":444"), "{line}");
+    }
+
+    /// Read from `socket` until `count` answers of `/healthz` (body `ok`)
+    /// have arrived; returns what was read.
+    async fn read_answers(socket: &mut tokio::net::TcpStream, count: usize) -> String {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while String::from_utf8_lossy(&out).matches("\r\n\r\nok").count() < count {
+            let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf))
+                .await
+                .expect("answered in time")
+                .expect("read");
+            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&out));
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8(out).expect("text")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http1_keep_alive_goes_on_after_parking() {
+        let (addr, _lines) = serve().await;
+        let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = "GET /healthz HTTP/1.1\r\nHost: files.test\r\n\r\n";
+        socket.write_all(request.as_bytes()).await.expect("write");
+        let first = read_answers(&mut socket, 1).await;
+        assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+        assert!(!first.contains("connection: close"), "{first}");
+
+        // Idle (parked), then a head in two parts with a pause between.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (start, rest) = request.split_at(7);
+        socket.write_all(start.as_bytes()).await.expect("write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        socket.write_all(rest.as_bytes()).await.expect("write");
+        let second = read_answers(&mut socket, 1).await;
+        assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+
+        // Idle again, then three pipelined requests, the last one cut in
+        // two: every answer comes, in order, on the same connection.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let pipelined = request.repeat(3);
+        let (start, rest) = pipelined.split_at(pipelined.len() - 10);
+        socket.write_all(start.as_bytes()).await.expect("write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        socket.write_all(rest.as_bytes()).await.expect("write");
+        let third = read_answers(&mut socket, 3).await;
+        assert_eq!(third.matches("HTTP/1.1 200").count(), 3, "{third}");
+        assert!(!third.contains("connection: close"), "{third}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_parked_connection_closes_when_the_client_does() {
+        let (addr, _lines) = serve().await;
+        let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        socket
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: files.test\r\n\r\n")
+            .await
+            .expect("write");
+        read_answers(&mut socket, 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        socket.shutdown().await.expect("half-close");
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut rest))
+            .await
+            .expect("closed in time")
+            .expect("read");
+        assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

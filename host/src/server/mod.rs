@@ -12,6 +12,7 @@ mod connection_table;
 mod handshake;
 mod listener;
 mod listener_set;
+mod parking;
 pub mod proxy_protocol;
 mod summary;
 mod timeouts;

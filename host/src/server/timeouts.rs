@@ -113,11 +113,14 @@ pub async fn expired(state: &ConnectionState, limits: &ConnectionLimits) -> Expi
 pin_project_lite::pin_project! {
     /// The client socket, recording reads and blocked writes. It holds the
     /// connection's place in the table, so a connection upgraded to a
-    /// tunnel (WebSocket) counts until its socket closes.
+    /// tunnel (WebSocket) counts until its socket closes. Bytes already
+    /// read from the socket (protocol detection, what hyper had buffered
+    /// when it let the connection go) are read again first.
     pub struct WatchedIo<S> {
         #[pin]
         inner: S,
         registration: Registration,
+        unread: Bytes,
     }
 }
 
@@ -126,7 +129,32 @@ impl<S> WatchedIo<S> {
         WatchedIo {
             inner,
             registration,
+            unread: Bytes::new(),
         }
+    }
+
+    /// Put `bytes` back in front of what is still to be read.
+    pub fn unread(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.unread = if self.unread.is_empty() {
+            bytes
+        } else {
+            let mut joined = bytes::BytesMut::with_capacity(bytes.len() + self.unread.len());
+            joined.extend_from_slice(&bytes);
+            joined.extend_from_slice(&self.unread);
+            joined.freeze()
+        };
+    }
+
+    /// Bytes were put back and are still to be read.
+    pub fn has_unread(&self) -> bool {
+        !self.unread.is_empty()
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
     }
 }
 
@@ -137,6 +165,12 @@ impl<S: AsyncRead> AsyncRead for WatchedIo<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.project();
+        if !this.unread.is_empty() {
+            // Counted when they were first read.
+            let n = this.unread.len().min(buf.remaining());
+            buf.put_slice(&this.unread.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = this.inner.poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -188,7 +222,12 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
+        let this = self.project();
+        if this.registration.state.parking() {
+            // hyper let an idle connection go: the socket stays open.
+            return Poll::Ready(Ok(()));
+        }
+        this.inner.poll_shutdown(cx)
     }
 }
 
