@@ -28,6 +28,12 @@ use tokio::net::TcpStream;
 use super::connection_table::ConnectionState;
 use super::timeouts::{Expiry, WatchedIo};
 
+/// How long a connection stays idle in hyper before it is parked. A busy
+/// keep-alive connection (the next request within a round trip) never
+/// parks, so it does not pay for a fresh hyper connection per request; an
+/// idle one gives its buffers back almost at once.
+pub const PARK_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// What an HTTP/2 client sends first (RFC 9113, section 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -135,6 +141,11 @@ where
     // hyper was asked to let go while it was not idle (a request body still
     // arriving after its response): it closes after this exchange.
     let mut refused = false;
+    // Since when the connection has been idle, by its served count: parked
+    // once it has stayed so for `PARK_AFTER`.
+    let park_timer = tokio::time::sleep(PARK_AFTER);
+    tokio::pin!(park_timer);
+    let mut idle_at: Option<u64> = None;
     std::future::poll_fn(move |cx| {
         if !draining && shutdown.as_mut().poll(cx).is_ready() {
             draining = true;
@@ -149,7 +160,18 @@ where
         if let Poll::Ready(why) = expiry.as_mut().poll(cx) {
             return Poll::Ready(Http1End::Expired(why));
         }
-        if !refused && idle_in_hyper(state, served_before) {
+        if refused || !idle_in_hyper(state, served_before) {
+            idle_at = None;
+            return Poll::Pending;
+        }
+        let served = state.snapshot().served;
+        if idle_at != Some(served) {
+            idle_at = Some(served);
+            park_timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + PARK_AFTER);
+        }
+        if park_timer.as_mut().poll(cx).is_ready() {
             // Idle, hyper closes at once, without touching the socket.
             state.set_parking(true);
             graceful_shutdown(Pin::new(connection));
