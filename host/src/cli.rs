@@ -127,6 +127,13 @@ fn load_plugins(
         },
         RuntimeOptions {
             state_limits: config.state.limits,
+            redis_dialer: match &config.state.redis {
+                Some(_) if serving => Some(Arc::new(
+                    crate::upstream::redis_dialer::TailnetRedisDialer::new(&config.tailnet)
+                        .map_err(|e| anyhow::anyhow!("[state] TLS setup: {e}"))?,
+                )),
+                _ => None,
+            },
             ..RuntimeOptions::default()
         },
     )

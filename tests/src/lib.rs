@@ -7,6 +7,7 @@ pub mod client;
 pub mod localapi_standin;
 pub mod loki_standin;
 pub mod metrics_scrape;
+pub mod microsocks;
 pub mod process;
 pub mod prometheus;
 pub mod redis_server;

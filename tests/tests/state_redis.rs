@@ -7,7 +7,8 @@
 //! the other, an admin `DELETE` on one frees the key on both. Stopping
 //! redis-server under load: no 5xx, no request waits much past `timeout`,
 //! `tailgate_state_backend_up` and `/healthz` say so; once it is back the
-//! state is shared again.
+//! state is shared again. In `[tailnet] mode = "socks5"` Redis is dialled
+//! through the SOCKS5 server (a real microsocks) like an upstream.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use http::Method;
 use tailgate_e2e::client::{get, get_with, send};
 use tailgate_e2e::metrics_scrape::{scrape, sum};
+use tailgate_e2e::microsocks::Microsocks;
 use tailgate_e2e::process::{Tailgate, TempDir};
 use tailgate_e2e::redis_server::RedisServer;
 use tailgate_e2e::upstream::TestUpstream;
@@ -34,6 +36,11 @@ fn config(
     mode: &str,
     limits: &str,
 ) -> String {
+    config_at(up, state, &redis.url(), mode, limits)
+}
+
+/// [`config`] with Redis at `url`.
+fn config_at(up: &TestUpstream, state: &Path, url: &str, mode: &str, limits: &str) -> String {
     format!(
         r#"{base}ban = "{ban}"
 
@@ -60,7 +67,6 @@ plugin = "rate-limit"
         ),
         ban = plugin_wasm("ban").display(),
         state = state.display(),
-        url = redis.url(),
         app = app_route(&up.url()),
     )
 }
@@ -90,6 +96,21 @@ async fn from(tg: &Tailgate, ip: &str, path: &str) -> u16 {
         .as_u16()
 }
 
+/// Of `n` requests from [`ATTACKER`], alternately to `a` and `b`, how many
+/// were admitted (the rest must be 429s).
+async fn admitted_alternating(a: &Tailgate, b: &Tailgate, n: usize) -> usize {
+    let mut admitted = 0;
+    for i in 0..n {
+        let tg = if i % 2 == 0 { a } else { b };
+        match from(tg, ATTACKER, "/").await {
+            200 => admitted += 1,
+            429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    admitted
+}
+
 async fn admin(tg: &Tailgate, method: Method, path: &str, body: &str) -> (u16, String) {
     let reply = send(
         tg.admin_addr(),
@@ -117,16 +138,11 @@ async fn exact_mode_admits_the_configured_total_across_two_machines() {
     let up = TestUpstream::start();
     let redis = RedisServer::start();
     let (a, b, _dir) = two(&up, &redis, "consistency = \"exact\"", TEN);
-    let mut admitted = 0;
-    for i in 0..30 {
-        let tg = if i % 2 == 0 { &a } else { &b };
-        match from(tg, ATTACKER, "/").await {
-            200 => admitted += 1,
-            429 => {}
-            other => panic!("unexpected status {other}"),
-        }
-    }
-    assert_eq!(admitted, 10, "burst 9 + 1 across both machines");
+    assert_eq!(
+        admitted_alternating(&a, &b, 30).await,
+        10,
+        "burst 9 + 1 across both machines"
+    );
     // Another client has its own bucket, on either machine.
     assert_eq!(from(&b, OTHER, "/").await, 200);
     assert_eq!(backend_up(&a).await, 1.0);
@@ -293,4 +309,75 @@ async fn redis_outage_under_load_keeps_serving_locally_and_recovers() {
     let order = format!(r#"{{"jail": "login", "key": "{ATTACKER}", "duration": "10m"}}"#);
     assert_eq!(admin(&a, Method::POST, "/bans", &order).await.0, 201);
     assert_eq!(from(&b, ATTACKER, "/").await, 403);
+}
+
+/// `[tailnet] mode = "socks5"`: Redis, named by host name, is dialled
+/// through the SOCKS5 server as upstreams are. The limit is shared through
+/// it; with the SOCKS5 server gone (Redis still up) the backend is down and
+/// requests are decided at once on local state; with it back, shared again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_is_dialled_through_the_socks5_server() {
+    let up = TestUpstream::start();
+    let redis = RedisServer::start();
+    let mut socks = Microsocks::start();
+    let mode = format!(
+        "consistency = \"exact\"\n\n[tailnet]\nmode = \"socks5\"\nsocks5 = \"{socks}\"\n\
+         allow = [\"localhost:{redis_port}\", \"127.0.0.1:{up_port}\"]\n",
+        socks = socks.addr,
+        redis_port = redis.addr().port(),
+        up_port = up.addr.port(),
+    );
+    let url = format!("redis://localhost:{}", redis.addr().port());
+    let dir = TempDir::new("state-redis-socks5");
+    let a = Tailgate::start(&config_at(&up, &dir.path().join("a"), &url, &mode, TEN));
+    let b = Tailgate::start(&config_at(&up, &dir.path().join("b"), &url, &mode, TEN));
+    // The first calls dial (through SOCKS5); let them.
+    for tg in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                from(tg, OTHER, "/").await == 200 && backend_up(tg).await == 1.0
+            })
+            .await,
+            "backend up through SOCKS5"
+        );
+    }
+    assert_eq!(
+        admitted_alternating(&a, &b, 30).await,
+        10,
+        "burst 9 + 1 across both machines"
+    );
+
+    // Only the SOCKS5 server goes: Redis is up, but out of reach (and so
+    // is the upstream, dialled through it too: a 502 once the limit passed).
+    let port = socks.addr.port();
+    socks.stop();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let status = from(&a, "198.51.100.3", "/").await;
+        assert!(matches!(status, 502 | 429), "{status}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            from(&a, "198.51.100.3", "/").await;
+            backend_up(&a).await == 0.0
+        })
+        .await,
+        "backend down without the SOCKS5 server"
+    );
+
+    let _socks = Microsocks::start_on(port);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            backend_up(&a).await == 1.0
+        })
+        .await,
+        "backend up again through SOCKS5"
+    );
+    // Shared again: the attacker's bucket in Redis is still empty.
+    assert_eq!(from(&a, ATTACKER, "/").await, 429);
 }

@@ -7,63 +7,15 @@
 //! pusher goes through the SOCKS5 server too: with it down nothing arrives
 //! at the Loki stand-in, and the queued lines do once it is back.
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tailgate_e2e::base_config;
 use tailgate_e2e::client::get;
 use tailgate_e2e::localapi_standin::LocalApiStandIn;
 use tailgate_e2e::loki_standin::{LokiStandin, StoredLine};
+use tailgate_e2e::microsocks::Microsocks;
 use tailgate_e2e::process::{Tailgate, TempDir};
 use tailgate_e2e::upstream::TestUpstream;
-
-/// A running microsocks on a free loopback port, killed (by PID) on drop.
-struct Microsocks {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Microsocks {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        Self::start_on(port)
-    }
-
-    fn start_on(port: u16) -> Self {
-        let child = Command::new("microsocks")
-            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("microsocks is installed (scripts/install-test-deps.sh)");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "microsocks did not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Microsocks { child, addr }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Microsocks {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstreams_are_reached_through_the_socks5_server_and_its_absence_is_a_502() {

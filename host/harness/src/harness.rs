@@ -183,6 +183,7 @@ impl HarnessBuilder {
                 clock: clock.clone(),
                 state_limits: self.state_limits,
                 observer: Some(Arc::new(CaptureObserver(logs.clone()))),
+                redis_dialer: None,
             },
         )?;
         Ok(Harness {

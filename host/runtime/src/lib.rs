@@ -60,7 +60,9 @@ pub use error::{ConfigureError, LoadError, PluginFault, RuntimeError};
 pub use guest_output::DEFAULT_OUTPUT_LINES_PER_SECOND;
 pub use hook::Hook;
 pub use observer::{OutputSource, PluginObserver, PluginOutput};
-pub use state::backend::{BackendError, BackendHealth, Consistency, RedisConfig};
+pub use state::backend::{
+    BackendError, BackendHealth, Consistency, RedisConfig, RedisDial, RedisDialer, RedisIo,
+};
 pub use state::bans::persist::{StateFileError, BANS_FILE};
 pub use state::bans::{BanEntry, BanList, BanOutcome, BanRequest, OFFENCE_RETENTION_MS};
 pub use state::clock::{Clock, ManualClock, SystemClock};
@@ -139,15 +141,20 @@ pub struct RuntimeOptions {
     pub clock: Arc<dyn Clock>,
     pub state_limits: StateLimits,
     pub observer: Option<Arc<dyn PluginObserver>>,
+    /// How connections to the shared backend are opened (the proxy's
+    /// tailnet connector); `None` dials `RuntimeConfig::redis`'s url
+    /// directly.
+    pub redis_dialer: Option<Arc<dyn RedisDialer>>,
 }
 
 impl Default for RuntimeOptions {
-    /// The system clock, default state caps, no observer.
+    /// The system clock, default state caps, no observer, direct dialing.
     fn default() -> Self {
         RuntimeOptions {
             clock: Arc::new(SystemClock),
             state_limits: StateLimits::default(),
             observer: None,
+            redis_dialer: None,
         }
     }
 }
@@ -241,6 +248,7 @@ impl Runtime {
             clock,
             state_limits,
             observer,
+            redis_dialer,
         } = options;
         let (engine, allocator) = engine::build_engine(config.max_instances)?;
         let mut linker = Linker::new(&engine);
@@ -254,7 +262,7 @@ impl Runtime {
             None => BanList::new(state_limits.max_bans),
         };
         let redis = match &config.redis {
-            Some(redis) => Some(state::backend::RedisState::new(redis)?),
+            Some(redis) => Some(state::backend::RedisState::new(redis, redis_dialer)?),
             None => None,
         };
         let shared = Arc::new(

@@ -11,6 +11,7 @@ pub mod dns;
 pub mod health;
 pub mod http_client;
 pub mod keepalive;
+pub mod redis_dialer;
 pub mod request;
 pub mod socks5;
 pub mod static_files;
