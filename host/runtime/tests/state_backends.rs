@@ -27,7 +27,7 @@ use std::time::Duration;
 use common::*;
 use redis_server::RedisServer;
 use tailgate_runtime::{
-    ConfiguredPlugin, Consistency, ManualClock, RedisConfig, RequestAction, RequestEdits,
+    ConfiguredPlugin, Consistency, Limits, ManualClock, RedisConfig, RequestAction, RequestEdits,
     ResponseHead, Runtime,
 };
 
@@ -111,8 +111,15 @@ impl Fixture {
 
     fn plugin(&self, name: &str, route: &str, config: &str) -> ConfiguredPlugin {
         let plugin = load(&self.runtime, name);
+        // A hook budget above the Redis timeout: on a loaded machine a hook
+        // that waits for Redis must not be cut short (a timeout fault) before
+        // Redis answers or the call falls back.
+        let limits = Limits {
+            hook_timeout: Duration::from_secs(5),
+            ..limits()
+        };
         self.runtime
-            .configure(&plugin, route, config, limits())
+            .configure(&plugin, route, config, limits)
             .expect("configure")
     }
 
