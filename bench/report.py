@@ -2,9 +2,11 @@
 """The benchmark's numbers (bench/run.sh).
 
   report.py sample WRK_OUTPUT SCENARIO BODY SIDE ROUND CPU_BEFORE CPU_AFTER
-                   MACHINE_BEFORE MACHINE_AFTER HZ RSS_KIB
+                   MACHINE_BEFORE MACHINE_AFTER HZ RSS_KIB [REDIS_BEFORE REDIS_AFTER]
       one wrk run -> one tab-separated sample line on stdout; CPU_* are
-      "USER SYSTEM" ticks of the proxy, MACHINE_* "BUSY IDLE" ticks of all cores
+      "USER SYSTEM" ticks of the proxy, MACHINE_* "BUSY IDLE" ticks of all cores,
+      REDIS_* (scenario 6) "USER SYSTEM" ticks of redis-server (else the
+      redis_us_per_req column is empty)
   report.py table SAMPLES_TSV --machine M --versions V --load L --settings S
                   --cores N [--notes N] [--idle IDLE_TSV]
       every sample -> the markdown results (table, targets, CPU budget, raw samples);
@@ -40,7 +42,12 @@ TITLES = {
     "tls": "3 TLS",
     "plugins": "4 plugin overhead",
     "ban": "5 ban check",
+    "state": "6 state backends",
 }
+# Scenario 6's sides: Tailgate alone, by [state] backend; the first is the base.
+STATE_SIDES = [("local", '`backend = "local"`'),
+               ("redis-exact", '`"redis"`, `consistency = "exact"`'),
+               ("redis-sync", '`"redis"`, `consistency = "sync"`, `sync_interval = "1s"`')]
 # Issue 25: a ban check on every request must stay cheap, "a few µs at most".
 BAN_COST_TARGET_US = 5.0
 
@@ -50,7 +57,7 @@ def ms(value, unit):
 
 
 def sample(args):
-    path, scenario, body, side, rnd, before, after, m_before, m_after, hz, rss = args
+    path, scenario, body, side, rnd, before, after, m_before, m_after, hz, rss = args[:11]
     text = open(path).read()
     lat = {
         m.group(1): ms(m.group(2), m.group(3))
@@ -69,11 +76,15 @@ def sample(args):
     (b0, i0), (b1, i1) = (map(int, t.split()) for t in (m_before, m_after))
     user_us, sys_us = (u1 - u0) * per_req, (s1 - s0) * per_req
     idle = (i1 - i0) / max((b1 - b0) + (i1 - i0), 1)
+    redis = ""
+    if len(args) == 13:
+        (r0u, r0s), (r1u, r1s) = (map(int, t.split()) for t in args[11:])
+        redis = f"{((r1u - r0u) + (r1s - r0s)) * per_req:.2f}"
     print("\t".join(str(x) for x in (
         scenario, body, side, rnd, f"{float(rps.group(1)):.0f}", f"{lat['50']:.3f}",
         f"{lat['99']:.3f}", f"{user_us + sys_us:.2f}", rss, total, bad.group(1) if bad else 0,
         errors, f"{user_us:.2f}", f"{sys_us:.2f}", f"{(b1 - b0) * per_req:.2f}",
-        f"{100 * idle:.1f}")))
+        f"{100 * idle:.1f}", redis)))
 
 
 def load(path):
@@ -187,6 +198,52 @@ def ban_cost(rows, order):
     return out
 
 
+def state_cost(rows, order):
+    """Scenario 6: each [state] backend's cost per request, the Redis runs'
+    numbers minus the local run's (the same route, the rate-limit plugin)."""
+    bodies = [body for scenario, body in order if scenario == "state"]
+    if not bodies:
+        return []
+    out = ["", "## State backends (scenario 6): Tailgate only", "",
+           "Tailgate alone: nginx has no equivalent here (its `limit_req` zones live in "
+           "one machine's shared memory), so there is no peer column. The route with the "
+           "rate-limit plugin alone (scenario 1's per-client-IP limit, never rejecting) run "
+           "three ways at once, measured in turn: " +
+           "; ".join(f"**{side}**: {what}" for side, what in STATE_SIDES) +
+           ". Both Redis runs use one redis-server on loopback (no persistence), each "
+           "with its own key prefix. CPU = Tailgate's user+system time / requests; Redis "
+           "CPU = redis-server's over the same run / the same requests (the idle sync "
+           "instance's once-a-second round, a few commands, falls in every run). **Cost** = the "
+           "Redis mode's value − local's (medians of the rounds): the price per request "
+           "of that mode.", "",
+           "| body | backend | req/s | p99 (ms) | Tailgate CPU µs/req | Redis CPU µs/req | "
+           "Δ req/s vs local | Δ p99 vs local (ms) | Δ Tailgate CPU vs local (µs/req) | "
+           "Δ Tailgate + Redis CPU vs local (µs/req) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for body in bodies:
+        picked = [r for r in rows if r["scenario"] == "state" and r["body"] == body]
+        sides = list(dict.fromkeys(r["side"] for r in picked))
+        stats = {}
+        for side in sides:
+            st = summary([r for r in picked if r["side"] == side])
+            vals = [float(r["redis_us_per_req"]) for r in picked
+                    if r["side"] == side and r.get("redis_us_per_req")]
+            st["redis"] = statistics.median(vals) if vals else 0.0
+            stats[side] = st
+        base = stats.get("local") or stats[sides[0]]
+        for side in sides:
+            st = stats[side]
+            if st is base:
+                deltas = "— | — | — | —"
+            else:
+                deltas = (f"{st['rps'] - base['rps']:+,.0f} ({st['rps'] / base['rps'] - 1:+.0%}) | "
+                          f"{st['p99'] - base['p99']:+.3f} | {st['cpu'] - base['cpu']:+.1f} | "
+                          f"{(st['cpu'] + st['redis']) - (base['cpu'] + base['redis']):+.1f}")
+            out.append(f"| {body} | {side} | {fmt('rps', st)} | {st['p99']:.3f} | "
+                       f"{st['cpu']:.1f} | {st['redis']:.1f} | {deltas} |")
+    return out
+
+
 def idle_table(path):
     """RSS with idle keep-alive connections, per side (idle_connections.py)."""
     if not path:
@@ -224,6 +281,11 @@ def table(args):
     out.append("| scenario | body | metric | peer | peer value | tailgate | tailgate / peer | target |")
     out.append("|---|---|---|---|---|---|---|---|")
     for scenario, body in order:
+        if scenario == "state":
+            out.append(f"| {TITLES['state']} | {body} | (Tailgate only: nginx has no equivalent) "
+                       "| — | — | see [State backends](#state-backends-scenario-6-tailgate-only) "
+                       "below | — | |")
+            continue
         sides = [r["side"] for r in rows if r["scenario"] == scenario and r["body"] == body]
         peer_name = next(s for s in sides if s != "tailgate")
         peer = summary([r for r in rows if r["scenario"] == scenario and r["body"] == body
@@ -236,6 +298,7 @@ def table(args):
                        f"{fmt(metric, peer)} | {fmt(metric, tg)} | {ratio:.2f} | "
                        f"{verdict(metric, scenario, peer, tg)} |")
     out += ban_cost(rows, order)
+    out += state_cost(rows, order)
     out += budget(rows, order, args.cores)
     out += idle_table(args.idle)
     bad = [r for r in rows if int(r["non2xx"]) or int(r["errors"])]
@@ -251,17 +314,17 @@ def table(args):
     out.append("<details><summary>Every sample</summary>\n")
     cols = ["scenario", "body", "side", "round", "rps", "p50_ms", "p99_ms",
             "cpu_us_per_req", "user_us_per_req", "sys_us_per_req", "machine_us_per_req",
-            "idle_pct", "peak_rss_kib", "requests", "non2xx", "errors"]
+            "idle_pct", "peak_rss_kib", "requests", "non2xx", "errors", "redis_us_per_req"]
     out.append("| " + " | ".join(cols) + " |")
     out.append("|" + "---|" * len(cols))
     for r in rows:
-        out.append("| " + " | ".join(r[c] for c in cols) + " |")
+        out.append("| " + " | ".join(r.get(c, "") for c in cols) + " |")
     out.append("\n</details>")
     print("\n".join(out))
 
 
 def main():
-    if len(sys.argv) > 1 and sys.argv[1] == "sample" and len(sys.argv) == 13:
+    if len(sys.argv) > 1 and sys.argv[1] == "sample" and len(sys.argv) in (13, 15):
         sample(sys.argv[2:])
         return
     if len(sys.argv) > 1 and sys.argv[1] == "table":

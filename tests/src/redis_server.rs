@@ -55,6 +55,9 @@ impl RedisServer {
                 "",
                 "--appendonly",
                 "no",
+                // Tests make it slow on purpose (DEBUG SLEEP), from loopback.
+                "--enable-debug-command",
+                "local",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -273,7 +273,11 @@ impl Host for HostState {
             burst: limit.burst,
             delay: limit.delay,
         };
-        let decision = self.state_call().decide_rate(&zone, &key, by).await;
+        let call = self.state_call();
+        let decision = self
+            .budget
+            .unbilled(call.decide_rate(&zone, &key, by))
+            .await;
         if dry_run && decision != rate_limiter::RateDecision::Pass {
             tracing::debug!(
                 plugin = %self.guest.plugin,
@@ -303,28 +307,39 @@ impl Host for HostState {
 
     async fn counter_incr(&mut self, key: String, delta: i64, ttl_ms: u64) -> HostResult<i64> {
         self.check_key("counter-incr", &key)?;
-        Ok(self.state_call().incr_counter(&key, delta, ttl_ms).await)
+        Ok(self
+            .budget
+            .unbilled(self.state_call().incr_counter(&key, delta, ttl_ms))
+            .await)
     }
 
     async fn counter_get(&mut self, key: String) -> HostResult<i64> {
         self.check_key("counter-get", &key)?;
-        Ok(self.state_call().read_counter(&key).await)
+        Ok(self
+            .budget
+            .unbilled(self.state_call().read_counter(&key))
+            .await)
     }
 
     async fn kv_get(&mut self, key: String) -> HostResult<Option<Vec<u8>>> {
         self.check_key("kv-get", &key)?;
-        Ok(self.state_call().kv_get(&key).await)
+        Ok(self.budget.unbilled(self.state_call().kv_get(&key)).await)
     }
 
     async fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> HostResult<()> {
         self.check_kv("kv-set", &key, &value)?;
-        self.state_call().kv_set(&key, value, ttl_ms).await;
+        self.budget
+            .unbilled(self.state_call().kv_set(&key, value, ttl_ms))
+            .await;
         Ok(())
     }
 
     async fn kv_delete(&mut self, key: String) -> HostResult<bool> {
         self.check_key("kv-delete", &key)?;
-        Ok(self.state_call().kv_delete(&key).await)
+        Ok(self
+            .budget
+            .unbilled(self.state_call().kv_delete(&key))
+            .await)
     }
 
     async fn window_add(
@@ -343,8 +358,8 @@ impl Host for HostState {
             });
         }
         Ok(self
-            .state_call()
-            .add_to_window(&key, window_ms, max_events)
+            .budget
+            .unbilled(self.state_call().add_to_window(&key, window_ms, max_events))
             .await)
     }
 
@@ -355,12 +370,17 @@ impl Host for HostState {
                 import: "window-count",
             });
         }
-        Ok(self.state_call().count_window(&key, window_ms).await)
+        Ok(self
+            .budget
+            .unbilled(self.state_call().count_window(&key, window_ms))
+            .await)
     }
 
     async fn window_reset(&mut self, key: String) -> HostResult<()> {
         self.check_key("window-reset", &key)?;
-        self.state_call().reset_window(&key).await;
+        self.budget
+            .unbilled(self.state_call().reset_window(&key))
+            .await;
         Ok(())
     }
 
@@ -372,8 +392,8 @@ impl Host for HostState {
     ) -> HostResult<bool> {
         self.check_kv("kv-set-if-absent", &key, &value)?;
         Ok(self
-            .state_call()
-            .kv_set_if_absent(&key, value, ttl_ms)
+            .budget
+            .unbilled(self.state_call().kv_set_if_absent(&key, value, ttl_ms))
             .await)
     }
 
@@ -386,14 +406,19 @@ impl Host for HostState {
     ) -> HostResult<bool> {
         self.check_kv("kv-compare-and-set", &key, &value)?;
         Ok(self
-            .state_call()
-            .kv_compare_and_set(&key, expected.as_deref(), value, ttl_ms)
+            .budget
+            .unbilled(self.state_call().kv_compare_and_set(
+                &key,
+                expected.as_deref(),
+                value,
+                ttl_ms,
+            ))
             .await)
     }
 
     async fn kv_ttl(&mut self, key: String) -> HostResult<Option<u64>> {
         self.check_key("kv-ttl", &key)?;
-        Ok(self.state_call().kv_ttl(&key).await)
+        Ok(self.budget.unbilled(self.state_call().kv_ttl(&key)).await)
     }
 
     async fn ban_add(
@@ -419,7 +444,11 @@ impl Host for HostState {
             max_duration_ms: request.max_duration_ms,
         };
         Ok(
-            match self.shared.clone().ban_add(&jail, &key, &request).await {
+            match self
+                .budget
+                .unbilled(self.shared.clone().ban_add(&jail, &key, &request))
+                .await
+            {
                 bans::BanOutcome::Banned(ban) => BanOutcome::Banned(wire_ban(ban)),
                 bans::BanOutcome::Already(ban) => BanOutcome::Already(wire_ban(ban)),
             },
@@ -429,10 +458,10 @@ impl Host for HostState {
     async fn ban_check(&mut self, jail: String, key: String) -> HostResult<Option<Ban>> {
         self.check_key("ban-check", &jail)?;
         self.check_key("ban-check", &key)?;
+        let shared = self.shared.clone();
         Ok(self
-            .shared
-            .clone()
-            .ban_check(&jail, &key)
+            .budget
+            .unbilled(shared.ban_check(&jail, &key))
             .await
             .map(wire_ban))
     }
@@ -440,7 +469,8 @@ impl Host for HostState {
     async fn ban_remove(&mut self, jail: String, key: String) -> HostResult<bool> {
         self.check_key("ban-remove", &jail)?;
         self.check_key("ban-remove", &key)?;
-        Ok(self.shared.clone().ban_remove(&jail, &key).await)
+        let shared = self.shared.clone();
+        Ok(self.budget.unbilled(shared.ban_remove(&jail, &key)).await)
     }
 
     fn now_ms(&mut self) -> HostResult<u64> {

@@ -142,6 +142,9 @@ pub(crate) struct CallBudget {
     /// Set once the call has run two whole ticks, to its end.
     slow: Option<SlowCallMark>,
     timed_out: bool,
+    /// Epoch time the call spent waiting in async host imports (Redis)
+    /// since the last tick: not charged, the guest did not run.
+    waited_us: u64,
 }
 
 impl CallBudget {
@@ -156,6 +159,7 @@ impl CallBudget {
             long: None,
             slow: None,
             timed_out: false,
+            waited_us: 0,
         }
     }
 
@@ -168,6 +172,7 @@ impl CallBudget {
         self.long = None;
         self.slow = None;
         self.timed_out = false;
+        self.waited_us = 0;
     }
 
     fn end(&mut self) {
@@ -184,7 +189,9 @@ impl CallBudget {
         } else {
             resumed.max(self.from_us)
         };
-        self.ran_us = self.ran_us.saturating_add(now.saturating_sub(from));
+        let waited = std::mem::take(&mut self.waited_us);
+        let ran = now.saturating_sub(from).saturating_sub(waited);
+        self.ran_us = self.ran_us.saturating_add(ran);
         self.from_us = now;
         if self.ran_us >= self.limit_us {
             self.timed_out = true;
@@ -211,6 +218,19 @@ impl CallBudget {
                 resumed.store(epoch.now_us(), Ordering::Release);
             }),
         )
+    }
+
+    /// Awaits `wait` (a host import's round trip to Redis) without charging
+    /// the time to the call: the guest's worker is free meanwhile, so the
+    /// wait counts neither towards the hook's timeout nor towards making it
+    /// a slow call (`max_concurrent_calls`). The state backend bounds the
+    /// wait by its own `timeout`.
+    pub(crate) async fn unbilled<T>(&mut self, wait: impl std::future::Future<Output = T>) -> T {
+        let started = self.epoch.now_us();
+        let out = wait.await;
+        let waited = self.epoch.now_us().saturating_sub(started);
+        self.waited_us = self.waited_us.saturating_add(waited);
+        out
     }
 
     /// Whether the last call was stopped for its budget.

@@ -440,6 +440,46 @@ fn plugins_and_scopes_keep_their_state_apart(backend: Backend) {
 }
 
 /// One `#[test]` per (backend, scenario).
+/// A hook that waits on a slow Redis is not charged for the wait: with a
+/// 30 ms hook budget, a rate-limit check whose Redis answer takes 300 ms
+/// still answers (the worker was free meanwhile), and is not a slow call.
+#[test]
+fn waiting_on_redis_is_not_charged_to_the_hook_budget() {
+    let Some(f) = Fixture::new(Backend::Redis) else {
+        return;
+    };
+    let plugin = load(&f.runtime, "fault-injector");
+    let tight = Limits {
+        hook_timeout: Duration::from_millis(30),
+        ..limits()
+    };
+    let plugin = f
+        .runtime
+        .configure(&plugin, "r", r#"{"mode":"state"}"#, tight)
+        .expect("configure");
+    // Warm: the connection is up and the scripts are loaded.
+    edits(&plugin, "/", "192.0.2.1");
+    let addr = f._server.as_ref().expect("redis").addr();
+    let sleeper = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut redis = std::net::TcpStream::connect(addr).expect("connect");
+        redis
+            .write_all(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$3\r\n0.3\r\n")
+            .expect("write");
+        let mut answer = [0u8; 16];
+        let n = redis.read(&mut answer).expect("read");
+        String::from_utf8_lossy(&answer[..n]).into_owned()
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let started = std::time::Instant::now();
+    let e = edits(&plugin, "/", "192.0.2.1");
+    let took = started.elapsed();
+    assert_eq!(sleeper.join().expect("sleeper"), "+OK\r\n");
+    assert!(took >= Duration::from_millis(150), "Redis was not slow: {took:?}");
+    assert_eq!(header(&e, "x-ratelimit"), "pass");
+    f.assert_backend();
+}
+
 macro_rules! on_every_backend {
     ($($scenario:ident),* $(,)?) => {
         mod local {
