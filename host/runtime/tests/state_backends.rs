@@ -475,7 +475,10 @@ fn waiting_on_redis_is_not_charged_to_the_hook_budget() {
     let e = edits(&plugin, "/", "192.0.2.1");
     let took = started.elapsed();
     assert_eq!(sleeper.join().expect("sleeper"), "+OK\r\n");
-    assert!(took >= Duration::from_millis(150), "Redis was not slow: {took:?}");
+    assert!(
+        took >= Duration::from_millis(150),
+        "Redis was not slow: {took:?}"
+    );
     assert_eq!(header(&e, "x-ratelimit"), "pass");
     f.assert_backend();
 }
