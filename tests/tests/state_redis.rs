@@ -3,7 +3,7 @@
 //! port, killed by PID). In `exact` mode a rate limit admits its configured
 //! total across both and failures counted on both ban a client; in `sync`
 //! mode the limit holds within the stated bound once the machines have
-//! synced. A ban made through one (plugin or admin `POST /bans`) blocks on
+//! synced, and counters and ban windows are shared within an interval. A ban made through one (plugin or admin `POST /bans`) blocks on
 //! the other, an admin `DELETE` on one frees the key on both. Stopping
 //! redis-server under load: no 5xx, no request waits much past `timeout`,
 //! `tailgate_state_backend_up` and `/healthz` say so; once it is back the
@@ -228,6 +228,105 @@ async fn sync_mode_holds_the_limit_within_the_bound_and_shares_bans_within_an_in
         .await,
         "the unban reached A"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_mode_counts_failures_on_both_machines_towards_one_ban() {
+    let up = TestUpstream::start();
+    let redis = RedisServer::start();
+    let interval = Duration::from_millis(200);
+    let mode = "consistency = \"sync\"\nsync_interval = \"200ms\"";
+    let (a, b, _dir) = two(&up, &redis, mode, GENEROUS);
+    // 3 failures on A and 2 on B (max_retry 5): no machine alone has 5.
+    for tg in [&a, &a, &a, &b, &b] {
+        assert_eq!(from(tg, ATTACKER, "/status/401").await, 401);
+    }
+    // A round or two later each knows of all 5 (the window is shared), so
+    // the next failure, on either, bans — alone A would count 4.
+    tokio::time::sleep(interval * 3).await;
+    assert_eq!(from(&a, ATTACKER, "/").await, 200);
+    assert_eq!(from(&b, ATTACKER, "/").await, 200);
+    assert_eq!(from(&a, ATTACKER, "/status/401").await, 401);
+    // The ban is made in A's log hook, after the response.
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            from(&a, ATTACKER, "/").await == 403
+        })
+        .await,
+        "banned on A"
+    );
+    let started = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            from(&b, ATTACKER, "/").await == 403
+        })
+        .await,
+        "the ban reached B"
+    );
+    assert!(started.elapsed() < interval * 3, "{:?}", started.elapsed());
+    assert_eq!(from(&b, OTHER, "/").await, 200);
+}
+
+/// `x-hits` (the shared counter `hits` of fault-injector's state mode, read
+/// in on-response) of one request to `tg`.
+async fn hits(tg: &Tailgate) -> i64 {
+    let reply = get_with(tg.addr(), "hits.test", "/", &[]).await;
+    assert_eq!(reply.status.as_u16(), 200);
+    reply.headers["x-hits"]
+        .to_str()
+        .expect("x-hits")
+        .parse()
+        .expect("a number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_mode_shares_counters_within_an_interval() {
+    let up = TestUpstream::start();
+    let redis = RedisServer::start();
+    let interval = Duration::from_millis(200);
+    let dir = TempDir::new("state-redis-counters");
+    let config = |name: &str| {
+        format!(
+            r#"{base}
+[state]
+dir = "{state}"
+backend = "redis"
+url = "{url}"
+key_prefix = "t:"
+timeout = "50ms"
+consistency = "sync"
+sync_interval = "200ms"
+
+[upstreams.app]
+url = "{up}"
+
+[[routes]]
+name = "hits"
+hosts = ["hits.test"]
+path = "/"
+upstream = "app"
+[[routes.plugins]]
+plugin = "fault-injector"
+config = {{ mode = "state" }}
+"#,
+            base = base_config(""),
+            state = dir.path().join(name).display(),
+            url = redis.url(),
+            up = up.url(),
+        )
+    };
+    let a = Tailgate::start(&config("a"));
+    let b = Tailgate::start(&config("b"));
+    for expected in 1..=3 {
+        assert_eq!(hits(&a).await, expected);
+    }
+    tokio::time::sleep(interval * 3).await;
+    // B starts from A's 3 (its own first increment, then the pulled base).
+    assert!((1..=4).contains(&hits(&b).await));
+    tokio::time::sleep(interval * 3).await;
+    assert_eq!(hits(&b).await, 5, "A's 3 + B's 2");
+    tokio::time::sleep(interval * 3).await;
+    assert_eq!(hits(&a).await, 6, "B's 2 reached A");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

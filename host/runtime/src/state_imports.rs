@@ -3,7 +3,9 @@
 //! in `exact` mode — Redis, falling back to the local namespace whenever
 //! Redis is down or slower than `timeout` (`state::backend`). In `sync`
 //! mode decisions are local and the accounting is queued for the interval
-//! task (`state::backend::sync`).
+//! task (`state::backend::sync`): rate limits, counters and windows answer
+//! from the shared state last pulled plus what this machine did since (the
+//! local stores are still kept, for the admin view and persistence).
 
 use std::sync::Arc;
 
@@ -65,7 +67,15 @@ impl StateCall {
             }
         }
         let now = self.shared.now_ms();
-        self.plugin_state.counters.incr(key, delta, ttl_ms, now)
+        let local = self.plugin_state.counters.incr(key, delta, ttl_ms, now);
+        if let Some(redis) = self.shared.synced() {
+            let namespace = &self.plugin_state.namespace;
+            let shared_key = redis.counter_key(namespace, key);
+            return redis
+                .queue
+                .counter_incr(shared_key, namespace, key, delta, ttl_ms, now);
+        }
+        local
     }
 
     pub(crate) async fn read_counter(&self, key: &str) -> i64 {
@@ -74,7 +84,13 @@ impl StateCall {
                 return value;
             }
         }
-        self.plugin_state.counters.get(key, self.shared.now_ms())
+        let now = self.shared.now_ms();
+        if let Some(redis) = self.shared.synced() {
+            let namespace = &self.plugin_state.namespace;
+            let shared_key = redis.counter_key(namespace, key);
+            return redis.queue.counter_get(shared_key, namespace, key, now);
+        }
+        self.plugin_state.counters.get(key, now)
     }
 
     pub(crate) async fn add_to_window(&self, key: &str, window_ms: u64, max_events: u32) -> u32 {
@@ -88,9 +104,18 @@ impl StateCall {
                 return count;
             }
         }
-        self.plugin_state
+        let local = self
+            .plugin_state
             .windows
-            .record(key, now, window_ms, max_events)
+            .record(key, now, window_ms, max_events);
+        if let Some(redis) = self.shared.synced() {
+            let shared_key = redis.window_key(&self.plugin_state.namespace, key);
+            let member = redis.window_member(now);
+            return redis
+                .queue
+                .window_add(shared_key, member, now, window_ms, max_events);
+        }
+        local
     }
 
     pub(crate) async fn count_window(&self, key: &str, window_ms: u64) -> u32 {
@@ -101,12 +126,21 @@ impl StateCall {
                 return count;
             }
         }
+        if let Some(redis) = self.shared.synced() {
+            let shared_key = redis.window_key(&self.plugin_state.namespace, key);
+            return redis.queue.window_count(shared_key, now, window_ms);
+        }
         self.plugin_state.windows.count(key, now, window_ms)
     }
 
     pub(crate) async fn reset_window(&self, key: &str) {
         if let Some(redis) = self.shared.exact() {
             redis.window_reset(&self.plugin_state.namespace, key).await;
+        }
+        if let Some(redis) = self.shared.synced() {
+            let namespace = &self.plugin_state.namespace;
+            redis.queue.window_reset(&redis.window_key(namespace, key));
+            redis.window_reset(namespace, key).await;
         }
         self.plugin_state.windows.reset(key, self.shared.now_ms());
     }

@@ -51,7 +51,7 @@ impl Expiring for Window {
 
 /// Whether an event at `t` is within the last `window_ms` at `now_ms`. An
 /// event "from the future" (the wall clock stepped back) counts.
-fn in_window(t: u64, now_ms: u64, window_ms: u64) -> bool {
+pub(crate) fn in_window(t: u64, now_ms: u64, window_ms: u64) -> bool {
     now_ms.saturating_sub(t) < window_ms
 }
 

@@ -1,8 +1,8 @@
 //! The state primitives on Redis, one round trip each: the rate limit's
 //! leaky bucket, counters, sliding windows and the ban list, each an atomic
 //! Lua script run by SHA (`EVALSHA`, loaded again on `NOSCRIPT` by
-//! `redis::Script`). Called by the host imports in `exact` mode and by the
-//! ban endpoints; every function answers `None` when the backend is down
+//! `redis::Script`). Called by the host imports in `exact` mode, by the
+//! `sync` mode's rounds (counters and windows) and by the ban endpoints; every function answers `None` when the backend is down
 //! or slow ([`RedisState::run`]), and the caller decides on local state.
 //!
 //! Keys (`P` = `key_prefix`, `N` = the plugin's state namespace, lengths
@@ -315,6 +315,26 @@ impl RedisState {
         format!("{}bans:lifted", self.prefix)
     }
 
+    /// The counter `key` of `namespace` (`exact` mode and `sync` rounds).
+    pub(crate) fn counter_key(&self, namespace: &str, key: &str) -> String {
+        self.key("c", namespace, key)
+    }
+
+    /// The sliding window `key` of `namespace` (`exact` mode and `sync`
+    /// rounds).
+    pub(crate) fn window_key(&self, namespace: &str, key: &str) -> String {
+        self.key("w", namespace, key)
+    }
+
+    /// A window event's member: unique across machines.
+    pub(crate) fn window_member(&self, now_ms: u64) -> String {
+        format!(
+            "{now_ms}:{:x}:{}",
+            self.instance_id,
+            self.sequence.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
     /// The `sync` mode's shared bucket of (zone, rate, key) in `namespace`.
     pub(crate) fn synced_bucket_key(
         &self,
@@ -366,7 +386,7 @@ impl RedisState {
         delta: i64,
         ttl_ms: u64,
     ) -> Option<i64> {
-        let k = self.key("c", namespace, key);
+        let k = self.counter_key(namespace, key);
         let ttl = if ttl_ms == 0 { IDLE_TTL_MS } else { ttl_ms };
         self.run(|mut conn| async move {
             COUNTER_INCR
@@ -380,7 +400,7 @@ impl RedisState {
     }
 
     pub(crate) async fn counter_get(self: &Arc<Self>, namespace: &str, key: &str) -> Option<i64> {
-        let k = self.key("c", namespace, key);
+        let k = self.counter_key(namespace, key);
         let value: Option<i64> = self
             .run(|mut conn| async move {
                 redis::cmd("GET")
@@ -400,16 +420,26 @@ impl RedisState {
         window_ms: u64,
         max_events: u32,
     ) -> Option<u32> {
-        let k = self.key("w", namespace, key);
-        let member = format!(
-            "{now_ms}:{:x}:{}",
-            self.instance_id,
-            self.sequence.fetch_add(1, Ordering::Relaxed)
-        );
+        let k = self.window_key(namespace, key);
+        let member = self.window_member(now_ms);
+        self.window_push(k, now_ms, window_ms, max_events, member)
+            .await
+    }
+
+    /// Adds one event (`member` at `at_ms`) to the window at `k` as
+    /// `window-add` does; the events within the window after it.
+    pub(crate) async fn window_push(
+        self: &Arc<Self>,
+        k: String,
+        at_ms: u64,
+        window_ms: u64,
+        max_events: u32,
+        member: String,
+    ) -> Option<u32> {
         self.run(|mut conn| async move {
             WINDOW_ADD
                 .key(k)
-                .arg(now_ms)
+                .arg(at_ms)
                 .arg(window_ms)
                 .arg(max_events)
                 .arg(member)
@@ -426,7 +456,7 @@ impl RedisState {
         now_ms: u64,
         window_ms: u64,
     ) -> Option<u32> {
-        let k = self.key("w", namespace, key);
+        let k = self.window_key(namespace, key);
         // Events in (now - window, now], as the local windows count.
         let from = format!("({}", now_ms.saturating_sub(window_ms));
         self.run(|mut conn| async move {
@@ -440,8 +470,31 @@ impl RedisState {
         .await
     }
 
+    /// The times of the events of the window at `k` within the last
+    /// `window_ms` at `now_ms`, oldest first (what a `sync` round pulls).
+    pub(crate) async fn window_times(
+        self: &Arc<Self>,
+        k: String,
+        now_ms: u64,
+        window_ms: u64,
+    ) -> Option<Vec<u64>> {
+        let from = format!("({}", now_ms.saturating_sub(window_ms));
+        let events: Vec<(String, f64)> = self
+            .run(|mut conn| async move {
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(k)
+                    .arg(from)
+                    .arg("+inf")
+                    .arg("WITHSCORES")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Some(events.into_iter().map(|(_, t)| t as u64).collect())
+    }
+
     pub(crate) async fn window_reset(self: &Arc<Self>, namespace: &str, key: &str) -> Option<()> {
-        let k = self.key("w", namespace, key);
+        let k = self.window_key(namespace, key);
         self.run(
             |mut conn| async move { redis::cmd("DEL").arg(k).query_async::<i64>(&mut conn).await },
         )

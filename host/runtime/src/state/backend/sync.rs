@@ -9,8 +9,18 @@
 //! `(N − 1) × (rate × interval + burst + 1)` per interval. Bans: made and
 //! lifted in Redis at once (`shared_bans`); each round pulls the shared
 //! list, mirrors the bans made elsewhere and drops those lifted elsewhere,
-//! so a ban or unban reaches every machine within one interval. Counters,
-//! windows and kv stay local in this mode.
+//! so a ban or unban reaches every machine within one interval. Counters:
+//! each machine queues its local deltas per key; a round adds them to the
+//! shared counter (`INCRBY` + `PEXPIRE`, as `exact` mode) and pulls its
+//! value, which becomes the local base (local value = shared value + the
+//! deltas not yet pushed). Windows: the event times added here are queued;
+//! a round adds them to the shared sorted set (`ZADD` + trim + `PEXPIRE`,
+//! as `exact` mode) and pulls the event times within the window, so a
+//! count is the shared events plus the local ones not yet pushed. Either
+//! can lag the true total by what the other machines did since their last
+//! round: machines × (events per interval). A key (bucket, counter or
+//! window) is pulled until it has been idle here for [`FOLLOW_MS`]. kv
+//! stays local in this mode.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Weak};
@@ -21,6 +31,7 @@ use redis::Script;
 
 use super::RedisState;
 use crate::state::rate_limiter::RateLimitZone;
+use crate::state::windows::{in_window, MAX_EVENTS};
 use crate::state::SharedState;
 
 /// KEYS: shared bucket. ARGV: rate_milli, added milli-requests, now.
@@ -60,10 +71,61 @@ struct Pending {
 /// How long a bucket idle on this machine is still pulled each round.
 const FOLLOW_MS: u64 = 60_000;
 
-/// The buckets the rounds push and pull, by shared bucket key.
+/// One counter as this machine knows it between rounds.
+struct SyncedCounter {
+    namespace: String,
+    key: String,
+    /// The shared value at the last pull (this machine's pushed deltas in).
+    base: i64,
+    /// Deltas being pushed by the round under way.
+    pushing: i64,
+    /// Local deltas not yet pushed.
+    pending: i64,
+    /// The `ttl-ms` of the last increment (0 = never).
+    ttl_ms: u64,
+    touched_ms: u64,
+}
+
+impl SyncedCounter {
+    fn current(&self) -> i64 {
+        self.base
+            .saturating_add(self.pushing)
+            .saturating_add(self.pending)
+    }
+}
+
+/// One sliding window as this machine knows it between rounds.
+struct SyncedWindow {
+    /// Event times within the window at the last pull, all machines'.
+    shared: Vec<u64>,
+    /// Local events (time, member) being pushed by the round under way.
+    pushing: Vec<(u64, String)>,
+    /// Local events not yet pushed.
+    pending: Vec<(u64, String)>,
+    window_ms: u64,
+    max_events: u32,
+    touched_ms: u64,
+}
+
+impl SyncedWindow {
+    fn count(&self, now_ms: u64, window_ms: u64) -> u32 {
+        let live = |t: &u64| in_window(*t, now_ms, window_ms);
+        let count = self.shared.iter().filter(|t| live(t)).count()
+            + self.pushing.iter().filter(|(t, _)| live(t)).count()
+            + self.pending.iter().filter(|(t, _)| live(t)).count();
+        u32::try_from(count)
+            .unwrap_or(u32::MAX)
+            .min(self.max_events.clamp(1, MAX_EVENTS))
+    }
+}
+
+/// The buckets, counters and windows the rounds push and pull, by shared
+/// key.
 #[derive(Default)]
 pub(crate) struct SyncQueue {
     buckets: DashMap<String, Pending>,
+    counters: DashMap<String, SyncedCounter>,
+    windows: DashMap<String, SyncedWindow>,
 }
 
 impl SyncQueue {
@@ -83,6 +145,120 @@ impl SyncQueue {
         });
         entry.admitted.fetch_add(1, Ordering::Relaxed);
         entry.last_admitted_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    fn counter<'a>(
+        &'a self,
+        shared_key: String,
+        namespace: &str,
+        key: &str,
+        now_ms: u64,
+    ) -> dashmap::mapref::one::RefMut<'a, String, SyncedCounter> {
+        let mut entry = self
+            .counters
+            .entry(shared_key)
+            .or_insert_with(|| SyncedCounter {
+                namespace: namespace.to_owned(),
+                key: key.to_owned(),
+                base: 0,
+                pushing: 0,
+                pending: 0,
+                ttl_ms: 0,
+                touched_ms: now_ms,
+            });
+        entry.touched_ms = now_ms;
+        entry
+    }
+
+    /// `counter-incr`: queues `delta`; the shared value at the last pull
+    /// plus this machine's deltas since.
+    pub(crate) fn counter_incr(
+        &self,
+        shared_key: String,
+        namespace: &str,
+        key: &str,
+        delta: i64,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> i64 {
+        let mut entry = self.counter(shared_key, namespace, key, now_ms);
+        entry.pending = entry.pending.saturating_add(delta);
+        entry.ttl_ms = ttl_ms;
+        entry.current()
+    }
+
+    /// `counter-get`: as [`Self::counter_incr`] answers; the key is pulled
+    /// from now on.
+    pub(crate) fn counter_get(
+        &self,
+        shared_key: String,
+        namespace: &str,
+        key: &str,
+        now_ms: u64,
+    ) -> i64 {
+        self.counter(shared_key, namespace, key, now_ms).current()
+    }
+
+    fn window<'a>(
+        &'a self,
+        shared_key: String,
+        window_ms: u64,
+        now_ms: u64,
+    ) -> dashmap::mapref::one::RefMut<'a, String, SyncedWindow> {
+        let mut entry = self
+            .windows
+            .entry(shared_key)
+            .or_insert_with(|| SyncedWindow {
+                shared: Vec::new(),
+                pushing: Vec::new(),
+                pending: Vec::new(),
+                window_ms,
+                max_events: MAX_EVENTS,
+                touched_ms: now_ms,
+            });
+        entry.touched_ms = now_ms;
+        entry
+    }
+
+    /// `window-add`: queues the event (`member` at `now_ms`); the events
+    /// within the window: the shared ones at the last pull and this
+    /// machine's since, this one included.
+    pub(crate) fn window_add(
+        &self,
+        shared_key: String,
+        member: String,
+        now_ms: u64,
+        window_ms: u64,
+        max_events: u32,
+    ) -> u32 {
+        let window_ms = window_ms.max(1);
+        let mut entry = self.window(shared_key, window_ms, now_ms);
+        entry.window_ms = window_ms;
+        entry.max_events = max_events;
+        entry.shared.retain(|&t| in_window(t, now_ms, window_ms));
+        entry
+            .pending
+            .retain(|(t, _)| in_window(*t, now_ms, window_ms));
+        entry.pending.push((now_ms, member));
+        let keep = max_events.clamp(1, MAX_EVENTS) as usize;
+        if entry.pending.len() > keep {
+            let extra = entry.pending.len() - keep;
+            entry.pending.drain(..extra);
+        }
+        entry.count(now_ms, window_ms)
+    }
+
+    /// `window-count`: as [`Self::window_add`] counts; the key is pulled
+    /// from now on.
+    pub(crate) fn window_count(&self, shared_key: String, now_ms: u64, window_ms: u64) -> u32 {
+        let window_ms = window_ms.max(1);
+        self.window(shared_key, window_ms, now_ms)
+            .count(now_ms, window_ms)
+    }
+
+    /// `window-reset`: forgets what this machine knows of the window.
+    pub(crate) fn window_reset(&self, shared_key: &str) {
+        self.windows.remove(shared_key);
     }
 }
 
@@ -115,6 +291,8 @@ pub(crate) async fn round(shared: &SharedState, redis: &Arc<RedisState>) {
         return;
     }
     push_buckets(shared, redis).await;
+    push_counters(shared, redis).await;
+    push_windows(shared, redis).await;
     sync_bans(shared, redis).await;
 }
 
@@ -163,6 +341,110 @@ async fn push_buckets(shared: &SharedState, redis: &Arc<RedisState>) {
                 .queue
                 .buckets
                 .remove_if(&shared_key, |_, p| p.admitted.load(Ordering::Relaxed) == 0);
+        }
+    }
+}
+
+/// Pushes each counter's queued deltas and pulls its shared value.
+async fn push_counters(shared: &SharedState, redis: &Arc<RedisState>) {
+    let keys: Vec<String> = redis
+        .queue
+        .counters
+        .iter()
+        .map(|e| e.key().clone())
+        .collect();
+    for shared_key in keys {
+        let Some((namespace, key, delta, ttl_ms)) =
+            redis.queue.counters.get_mut(&shared_key).map(|mut c| {
+                c.pushing = std::mem::take(&mut c.pending);
+                (c.namespace.clone(), c.key.clone(), c.pushing, c.ttl_ms)
+            })
+        else {
+            continue;
+        };
+        let value = if delta == 0 {
+            redis.counter_get(&namespace, &key).await
+        } else {
+            redis.counter_incr(&namespace, &key, delta, ttl_ms).await
+        };
+        let Some(mut entry) = redis.queue.counters.get_mut(&shared_key) else {
+            continue;
+        };
+        let pushing = std::mem::take(&mut entry.pushing);
+        let Some(value) = value else {
+            // Pushed next round (or after the outage).
+            entry.pending = entry.pending.saturating_add(pushing);
+            return;
+        };
+        entry.base = value;
+        let idle = shared.now_ms().saturating_sub(entry.touched_ms);
+        let done = entry.pending == 0 && idle > FOLLOW_MS;
+        drop(entry);
+        if done {
+            redis
+                .queue
+                .counters
+                .remove_if(&shared_key, |_, c| c.pending == 0);
+        }
+    }
+}
+
+/// Pushes each window's queued events and pulls the shared event times.
+async fn push_windows(shared: &SharedState, redis: &Arc<RedisState>) {
+    let keys: Vec<String> = redis
+        .queue
+        .windows
+        .iter()
+        .map(|e| e.key().clone())
+        .collect();
+    for shared_key in keys {
+        let Some((events, window_ms, max_events)) =
+            redis.queue.windows.get_mut(&shared_key).map(|mut w| {
+                w.pushing = std::mem::take(&mut w.pending);
+                (w.pushing.clone(), w.window_ms, w.max_events)
+            })
+        else {
+            continue;
+        };
+        let mut pushed = true;
+        for (at, member) in events {
+            let k = shared_key.clone();
+            if redis
+                .window_push(k, at, window_ms, max_events, member)
+                .await
+                .is_none()
+            {
+                pushed = false;
+                break;
+            }
+        }
+        let now = shared.now_ms();
+        let times = if pushed {
+            redis.window_times(shared_key.clone(), now, window_ms).await
+        } else {
+            None
+        };
+        let Some(mut entry) = redis.queue.windows.get_mut(&shared_key) else {
+            continue;
+        };
+        let pushing = std::mem::take(&mut entry.pushing);
+        let Some(times) = times else {
+            // Pushed again next round (`ZADD` of the same member is a
+            // no-op for those already there).
+            let pending = std::mem::take(&mut entry.pending);
+            entry.pending = pushing;
+            entry.pending.extend(pending);
+            return;
+        };
+        entry.shared = times;
+        let idle = now.saturating_sub(entry.touched_ms);
+        let done = entry.pending.is_empty() && idle > FOLLOW_MS;
+        drop(entry);
+        if done {
+            redis
+                .queue
+                .windows
+                .remove_if(&shared_key, |_, w| w.pending.is_empty());
         }
     }
 }
