@@ -18,6 +18,8 @@
 //! logged once per outage, and shown by `tailgate_state_backend_up` {backend},
 //! `tailgate_state_backend_errors_total` {backend} and [`BackendHealth`].
 
+pub(crate) mod ban_ops;
+pub(crate) mod kv_ops;
 pub(crate) mod ops;
 pub(crate) mod sync;
 

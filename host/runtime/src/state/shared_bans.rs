@@ -6,7 +6,7 @@
 //! and the interval task (`backend::sync`) pulls the shared list. Without a
 //! backend every call is the local list's.
 
-use super::backend::ops::SharedBan;
+use super::backend::ban_ops::SharedBan;
 use super::bans::{BanEntry, BanOutcome, BanRequest};
 use super::SharedState;
 

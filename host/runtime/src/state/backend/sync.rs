@@ -472,7 +472,7 @@ pub(crate) async fn sync_bans(shared: &SharedState, redis: &Arc<RedisState>) {
             .iter()
             .any(|b| b.jail == local.jail && b.key == local.key);
         if !known {
-            if let Some(super::ops::SharedBan::Lifted) = redis
+            if let Some(super::ban_ops::SharedBan::Lifted) = redis
                 .ban_check(&local.jail, &local.key, Some(&local), now)
                 .await
             {
