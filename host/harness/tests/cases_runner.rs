@@ -179,7 +179,7 @@ name = "seeded counter, then expiry on the fake clock"
 [[case.step]]
 seed = { counters = { hits = 41 }, kv = { "last-path" = "/seeded" } }
 request = { uri = "/a" }
-expect.continue = { set = { "x-hits" = "42", "x-hits-read" = "42", "x-kv-prev" = "/seeded", "x-kv-deleted" = "true,false", "x-ratelimit" = "pass", "x-now-ms" = "1735689600000" }, vars = { hits = "42" } }
+expect.continue = { set = { "x-primitives" = "window=1,counted=1,nx=true,cas=true/false/true,ttl=1000", "x-hits" = "42", "x-hits-read" = "42", "x-kv-prev" = "/seeded", "x-kv-deleted" = "true,false", "x-ratelimit" = "pass", "x-now-ms" = "1735689600000" }, vars = { hits = "42" } }
 expect.state = { counters = { hits = 42 }, kv = { "last-path" = "/a" }, kv_absent = ["scratch"] }
 expect.metrics = [
   { name = "tailgate_plugin_requests", labels = { plugin = "probe", route = "test" }, counter = 1 },

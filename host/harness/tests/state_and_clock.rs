@@ -35,7 +35,13 @@ fn seeded_state_is_what_the_guest_reads_and_its_writes_are_inspectable() {
     assert_eq!(state.counter("hits"), 42);
     assert_eq!(state.kv_get("last-path").as_deref(), Some(&b"/a"[..]));
     let keys: Vec<String> = state.kv_entries().into_iter().map(|e| e.key).collect();
-    assert_eq!(keys, ["last-path"], "scratch was set and deleted");
+    // `scratch` was set and deleted; the probe's set-if-absent and
+    // compare-and-set keys stay.
+    assert_eq!(
+        keys,
+        ["last-path", "probe-cas", "probe-once"],
+        "scratch was set and deleted"
+    );
     let zone = state.rate_limit_zone("state").expect("zone used");
     assert_eq!(zone.buckets.len(), 1);
     assert_eq!(zone.buckets[0].key, tailgate_harness::DEFAULT_CLIENT_IP);
