@@ -125,6 +125,13 @@ async fn admin(tg: &Tailgate, method: Method, path: &str, body: &str) -> (u16, S
     (reply.status.as_u16(), reply.text())
 }
 
+/// A 10-minute ban of `key` in jail `login` through `tg`'s admin API: the
+/// answer's status.
+async fn ban_by_hand(tg: &Tailgate, key: &str) -> u16 {
+    let order = format!(r#"{{"jail": "login", "key": "{key}", "duration": "10m"}}"#);
+    admin(tg, Method::POST, "/bans", &order).await.0
+}
+
 async fn backend_up(tg: &Tailgate) -> f64 {
     sum(
         &scrape(tg.admin_addr()).await,
@@ -177,8 +184,7 @@ async fn exact_mode_failures_on_both_ban_on_both_and_an_unban_frees_both() {
     assert_eq!(from(&b, ATTACKER, "/").await, 200);
     assert_eq!(from(&a, ATTACKER, "/").await, 200);
     // A ban by hand through B blocks on A.
-    let order = format!(r#"{{"jail": "login", "key": "{OTHER}", "duration": "10m"}}"#);
-    assert_eq!(admin(&b, Method::POST, "/bans", &order).await.0, 201);
+    assert_eq!(ban_by_hand(&b, OTHER).await, 201);
     assert_eq!(from(&a, OTHER, "/").await, 403);
 }
 
@@ -207,8 +213,7 @@ async fn sync_mode_holds_the_limit_within_the_bound_and_shares_bans_within_an_in
     assert_eq!(from(&b, ATTACKER, "/").await, 429);
 
     // A ban made on A reaches B within an interval (plus a round's work).
-    let order = format!(r#"{{"jail": "login", "key": "{OTHER}", "duration": "10m"}}"#);
-    assert_eq!(admin(&a, Method::POST, "/bans", &order).await.0, 201);
+    assert_eq!(ban_by_hand(&a, OTHER).await, 201);
     let started = Instant::now();
     assert!(
         eventually(Duration::from_secs(3), || async {
@@ -405,8 +410,7 @@ async fn redis_outage_under_load_keeps_serving_locally_and_recovers() {
         "{}",
         health.text()
     );
-    let order = format!(r#"{{"jail": "login", "key": "{ATTACKER}", "duration": "10m"}}"#);
-    assert_eq!(admin(&a, Method::POST, "/bans", &order).await.0, 201);
+    assert_eq!(ban_by_hand(&a, ATTACKER).await, 201);
     assert_eq!(from(&b, ATTACKER, "/").await, 403);
 }
 
