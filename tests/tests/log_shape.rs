@@ -343,17 +343,17 @@ plugin = "fault-injector"
 mode = "trap"
 hook = "log"
 hooks = ["log"]
-after = 2
-times = 1
-counter = "log-shape-e2e"
+only_path = "/two"
 "#;
     let tg = Tailgate::start(&config);
     for path in ["/one", "/two", "/three"] {
         assert_eq!(get(tg.addr(), "app.test", path).await.status, 200);
     }
     // Both log hooks run. The fault-injector is the chain's last: its text
-    // line wins over log-shape's, except when it traps (the 2nd call): a
-    // trap counts as keep, so log-shape's line stands, not the raw record.
+    // line wins over log-shape's, except where it traps (on /two's record,
+    // whether the three records came in one batch or several): a trap
+    // counts as keep, so log-shape's line stands, not the raw record, and
+    // the records batched with it keep the fault-injector's line.
     let deadline = Instant::now() + Duration::from_secs(10);
     let lines = loop {
         let lines = tg.stdout.snapshot();

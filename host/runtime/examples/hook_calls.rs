@@ -6,7 +6,9 @@
 //!
 //! `cargo run --release -p tailgate-runtime --example hook_calls -- HOOK N`
 //! where HOOK is `rate-limit`, `header-rewrite` or `log-shape`; the
-//! configs are the bench's (bench/tailgate/plugins.toml.in).
+//! configs are the bench's (bench/tailgate/plugins.toml.in). `log-shape N
+//! B` hands the records over B at a time, as the log phase does (N counts
+//! records).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,10 +19,15 @@ use tailgate_runtime::{
     RequestHead, Runtime, RuntimeConfig, Scheme, Var,
 };
 
+/// The shipped plugin's build, or `$HOOK_CALLS_WASM_DIR/{stem}.wasm` (to
+/// measure a build from another checkout).
 fn wasm(stem: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
-        "../../plugins/target/wasm32-wasip2/release/{stem}.wasm"
-    ))
+    match std::env::var_os("HOOK_CALLS_WASM_DIR") {
+        Some(dir) => PathBuf::from(dir).join(format!("{stem}.wasm")),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
+            "../../plugins/target/wasm32-wasip2/release/{stem}.wasm"
+        )),
+    }
 }
 
 fn header(name: &str, value: &str) -> Header {
@@ -123,10 +130,15 @@ fn main() {
             }
         }
         "log-shape" => {
+            // The log phase hands a route's records over in batches (up to
+            // MAX_LOG_BATCH a call); N counts records.
+            let batch: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(1);
             let plugin = configured(&runtime, "log-shape", "log_shape", r#"{"preset":"nginx"}"#);
-            let mut rec = record();
-            for _ in 0..calls {
-                plugin.on_log(&mut rec).expect("on-log");
+            let mut recs = vec![record(); batch.max(1)];
+            for _ in 0..(calls as usize).div_ceil(recs.len()) {
+                for verdict in tailgate_runtime::block_on(plugin.log_batch_hook(&mut recs)) {
+                    verdict.expect("on-log");
+                }
             }
         }
         other => {

@@ -40,6 +40,11 @@ pub enum HookFault {
 /// each epoch tick), so a chain awaits them.
 pub type HookCall<'a, T> = Pin<Box<dyn Future<Output = Result<T, PluginFault>> + Send + 'a>>;
 
+/// A log hook call on a batch of records in flight: a verdict or fault
+/// per record.
+pub type LogBatchCall<'a> =
+    Pin<Box<dyn Future<Output = Vec<Result<LogVerdict, PluginFault>>> + Send + 'a>>;
+
 /// The hook surface of one configured plugin, as a chain calls it. The
 /// runtime's [`ConfiguredPlugin`] implements it; tests use scripted plugins.
 /// The heads are `&mut` so the runtime can narrow their header lists to the
@@ -65,6 +70,18 @@ pub trait PluginHooks: Send + Sync {
         resp: &'a mut ResponseHead,
     ) -> HookCall<'a, ResponseEdits>;
     fn on_log<'a>(&'a self, rec: &'a mut LogRecord) -> HookCall<'a, LogVerdict>;
+    /// The log hook for a batch of records: a verdict or fault per record,
+    /// in order. By default one [`PluginHooks::on_log`] per record; the
+    /// runtime's plugin makes one call per batch.
+    fn on_log_batch<'a>(&'a self, recs: &'a mut [LogRecord]) -> LogBatchCall<'a> {
+        Box::pin(async move {
+            let mut verdicts = Vec::with_capacity(recs.len());
+            for rec in recs.iter_mut() {
+                verdicts.push(self.on_log(rec).await);
+            }
+            verdicts
+        })
+    }
     /// The request header fields the hooks read (`plugin-info`).
     fn request_headers(&self) -> HeaderFilter {
         HeaderFilter::All
@@ -102,6 +119,9 @@ impl PluginHooks for ConfiguredPlugin {
     fn on_log<'a>(&'a self, rec: &'a mut LogRecord) -> HookCall<'a, LogVerdict> {
         Box::pin(self.log_hook(rec))
     }
+    fn on_log_batch<'a>(&'a self, recs: &'a mut [LogRecord]) -> LogBatchCall<'a> {
+        Box::pin(self.log_batch_hook(recs))
+    }
     fn request_headers(&self) -> HeaderFilter {
         self.info().request_headers.clone()
     }
@@ -135,6 +155,9 @@ impl<P: PluginHooks + ?Sized> PluginHooks for Box<P> {
     }
     fn on_log<'a>(&'a self, rec: &'a mut LogRecord) -> HookCall<'a, LogVerdict> {
         (**self).on_log(rec)
+    }
+    fn on_log_batch<'a>(&'a self, recs: &'a mut [LogRecord]) -> LogBatchCall<'a> {
+        (**self).on_log_batch(recs)
     }
     fn request_headers(&self) -> HeaderFilter {
         (**self).request_headers()

@@ -18,6 +18,10 @@ use crate::{
     PluginFault, PluginInfo, RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead,
 };
 
+/// Most records one `on-log` call takes: a batch's guest memory and time
+/// stay small beside the hook budget, which covers the whole call.
+pub const MAX_LOG_BATCH: usize = 64;
+
 /// One guarded hook call: admitted by the call guard (or failed fast
 /// without entering the guest), made on an idle or fresh instance under the
 /// hook budget, its end told to the guard. `$call` gets the hooks interface
@@ -171,29 +175,92 @@ impl ConfiguredPlugin {
         result
     }
 
-    /// `on-log`, blocking (see [`ConfiguredPlugin::on_request`]); the
-    /// proxy awaits [`ConfiguredPlugin::log_hook`].
+    /// `on-log` for one record, blocking (see
+    /// [`ConfiguredPlugin::on_request`]); the proxy's log phase awaits
+    /// [`ConfiguredPlugin::log_batch_hook`].
     pub fn on_log(&self, rec: &mut LogRecord) -> Result<LogVerdict, PluginFault> {
         block_on(self.log_hook(rec))
     }
 
-    /// `on-log`, the record's two header lists narrowed for the call.
-    /// `Ok(LogVerdict::Keep)` when the plugin does not implement `on-log`.
+    /// `on-log` for one record: a batch of one.
     pub async fn log_hook(&self, rec: &mut LogRecord) -> Result<LogVerdict, PluginFault> {
+        let mut verdicts = self.log_batch_hook(std::slice::from_mut(rec)).await;
+        verdicts.pop().unwrap_or(Ok(LogVerdict::Keep))
+    }
+
+    /// `on-log` for a batch of records (at most [`MAX_LOG_BATCH`] per call:
+    /// a longer slice is called in chunks): one verdict or fault per
+    /// record, in order. Each record's two header lists and its text
+    /// fields are narrowed for the call and whole again when this returns.
+    /// Every record is `Keep` when the plugin does not implement `on-log`.
+    /// A call that faults is made again one record at a time, so only the
+    /// record that faults alone (a header too big for the instance's
+    /// memory) loses its shaping; a call that failed fast (tripped,
+    /// saturated) fails its records without entering the guest again.
+    /// What the guest logs names the request when a call holds one.
+    pub async fn log_batch_hook(
+        &self,
+        recs: &mut [LogRecord],
+    ) -> Vec<Result<LogVerdict, PluginFault>> {
         if !self.implements(Hook::Log) {
-            return Ok(LogVerdict::Keep);
+            return recs.iter().map(|_| Ok(LogVerdict::Keep)).collect();
         }
-        let saved_req = header_filter::narrow(&self.info.request_headers, &mut rec.request_headers);
-        let saved_resp =
-            header_filter::narrow(&self.info.response_headers, &mut rec.response_headers);
-        let fields = field_filter::narrow_log(self.info.log_fields, rec);
+        let mut verdicts = Vec::with_capacity(recs.len());
+        for chunk in recs.chunks_mut(MAX_LOG_BATCH) {
+            match self.log_chunk(chunk).await {
+                Ok(made) => verdicts.extend(made.into_iter().map(Ok)),
+                Err(fault) if chunk.len() == 1 || fault.is_fail_fast() => {
+                    verdicts.extend(chunk.iter().map(|_| Err(fault.clone())));
+                }
+                Err(_) => {
+                    for rec in chunk.iter_mut() {
+                        let alone = self.log_chunk(std::slice::from_mut(rec)).await;
+                        verdicts.push(alone.map(|mut made| made.pop().unwrap_or(LogVerdict::Keep)));
+                    }
+                }
+            }
+        }
+        verdicts
+    }
+
+    async fn log_chunk(&self, recs: &mut [LogRecord]) -> Result<Vec<LogVerdict>, PluginFault> {
+        let info = &self.info;
+        let saved: Vec<_> = recs
+            .iter_mut()
+            .map(|rec| {
+                (
+                    header_filter::narrow(&info.request_headers, &mut rec.request_headers),
+                    header_filter::narrow(&info.response_headers, &mut rec.response_headers),
+                    field_filter::narrow_log(info.log_fields, rec),
+                )
+            })
+            .collect();
         let (result, logs) = call!(self, Hook::Log, |hooks, store| hooks
-            .call_on_log(store, rec));
-        field_filter::restore_log(rec, fields);
-        header_filter::restore(&mut rec.request_headers, saved_req);
-        header_filter::restore(&mut rec.response_headers, saved_resp);
-        self.emit(logs, RequestContext::of_record(rec));
-        result
+            .call_on_log(store, recs));
+        for (rec, (saved_req, saved_resp, fields)) in recs.iter_mut().zip(saved) {
+            field_filter::restore_log(rec, fields);
+            header_filter::restore(&mut rec.request_headers, saved_req);
+            header_filter::restore(&mut rec.response_headers, saved_resp);
+        }
+        match recs {
+            [rec] => self.emit(logs, RequestContext::of_record(rec)),
+            _ => logs.emit(
+                &self.recipe.guest,
+                None,
+                self.recipe.shared.observer.as_deref(),
+            ),
+        }
+        let verdicts = result?;
+        if verdicts.len() != recs.len() {
+            let fault = PluginFault::Trap(format!(
+                "on-log returned {} verdicts for {} records",
+                verdicts.len(),
+                recs.len()
+            ));
+            report_fault(&self.metrics, &self.recipe.guest, Hook::Log, &fault);
+            return Err(fault);
+        }
+        Ok(verdicts)
     }
 
     /// An instance for a call: an idle one, or a fresh one.

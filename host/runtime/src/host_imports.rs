@@ -10,12 +10,14 @@ use metrics::Label;
 
 use crate::bindings::host::Host;
 use crate::bindings::types::{
-    self, Ban, BanOutcome, BanRequest, LogLevel, RateDecision, RateLimit,
+    self, Ban, BanOutcome, BanRequest, LogLevel, RateDecision, RateKey, RateLimit,
 };
 use crate::host_state::HostState;
 use crate::metric_handles::{GuestMetric, OUTCOMES};
 use crate::state::bans::{self, BanEntry};
-use crate::state::rate_limiter::{self, Burst, RateLimitError, ZoneSpec};
+use crate::state::rate_limiter::{self, Burst, ZoneSpec};
+use crate::state::zone_uses::ZoneUseError;
+use crate::wire_values::KeyText;
 
 /// Most event times `window-add` keeps per key.
 pub(crate) const MAX_WINDOW_EVENTS: u32 = 1024;
@@ -69,8 +71,8 @@ pub(crate) enum HostCallError {
     EmptyWindow { import: &'static str },
     #[error("ban-add: {0}")]
     BanRequest(&'static str),
-    #[error("rate-limit-check: {0}")]
-    RateLimit(#[from] RateLimitError),
+    #[error("{0}")]
+    ZoneUse(#[from] ZoneUseError),
 }
 
 type HostResult<T> = wasmtime::Result<T>;
@@ -253,31 +255,41 @@ impl Host for HostState {
         Ok(())
     }
 
-    async fn rate_limit_check(
-        &mut self,
-        limit: RateLimit,
-        key: String,
-        dry_run: bool,
-    ) -> HostResult<RateDecision> {
-        self.check_key("rate-limit-check", &key)?;
-        self.check_key("rate-limit-check", &limit.zone)?;
-        let zone = self
-            .plugin_state
-            .rate_limits
-            .zone(ZoneSpec {
-                name: limit.zone,
-                rate_milli: limit.rate_milli,
-            })
-            .map_err(|e| wasmtime::Error::new(HostCallError::from(e)))?;
+    fn rate_limit_zone(&mut self, limit: RateLimit) -> HostResult<u32> {
+        self.check_key("rate-limit-zone", &limit.zone)?;
+        let spec = ZoneSpec {
+            name: limit.zone,
+            rate_milli: limit.rate_milli,
+        };
         let by = Burst {
             burst: limit.burst,
             delay: limit.delay,
         };
+        self.zone_uses
+            .register(spec, by)
+            .map_err(|e| wasmtime::Error::new(HostCallError::from(e)))
+    }
+
+    async fn rate_limit_check(
+        &mut self,
+        zone: u32,
+        key: RateKey,
+        dry_run: bool,
+    ) -> HostResult<RateDecision> {
+        let (zone, by) = self
+            .zone_uses
+            .resolve(zone, &self.plugin_state.rate_limits)
+            .map_err(|e| wasmtime::Error::new(HostCallError::from(e)))?;
+        let mut address = KeyText::default();
+        let key = match &key {
+            RateKey::Address(ip) => address.of(*ip),
+            RateKey::Text(text) => {
+                self.check_key("rate-limit-check", text)?;
+                text.as_str()
+            }
+        };
         let call = self.state_call();
-        let decision = self
-            .budget
-            .unbilled(call.decide_rate(&zone, &key, by))
-            .await;
+        let decision = self.budget.unbilled(call.decide_rate(&zone, key, by)).await;
         if dry_run && decision != rate_limiter::RateDecision::Pass {
             tracing::debug!(
                 plugin = %self.guest.plugin,

@@ -17,6 +17,7 @@ use crate::engine::{EpochClock, LongCallMark, EPOCH_TICK};
 use crate::guest_output::{GuestOutput, OutputRateLimit, OutputTail};
 use crate::metric_handles::MetricHandles;
 use crate::plugin_log::PluginLogs;
+use crate::state::zone_uses::ZoneUses;
 use crate::state::{PluginState, SharedState};
 
 /// The (plugin, route) an instance serves, for logs and metrics.
@@ -40,6 +41,8 @@ pub(crate) struct HostState {
     pub(crate) metric_handles: MetricHandles,
     /// What the guest logged during the current call, written after it.
     pub(crate) logs: PluginLogs,
+    /// The rate-limit zone uses the instance registered.
+    pub(crate) zone_uses: ZoneUses,
     stdout: GuestOutput,
     stderr: GuestOutput,
     wasi: WasiCtx,
@@ -58,6 +61,7 @@ impl HostState {
             StateScope::Named(name) => format!("{plugin}@{name}"),
         };
         self.plugin_state = self.shared.plugin(&namespace);
+        self.zone_uses.forget_zones();
     }
 
     pub(crate) fn new(
@@ -88,6 +92,7 @@ impl HostState {
             stderr_tail,
             metric_handles: MetricHandles::default(),
             logs: PluginLogs::default(),
+            zone_uses: ZoneUses::default(),
             stdout,
             stderr,
             wasi,

@@ -49,9 +49,9 @@ pub use bindings::types::{
     RequestHead, ResponseEdits, ResponseHead, Scheme, StateScope, Var,
 };
 pub use call_guard::CallGuard;
-pub use chained::{ChainedPlugin, HookCall, HookFault, PluginHooks, RequestStep};
+pub use chained::{ChainedPlugin, HookCall, HookFault, LogBatchCall, PluginHooks, RequestStep};
 pub use compile_cache::CacheOutcome;
-pub use configured::block_on;
+pub use configured::{block_on, MAX_LOG_BATCH};
 pub use engine::{
     check_hook_budget, Allocator, BudgetBelowTick, MemoryReservation, EPOCH_TICK, LONG_CALL_TICK,
     MAX_MEMORY_BYTES,
@@ -319,7 +319,7 @@ impl Runtime {
             .and_then(PluginPre::new)
             .map_err(|e| {
                 invalid(format!(
-                    "it does not fit the tailgate:plugin@0.7.0 `plugin` world: {e:#}"
+                    "it does not fit the tailgate:plugin@0.8.0 `plugin` world: {e:#}"
                 ))
             })?;
         Ok(Arc::new(LoadedPlugin {

@@ -14,6 +14,7 @@ pub(crate) mod rate_limiter;
 mod shared_bans;
 pub mod view;
 pub(crate) mod windows;
+pub(crate) mod zone_uses;
 
 use std::sync::Arc;
 

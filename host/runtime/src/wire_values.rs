@@ -171,6 +171,54 @@ impl From<IpAddress> for IpAddr {
     }
 }
 
+/// An address's text form, written into a buffer on the stack: the key of
+/// a `rate-key.address` without an allocation.
+pub(crate) struct KeyText {
+    buf: [u8; 48],
+}
+
+impl Default for KeyText {
+    fn default() -> Self {
+        KeyText { buf: [0; 48] }
+    }
+}
+
+impl KeyText {
+    /// `ip` as `Display` writes it ("203.0.113.7", "2001:db8::1").
+    pub(crate) fn of(&mut self, ip: IpAddress) -> &str {
+        let len = match ip {
+            IpAddress::V4(bits) => {
+                let mut len = 0;
+                for (i, octet) in bits.to_be_bytes().into_iter().enumerate() {
+                    if i > 0 {
+                        self.buf[len] = b'.';
+                        len += 1;
+                    }
+                    if octet >= 100 {
+                        self.buf[len] = b'0' + octet / 100;
+                        len += 1;
+                    }
+                    if octet >= 10 {
+                        self.buf[len] = b'0' + octet / 10 % 10;
+                        len += 1;
+                    }
+                    self.buf[len] = b'0' + octet % 10;
+                    len += 1;
+                }
+                len
+            }
+            IpAddress::V6(_) => {
+                use std::io::Write;
+                let mut cursor = std::io::Cursor::new(&mut self.buf[..]);
+                // At most 45 bytes (an IPv4-mapped form): it fits.
+                let _ = write!(cursor, "{}", IpAddr::from(ip));
+                cursor.position() as usize
+            }
+        };
+        std::str::from_utf8(&self.buf[..len]).unwrap_or_default()
+    }
+}
+
 impl LogVerdict {
     /// The shaped line, if the hook shaped one.
     pub fn into_line(self) -> Option<LogLine> {
@@ -202,6 +250,22 @@ mod tests {
             IpAddress::from("1.2.3.4".parse::<IpAddr>().unwrap()),
             IpAddress::V4(0x0102_0304)
         );
+    }
+
+    #[test]
+    fn key_text_writes_addresses_as_display_does() {
+        for text in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "203.0.113.7",
+            "255.255.255.255",
+            "::1",
+            "::ffff:255.255.255.255",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(KeyText::default().of(IpAddress::from(ip)), ip.to_string());
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The log phase's line, off the request workers: every exchange's record
-//! is built, and shaped by the route's log hooks (log-shape's `on-log`) or
-//! written as the default line, on one thread of its own, in batches, and
-//! handed to the access log from there. The worker that finished the
+//! is built, and shaped by the route's log hooks (log-shape's `on-log`, one
+//! call per route's share of a batch) or written as the default line, on
+//! one thread of its own, in batches, and handed to the access log from
+//! there. The worker that finished the
 //! exchange only queues it (a short lock, no wake-up but the first of a
 //! batch), as the access log's writer does with lines: the shaping is the
 //! work Grafana Alloy did beside nginx, in its own process. A line is never
@@ -11,13 +12,13 @@
 //! them on a current-thread runtime of its own.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tailgate_runtime::LogRecord;
 
 use super::log_phase::{Finished, PendingLog};
-use crate::access_log::default_line;
+use crate::access_log::{default_line, AccessLog};
 use crate::plugin_chain::{LogDecision, RouteChain};
 
 /// Longest an exchange waits for its line.
@@ -87,12 +88,64 @@ async fn line_for(
         Some(chain) => chain.on_log(record).await,
         None => LogDecision::Default,
     };
+    line_of(decision, record)
+}
+
+fn line_of(decision: LogDecision, record: &LogRecord) -> Option<(String, Vec<(String, String)>)> {
     match decision {
         LogDecision::Line(line) => Some((line.line, line.labels)),
         LogDecision::Drop => None,
         // A failure is reported and counted by the chain; a line is never
         // lost.
         LogDecision::Default => Some((default_line(record), Vec::new())),
+    }
+}
+
+/// A batch of exchanges' lines, written in the order the exchanges
+/// finished: each route's records go through its chain's log hooks
+/// together (one call per hook for the route's share of the batch, where
+/// the crossing into a plugin is paid once), the others get the default
+/// line.
+async fn run_batch(jobs: Vec<LogJob>) {
+    let mut exchanges: Vec<(AccessLog, Option<Arc<RouteChain>>)> = Vec::with_capacity(jobs.len());
+    let mut records: Vec<LogRecord> = Vec::with_capacity(jobs.len());
+    for LogJob { pending, finished } in jobs {
+        exchanges.push((pending.access_log().clone(), pending.chain().cloned()));
+        records.push(pending.into_record(finished));
+    }
+    let mut decisions: Vec<Option<LogDecision>> = records.iter().map(|_| None).collect();
+    for first in 0..records.len() {
+        if decisions[first].is_some() {
+            continue;
+        }
+        let Some(chain) = exchanges[first].1.clone() else {
+            decisions[first] = Some(LogDecision::Default);
+            continue;
+        };
+        let same_route: Vec<usize> = (first..records.len())
+            .filter(|&i| {
+                decisions[i].is_none()
+                    && exchanges[i]
+                        .1
+                        .as_ref()
+                        .is_some_and(|c| Arc::ptr_eq(c, &chain))
+            })
+            .collect();
+        let mut group: Vec<LogRecord> = same_route
+            .iter()
+            .map(|&i| std::mem::take(&mut records[i]))
+            .collect();
+        let made = chain.on_log_batch(&mut group).await;
+        for ((&i, record), decision) in same_route.iter().zip(group).zip(made) {
+            records[i] = record;
+            decisions[i] = Some(decision);
+        }
+    }
+    for (((access_log, _), record), decision) in exchanges.iter().zip(&records).zip(decisions) {
+        let decision = decision.unwrap_or(LogDecision::Default);
+        if let Some((line, labels)) = line_of(decision, record) {
+            access_log.write_labelled_line(line, &labels);
+        }
     }
 }
 
@@ -180,14 +233,11 @@ fn run_batches(queue: &JobQueue<LogJob>, runtime: tokio::runtime::Runtime) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         queue.next_batch(&mut batch);
-        for job in batch.drain(..) {
-            if catch_unwind(AssertUnwindSafe(|| runtime.block_on(run(job)))).is_err() {
-                metrics::counter!("tailgate_access_log_dropped_total").increment(1);
-                tracing::error!("a log hook panicked; its line is lost");
-            }
-        }
-        if batch.capacity() > 4 * BATCH {
-            batch = Vec::with_capacity(BATCH);
+        let jobs = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+        let count = jobs.len() as u64;
+        if catch_unwind(AssertUnwindSafe(|| runtime.block_on(run_batch(jobs)))).is_err() {
+            metrics::counter!("tailgate_access_log_dropped_total").increment(count);
+            tracing::error!("a log hook panicked; the lines of its batch are lost");
         }
     }
 }

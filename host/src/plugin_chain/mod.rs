@@ -355,18 +355,31 @@ impl RouteChain {
     /// record (observers such as a ban jail, and a shaper, side by side);
     /// the last `shape` or `drop` decides the line.
     pub async fn on_log(&self, rec: &mut LogRecord) -> LogDecision {
-        let mut decision = LogDecision::Default;
+        let mut decisions = self.on_log_batch(std::slice::from_mut(rec)).await;
+        decisions.pop().unwrap_or(LogDecision::Default)
+    }
+
+    /// [`RouteChain::on_log`] for a batch of this route's records: each log
+    /// hook takes the whole batch in one call (the crossing is paid per
+    /// batch), and each record's decision is made as for one record: a
+    /// hook that fails on a record leaves it as the hooks before it
+    /// decided (the default line if none did).
+    pub async fn on_log_batch(&self, recs: &mut [LogRecord]) -> Vec<LogDecision> {
+        let mut decisions: Vec<LogDecision> = recs.iter().map(|_| LogDecision::Default).collect();
         for entry in self.with_hook(HookSet::LOG) {
-            match entry.plugin.plugin().on_log(rec).await {
-                Ok(LogVerdict::Keep) => {}
-                Ok(LogVerdict::Shape(line)) => decision = LogDecision::Line(line),
-                Ok(LogVerdict::Drop) => decision = LogDecision::Drop,
-                Err(fault) => {
-                    self.fault(entry, "log", &HookFault::from(fault));
+            let verdicts = entry.plugin.plugin().on_log_batch(recs).await;
+            for (decision, verdict) in decisions.iter_mut().zip(verdicts) {
+                match verdict {
+                    Ok(LogVerdict::Keep) => {}
+                    Ok(LogVerdict::Shape(line)) => *decision = LogDecision::Line(line),
+                    Ok(LogVerdict::Drop) => *decision = LogDecision::Drop,
+                    Err(fault) => {
+                        self.fault(entry, "log", &HookFault::from(fault));
+                    }
                 }
             }
         }
-        decision
+        decisions
     }
 
     fn with_hook(&self, hook: HookSet) -> impl DoubleEndedIterator<Item = &ChainEntry> {

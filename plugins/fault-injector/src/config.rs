@@ -90,6 +90,10 @@ pub struct Config {
     /// all later calls. `"after": 2, "times": 1` faults the 2nd call only.
     #[serde(default)]
     pub times: Option<u64>,
+    /// Fault only on requests with this path (a log record's `uri`):
+    /// deterministic whichever calls or batches the records come in.
+    #[serde(default)]
+    pub only_path: Option<String>,
     /// Name of the shared call counter `after` uses (default
     /// `calls-<hook>`); give routes sharing the plugin different names.
     #[serde(default)]

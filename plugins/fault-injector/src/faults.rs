@@ -6,8 +6,15 @@ use crate::tailgate::plugin::host;
 
 /// Runs the configured fault if `hook` is the chosen hook and its call count
 /// has reached `after`. Returns normally when no fault is due.
-pub fn maybe_fault(config: &Config, hook: Hook) {
+pub fn maybe_fault(config: &Config, hook: Hook, path: Option<&str>) {
     if config.hook != hook || !matches!(config.mode, Mode::Trap | Mode::Loop | Mode::Alloc) {
+        return;
+    }
+    if config
+        .only_path
+        .as_deref()
+        .is_some_and(|only| Some(only) != path)
+    {
         return;
     }
     if let Some(after) = config.after {

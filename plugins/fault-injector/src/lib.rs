@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use config::{Config, Hook, Mode};
 use exports::tailgate::plugin::hooks::Guest;
 use tailgate::plugin::types::{
-    Header, HeaderEdit, HeaderOp, IpAddress, LogLine, LogRecord, LogVerdict, Method, PluginInfo,
+    Header, HeaderEdit, HeaderOp, LogLine, LogRecord, LogVerdict, Method, PluginInfo,
     RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead, Var,
 };
 
@@ -52,7 +52,7 @@ impl Guest for FaultInjector {
                 .clone()
                 .unwrap_or_else(|| "rejected by fault-injector".to_string()));
         }
-        faults::maybe_fault(&config, Hook::Configure);
+        faults::maybe_fault(&config, Hook::Configure, None);
         let info = config.plugin_info();
         if let Ok(mut slot) = CONFIG.lock() {
             *slot = Some(config);
@@ -62,7 +62,7 @@ impl Guest for FaultInjector {
 
     fn on_request(req: RequestHead) -> RequestAction {
         let config = current_config();
-        faults::maybe_fault(&config, Hook::Request);
+        faults::maybe_fault(&config, Hook::Request, req.path.as_deref());
         if config.mode == Mode::State {
             return state_probe::on_request(&config, &req);
         }
@@ -110,9 +110,9 @@ impl Guest for FaultInjector {
         })
     }
 
-    fn on_response(_req: RequestHead, resp: ResponseHead) -> ResponseEdits {
+    fn on_response(req: RequestHead, resp: ResponseHead) -> ResponseEdits {
         let config = current_config();
-        faults::maybe_fault(&config, Hook::Response);
+        faults::maybe_fault(&config, Hook::Response, req.path.as_deref());
         if config.mode == Mode::State {
             return state_probe::on_response();
         }
@@ -132,46 +132,52 @@ impl Guest for FaultInjector {
         }
     }
 
-    fn on_log(rec: LogRecord) -> LogVerdict {
-        let config = current_config();
-        faults::maybe_fault(&config, Hook::Log);
-        let vars: Vec<String> = rec
-            .vars
-            .iter()
-            .flatten()
-            .map(|v| format!("{}={}", v.name, v.value))
-            .collect();
-        let request_headers = rec.request_headers.as_deref().unwrap_or_default();
-        let response_headers = rec.response_headers.as_deref().unwrap_or_default();
-        // The header fields the host let through, when there are any.
-        let headers = if request_headers.is_empty() && response_headers.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " headers={}/{}",
-                names(request_headers),
-                names(response_headers)
-            )
-        };
-        // The optional fields the host sent, when the config narrows them.
-        let fields = if config.log_fields.is_some() {
-            format!(" fields={}", log_fields(&rec))
-        } else {
-            String::new()
-        };
-        let text = |field: &Option<String>| field.clone().unwrap_or_else(|| "-".to_string());
-        LogVerdict::Shape(LogLine {
-            line: format!(
-                "{} {} {} {} vars={}{headers}{fields}",
-                method_name(&rec.method),
-                text(&rec.uri),
-                rec.status,
-                text(&rec.request_id),
-                vars.join(",")
-            ),
-            labels: vec![("plugin".to_string(), "fault-injector".to_string())],
-        })
+    /// Each record as its own log call would be: a fault `after` N
+    /// counts records, and faults the batch that holds the Nth.
+    fn on_log(records: Vec<LogRecord>) -> Vec<LogVerdict> {
+        records.into_iter().map(log_one).collect()
     }
+}
+
+fn log_one(rec: LogRecord) -> LogVerdict {
+    let config = current_config();
+    faults::maybe_fault(&config, Hook::Log, rec.uri.as_deref());
+    let vars: Vec<String> = rec
+        .vars
+        .iter()
+        .flatten()
+        .map(|v| format!("{}={}", v.name, v.value))
+        .collect();
+    let request_headers = rec.request_headers.as_deref().unwrap_or_default();
+    let response_headers = rec.response_headers.as_deref().unwrap_or_default();
+    // The header fields the host let through, when there are any.
+    let headers = if request_headers.is_empty() && response_headers.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " headers={}/{}",
+            names(request_headers),
+            names(response_headers)
+        )
+    };
+    // The optional fields the host sent, when the config narrows them.
+    let fields = if config.log_fields.is_some() {
+        format!(" fields={}", log_fields(&rec))
+    } else {
+        String::new()
+    };
+    let text = |field: &Option<String>| field.clone().unwrap_or_else(|| "-".to_string());
+    LogVerdict::Shape(LogLine {
+        line: format!(
+            "{} {} {} {} vars={}{headers}{fields}",
+            method_name(&rec.method),
+            text(&rec.uri),
+            rec.status,
+            text(&rec.request_id),
+            vars.join(",")
+        ),
+        labels: vec![("plugin".to_string(), "fault-injector".to_string())],
+    })
 }
 
 /// The field names of a header list, in order, comma-separated: what the
@@ -224,16 +230,6 @@ pub(crate) fn method_name(method: &Method) -> &str {
         Method::Trace => "TRACE",
         Method::Patch => "PATCH",
         Method::Other(name) => name,
-    }
-}
-
-/// An address as text, as `IpAddr`'s `Display` writes it.
-pub(crate) fn ip_text(address: &IpAddress) -> String {
-    match *address {
-        IpAddress::V4(bits) => std::net::Ipv4Addr::from(bits).to_string(),
-        IpAddress::V6((high, low)) => {
-            std::net::Ipv6Addr::from((u128::from(high) << 64) | u128::from(low)).to_string()
-        }
     }
 }
 

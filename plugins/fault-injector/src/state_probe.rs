@@ -5,10 +5,32 @@
 use crate::config::Config;
 use crate::tailgate::plugin::host;
 use crate::tailgate::plugin::types::{
-    HeaderEdit, HeaderOp, ImmediateResponse, LogLevel, RateDecision, RateLimit, RequestAction,
-    RequestEdits, RequestHead, ResponseEdits, Var,
+    HeaderEdit, HeaderOp, ImmediateResponse, LogLevel, RateDecision, RateKey, RateLimit,
+    RequestAction, RequestEdits, RequestHead, ResponseEdits, Var, ZoneUse,
 };
 use crate::Header;
+
+std::thread_local! {
+    /// The instance's one registered zone use (an instance has one config).
+    static ZONE_USE: std::cell::Cell<Option<ZoneUse>> = const { std::cell::Cell::new(None) };
+}
+
+/// The config's zone use, registered with the host on the first request.
+fn zone_use(config: &Config) -> ZoneUse {
+    ZONE_USE.with(|cell| {
+        *cell.get().get_or_insert_with(|| {
+            let zone = &config.rate_limit;
+            let handle = host::rate_limit_zone(&RateLimit {
+                zone: zone.zone.clone(),
+                rate_milli: zone.rate_milli,
+                burst: zone.burst,
+                delay: zone.delay,
+            });
+            cell.set(Some(handle));
+            handle
+        })
+    })
+}
 
 /// on-request: count the hit, check the rate limit for the client IP, swap
 /// the last path in kv, and report it all.
@@ -35,13 +57,11 @@ pub fn on_request(config: &Config, req: &RequestHead) -> RequestAction {
     let deleted_again = host::kv_delete("scratch");
 
     let zone = &config.rate_limit;
-    let limit = RateLimit {
-        zone: zone.zone.clone(),
-        rate_milli: zone.rate_milli,
-        burst: zone.burst,
-        delay: zone.delay,
-    };
-    let decision = host::rate_limit_check(&limit, &crate::ip_text(&req.client_ip), zone.dry_run);
+    let decision = host::rate_limit_check(
+        zone_use(config),
+        &RateKey::Address(req.client_ip),
+        zone.dry_run,
+    );
     let now = host::now_ms();
 
     let (rate_header, status_var, delay_ms) = match decision {

@@ -14,11 +14,13 @@ mod policy;
 mod rate;
 mod zone;
 
+use tailgate_plugin_sdk::key::RequestKey;
 use tailgate_plugin_sdk::{
     export_plugin, host, plugin, Config, HeaderFilter, LogFieldSet, LogLevel, Plugin, RateDecision,
-    RateLimit, RequestAction, RequestFieldSet, RequestHead,
+    RequestAction, RequestFieldSet, RequestHead,
 };
 
+use crate::limit::Limit;
 use crate::policy::{RateLimitHost, RateLimitPolicy};
 
 /// One route's rate-limit plugin.
@@ -30,8 +32,8 @@ struct RateLimiter {
 struct Host;
 
 impl RateLimitHost for Host {
-    fn rate_limit_check(&self, limit: RateLimit<'_>, key: &str, dry_run: bool) -> RateDecision {
-        host::rate_limit_check(limit, key, dry_run)
+    fn rate_limit_check(&self, limit: &Limit, key: &RequestKey<'_>, dry_run: bool) -> RateDecision {
+        host::rate_limit_check(limit.zone_use(), key.as_rate_key(), dry_run)
     }
 
     fn log(&self, level: LogLevel, message: &str) {
@@ -43,7 +45,7 @@ impl RateLimitHost for Host {
 impl Plugin for RateLimiter {
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(RateLimiter {
-            policy: RateLimitPolicy::from_config(config)?,
+            policy: RateLimitPolicy::from_config(config)?.registered(host::rate_limit_zone),
         })
     }
 

@@ -5,11 +5,9 @@
 //! Built at configure time; asked per request by
 //! [`crate::policy::RateLimitPolicy`].
 
-use std::borrow::Cow;
-
-use tailgate_plugin_sdk::key::KeySource;
+use tailgate_plugin_sdk::key::{KeySource, RequestKey};
 use tailgate_plugin_sdk::{
-    validate, ConfigError, RateLimit, RequestFieldSet, RequestFilter, RequestHead,
+    validate, ConfigError, RateLimit, RequestFieldSet, RequestFilter, RequestHead, ZoneUse,
 };
 
 use crate::config::RawLimit;
@@ -22,6 +20,9 @@ const MAX_BURST: u32 = 1_000_000;
 #[derive(Debug, Clone)]
 pub struct Limit {
     zone: String,
+    /// The host's handle of this zone use (`rate-limit-zone`), given in
+    /// `configure` ([`Limit::registered`]).
+    zone_use: ZoneUse,
     rate: Rate,
     burst: u32,
     /// Requests within the burst served without delay (`nodelay` = burst).
@@ -124,6 +125,7 @@ impl Limit {
         check_status(&status_at, status)?;
         Ok(Limit {
             zone: raw.zone.clone(),
+            zone_use: 0,
             rate,
             burst: raw.burst,
             delay,
@@ -174,9 +176,21 @@ impl Limit {
         self.filter.matches(req)
     }
 
-    /// The request's key; `None` when it is empty (not limited).
-    pub fn key<'r>(&self, req: &'r RequestHead) -> Option<Cow<'r, str>> {
-        self.key.key(req)
+    /// The request's key; `None` when it is empty (not limited). The
+    /// client IP stays a number (no text crosses for it).
+    pub fn key<'r>(&self, req: &'r RequestHead) -> Option<RequestKey<'r>> {
+        self.key.request_key(req)
+    }
+
+    /// The host's handle of this zone use.
+    pub fn zone_use(&self) -> ZoneUse {
+        self.zone_use
+    }
+
+    /// The limit with its zone use registered with the host.
+    pub fn registered(self, register: impl FnOnce(RateLimit<'_>) -> ZoneUse) -> Limit {
+        let zone_use = register(self.spec());
+        Limit { zone_use, ..self }
     }
 }
 

@@ -8,9 +8,10 @@
 //! `limit_req_log_level`; the host counts each check in
 //! `ratelimit_requests{zone,outcome}`.
 
+use tailgate_plugin_sdk::key::RequestKey;
 use tailgate_plugin_sdk::{
     Config, ConfigError, HeaderFilter, ImmediateResponse, LogLevel, RateDecision, RateLimit,
-    RequestAction, RequestEdits, RequestFieldSet, RequestHead,
+    RequestAction, RequestEdits, RequestFieldSet, RequestHead, ZoneUse,
 };
 
 use crate::config::{RawConfig, RawLogLevel};
@@ -24,7 +25,9 @@ const MAX_LIMITS: usize = 16;
 /// The host imports the policy uses, so the logic is tested natively with
 /// a scripted host.
 pub trait RateLimitHost {
-    fn rate_limit_check(&self, limit: RateLimit<'_>, key: &str, dry_run: bool) -> RateDecision;
+    /// One request for `key` against `limit`'s zone use (its handle,
+    /// [`Limit::zone_use`], or its spec, [`Limit::spec`]).
+    fn rate_limit_check(&self, limit: &Limit, key: &RequestKey<'_>, dry_run: bool) -> RateDecision;
     fn log(&self, level: LogLevel, message: &str);
 }
 
@@ -104,6 +107,17 @@ impl RateLimitPolicy {
         })
     }
 
+    /// The policy with each limit's zone use registered with the host
+    /// (`rate-limit-zone`, in `configure`), so a check sends a handle.
+    pub fn registered(self, mut register: impl FnMut(RateLimit<'_>) -> ZoneUse) -> Self {
+        let limits = self
+            .limits
+            .into_iter()
+            .map(|limit| limit.registered(&mut register))
+            .collect();
+        RateLimitPolicy { limits, ..self }
+    }
+
     /// The request headers the limits read: those their keys name.
     pub fn request_headers(&self) -> HeaderFilter {
         HeaderFilter::only(self.limits.iter().flat_map(Limit::header_names))
@@ -129,7 +143,7 @@ impl RateLimitPolicy {
             let Some(key) = limit.key(req) else {
                 continue;
             };
-            let decision = host.rate_limit_check(limit.spec(), &key, limit.dry_run());
+            let decision = host.rate_limit_check(limit, &key, limit.dry_run());
             let outcome = Outcome::of(decision, limit.dry_run());
             self.log(host, limit, outcome, decision);
             verdict.add(index, decision, limit.dry_run());

@@ -6,7 +6,7 @@
 //! the host; the ban list per jail.
 
 use crate::bindings::tailgate::plugin::host as imports;
-use crate::{Ban, BanOutcome, BanRequest, LogLevel, RateDecision, RateLimit};
+use crate::{Ban, BanOutcome, BanRequest, LogLevel, RateDecision, RateKey, RateLimit, ZoneUse};
 
 /// Log `message` at `level`, tagged by the host with plugin and route.
 pub fn log(level: LogLevel, message: &str) {
@@ -43,10 +43,18 @@ pub fn histogram_record(name: &str, labels: &[(&str, &str)], value: f64) {
     imports::histogram_record(name, labels, value);
 }
 
-/// Account one request for `key` against the zone `limit` and get the
-/// decision; `dry_run` decides without counting.
-pub fn rate_limit_check(limit: RateLimit<'_>, key: &str, dry_run: bool) -> RateDecision {
-    imports::rate_limit_check(limit, key, dry_run)
+/// Register one use of a rate-limit zone (its name, rate, burst and
+/// delay) and get its handle for [`rate_limit_check`]; call it in
+/// `configure`, once per limit (at most 64 per instance).
+pub fn rate_limit_zone(limit: RateLimit<'_>) -> ZoneUse {
+    imports::rate_limit_zone(limit)
+}
+
+/// Account one request for `key` against the registered zone use `zone`
+/// and get the decision; with `dry_run` the host counts the outcome as a
+/// dry run (the plugin does not enforce it).
+pub fn rate_limit_check(zone: ZoneUse, key: RateKey<'_>, dry_run: bool) -> RateDecision {
+    imports::rate_limit_check(zone, key, dry_run)
 }
 
 /// Add `delta` to the shared counter `key` and return its new value. A

@@ -14,12 +14,13 @@
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
+use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
 
 use crate::template::{push_ip, push_joined_header, CaptureRefs, Field, Template, TemplateError};
 use crate::validate::is_token;
-use crate::{RequestFieldSet, RequestHead};
+use crate::{wit_ip, RateKey, RequestFieldSet, RequestHead};
 
 /// Longest key sent to the host as is (the host refuses keys above 512
 /// bytes); longer ones go as `sha256:<hex>`.
@@ -182,6 +183,45 @@ impl KeySource {
             Ok(key) => hashed(key.as_bytes()),
             Err(err) => hashed(err.as_bytes()),
         }))
+    }
+}
+
+/// A request's key as [`KeySource::request_key`] gives it: the client
+/// address as a number (no text made or sent for it), or text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestKey<'r> {
+    Address(IpAddr),
+    Text(Cow<'r, str>),
+}
+
+impl RequestKey<'_> {
+    /// The key as the host's `rate-limit-check` takes it.
+    pub fn as_rate_key(&self) -> RateKey<'_> {
+        match self {
+            RequestKey::Address(ip) => RateKey::Address(wit_ip(*ip)),
+            RequestKey::Text(text) => RateKey::Text(text),
+        }
+    }
+
+    /// The key's text (an address as `Display` writes it), as
+    /// [`KeySource::key`] gives it.
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            RequestKey::Address(ip) => Cow::Owned(ip.to_string()),
+            RequestKey::Text(text) => Cow::Borrowed(text),
+        }
+    }
+}
+
+impl KeySource {
+    /// The request's key as [`KeySource::key`] makes it, but the client
+    /// IP left a number: what a rate limit keyed by the client sends the
+    /// host per request. `None` when the key is empty.
+    pub fn request_key<'r>(&self, req: &'r RequestHead) -> Option<RequestKey<'r>> {
+        match self {
+            KeySource::ClientIp => Some(RequestKey::Address(req.client_ip)),
+            _ => self.key(req).map(RequestKey::Text),
+        }
     }
 }
 

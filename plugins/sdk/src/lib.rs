@@ -89,8 +89,8 @@ mod values;
 pub use bindings::tailgate::plugin::types::{
     Ban, BanOutcome, BanRequest, CacheStatus, FixedEdits, Header, HeaderEdit, HeaderFilter,
     HeaderOp, HookSet, ImmediateResponse, LogFieldSet, LogLevel, LogLine, LogVerdict, Method,
-    PluginInfo, Protocol, RateDecision, RateLimit, RequestAction, RequestEdits, RequestFieldSet,
-    ResponseEdits, Scheme, StateScope, Var,
+    PluginInfo, Protocol, RateDecision, RateKey, RateLimit, RequestAction, RequestEdits,
+    RequestFieldSet, ResponseEdits, Scheme, StateScope, Var, ZoneUse,
 };
 pub use config::{Config, ConfigError};
 pub use field::Field;

@@ -167,9 +167,9 @@ macro_rules! export_plugin {
                 }
 
                 fn on_log(
-                    rec: $crate::__private::wit::LogRecord,
-                ) -> $crate::LogVerdict {
-                    TAILGATE_PLUGIN.with(|slot| $crate::__private::dispatch::on_log(slot, rec))
+                    records: ::std::vec::Vec<$crate::__private::wit::LogRecord>,
+                ) -> ::std::vec::Vec<$crate::LogVerdict> {
+                    TAILGATE_PLUGIN.with(|slot| $crate::__private::dispatch::on_log(slot, records))
                 }
             }
 
@@ -258,10 +258,16 @@ pub mod dispatch {
         configured(slot).on_response(&request(req), &resp.into())
     }
 
-    /// `on-log`, like [`on_request`].
-    pub fn on_log<P: Plugin>(slot: &OnceCell<P>, rec: wit::LogRecord) -> LogVerdict {
+    /// `on-log`: the plugin's `on_log` for each record of the batch, in
+    /// order (a plugin sees one record at a time; the batch is the
+    /// crossing's).
+    pub fn on_log<P: Plugin>(slot: &OnceCell<P>, records: Vec<wit::LogRecord>) -> Vec<LogVerdict> {
         let fields = ASKED.with(|asked| asked.get().1);
-        configured(slot).on_log(&LogRecord::from_wit(rec, fields))
+        let plugin = configured(slot);
+        records
+            .into_iter()
+            .map(|rec| plugin.on_log(&LogRecord::from_wit(rec, fields)))
+            .collect()
     }
 
     /// The configured plugin for a hook call. The host calls `configure`

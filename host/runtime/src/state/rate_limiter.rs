@@ -20,7 +20,7 @@
 //! it would do; enforcing is the caller's business.
 
 use foldhash::{HashMap, HashMapExt};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::bounded_map::{BoundedMap, Expiring};
@@ -93,6 +93,9 @@ pub(crate) struct RateLimitZone {
     /// Clock time of the last check, ms: picks the zone to drop when a
     /// plugin has too many.
     last_used_ms: AtomicU64,
+    /// Set when the plugin's registry dropped the zone: instances holding
+    /// it look the zone up again.
+    dropped: AtomicBool,
 }
 
 impl RateLimitZone {
@@ -101,7 +104,13 @@ impl RateLimitZone {
             spec,
             buckets: BoundedMap::new(max_keys, gauge).counting_evictions("rate_limit"),
             last_used_ms: AtomicU64::new(0),
+            dropped: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the plugin's registry dropped this zone (too many zones).
+    pub(crate) fn is_dropped(&self) -> bool {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// The zone's name, as the plugin gave it.
@@ -251,7 +260,9 @@ impl RateLimitZones {
                     max_zones = self.max_zones,
                     "too many rate-limit zones; dropping the least recently used one and its state"
                 );
-                zones.remove(&stalest);
+                if let Some(dropped) = zones.remove(&stalest) {
+                    dropped.dropped.store(true, Ordering::Relaxed);
+                }
             }
         }
         let gauge = metrics::gauge!(

@@ -25,7 +25,9 @@ struct FrozenHost {
 }
 
 impl RateLimitHost for FrozenHost {
-    fn rate_limit_check(&self, limit: RateLimit<'_>, key: &str, dry_run: bool) -> RateDecision {
+    fn rate_limit_check(&self, limit: &Limit, key: &RequestKey<'_>, dry_run: bool) -> RateDecision {
+        let (limit, key) = (limit.spec(), key.text());
+        let key = key.as_ref();
         self.checks
             .borrow_mut()
             .push((limit.zone.to_owned(), key.to_owned(), dry_run));

@@ -36,6 +36,24 @@ fn client_ip_and_global() {
 }
 
 #[test]
+fn a_request_key_keeps_the_client_ip_a_number_and_reads_as_the_text_key() {
+    let req = request("/", &[("x-api-key", b"k1")]);
+    for source in ["client_ip", "header:x-api-key", "{host}:{path}", "global"] {
+        let parsed = KeySource::parse(source, LIMIT).expect(source);
+        let request_key = parsed.request_key(&req).expect(source);
+        assert_eq!(
+            Some(request_key.text().into_owned()),
+            key(source, &req),
+            "{source}"
+        );
+        let is_address = matches!(request_key.as_rate_key(), RateKey::Address(_));
+        assert_eq!(is_address, source == "client_ip", "{source}");
+    }
+    let ip = KeySource::ClientIp.request_key(&req).expect("client");
+    assert_eq!(ip.as_rate_key(), RateKey::Address(wit_ip(req.client_ip)));
+}
+
+#[test]
 fn header_keys_join_every_value_and_ignore_case() {
     let req = request(
         "/",
