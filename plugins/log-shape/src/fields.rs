@@ -320,10 +320,17 @@ fn owned<'a>(write: impl FnOnce(&mut String)) -> Value<'a> {
 }
 
 fn header_text<'a>(value: &'a str, name: &str, redaction: &Redaction) -> Value<'a> {
+    Value::Text(Cow::Borrowed(header_value(value, name, redaction)))
+}
+
+/// A header lifted out of the list (`user-agent`, `host`...): `REDACTED`
+/// when listed in `redact.headers` and present.
+#[inline(always)]
+pub fn header_value<'a>(value: &'a str, name: &str, redaction: &Redaction) -> &'a str {
     if redaction.hides_header(name) && !value.is_empty() {
-        Value::Text(Cow::Borrowed(REDACTED))
+        REDACTED
     } else {
-        Value::Text(Cow::Borrowed(value))
+        value
     }
 }
 

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use tailgate_plugin_sdk::{ConfigError, LogRecord};
 
 use crate::fields::Field;
-use crate::line_format::text_value;
 use crate::redact::Redaction;
+use crate::render::{write_field, Ctx, Memo, Style};
 use crate::template::{Part, Template};
 
 /// Most labels per line: Loki's default `max_label_names_per_series` is
@@ -69,7 +69,21 @@ impl Labels {
             .flat_map(|(_, template)| template.fields())
     }
 
+    #[inline(always)]
     pub fn render(&self, rec: &LogRecord, redaction: &Redaction) -> Vec<(String, String)> {
+        if self.labels.is_empty() {
+            Vec::new()
+        } else {
+            self.render_some(rec, redaction)
+        }
+    }
+
+    fn render_some(&self, rec: &LogRecord, redaction: &Redaction) -> Vec<(String, String)> {
+        let ctx = Ctx {
+            rec,
+            redaction,
+            memo: &Memo::default(),
+        };
         self.labels
             .iter()
             .map(|(name, template)| {
@@ -80,9 +94,7 @@ impl Labels {
                         Part::Field(Field::Method) => {
                             value.push_str(label_method(rec.method.as_str()))
                         }
-                        Part::Field(field) => {
-                            text_value(&field.render(rec, redaction), "", &mut value)
-                        }
+                        Part::Field(field) => write_field(field, Style::Label, &ctx, &mut value),
                     }
                 }
                 if value.len() > MAX_LABEL_VALUE {

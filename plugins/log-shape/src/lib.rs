@@ -10,10 +10,12 @@
 mod config;
 mod decimal;
 mod fields;
+mod json;
 mod labels;
 mod line_filter;
 mod line_format;
 mod redact;
+mod render;
 mod shaper;
 mod status_set;
 mod template;

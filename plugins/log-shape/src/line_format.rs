@@ -2,11 +2,8 @@
 //! `log_format escape=json`), logfmt `key=value` pairs, or a `{field}`
 //! template (nginx's default escaping: empty values as `-`).
 
-use tailgate_plugin_sdk::LogRecord;
-
-use crate::decimal;
-use crate::fields::{Field, Value};
-use crate::redact::Redaction;
+use crate::fields::Field;
+use crate::render::{json_is_string, write_field, Ctx, Style};
 use crate::template::{Part, Template};
 
 /// One field of a JSON or logfmt line, under its output name.
@@ -34,153 +31,107 @@ impl LineFormat {
         }
     }
 
-    pub fn render(&self, rec: &LogRecord, redaction: &Redaction) -> String {
-        let mut out = String::with_capacity(512);
-        match self {
+    /// The line for `rec` (`on-log` renders from a [`Plan`] made once).
+    #[cfg(test)]
+    pub fn render(
+        &self,
+        rec: &tailgate_plugin_sdk::LogRecord,
+        redaction: &crate::redact::Redaction,
+    ) -> String {
+        let ctx = Ctx {
+            rec,
+            redaction,
+            memo: &crate::render::Memo::default(),
+        };
+        Plan::new(self).render(&ctx, 512)
+    }
+}
+
+/// A line format made ready at configure time: the text between the
+/// values (JSON keys with their quotes, commas and colons, logfmt keys,
+/// template literals) as one string before each field. A JSON value that
+/// is always a string gets its quotes there too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    steps: Vec<Step>,
+    /// After the last value (`}` in JSON).
+    tail: Box<str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Step {
+    before: Box<str>,
+    field: Field,
+    style: Style,
+}
+
+impl Plan {
+    pub fn new(format: &LineFormat) -> Plan {
+        let mut steps = Vec::new();
+        let mut text = String::new();
+        let mut step = |text: &mut String, field: &Field, style: Style| {
+            steps.push(Step {
+                before: std::mem::take(text).into_boxed_str(),
+                field: field.clone(),
+                style,
+            });
+        };
+        match format {
             LineFormat::Json(fields) => {
-                out.push('{');
+                text.push('{');
                 for (i, output) in fields.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        text.push(',');
                     }
                     // Output names are letters, digits and `_-.:@`
                     // (checked at configure): nothing to escape.
-                    out.push('"');
-                    out.push_str(&output.name);
-                    out.push_str("\":");
-                    json_value(&output.field.render(rec, redaction), &mut out);
+                    text.push('"');
+                    text.push_str(&output.name);
+                    text.push_str("\":");
+                    if json_is_string(&output.field) {
+                        text.push('"');
+                        step(&mut text, &output.field, Style::JsonInner);
+                        text.push('"');
+                    } else {
+                        step(&mut text, &output.field, Style::Json);
+                    }
                 }
-                out.push('}');
+                text.push('}');
             }
             LineFormat::Logfmt(fields) => {
                 for (i, output) in fields.iter().enumerate() {
                     if i > 0 {
-                        out.push(' ');
+                        text.push(' ');
                     }
-                    out.push_str(&output.name);
-                    out.push('=');
-                    logfmt_value(&output.field.render(rec, redaction), &mut out);
+                    text.push_str(&output.name);
+                    text.push('=');
+                    step(&mut text, &output.field, Style::Logfmt);
                 }
             }
             LineFormat::Template(template) => {
                 for part in template.parts() {
                     match part {
-                        Part::Literal(text) => out.push_str(text),
-                        Part::Field(field) => {
-                            text_value(&field.render(rec, redaction), "-", &mut out)
-                        }
+                        Part::Literal(literal) => text.push_str(literal),
+                        Part::Field(field) => step(&mut text, field, Style::Template),
                     }
                 }
             }
         }
+        Plan {
+            steps,
+            tail: text.into_boxed_str(),
+        }
+    }
+
+    /// The line, built in a buffer of `capacity` bytes (grown if short).
+    pub fn render(&self, ctx: &Ctx<'_>, capacity: usize) -> String {
+        let mut out = String::with_capacity(capacity);
+        for step in &self.steps {
+            out.push_str(&step.before);
+            write_field(&step.field, step.style, ctx, &mut out);
+        }
+        out.push_str(&self.tail);
         out
-    }
-}
-
-/// A value as plain text; `empty` stands for an empty or absent value.
-pub fn text_value(value: &Value<'_>, empty: &str, out: &mut String) {
-    match value {
-        Value::Text(text) if text.is_empty() => out.push_str(empty),
-        Value::Text(text) => out.push_str(text),
-        Value::Int(n) => decimal::push_decimal(out, *n),
-        Value::Seconds(secs) if secs.is_finite() => decimal::push_seconds(out, *secs),
-        Value::Millis(ms) => decimal::push_millis_as_seconds(out, *ms),
-        Value::Seconds(_) | Value::Null => out.push_str(empty),
-    }
-}
-
-fn json_value(value: &Value<'_>, out: &mut String) {
-    match value {
-        Value::Text(text) => json_string(text, out),
-        Value::Seconds(secs) if !secs.is_finite() => out.push_str("null"),
-        Value::Null => out.push_str("null"),
-        Value::Int(_) | Value::Seconds(_) | Value::Millis(_) => text_value(value, "null", out),
-    }
-}
-
-/// The bytes a JSON string must escape: `"`, `\`, controls and DEL.
-const NEEDS_ESCAPE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 0x20 {
-        table[byte] = true;
-        byte += 1;
-    }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
-    table[0x7f] = true;
-    table
-};
-
-/// A JSON string, escaped like nginx `escape=json`: `"` and `\` escaped,
-/// control characters as `\n`, `\r`, `\t` or `\u00XX`.
-fn json_string(text: &str, out: &mut String) {
-    out.reserve(text.len() + 2);
-    out.push('"');
-    // Runs of bytes that need no escape are copied whole; every byte that
-    // does is ASCII, so the slices always end on a char boundary.
-    let bytes = text.as_bytes();
-    let mut run = 0;
-    while let Some(at) = next_escape(bytes, run) {
-        out.push_str(&text[run..at]);
-        match bytes[at] {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            byte => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.push_str("\\u00");
-                out.push(char::from(HEX[usize::from(byte >> 4)]));
-                out.push(char::from(HEX[usize::from(byte & 0xf)]));
-            }
-        }
-        run = at + 1;
-    }
-    out.push_str(&text[run..]);
-    out.push('"');
-}
-
-/// The index of the first byte at or after `from` that JSON escapes.
-/// Looks at eight bytes per step (most values have nothing to escape).
-fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Whether any byte of `word` is below `n` (n <= 0x80); exact as a
-    // whole, though not per byte (bit tricks, "hasless").
-    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS != 0;
-    let equal = |word: u64, b: u8| below(word ^ (ONES * u64::from(b)), 1);
-    let mut at = from;
-    while let Some(chunk) = bytes.get(at..at + 8) {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_ne_bytes(word);
-        if below(word, 0x20) || equal(word, b'"') || equal(word, b'\\') || equal(word, 0x7f) {
-            break;
-        }
-        at += 8;
-    }
-    bytes[at..]
-        .iter()
-        .position(|&b| NEEDS_ESCAPE[usize::from(b)])
-        .map(|offset| at + offset)
-}
-
-/// A logfmt value: bare when it has no space, `=`, `"` or control
-/// character, else quoted with `\"`, `\\`, `\n`... escapes; empty as `""`.
-fn logfmt_value(value: &Value<'_>, out: &mut String) {
-    let Value::Text(text) = value else {
-        return text_value(value, "", out);
-    };
-    let bare = !text.is_empty()
-        && !text
-            .chars()
-            .any(|c| c == ' ' || c == '=' || c == '"' || c == '\\' || c.is_control());
-    if bare {
-        out.push_str(text);
-    } else {
-        json_string(text, out);
     }
 }
 
@@ -188,6 +139,7 @@ fn logfmt_value(value: &Value<'_>, out: &mut String) {
 mod tests {
     use super::*;
     use crate::fields::tests::record;
+    use crate::redact::Redaction;
 
     fn fields(names: &[&str]) -> Vec<OutputField> {
         names
@@ -219,42 +171,6 @@ mod tests {
         );
         let parsed: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
         assert_eq!(parsed["http_user_agent"], "a\"b\\c\nd\u{1}é");
-    }
-
-    #[test]
-    fn every_escaped_byte_is_found_wherever_it_sits_in_a_word() {
-        // The word-at-a-time scan against a byte-by-byte one, for each
-        // byte that needs escaping (and some that do not) at each offset.
-        let naive = |text: &str| {
-            let mut out = String::from("\"");
-            for c in text.chars() {
-                match c {
-                    '"' => out.push_str("\\\""),
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                        out.push_str(&format!("\\u{:04x}", c as u32))
-                    }
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-            out
-        };
-        for special in [
-            '"', '\\', '\n', '\u{0}', '\u{1f}', '\u{7f}', ' ', '~', 'é', '\u{80}',
-        ] {
-            for at in 0..20 {
-                let text: String = (0..20)
-                    .map(|i| if i == at { special } else { 'a' })
-                    .collect();
-                let mut out = String::new();
-                json_string(&text, &mut out);
-                assert_eq!(out, naive(&text), "{special:?} at {at}");
-            }
-        }
     }
 
     #[test]

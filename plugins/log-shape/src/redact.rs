@@ -80,13 +80,28 @@ impl Redaction {
     }
 
     /// `path?query` with the listed parameters' values replaced.
+    #[inline(always)]
     pub fn uri<'a>(&self, uri: &'a str) -> Cow<'a, str> {
+        if self.query_params.is_empty() {
+            Cow::Borrowed(uri)
+        } else {
+            self.uri_with_params(uri)
+        }
+    }
+
+    fn uri_with_params<'a>(&self, uri: &'a str) -> Cow<'a, str> {
         match uri.split_once('?') {
-            Some((path, query)) if !self.query_params.is_empty() => match self.query(query) {
+            Some((path, query)) => match self.query(query) {
                 Cow::Borrowed(_) => Cow::Borrowed(uri),
-                Cow::Owned(query) => Cow::Owned(format!("{path}?{query}")),
+                Cow::Owned(query) => {
+                    let mut out = String::with_capacity(path.len() + 1 + query.len());
+                    out.push_str(path);
+                    out.push('?');
+                    out.push_str(&query);
+                    Cow::Owned(out)
+                }
             },
-            _ => Cow::Borrowed(uri),
+            None => Cow::Borrowed(uri),
         }
     }
 
@@ -124,17 +139,24 @@ impl Redaction {
     }
 
     /// Whether header `name` (lower case) is to be redacted.
+    #[inline(always)]
     pub fn hides_header(&self, name: &str) -> bool {
         self.headers.iter().any(|h| h == name)
     }
 
     /// A client or peer address, cut to its network when `ip_truncate`
     /// is on.
-    pub fn ip(&self, ip: IpAddr) -> String {
-        let ip = match self.ip {
+    #[inline(always)]
+    pub fn mask(&self, ip: IpAddr) -> IpAddr {
+        match self.ip {
             Some(prefixes) => truncate(ip, prefixes),
             None => ip,
-        };
+        }
+    }
+
+    /// [`Redaction::mask`] as text.
+    pub fn ip(&self, ip: IpAddr) -> String {
+        let ip = self.mask(ip);
         let mut out = Vec::with_capacity(15);
         push_ip(ip, &mut out);
         // `push_ip` writes ASCII only.

@@ -3,14 +3,17 @@
 //! line (JSON, logfmt or template, redaction applied) and its Loki labels.
 //! Discarded lines are counted in `log_lines_discarded{reason}`.
 
+use std::cell::Cell;
+
 use tailgate_plugin_sdk::{Config, ConfigError, HeaderFilter, LogFieldSet, LogLine, LogRecord};
 
 use crate::config::{RawConfig, RawField, RawFormat, RawPreset};
 use crate::fields::Field;
 use crate::labels::Labels;
 use crate::line_filter::{RequestClass, SampleCounter, Sampling};
-use crate::line_format::{LineFormat, OutputField};
+use crate::line_format::{LineFormat, OutputField, Plan};
 use crate::redact::Redaction;
+use crate::render::{Ctx, Memo};
 use crate::template::Template;
 
 /// nginx `log_format escape=json` with the variables people log, under
@@ -43,6 +46,13 @@ pub trait LogShapeHost: SampleCounter {
 #[derive(Debug, Clone)]
 pub struct LogShaper {
     format: LineFormat,
+    /// `format`, ready to render.
+    plan: Plan,
+    /// The last line's timestamp (reused within its second) and addresses.
+    memo: Memo,
+    /// The last line's length: the next line's buffer is made that big
+    /// (and a bit) at once instead of growing.
+    last_len: Cell<usize>,
     redaction: Redaction,
     drop: Vec<RequestClass>,
     sample: Option<Sampling>,
@@ -67,7 +77,10 @@ impl LogShaper {
         let sample = raw.sample.as_ref().map(Sampling::build).transpose()?;
         let labels = Labels::build(&raw.labels, raw.allow_high_cardinality)?;
         Ok(LogShaper {
+            plan: Plan::new(&format),
             format,
+            memo: Memo::default(),
+            last_len: Cell::new(0),
             redaction,
             drop,
             sample,
@@ -119,8 +132,15 @@ impl LogShaper {
                 return None;
             }
         }
+        let ctx = Ctx {
+            rec,
+            redaction: &self.redaction,
+            memo: &self.memo,
+        };
+        let line = self.plan.render(&ctx, self.last_len.get() + 64);
+        self.last_len.set(line.len());
         Some(LogLine {
-            line: self.format.render(rec, &self.redaction),
+            line,
             labels: self.labels.render(rec, &self.redaction),
         })
     }

@@ -3,7 +3,9 @@
 //! `$time_iso8601` and `$time_local` (`$msec` is a plain decimal). Used when a line is rendered
 //! in `on-log`.
 
-use crate::decimal::push_padded;
+use std::cell::RefCell;
+
+use crate::decimal::{push2, push3, push_padded};
 
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -21,8 +23,7 @@ struct Civil {
 }
 
 impl Civil {
-    fn from_unix_ms(ms: u64) -> Civil {
-        let secs = ms / 1000;
+    fn from_unix_secs(secs: u64) -> Civil {
         let days = (secs / 86_400) as i64;
         let rem = (secs % 86_400) as u32;
         let (year, month, day) = civil_from_days(days);
@@ -38,11 +39,22 @@ impl Civil {
 
     /// `03:04:05`.
     fn push_clock(&self, out: &mut String) {
-        push_padded(out, self.hour.into(), 2);
+        push2(out, self.hour);
         out.push(':');
-        push_padded(out, self.minute.into(), 2);
+        push2(out, self.minute);
         out.push(':');
-        push_padded(out, self.second.into(), 2);
+        push2(out, self.second);
+    }
+
+    /// `2025-01-02T03:04:05`.
+    fn push_date_time(&self, out: &mut String) {
+        push_padded(out, self.year.unsigned_abs(), 4);
+        out.push('-');
+        push2(out, self.month);
+        out.push('-');
+        push2(out, self.day);
+        out.push('T');
+        self.push_clock(out);
     }
 }
 
@@ -61,46 +73,99 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// The last second a line was stamped with, as a calendar time and as
+/// `2025-01-02T03:04:05+00:00`: lines come many to a second, and the
+/// calendar arithmetic is the dearest part of a timestamp.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Clock {
+    last: RefCell<Option<Second>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Second {
+    unix_secs: u64,
+    civil: Civil,
+    /// `$time_iso8601`.
+    iso8601: String,
+}
+
+/// What `$time_iso8601` adds to the date and time.
+const ISO_ZONE: &str = "+00:00";
+
+impl Clock {
+    /// Calls `write` with the second of `unix_ms`, made current first.
+    #[inline(always)]
+    fn at<R>(&self, unix_ms: u64, write: impl FnOnce(&Second) -> R) -> R {
+        let unix_secs = unix_ms / 1000;
+        let mut last = self.last.borrow_mut();
+        match &mut *last {
+            Some(second) if second.unix_secs == unix_secs => write(second),
+            slot => write(Clock::turn(slot, unix_secs)),
+        }
+    }
+
+    /// Makes `unix_secs` the current second.
+    #[cold]
+    fn turn(slot: &mut Option<Second>, unix_secs: u64) -> &Second {
+        let civil = Civil::from_unix_secs(unix_secs);
+        // The old text's buffer is reused.
+        let mut iso8601 = slot.take().map(|old| old.iso8601).unwrap_or_default();
+        iso8601.clear();
+        civil.push_date_time(&mut iso8601);
+        iso8601.push_str(ISO_ZONE);
+        slot.insert(Second {
+            unix_secs,
+            civil,
+            iso8601,
+        })
+    }
+
+    /// nginx `$time_iso8601`: `2025-01-02T03:04:05+00:00`.
+    #[inline(always)]
+    pub fn iso8601(&self, unix_ms: u64, out: &mut String) {
+        self.at(unix_ms, |second| out.push_str(&second.iso8601));
+    }
+
+    /// RFC 3339 with milliseconds, UTC: `2025-01-02T03:04:05.678Z`.
+    pub fn rfc3339_millis(&self, unix_ms: u64, out: &mut String) {
+        self.at(unix_ms, |second| {
+            let date_time = second.iso8601.len() - ISO_ZONE.len();
+            out.push_str(second.iso8601.get(..date_time).unwrap_or_default())
+        });
+        out.push('.');
+        push3(out, (unix_ms % 1000) as u32);
+        out.push('Z');
+    }
+
+    /// nginx `$time_local` (the combined log format's):
+    /// `02/Jan/2025:03:04:05 +0000`.
+    pub fn local(&self, unix_ms: u64, out: &mut String) {
+        let t = self.at(unix_ms, |second| second.civil);
+        push2(out, t.day);
+        out.push('/');
+        out.push_str(MONTHS[(t.month as usize).saturating_sub(1) % 12]);
+        out.push('/');
+        push_padded(out, t.year.unsigned_abs(), 4);
+        out.push(':');
+        t.push_clock(out);
+        out.push_str(" +0000");
+    }
+}
+
 /// nginx `$time_iso8601`: `2025-01-02T03:04:05+00:00`.
 pub fn iso8601(unix_ms: u64, out: &mut String) {
-    let t = Civil::from_unix_ms(unix_ms);
-    push_padded(out, t.year.unsigned_abs(), 4);
-    out.push('-');
-    push_padded(out, t.month.into(), 2);
-    out.push('-');
-    push_padded(out, t.day.into(), 2);
-    out.push('T');
-    t.push_clock(out);
-    out.push_str("+00:00");
+    Clock::default().iso8601(unix_ms, out);
 }
 
 /// RFC 3339 with milliseconds, UTC: `2025-01-02T03:04:05.678Z` (the
 /// default line's `time`).
 pub fn rfc3339_millis(unix_ms: u64, out: &mut String) {
-    let t = Civil::from_unix_ms(unix_ms);
-    push_padded(out, t.year.unsigned_abs(), 4);
-    out.push('-');
-    push_padded(out, t.month.into(), 2);
-    out.push('-');
-    push_padded(out, t.day.into(), 2);
-    out.push('T');
-    t.push_clock(out);
-    out.push('.');
-    push_padded(out, unix_ms % 1000, 3);
-    out.push('Z');
+    Clock::default().rfc3339_millis(unix_ms, out);
 }
 
 /// nginx `$time_local` (the combined log format's): `02/Jan/2025:03:04:05 +0000`.
 pub fn local(unix_ms: u64, out: &mut String) {
-    let t = Civil::from_unix_ms(unix_ms);
-    push_padded(out, t.day.into(), 2);
-    out.push('/');
-    out.push_str(MONTHS[(t.month as usize).saturating_sub(1) % 12]);
-    out.push('/');
-    push_padded(out, t.year.unsigned_abs(), 4);
-    out.push(':');
-    t.push_clock(out);
-    out.push_str(" +0000");
+    Clock::default().local(unix_ms, out);
 }
 
 #[cfg(test)]
@@ -177,6 +242,52 @@ mod tests {
             };
             assert_eq!(next, expected, "day {days}");
             prev = next;
+        }
+    }
+
+    /// The three formats as first written, with `format!`.
+    fn formatted(ms: u64) -> [String; 3] {
+        let secs = ms / 1000;
+        let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
+        let rem = secs % 86_400;
+        let (h, mi, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+        let month = MONTHS[mo as usize - 1];
+        [
+            format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}+00:00"),
+            format!("{d:02}/{month}/{y:04}:{h:02}:{mi:02}:{s:02} +0000"),
+            format!(
+                "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
+                ms % 1000
+            ),
+        ]
+    }
+
+    #[test]
+    fn one_clock_across_seconds_formats_like_format() {
+        // One clock for all, in an order that goes back and forth across
+        // seconds, days, years and the four-digit year limit.
+        let clock = Clock::default();
+        let mut times = vec![0, 999, 1000, 0, u64::MAX, u64::MAX - 1000];
+        for base in [1_735_787_045_000u64, 951_868_799_000, 253_402_300_799_000] {
+            for step in [0, 1, 500, 999, 1000, 1001, 86_399_999, 86_400_000, 0, 999] {
+                times.push(base + step);
+            }
+        }
+        times.extend((0..2000).map(|i| 1_700_000_000_000 + i * 7_777_777));
+        for ms in times {
+            let [iso, local_time, rfc] = formatted(ms);
+            let mut out = String::new();
+            clock.iso8601(ms, &mut out);
+            assert_eq!(out, iso, "{ms}");
+            out.clear();
+            clock.local(ms, &mut out);
+            assert_eq!(out, local_time, "{ms}");
+            out.clear();
+            clock.rfc3339_millis(ms, &mut out);
+            assert_eq!(out, rfc, "{ms}");
+            assert_eq!(render(iso8601, ms), iso);
+            assert_eq!(render(local, ms), local_time);
+            assert_eq!(render(rfc3339_millis, ms), rfc);
         }
     }
 }

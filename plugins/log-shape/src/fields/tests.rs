@@ -219,7 +219,7 @@ fn unknown_and_malformed_fields_are_refused() {
 }
 
 /// Every catalog name with the record fields it reads.
-const CATALOG: [(&str, LogFieldSet); 40] = [
+pub(crate) const CATALOG: [(&str, LogFieldSet); 40] = [
     ("time", LogFieldSet::empty()),
     ("time_local", LogFieldSet::empty()),
     ("timestamp", LogFieldSet::empty()),
