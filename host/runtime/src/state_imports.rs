@@ -6,6 +6,9 @@
 //! task (`state::backend::sync`): rate limits, counters and windows answer
 //! from the shared state last pulled plus what this machine did since (the
 //! local stores are still kept, for the admin view and persistence).
+//! Every Redis wait is boxed: an import's future is moved whole on each
+//! call, so the memory path keeps it a few words (~600 instructions per
+//! `rate-limit-check`, docs/performance-passes.md).
 
 use std::sync::Arc;
 
@@ -41,9 +44,8 @@ impl StateCall {
         let rate = zone.spec().rate_milli;
         if let Some(redis) = self.shared.exact() {
             let bucket = redis.bucket_key(&self.plugin_state.namespace, zone.name(), rate, key);
-            if let Some(decision) = redis
-                .rate_limit(bucket, rate, by.burst, by.delay, now)
-                .await
+            if let Some(decision) =
+                Box::pin(redis.rate_limit(bucket, rate, by.burst, by.delay, now)).await
             {
                 return decision;
             }
@@ -62,7 +64,7 @@ impl StateCall {
     pub(crate) async fn incr_counter(&self, key: &str, delta: i64, ttl_ms: u64) -> i64 {
         if let Some(redis) = self.shared.exact() {
             let namespace = &self.plugin_state.namespace;
-            if let Some(value) = redis.counter_incr(namespace, key, delta, ttl_ms).await {
+            if let Some(value) = Box::pin(redis.counter_incr(namespace, key, delta, ttl_ms)).await {
                 return value;
             }
         }
@@ -80,7 +82,9 @@ impl StateCall {
 
     pub(crate) async fn read_counter(&self, key: &str) -> i64 {
         if let Some(redis) = self.shared.exact() {
-            if let Some(value) = redis.counter_get(&self.plugin_state.namespace, key).await {
+            if let Some(value) =
+                Box::pin(redis.counter_get(&self.plugin_state.namespace, key)).await
+            {
                 return value;
             }
         }
@@ -97,9 +101,8 @@ impl StateCall {
         let now = self.shared.now_ms();
         if let Some(redis) = self.shared.exact() {
             let namespace = &self.plugin_state.namespace;
-            if let Some(count) = redis
-                .window_add(namespace, key, now, window_ms, max_events)
-                .await
+            if let Some(count) =
+                Box::pin(redis.window_add(namespace, key, now, window_ms, max_events)).await
             {
                 return count;
             }
@@ -122,7 +125,8 @@ impl StateCall {
         let now = self.shared.now_ms();
         if let Some(redis) = self.shared.exact() {
             let namespace = &self.plugin_state.namespace;
-            if let Some(count) = redis.window_count(namespace, key, now, window_ms).await {
+            if let Some(count) = Box::pin(redis.window_count(namespace, key, now, window_ms)).await
+            {
                 return count;
             }
         }
@@ -135,19 +139,19 @@ impl StateCall {
 
     pub(crate) async fn reset_window(&self, key: &str) {
         if let Some(redis) = self.shared.exact() {
-            redis.window_reset(&self.plugin_state.namespace, key).await;
+            Box::pin(redis.window_reset(&self.plugin_state.namespace, key)).await;
         }
         if let Some(redis) = self.shared.synced() {
             let namespace = &self.plugin_state.namespace;
             redis.queue.window_reset(&redis.window_key(namespace, key));
-            redis.window_reset(namespace, key).await;
+            Box::pin(redis.window_reset(namespace, key)).await;
         }
         self.plugin_state.windows.reset(key, self.shared.now_ms());
     }
 
     pub(crate) async fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
         if let Some(redis) = self.shared.exact() {
-            if let Some(value) = redis.kv_get(&self.plugin_state.namespace, key).await {
+            if let Some(value) = Box::pin(redis.kv_get(&self.plugin_state.namespace, key)).await {
                 return value;
             }
         }
@@ -157,7 +161,10 @@ impl StateCall {
     pub(crate) async fn kv_set(&self, key: &str, value: Vec<u8>, ttl_ms: u64) {
         if let Some(redis) = self.shared.exact() {
             let namespace = &self.plugin_state.namespace;
-            if redis.kv_set(namespace, key, &value, ttl_ms).await.is_some() {
+            if Box::pin(redis.kv_set(namespace, key, &value, ttl_ms))
+                .await
+                .is_some()
+            {
                 return;
             }
         }
@@ -167,7 +174,9 @@ impl StateCall {
 
     pub(crate) async fn kv_delete(&self, key: &str) -> bool {
         if let Some(redis) = self.shared.exact() {
-            if let Some(removed) = redis.kv_delete(&self.plugin_state.namespace, key).await {
+            if let Some(removed) =
+                Box::pin(redis.kv_delete(&self.plugin_state.namespace, key)).await
+            {
                 return removed;
             }
         }
@@ -177,7 +186,9 @@ impl StateCall {
     pub(crate) async fn kv_set_if_absent(&self, key: &str, value: Vec<u8>, ttl_ms: u64) -> bool {
         if let Some(redis) = self.shared.exact() {
             let namespace = &self.plugin_state.namespace;
-            if let Some(set) = redis.kv_set_if_absent(namespace, key, &value, ttl_ms).await {
+            if let Some(set) =
+                Box::pin(redis.kv_set_if_absent(namespace, key, &value, ttl_ms)).await
+            {
                 return set;
             }
         }
@@ -194,9 +205,8 @@ impl StateCall {
     ) -> bool {
         if let Some(redis) = self.shared.exact() {
             let namespace = &self.plugin_state.namespace;
-            if let Some(set) = redis
-                .kv_compare_and_set(namespace, key, expected, &value, ttl_ms)
-                .await
+            if let Some(set) =
+                Box::pin(redis.kv_compare_and_set(namespace, key, expected, &value, ttl_ms)).await
             {
                 return set;
             }
@@ -209,7 +219,7 @@ impl StateCall {
 
     pub(crate) async fn kv_ttl(&self, key: &str) -> Option<u64> {
         if let Some(redis) = self.shared.exact() {
-            if let Some(ttl) = redis.kv_ttl(&self.plugin_state.namespace, key).await {
+            if let Some(ttl) = Box::pin(redis.kv_ttl(&self.plugin_state.namespace, key)).await {
                 return ttl;
             }
         }

@@ -146,7 +146,7 @@ fn misuse_of_an_import_traps_with_a_reason() {
         Err(PluginFault::Trap(message)) => {
             assert!(
                 message.contains(
-                    "rate-limit-check: key of 600 bytes is longer than the 512-byte limit"
+                    "rate-limit-zone: key of 600 bytes is longer than the 512-byte limit"
                 ),
                 "{message}"
             );

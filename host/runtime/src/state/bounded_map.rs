@@ -80,12 +80,17 @@ impl<V: Expiring> BoundedMap<V> {
     ) -> R {
         let mut shard = self.shard(key);
         let before = shard.len();
-        let mut slot = shard.pop(key).filter(|v| !v.is_expired(now_ms));
+        // The popped key is pushed back as it is: no allocation for a key
+        // that is already held (a rate limit's client, every request).
+        let (held, mut slot) = match shard.pop_entry(key) {
+            Some((held, value)) => (Some(held), Some(value).filter(|v| !v.is_expired(now_ms))),
+            None => (None, None),
+        };
         let result = update(&mut slot);
         if let Some(value) = slot {
             // The key was popped above, so whatever comes back was pushed
             // out at the cap.
-            let evicted = shard.push(key.to_owned(), value);
+            let evicted = shard.push(held.unwrap_or_else(|| key.to_owned()), value);
             if let (Some((_, evicted)), Some(counter)) = (evicted, &self.evictions) {
                 if !evicted.is_expired(now_ms) {
                     counter.increment(1);

@@ -15,7 +15,7 @@ impl SharedState {
     pub(crate) async fn ban_add(&self, jail: &str, key: &str, request: &BanRequest) -> BanOutcome {
         let now = self.now_ms();
         if let Some(redis) = &self.redis {
-            if let Some(outcome) = redis.ban_add(jail, key, request, now).await {
+            if let Some(outcome) = Box::pin(redis.ban_add(jail, key, request, now)).await {
                 let (BanOutcome::Banned(ban) | BanOutcome::Already(ban)) = &outcome;
                 self.bans.mirror(ban.clone(), now);
                 return outcome;
@@ -32,7 +32,7 @@ impl SharedState {
         let Some(redis) = self.exact() else {
             return local;
         };
-        match redis.ban_check(jail, key, local.as_ref(), now).await {
+        match Box::pin(redis.ban_check(jail, key, local.as_ref(), now)).await {
             None | Some(SharedBan::Kept) => local,
             Some(SharedBan::Banned(ban)) => {
                 self.bans.mirror(ban.clone(), now);
@@ -52,7 +52,9 @@ impl SharedState {
         let now = self.now_ms();
         let local = self.bans.remove(jail, key, now);
         let shared = match &self.redis {
-            Some(redis) => redis.ban_remove(jail, key, now).await.unwrap_or(false),
+            Some(redis) => Box::pin(redis.ban_remove(jail, key, now))
+                .await
+                .unwrap_or(false),
             None => false,
         };
         local || shared
@@ -66,7 +68,7 @@ impl SharedState {
         let Some(redis) = &self.redis else {
             return bans;
         };
-        if let Some(shared) = redis.ban_list(now).await {
+        if let Some(shared) = Box::pin(redis.ban_list(now)).await {
             for ban in shared.bans {
                 if !bans.iter().any(|b| b.jail == ban.jail && b.key == ban.key) {
                     bans.push(ban);
