@@ -48,6 +48,12 @@ impl<T> Field<T> {
         }
     }
 
+    /// Replaces the value, asked for or not (the export glue refilling one
+    /// record in place: log_export.rs).
+    pub(crate) fn set(&mut self, value: T) {
+        self.value = value;
+    }
+
     /// Whether the plugin asked for this field.
     pub fn is_asked(&self) -> bool {
         self.not_asked.is_none()

@@ -76,6 +76,7 @@ mod head;
 pub mod host;
 #[cfg(any(test, feature = "key"))]
 pub mod key;
+mod log_export;
 mod plugin;
 mod records;
 #[cfg(any(test, feature = "request-filter"))]
@@ -105,5 +106,6 @@ pub use tailgate_plugin_sdk_macros::plugin;
 pub mod __private {
     pub use crate::bindings::exports::tailgate::plugin::hooks::Guest;
     pub use crate::bindings::tailgate::plugin::types as wit;
+    pub use crate::log_export::{on_log, post_return as post_return_on_log};
     pub use crate::plugin::dispatch;
 }

@@ -165,12 +165,21 @@ macro_rules! export_plugin {
                 ) -> $crate::ResponseEdits {
                     TAILGATE_PLUGIN.with(|slot| $crate::__private::dispatch::on_response(slot, req, resp))
                 }
+            }
 
-                fn on_log(
-                    records: ::std::vec::Vec<$crate::__private::wit::LogRecord>,
-                ) -> ::std::vec::Vec<$crate::LogVerdict> {
-                    TAILGATE_PLUGIN.with(|slot| $crate::__private::dispatch::on_log(slot, records))
-                }
+            /// `on-log`, written by the SDK (log_export.rs), not by
+            /// wit-bindgen.
+            #[unsafe(export_name = "tailgate:plugin/hooks@0.8.0#on-log")]
+            unsafe extern "C" fn tailgate_export_on_log(
+                records: *mut u8,
+                count: usize,
+            ) -> *mut u8 {
+                TAILGATE_PLUGIN.with(|slot| unsafe { $crate::__private::on_log(slot, records, count) })
+            }
+
+            #[unsafe(export_name = "cabi_post_tailgate:plugin/hooks@0.8.0#on-log")]
+            unsafe extern "C" fn tailgate_post_return_on_log(ret: *mut u8) {
+                unsafe { $crate::__private::post_return_on_log(ret) }
             }
 
             $crate::bindings::__export_tailgate_hooks!(TailgateHooks with_types_in $crate::bindings);
@@ -258,16 +267,10 @@ pub mod dispatch {
         configured(slot).on_response(&request(req), &resp.into())
     }
 
-    /// `on-log`: the plugin's `on_log` for each record of the batch, in
-    /// order (a plugin sees one record at a time; the batch is the
-    /// crossing's).
-    pub fn on_log<P: Plugin>(slot: &OnceCell<P>, records: Vec<wit::LogRecord>) -> Vec<LogVerdict> {
-        let fields = ASKED.with(|asked| asked.get().1);
-        let plugin = configured(slot);
-        records
-            .into_iter()
-            .map(|rec| plugin.on_log(&LogRecord::from_wit(rec, fields)))
-            .collect()
+    /// The log fields the configured instance asked for (`on-log` builds
+    /// its records with them: log_export.rs).
+    pub fn log_fields() -> LogFieldSet {
+        ASKED.with(|asked| asked.get().1)
     }
 
     /// The configured plugin for a hook call. The host calls `configure`

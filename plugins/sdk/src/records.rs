@@ -143,7 +143,7 @@ impl Default for LogRecord {
 
 /// A text field as the plugin reads it: the value (empty when `none`) if
 /// the plugin asked for it, a [`Field::not_asked`] naming `flag` if not.
-fn field<T: Default>(value: Option<T>, asked: bool, flag: &'static str) -> Field<T> {
+pub(crate) fn field<T: Default>(value: Option<T>, asked: bool, flag: &'static str) -> Field<T> {
     if asked {
         Field::new(value.unwrap_or_default())
     } else {
@@ -152,7 +152,11 @@ fn field<T: Default>(value: Option<T>, asked: bool, flag: &'static str) -> Field
 }
 
 /// The query: `None` stays `None` when asked for.
-fn optional(value: Option<String>, asked: bool, flag: &'static str) -> Field<Option<String>> {
+pub(crate) fn optional(
+    value: Option<String>,
+    asked: bool,
+    flag: &'static str,
+) -> Field<Option<String>> {
     if asked {
         Field::new(value)
     } else {
