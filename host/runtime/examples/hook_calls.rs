@@ -1,6 +1,6 @@
 //! Calls one shipped plugin's hook N times on a reused instance, as the
 //! proxy does per request, for counting instructions per hook call with
-//! callgrind (docs/performance-passes.md, section 9): run it with two
+//! callgrind (docs/performance-passes.md, sections 9, 14 and 15): run it with two
 //! counts and divide the difference in instructions by the difference in
 //! calls, so loading and compiling cancel out.
 //!
