@@ -28,6 +28,8 @@ TARGETS = {
             ("cpu", "ratio<=", 1.0), ("rss", "abs<=", 64.0)],
     "cache": [("rps", "ratio>=", 1.2), ("cpu", "ratio<=", 1.0), ("rss", "abs<=", 64.0)],
     "plugins": [("rps", "ratio>=", 0.9)],
+    # Issue 26: the plugin-free route against nginx, in scenario 4's rounds.
+    "plugin-free": [("rps", "ratio>=", 1.0)],
 }
 METRICS = [
     ("rps", "requests/s"),
@@ -41,6 +43,7 @@ TITLES = {
     "cache": "2 cache hits",
     "tls": "3 TLS",
     "plugins": "4 plugin overhead",
+    "plugin-free": "4 plugin-free vs. nginx",
     "ban": "5 ban check",
     "state": "6 state backends",
 }
@@ -262,6 +265,20 @@ def idle_table(path):
     return out
 
 
+def compared(rows, scenario, body, peer_name, side, title):
+    """The table rows of `side` against `peer_name` in one scenario and body."""
+    of = lambda name: summary([r for r in rows if r["scenario"] == scenario
+                               and r["body"] == body and r["side"] == name])
+    peer, tg = of(peer_name), of(side)
+    out = []
+    for metric, label in METRICS:
+        ratio = tg[metric] / peer[metric] if peer[metric] else float("nan")
+        out.append(f"| {TITLES.get(title, title)} | {body} | {label} | {peer_name} | "
+                   f"{fmt(metric, peer)} | {fmt(metric, tg)} | {ratio:.2f} | "
+                   f"{verdict(metric, title, peer, tg)} |")
+    return out
+
+
 def table(args):
     rows = load(args.samples)
     order = []
@@ -288,15 +305,11 @@ def table(args):
             continue
         sides = [r["side"] for r in rows if r["scenario"] == scenario and r["body"] == body]
         peer_name = next(s for s in sides if s != "tailgate")
-        peer = summary([r for r in rows if r["scenario"] == scenario and r["body"] == body
-                        and r["side"] == peer_name])
-        tg = summary([r for r in rows if r["scenario"] == scenario and r["body"] == body
-                      and r["side"] == "tailgate"])
-        for metric, label in METRICS:
-            ratio = tg[metric] / peer[metric] if peer[metric] else float("nan")
-            out.append(f"| {TITLES.get(scenario, scenario)} | {body} | {label} | {peer_name} | "
-                       f"{fmt(metric, peer)} | {fmt(metric, tg)} | {ratio:.2f} | "
-                       f"{verdict(metric, scenario, peer, tg)} |")
+        out += compared(rows, scenario, body, peer_name, "tailgate", scenario)
+        if scenario == "plugins" and "nginx" in sides:
+            # Scenario 4's third side: the plugin-free route against nginx
+            # (scenario 1's config), in the same rounds.
+            out += compared(rows, scenario, body, "nginx", peer_name, "plugin-free")
     out += ban_cost(rows, order)
     out += state_cost(rows, order)
     out += budget(rows, order, args.cores)

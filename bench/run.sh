@@ -16,7 +16,9 @@
 #                   line per request
 #   2 cache         1 with the cache warmed (nginx proxy_cache)
 #   3 tls           1 behind a TLS listener
-#   4 plugins       Tailgate with the three plugins vs. with none
+#   4 plugins       Tailgate with the three plugins vs. with none, and
+#                   nginx (scenario 1's config) as a third side in the
+#                   same rounds: the plugin-free route against nginx
 #   5 ban           Tailgate with the ban plugin alone (one jail watching
 #                   ^/user/login for 401/403: every request pays the ban
 #                   check in on-request and the on-log observer, nothing is
@@ -434,9 +436,11 @@ for scenario in $SCENARIOS; do
             start_tailgate "$BENCH/tailgate/plugins.toml.in" tailgate-plugins \
                 "$TG2_PORT" "$TG2_TLS_PORT" "$TG2_ADMIN_PORT" ""; tg_pid=$PROXY_PID
             check_headers "http://127.0.0.1:$TG2_PORT/1k" tailgate
+            start_nginx ""; nginx_pid=$PROXY_PID
             compare plugins "tailgate-no-plugins" "$bare_pid" "http://127.0.0.1:$TG_PORT" \
-                "tailgate" "$tg_pid" "http://127.0.0.1:$TG2_PORT"
-            stop "$bare_pid"; stop "$tg_pid"
+                "tailgate" "$tg_pid" "http://127.0.0.1:$TG2_PORT" \
+                nginx "$nginx_pid" "http://127.0.0.1:$NGINX_PORT"
+            stop "$bare_pid"; stop "$tg_pid"; stop "$nginx_pid"
             ;;
         5)
             log "scenario 5 (ban check)"
