@@ -65,32 +65,14 @@ fn log_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Build the exchange's record and write its line: the one the route's log
-/// hooks make, or the default line.
+/// Build the exchange's record and write its line: a batch of one.
 async fn run(job: LogJob) {
-    let LogJob { pending, finished } = job;
-    let access_log = pending.access_log().clone();
-    let chain = pending.chain().cloned();
-    let mut record = pending.into_record(finished);
-    if let Some((line, labels)) = line_for(chain.as_deref(), &mut record).await {
-        access_log.write_labelled_line(line, &labels);
-    }
+    run_batch(vec![job]).await;
 }
 
-/// The line for `record` (with its Loki labels): the one the chain's log
-/// hooks make, the default line when there are none or they leave it to
-/// the host or fail, or none when they drop it.
-async fn line_for(
-    chain: Option<&RouteChain>,
-    record: &mut LogRecord,
-) -> Option<(String, Vec<(String, String)>)> {
-    let decision = match chain {
-        Some(chain) => chain.on_log(record).await,
-        None => LogDecision::Default,
-    };
-    line_of(decision, record)
-}
-
+/// The line for `record` (with its Loki labels) once the chain's log hooks
+/// decided: theirs, the default line when there are none or they leave it
+/// to the host or fail, or none when they drop it.
 fn line_of(decision: LogDecision, record: &LogRecord) -> Option<(String, Vec<(String, String)>)> {
     match decision {
         LogDecision::Line(line) => Some((line.line, line.labels)),
