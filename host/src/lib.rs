@@ -20,7 +20,7 @@
 //! -> draining -> done).
 
 pub mod access_log;
-pub mod address_text;
+pub use tailgate_runtime::address_text;
 pub mod admin;
 pub mod bans_cmd;
 mod batch_wait;

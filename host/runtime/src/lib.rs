@@ -15,6 +15,7 @@
 //! gets a fresh one. A [`CallGuard`] trips a plugin that keeps faulting and
 //! bounds its calls at once. See `docs/plugin-runtime.md`.
 
+pub mod address_text;
 mod bindings;
 mod call_guard;
 mod chained;

@@ -171,51 +171,40 @@ impl From<IpAddress> for IpAddr {
     }
 }
 
-/// An address's text form, written into a buffer on the stack: the key of
-/// a `rate-key.address` without an allocation.
+/// An address's text form, written into a buffer on the stack
+/// ([`address_text::push_ip`](crate::address_text::push_ip)): the key of a
+/// `rate-key.address` without an allocation.
 pub(crate) struct KeyText {
     buf: [u8; 48],
+    len: usize,
 }
 
 impl Default for KeyText {
     fn default() -> Self {
-        KeyText { buf: [0; 48] }
+        KeyText {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl std::fmt::Write for KeyText {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let end = self.len + text.len();
+        let room = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        room.copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
 impl KeyText {
-    /// `ip` as `Display` writes it ("203.0.113.7", "2001:db8::1").
+    /// `ip` as `Display` writes it ("203.0.113.7", "2001:db8::1"; at most
+    /// 45 bytes, an IPv4-mapped form: it fits).
     pub(crate) fn of(&mut self, ip: IpAddress) -> &str {
-        let len = match ip {
-            IpAddress::V4(bits) => {
-                let mut len = 0;
-                for (i, octet) in bits.to_be_bytes().into_iter().enumerate() {
-                    if i > 0 {
-                        self.buf[len] = b'.';
-                        len += 1;
-                    }
-                    if octet >= 100 {
-                        self.buf[len] = b'0' + octet / 100;
-                        len += 1;
-                    }
-                    if octet >= 10 {
-                        self.buf[len] = b'0' + octet / 10 % 10;
-                        len += 1;
-                    }
-                    self.buf[len] = b'0' + octet % 10;
-                    len += 1;
-                }
-                len
-            }
-            IpAddress::V6(_) => {
-                use std::io::Write;
-                let mut cursor = std::io::Cursor::new(&mut self.buf[..]);
-                // At most 45 bytes (an IPv4-mapped form): it fits.
-                let _ = write!(cursor, "{}", IpAddr::from(ip));
-                cursor.position() as usize
-            }
-        };
-        std::str::from_utf8(&self.buf[..len]).unwrap_or_default()
+        self.len = 0;
+        crate::address_text::push_ip(self, IpAddr::from(ip));
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
     }
 }
 

@@ -1,10 +1,10 @@
 //! Addresses as text, the way `Display` writes them, for the per-request
 //! strings of the pipeline (client IP, `X-Forwarded-For`, the log record's
-//! peer). IPv4 is written digit by digit: `Ipv4Addr`'s `Display` goes
+//! peer) and the runtime's rate-limit keys (`rate-key.address`). IPv4 is written digit by digit: `Ipv4Addr`'s `Display` goes
 //! through the formatting machinery (~1.3k instructions, twice per request);
 //! IPv6 keeps `Display` (its zero-run compression is not worth redoing).
 
-use std::fmt::Write as _;
+use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// `ip` as `IpAddr`'s `Display` prints it.
@@ -28,7 +28,9 @@ pub fn socket_text(addr: SocketAddr) -> String {
     }
 }
 
-fn push_ip(out: &mut String, ip: IpAddr) {
+/// Writes `ip` as `IpAddr`'s `Display` prints it into `out` (a `String`,
+/// or a buffer on the stack).
+pub fn push_ip(out: &mut impl Write, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => push_v4(out, v4),
         IpAddr::V6(v6) => {
@@ -37,18 +39,19 @@ fn push_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
-fn push_v4(out: &mut String, ip: Ipv4Addr) {
+fn push_v4(out: &mut impl Write, ip: Ipv4Addr) {
+    // Writing to a String or a sized buffer cannot fail.
     for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
-            out.push('.');
+            let _ = out.write_char('.');
         }
         if octet >= 100 {
-            out.push(char::from(b'0' + octet / 100));
+            let _ = out.write_char(char::from(b'0' + octet / 100));
         }
         if octet >= 10 {
-            out.push(char::from(b'0' + octet / 10 % 10));
+            let _ = out.write_char(char::from(b'0' + octet / 10 % 10));
         }
-        out.push(char::from(b'0' + octet % 10));
+        let _ = out.write_char(char::from(b'0' + octet % 10));
     }
 }
 
