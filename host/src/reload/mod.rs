@@ -140,6 +140,14 @@ pub struct Reloader {
     last_error: Mutex<Option<String>>,
 }
 
+/// Files whose change triggers a reload of `config`, read from `path`: the
+/// config file and every plugin it loads.
+pub fn watched_files_of(path: &Path, config: &Config) -> Vec<PathBuf> {
+    std::iter::once(path.to_path_buf())
+        .chain(config.plugins.values().cloned())
+        .collect()
+}
+
 impl Reloader {
     pub fn new(
         path: PathBuf,
@@ -171,10 +179,7 @@ impl Reloader {
 
     /// Files whose change triggers a reload: the config and every plugin.
     pub fn watched_files(&self) -> Vec<PathBuf> {
-        let active = self.proxy.active();
-        std::iter::once(self.path.clone())
-            .chain(active.config.plugins.values().cloned())
-            .collect()
+        watched_files_of(&self.path, &self.proxy.active().config)
     }
 
     /// Rejected reloads since start.

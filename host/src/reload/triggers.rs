@@ -92,36 +92,50 @@ impl WatchSet {
 /// Watch the config file and every plugin file; reload (after [`SETTLE`])
 /// when one is written, created, renamed into place or removed. The watch
 /// list follows the config: a reload that adds a plugin watches it too.
-pub fn spawn_file_watch(
-    reloader: Arc<Reloader>,
-    stop: CancellationToken,
-) -> Result<tokio::task::JoinHandle<()>, WatchError> {
-    let (tx, rx) = mpsc::unbounded_channel::<PathBuf>();
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else {
-            return;
-        };
-        if event.kind.is_access() {
-            return;
-        }
-        for path in event.paths {
-            let _ = tx.send(path);
-        }
-    })?;
-    let mut watch = FileWatch {
-        watcher,
-        set: WatchSet::default(),
-    };
-    watch.update(&reloader.watched_files())?;
-    Ok(tokio::spawn(watch.run(reloader, rx, stop)))
-}
-
-struct FileWatch {
+///
+/// Made in two steps so the watch is in place before the listeners are
+/// announced: [`FileWatch::start`] watches (events queue from then on), and
+/// [`FileWatch::spawn`] acts on them once there is a running config to
+/// reload. A save made while start-up is still loading is reloaded then.
+pub struct FileWatch {
     watcher: notify::RecommendedWatcher,
     set: WatchSet,
+    changes: mpsc::UnboundedReceiver<PathBuf>,
 }
 
 impl FileWatch {
+    /// Watch the folders of `files` from now on.
+    pub fn start(files: &[PathBuf]) -> Result<FileWatch, WatchError> {
+        let (tx, changes) = mpsc::unbounded_channel::<PathBuf>();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else {
+                return;
+            };
+            if event.kind.is_access() {
+                return;
+            }
+            for path in event.paths {
+                let _ = tx.send(path);
+            }
+        })?;
+        let mut watch = FileWatch {
+            watcher,
+            set: WatchSet::default(),
+            changes,
+        };
+        watch.update(files)?;
+        Ok(watch)
+    }
+
+    /// Reload on the changes seen (since [`FileWatch::start`]) until `stop`.
+    pub fn spawn(
+        self,
+        reloader: Arc<Reloader>,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run(reloader, stop))
+    }
+
     /// Watch the folders of `files` (and stop watching folders no longer needed).
     fn update(&mut self, files: &[PathBuf]) -> Result<(), notify::Error> {
         let next = WatchSet::of(files);
@@ -135,16 +149,11 @@ impl FileWatch {
         Ok(())
     }
 
-    async fn run(
-        mut self,
-        reloader: Arc<Reloader>,
-        mut changes: mpsc::UnboundedReceiver<PathBuf>,
-        stop: CancellationToken,
-    ) {
+    async fn run(mut self, reloader: Arc<Reloader>, stop: CancellationToken) {
         loop {
             let path = tokio::select! {
                 _ = stop.cancelled() => return,
-                path = changes.recv() => match path {
+                path = self.changes.recv() => match path {
                     Some(path) => path,
                     None => return,
                 },
@@ -157,7 +166,7 @@ impl FileWatch {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(SETTLE) => break,
-                    more = changes.recv() => if more.is_none() { return },
+                    more = self.changes.recv() => if more.is_none() { return },
                 }
             }
             // A save that truncates before it writes (`std::fs::write`, many

@@ -30,7 +30,7 @@ use crate::config::model::Config;
 use crate::lifecycle::Lifecycle;
 use crate::pipeline::{ActiveConfig, Proxy};
 use crate::plugin_chain::PluginChains;
-use crate::reload::{triggers, ReloadError, Reloader};
+use crate::reload::{self, triggers, ReloadError, Reloader};
 use crate::telemetry::Telemetry;
 use crate::upstream::UpstreamSetupError;
 
@@ -120,6 +120,11 @@ pub async fn run(
         log_writers.clone(),
     ));
     let admin_listen = config.admin.listen;
+    // Watch before anything is announced: a save right after the
+    // `listening on` lines must not fall between two steps of start-up.
+    let file_watch = triggers::FileWatch::start(&reload::watched_files_of(&config.source, &config))
+        .map_err(|e| tracing::warn!("{e}; reload with SIGHUP or POST /reload instead"))
+        .ok();
     let prepared = reloader
         .prepare(config, chains)
         .await
@@ -147,13 +152,11 @@ pub async fn run(
         reloader.clone(),
         lifecycle.shutdown_token(),
     ));
-    match triggers::spawn_file_watch(reloader.clone(), lifecycle.shutdown_token()) {
-        Ok(watch) => {
-            reload_triggers.spawn(async move {
-                let _ = watch.await;
-            });
-        }
-        Err(e) => tracing::warn!("{e}; reload with SIGHUP or POST /reload instead"),
+    if let Some(file_watch) = file_watch {
+        let watch = file_watch.spawn(reloader.clone(), lifecycle.shutdown_token());
+        reload_triggers.spawn(async move {
+            let _ = watch.await;
+        });
     }
     drop(reloader);
 
