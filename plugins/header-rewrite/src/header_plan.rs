@@ -82,24 +82,38 @@ impl HeaderPlan {
             })
     }
 
-    /// The edits, when every value is plain text: the same for every
-    /// request, so the plugin gives them once (`fixed-edits`). `None` when
-    /// a value reads the request.
-    pub fn fixed(&self) -> Option<Vec<HeaderEdit>> {
-        self.edits
-            .iter()
-            .map(|edit| {
-                let value = match &edit.value {
-                    Some(template) => template.literal()?,
-                    None => Vec::new(),
-                };
-                Some(HeaderEdit {
-                    op: edit.op,
-                    name: edit.name.clone(),
-                    value,
-                })
-            })
-            .collect()
+    /// Split into the edits that are the same for every request, given
+    /// once as fixed edits (which the host applies before the hook's), and
+    /// the plan of the rest for the hook. A plain-text edit moves ahead only
+    /// when no edit the hook keeps before it names the same header (edits of
+    /// different headers commute), so the two apply exactly as the whole
+    /// plan did: with `X-Real-IP: {client_ip}` beside constants, only that
+    /// one crosses per request.
+    pub fn split_fixed(&self) -> (Vec<HeaderEdit>, HeaderPlan) {
+        let mut fixed = Vec::new();
+        let mut rest: Vec<PlannedEdit> = Vec::new();
+        for edit in &self.edits {
+            let literal = match &edit.value {
+                Some(template) => template.literal(),
+                None => Some(Vec::new()),
+            };
+            match literal {
+                Some(value) if !rest.iter().any(|kept| kept.name == edit.name) => {
+                    fixed.push(HeaderEdit {
+                        op: edit.op,
+                        name: edit.name.clone(),
+                        value,
+                    });
+                }
+                _ => rest.push(edit.clone()),
+            }
+        }
+        (fixed, HeaderPlan { edits: rest })
+    }
+
+    /// True when the plan makes no edit.
+    pub fn is_empty(&self) -> bool {
+        self.edits.is_empty()
     }
 
     /// The edits for this request, values rendered.
@@ -208,7 +222,37 @@ mod tests {
         let plan =
             HeaderPlan::build("request", &[], &BTreeMap::new(), &BTreeMap::new()).expect("valid");
         assert!(plan.render(&request("GET", "/", None)).is_empty());
-        assert_eq!(plan.fixed(), Some(Vec::new()));
+        let (fixed, rest) = plan.split_fixed();
+        assert!(fixed.is_empty() && rest.is_empty());
+    }
+
+    #[test]
+    fn plain_text_edits_go_ahead_unless_a_templated_edit_of_their_header_comes_first() {
+        let plan = HeaderPlan::build(
+            "request",
+            &names(&["cookie"]),
+            &table(&[("X-Real-IP", "{client_ip}"), ("X-Route", "bench")]),
+            &table(&[("X-Real-IP", "proxy"), ("Via", "tailgate")]),
+        )
+        .expect("valid");
+        let (fixed, rest) = plan.split_fixed();
+        assert_eq!(
+            fixed,
+            vec![
+                HeaderEdit::remove("cookie"),
+                HeaderEdit::set("x-route", "bench"),
+                HeaderEdit::append("via", "tailgate"),
+            ]
+        );
+        // The append of x-real-ip must follow its templated set.
+        let req = request("GET", "/", None);
+        assert_eq!(
+            rest.render(&req),
+            vec![
+                HeaderEdit::set("x-real-ip", "203.0.113.7"),
+                HeaderEdit::append("x-real-ip", "proxy"),
+            ]
+        );
     }
 
     #[test]

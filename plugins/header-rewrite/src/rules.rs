@@ -2,9 +2,9 @@
 //! request: in `on-request`, the first matching `deny` rule answers, else
 //! the first matching `redirect` rule, else the request goes on with the
 //! `request.*` header edits; in `on-response`, the `response.*` edits
-//! (skipped on host-generated responses unless `response.always`). A side
-//! whose values are all plain text is given to the host once instead, as
-//! fixed edits, and its hook is not called.
+//! (skipped on host-generated responses unless `response.always`). Edits
+//! whose values are plain text are given to the host once instead, as
+//! fixed edits; a side left with nothing for its hook is not called.
 
 use tailgate_plugin_sdk::{
     Config, ConfigError, FixedEdits, HeaderEdit, HeaderFilter, HookSet, RequestAction,
@@ -17,8 +17,12 @@ use crate::header_plan::HeaderPlan;
 
 #[derive(Debug, Clone)]
 pub struct Rules {
+    /// The request edits the hook renders (those reading the request).
     request: HeaderPlan,
+    /// The request edits the host makes itself, before the hook's.
+    request_fixed: Vec<HeaderEdit>,
     response: HeaderPlan,
+    response_fixed: Vec<HeaderEdit>,
     /// Edit host-generated responses too.
     response_always: bool,
     deny: Vec<DenyRule>,
@@ -34,18 +38,20 @@ impl Rules {
     }
 
     pub fn build(raw: &RawConfig) -> Result<Rules, ConfigError> {
-        let request = HeaderPlan::build(
+        let (request_fixed, request) = HeaderPlan::build(
             "request",
             &raw.request.remove,
             &raw.request.set,
             &raw.request.append,
-        )?;
-        let response = HeaderPlan::build(
+        )?
+        .split_fixed();
+        let (response_fixed, response) = HeaderPlan::build(
             "response",
             &raw.response.remove,
             &raw.response.set,
             &raw.response.append,
-        )?;
+        )?
+        .split_fixed();
         let deny = raw
             .deny
             .iter()
@@ -60,7 +66,9 @@ impl Rules {
             .collect::<Result<_, _>>()?;
         Ok(Rules {
             request,
+            request_fixed,
             response,
+            response_fixed,
             response_always: raw.response.always,
             deny,
             redirect,
@@ -69,40 +77,33 @@ impl Rules {
 
     /// Only the hooks this config gives work to, so the host skips the
     /// rest: a side whose edits are all fixed ([`Rules::fixed_edits`])
-    /// needs no hook.
+    /// needs no hook, unless `deny` or `redirect` rules must see requests.
     pub fn hooks(&self) -> HookSet {
         let mut hooks = HookSet::empty();
-        if self.fixed_request().is_none() {
+        if !self.request.is_empty() || !self.deny.is_empty() || !self.redirect.is_empty() {
             hooks |= HookSet::REQUEST;
         }
-        if self.response.fixed().is_none() {
+        if !self.response.is_empty() {
             hooks |= HookSet::RESPONSE;
         }
         hooks
     }
 
     /// The edits that are the same for every request, for the host to make
-    /// without calling the plugin: a side whose values are all plain text,
-    /// the request side only when no `deny` or `redirect` rule has to see
-    /// the request first.
+    /// without calling the plugin, ahead of the hooks' edits. The host
+    /// makes the request side's only on requests that go on (not those a
+    /// `deny` or `redirect` rule answered), and hooks see heads without
+    /// them, as they would without fixed edits: a plugin's edits show only
+    /// to later plugins.
     pub fn fixed_edits(&self) -> FixedEdits {
         let mut fixed = FixedEdits::none();
-        if let Some(edits) = self.fixed_request() {
-            fixed = fixed.request(edits);
+        if !self.request_fixed.is_empty() {
+            fixed = fixed.request(self.request_fixed.clone());
         }
-        if let Some(edits) = self.response.fixed() {
-            fixed = fixed.response(edits, self.response_always);
+        if !self.response_fixed.is_empty() {
+            fixed = fixed.response(self.response_fixed.clone(), self.response_always);
         }
         fixed
-    }
-
-    /// The request side as fixed edits: when every value is plain text and
-    /// no `deny` or `redirect` rule has to see the request first.
-    fn fixed_request(&self) -> Option<Vec<HeaderEdit>> {
-        if !self.deny.is_empty() || !self.redirect.is_empty() {
-            return None;
-        }
-        self.request.fixed()
     }
 
     /// The request headers the rules read: those named in value and

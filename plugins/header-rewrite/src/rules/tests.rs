@@ -16,6 +16,41 @@ fn rules(json: &str) -> Rules {
     Rules::from_config(&Config::new(json)).expect("valid config")
 }
 
+/// What the host does with the rules for a request: the fixed request
+/// edits, then the hook's (when the rules ask for the hook), as the chain
+/// applies them; an answered request gets none of them.
+fn request_as_host(rules: &Rules, req: &RequestHead) -> RequestAction {
+    let action = if rules.hooks().contains(HookSet::REQUEST) {
+        rules.on_request(req)
+    } else {
+        RequestAction::Continue(RequestEdits::new())
+    };
+    match action {
+        RequestAction::Continue(mut edits) => {
+            let mut headers = rules.fixed_edits().request;
+            headers.append(&mut edits.headers);
+            edits.headers = headers;
+            RequestAction::Continue(edits)
+        }
+        answered => answered,
+    }
+}
+
+/// The response edits the host makes with the rules: the fixed ones (on a
+/// host-made response only with `always`), then the hook's.
+fn response_as_host(rules: &Rules, req: &RequestHead, resp: &ResponseHead) -> Vec<HeaderEdit> {
+    let fixed = rules.fixed_edits();
+    let mut edits = if !resp.host_generated || fixed.response_always {
+        fixed.response
+    } else {
+        Vec::new()
+    };
+    if rules.hooks().contains(HookSet::RESPONSE) {
+        edits.extend(rules.on_response(req, resp).headers);
+    }
+    edits
+}
+
 fn rejected(json: &str) -> String {
     Rules::from_config(&Config::new(json))
         .expect_err("config should be rejected")
@@ -55,16 +90,18 @@ fn the_documented_examples_are_accepted() {
         .map(|json| rules(json))
         .find(|rules| !rules.deny.is_empty())
         .expect("an example with deny rules");
-    let RequestAction::Respond(trace) = full.on_request(&request("TRACE", "/", None)) else {
+    let RequestAction::Respond(trace) = request_as_host(&full, &request("TRACE", "/", None)) else {
         panic!("TRACE was not denied");
     };
     assert_eq!((trace.status, trace.body.len()), (405, 0));
-    let RequestAction::Respond(swagger) = full.on_request(&request("GET", "/swagger/ui", None))
+    let RequestAction::Respond(swagger) =
+        request_as_host(&full, &request("GET", "/swagger/ui", None))
     else {
         panic!("/swagger was not denied");
     };
     assert_eq!(swagger.status, 403);
-    let RequestAction::Respond(blog) = full.on_request(&request("GET", "/blog", Some("p=2")))
+    let RequestAction::Respond(blog) =
+        request_as_host(&full, &request("GET", "/blog", Some("p=2")))
     else {
         panic!("/blog was not redirected");
     };
@@ -93,7 +130,8 @@ fn the_default_config_toml_is_accepted_and_behaves() {
         );
         assert_eq!(rules.request_headers(), HeaderFilter::only(["host"]));
 
-        let RequestAction::Continue(edits) = rules.on_request(&request("GET", "/", None)) else {
+        let RequestAction::Continue(edits) = request_as_host(&rules, &request("GET", "/", None))
+        else {
             panic!("/ was answered by the plugin");
         };
         assert_eq!(
@@ -101,7 +139,8 @@ fn the_default_config_toml_is_accepted_and_behaves() {
             vec![HeaderEdit::set("x-tailgate-route", "site")]
         );
 
-        let RequestAction::Respond(denied) = rules.on_request(&request("GET", "/.git/HEAD", None))
+        let RequestAction::Respond(denied) =
+            request_as_host(&rules, &request("GET", "/.git/HEAD", None))
         else {
             panic!("/.git/HEAD was not denied");
         };
@@ -110,7 +149,8 @@ fn the_default_config_toml_is_accepted_and_behaves() {
             (403, &b"Forbidden\n"[..])
         );
 
-        let RequestAction::Respond(moved) = rules.on_request(&request("GET", "/old/a/b", None))
+        let RequestAction::Respond(moved) =
+            request_as_host(&rules, &request("GET", "/old/a/b", None))
         else {
             panic!("/old/a/b was not redirected");
         };
@@ -120,10 +160,10 @@ fn the_default_config_toml_is_accepted_and_behaves() {
             vec![Header::new("location", "https://example.com/a/b")]
         );
         // The port the client used is kept (`make run` listens on 8080).
-        let RequestAction::Respond(moved) = rules.on_request(&with_host_header(
-            request("GET", "/old/index.html", None),
-            "127.0.0.1:8080",
-        )) else {
+        let RequestAction::Respond(moved) = request_as_host(
+            &rules,
+            &with_host_header(request("GET", "/old/index.html", None), "127.0.0.1:8080"),
+        ) else {
             panic!("/old/index.html was not redirected");
         };
         assert_eq!(
@@ -131,9 +171,9 @@ fn the_default_config_toml_is_accepted_and_behaves() {
             vec![Header::new("location", "https://127.0.0.1:8080/index.html")]
         );
 
-        let edits = rules.on_response(&request("GET", "/", None), &response(502, true));
+        let edits = response_as_host(&rules, &request("GET", "/", None), &response(502, true));
         assert_eq!(
-            edits.headers,
+            edits,
             vec![
                 HeaderEdit::remove("server"),
                 HeaderEdit::set("x-content-type-options", "nosniff"),
@@ -149,7 +189,7 @@ fn empty_config_needs_no_hooks_and_changes_nothing() {
     let rules = rules("{}");
     assert_eq!(rules.hooks(), HookSet::empty());
     assert_eq!(
-        rules.on_request(&request("GET", "/", None)),
+        request_as_host(&rules, &request("GET", "/", None)),
         RequestAction::Continue(RequestEdits::new())
     );
 }
@@ -203,36 +243,40 @@ fn plain_text_sides_are_given_once_as_fixed_edits() {
         vec![HeaderEdit::append("x-frame-options", "DENY")]
     );
     assert!(fixed.response_always);
-    // They are what the hooks would have returned for any request.
-    let req = request("GET", "/", None);
-    let RequestAction::Continue(edits) = plain.on_request(&req) else {
-        panic!("the request was answered");
-    };
-    assert_eq!(edits.headers, fixed.request);
-    assert_eq!(
-        plain.on_response(&req, &response(200, false)).headers,
-        fixed.response
-    );
+    assert_eq!(plain.hooks(), HookSet::empty());
 
-    // A templated value keeps its side a hook, the other side stays fixed.
+    // A templated value keeps its side a hook, for that edit alone: the
+    // constants beside it are fixed edits too.
     let mixed = rules(
         r#"{"request":{"set":{"x-real-ip":"{client_ip}","x-route":"a"}},
             "response":{"set":{"x-frame-options":"DENY"}}}"#,
     );
     assert_eq!(mixed.hooks(), HookSet::REQUEST);
     let fixed = mixed.fixed_edits();
-    assert!(fixed.request.is_empty());
+    assert_eq!(fixed.request, vec![HeaderEdit::set("x-route", "a")]);
     assert_eq!(
         fixed.response,
         vec![HeaderEdit::set("x-frame-options", "DENY")]
     );
     assert!(!fixed.response_always);
+    let req = request("GET", "/", None);
+    assert_eq!(
+        mixed.on_request(&req),
+        RequestAction::Continue(RequestEdits::new().set_header("x-real-ip", "203.0.113.7"))
+    );
 
-    // Deny and redirect rules see the request before its edits: the
-    // request side stays a hook even with plain-text values.
+    // Deny and redirect rules keep the request hook; the plain-text edits
+    // are still fixed (the host makes them only on requests that go on).
     let guarded = rules(r#"{"deny":[{"methods":["TRACE"]}],"request":{"set":{"x-a":"1"}}}"#);
     assert_eq!(guarded.hooks(), HookSet::REQUEST);
-    assert!(guarded.fixed_edits().is_empty());
+    assert_eq!(
+        guarded.fixed_edits().request,
+        vec![HeaderEdit::set("x-a", "1")]
+    );
+    assert_eq!(
+        guarded.on_request(&req),
+        RequestAction::Continue(RequestEdits::new())
+    );
 }
 
 #[test]
@@ -240,18 +284,15 @@ fn host_generated_responses_are_left_alone_unless_always() {
     let json = r#"{"response":{"set":{"X-Frame-Options":"DENY"}}}"#;
     let plain = rules(json);
     let req = request("GET", "/", None);
-    assert!(plain
-        .on_response(&req, &response(502, true))
-        .headers
-        .is_empty());
+    assert!(response_as_host(&plain, &req, &response(502, true)).is_empty());
     assert_eq!(
-        plain.on_response(&req, &response(404, false)).headers,
+        response_as_host(&plain, &req, &response(404, false)),
         vec![HeaderEdit::set("x-frame-options", "DENY")]
     );
 
     let always = rules(r#"{"response":{"set":{"X-Frame-Options":"DENY"},"always":true}}"#);
     assert_eq!(
-        always.on_response(&req, &response(502, true)).headers,
+        response_as_host(&always, &req, &response(502, true)),
         vec![HeaderEdit::set("x-frame-options", "DENY")]
     );
 }
@@ -265,7 +306,8 @@ fn request_edits_apply_remove_then_set_then_append_with_templates() {
             "remove":["Cookie"]
         }}"#,
     );
-    let RequestAction::Continue(edits) = rules.on_request(&request("GET", "/p", Some("q=1")))
+    let RequestAction::Continue(edits) =
+        request_as_host(&rules, &request("GET", "/p", Some("q=1")))
     else {
         panic!("request was answered");
     };
@@ -296,7 +338,7 @@ fn deny_is_checked_before_redirect_and_first_match_wins() {
         }"#,
     );
     assert_eq!(
-        rules.on_request(&request("GET", "/admin/special", None)),
+        request_as_host(&rules, &request("GET", "/admin/special", None)),
         RequestAction::Respond(ImmediateResponse {
             status: 404,
             headers: Vec::new(),
@@ -304,7 +346,8 @@ fn deny_is_checked_before_redirect_and_first_match_wins() {
             vars: vec![Var::new(RULE_VAR, "deny[0]")],
         })
     );
-    let RequestAction::Respond(resp) = rules.on_request(&request("GET", "/abc", None)) else {
+    let RequestAction::Respond(resp) = request_as_host(&rules, &request("GET", "/abc", None))
+    else {
         panic!("not redirected");
     };
     assert_eq!(resp.status, 302);
