@@ -263,8 +263,15 @@ impl ConfiguredPlugin {
         Ok(verdicts)
     }
 
-    /// An instance for a call: an idle one, or a fresh one.
+    /// An instance for a call: an idle one, or a fresh one (made at most
+    /// `INSTANTIATIONS_AT_ONCE` at a time, see `instance_pool`).
     async fn instance(&self) -> Result<PluginInstance, PluginFault> {
+        if let Some(instance) = self.pool.take() {
+            return Ok(instance);
+        }
+        // A few new instances at a time; a call that waited for its turn
+        // mostly finds an instance another call gave back.
+        let _turn = self.pool.turn_to_instantiate().await;
         match self.pool.take() {
             Some(instance) => Ok(instance),
             None => self.fresh_instance().await,

@@ -1,14 +1,26 @@
 //! The idle instances of one configured plugin, ready for the next call.
 //! Taken and given back from any worker thread; an instance is only given
 //! back after a normal call, under its call limit and memory threshold.
+//! Also the turns to make a new one: at most [`INSTANTIATIONS_AT_ONCE`].
 
 use std::sync::Mutex;
 
+use tokio::sync::{Semaphore, SemaphorePermit};
+
 use crate::instance::PluginInstance;
+
+/// New instances of one configured plugin made at once. `configure` can
+/// run for milliseconds (a config parsed, regexes compiled) and yields its
+/// worker at epoch ticks; without a bound, a burst of requests on an empty
+/// pool (a cold start, a reload) made an instance for nearly every request
+/// of the burst — hundreds, each with its own memory — where a few calls'
+/// worth were needed.
+pub(crate) const INSTANTIATIONS_AT_ONCE: usize = 2;
 
 pub(crate) struct InstancePool {
     idle: Mutex<Vec<PluginInstance>>,
     capacity: usize,
+    instantiating: Semaphore,
 }
 
 impl InstancePool {
@@ -16,7 +28,16 @@ impl InstancePool {
         InstancePool {
             idle: Mutex::new(Vec::with_capacity(capacity)),
             capacity,
+            instantiating: Semaphore::new(INSTANTIATIONS_AT_ONCE),
         }
+    }
+
+    /// Waits for a turn to make a new instance; hold it while making it.
+    /// Whoever waited should look in the pool again first: calls that ended
+    /// meanwhile gave theirs back.
+    pub(crate) async fn turn_to_instantiate(&self) -> Option<SemaphorePermit<'_>> {
+        // The semaphore is never closed.
+        self.instantiating.acquire().await.ok()
     }
 
     /// Idle instances to keep per configured plugin: enough for every

@@ -2,8 +2,9 @@
 //! component: a hook that runs long gives its worker back to other tasks
 //! while it runs, a plugin that keeps faulting is tripped (its calls fail
 //! fast without entering the guest) and a trial call after the cool-down
-//! closes it again, calls past a plugin's bound fail fast, and a fault
-//! storm's guest output is rate-limited in the log.
+//! closes it again, calls past a plugin's bound fail fast, a fault storm's
+//! guest output is rate-limited in the log, and a burst of calls on an
+//! empty pool does not make an instance per call.
 
 mod common;
 
@@ -258,4 +259,58 @@ fn a_fault_storms_guest_output_is_rate_limited_in_the_log() {
         .unwrap_or_else(|| panic!("no summary line:\n{after}"));
     assert!(summary.contains("suppressed"), "{summary}");
     assert!(guest_lines(&after) >= 1, "logged again:\n{after}");
+}
+
+#[test]
+fn a_burst_of_calls_on_an_empty_pool_makes_a_few_instances_not_one_each() {
+    const CALLS: usize = 16;
+    let labels = [
+        ("plugin", "fault-injector"),
+        ("route", "burst"),
+        ("hook", "configure"),
+    ];
+    let metrics = metrics_of(|| {
+        let runtime = runtime();
+        // configure keeps its CPU 30 ms (three epoch ticks, at each of
+        // which it yields its worker); the first request traps, so its
+        // instance goes and the pool is empty.
+        let plugin = Arc::new(configured(
+            &runtime,
+            "burst",
+            r#"{"mode":"trap","hook":"request","after":1,"times":1,"counter":"burst",
+                "configure_ms":30}"#,
+        ));
+        assert!(plugin
+            .on_request(&mut request("burst", "/", "192.0.2.1"))
+            .is_err());
+        assert_eq!(plugin.idle_instances(), 0);
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio");
+        tokio.block_on(async {
+            let calls: Vec<_> = (0..CALLS)
+                .map(|_| {
+                    let plugin = plugin.clone();
+                    tokio::spawn(async move {
+                        plugin
+                            .request_hook(&mut request("burst", "/", "192.0.2.1"))
+                            .await
+                            .is_ok()
+                    })
+                })
+                .collect();
+            for call in calls {
+                assert!(call.await.expect("call task"), "a call failed");
+            }
+        });
+    });
+    // One configure at configure time; the others made new instances.
+    let made = metrics.counter("tailgate_plugin_calls_total", &labels) - 1;
+    assert!(
+        made <= 4,
+        "{made} new instances for {CALLS} calls of microseconds: one per call \
+         while configure yielded, where the first ones could serve them all"
+    );
 }

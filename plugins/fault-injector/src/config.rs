@@ -137,6 +137,10 @@ pub struct Config {
     /// the route's, any other name = that named scope.
     #[serde(default)]
     pub state_scope: Option<String>,
+    /// Milliseconds `configure` keeps its CPU busy before it returns, as a
+    /// plugin compiling a large config does (spanning epoch ticks).
+    #[serde(default)]
+    pub configure_ms: u64,
 }
 
 /// The request-head fields by name.

@@ -36,6 +36,19 @@ pub fn maybe_fault(config: &Config, hook: Hook, path: Option<&str>) {
     }
 }
 
+/// Keeps the CPU busy for `ms` milliseconds of the WASI clock (no sleep:
+/// the guest runs, and yields only at the host's epoch ticks).
+pub fn busy_for(ms: u64) {
+    if ms == 0 {
+        return;
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+    let mut n: u64 = 0;
+    while std::time::Instant::now() < until {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
 fn spin_forever() -> ! {
     let mut n: u64 = 0;
     loop {

@@ -9,7 +9,8 @@
 //!   "hook": "configure"|"request"|"response"|"log", "after": N,
 //!   "times": N, "counter": "name", "hooks": ["request", "response", "log"],
 //!   "message": "...", "ttl_ms": N,
-//!   "rate_limit": {"zone", "rate_milli", "burst", "delay", "dry_run"}}`
+//!   "rate_limit": {"zone", "rate_milli", "burst", "delay", "dry_run"},
+//!   "configure_ms": N}` (and the field and edit options of `config.rs`)
 
 mod config;
 mod faults;
@@ -53,6 +54,7 @@ impl Guest for FaultInjector {
                 .unwrap_or_else(|| "rejected by fault-injector".to_string()));
         }
         faults::maybe_fault(&config, Hook::Configure, None);
+        faults::busy_for(config.configure_ms);
         let info = config.plugin_info();
         if let Ok(mut slot) = CONFIG.lock() {
             *slot = Some(config);
