@@ -195,17 +195,21 @@ async fn sync_mode_holds_the_limit_within_the_bound_and_shares_bans_within_an_in
     let interval = Duration::from_millis(200);
     let mode = "consistency = \"sync\"\nsync_interval = \"200ms\"";
     let (a, b, _dir) = two(&up, &redis, mode, TEN);
-    // Six on each: every one admitted (each machine alone is under 10) —
-    // within the bound of (machines - 1) x (rate x interval + burst + 1).
+    // Six on each. Each machine alone is under 10, so all 12 pass unless a
+    // sync round falls between A's six and B's (B then knows of A's and
+    // stops at 10 in all, as exact mode would): never fewer than the limit,
+    // never more than the bound of (machines - 1) x (rate x interval +
+    // burst + 1) over it. Which of the two happens is the scheduler's.
     let mut admitted = 0;
     for tg in [&a, &b] {
         for _ in 0..6 {
-            assert_eq!(from(tg, ATTACKER, "/").await, 200);
-            admitted += 1;
+            let status = from(tg, ATTACKER, "/").await;
+            assert!(status == 200 || status == 429, "{status}");
+            admitted += u32::from(status == 200);
         }
     }
     // 1 r/m: rate x interval rounds to 0; the bound is 10 + 1 x (0 + 9 + 1).
-    assert!(admitted <= 10 + (9 + 1), "{admitted}");
+    assert!((10..=10 + (9 + 1)).contains(&admitted), "{admitted}");
     // After a round or two both know of all 12: the shared bucket is over
     // the burst, so neither admits the 4 more it would alone.
     tokio::time::sleep(interval * 3).await;
