@@ -22,36 +22,57 @@ const SETTLE: Duration = Duration::from_millis(200);
 #[error("watching the config file for changes: {0}")]
 pub struct WatchError(#[from] notify::Error);
 
-/// Reload on `SIGHUP` until `stop` is cancelled.
-pub async fn reload_on_sighup(reloader: Arc<Reloader>, stop: CancellationToken) {
+/// The `SIGHUP` listener, registered before the listeners are announced (a
+/// `SIGHUP` before that would end the process by its default action, or go
+/// unseen); [`SighupListener::reload_until`] acts on it once there is a
+/// running config.
+pub struct SighupListener {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(hangup) => hangup,
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGHUP, reload by it is off: {e}");
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl SighupListener {
+    /// Listen for `SIGHUP` from now on.
+    pub fn register() -> SighupListener {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let hangup = signal(SignalKind::hangup())
+                .map_err(|e| tracing::warn!("cannot listen for SIGHUP, reload by it is off: {e}"))
+                .ok();
+            SighupListener { hangup }
+        }
+        #[cfg(not(unix))]
+        SighupListener {}
+    }
+
+    /// Reload on each `SIGHUP` until `stop` is cancelled.
+    pub async fn reload_until(self, reloader: Arc<Reloader>, stop: CancellationToken) {
+        #[cfg(unix)]
+        {
+            let Some(mut hangup) = self.hangup else {
+                stop.cancelled().await;
                 return;
-            }
-        };
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                got = hangup.recv() => {
-                    if got.is_none() {
-                        return;
+            };
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    got = hangup.recv() => {
+                        if got.is_none() {
+                            return;
+                        }
+                        tracing::info!("SIGHUP: reloading the config");
+                        // The outcome is logged and counted by `reload`.
+                        let _ = reloader.reload(ReloadTrigger::Signal).await;
                     }
-                    tracing::info!("SIGHUP: reloading the config");
-                    // The outcome is logged and counted by `reload`.
-                    let _ = reloader.reload(ReloadTrigger::Signal).await;
                 }
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = reloader;
-        stop.cancelled().await;
+        #[cfg(not(unix))]
+        {
+            let _ = reloader;
+            stop.cancelled().await;
+        }
     }
 }
 

@@ -120,8 +120,10 @@ pub async fn run(
         log_writers.clone(),
     ));
     let admin_listen = config.admin.listen;
-    // Watch before anything is announced: a save right after the
-    // `listening on` lines must not fall between two steps of start-up.
+    // Watch and listen for SIGHUP before anything is announced: a save or
+    // a SIGHUP right after the `listening on` lines must not fall between
+    // two steps of start-up.
+    let sighup = triggers::SighupListener::register();
     let file_watch = triggers::FileWatch::start(&reload::watched_files_of(&config.source, &config))
         .map_err(|e| tracing::warn!("{e}; reload with SIGHUP or POST /reload instead"))
         .ok();
@@ -148,10 +150,7 @@ pub async fn run(
         admin_stop.clone(),
     ));
     let mut reload_triggers = tokio::task::JoinSet::new();
-    reload_triggers.spawn(triggers::reload_on_sighup(
-        reloader.clone(),
-        lifecycle.shutdown_token(),
-    ));
+    reload_triggers.spawn(sighup.reload_until(reloader.clone(), lifecycle.shutdown_token()));
     if let Some(file_watch) = file_watch {
         let watch = file_watch.spawn(reloader.clone(), lifecycle.shutdown_token());
         reload_triggers.spawn(async move {
