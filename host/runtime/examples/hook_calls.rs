@@ -1,8 +1,9 @@
-//! Calls one shipped plugin's hook N times on a reused instance, as the
-//! proxy does per request, for counting instructions per hook call with
-//! callgrind (docs/performance-passes.md, sections 9, 14 and 15): run it with two
-//! counts and divide the difference in instructions by the difference in
-//! calls, so loading and compiling cancel out.
+//! Runs one shipped plugin's request phase (its fixed edits and its hook,
+//! as a route's chain runs them) or log hook N times on a reused instance,
+//! as the proxy does per request, for counting instructions per request
+//! with callgrind (docs/performance-passes.md, sections 9 and 14 to 17):
+//! run it with two counts and divide the difference in instructions by the
+//! difference in calls, so loading and compiling cancel out.
 //!
 //! `cargo run --release -p tailgate-runtime --example hook_calls -- HOOK N`
 //! where HOOK is `rate-limit`, `header-rewrite` or `log-shape`; the
@@ -11,12 +12,11 @@
 //! records).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tailgate_runtime::{
-    CacheStatus, ConfiguredPlugin, Header, IpAddress, Limits, LogRecord, Method, Protocol,
-    RequestHead, Runtime, RuntimeConfig, Scheme, Var,
+    block_on, CacheStatus, ChainedPlugin, ConfiguredPlugin, Header, IpAddress, Limits, LogRecord,
+    Method, Protocol, RequestHead, Runtime, RuntimeConfig, Scheme, Var,
 };
 
 /// The shipped plugin's build, or `$HOOK_CALLS_WASM_DIR/{stem}.wasm` (to
@@ -84,17 +84,28 @@ fn record() -> LogRecord {
     }
 }
 
-fn configured(runtime: &Runtime, name: &str, stem: &str, config: &str) -> Arc<ConfiguredPlugin> {
+fn configured(runtime: &Runtime, name: &str, stem: &str, config: &str) -> ConfiguredPlugin {
     let plugin = runtime.load(name, &wasm(stem)).expect("load plugin");
     let limits = Limits {
         hook_timeout: Duration::from_secs(5),
         memory_bytes: 16 << 20,
     };
-    Arc::new(
-        runtime
-            .configure(&plugin, "bench", config, limits)
-            .expect("configure"),
-    )
+    runtime
+        .configure(&plugin, "bench", config, limits)
+        .expect("configure")
+}
+
+/// `calls` request phases of `plugin` at its place in a chain, each on a
+/// fresh copy of wrk's request (the phase applies its edits to the head).
+fn request_phases(plugin: ConfiguredPlugin, calls: u32) {
+    let chained = ChainedPlugin::new(plugin).expect("fixed edits go on the wire");
+    let template = request();
+    let mut edits = Vec::new();
+    for _ in 0..calls {
+        let mut req = template.clone();
+        edits.clear();
+        block_on(chained.request_phase(&mut req, &mut edits)).expect("request phase");
+    }
 }
 
 fn main() {
@@ -111,10 +122,7 @@ fn main() {
                 "rate_limit",
                 r#"{"limits":[{"zone":"per_ip","rate":"1000000r/s","burst":1000000,"nodelay":true}]}"#,
             );
-            let mut req = request();
-            for _ in 0..calls {
-                plugin.on_request(&mut req).expect("on-request");
-            }
+            request_phases(plugin, calls);
         }
         "header-rewrite" => {
             let plugin = configured(
@@ -124,10 +132,7 @@ fn main() {
                 r#"{"request":{"set":{"X-Bench-Route":"bench","X-Real-IP":"{client_ip}"}},
                     "response":{"append":{"X-Frame-Options":"DENY","X-Content-Type-Options":"nosniff"},"always":true}}"#,
             );
-            let mut req = request();
-            for _ in 0..calls {
-                plugin.on_request(&mut req).expect("on-request");
-            }
+            request_phases(plugin, calls);
         }
         "log-shape" => {
             // The log phase hands a route's records over in batches (up to
@@ -136,7 +141,7 @@ fn main() {
             let plugin = configured(&runtime, "log-shape", "log_shape", r#"{"preset":"nginx"}"#);
             let mut recs = vec![record(); batch.max(1)];
             for _ in 0..(calls as usize).div_ceil(recs.len()) {
-                for verdict in tailgate_runtime::block_on(plugin.log_batch_hook(&mut recs)) {
+                for verdict in block_on(plugin.log_batch_hook(&mut recs)) {
                     verdict.expect("on-log");
                 }
             }

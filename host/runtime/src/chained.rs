@@ -13,9 +13,11 @@
 //! side only with `response-always`; a hook that fails or returns what
 //! cannot go on the wire takes them with it.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::fixed_edits::PreparedEdits;
 use crate::wire_edits::{
     apply_to_list, check_header_edits, check_immediate_response, check_path, set_target,
     InvalidOutput, WireEdit,
@@ -170,64 +172,35 @@ impl<P: PluginHooks + ?Sized> PluginHooks for Box<P> {
     }
 }
 
-// === impl FixedEdits ===
-
-impl FixedEdits {
-    /// No fixed edits.
-    pub fn none() -> FixedEdits {
-        FixedEdits {
-            request: Vec::new(),
-            response: Vec::new(),
-            response_always: false,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.request.is_empty() && self.response.is_empty()
-    }
-
-    /// The phases these edits take part in: `request`, `response`, both or
-    /// none.
-    pub fn phases(&self) -> HookSet {
-        let mut phases = HookSet::empty();
-        if !self.request.is_empty() {
-            phases |= HookSet::REQUEST;
-        }
-        if !self.response.is_empty() {
-            phases |= HookSet::RESPONSE;
-        }
-        phases
-    }
-}
-
 /// One plugin's fixed edits, ready for the wire.
 #[derive(Debug, Clone, Default)]
 struct PreparedFixedEdits {
-    request: Vec<WireEdit>,
-    response: Vec<WireEdit>,
+    request: PreparedEdits,
+    response: PreparedEdits,
     /// Also on responses the host made (nginx `add_header ... always`).
     response_always: bool,
 }
 
 impl PreparedFixedEdits {
-    /// Check `fixed` as a hook's edits are checked per request: a name that
-    /// is no token or a value with control characters rejects the config
-    /// instead of failing every request.
     fn new(fixed: &FixedEdits) -> Result<PreparedFixedEdits, InvalidOutput> {
         Ok(PreparedFixedEdits {
-            request: check_header_edits(&fixed.request)?,
-            response: check_header_edits(&fixed.response)?,
+            request: PreparedEdits::new(&fixed.request)?,
+            response: PreparedEdits::new(&fixed.response)?,
             response_always: fixed.response_always,
         })
     }
 
-    /// The response edits that apply: all of them, or none for a host-made
-    /// response unless `response-always`.
-    fn response_for(&self, host_generated: bool) -> &[WireEdit] {
+    /// The response edits that apply, rendered for `req`: all of them, or
+    /// none for a host-made response unless `response-always`.
+    fn response_for(
+        &self,
+        req: &RequestHead,
+        host_generated: bool,
+    ) -> Result<Cow<'_, [WireEdit]>, InvalidOutput> {
         if host_generated && !self.response_always {
-            &[]
+            Ok(Cow::Borrowed(&[]))
         } else {
-            &self.response
+            self.response.for_request(req)
         }
     }
 }
@@ -306,16 +279,16 @@ impl<P: PluginHooks> ChainedPlugin<P> {
                     check_path(target)?;
                 }
                 let checked = check_header_edits(&edits.headers)?;
-                let fixed = &self.fixed.request;
+                let fixed = self.fixed.request.for_request(head)?;
                 if !fixed.is_empty() || !checked.is_empty() {
                     let list = head.headers.get_or_insert_default();
-                    apply_to_list(list, fixed);
+                    apply_to_list(list, &fixed);
                     apply_to_list(list, &checked);
                 }
                 if let Some(target) = &edits.path {
                     set_target(head, target);
                 }
-                header_edits.extend_from_slice(fixed);
+                header_edits.extend_from_slice(&fixed);
                 header_edits.extend(checked);
                 Ok(RequestStep::Continue(edits))
             }
@@ -345,47 +318,14 @@ impl<P: PluginHooks> ChainedPlugin<P> {
         } else {
             Vec::new()
         };
-        let fixed = self.fixed.response_for(resp.host_generated);
+        let fixed = self.fixed.response_for(req, resp.host_generated)?;
         if read_after {
             let list = resp.headers.get_or_insert_default();
-            apply_to_list(list, fixed);
+            apply_to_list(list, &fixed);
             apply_to_list(list, &hook_edits);
         }
-        applied.extend_from_slice(fixed);
+        applied.extend_from_slice(&fixed);
         applied.extend(hook_edits);
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{HeaderEdit, HeaderOp};
-
-    #[test]
-    fn the_phases_of_fixed_edits_follow_their_sides() {
-        let edit = HeaderEdit {
-            op: HeaderOp::Set,
-            name: "X-Route".to_owned(),
-            value: b"bench".to_vec(),
-        };
-        let both = FixedEdits {
-            request: vec![edit.clone()],
-            response: vec![edit.clone()],
-            response_always: false,
-        };
-        assert_eq!(both.phases(), HookSet::REQUEST | HookSet::RESPONSE);
-        let response = FixedEdits {
-            request: Vec::new(),
-            ..both
-        };
-        assert_eq!(response.phases(), HookSet::RESPONSE);
-        assert!(!response.is_empty());
-        assert_eq!(FixedEdits::none().phases(), HookSet::empty());
-        assert!(FixedEdits::none().is_empty());
-        // Parsed for the wire: names lower case.
-        let prepared = PreparedFixedEdits::new(&response).expect("valid");
-        assert_eq!(prepared.response[0].name().as_str(), "x-route");
-        assert_eq!(prepared.response_for(true), &[] as &[WireEdit]);
     }
 }

@@ -24,6 +24,7 @@ mod configured;
 mod engine;
 mod error;
 mod field_filter;
+mod fixed_edits;
 mod guest_output;
 mod header_filter;
 mod hook;
@@ -44,10 +45,10 @@ mod wire_edits;
 mod wire_values;
 
 pub use bindings::types::{
-    CacheStatus, FixedEdits, Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet,
+    CacheStatus, FixedEdit, FixedEdits, Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet,
     ImmediateResponse, IpAddress, LogFieldSet, LogLevel, LogLine, LogRecord, LogVerdict, Method,
     PluginInfo, Protocol, RateDecision, RateLimit, RequestAction, RequestEdits, RequestFieldSet,
-    RequestHead, ResponseEdits, ResponseHead, Scheme, StateScope, Var,
+    RequestHead, ResponseEdits, ResponseHead, Scheme, StateScope, ValuePart, Var,
 };
 pub use call_guard::CallGuard;
 pub use chained::{ChainedPlugin, HookCall, HookFault, LogBatchCall, PluginHooks, RequestStep};
@@ -320,7 +321,7 @@ impl Runtime {
             .and_then(PluginPre::new)
             .map_err(|e| {
                 invalid(format!(
-                    "it does not fit the tailgate:plugin@0.8.0 `plugin` world: {e:#}"
+                    "it does not fit the tailgate:plugin@0.9.0 `plugin` world: {e:#}"
                 ))
             })?;
         Ok(Arc::new(LoadedPlugin {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::tailgate::plugin::types::{
-    FixedEdits, HeaderEdit, HeaderFilter, HeaderOp, HookSet, LogFieldSet, PluginInfo,
-    RequestFieldSet, StateScope,
+    FixedEdit, FixedEdits, HeaderFilter, HeaderOp, HookSet, LogFieldSet, PluginInfo,
+    RequestFieldSet, StateScope, ValuePart,
 };
 
 /// What the plugin does when its chosen hook runs.
@@ -180,13 +180,13 @@ fn flag_set<F: Copy + std::ops::BitOr<Output = F>>(
 }
 
 /// A `set` edit per entry.
-fn sets(fields: &BTreeMap<String, String>) -> Vec<HeaderEdit> {
+fn sets(fields: &BTreeMap<String, String>) -> Vec<FixedEdit> {
     fields
         .iter()
-        .map(|(name, value)| HeaderEdit {
+        .map(|(name, value)| FixedEdit {
             op: HeaderOp::Set,
             name: name.clone(),
-            value: value.as_bytes().to_vec(),
+            value: vec![ValuePart::Text(value.as_bytes().to_vec())],
         })
         .collect()
 }

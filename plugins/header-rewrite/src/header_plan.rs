@@ -1,11 +1,12 @@
-//! One side's header edits (`request.*` for `on-request`, `response.*` for
-//! `on-response`): validated at configure time into a [`HeaderPlan`] that
-//! renders, per request, the edits in the fixed order remove -> set ->
-//! append. Also the HTTP syntax checks for header names and values.
+//! One side's header edits (`request.*`, `response.*`): validated at
+//! configure time into a [`HeaderPlan`], the edits in the fixed order
+//! remove -> set -> append, given to the host as fixed edits (it renders
+//! the templates per request without calling the plugin). Also the HTTP
+//! syntax checks for header names and values.
 
 use std::collections::BTreeMap;
 
-use tailgate_plugin_sdk::{ConfigError, HeaderEdit, HeaderOp, RequestFieldSet, RequestHead};
+use tailgate_plugin_sdk::{ConfigError, FixedEdit, HeaderOp};
 
 use crate::template::{CaptureRefs, Template};
 
@@ -64,69 +65,16 @@ impl HeaderPlan {
         Ok(HeaderPlan { edits })
     }
 
-    /// The request headers the values read (`{http_<name>}`).
-    pub fn header_names(&self) -> impl Iterator<Item = &str> {
+    /// The edits as fixed edits, in order: the host makes them without a
+    /// call, rendering the templates' placeholders (`{client_ip}`,
+    /// `{http_<name>}` ...) from each request itself.
+    pub fn fixed_edits(&self) -> Vec<FixedEdit> {
         self.edits
             .iter()
-            .filter_map(|edit| edit.value.as_ref())
-            .flat_map(Template::header_names)
-    }
-
-    /// The request fields the values read (`{client_ip}`, `{uri}`, ...).
-    pub fn request_fields(&self) -> RequestFieldSet {
-        self.edits
-            .iter()
-            .filter_map(|edit| edit.value.as_ref())
-            .fold(RequestFieldSet::empty(), |set, value| {
-                set | value.request_fields()
-            })
-    }
-
-    /// Split into the edits that are the same for every request, given
-    /// once as fixed edits (which the host applies before the hook's), and
-    /// the plan of the rest for the hook. A plain-text edit moves ahead only
-    /// when no edit the hook keeps before it names the same header (edits of
-    /// different headers commute), so the two apply exactly as the whole
-    /// plan did: with `X-Real-IP: {client_ip}` beside constants, only that
-    /// one crosses per request.
-    pub fn split_fixed(&self) -> (Vec<HeaderEdit>, HeaderPlan) {
-        let mut fixed = Vec::new();
-        let mut rest: Vec<PlannedEdit> = Vec::new();
-        for edit in &self.edits {
-            let literal = match &edit.value {
-                Some(template) => template.literal(),
-                None => Some(Vec::new()),
-            };
-            match literal {
-                Some(value) if !rest.iter().any(|kept| kept.name == edit.name) => {
-                    fixed.push(HeaderEdit {
-                        op: edit.op,
-                        name: edit.name.clone(),
-                        value,
-                    });
-                }
-                _ => rest.push(edit.clone()),
-            }
-        }
-        (fixed, HeaderPlan { edits: rest })
-    }
-
-    /// True when the plan makes no edit.
-    pub fn is_empty(&self) -> bool {
-        self.edits.is_empty()
-    }
-
-    /// The edits for this request, values rendered.
-    pub fn render(&self, req: &RequestHead) -> Vec<HeaderEdit> {
-        self.edits
-            .iter()
-            .map(|edit| HeaderEdit {
-                op: edit.op,
-                name: edit.name.clone(),
-                value: match &edit.value {
-                    Some(template) => template.render(req),
-                    None => Vec::new(),
-                },
+            .map(|edit| match &edit.value {
+                None => FixedEdit::remove(edit.name.clone()),
+                Some(template) => FixedEdit::template(edit.op, edit.name.clone(), template)
+                    .expect("header values parse `$n` as text: no captures"),
             })
             .collect()
     }
@@ -184,6 +132,8 @@ pub use tailgate_plugin_sdk::validate::is_token;
 mod tests {
     use super::*;
     use crate::template::tests::request;
+    use tailgate_plugin_sdk::testing::rendered_fixed;
+    use tailgate_plugin_sdk::{HeaderEdit, ValuePart};
 
     fn table(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
         entries
@@ -205,9 +155,22 @@ mod tests {
             &table(&[("Vary", "Accept-Encoding")]),
         )
         .expect("valid");
-        let edits = plan.render(&request("GET", "/", None));
+        let fixed = plan.fixed_edits();
         assert_eq!(
-            edits,
+            fixed,
+            vec![
+                FixedEdit::remove("server"),
+                FixedEdit::remove("x-powered-by"),
+                FixedEdit {
+                    op: HeaderOp::Set,
+                    name: "x-request-id".into(),
+                    value: vec![ValuePart::RequestId],
+                },
+                FixedEdit::text(HeaderOp::Append, "vary", "Accept-Encoding"),
+            ]
+        );
+        assert_eq!(
+            rendered_fixed(&fixed, &request("GET", "/", None)),
             vec![
                 HeaderEdit::remove("server"),
                 HeaderEdit::remove("x-powered-by"),
@@ -221,13 +184,11 @@ mod tests {
     fn empty_tables_make_an_empty_plan() {
         let plan =
             HeaderPlan::build("request", &[], &BTreeMap::new(), &BTreeMap::new()).expect("valid");
-        assert!(plan.render(&request("GET", "/", None)).is_empty());
-        let (fixed, rest) = plan.split_fixed();
-        assert!(fixed.is_empty() && rest.is_empty());
+        assert!(plan.fixed_edits().is_empty());
     }
 
     #[test]
-    fn plain_text_edits_go_ahead_unless_a_templated_edit_of_their_header_comes_first() {
+    fn templated_and_plain_edits_keep_their_order() {
         let plan = HeaderPlan::build(
             "request",
             &names(&["cookie"]),
@@ -235,21 +196,15 @@ mod tests {
             &table(&[("X-Real-IP", "proxy"), ("Via", "tailgate")]),
         )
         .expect("valid");
-        let (fixed, rest) = plan.split_fixed();
-        assert_eq!(
-            fixed,
-            vec![
-                HeaderEdit::remove("cookie"),
-                HeaderEdit::set("x-route", "bench"),
-                HeaderEdit::append("via", "tailgate"),
-            ]
-        );
-        // The append of x-real-ip must follow its templated set.
         let req = request("GET", "/", None);
         assert_eq!(
-            rest.render(&req),
+            rendered_fixed(&plan.fixed_edits(), &req),
             vec![
+                HeaderEdit::remove("cookie"),
                 HeaderEdit::set("x-real-ip", "203.0.113.7"),
+                HeaderEdit::set("x-route", "bench"),
+                // The append of x-real-ip follows its templated set.
+                HeaderEdit::append("via", "tailgate"),
                 HeaderEdit::append("x-real-ip", "proxy"),
             ]
         );

@@ -1,8 +1,9 @@
-//! `header-rewrite`: Tailgate's nginx-style header plugin. In `on-request`
-//! it answers requests that match a `deny` or `redirect` rule and edits the
-//! headers of the others (`request.*`); in `on-response` it edits the
-//! response headers (`response.*`). A side whose edits are plain text is
-//! given to the host once, as fixed edits, and its hook is left out. The
+//! `header-rewrite`: Tailgate's nginx-style header plugin. Its request
+//! (`request.*`) and response (`response.*`) header edits are given to the
+//! host once, as fixed edits, templates and all: the host renders
+//! `{client_ip}`, `{http_<name>}` ... per request without calling it. Its
+//! one hook, `on-request`, answers requests that match a `deny` or
+//! `redirect` rule, and runs only when the config has such rules. The
 //! logic lives in [`rules::Rules`]; this file only wires it to the SDK.
 
 #![deny(unsafe_code)]
@@ -15,7 +16,7 @@ mod template;
 
 use tailgate_plugin_sdk::{
     export_plugin, plugin, Config, FixedEdits, HeaderFilter, HookSet, LogFieldSet, Plugin,
-    RequestAction, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
+    RequestAction, RequestFieldSet, RequestHead,
 };
 
 use crate::rules::Rules;
@@ -45,13 +46,13 @@ impl Plugin for HeaderRewrite {
         self.rules.request_headers()
     }
 
-    /// The rules edit response headers but read none.
+    /// The hook reads no response.
     fn response_headers(&self) -> HeaderFilter {
         HeaderFilter::none()
     }
 
-    /// The fields the templates name, the path for `path` regexes, the
-    /// method for `methods` lists.
+    /// The fields the redirect templates name, the path for `path`
+    /// regexes, the method for `methods` lists.
     fn request_fields(&self) -> RequestFieldSet {
         self.rules.request_fields()
     }
@@ -63,10 +64,6 @@ impl Plugin for HeaderRewrite {
 
     fn on_request(&self, req: &RequestHead) -> RequestAction {
         self.rules.on_request(req)
-    }
-
-    fn on_response(&self, req: &RequestHead, resp: &ResponseHead) -> ResponseEdits {
-        self.rules.on_response(req, resp)
     }
 }
 

@@ -1,14 +1,15 @@
 //! The whole validated config of one (plugin, route) and what it does per
 //! request: in `on-request`, the first matching `deny` rule answers, else
-//! the first matching `redirect` rule, else the request goes on with the
-//! `request.*` header edits; in `on-response`, the `response.*` edits
-//! (skipped on host-generated responses unless `response.always`). Edits
-//! whose values are plain text are given to the host once instead, as
-//! fixed edits; a side left with nothing for its hook is not called.
+//! the first matching `redirect` rule, else the request goes on. The
+//! `request.*` and `response.*` header edits (the latter skipped on
+//! host-generated responses unless `response.always`) are given to the
+//! host once, as fixed edits: it renders their templates per request
+//! itself, so they cost no call. Without `deny` or `redirect` rules the
+//! plugin has no hook at all.
 
 use tailgate_plugin_sdk::{
-    Config, ConfigError, FixedEdits, HeaderEdit, HeaderFilter, HookSet, RequestAction,
-    RequestEdits, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
+    Config, ConfigError, FixedEdit, FixedEdits, HeaderFilter, HookSet, RequestAction,
+    RequestFieldSet, RequestHead,
 };
 
 use crate::answer_rules::{DenyRule, RedirectRule};
@@ -17,12 +18,10 @@ use crate::header_plan::HeaderPlan;
 
 #[derive(Debug, Clone)]
 pub struct Rules {
-    /// The request edits the hook renders (those reading the request).
-    request: HeaderPlan,
-    /// The request edits the host makes itself, before the hook's.
-    request_fixed: Vec<HeaderEdit>,
-    response: HeaderPlan,
-    response_fixed: Vec<HeaderEdit>,
+    /// The request edits, for the host to make on requests that go on.
+    request: Vec<FixedEdit>,
+    /// The response edits, for the host to make.
+    response: Vec<FixedEdit>,
     /// Edit host-generated responses too.
     response_always: bool,
     deny: Vec<DenyRule>,
@@ -38,20 +37,20 @@ impl Rules {
     }
 
     pub fn build(raw: &RawConfig) -> Result<Rules, ConfigError> {
-        let (request_fixed, request) = HeaderPlan::build(
+        let request = HeaderPlan::build(
             "request",
             &raw.request.remove,
             &raw.request.set,
             &raw.request.append,
         )?
-        .split_fixed();
-        let (response_fixed, response) = HeaderPlan::build(
+        .fixed_edits();
+        let response = HeaderPlan::build(
             "response",
             &raw.response.remove,
             &raw.response.set,
             &raw.response.append,
         )?
-        .split_fixed();
+        .fixed_edits();
         let deny = raw
             .deny
             .iter()
@@ -66,9 +65,7 @@ impl Rules {
             .collect::<Result<_, _>>()?;
         Ok(Rules {
             request,
-            request_fixed,
             response,
-            response_fixed,
             response_always: raw.response.always,
             deny,
             redirect,
@@ -76,61 +73,49 @@ impl Rules {
     }
 
     /// Only the hooks this config gives work to, so the host skips the
-    /// rest: a side whose edits are all fixed ([`Rules::fixed_edits`])
-    /// needs no hook, unless `deny` or `redirect` rules must see requests.
+    /// rest: `on-request` for `deny` and `redirect` rules; the header edits
+    /// are all fixed edits ([`Rules::fixed_edits`]).
     pub fn hooks(&self) -> HookSet {
-        let mut hooks = HookSet::empty();
-        if !self.request.is_empty() || !self.deny.is_empty() || !self.redirect.is_empty() {
-            hooks |= HookSet::REQUEST;
+        if self.deny.is_empty() && self.redirect.is_empty() {
+            HookSet::empty()
+        } else {
+            HookSet::REQUEST
         }
-        if !self.response.is_empty() {
-            hooks |= HookSet::RESPONSE;
-        }
-        hooks
     }
 
-    /// The edits that are the same for every request, for the host to make
-    /// without calling the plugin, ahead of the hooks' edits. The host
-    /// makes the request side's only on requests that go on (not those a
-    /// `deny` or `redirect` rule answered), and hooks see heads without
-    /// them, as they would without fixed edits: a plugin's edits show only
-    /// to later plugins.
+    /// Every header edit, for the host to make without calling the plugin
+    /// (rendering the templates' placeholders from the request itself).
+    /// The host makes the request side's only on requests that go on (not
+    /// those a `deny` or `redirect` rule answered), and the hook sees heads
+    /// without them: a plugin's edits show only to later plugins.
     pub fn fixed_edits(&self) -> FixedEdits {
         let mut fixed = FixedEdits::none();
-        if !self.request_fixed.is_empty() {
-            fixed = fixed.request(self.request_fixed.clone());
+        if !self.request.is_empty() {
+            fixed = fixed.request(self.request.clone());
         }
-        if !self.response_fixed.is_empty() {
-            fixed = fixed.response(self.response_fixed.clone(), self.response_always);
+        if !self.response.is_empty() {
+            fixed = fixed.response(self.response.clone(), self.response_always);
         }
         fixed
     }
 
-    /// The request headers the rules read: those named in value and
+    /// The request headers the hook reads: those named in redirect
     /// location templates (`{http_<name>}`); paths and methods are request
-    /// fields ([`Rules::request_fields`]).
+    /// fields ([`Rules::request_fields`]). The host renders the header
+    /// edits' templates from the whole request itself.
     pub fn request_headers(&self) -> HeaderFilter {
-        HeaderFilter::only(
-            self.request
-                .header_names()
-                .chain(self.response.header_names())
-                .chain(self.redirect.iter().flat_map(RedirectRule::header_names)),
-        )
+        HeaderFilter::only(self.redirect.iter().flat_map(RedirectRule::header_names))
     }
 
-    /// The request fields both hooks read: those the value and location
-    /// templates name (`{client_ip}`, `{uri}`, ...), the path for `path`
-    /// regexes and the method for `methods` lists.
+    /// The request fields the hook reads: those the location templates
+    /// name (`{uri}`, ...), the path for `path` regexes and the method for
+    /// `methods` lists.
     pub fn request_fields(&self) -> RequestFieldSet {
-        let answers = self
-            .deny
+        self.deny
             .iter()
             .map(DenyRule::request_fields)
-            .chain(self.redirect.iter().map(RedirectRule::request_fields));
-        answers.fold(
-            self.request.request_fields() | self.response.request_fields(),
-            |set, fields| set | fields,
-        )
+            .chain(self.redirect.iter().map(RedirectRule::request_fields))
+            .fold(RequestFieldSet::empty(), |set, fields| set | fields)
     }
 
     pub fn on_request(&self, req: &RequestHead) -> RequestAction {
@@ -140,19 +125,7 @@ impl Rules {
         if let Some(resp) = self.redirect.iter().find_map(|rule| rule.answer(req)) {
             return RequestAction::Respond(resp);
         }
-        RequestAction::Continue(RequestEdits {
-            headers: self.request.render(req),
-            ..RequestEdits::new()
-        })
-    }
-
-    pub fn on_response(&self, req: &RequestHead, resp: &ResponseHead) -> ResponseEdits {
-        if resp.host_generated && !self.response_always {
-            return ResponseEdits::new();
-        }
-        ResponseEdits {
-            headers: self.response.render(req),
-        }
+        RequestAction::proceed()
     }
 }
 

@@ -72,6 +72,7 @@ pub mod config;
 mod edits;
 mod field;
 mod filter;
+mod fixed_edits;
 mod head;
 pub mod host;
 #[cfg(any(test, feature = "key"))]
@@ -88,10 +89,10 @@ pub mod validate;
 mod values;
 
 pub use bindings::tailgate::plugin::types::{
-    Ban, BanOutcome, BanRequest, CacheStatus, FixedEdits, Header, HeaderEdit, HeaderFilter,
-    HeaderOp, HookSet, ImmediateResponse, LogFieldSet, LogLevel, LogLine, LogVerdict, Method,
-    PluginInfo, Protocol, RateDecision, RateKey, RateLimit, RequestAction, RequestEdits,
-    RequestFieldSet, ResponseEdits, Scheme, StateScope, Var, ZoneUse,
+    Ban, BanOutcome, BanRequest, CacheStatus, FixedEdit, FixedEdits, Header, HeaderEdit,
+    HeaderFilter, HeaderOp, HookSet, ImmediateResponse, LogFieldSet, LogLevel, LogLine, LogVerdict,
+    Method, PluginInfo, Protocol, RateDecision, RateKey, RateLimit, RequestAction, RequestEdits,
+    RequestFieldSet, ResponseEdits, Scheme, StateScope, ValuePart, Var, ZoneUse,
 };
 pub use config::{Config, ConfigError};
 pub use field::Field;

@@ -169,7 +169,7 @@ macro_rules! export_plugin {
 
             /// `on-log`, written by the SDK (log_export.rs), not by
             /// wit-bindgen.
-            #[unsafe(export_name = "tailgate:plugin/hooks@0.8.0#on-log")]
+            #[unsafe(export_name = "tailgate:plugin/hooks@0.9.0#on-log")]
             unsafe extern "C" fn tailgate_export_on_log(
                 records: *mut u8,
                 count: usize,
@@ -177,7 +177,7 @@ macro_rules! export_plugin {
                 TAILGATE_PLUGIN.with(|slot| unsafe { $crate::__private::on_log(slot, records, count) })
             }
 
-            #[unsafe(export_name = "cabi_post_tailgate:plugin/hooks@0.8.0#on-log")]
+            #[unsafe(export_name = "cabi_post_tailgate:plugin/hooks@0.9.0#on-log")]
             unsafe extern "C" fn tailgate_post_return_on_log(ret: *mut u8) {
                 unsafe { $crate::__private::post_return_on_log(ret) }
             }

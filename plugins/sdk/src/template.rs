@@ -7,7 +7,7 @@
 //! the plugin to declare: [`Template::request_fields`] and
 //! [`Template::header_names`].
 
-use crate::{RequestFieldSet, RequestHead};
+use crate::{RequestFieldSet, RequestHead, ValuePart};
 
 /// A parsed template: literal bytes and the request fields between.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +135,10 @@ impl Template {
             }
         }
         flush_literal(&mut literal, &mut parts);
+        Ok(Template::of_parts(parts))
+    }
+
+    fn of_parts(parts: Vec<Part>) -> Template {
         let literal_len = parts
             .iter()
             .map(|part| match part {
@@ -150,11 +154,11 @@ impl Template {
             })
             .max()
             .unwrap_or(0);
-        Ok(Template {
+        Template {
             parts,
             literal_len,
             max_capture,
-        })
+        }
     }
 
     /// The bytes of a plain-text template (no placeholder, no `$n`): the
@@ -170,6 +174,57 @@ impl Template {
             }
         }
         Some(out)
+    }
+
+    /// The template as the parts of a fixed edit's value, for the host to
+    /// fill in per request ([`FixedEdit::template`](crate::FixedEdit::template));
+    /// `None` when it uses `$n` captures, which only a hook can fill.
+    pub fn value_parts(&self) -> Option<Vec<ValuePart>> {
+        self.parts
+            .iter()
+            .map(|part| {
+                Some(match part {
+                    Part::Literal(bytes) => ValuePart::Text(bytes.to_vec()),
+                    Part::Capture(_) => return None,
+                    Part::Field(field) => match field {
+                        Field::Host => ValuePart::Host,
+                        Field::HttpHost => ValuePart::HttpHost,
+                        Field::ClientIp => ValuePart::ClientIp,
+                        Field::Scheme => ValuePart::Scheme,
+                        Field::RequestId => ValuePart::RequestId,
+                        Field::Method => ValuePart::Method,
+                        Field::Path => ValuePart::Path,
+                        Field::Query => ValuePart::Query,
+                        Field::Uri => ValuePart::Uri,
+                        Field::Route => ValuePart::Route,
+                        Field::Header(name) => ValuePart::Header(name.to_string()),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// The template a fixed edit's value stands for: the inverse of
+    /// [`Template::value_parts`].
+    pub fn from_value_parts(value: &[ValuePart]) -> Template {
+        let parts: Vec<Part> = value
+            .iter()
+            .map(|part| match part {
+                ValuePart::Text(bytes) => Part::Literal(bytes.clone().into_boxed_slice()),
+                ValuePart::Host => Part::Field(Field::Host),
+                ValuePart::HttpHost => Part::Field(Field::HttpHost),
+                ValuePart::ClientIp => Part::Field(Field::ClientIp),
+                ValuePart::Scheme => Part::Field(Field::Scheme),
+                ValuePart::RequestId => Part::Field(Field::RequestId),
+                ValuePart::Method => Part::Field(Field::Method),
+                ValuePart::Path => Part::Field(Field::Path),
+                ValuePart::Query => Part::Field(Field::Query),
+                ValuePart::Uri => Part::Field(Field::Uri),
+                ValuePart::Route => Part::Field(Field::Route),
+                ValuePart::Header(name) => Part::Field(Field::Header(name.as_str().into())),
+            })
+            .collect();
+        Template::of_parts(parts)
     }
 
     /// Highest `$n` the template uses; 0 when it uses none.

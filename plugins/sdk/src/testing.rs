@@ -11,10 +11,29 @@
 use crate::bindings::tailgate::plugin::types as wit;
 use std::net::IpAddr;
 
+use crate::template::Template;
 use crate::{
-    wit_ip, Field, Header, HeaderFilter, LogFieldSet, LogRecord, Method, RequestFieldSet,
-    RequestHead, ResponseHead, Scheme,
+    wit_ip, Field, FixedEdit, Header, HeaderEdit, HeaderFilter, HeaderOp, LogFieldSet, LogRecord,
+    Method, RequestFieldSet, RequestHead, ResponseHead, Scheme,
 };
+
+/// What the host makes of `edits` (a plugin's fixed edits) for `req`:
+/// each value's placeholders rendered as [`Template::render`] renders
+/// them, removals with an empty value. The host's own renderer is checked
+/// against the same output by its tests and the plugin cases.
+pub fn rendered_fixed(edits: &[FixedEdit], req: &RequestHead) -> Vec<HeaderEdit> {
+    edits
+        .iter()
+        .map(|edit| HeaderEdit {
+            op: edit.op,
+            name: edit.name.clone(),
+            value: match edit.op {
+                HeaderOp::Remove => Vec::new(),
+                _ => Template::from_value_parts(&edit.value).render(req),
+            },
+        })
+        .collect()
+}
 
 /// A request as the host would hand it over: `https://example.com`, a
 /// curl user agent, two cookies and two `X-Forwarded-For` headers, client

@@ -6,10 +6,24 @@
 use super::*;
 
 fn fixed(request: Vec<HeaderEdit>, response: Vec<HeaderEdit>, always: bool) -> FixedEdits {
+    let text = |edits: Vec<HeaderEdit>| {
+        edits
+            .into_iter()
+            .map(|e| FixedEdit::text(e.op, &e.name, &e.value))
+            .collect()
+    };
     FixedEdits {
-        request,
-        response,
+        request: text(request),
+        response: text(response),
         response_always: always,
+    }
+}
+
+fn templated(name: &str, value: Vec<ValuePart>) -> FixedEdit {
+    FixedEdit {
+        op: HeaderOp::Set,
+        name: name.to_owned(),
+        value,
     }
 }
 
@@ -96,6 +110,61 @@ fn fixed_edits_come_before_the_hooks_and_the_next_plugin_sees_both() {
             "second:request path=/a x-tag=[\"fixed\", \"hook\"]"
         ]
     );
+}
+
+#[test]
+fn request_values_in_fixed_edits_are_rendered_as_the_plugin_would_see_them() {
+    let c = Calls::default();
+    let chain = chain(vec![
+        Scripted::new("first", HookSet::REQUEST, &c)
+            .on_request(|_| {
+                Ok(RequestAction::Continue(edits(vec![set(
+                    "x-tag",
+                    "from-first",
+                )])))
+            })
+            .entry(FailurePolicy::Closed),
+        Scripted::new("second", HookSet::empty(), &c)
+            .with_fixed(FixedEdits {
+                request: vec![
+                    templated(
+                        "X-Seen",
+                        vec![
+                            ValuePart::Header("x-tag".into()),
+                            ValuePart::Text(b" ".to_vec()),
+                            ValuePart::Uri,
+                        ],
+                    ),
+                    // Its own edit above does not show to its own values.
+                    templated("X-Own", vec![ValuePart::Header("x-seen".into())]),
+                ],
+                response: vec![templated("X-Served-Path", vec![ValuePart::Path])],
+                response_always: false,
+            })
+            .entry(FailurePolicy::Closed),
+    ]);
+    let mut req = head();
+    let RequestDecision::Continue { header_edits, .. } = chain.on_request(&mut req).ready() else {
+        panic!("expected Continue");
+    };
+    assert_eq!(
+        wire_values(&header_edits),
+        [
+            ("x-tag".into(), "from-first".into()),
+            ("x-seen".into(), "from-first /a?q=1".into()),
+            ("x-own".into(), "".into()),
+        ]
+    );
+    assert_eq!(
+        header_values(req.headers(), "x-seen"),
+        ["from-first /a?q=1"]
+    );
+    let applied = chain
+        .on_response(&mut req, &mut response())
+        .ready()
+        .expect("edits");
+    assert_eq!(applied, [wire_set("x-served-path", "/a")]);
+    assert_eq!(calls(&c), ["first:request path=/a x-tag=[]"]);
 }
 
 #[test]

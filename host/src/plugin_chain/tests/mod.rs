@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tailgate_runtime::{
-    FixedEdits, Header, HeaderEdit, HeaderOp, HookSet, ImmediateResponse, IpAddress, LogLine,
-    LogRecord, LogVerdict, PluginFault, RequestAction, RequestEdits, RequestHead, ResponseEdits,
-    ResponseHead, Scheme, Var,
+    FixedEdit, FixedEdits, Header, HeaderEdit, HeaderOp, HookSet, ImmediateResponse, IpAddress,
+    LogLine, LogRecord, LogVerdict, PluginFault, RequestAction, RequestEdits, RequestHead,
+    ResponseEdits, ResponseHead, Scheme, ValuePart, Var,
 };
 
 use super::*;

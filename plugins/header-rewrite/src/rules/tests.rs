@@ -3,10 +3,11 @@
 //! responses, deny and redirect answers, and the fields the rules read.
 
 use tailgate_plugin_sdk::testing::{
-    self, assert_reads_exactly, documented_configs, narrowed_request, narrowed_response,
-    plugin_configs,
+    self, assert_reads_exactly, documented_configs, narrowed_request, plugin_configs,
 };
-use tailgate_plugin_sdk::{Header, HeaderEdit, ImmediateResponse, Var};
+use tailgate_plugin_sdk::{
+    Header, HeaderEdit, HeaderOp, ImmediateResponse, RequestEdits, ResponseHead, ValuePart, Var,
+};
 
 use super::*;
 use crate::answer_rules::RULE_VAR;
@@ -27,7 +28,7 @@ fn request_as_host(rules: &Rules, req: &RequestHead) -> RequestAction {
     };
     match action {
         RequestAction::Continue(mut edits) => {
-            let mut headers = rules.fixed_edits().request;
+            let mut headers = testing::rendered_fixed(&rules.fixed_edits().request, req);
             headers.append(&mut edits.headers);
             edits.headers = headers;
             RequestAction::Continue(edits)
@@ -36,19 +37,15 @@ fn request_as_host(rules: &Rules, req: &RequestHead) -> RequestAction {
     }
 }
 
-/// The response edits the host makes with the rules: the fixed ones (on a
-/// host-made response only with `always`), then the hook's.
+/// The response edits the host makes with the rules: the fixed ones, on a
+/// host-made response only with `always`.
 fn response_as_host(rules: &Rules, req: &RequestHead, resp: &ResponseHead) -> Vec<HeaderEdit> {
     let fixed = rules.fixed_edits();
-    let mut edits = if !resp.host_generated || fixed.response_always {
-        fixed.response
+    if !resp.host_generated || fixed.response_always {
+        testing::rendered_fixed(&fixed.response, req)
     } else {
         Vec::new()
-    };
-    if rules.hooks().contains(HookSet::RESPONSE) {
-        edits.extend(rules.on_response(req, resp).headers);
     }
-    edits
 }
 
 fn rejected(json: &str) -> String {
@@ -120,13 +117,15 @@ fn the_default_config_toml_is_accepted_and_behaves() {
     assert!(!tables.is_empty(), "config.toml uses header-rewrite");
     for json in tables {
         let rules = rules(&json);
-        assert_eq!(rules.hooks(), HookSet::REQUEST | HookSet::RESPONSE);
+        // The response edits are the host's (`X-Request-Id: {request_id}`
+        // too); the hook runs for the deny and redirect rules.
+        assert_eq!(rules.hooks(), HookSet::REQUEST);
         assert_reads_only_what_it_declares(&rules, &json);
         // The redirect reads `{http_host}`: the Host header, and the routed
         // host when the request named none. (The scheme always comes.)
         assert_eq!(
             rules.request_fields(),
-            RequestFieldSet::REQUEST_ID | RequestFieldSet::PATH | RequestFieldSet::HOST
+            RequestFieldSet::PATH | RequestFieldSet::HOST
         );
         assert_eq!(rules.request_headers(), HeaderFilter::only(["host"]));
 
@@ -196,14 +195,16 @@ fn empty_config_needs_no_hooks_and_changes_nothing() {
 
 #[test]
 fn hooks_follow_what_the_config_uses() {
-    assert_eq!(
-        rules(r#"{"response":{"set":{"x-id":"{request_id}"}}}"#).hooks(),
-        HookSet::RESPONSE
-    );
-    assert_eq!(
-        rules(r#"{"request":{"set":{"x-real-ip":"{client_ip}"}}}"#).hooks(),
-        HookSet::REQUEST
-    );
+    // Header edits, templated or not, are fixed edits: no hook.
+    for json in [
+        r#"{"response":{"set":{"x-id":"{request_id}"}}}"#,
+        r#"{"request":{"set":{"x-real-ip":"{client_ip}"}}}"#,
+        r#"{"request":{"remove":["cookie"]},"response":{"remove":["server"]}}"#,
+        // `always` alone edits nothing.
+        r#"{"response":{"always":true}}"#,
+    ] {
+        assert_eq!(rules(json).hooks(), HookSet::empty(), "{json}");
+    }
     assert_eq!(
         rules(r#"{"deny":[{"methods":["TRACE"]}]}"#).hooks(),
         HookSet::REQUEST
@@ -212,20 +213,10 @@ fn hooks_follow_what_the_config_uses() {
         rules(r#"{"redirect":[{"path":"^/a$","location":"/b"}]}"#).hooks(),
         HookSet::REQUEST
     );
-    // Plain-text edits are fixed edits: no hook.
-    assert_eq!(
-        rules(r#"{"request":{"remove":["cookie"]},"response":{"remove":["server"]}}"#).hooks(),
-        HookSet::empty()
-    );
-    // `always` alone edits nothing.
-    assert_eq!(
-        rules(r#"{"response":{"always":true}}"#).hooks(),
-        HookSet::empty()
-    );
 }
 
 #[test]
-fn plain_text_sides_are_given_once_as_fixed_edits() {
+fn every_header_edit_is_given_once_as_a_fixed_edit() {
     let plain = rules(
         r#"{"request":{"set":{"X-Route":"bench"},"remove":["cookie"]},
             "response":{"append":{"X-Frame-Options":"DENY"},"always":true}}"#,
@@ -234,49 +225,54 @@ fn plain_text_sides_are_given_once_as_fixed_edits() {
     assert_eq!(
         fixed.request,
         vec![
-            HeaderEdit::remove("cookie"),
-            HeaderEdit::set("x-route", "bench")
+            FixedEdit::remove("cookie"),
+            FixedEdit::text(HeaderOp::Set, "x-route", "bench")
         ]
     );
     assert_eq!(
         fixed.response,
-        vec![HeaderEdit::append("x-frame-options", "DENY")]
+        vec![FixedEdit::text(HeaderOp::Append, "x-frame-options", "DENY")]
     );
     assert!(fixed.response_always);
-    assert_eq!(plain.hooks(), HookSet::empty());
 
-    // A templated value keeps its side a hook, for that edit alone: the
-    // constants beside it are fixed edits too.
+    // A templated value crosses as parts for the host to fill in.
     let mixed = rules(
         r#"{"request":{"set":{"x-real-ip":"{client_ip}","x-route":"a"}},
             "response":{"set":{"x-frame-options":"DENY"}}}"#,
     );
-    assert_eq!(mixed.hooks(), HookSet::REQUEST);
+    assert_eq!(mixed.hooks(), HookSet::empty());
     let fixed = mixed.fixed_edits();
-    assert_eq!(fixed.request, vec![HeaderEdit::set("x-route", "a")]);
     assert_eq!(
-        fixed.response,
-        vec![HeaderEdit::set("x-frame-options", "DENY")]
+        fixed.request,
+        vec![
+            FixedEdit {
+                op: HeaderOp::Set,
+                name: "x-real-ip".into(),
+                value: vec![ValuePart::ClientIp],
+            },
+            FixedEdit::text(HeaderOp::Set, "x-route", "a"),
+        ]
     );
     assert!(!fixed.response_always);
     let req = request("GET", "/", None);
     assert_eq!(
-        mixed.on_request(&req),
-        RequestAction::Continue(RequestEdits::new().set_header("x-real-ip", "203.0.113.7"))
+        request_as_host(&mixed, &req),
+        RequestAction::Continue(
+            RequestEdits::new()
+                .set_header("x-real-ip", "203.0.113.7")
+                .set_header("x-route", "a")
+        )
     );
 
-    // Deny and redirect rules keep the request hook; the plain-text edits
-    // are still fixed (the host makes them only on requests that go on).
+    // Deny and redirect rules keep the request hook; the edits are still
+    // fixed (the host makes them only on requests that go on).
     let guarded = rules(r#"{"deny":[{"methods":["TRACE"]}],"request":{"set":{"x-a":"1"}}}"#);
     assert_eq!(guarded.hooks(), HookSet::REQUEST);
     assert_eq!(
         guarded.fixed_edits().request,
-        vec![HeaderEdit::set("x-a", "1")]
+        vec![FixedEdit::text(HeaderOp::Set, "x-a", "1")]
     );
-    assert_eq!(
-        guarded.on_request(&req),
-        RequestAction::Continue(RequestEdits::new())
-    );
+    assert_eq!(guarded.on_request(&req), RequestAction::proceed());
 }
 
 #[test]
@@ -420,9 +416,11 @@ fn the_host_is_asked_only_for_the_headers_the_templates_read() {
             "response":{"set":{"X-Echo":"{http_x_trace}"}},
             "redirect":[{"path":"^/old/(.*)","location":"https://{http_x_forwarded_host}/$1"}]}"#,
     );
+    // The host renders the edits' templates from the whole request: the
+    // hook is asked only for what the redirect's location reads.
     assert_eq!(
         templated.request_headers(),
-        HeaderFilter::only(["user-agent", "x-trace", "x-forwarded-host"])
+        HeaderFilter::only(["x-forwarded-host"])
     );
 }
 
@@ -456,22 +454,18 @@ fn with_host_header(mut req: RequestHead, host: &str) -> RequestHead {
     req
 }
 
-/// What both hooks make of every sample request, each field outside
+/// What the hook makes of every sample request, each field outside
 /// `fields` and each header field outside the declared filter left out
-/// the way the host leaves it out (the response headers: none, as
-/// lib.rs declares).
+/// the way the host leaves it out.
 fn answers(rules: &Rules, fields: RequestFieldSet) -> Vec<String> {
     let headers = rules.request_headers();
-    let mut out = Vec::new();
-    for full in sample_requests() {
-        let req = narrowed_request(&full, fields, &headers);
-        out.push(format!("{:?}", rules.on_request(&req)));
-        for host_generated in [false, true] {
-            let resp = narrowed_response(&response(200, host_generated), &HeaderFilter::none());
-            out.push(format!("{:?}", rules.on_response(&req, &resp)));
-        }
-    }
-    out
+    sample_requests()
+        .iter()
+        .map(|full| {
+            let req = narrowed_request(full, fields, &headers);
+            format!("{:?}", rules.on_request(&req))
+        })
+        .collect()
 }
 
 /// The hook does the same from only the declared fields as from all
@@ -508,15 +502,15 @@ fn the_host_is_asked_only_for_the_fields_the_rules_read() {
             r#"{"redirect":[{"path":"^/blog$","location":"https://{host}{uri}"}]}"#,
             RequestFieldSet::PATH | RequestFieldSet::HOST | RequestFieldSet::QUERY,
         ),
+        // The host renders the edits' templates itself.
         (
             r#"{"request":{"set":{"X-Real-IP":"{client_ip}","X-UA":"{http_user_agent}"}},
                 "response":{"set":{"X-Request-Id":"{request_id}","X-Route":"{route} {method}"}}}"#,
-            // The client address and the method always come.
-            RequestFieldSet::REQUEST_ID | RequestFieldSet::ROUTE,
+            RequestFieldSet::empty(),
         ),
         (
             r#"{"response":{"set":{"X-Q":"{query}"}},"deny":[{"path":"^/admin","methods":["DELETE"]}]}"#,
-            RequestFieldSet::QUERY | RequestFieldSet::PATH,
+            RequestFieldSet::PATH,
         ),
     ];
     for (json, expected) in cases {
