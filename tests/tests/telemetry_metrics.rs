@@ -28,9 +28,11 @@ limits = [{{ zone = "per_ip", rate = "1000r/s", burst = 1000, nodelay = true }}]
 [[routes.plugins]]
 plugin = "header-rewrite"
 [routes.plugins.config]
-# A placeholder keeps the response hook a call (plain text would be fixed
-# edits, made without one), so its call metrics have something to count.
+# A deny rule keeps the request hook a call (header edits, templated or
+# not, are fixed edits the host makes without one), so its call metrics
+# have something to count.
 response.set = {{ "X-Seen" = "{{request_id}}" }}
+deny = [{{ path = "^/never$" }}]
 
 [[routes]]
 name = "other"
@@ -218,7 +220,7 @@ labels = { instance = "flyio-proxy", region = "${FLY_REGION}", machine = "${FLY_
             &[
                 ("plugin", "header-rewrite"),
                 ("route", "app"),
-                ("hook", "response")
+                ("hook", "request")
             ]
         ),
         5.0

@@ -86,9 +86,12 @@ pub trait Plugin: Sized + 'static {
     }
 
     /// Header edits this configured plugin makes to every request and
-    /// every response whatever they carry: the host applies them at the
-    /// plugin's place in the chain without calling into it, so a side whose
-    /// edits are all here needs no hook (leave it out of
+    /// every response by one recipe: text ([`FixedEdit::text`](crate::FixedEdit::text), or a
+    /// [`HeaderEdit`](crate::HeaderEdit)), or a template whose
+    /// placeholders the host fills in from each request
+    /// ([`FixedEdit::template`](crate::FixedEdit::template): `X-Real-IP: {client_ip}`). The host
+    /// applies them at the plugin's place in the chain without calling into
+    /// it, so a side whose edits are all here needs no hook (leave it out of
     /// [`Plugin::hooks`]) and costs the request no call. A hook the plugin
     /// keeps adds its edits after these, and sees the head without them.
     /// Defaults to none.
