@@ -291,3 +291,64 @@ fn two_routes_using_one_zone_share_its_buckets_each_with_its_burst() {
     );
     assert_eq!(zones[0].buckets.len(), 1);
 }
+
+/// The hook calls the runtime counted for rate-limit's request hook.
+fn request_hook_calls(harness: &Harness) -> u64 {
+    harness.metrics().counter(
+        "tailgate_plugin_calls_total",
+        &[("plugin", "rate-limit"), ("hook", "request")],
+    )
+}
+
+#[test]
+fn requests_that_pass_every_limit_do_not_enter_the_plugin() {
+    let harness = common::harness();
+    let rl = limiter(
+        &harness,
+        r#"{"limits": [{"zone": "per_ip", "rate": "10r/s", "burst": 2}]}"#,
+    );
+    // Within the rate: the host's own check passes it, the plugin is not
+    // entered, and the request carries the var the hook would have set.
+    let first = rl.on_request(from("192.0.2.7")).expect_continue().clone();
+    assert_eq!(
+        (first.delay_ms, var(&first.vars, "limit_req_status")),
+        (0, Some("PASSED"))
+    );
+    assert_eq!(request_hook_calls(&harness), 0);
+    // Within the burst: delayed, so the hook is entered, and its own check
+    // takes the host's decision for the request instead of counting it
+    // again (a second count would make these 200 and 300 ms).
+    let delays: Vec<u32> = (0..2)
+        .map(|_| rl.on_request(from("192.0.2.7")).expect_continue().delay_ms)
+        .collect();
+    assert_eq!(delays, [100, 200]);
+    // Past it: rejected by the hook, with its answer and its log line.
+    let rejected = rl.on_request(from("192.0.2.7"));
+    let answer = rejected.expect_status(429);
+    assert_eq!(var(&answer.vars, "limit_req_status"), Some("REJECTED"));
+    rejected.expect_logged("limiting requests by zone \"per_ip\"");
+    assert_eq!(request_hook_calls(&harness), 3);
+    let metrics = harness.metrics();
+    let outcome = |o: &str| {
+        metrics.plugin_counter("ratelimit_requests", &[("zone", "per_ip"), ("outcome", o)])
+    };
+    assert_eq!(
+        (outcome("passed"), outcome("delayed"), outcome("rejected")),
+        (1, 2, 1)
+    );
+}
+
+#[test]
+fn a_limit_with_a_filter_or_another_key_enters_the_plugin_every_time() {
+    for config in [
+        r#"{"limits": [{"zone": "z", "rate": "10r/s", "burst": 5, "path": "^/"}]}"#,
+        r#"{"limits": [{"zone": "z", "rate": "10r/s", "burst": 5, "key": "global"}]}"#,
+    ] {
+        let harness = common::harness();
+        let rl = limiter(&harness, config);
+        for _ in 0..3 {
+            rl.on_request(from("192.0.2.8")).expect_continue();
+        }
+        assert_eq!(request_hook_calls(&harness), 3, "{config}");
+    }
+}

@@ -31,10 +31,14 @@ pub const MAX_LOG_BATCH: usize = 64;
 macro_rules! call {
     ($plugin:expr, $hook:expr, |$hooks:ident, $store:ident| $call:expr) => {{
         let plugin: &ConfiguredPlugin = $plugin;
+        call!(plugin, $hook, plugin.instance(), |$hooks, $store| $call)
+    }};
+    ($plugin:expr, $hook:expr, $instance:expr, |$hooks:ident, $store:ident| $call:expr) => {{
+        let plugin: &ConfiguredPlugin = $plugin;
         match plugin.guard.admit($hook) {
             Err(fault) => (Err(fault), PluginLogs::default()),
             Ok(mut permit) => {
-                let (result, logs) = match plugin.instance().await {
+                let (result, logs) = match $instance.await {
                     Err(fault) => (Err(fault), PluginLogs::default()),
                     Ok(mut instance) => {
                         let started = Instant::now();
@@ -131,9 +135,46 @@ impl ConfiguredPlugin {
                 vars: Vec::new(),
             }));
         }
+        // The request checks first (`plugin-info.request-checks`): when
+        // every one passes the plugin is not entered; otherwise the hook
+        // runs on the same instance, which holds the decisions.
+        // An instance that cannot be made is the hook call's fault below,
+        // under the call guard.
+        let mut checked = None;
+        let instance = match self.info.request_checks.checks.is_empty() {
+            true => None,
+            false => self.instance().await.ok(),
+        };
+        if let Some(mut instance) = instance {
+            match instance
+                .request_checks(&self.info.request_checks, req.client_ip)
+                .await
+            {
+                Ok(true) => {
+                    self.pool.give_back(instance);
+                    return Ok(RequestAction::Continue(RequestEdits {
+                        headers: Vec::new(),
+                        path: None,
+                        delay_ms: 0,
+                        vars: self.info.request_checks.passed.clone(),
+                    }));
+                }
+                Ok(false) => checked = Some(instance),
+                Err(fault) => {
+                    report_fault(&self.metrics, &self.recipe.guest, Hook::Request, &fault);
+                    return Err(fault);
+                }
+            }
+        }
+        let instance = async {
+            match checked {
+                Some(instance) => Ok(instance),
+                None => self.instance().await,
+            }
+        };
         let saved = header_filter::narrow(&self.info.request_headers, &mut req.headers);
         let fields = field_filter::narrow_request(self.info.request_fields, req);
-        let (result, logs) = call!(self, Hook::Request, |hooks, store| hooks
+        let (result, logs) = call!(self, Hook::Request, instance, |hooks, store| hooks
             .call_on_request(store, req));
         field_filter::restore_request(req, fields);
         header_filter::restore(&mut req.headers, saved);

@@ -165,6 +165,10 @@ mod tests {
             log_fields: LogFieldSet::all(),
             fixed_edits: FixedEdits::none(),
             state_scope: crate::StateScope::Plugin,
+            request_checks: crate::RequestChecks {
+                checks: Vec::new(),
+                passed: Vec::new(),
+            },
         });
         match info.request_headers {
             HeaderFilter::Only(names) => assert_eq!(names, ["x-api-key"]),

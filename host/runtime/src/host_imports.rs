@@ -276,6 +276,18 @@ impl Host for HostState {
         key: RateKey,
         dry_run: bool,
     ) -> HostResult<RateDecision> {
+        if let RateKey::Address(ip) = &key {
+            // The host checked this use for this request already
+            // (`plugin-info.request-checks`): its decision, not a second
+            // count.
+            if let Some(at) = self
+                .pre_checked
+                .iter()
+                .position(|p| p.zone == zone && p.client_ip == *ip && p.dry_run == dry_run)
+            {
+                return Ok(self.pre_checked.swap_remove(at).decision);
+            }
+        }
         let (zone, by) = self
             .zone_uses
             .resolve(zone, &self.plugin_state.rate_limits)

@@ -11,7 +11,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::UpdateDeadline;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::types::StateScope;
+use crate::bindings::types::{IpAddress, RateDecision, StateScope};
 use crate::call_guard::{SlowCallMark, SlowCalls};
 use crate::engine::{EpochClock, LongCallMark, EPOCH_TICK};
 use crate::guest_output::{GuestOutput, OutputRateLimit, OutputTail};
@@ -43,6 +43,10 @@ pub(crate) struct HostState {
     pub(crate) logs: PluginLogs,
     /// The rate-limit zone uses the instance registered.
     pub(crate) zone_uses: ZoneUses,
+    /// The decisions of the request checks the host made for the request
+    /// whose hook runs next (`plugin-info.request-checks`): the hook's own
+    /// check of the same use and key takes its decision from here, once.
+    pub(crate) pre_checked: Vec<PreChecked>,
     stdout: GuestOutput,
     stderr: GuestOutput,
     wasi: WasiCtx,
@@ -93,6 +97,7 @@ impl HostState {
             metric_handles: MetricHandles::default(),
             logs: PluginLogs::default(),
             zone_uses: ZoneUses::default(),
+            pre_checked: Vec::new(),
             stdout,
             stderr,
             wasi,
@@ -114,7 +119,18 @@ impl HostState {
     /// After the call returned (normally or not).
     pub(crate) fn end_call(&mut self) {
         self.budget.end();
+        self.pre_checked.clear();
     }
+}
+
+/// One request check the host made before a hook (see
+/// [`HostState::pre_checked`]).
+#[derive(Debug, Clone)]
+pub(crate) struct PreChecked {
+    pub(crate) zone: u32,
+    pub(crate) client_ip: IpAddress,
+    pub(crate) dry_run: bool,
+    pub(crate) decision: RateDecision,
 }
 
 /// The time budget of the call running on an instance, kept at the epoch

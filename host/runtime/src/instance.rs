@@ -14,12 +14,13 @@ use std::time::Duration;
 use wasmtime::component::HasSelf;
 use wasmtime::{Store, Trap};
 
-use crate::bindings::types::PluginInfo;
+use crate::bindings::host;
+use crate::bindings::types::{IpAddress, PluginInfo, RateDecision, RateKey, RequestChecks};
 use crate::bindings::{Plugin, PluginPre};
 use crate::call_guard::SlowCalls;
 use crate::engine::EpochClock;
 use crate::guest_output::OutputRateLimit;
-use crate::host_state::{GuestIdentity, HostState};
+use crate::host_state::{GuestIdentity, HostState, PreChecked};
 use crate::plugin_log::PluginLogs;
 use crate::state::SharedState;
 use crate::{Limits, PluginFault};
@@ -179,6 +180,52 @@ impl PluginInstance {
         self.store.data_mut().end_call();
         self.calls = self.calls.saturating_add(1);
         result.map_err(|error| classify(&error, self.store.data(), recipe.limits.hook_timeout))
+    }
+
+    /// Whether every zone use `info`'s request checks name was registered
+    /// on this instance (in `configure`).
+    pub(crate) fn registered_checks(&self, info: &PluginInfo) -> bool {
+        let registered = self.store.data().zone_uses.len();
+        info.request_checks
+            .checks
+            .iter()
+            .all(|check| (check.zone as usize) < registered)
+    }
+
+    /// The request checks of `checks` for a request from `client_ip`, made
+    /// on this instance's host state without entering the guest, in order
+    /// up to the first that does not pass. True when every one passed;
+    /// otherwise the decisions are kept for the hook's own checks (see
+    /// [`HostState::pre_checked`]), which must run next on this instance.
+    pub(crate) async fn request_checks(
+        &mut self,
+        checks: &RequestChecks,
+        client_ip: IpAddress,
+    ) -> Result<bool, PluginFault> {
+        let state = self.store.data_mut();
+        state.pre_checked.clear();
+        for check in &checks.checks {
+            let decision = host::Host::rate_limit_check(
+                state,
+                check.zone,
+                RateKey::Address(client_ip),
+                check.dry_run,
+            )
+            .await
+            .map_err(|e| PluginFault::Trap(format!("request check: {e:#}")))?;
+            let passed = decision == RateDecision::Pass;
+            state.pre_checked.push(PreChecked {
+                zone: check.zone,
+                client_ip,
+                dry_run: check.dry_run,
+                decision,
+            });
+            if !passed {
+                return Ok(false);
+            }
+        }
+        state.pre_checked.clear();
+        Ok(true)
     }
 
     /// What the guest logged during the last call, for the caller to write

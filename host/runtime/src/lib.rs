@@ -47,8 +47,8 @@ mod wire_values;
 pub use bindings::types::{
     CacheStatus, FixedEdit, FixedEdits, Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet,
     ImmediateResponse, IpAddress, LogFieldSet, LogLevel, LogLine, LogRecord, LogVerdict, Method,
-    PluginInfo, Protocol, RateDecision, RateLimit, RequestAction, RequestEdits, RequestFieldSet,
-    RequestHead, ResponseEdits, ResponseHead, Scheme, StateScope, ValuePart, Var,
+    PluginInfo, Protocol, RateDecision, RateLimit, RequestAction, RequestChecks, RequestEdits,
+    RequestFieldSet, RequestHead, ResponseEdits, ResponseHead, Scheme, StateScope, ValuePart, Var,
 };
 pub use call_guard::CallGuard;
 pub use chained::{ChainedPlugin, HookCall, HookFault, LogBatchCall, PluginHooks, RequestStep};
@@ -376,6 +376,15 @@ impl Runtime {
         let made = block_on(PluginInstance::new(&recipe));
         metrics.call(Hook::Configure, started.elapsed());
         let (instance, info) = match made {
+            Ok((instance, Ok(info))) if !instance.registered_checks(&info) => {
+                return Err(ConfigureError::Rejected {
+                    route: route.to_string(),
+                    plugin: plugin.name.clone(),
+                    message: "plugin bug: plugin-info.request-checks names a zone use \
+                              configure did not register with rate-limit-zone"
+                        .to_owned(),
+                });
+            }
             Ok((instance, Ok(info))) => (instance, header_filter::normalised(info)),
             Ok((_, Err(message))) => {
                 return Err(ConfigureError::Rejected {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::tailgate::plugin::types::{
-    FixedEdit, FixedEdits, HeaderFilter, HeaderOp, HookSet, LogFieldSet, PluginInfo,
+    FixedEdit, FixedEdits, HeaderFilter, HeaderOp, HookSet, LogFieldSet, PluginInfo, RequestChecks,
     RequestFieldSet, StateScope, ValuePart,
 };
 
@@ -284,6 +284,10 @@ impl Config {
                 None => StateScope::Plugin,
                 Some(name) if name == "route" => StateScope::Route,
                 Some(name) => StateScope::Named(name.clone()),
+            },
+            request_checks: RequestChecks {
+                checks: Vec::new(),
+                passed: Vec::new(),
             },
         }
     }

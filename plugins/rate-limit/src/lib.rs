@@ -2,8 +2,11 @@
 //! checks the route's limits against the host's shared leaky buckets (the
 //! `rate-limit-check` import: exact across every thread and instance; the
 //! plugin keeps no rate state) and rejects, delays or passes the request,
-//! leaving `limit_req_status` for the log phase. The logic lives in
-//! [`policy::RateLimitPolicy`]; this file only wires it to the SDK.
+//! leaving `limit_req_status` for the log phase. Limits that check every
+//! request by client address are declared as request checks too: the host
+//! makes them before the hook and enters the plugin only for a request
+//! that does not pass. The logic lives in [`policy::RateLimitPolicy`];
+//! this file only wires it to the SDK.
 
 #![deny(unsafe_code)]
 
@@ -17,7 +20,7 @@ mod zone;
 use tailgate_plugin_sdk::key::RequestKey;
 use tailgate_plugin_sdk::{
     export_plugin, host, plugin, Config, HeaderFilter, LogFieldSet, LogLevel, Plugin, RateDecision,
-    RequestAction, RequestFieldSet, RequestHead,
+    RequestAction, RequestChecks, RequestFieldSet, RequestHead,
 };
 
 use crate::limit::Limit;
@@ -68,6 +71,12 @@ impl Plugin for RateLimiter {
     /// No `on-log`: the outcome reaches the log phase as a var.
     fn log_fields(&self) -> LogFieldSet {
         LogFieldSet::empty()
+    }
+
+    /// Limits of every request by client address are checked by the host
+    /// first: a request they all pass does not enter the plugin.
+    fn request_checks(&self) -> RequestChecks {
+        self.policy.request_checks()
     }
 
     fn on_request(&self, req: &RequestHead) -> RequestAction {

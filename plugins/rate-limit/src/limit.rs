@@ -182,6 +182,13 @@ impl Limit {
         self.key.request_key(req)
     }
 
+    /// Whether the limit checks every request by the client's address
+    /// (no `path` or `methods` filter, the `client_ip` key): what the
+    /// host can check itself before the hook ([`crate::policy`]).
+    pub fn checks_every_client(&self) -> bool {
+        self.filter.matches_all() && matches!(self.key, KeySource::ClientIp)
+    }
+
     /// The host's handle of this zone use.
     pub fn zone_use(&self) -> ZoneUse {
         self.zone_use

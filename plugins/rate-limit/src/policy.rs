@@ -11,7 +11,7 @@
 use tailgate_plugin_sdk::key::RequestKey;
 use tailgate_plugin_sdk::{
     Config, ConfigError, HeaderFilter, ImmediateResponse, LogLevel, RateDecision, RateLimit,
-    RequestAction, RequestEdits, RequestFieldSet, RequestHead, ZoneUse,
+    RequestAction, RequestChecks, RequestEdits, RequestFieldSet, RequestHead, ZoneUse,
 };
 
 use crate::config::{RawConfig, RawLogLevel};
@@ -132,6 +132,25 @@ impl RateLimitPolicy {
             .fold(RequestFieldSet::empty(), |set, limit| {
                 set | limit.request_fields()
             })
+    }
+
+    /// The checks the host makes itself before entering the hook: when
+    /// every limit checks every request by the client's address, the hook
+    /// would check each in order and, when all pass, go on with
+    /// `limit_req_status = PASSED` and nothing else, so the host does that
+    /// without a call (and the hook, entered for any other outcome, gets
+    /// the host's decisions from its own checks). With a `path` or
+    /// `methods` filter or another key: none, the hook runs every time.
+    pub fn request_checks(&self) -> RequestChecks {
+        if !self.limits.iter().all(Limit::checks_every_client) {
+            return RequestChecks::none();
+        }
+        self.limits
+            .iter()
+            .fold(RequestChecks::none(), |checks, limit| {
+                checks.client(limit.zone_use(), limit.dry_run())
+            })
+            .passed_var(STATUS_VAR, Outcome::Passed.var_value())
     }
 
     pub fn on_request(&self, req: &RequestHead, host: &impl RateLimitHost) -> RequestAction {

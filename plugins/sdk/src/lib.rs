@@ -80,6 +80,7 @@ pub mod key;
 mod log_export;
 mod plugin;
 mod records;
+mod request_checks;
 #[cfg(any(test, feature = "request-filter"))]
 pub mod request_filter;
 pub mod template;
@@ -89,10 +90,11 @@ pub mod validate;
 mod values;
 
 pub use bindings::tailgate::plugin::types::{
-    Ban, BanOutcome, BanRequest, CacheStatus, FixedEdit, FixedEdits, Header, HeaderEdit,
-    HeaderFilter, HeaderOp, HookSet, ImmediateResponse, LogFieldSet, LogLevel, LogLine, LogVerdict,
-    Method, PluginInfo, Protocol, RateDecision, RateKey, RateLimit, RequestAction, RequestEdits,
-    RequestFieldSet, ResponseEdits, Scheme, StateScope, ValuePart, Var, ZoneUse,
+    Ban, BanOutcome, BanRequest, CacheStatus, ClientRateCheck, FixedEdit, FixedEdits, Header,
+    HeaderEdit, HeaderFilter, HeaderOp, HookSet, ImmediateResponse, LogFieldSet, LogLevel, LogLine,
+    LogVerdict, Method, PluginInfo, Protocol, RateDecision, RateKey, RateLimit, RequestAction,
+    RequestChecks, RequestEdits, RequestFieldSet, ResponseEdits, Scheme, StateScope, ValuePart,
+    Var, ZoneUse,
 };
 pub use config::{Config, ConfigError};
 pub use field::Field;

@@ -8,7 +8,8 @@ use std::cell::OnceCell;
 use crate::bindings::tailgate::plugin::types as wit;
 use crate::{
     Config, FixedEdits, HeaderFilter, HookSet, LogFieldSet, LogRecord, LogVerdict, PluginInfo,
-    RequestAction, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead, StateScope,
+    RequestAction, RequestChecks, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
+    StateScope,
 };
 
 /// One plugin: built from a route's config by [`Plugin::configure`], then
@@ -97,6 +98,18 @@ pub trait Plugin: Sized + 'static {
     /// Defaults to none.
     fn fixed_edits(&self) -> FixedEdits {
         FixedEdits::none()
+    }
+
+    /// Rate-limit checks the host makes on every request before
+    /// [`Plugin::on_request`], entering the plugin only when one does not
+    /// pass ([`RequestChecks`](crate::RequestChecks)): declare them when
+    /// the hook would check these zone uses (registered in `configure`),
+    /// keyed by the client address, on every request, and would then go on
+    /// with `passed`'s vars and nothing else when all pass. The hook's own
+    /// `rate_limit_check` of a checked use gets the host's decision for the
+    /// request, not a second count. Defaults to none.
+    fn request_checks(&self) -> RequestChecks {
+        RequestChecks::none()
     }
 
     /// Before the request goes upstream: go on with edits
@@ -222,6 +235,7 @@ pub mod dispatch {
             log_fields: plugin.log_fields(),
             fixed_edits: plugin.fixed_edits(),
             state_scope: plugin.state_scope(),
+            request_checks: plugin.request_checks(),
         };
         ASKED.with(|asked| asked.set((info.request_fields, info.log_fields)));
         // Cannot fail: checked empty above and an instance is single-threaded.
@@ -378,6 +392,7 @@ mod tests {
                 log_fields: LogFieldSet::all(),
                 fixed_edits: FixedEdits::none(),
                 state_scope: StateScope::Plugin,
+                request_checks: RequestChecks::none(),
             })
         );
         assert_eq!(dispatch::configured(&slot).greeting, "hi");

@@ -43,6 +43,12 @@ impl RequestFilter {
         Ok(RequestFilter { path, methods })
     }
 
+    /// Whether the filter lets every request through (neither a path regex
+    /// nor a method list).
+    pub fn matches_all(&self) -> bool {
+        self.path.is_none() && self.methods.is_none()
+    }
+
     /// Whether the request passes: its method is listed (if methods are)
     /// and its path matches (if a regex is given).
     pub fn matches(&self, req: &RequestHead) -> bool {

@@ -71,6 +71,11 @@ impl ZoneUses {
         }
     }
 
+    /// How many uses are registered (handles are `0..len`).
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// Forgets the resolved zones (the instance's namespace changed).
     pub(crate) fn forget_zones(&mut self) {
         for zone_use in &mut self.0 {

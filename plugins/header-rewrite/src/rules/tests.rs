@@ -73,8 +73,10 @@ fn default_config_tables() -> Vec<String> {
 
 #[test]
 fn the_documented_examples_are_accepted() {
-    let doc = repo_file("docs/writing-a-plugin.md");
-    let tables = documented_configs(&doc, "header-rewrite");
+    let tables: Vec<String> = ["docs/writing-a-plugin.md", "docs/header-rewrite.md"]
+        .into_iter()
+        .flat_map(|doc| documented_configs(&repo_file(doc), "header-rewrite"))
+        .collect();
     assert!(tables.len() >= 2, "the doc shows header-rewrite configs");
     for json in &tables {
         let rules = Rules::from_config(&Config::new(json.as_str()))
