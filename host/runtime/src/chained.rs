@@ -288,7 +288,7 @@ impl<P: PluginHooks> ChainedPlugin<P> {
                 if let Some(target) = &edits.path {
                     set_target(head, target);
                 }
-                header_edits.extend_from_slice(&fixed);
+                extend_with(header_edits, fixed);
                 header_edits.extend(checked);
                 Ok(RequestStep::Continue(edits))
             }
@@ -324,8 +324,16 @@ impl<P: PluginHooks> ChainedPlugin<P> {
             apply_to_list(list, &fixed);
             apply_to_list(list, &hook_edits);
         }
-        applied.extend_from_slice(&fixed);
+        extend_with(applied, fixed);
         applied.extend(hook_edits);
         Ok(())
+    }
+}
+
+/// Appends `edits` to `out`: rendered ones moved, parsed-once ones cloned.
+fn extend_with(out: &mut Vec<WireEdit>, edits: Cow<'_, [WireEdit]>) {
+    match edits {
+        Cow::Borrowed(edits) => out.extend_from_slice(edits),
+        Cow::Owned(edits) => out.extend(edits),
     }
 }
