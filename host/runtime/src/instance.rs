@@ -203,7 +203,11 @@ impl PluginInstance {
         client_ip: IpAddress,
     ) -> Result<bool, PluginFault> {
         let state = self.store.data_mut();
-        state.pre_checked.clear();
+        // Kept apart while checking, so a use declared twice is counted
+        // twice, as two checks in the hook would be (the buffer's room is
+        // reused from request to request).
+        let mut decided = std::mem::take(&mut state.pre_checked);
+        decided.clear();
         for check in &checks.checks {
             let decision = host::Host::rate_limit_check(
                 state,
@@ -214,17 +218,19 @@ impl PluginInstance {
             .await
             .map_err(|e| PluginFault::Trap(format!("request check: {e:#}")))?;
             let passed = decision == RateDecision::Pass;
-            state.pre_checked.push(PreChecked {
+            decided.push(PreChecked {
                 zone: check.zone,
                 client_ip,
                 dry_run: check.dry_run,
                 decision,
             });
             if !passed {
+                state.pre_checked = decided;
                 return Ok(false);
             }
         }
-        state.pre_checked.clear();
+        decided.clear();
+        state.pre_checked = decided;
         Ok(true)
     }
 
