@@ -266,12 +266,7 @@ impl<P: PluginHooks> ChainedPlugin<P> {
         let action = if self.hooks.contains(HookSet::REQUEST) {
             self.plugin.on_request(head).await?
         } else {
-            RequestAction::Continue(RequestEdits {
-                headers: Vec::new(),
-                path: None,
-                delay_ms: 0,
-                vars: Vec::new(),
-            })
+            RequestAction::go_on(Vec::new())
         };
         match action {
             RequestAction::Continue(edits) => {

@@ -15,7 +15,7 @@ use crate::metrics::{CallMetrics, FaultKind};
 use crate::plugin_log::{PluginLogs, RequestContext};
 use crate::{
     field_filter, header_filter, ConfiguredPlugin, Hook, HookSet, Limits, LogRecord, LogVerdict,
-    PluginFault, PluginInfo, RequestAction, RequestEdits, RequestHead, ResponseEdits, ResponseHead,
+    PluginFault, PluginInfo, RequestAction, RequestHead, ResponseEdits, ResponseHead,
 };
 
 /// Most records one `on-log` call takes: a batch's guest memory and time
@@ -128,12 +128,7 @@ impl ConfiguredPlugin {
     /// this returns.
     pub async fn request_hook(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
         if !self.implements(Hook::Request) {
-            return Ok(RequestAction::Continue(RequestEdits {
-                headers: Vec::new(),
-                path: None,
-                delay_ms: 0,
-                vars: Vec::new(),
-            }));
+            return Ok(RequestAction::go_on(Vec::new()));
         }
         // The request checks first (`plugin-info.request-checks`): when
         // every one passes the plugin is not entered; otherwise the hook
@@ -141,9 +136,10 @@ impl ConfiguredPlugin {
         // An instance that cannot be made is the hook call's fault below,
         // under the call guard.
         let mut checked = None;
-        let instance = match self.info.request_checks.checks.is_empty() {
-            true => None,
-            false => self.instance().await.ok(),
+        let instance = if self.info.request_checks.checks.is_empty() {
+            None
+        } else {
+            self.instance().await.ok()
         };
         if let Some(mut instance) = instance {
             match instance
@@ -152,12 +148,8 @@ impl ConfiguredPlugin {
             {
                 Ok(true) => {
                     self.pool.give_back(instance);
-                    return Ok(RequestAction::Continue(RequestEdits {
-                        headers: Vec::new(),
-                        path: None,
-                        delay_ms: 0,
-                        vars: self.info.request_checks.passed.clone(),
-                    }));
+                    let vars = self.info.request_checks.passed.clone();
+                    return Ok(RequestAction::go_on(vars));
                 }
                 Ok(false) => checked = Some(instance),
                 Err(fault) => {

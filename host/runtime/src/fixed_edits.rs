@@ -6,13 +6,12 @@
 //! written by the host from the request head, without entering the plugin.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
 
 use http::header::{HeaderName, HeaderValue};
 
-use crate::address_text::push_ip;
 use crate::bindings::types::{FixedEdit, ValuePart};
 use crate::wire_edits::{check_header_edits, InvalidOutput, WireEdit};
+use crate::wire_values::KeyText;
 use crate::{FixedEdits, HeaderEdit, HeaderOp, HookSet, RequestHead};
 
 // === impl FixedEdits ===
@@ -171,9 +170,7 @@ fn render_into(part: &ValuePart, head: &RequestHead, out: &mut Vec<u8>) {
             None => head.host.as_deref().unwrap_or(""),
         },
         ValuePart::ClientIp => {
-            let mut text = String::with_capacity(15);
-            push_ip(&mut text, IpAddr::from(head.client_ip));
-            out.extend_from_slice(text.as_bytes());
+            out.extend_from_slice(KeyText::default().of(head.client_ip).as_bytes());
             return;
         }
         ValuePart::Scheme => head.scheme.as_str(),

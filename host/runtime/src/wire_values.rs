@@ -2,12 +2,14 @@
 //! status, IP address) to and from the host's own types: the pipeline
 //! builds `request-head` and `log-record` with these, and host code reads
 //! them back as text where a line or a key needs it. They cross into a
-//! guest as numbers, not strings (no guest allocation per value).
+//! guest as numbers, not strings (no guest allocation per value). Also the
+//! plain results the host makes without a call (go on, keep the line).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::bindings::types::{
-    CacheStatus, IpAddress, LogLine, LogVerdict, Method, Protocol, Scheme,
+    CacheStatus, IpAddress, LogLine, LogVerdict, Method, Protocol, RequestAction, RequestEdits,
+    Scheme, Var,
 };
 
 impl Method {
@@ -205,6 +207,19 @@ impl KeyText {
         self.len = 0;
         crate::address_text::push_ip(self, IpAddr::from(ip));
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl RequestAction {
+    /// Go on unchanged, carrying `vars` (a plugin without the hook: none;
+    /// a request its request checks passed: theirs).
+    pub(crate) fn go_on(vars: Vec<Var>) -> RequestAction {
+        RequestAction::Continue(RequestEdits {
+            headers: Vec::new(),
+            path: None,
+            delay_ms: 0,
+            vars,
+        })
     }
 }
 
