@@ -16,20 +16,48 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// A hop-by-hop field, never forwarded (RFC 9110 7.6.1), or one of the
-/// obsolete ones that act as such (`Keep-Alive`, `Proxy-Connection`). A
-/// match, not a list compared against: a `const` array of `HeaderName`s is
-/// built and dropped at every use (~100 instructions per header field,
-/// twice per request).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    *name == header::CONNECTION
-        || *name == header::TE
-        || *name == header::TRAILER
-        || *name == header::TRANSFER_ENCODING
-        || *name == header::UPGRADE
-        || *name == header::PROXY_AUTHENTICATE
-        || *name == header::PROXY_AUTHORIZATION
-        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+/// The hop-by-hop fields, never forwarded (RFC 9110 7.6.1), with the
+/// obsolete ones that act as such (`Keep-Alive`, `Proxy-Connection`); a
+/// field's bit is its index here. A `static`: a `const` array of
+/// `HeaderName`s is built and dropped at every use.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
+/// `name`'s bit if it is a hop-by-hop field, else 0: a match, cheaper than
+/// comparing against each name of [`HOP_BY_HOP`] (it runs for every
+/// header field, twice per request).
+fn hop_by_hop_bit(name: &HeaderName) -> u16 {
+    let index = if *name == header::CONNECTION {
+        0
+    } else if *name == header::TE {
+        1
+    } else if *name == header::TRAILER {
+        2
+    } else if *name == header::TRANSFER_ENCODING {
+        3
+    } else if *name == header::UPGRADE {
+        4
+    } else if *name == header::PROXY_AUTHENTICATE {
+        5
+    } else if *name == header::PROXY_AUTHORIZATION {
+        6
+    } else {
+        match name.as_str() {
+            "keep-alive" => 7,
+            "proxy-connection" => 8,
+            _ => return 0,
+        }
+    };
+    1 << index
 }
 
 /// The client as the proxy and its plugins see it.
@@ -189,8 +217,15 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+        .flat_map(value_tokens)
+}
+
+/// The comma-separated tokens of one `Connection` value.
+fn value_tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
+    value
+        .to_str()
+        .unwrap_or_default()
+        .split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
 }
@@ -199,20 +234,32 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// With `upgrade`, the upgrade handshake fields are put back
 /// (`Upgrade: <protocol>`, `Connection: upgrade`).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
-    // Most maps have none or one of these (an upstream's `Connection:
-    // keep-alive`): find the ones present in one pass and remove only those
-    // (each removal hashes its name), twice per request.
-    let present: Vec<HeaderName> = headers
+    // Most maps have none of these or an upstream's `Connection:
+    // keep-alive`: one pass over the names finds the ones present, and
+    // only those are removed (each removal hashes its name), with no list
+    // built (this runs twice per request).
+    let present = headers
         .keys()
-        .filter(|n| is_hop_by_hop(n))
-        .cloned()
-        .collect();
-    if !present.is_empty() {
-        let listed: Vec<HeaderName> = connection_tokens(headers)
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for name in listed.iter().chain(present.iter()) {
-            headers.remove(name);
+        .fold(0u16, |bits, name| bits | hop_by_hop_bit(name));
+    if present & 1 != 0 {
+        // The fields `Connection` names go too. Its values are cloned
+        // (shared bytes, not copied) so the map can change while their
+        // tokens are read; a second value is rare.
+        let mut values = headers.get_all(header::CONNECTION).iter();
+        let first = values.next().cloned();
+        let more: Vec<HeaderValue> = values.cloned().collect();
+        for value in first.iter().chain(&more) {
+            for token in value_tokens(value) {
+                // By text: a token that is no field name removes nothing.
+                headers.remove(token);
+            }
+        }
+    }
+    if present != 0 {
+        for (bit, name) in HOP_BY_HOP.iter().enumerate() {
+            if present & (1 << bit) != 0 {
+                headers.remove(name);
+            }
         }
     }
     if let Some(protocol) = upgrade {

@@ -1,10 +1,12 @@
 //! The `tailgate` binary: the command line in `tailgate::cli`.
 
+mod allocator;
+
 /// mimalloc instead of glibc's malloc: a request makes and frees many small
 /// blocks (header maps, strings, buffers); glibc's `malloc`/`free`/
 /// `malloc_consolidate` were ~15 % of the proxy's CPU (docs/performance-passes.md).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: allocator::Mimalloc = allocator::Mimalloc;
 
 /// mimalloc's `arena_eager_commit` option (`mi_option_arena_eager_commit`
 /// in `mimalloc.h`; the sys crate has no constant for it).

@@ -103,8 +103,11 @@ impl RequestContext {
     }
 
     /// The head the request hooks (and the upstream phase) see; also keeps
-    /// the request fields the route's log hook reads, as received.
-    pub fn request_head<B>(&mut self, req: &Request<B>) -> RequestHead {
+    /// the request fields the route's log hook reads, as received. Its
+    /// header fields are listed only `with_headers` (a hook or the cache key
+    /// reads them; the upstream phase forwards the received map, so a
+    /// plugin-free route does not copy every field into strings).
+    pub fn request_head<B>(&mut self, req: &Request<B>, with_headers: bool) -> RequestHead {
         self.keep_logged_fields(req);
         RequestHead {
             method: tailgate_runtime::Method::from(&self.method),
@@ -112,7 +115,7 @@ impl RequestContext {
             host: Some(self.host.clone()),
             path: Some(req.uri().path().to_string()),
             query: req.uri().query().map(str::to_string),
-            headers: Some(plugin_headers(req)),
+            headers: with_headers.then(|| plugin_headers(req)),
             client_ip: self.client.client_ip.into(),
             route: Some(self.route_name().to_string()),
             request_id: Some(self.client.request_id.clone()),

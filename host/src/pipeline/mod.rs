@@ -250,7 +250,11 @@ impl Proxy {
         ctx.route = Some(route.clone());
 
         // 2. head, 3. request hooks, 4. upstream
-        let mut head = ctx.request_head(&req);
+        // The fields as a list: for the route's hooks and its cache key only.
+        let hooked = ctx.chain.as_ref().is_some_and(|chain| {
+            chain.has_hook(HookSet::REQUEST) || chain.has_hook(HookSet::RESPONSE)
+        });
+        let mut head = ctx.request_head(&req, hooked || route.cache.is_some());
         let reply = if route.https_redirect && ctx.client.scheme == "http" {
             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
             Reply::host(https_redirect::redirect_to_https(

@@ -66,11 +66,17 @@ where
     };
     // The route's response cache answers (from the cache, or by filling
     // it), or lets the request through: no cache, or not cacheable.
-    let req = match cache_phase::handle(active, ctx, route, head, req).await {
-        CacheStep::Answered(reply) => {
-            return cache_phase::label(ctx, route, intercept_error_status(route, reply))
+    // Boxed, and only on routes with a cache: its future is the largest of
+    // the pipeline, and every request's future would carry (and copy) it.
+    let req = if route.cache.is_some() {
+        match Box::pin(cache_phase::handle(active, ctx, route, head, req)).await {
+            CacheStep::Answered(reply) => {
+                return cache_phase::label(ctx, route, intercept_error_status(route, reply))
+            }
+            CacheStep::Pass(req) => req,
         }
-        CacheStep::Pass(req) => req,
+    } else {
+        req
     };
     let result = match active.upstreams.get(&route.upstream.name) {
         Some(UpstreamTarget::Http(client)) => forward_http(client, ctx, route, head, req).await,

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
+use super::signal::Signal;
 use tokio::time::Instant;
 
 /// `write_blocked_ms` when no write is waiting.
@@ -75,9 +75,9 @@ pub struct ConnectionState {
     /// (`super::parking`): its shutdown of the socket is not passed on.
     parking: AtomicBool,
     /// Wakes the timeouts when a deadline may have moved earlier.
-    pub(super) changed: Notify,
-    /// Set when the table asks this connection to close.
-    pub(super) shed: Notify,
+    pub(super) changed: Signal,
+    /// Raised when the table asks this connection to close.
+    pub(super) shed: Signal,
 }
 
 impl ConnectionState {
@@ -93,8 +93,8 @@ impl ConnectionState {
             http2: AtomicBool::new(false),
             tunnel: AtomicBool::new(false),
             parking: AtomicBool::new(false),
-            changed: Notify::new(),
-            shed: Notify::new(),
+            changed: Signal::default(),
+            shed: Signal::default(),
         }
     }
 
@@ -142,7 +142,7 @@ impl ConnectionState {
             && self.head_started_ms.load(Ordering::Relaxed) == NOT_BLOCKED
         {
             self.head_started_ms.store(self.now_ms(), Ordering::Relaxed);
-            self.changed.notify_one();
+            self.changed.raise();
         }
     }
 
@@ -151,7 +151,7 @@ impl ConnectionState {
         if self.write_blocked_ms.load(Ordering::Relaxed) == NOT_BLOCKED {
             self.write_blocked_ms
                 .store(self.now_ms(), Ordering::Relaxed);
-            self.changed.notify_one();
+            self.changed.raise();
         }
     }
 
@@ -277,7 +277,7 @@ impl ConnectionTable {
         }
         idle.select_nth_unstable_by_key(count - 1, |(since, _)| *since);
         for (_, state) in &idle[..count] {
-            state.shed.notify_one();
+            state.shed.raise();
         }
         metrics::counter!("tailgate_connections_shed_total").increment(count as u64);
         count
@@ -298,7 +298,7 @@ mod tests {
         // Full: the third connection sheds the idle one, not the busy one.
         let third = table.register(2).expect("room after shedding");
         assert!(
-            tokio::time::timeout(std::time::Duration::ZERO, oldest.state.shed.notified())
+            tokio::time::timeout(std::time::Duration::ZERO, oldest.state.shed.wait())
                 .await
                 .is_ok(),
             "the idle connection was told to close"

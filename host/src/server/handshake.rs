@@ -96,7 +96,7 @@ impl ConnectionServer {
         // A connection still in its handshake is idle: the table may shed it.
         let opened = tokio::select! {
             opened = opening => opened,
-            () = state.shed.notified() => {
+            () = state.shed.wait() => {
                 metrics::counter!("tailgate_connections_closed_total", "reason" => "shed")
                     .increment(1);
                 return;

@@ -14,8 +14,10 @@ mod listener;
 mod listener_set;
 mod parking;
 pub mod proxy_protocol;
+mod signal;
 mod summary;
 mod timeouts;
+mod woken;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

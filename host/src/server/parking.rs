@@ -27,6 +27,7 @@ use tokio::net::TcpStream;
 
 use super::connection_table::ConnectionState;
 use super::timeouts::{Expiry, WatchedIo};
+use super::woken::PollWhenWoken;
 
 /// How long a connection stays idle in hyper before it is parked. A busy
 /// keep-alive connection (the next request within a round trip) never
@@ -130,24 +131,30 @@ pub async fn drive_http1<C>(
     connection: &mut C,
     state: &ConnectionState,
     served_before: u64,
-    mut expiry: Pin<&mut impl Future<Output = Expiry>>,
-    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+    expiry: Pin<&mut impl Future<Output = Expiry>>,
+    shutdown: Pin<&mut impl Future<Output = ()>>,
     graceful_shutdown: impl Fn(Pin<&mut C>),
 ) -> Http1End
 where
     C: Future<Output = Result<(), hyper::Error>> + Unpin,
 {
+    // Most of the task's wake-ups are hyper's: these two are polled only
+    // when they woke it.
+    let mut expiry = PollWhenWoken::new(expiry);
+    let mut shutdown = PollWhenWoken::new(shutdown);
     let mut draining = false;
     // hyper was asked to let go while it was not idle (a request body still
     // arriving after its response): it closes after this exchange.
     let mut refused = false;
     // Since when the connection has been idle, by its served count: parked
-    // once it has stayed so for `PARK_AFTER`.
+    // once it has stayed so for `PARK_AFTER`. The timer is not moved at
+    // every request (a timer-wheel removal and insertion each): when it
+    // fires early, it is set again for the idle time left.
     let park_timer = tokio::time::sleep(PARK_AFTER);
     tokio::pin!(park_timer);
-    let mut idle_at: Option<u64> = None;
+    let mut idle_at: Option<(u64, tokio::time::Instant)> = None;
     std::future::poll_fn(move |cx| {
-        if !draining && shutdown.as_mut().poll(cx).is_ready() {
+        if !draining && Pin::new(&mut shutdown).poll(cx).is_ready() {
             draining = true;
             graceful_shutdown(Pin::new(connection));
         }
@@ -157,7 +164,7 @@ where
         if draining {
             return Poll::Pending;
         }
-        if let Poll::Ready(why) = expiry.as_mut().poll(cx) {
+        if let Poll::Ready(why) = Pin::new(&mut expiry).poll(cx) {
             return Poll::Ready(Http1End::Expired(why));
         }
         if refused || !idle_in_hyper(state, served_before) {
@@ -165,13 +172,21 @@ where
             return Poll::Pending;
         }
         let served = state.snapshot().served;
-        if idle_at != Some(served) {
-            idle_at = Some(served);
-            park_timer
-                .as_mut()
-                .reset(tokio::time::Instant::now() + PARK_AFTER);
-        }
-        if park_timer.as_mut().poll(cx).is_ready() {
+        let idle_since = match idle_at {
+            Some((at, since)) if at == served => since,
+            _ => {
+                let since = tokio::time::Instant::now();
+                idle_at = Some((served, since));
+                since
+            }
+        };
+        while park_timer.as_mut().poll(cx).is_ready() {
+            let park_at = idle_since + PARK_AFTER;
+            if park_at > tokio::time::Instant::now() {
+                // Set while an earlier idle spell ran: not idle long enough.
+                park_timer.as_mut().reset(park_at);
+                continue;
+            }
             // Idle, hyper closes at once, without touching the socket.
             state.set_parking(true);
             graceful_shutdown(Pin::new(connection));
@@ -183,6 +198,7 @@ where
                 Poll::Pending => {
                     tracing::debug!("connection busy when it looked idle: closing after it");
                     refused = true;
+                    break;
                 }
             }
         }

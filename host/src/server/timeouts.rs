@@ -82,24 +82,36 @@ fn next_deadline(
 /// Resolves when the connection has outlived the timeout of its state, or
 /// is shed. Each wake-up re-reads the state: a request that started or a
 /// write that went through moves the deadline on.
+///
+/// One timer serves the connection's life (a new timer and two new
+/// `Notify` registrations at each request's wake-up cost ~1.5k
+/// instructions a request, docs/performance-passes-2.md section 18).
 pub async fn expired(state: &ConnectionState, limits: &ConnectionLimits) -> Expiry {
+    // Set in the first round; far off until then.
+    let timer = tokio::time::sleep_until(Instant::now() + std::time::Duration::from_secs(86_400));
+    tokio::pin!(timer);
     loop {
         let now = state.snapshot();
         let next = next_deadline(state, &now, limits);
         // With a request in flight and nothing blocked there is no
         // deadline: look again after the shortest timeout (the changes that
         // bring a deadline nearer also wake us).
-        let (deadline, expiry) = next.unwrap_or((
-            Instant::now() + limits.send_timeout.min(limits.client_header_timeout),
-            Expiry::Send,
-        ));
+        let deadline = next.map_or_else(
+            || Instant::now() + limits.send_timeout.min(limits.client_header_timeout),
+            |(deadline, _)| deadline,
+        );
+        // Moved only when it would fire too late: one that fires early is
+        // looked at and set again (keep-alive requests move the deadline
+        // later every time, and a timer-wheel move costs ~0.4k).
+        if timer.is_elapsed() || deadline < timer.deadline() {
+            timer.as_mut().reset(deadline);
+        }
         tokio::select! {
-            () = state.shed.notified() => return Expiry::Shed,
-            () = state.changed.notified() => {}
-            () = tokio::time::sleep_until(deadline) => {
-                if next.is_none() {
-                    continue;
-                }
+            biased;
+            () = state.shed.wait() => return Expiry::Shed,
+            () = state.changed.wait() => {}
+            () = timer.as_mut() => {
+                let Some((_, expiry)) = next else { continue };
                 // Expired only if the state did not move in the meantime.
                 let later = state.snapshot();
                 if next_deadline(state, &later, limits).is_some_and(|(d, _)| d <= Instant::now()) {
@@ -323,6 +335,43 @@ mod tests {
         let _request = state.request_started(false);
         state.write_blocked();
         expires(&state, Expiry::Send, 50).await;
+    }
+
+    #[tokio::test]
+    async fn one_watch_follows_many_requests_and_idles_from_the_last() {
+        // One `expired` across requests in turn: its timer, set early on,
+        // fires before the deadlines the later requests move on, and must
+        // then be set again rather than close a busy connection.
+        let table = ConnectionTable::new();
+        let conn = table.register(10).expect("room");
+        let state = conn.state.clone();
+        let limits = limits();
+        let watch = expired(&state, &limits);
+        tokio::pin!(watch);
+        let pause = |ms| tokio::time::sleep(Duration::from_millis(ms));
+        for _ in 0..8 {
+            // A head begins, its request runs 60 ms, then 30 ms idle: past
+            // the header timeout and the keep-alive timeout in all.
+            state.read_some();
+            let request = state.request_started(false);
+            tokio::select! {
+                why = &mut watch => panic!("{why:?} while a request ran"),
+                () = pause(60) => {}
+            }
+            drop(request);
+            tokio::select! {
+                why = &mut watch => panic!("{why:?} 30 ms after a request"),
+                () = pause(30) => {}
+            }
+        }
+        let idle = Instant::now() - Duration::from_millis(30);
+        assert_eq!((&mut watch).await, Expiry::Idle);
+        let took = idle.elapsed();
+        assert!(
+            took + Duration::from_millis(5) >= Duration::from_millis(200)
+                && took < Duration::from_millis(600),
+            "idle for {took:?}"
+        );
     }
 
     #[tokio::test]

@@ -313,8 +313,7 @@ impl HttpUpstreamClient {
     }
 
     /// A connection to address `i`: an idle one from the pool once it is
-    /// ready, else a new one (dialled, then the HTTP/1.1 connection task
-    /// spawned).
+    /// ready, else a new one ([`Self::dial`]).
     async fn connection(&self, i: usize) -> Result<Connection, DialError> {
         while let Some(mut connection) = self.pool.checkout(i) {
             // One put back as its response ended may still be finishing
@@ -328,6 +327,15 @@ impl HttpUpstreamClient {
                 return Ok(connection);
             }
         }
+        // Boxed: dialling (TCP, SOCKS5, TLS) is a large future that a
+        // request on a pooled connection would otherwise carry (and copy)
+        // for nothing.
+        Box::pin(self.dial(i)).await
+    }
+
+    /// A new connection to address `i`: dialled, then the HTTP/1.1
+    /// connection task spawned.
+    async fn dial(&self, i: usize) -> Result<Connection, DialError> {
         let (io, peer) = self.connector.connect(i).await?;
         let (sender, conn) = http1::Builder::new()
             .max_buf_size(UPSTREAM_MAX_BUF)
