@@ -531,3 +531,24 @@ async fn a_config_file_seen_truncated_mid_save_is_not_loaded() {
     .await;
     assert!(reloaded, "stderr:\n{}", tg.stderr.snapshot().join("\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_reads_an_empty_config_file_is_refused() {
+    // The file watcher's own look at the file is not enough: a save can
+    // truncate it between that look and the reload's read (seen in CI: a
+    // watcher reload read the next save's truncation, and served the
+    // defaults until the next reload). So the reload itself refuses an
+    // empty file, whoever started it.
+    let up = TestUpstream::start();
+    let tg = Tailgate::start(&tagged_config("A", &format!("{}/a", up.url())));
+    std::fs::write(&tg.config_path, "\n").expect("truncate");
+    let (status, body) = admin_reload(&tg).await;
+    assert_eq!(status, 422, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("the config file is empty"), "{body}");
+    assert_eq!(
+        config_of(&get(tg.addr(), "app.test", "/").await).as_deref(),
+        Some("A"),
+        "the running config serves on"
+    );
+}

@@ -49,13 +49,17 @@ use route::RouteTargets;
 
 /// Read and validate the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    parse(&read(path)?, path)
+}
+
+/// The text of the config file at `path`.
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_path_buf(),
         position: None,
         context: None,
         kind: Box::new(ConfigErrorKind::Read(e)),
-    })?;
-    parse(&text, path)
+    })
 }
 
 /// Validate config `text` read from `path` (used for error locations and as

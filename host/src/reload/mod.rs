@@ -99,6 +99,11 @@ pub enum ReloadError {
         file: PathBuf,
         source: std::io::Error,
     },
+    /// The file read had no content: a save caught between its truncation
+    /// and its write (or a mistake). An empty config would drop every
+    /// route and listener, so it is never loaded by a reload.
+    #[error("{}: the config file is empty (being written?): not reloading until it changes again", path.display())]
+    EmptyFile { path: PathBuf },
     #[error("the reload task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -193,7 +198,14 @@ impl Reloader {
     pub async fn reload(&self, trigger: ReloadTrigger) -> Result<ReloadOutcome, ReloadError> {
         let _one_at_a_time = self.serial.lock().await;
         let result = self.build_and_swap().await;
-        let outcome = if result.is_ok() { "ok" } else { "error" };
+        // The watcher sees saves mid-write; the write's own event reloads.
+        let mid_save = trigger == ReloadTrigger::FileChange
+            && matches!(result, Err(ReloadError::EmptyFile { .. }));
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(_) if mid_save => "skipped",
+            Err(_) => "error",
+        };
         metrics::counter!(
             "tailgate_config_reloads_total",
             "trigger" => trigger.as_str(),
@@ -217,6 +229,7 @@ impl Reloader {
                     tracing::warn!(key, "changed by the reload, but applies only on restart");
                 }
             }
+            Err(e) if mid_save => tracing::info!("{e}"),
             Err(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut last) = self.last_error.lock() {
@@ -236,7 +249,13 @@ impl Reloader {
         let runtime = self.runtime.clone();
         // Parsing and compiling are blocking (and compiling is CPU-heavy).
         let (config, chains) = tokio::task::spawn_blocking(move || {
-            let config = config::load(&path)?;
+            // Checked on the text read, not beforehand: a save can truncate
+            // the file between a check and the read.
+            let text = config::read(&path)?;
+            if text.trim().is_empty() {
+                return Err(ReloadError::EmptyFile { path });
+            }
+            let config = config::parse(&text, &path)?;
             let chains = PluginChains::load(&config, &runtime)
                 .map_err(|source| ReloadError::Plugins { path, source })?;
             Ok::<_, ReloadError>((config, chains))

@@ -191,16 +191,9 @@ impl FileWatch {
                 }
             }
             // A save that truncates before it writes (`std::fs::write`, many
-            // editors) can be seen in between on a loaded machine: an empty
-            // config would drop every route and listener. Its write comes
-            // with an event of its own.
-            if is_empty_file(reloader.path()) {
-                tracing::info!(
-                    file = %reloader.path().display(),
-                    "the config file is empty (being written?): not reloading until it changes again"
-                );
-                continue;
-            }
+            // editors) can be seen in between on a loaded machine: the
+            // reload finds the file empty and skips it (`ReloadError::
+            // EmptyFile`); the write comes with an event of its own.
             tracing::info!(file = %path.display(), "changed on disk: reloading the config");
             if reloader.reload(ReloadTrigger::FileChange).await.is_ok() {
                 if let Err(e) = self.update(&reloader.watched_files()) {
@@ -211,27 +204,9 @@ impl FileWatch {
     }
 }
 
-/// An existing file of zero bytes (a missing one is the reload's to report).
-fn is_empty_file(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.len() == 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_empty_config_file_is_not_reloaded_but_a_missing_one_is() {
-        let dir = std::env::temp_dir().join(format!("tg-empty-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let file = dir.join("config.toml");
-        std::fs::write(&file, "").expect("write");
-        assert!(is_empty_file(&file));
-        std::fs::write(&file, "[server]\n").expect("write");
-        assert!(!is_empty_file(&file));
-        assert!(!is_empty_file(&dir.join("missing.toml")));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 
     #[test]
     fn the_watch_set_holds_canonical_folders_and_file_paths() {
