@@ -9,7 +9,7 @@
 //! and write buffers, a request's boxed future, log lines) takes the
 //! generic path and, unless the size is a power of two, over-allocates:
 //! ~300 instructions against mimalloc's ~30 (callgrind, six such blocks per
-//! plain pass-through request; docs/performance-passes-2.md section 18).
+//! plain pass-through request; docs/performance-passes-3.md section 18).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;

@@ -4,7 +4,7 @@
 //!
 //! A flag and an `AtomicWaker`, where `tokio::sync::Notify` takes a lock
 //! at every poll of a waiting `Notified` (the connection's task polls its
-//! timeouts several times per request; docs/performance-passes-2.md
+//! timeouts several times per request; docs/performance-passes-3.md
 //! section 18).
 
 use std::future::poll_fn;

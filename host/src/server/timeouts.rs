@@ -85,7 +85,7 @@ fn next_deadline(
 ///
 /// One timer serves the connection's life (a new timer and two new
 /// `Notify` registrations at each request's wake-up cost ~1.5k
-/// instructions a request, docs/performance-passes-2.md section 18).
+/// instructions a request, docs/performance-passes-3.md section 18).
 pub async fn expired(state: &ConnectionState, limits: &ConnectionLimits) -> Expiry {
     // Set in the first round; far off until then.
     let timer = tokio::time::sleep_until(Instant::now() + std::time::Duration::from_secs(86_400));

@@ -3,7 +3,7 @@
 //! connection (`super::parking::drive_http1`), and without this each of the
 //! task's wake-ups (several per request, nearly all of them hyper's) polled
 //! them too, ~500 instructions a request for nothing
-//! (docs/performance-passes-2.md section 18).
+//! (docs/performance-passes-3.md section 18).
 
 use std::future::Future;
 use std::pin::Pin;
