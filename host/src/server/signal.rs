@@ -9,13 +9,14 @@
 
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake};
 
 use futures_util::task::AtomicWaker;
 
 /// Raised by any thread, taken by one waiting task at a time. A raise with
 /// nobody waiting is kept for the next wait (as `Notify::notify_one`'s
-/// permit is).
+/// permit is). As a [`Wake`], waking it raises it.
 #[derive(Default)]
 pub struct Signal {
     raised: AtomicBool,
@@ -29,14 +30,13 @@ impl Signal {
         self.waker.wake();
     }
 
-    /// Ready (and lowered) once raised; otherwise the task of `cx` is woken
-    /// by the next raise. Only the most recent waiter is woken.
+    /// Ready (and lowered) once raised; either way the task of `cx` is woken
+    /// by the next raise (a re-polled waiter, `super::woken::PollWhenWoken`,
+    /// needs that after a ready poll too). Only the most recent waiter is
+    /// woken.
     pub fn poll_take(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.raised.swap(false, Ordering::AcqRel) {
-            return Poll::Ready(());
-        }
+        // Registered before the flag is read: a raise in between is seen.
         self.waker.register(cx.waker());
-        // Raised between the check and the registration: not missed.
         if self.raised.swap(false, Ordering::AcqRel) {
             Poll::Ready(())
         } else {
@@ -50,10 +50,19 @@ impl Signal {
     }
 }
 
+impl Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        self.raise();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.raise();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::time::Duration;
 
     #[tokio::test]

@@ -7,45 +7,32 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 
-use futures_util::task::AtomicWaker;
+use super::signal::Signal;
 
 /// `inner`, polled on the first poll and then only when it has woken its
 /// waker since it was last polled.
 pub struct PollWhenWoken<F> {
     inner: F,
-    flag: Arc<Flag>,
-    /// The waker `inner` is given: sets the flag, then wakes the task.
+    /// Raised by `inner`'s waker; it wakes the task.
+    woken: Arc<Signal>,
+    /// The waker `inner` is given: raises `woken`.
     waker: Waker,
-}
-
-struct Flag {
-    woken: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Wake for Flag {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.task.wake();
-    }
 }
 
 impl<F: Future + Unpin> PollWhenWoken<F> {
     pub fn new(inner: F) -> Self {
-        let flag = Arc::new(Flag {
-            woken: AtomicBool::new(true),
-            task: AtomicWaker::new(),
-        });
-        let waker = Waker::from(flag.clone());
-        PollWhenWoken { inner, flag, waker }
+        let woken = Arc::new(Signal::default());
+        // The first poll polls `inner`.
+        woken.raise();
+        let waker = Waker::from(woken.clone());
+        PollWhenWoken {
+            inner,
+            woken,
+            waker,
+        }
     }
 }
 
@@ -54,9 +41,7 @@ impl<F: Future + Unpin> Future for PollWhenWoken<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.get_mut();
-        // Registered before the flag is read: a wake in between is seen.
-        this.flag.task.register(cx.waker());
-        if !this.flag.woken.swap(false, Ordering::AcqRel) {
+        if this.woken.poll_take(cx).is_pending() {
             return Poll::Pending;
         }
         Pin::new(&mut this.inner).poll(&mut Context::from_waker(&this.waker))
@@ -66,7 +51,7 @@ impl<F: Future + Unpin> Future for PollWhenWoken<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::time::Duration;
 
     /// Counts its polls; ready once `ready` is set, and wakes its waker
