@@ -122,12 +122,18 @@ impl ConfiguredPlugin {
 
     /// `on-request` alone: the plugin's fixed edits are its chain's
     /// ([`ChainedPlugin`](crate::ChainedPlugin) merges them, for the proxy
-    /// and the harness alike). A plugin without the hook goes on with no
-    /// edits, without a call. The plugin sees only the request fields it
+    /// and the harness alike). A plugin without the hook, or a request
+    /// outside its `request-gate`, goes on with no edits, without a call. The plugin sees only the request fields it
     /// asked for: `req` is narrowed for the call and is whole again when
     /// this returns.
     pub async fn request_hook(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
         if !self.implements(Hook::Request) {
+            return Ok(RequestAction::go_on(Vec::new()));
+        }
+        // Outside the hook's gate, a request without checks goes on as if
+        // the hook returned nothing; with checks, they are made all the
+        // same and one that does not pass enters the hook.
+        if self.info.request_checks.checks.is_empty() && !self.info.request_gate.admits(req) {
             return Ok(RequestAction::go_on(Vec::new()));
         }
         // The request checks first (`plugin-info.request-checks`): when
@@ -185,13 +191,14 @@ impl ConfiguredPlugin {
 
     /// `on-response` alone, both header lists narrowed for the call like
     /// [`ConfiguredPlugin::request_hook`]'s; no edits, without a call, when
-    /// the plugin has no response hook.
+    /// the plugin has no response hook or the request is outside its
+    /// `response-gate`.
     pub async fn response_hook(
         &self,
         req: &mut RequestHead,
         resp: &mut ResponseHead,
     ) -> Result<ResponseEdits, PluginFault> {
-        if !self.implements(Hook::Response) {
+        if !self.implements(Hook::Response) || !self.info.response_gate.admits(req) {
             return Ok(ResponseEdits {
                 headers: Vec::new(),
             });

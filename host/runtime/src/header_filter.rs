@@ -169,6 +169,8 @@ mod tests {
                 checks: Vec::new(),
                 passed: Vec::new(),
             },
+            request_gate: crate::HookGate::every(),
+            response_gate: crate::HookGate::every(),
         });
         match info.request_headers {
             HeaderFilter::Only(names) => assert_eq!(names, ["x-api-key"]),

@@ -28,6 +28,7 @@ mod fixed_edits;
 mod guest_output;
 mod header_filter;
 mod hook;
+mod hook_gate;
 mod host_imports;
 mod host_state;
 mod instance;
@@ -45,10 +46,11 @@ mod wire_edits;
 mod wire_values;
 
 pub use bindings::types::{
-    CacheStatus, FixedEdit, FixedEdits, Header, HeaderEdit, HeaderFilter, HeaderOp, HookSet,
-    ImmediateResponse, IpAddress, LogFieldSet, LogLevel, LogLine, LogRecord, LogVerdict, Method,
-    PluginInfo, Protocol, RateDecision, RateLimit, RequestAction, RequestChecks, RequestEdits,
-    RequestFieldSet, RequestHead, ResponseEdits, ResponseHead, Scheme, StateScope, ValuePart, Var,
+    CacheStatus, FixedEdit, FixedEdits, Header, HeaderEdit, HeaderFilter, HeaderOp, HookGate,
+    HookSet, ImmediateResponse, IpAddress, LogFieldSet, LogLevel, LogLine, LogRecord, LogVerdict,
+    Method, PluginInfo, Protocol, RateDecision, RateLimit, RequestAction, RequestChecks,
+    RequestEdits, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead, Scheme, StateScope,
+    ValuePart, Var,
 };
 pub use call_guard::CallGuard;
 pub use chained::{ChainedPlugin, HookCall, HookFault, LogBatchCall, PluginHooks, RequestStep};
@@ -321,7 +323,7 @@ impl Runtime {
             .and_then(PluginPre::new)
             .map_err(|e| {
                 invalid(format!(
-                    "it does not fit the tailgate:plugin@0.9.0 `plugin` world: {e:#}"
+                    "it does not fit the tailgate:plugin@0.10.0 `plugin` world: {e:#}"
                 ))
             })?;
         Ok(Arc::new(LoadedPlugin {
@@ -385,7 +387,16 @@ impl Runtime {
                         .to_owned(),
                 });
             }
-            Ok((instance, Ok(info))) => (instance, header_filter::normalised(info)),
+            Ok((instance, Ok(info))) => match hook_gate::normalised(info) {
+                Ok(info) => (instance, header_filter::normalised(info)),
+                Err(message) => {
+                    return Err(ConfigureError::Rejected {
+                        route: route.to_string(),
+                        plugin: plugin.name.clone(),
+                        message,
+                    })
+                }
+            },
             Ok((_, Err(message))) => {
                 return Err(ConfigureError::Rejected {
                     route: route.to_string(),

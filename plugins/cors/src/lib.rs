@@ -2,8 +2,11 @@
 //! answers preflights (`OPTIONS` + `Access-Control-Request-Method`) itself,
 //! allowed or refused, so they never reach the upstream; in `on-response`
 //! it adds `Access-Control-Allow-Origin` (credentials, exposed headers) for
-//! allowed origins. The logic lives in [`policy::CorsPolicy`]; this file
-//! wires it to the SDK. Started from `tailgate plugin new cors`.
+//! allowed origins. The host enters the hooks only for the requests they
+//! have work for (preflights; requests with an `Origin`) and makes the
+//! edits that do not depend on the origin itself. The logic lives in
+//! [`policy::CorsPolicy`]; this file wires it to the SDK. Started from
+//! `tailgate plugin new cors`.
 
 #![deny(unsafe_code)]
 
@@ -11,8 +14,8 @@ mod origin;
 mod policy;
 
 use tailgate_plugin_sdk::{
-    export_plugin, plugin, Config, HeaderFilter, LogFieldSet, Plugin, RequestAction,
-    RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
+    export_plugin, plugin, Config, FixedEdits, HeaderFilter, HookGate, LogFieldSet, Plugin,
+    RequestAction, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
 };
 
 use crate::policy::CorsPolicy;
@@ -53,6 +56,22 @@ impl Plugin for Cors {
     /// No `on-log`.
     fn log_fields(&self) -> LogFieldSet {
         LogFieldSet::empty()
+    }
+
+    /// `Vary: Origin` and the upstream's own CORS headers removed, on
+    /// every response, by the host.
+    fn fixed_edits(&self) -> FixedEdits {
+        self.policy.fixed_edits()
+    }
+
+    /// Preflights only.
+    fn request_gate(&self) -> HookGate {
+        self.policy.request_gate()
+    }
+
+    /// Requests with an `Origin` only.
+    fn response_gate(&self) -> HookGate {
+        self.policy.response_gate()
     }
 
     fn on_request(&self, req: &RequestHead) -> RequestAction {

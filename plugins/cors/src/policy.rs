@@ -4,12 +4,20 @@
 //! upstream; in `on-response`, an allowed origin gets
 //! `Access-Control-Allow-Origin` (and credentials, exposed headers) on the
 //! actual response, a refused one gets none (the upstream's are removed).
+//!
+//! What does not depend on the origin is given to the host once
+//! ([`CorsPolicy::fixed_edits`]: `Vary: Origin`, the upstream's own
+//! `Access-Control-Allow-*` removed), and the hooks are gated
+//! ([`CorsPolicy::request_gate`], [`CorsPolicy::response_gate`]): a request
+//! that is no preflight does not enter `on-request`, and one without
+//! `Origin` (most requests: same-origin and non-browser ones) enters
+//! neither hook.
 
 use serde::Deserialize;
 use tailgate_plugin_sdk::validate::is_token;
 use tailgate_plugin_sdk::{
-    Config, ConfigError, ImmediateResponse, Method, RequestAction, RequestFieldSet, RequestHead,
-    ResponseEdits, ResponseHead,
+    Config, ConfigError, FixedEdits, HeaderEdit, HookGate, ImmediateResponse, Method,
+    RequestAction, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
 };
 
 use crate::origin::OriginRule;
@@ -166,6 +174,36 @@ impl CorsPolicy {
         }
     }
 
+    /// The requests `on-request` has work for: preflights (the host does not
+    /// enter it for the rest, which go on).
+    pub fn request_gate(&self) -> HookGate {
+        HookGate::methods([Method::Options])
+            .with_header("origin")
+            .with_header("access-control-request-method")
+    }
+
+    /// The requests whose responses `on-response` has work for: those
+    /// with an `Origin` (the fixed edits are all the rest get).
+    pub fn response_gate(&self) -> HookGate {
+        HookGate::every().with_header("origin")
+    }
+
+    /// The response edits that do not depend on the origin, made by the
+    /// host on every response (the host's own error pages included, as
+    /// the hook's were): `Vary: Origin` when the answer depends on it, and
+    /// the upstream's own `Access-Control-Allow-Origin` and
+    /// `-Credentials` removed, so only an origin allowed here gets them
+    /// ([`CorsPolicy::on_response`] sets them after these).
+    pub fn fixed_edits(&self) -> FixedEdits {
+        let mut edits = Vec::with_capacity(3);
+        if !self.any_origin {
+            edits.push(HeaderEdit::append("vary", "Origin"));
+        }
+        edits.push(HeaderEdit::remove("access-control-allow-origin"));
+        edits.push(HeaderEdit::remove("access-control-allow-credentials"));
+        FixedEdits::none().response(edits, true)
+    }
+
     /// on-request: answers preflights; everything else goes on.
     pub fn on_request(&self, req: &RequestHead) -> RequestAction {
         let is_preflight = req.method == Method::Options
@@ -228,18 +266,13 @@ impl CorsPolicy {
         answer.var("cors", "preflight").into()
     }
 
-    /// on-response: the CORS headers of an actual response.
+    /// on-response: the CORS headers of an allowed origin's response, after
+    /// [`CorsPolicy::fixed_edits`] (which a refused origin's response, and
+    /// one without an origin, get alone).
     pub fn on_response(&self, req: &RequestHead, _resp: &ResponseHead) -> ResponseEdits {
         let mut edits = ResponseEdits::new();
-        if !self.any_origin {
-            // The answer depends on the request's Origin: caches must know.
-            edits = edits.append_header("vary", "Origin");
-        }
         let Some(origin) = self.allowed_origin(req) else {
-            // Not ours to let in: an upstream's own CORS answer must not leak.
-            return edits
-                .remove_header("access-control-allow-origin")
-                .remove_header("access-control-allow-credentials");
+            return edits;
         };
         edits = edits.set_header(
             "access-control-allow-origin",

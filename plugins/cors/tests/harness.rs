@@ -151,6 +151,55 @@ fn any_origin_answers_star_without_vary() {
     assert!(edits.headers.appended("vary").is_empty());
 }
 
+/// The calls the runtime counted for cors's `hook` (`request`, `response`).
+fn hook_calls(harness: &Harness, hook: &str) -> u64 {
+    harness.metrics().counter(
+        "tailgate_plugin_calls_total",
+        &[("plugin", "cors"), ("hook", hook)],
+    )
+}
+
+#[test]
+fn only_preflights_and_requests_with_an_origin_enter_the_plugin() {
+    let harness = Harness::new().expect("harness");
+    let cors = configured(&harness, SITE);
+    // Most requests carry no Origin: neither hook is entered, and the
+    // response still loses the upstream's CORS headers (fixed edits).
+    cors.on_request(Request::get("/api/items"))
+        .expect_continue();
+    let edits = cors
+        .on_response(
+            Request::get("/api/items"),
+            Response::new(200).header("access-control-allow-origin", "*"),
+        )
+        .expect_edits()
+        .clone();
+    assert!(edits.headers.removes("access-control-allow-origin"));
+    assert_eq!(edits.headers.appended("vary"), ["Origin"]);
+    assert_eq!(
+        (
+            hook_calls(&harness, "request"),
+            hook_calls(&harness, "response")
+        ),
+        (0, 0)
+    );
+    // A cross-origin GET enters the response hook only.
+    let req = || Request::get("/api/items").header("origin", "https://app.example.com");
+    cors.on_request(req()).expect_continue();
+    cors.on_response(req(), Response::new(200)).expect_edits();
+    assert_eq!(
+        (
+            hook_calls(&harness, "request"),
+            hook_calls(&harness, "response")
+        ),
+        (0, 1)
+    );
+    // A preflight enters the request hook.
+    cors.on_request(preflight("https://app.example.com", "GET", ""))
+        .expect_status(204);
+    assert_eq!(hook_calls(&harness, "request"), 1);
+}
+
 #[test]
 fn unsafe_configs_are_refused_naming_the_key() {
     let harness = Harness::new().expect("harness");

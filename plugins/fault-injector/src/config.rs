@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::tailgate::plugin::types::{
-    FixedEdit, FixedEdits, HeaderFilter, HeaderOp, HookSet, LogFieldSet, PluginInfo, RequestChecks,
-    RequestFieldSet, StateScope, ValuePart,
+    FixedEdit, FixedEdits, HeaderFilter, HeaderOp, HookGate, HookSet, LogFieldSet, Method,
+    PluginInfo, RequestChecks, RequestFieldSet, StateScope, ValuePart,
 };
 
 /// What the plugin does when its chosen hook runs.
@@ -26,6 +26,38 @@ pub enum Mode {
     Reject,
     /// Call every host import and echo the results as headers and vars.
     State,
+}
+
+/// A hook gate as given: method names (`OPTIONS`) and request header
+/// field names, sent as they are (the host checks the names).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateConfig {
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub with_headers: Vec<String>,
+}
+
+impl GateConfig {
+    fn gate(&self) -> HookGate {
+        let method = |name: &String| match name.as_str() {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "CONNECT" => Method::Connect,
+            "OPTIONS" => Method::Options,
+            "TRACE" => Method::Trace,
+            "PATCH" => Method::Patch,
+            _ => Method::Other(name.clone()),
+        };
+        HookGate {
+            methods: self.methods.iter().map(method).collect(),
+            with_headers: self.with_headers.clone(),
+        }
+    }
 }
 
 /// The hook a fault fires in.
@@ -113,6 +145,12 @@ pub struct Config {
     /// The request header fields to ask the host for (absent = all).
     #[serde(default)]
     pub request_headers: Option<Vec<String>>,
+    /// `plugin-info.request-gate` (absent: every request).
+    #[serde(default)]
+    pub request_gate: GateConfig,
+    /// `plugin-info.response-gate` (absent: every request).
+    #[serde(default)]
+    pub response_gate: GateConfig,
     /// The response header fields to ask the host for (absent = all).
     #[serde(default)]
     pub response_headers: Option<Vec<String>>,
@@ -289,6 +327,8 @@ impl Config {
                 checks: Vec::new(),
                 passed: Vec::new(),
             },
+            request_gate: self.request_gate.gate(),
+            response_gate: self.response_gate.gate(),
         }
     }
 

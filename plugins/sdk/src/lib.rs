@@ -74,6 +74,7 @@ mod field;
 mod filter;
 mod fixed_edits;
 mod head;
+mod hook_gate;
 pub mod host;
 #[cfg(any(test, feature = "key"))]
 pub mod key;
@@ -91,10 +92,10 @@ mod values;
 
 pub use bindings::tailgate::plugin::types::{
     Ban, BanOutcome, BanRequest, CacheStatus, ClientRateCheck, FixedEdit, FixedEdits, Header,
-    HeaderEdit, HeaderFilter, HeaderOp, HookSet, ImmediateResponse, LogFieldSet, LogLevel, LogLine,
-    LogVerdict, Method, PluginInfo, Protocol, RateDecision, RateKey, RateLimit, RequestAction,
-    RequestChecks, RequestEdits, RequestFieldSet, ResponseEdits, Scheme, StateScope, ValuePart,
-    Var, ZoneUse,
+    HeaderEdit, HeaderFilter, HeaderOp, HookGate, HookSet, ImmediateResponse, LogFieldSet,
+    LogLevel, LogLine, LogVerdict, Method, PluginInfo, Protocol, RateDecision, RateKey, RateLimit,
+    RequestAction, RequestChecks, RequestEdits, RequestFieldSet, ResponseEdits, Scheme, StateScope,
+    ValuePart, Var, ZoneUse,
 };
 pub use config::{Config, ConfigError};
 pub use field::Field;

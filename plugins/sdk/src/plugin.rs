@@ -7,9 +7,9 @@ use std::cell::OnceCell;
 
 use crate::bindings::tailgate::plugin::types as wit;
 use crate::{
-    Config, FixedEdits, HeaderFilter, HookSet, LogFieldSet, LogRecord, LogVerdict, PluginInfo,
-    RequestAction, RequestChecks, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead,
-    StateScope,
+    Config, FixedEdits, HeaderFilter, HookGate, HookSet, LogFieldSet, LogRecord, LogVerdict,
+    PluginInfo, RequestAction, RequestChecks, RequestFieldSet, RequestHead, ResponseEdits,
+    ResponseHead, StateScope,
 };
 
 /// One plugin: built from a route's config by [`Plugin::configure`], then
@@ -112,6 +112,26 @@ pub trait Plugin: Sized + 'static {
         RequestChecks::none()
     }
 
+    /// The requests the host enters [`Plugin::on_request`] for: every one
+    /// by default; declare a [`HookGate`] (methods, request header fields
+    /// that must be present) when the hook has nothing to do for the rest,
+    /// and they go on as if it had returned [`RequestAction::proceed`],
+    /// costing no call (cors answers preflights only:
+    /// `HookGate::methods([Method::Options]).with_header("origin")`). The
+    /// fixed edits still apply to every request, and a request check that
+    /// does not pass enters the hook whatever the gate says.
+    fn request_gate(&self) -> HookGate {
+        HookGate::every()
+    }
+
+    /// The requests the host enters [`Plugin::on_response`] for, as
+    /// [`Plugin::request_gate`]: the others' responses get no edits from
+    /// the hook (the fixed edits still apply). The gate reads the
+    /// request, not the response.
+    fn response_gate(&self) -> HookGate {
+        HookGate::every()
+    }
+
     /// Before the request goes upstream: go on with edits
     /// ([`RequestAction::proceed`], a [`RequestEdits`](crate::RequestEdits)
     /// `.into()`), or answer now ([`RequestAction::respond`],
@@ -185,7 +205,7 @@ macro_rules! export_plugin {
 
             /// `on-log`, written by the SDK (log_export.rs), not by
             /// wit-bindgen.
-            #[unsafe(export_name = "tailgate:plugin/hooks@0.9.0#on-log")]
+            #[unsafe(export_name = "tailgate:plugin/hooks@0.10.0#on-log")]
             unsafe extern "C" fn tailgate_export_on_log(
                 records: *mut u8,
                 count: usize,
@@ -193,7 +213,7 @@ macro_rules! export_plugin {
                 TAILGATE_PLUGIN.with(|slot| unsafe { $crate::__private::on_log(slot, records, count) })
             }
 
-            #[unsafe(export_name = "cabi_post_tailgate:plugin/hooks@0.9.0#on-log")]
+            #[unsafe(export_name = "cabi_post_tailgate:plugin/hooks@0.10.0#on-log")]
             unsafe extern "C" fn tailgate_post_return_on_log(ret: *mut u8) {
                 unsafe { $crate::__private::post_return_on_log(ret) }
             }
@@ -236,6 +256,8 @@ pub mod dispatch {
             fixed_edits: plugin.fixed_edits(),
             state_scope: plugin.state_scope(),
             request_checks: plugin.request_checks(),
+            request_gate: plugin.request_gate(),
+            response_gate: plugin.response_gate(),
         };
         ASKED.with(|asked| asked.set((info.request_fields, info.log_fields)));
         // Cannot fail: checked empty above and an instance is single-threaded.
@@ -393,6 +415,8 @@ mod tests {
                 fixed_edits: FixedEdits::none(),
                 state_scope: StateScope::Plugin,
                 request_checks: RequestChecks::none(),
+                request_gate: HookGate::every(),
+                response_gate: HookGate::every(),
             })
         );
         assert_eq!(dispatch::configured(&slot).greeting, "hi");
