@@ -9,14 +9,17 @@
 //! where HOOK is `rate-limit`, `header-rewrite` or `log-shape`; the
 //! configs are the bench's (bench/tailgate/plugins.toml.in). `log-shape N
 //! B` hands the records over B at a time, as the log phase does (N counts
-//! records).
+//! records). `cors N KIND` runs cors's request and response phases (docs'
+//! example config, plugins/cors/tests/site.json) for a request of KIND:
+//! `plain` (no `Origin`), `cross-origin` (a GET with an allowed `Origin`)
+//! or `preflight`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tailgate_runtime::{
     block_on, CacheStatus, ChainedPlugin, ConfiguredPlugin, Header, IpAddress, Limits, LogRecord,
-    Method, Protocol, RequestHead, Runtime, RuntimeConfig, Scheme, Var,
+    Method, Protocol, RequestHead, RequestStep, ResponseHead, Runtime, RuntimeConfig, Scheme, Var,
 };
 
 /// The shipped plugin's build, or `$HOOK_CALLS_WASM_DIR/{stem}.wasm` (to
@@ -108,6 +111,44 @@ fn request_phases(plugin: ConfiguredPlugin, calls: u32) {
     }
 }
 
+/// `calls` exchanges through cors's request phase and, when the request
+/// goes on, its response phase, for a request of `kind`.
+fn cors_phases(plugin: ConfiguredPlugin, calls: u32, kind: &str) {
+    let chained = ChainedPlugin::new(plugin).expect("fixed edits go on the wire");
+    let mut template = request();
+    let headers = template.headers.get_or_insert_default();
+    match kind {
+        "plain" => {}
+        "cross-origin" => headers.push(header("origin", "https://app.example.com")),
+        "preflight" => {
+            template.method = Method::Options;
+            headers.push(header("origin", "https://app.example.com"));
+            headers.push(header("access-control-request-method", "POST"));
+        }
+        other => {
+            eprintln!("hook_calls: cors KIND is plain, cross-origin or preflight, not {other:?}");
+            std::process::exit(2);
+        }
+    }
+    let upstream = ResponseHead {
+        status: 200,
+        headers: Some(vec![header("content-type", "text/plain")]),
+        host_generated: false,
+    };
+    let mut edits = Vec::new();
+    for _ in 0..calls {
+        let mut req = template.clone();
+        edits.clear();
+        let step = block_on(chained.request_phase(&mut req, &mut edits)).expect("request phase");
+        if let RequestStep::Continue(_) = step {
+            let mut resp = upstream.clone();
+            edits.clear();
+            block_on(chained.response_phase(&mut req, &mut resp, false, &mut edits))
+                .expect("response phase");
+        }
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let hook = args.next().unwrap_or_default();
@@ -146,9 +187,15 @@ fn main() {
                 }
             }
         }
+        "cors" => {
+            let kind = args.next().unwrap_or_else(|| "plain".to_owned());
+            let site = include_str!("../../../plugins/cors/tests/site.json");
+            let plugin = configured(&runtime, "cors", "cors", site);
+            cors_phases(plugin, calls, &kind);
+        }
         other => {
             eprintln!(
-                "hook_calls: unknown hook {other:?}: rate-limit, header-rewrite or log-shape"
+                "hook_calls: unknown hook {other:?}: rate-limit, header-rewrite, log-shape or cors"
             );
             std::process::exit(2);
         }
