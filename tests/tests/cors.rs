@@ -66,7 +66,9 @@ async fn cors_headers_for_allowed_origins_and_plugin_calls_only_where_needed() {
         Some(APP)
     );
     assert_eq!(
-        allowed.header("access-control-allow-credentials").as_deref(),
+        allowed
+            .header("access-control-allow-credentials")
+            .as_deref(),
         Some("true")
     );
     assert_eq!(
@@ -75,7 +77,13 @@ async fn cors_headers_for_allowed_origins_and_plugin_calls_only_where_needed() {
     );
 
     // A refused origin gets none, not even the upstream's.
-    let refused = get_with(tg.addr(), "app.test", path, &[("origin", "https://evil.test")]).await;
+    let refused = get_with(
+        tg.addr(),
+        "app.test",
+        path,
+        &[("origin", "https://evil.test")],
+    )
+    .await;
     assert_eq!(refused.status, 200);
     assert_eq!(refused.header("access-control-allow-origin"), None);
 

@@ -100,6 +100,47 @@ fn answers(cors: &Cors, fields: RequestFieldSet) -> Vec<String> {
 }
 
 #[test]
+fn the_gates_keep_out_only_requests_the_hooks_have_nothing_for() {
+    let upstream = ResponseHead {
+        status: 200,
+        headers: vec![Header::new("access-control-allow-origin", "*")],
+        host_generated: false,
+    };
+    for json in CONFIGS {
+        let cors = cors(json);
+        let (request_gate, response_gate) = (cors.request_gate(), cors.response_gate());
+        let mut entered = (0, 0);
+        for req in sample_requests() {
+            if request_gate.admits(&req) {
+                entered.0 += 1;
+            } else {
+                assert_eq!(
+                    format!("{:?}", cors.on_request(&req)),
+                    format!("{:?}", RequestAction::proceed()),
+                    "{json}: {} {:?}",
+                    req.method.as_str(),
+                    req.headers
+                );
+            }
+            if response_gate.admits(&req) {
+                entered.1 += 1;
+            } else {
+                assert!(
+                    cors.on_response(&req, &upstream).headers.is_empty(),
+                    "{json}: {:?}",
+                    req.headers
+                );
+            }
+        }
+        // The three `OPTIONS` preflights enter the request hook (methods
+        // are case-sensitive: `options` is another one, and no preflight),
+        // the seven requests with an Origin the response hook; the last
+        // sample has neither.
+        assert_eq!(entered, (3, 7), "{json}");
+    }
+}
+
+#[test]
 fn the_host_is_asked_for_three_headers_only() {
     for json in CONFIGS {
         let cors = cors(json);
