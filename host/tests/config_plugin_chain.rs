@@ -286,6 +286,7 @@ fn log_record(route: &str) -> LogRecord {
         user_agent: Some("test-agent".into()),
         referer: Some(String::new()),
         http_host: Some(String::new()),
+        path: None,
         request_headers: Some(vec![]),
         response_headers: Some(vec![]),
         vars: Some(vec![]),

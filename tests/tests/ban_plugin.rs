@@ -1,6 +1,7 @@
 //! The ban plugin through the real binary: failures answered by a real
 //! upstream ban the client, whose next request is refused before the
-//! upstream while other clients pass; a parallel burst of failures bans
+//! upstream while other clients pass (and only a banned client's requests
+//! enter the plugin's request hook); a parallel burst of failures bans
 //! once; the ban shows in `GET /bans` and `DELETE` lifts it; the plugin and
 //! log-shape on one route both do their job; 10,000 attacking keys do not
 //! push a ban out; a ban survives `kill -9` and a restart; with short
@@ -142,6 +143,14 @@ async fn five_failures_block_the_client_before_the_upstream_and_others_pass() {
         2.0
     );
     assert_eq!(metric(&tg, "tailgate_bans_active", &labels).await, 1.0);
+    // The host looks the client up in the jail itself (a request check):
+    // the plugin's request hook was entered only for the two blocked
+    // requests, not for the nine that passed.
+    let request_calls = [("plugin", "ban"), ("hook", "request")];
+    assert_eq!(
+        metric(&tg, "tailgate_plugin_calls_total", &request_calls).await,
+        2.0
+    );
     let warning = tg.stderr.wait_for(Duration::from_secs(5), |l| {
         l.contains("banned 198.51.100.1 in jail") && l.contains("5 failures within 10m, for 1h")
     });

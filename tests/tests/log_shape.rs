@@ -425,6 +425,7 @@ fn labels_come_from_the_real_component() {
         user_agent: Some("curl/8".into()),
         referer: Some(String::new()),
         http_host: Some(String::new()),
+        path: None,
         request_headers: Some(vec![Header {
             name: "host".into(),
             value: b"docs.example.com".to_vec(),

@@ -202,6 +202,7 @@ impl LogEntry {
                 request_headers: Some(Vec::new()),
                 response_headers: Some(Vec::new()),
                 vars: Some(Vec::new()),
+                path: Some(logged_path(uri)),
             },
             route_set: false,
             time_set: false,
@@ -337,6 +338,14 @@ impl LogEntry {
         }
         record
     }
+}
+
+/// The record's `path` for `uri` as the proxy fills it: the path
+/// normalised, or as given when it cannot be.
+fn logged_path(uri: &str) -> String {
+    let path = uri.split_once('?').map_or(uri, |(path, _)| path);
+    tailgate_runtime::request_path::normalize(path)
+        .map_or_else(|_| path.to_owned(), |p| p.into_owned())
 }
 
 impl From<LogRecord> for LogEntry {

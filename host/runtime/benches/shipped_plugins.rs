@@ -93,6 +93,7 @@ fn record(status: u16) -> LogRecord {
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0".into()),
         referer: Some("https://example.com/".into()),
         http_host: Some("example.com".into()),
+        path: None,
         request_headers: Some(headers()),
         response_headers: Some(vec![header("content-type", "text/html")]),
         vars: Some(vec![Var {

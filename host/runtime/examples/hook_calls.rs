@@ -12,7 +12,10 @@
 //! records). `cors N KIND` runs cors's request and response phases (docs'
 //! example config, plugins/cors/tests/site.json) for a request of KIND:
 //! `plain` (no `Origin`), `cross-origin` (a GET with an allowed `Origin`)
-//! or `preflight`.
+//! or `preflight`. `ban N` runs ban's request phase (one jail keyed by the
+//! client, docs/ban.md's forge example) for a client banned nowhere;
+//! `ban-log N B [STATUS]` its log hook on records of a passed request to
+//! a watched path answered STATUS (401: a failure), B at a time.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -78,6 +81,7 @@ fn record() -> LogRecord {
         user_agent: None,
         referer: None,
         http_host: Some("127.0.0.1:8080".into()),
+        path: None,
         request_headers: Some(vec![header("host", "127.0.0.1:8080")]),
         response_headers: Some(vec![header("content-type", "text/plain")]),
         vars: Some(vec![Var {
@@ -110,6 +114,12 @@ fn request_phases(plugin: ConfiguredPlugin, calls: u32) {
         block_on(chained.request_phase(&mut req, &mut edits)).expect("request phase");
     }
 }
+
+/// ban's jail: docs/ban.md's forge example, with a window so long and a
+/// `max_retry` so high that the measured failures never ban.
+const BAN_JAIL: &str = r#"{"jails":[{"name":"forge-auth","statuses":[401,403],
+    "path":"^/user/(login|sign_up|forgot_password)","max_retry":1024,
+    "find_time":"1h","ban_time":"1h"}]}"#;
 
 /// `calls` exchanges through cors's request phase and, when the request
 /// goes on, its response phase, for a request of `kind`.
@@ -193,9 +203,40 @@ fn main() {
             let plugin = configured(&runtime, "cors", "cors", site);
             cors_phases(plugin, calls, &kind);
         }
+        "ban" => request_phases(configured(&runtime, "ban", "ban", BAN_JAIL), calls),
+        "ban-log" => {
+            let batch: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+            let status: u16 = args.next().and_then(|n| n.parse().ok()).unwrap_or(401);
+            let plugin = configured(&runtime, "ban", "ban", BAN_JAIL);
+            // A failure on a watched path from a client no jail blocked
+            // (the host's request check left `ban = PASSED`), keyed as the
+            // hook of contract 0.9.0 left it too.
+            let mut failure = record();
+            failure.status = status;
+            failure.method = Method::Post;
+            failure.uri = Some("/user/login".into());
+            failure.path = Some("/user/login".into());
+            failure.vars = Some(vec![
+                Var {
+                    name: "ban".into(),
+                    value: "PASSED".into(),
+                },
+                Var {
+                    name: "ban_key.forge-auth".into(),
+                    value: "127.0.0.1".into(),
+                },
+            ]);
+            let mut recs = vec![failure; batch.max(1)];
+            for _ in 0..(calls as usize).div_ceil(recs.len()) {
+                for verdict in block_on(plugin.log_batch_hook(&mut recs)) {
+                    verdict.expect("on-log");
+                }
+            }
+        }
         other => {
             eprintln!(
-                "hook_calls: unknown hook {other:?}: rate-limit, header-rewrite, log-shape or cors"
+                "hook_calls: unknown hook {other:?}: rate-limit, header-rewrite, log-shape, cors, \
+                 ban or ban-log"
             );
             std::process::exit(2);
         }

@@ -133,7 +133,9 @@ impl ConfiguredPlugin {
         // Outside the hook's gate, a request without checks goes on as if
         // the hook returned nothing; with checks, they are made all the
         // same and one that does not pass enters the hook.
-        if self.info.request_checks.checks.is_empty() && !self.info.request_gate.admits(req) {
+        let checks = &self.info.request_checks;
+        let unchecked = checks.checks.is_empty() && checks.client_bans.is_empty();
+        if unchecked && !self.info.request_gate.admits(req) {
             return Ok(RequestAction::go_on(Vec::new()));
         }
         // The request checks first (`plugin-info.request-checks`): when
@@ -142,7 +144,7 @@ impl ConfiguredPlugin {
         // An instance that cannot be made is the hook call's fault below,
         // under the call guard.
         let mut checked = None;
-        let instance = if self.info.request_checks.checks.is_empty() {
+        let instance = if unchecked {
             None
         } else {
             self.instance().await.ok()

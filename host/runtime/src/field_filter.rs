@@ -29,7 +29,7 @@ fn request_slots(req: &mut RequestHead) -> [&mut Option<String>; 5] {
 }
 
 /// The log-record text fields in `log-field-set` order (`vars` apart).
-const LOG_FIELDS: [LogFieldSet; 8] = [
+const LOG_FIELDS: [LogFieldSet; 9] = [
     LogFieldSet::HOST,
     LogFieldSet::URI,
     LogFieldSet::UPSTREAM_ADDR,
@@ -38,9 +38,10 @@ const LOG_FIELDS: [LogFieldSet; 8] = [
     LogFieldSet::USER_AGENT,
     LogFieldSet::REFERER,
     LogFieldSet::HTTP_HOST,
+    LogFieldSet::PATH,
 ];
 
-fn log_slots(rec: &mut LogRecord) -> [&mut Option<String>; 8] {
+fn log_slots(rec: &mut LogRecord) -> [&mut Option<String>; 9] {
     [
         &mut rec.host,
         &mut rec.uri,
@@ -50,6 +51,7 @@ fn log_slots(rec: &mut LogRecord) -> [&mut Option<String>; 8] {
         &mut rec.user_agent,
         &mut rec.referer,
         &mut rec.http_host,
+        &mut rec.path,
     ]
 }
 
@@ -89,7 +91,7 @@ pub(crate) fn restore_request(req: &mut RequestHead, saved: SavedRequest) {
 
 /// The log fields a call took out, to put back with [`restore_log`].
 #[must_use = "the taken fields must be put back with `restore_log`"]
-pub(crate) struct SavedLog([Option<String>; 8], Option<Vec<Var>>);
+pub(crate) struct SavedLog([Option<String>; 9], Option<Vec<Var>>);
 
 /// Take out of `rec` the text fields and vars `keep` does not name, and the
 /// empty ones.
@@ -206,6 +208,7 @@ mod tests {
             user_agent: text("curl/8"),
             referer: text(""),
             http_host: text("example.com:8080"),
+            path: text("/a"),
             request_headers: Some(Vec::new()),
             response_headers: None,
             vars: Some(vec![Var {
@@ -218,7 +221,7 @@ mod tests {
         let present: Vec<bool> = log_slots(&mut rec).iter().map(|s| s.is_some()).collect();
         assert_eq!(
             present,
-            [false, true, false, false, false, true, false, false]
+            [false, true, false, false, false, true, false, false, false]
         );
         assert_eq!(rec.vars, None);
         assert_eq!(

@@ -168,6 +168,7 @@ mod tests {
             request_checks: crate::RequestChecks {
                 checks: Vec::new(),
                 passed: Vec::new(),
+                client_bans: Vec::new(),
             },
             request_gate: crate::HookGate::every(),
             response_gate: crate::HookGate::every(),

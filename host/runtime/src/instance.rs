@@ -14,6 +14,7 @@ use std::time::Duration;
 use wasmtime::component::HasSelf;
 use wasmtime::{Store, Trap};
 
+use crate::address_text;
 use crate::bindings::host;
 use crate::bindings::types::{IpAddress, PluginInfo, RateDecision, RateKey, RequestChecks};
 use crate::bindings::{Plugin, PluginPre};
@@ -182,14 +183,34 @@ impl PluginInstance {
         result.map_err(|error| classify(&error, self.store.data(), recipe.limits.hook_timeout))
     }
 
-    /// Whether every zone use `info`'s request checks name was registered
-    /// on this instance (in `configure`).
-    pub(crate) fn registered_checks(&self, info: &PluginInfo) -> bool {
+    /// Why `info`'s request checks cannot be made, if they cannot: a zone
+    /// use not registered on this instance (in `configure`), or a jail
+    /// name `ban-check` would refuse.
+    pub(crate) fn unusable_checks(&self, info: &PluginInfo) -> Option<String> {
         let registered = self.store.data().zone_uses.len();
-        info.request_checks
+        let checks = &info.request_checks;
+        if checks
             .checks
             .iter()
-            .all(|check| (check.zone as usize) < registered)
+            .any(|check| (check.zone as usize) >= registered)
+        {
+            return Some(
+                "plugin bug: plugin-info.request-checks names a zone use configure did not \
+                 register with rate-limit-zone"
+                    .to_owned(),
+            );
+        }
+        let max = self.store.data().shared.limits.max_key_bytes;
+        checks
+            .client_bans
+            .iter()
+            .find(|jail| jail.is_empty() || jail.len() > max)
+            .map(|jail| {
+                format!(
+                    "plugin bug: plugin-info.request-checks.client-bans names the jail {jail:?}: \
+                     a jail name is 1 to {max} bytes"
+                )
+            })
     }
 
     /// The request checks of `checks` for a request from `client_ip`, made
@@ -231,6 +252,19 @@ impl PluginInstance {
         }
         decided.clear();
         state.pre_checked = decided;
+        if checks.client_bans.is_empty() {
+            return Ok(true);
+        }
+        // The key `ban-check` would get from a plugin keying on the client.
+        let key = address_text::ip_text(client_ip.into());
+        for jail in &checks.client_bans {
+            let ban = host::Host::ban_check(state, jail.clone(), key.clone())
+                .await
+                .map_err(|e| PluginFault::Trap(format!("request check: {e:#}")))?;
+            if ban.is_some() {
+                return Ok(false);
+            }
+        }
         Ok(true)
     }
 

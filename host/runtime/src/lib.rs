@@ -378,25 +378,22 @@ impl Runtime {
         let made = block_on(PluginInstance::new(&recipe));
         metrics.call(Hook::Configure, started.elapsed());
         let (instance, info) = match made {
-            Ok((instance, Ok(info))) if !instance.registered_checks(&info) => {
-                return Err(ConfigureError::Rejected {
-                    route: route.to_string(),
-                    plugin: plugin.name.clone(),
-                    message: "plugin bug: plugin-info.request-checks names a zone use \
-                              configure did not register with rate-limit-zone"
-                        .to_owned(),
-                });
-            }
-            Ok((instance, Ok(info))) => match hook_gate::normalised(info) {
-                Ok(info) => (instance, header_filter::normalised(info)),
-                Err(message) => {
-                    return Err(ConfigureError::Rejected {
-                        route: route.to_string(),
-                        plugin: plugin.name.clone(),
-                        message,
-                    })
+            Ok((instance, Ok(info))) => {
+                let usable = match instance.unusable_checks(&info) {
+                    Some(message) => Err(message),
+                    None => hook_gate::normalised(info),
+                };
+                match usable {
+                    Ok(info) => (instance, header_filter::normalised(info)),
+                    Err(message) => {
+                        return Err(ConfigureError::Rejected {
+                            route: route.to_string(),
+                            plugin: plugin.name.clone(),
+                            message,
+                        })
+                    }
                 }
-            },
+            }
             Ok((_, Err(message))) => {
                 return Err(ConfigureError::Rejected {
                     route: route.to_string(),

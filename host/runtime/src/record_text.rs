@@ -50,6 +50,7 @@ text_accessors!(LogRecord {
     user_agent,
     referer,
     http_host,
+    path,
 });
 list_accessors!(LogRecord {
     request_headers: Header,
@@ -104,6 +105,7 @@ impl Default for LogRecord {
             request_headers: None,
             response_headers: None,
             vars: None,
+            path: None,
         }
     }
 }

@@ -101,6 +101,7 @@ fn varied_records() -> Vec<LogRecord> {
         user_agent: Some("curl/8 \u{e9}".into()),
         referer: Some("https://ref.example/".into()),
         http_host: Some("api.example:443".into()),
+        path: None,
         request_headers: Some(vec![header("x-trace", "t-1")]),
         response_headers: Some(vec![header("content-type", "text/html")]),
         vars: Some(vec![Var {

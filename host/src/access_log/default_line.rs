@@ -216,6 +216,7 @@ mod tests {
             user_agent: Some("curl/8 \"quoted\"".into()),
             referer: Some(String::new()),
             http_host: Some(String::new()),
+            path: None,
             request_headers: Some(vec![]),
             response_headers: Some(vec![]),
             vars: Some(vec![]),

@@ -33,6 +33,9 @@ pub struct RequestContext {
     /// host), when the log hook reads it; set by
     /// [`RequestContext::request_head`].
     pub http_host: String,
+    /// The normalised path, when the log hook reads it; set by
+    /// [`RequestContext::keep_logged_fields`].
+    pub path: String,
     /// The request header fields the log hook reads, as received (empty
     /// when the route has no log hook); set by [`RequestContext::request_head`].
     pub request_headers: Vec<Header>,
@@ -75,6 +78,7 @@ impl RequestContext {
             user_agent: header_text(http::header::USER_AGENT),
             referer: header_text(http::header::REFERER),
             http_host: String::new(),
+            path: String::new(),
             request_headers: Vec::new(),
             route: None,
             chain: None,
@@ -92,12 +96,16 @@ impl RequestContext {
         self.route.as_ref().map_or("", |r| r.name.as_str())
     }
 
-    /// Keep the request fields the chain's log hook reads, as received.
+    /// Keep the request fields the chain's log hook reads, as received (the
+    /// path as it is now: normalised, unless normalising refused it).
     pub fn keep_logged_fields<B>(&mut self, req: &Request<B>) {
         if let Some(chain) = &self.chain {
             self.request_headers = filtered_list(req.headers(), chain.log_fields().0);
             if chain.log_reads_http_host() {
                 self.http_host = http_host(req, &self.host);
+            }
+            if chain.log_reads_path() {
+                self.path = req.uri().path().to_owned();
             }
         }
     }

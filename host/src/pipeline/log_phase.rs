@@ -114,6 +114,7 @@ impl PendingLog {
             request_headers: Some(ctx.request_headers),
             response_headers: Some(response_headers),
             vars: Some(ctx.vars),
+            path: Some(ctx.path),
         }
     }
 }

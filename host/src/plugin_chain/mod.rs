@@ -216,8 +216,10 @@ pub struct RouteChain {
     /// The request and response fields the log hook reads (the last
     /// plugin with one): what the log record's lists are built with.
     log_fields: (HeaderFilter, HeaderFilter),
-    /// Whether the log hook reads `http-host` (the record gets it then).
+    /// Whether a log hook reads `http-host` (the record gets it then).
     log_reads_http_host: bool,
+    /// Whether a log hook reads `path` (the record gets it then).
+    log_reads_path: bool,
 }
 
 impl RouteChain {
@@ -242,18 +244,21 @@ impl RouteChain {
             let plugin = e.plugin.plugin();
             (plugin.request_headers(), plugin.response_headers())
         });
-        let log_reads_http_host = log_entry.is_some_and(|e| {
-            e.plugin
-                .plugin()
-                .log_record_fields()
-                .contains(LogFieldSet::HTTP_HOST)
-        });
+        let log_reads = |field| {
+            entries.iter().any(|e| {
+                e.plugin.hooks().contains(HookSet::LOG)
+                    && e.plugin.plugin().log_record_fields().contains(field)
+            })
+        };
+        let log_reads_http_host = log_reads(LogFieldSet::HTTP_HOST);
+        let log_reads_path = log_reads(LogFieldSet::PATH);
         RouteChain {
             route,
             entries,
             response_fields,
             log_fields,
             log_reads_http_host,
+            log_reads_path,
         }
     }
 
@@ -267,9 +272,14 @@ impl RouteChain {
         (&self.log_fields.0, &self.log_fields.1)
     }
 
-    /// Whether the log hook reads the record's `http-host`.
+    /// Whether a log hook reads the record's `http-host`.
     pub fn log_reads_http_host(&self) -> bool {
         self.log_reads_http_host
+    }
+
+    /// Whether a log hook reads the record's `path`.
+    pub fn log_reads_path(&self) -> bool {
+        self.log_reads_path
     }
 
     pub fn route(&self) -> &RouteName {

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use tailgate_plugin_sdk::key::{KeySource, KeyUse};
-use tailgate_plugin_sdk::{validate, ConfigError, RequestFieldSet, RequestFilter, RequestHead};
+use tailgate_plugin_sdk::{
+    validate, ConfigError, LogFieldSet, LogRecord, RequestFieldSet, RequestFilter, RequestHead,
+};
 
 use crate::config::{RawAction, RawIncrement, RawJail, DEFAULT_BODY};
 use crate::duration::parse_ms;
@@ -243,6 +245,30 @@ impl Jail {
     /// pass the jail's filters (the status is known in the log phase).
     pub fn watches(&self, req: &RequestHead) -> bool {
         self.filter.matches(req)
+    }
+
+    /// Whether the jail is keyed by the client's address: the host looks
+    /// the address up in its ban list before the request hook (a request
+    /// check), and the log hook counts a failure from the record's address,
+    /// method and path, with no var from the request hook.
+    pub fn by_client(&self) -> bool {
+        self.key == KeySource::ClientIp
+    }
+
+    /// [`Jail::watches`] for a finished exchange of a jail keyed by the
+    /// client: its method and normalised path.
+    pub fn watches_record(&self, rec: &LogRecord) -> bool {
+        self.filter.matches_parts(&rec.method, || &rec.path)
+    }
+
+    /// The log-record fields the jail's log side reads: the path, for a
+    /// jail keyed by the client with a path filter.
+    pub fn log_fields(&self) -> LogFieldSet {
+        if self.by_client() && self.filter.reads_path() {
+            LogFieldSet::PATH
+        } else {
+            LogFieldSet::empty()
+        }
     }
 
     /// Whether a finished exchange's status is a failure.

@@ -3,7 +3,10 @@
 //! key that fails `max_retry` times within `find_time` in the host's ban
 //! list (shared by every thread, instance, plugin and route naming the
 //! jail; kept in `[state] dir` across restarts); a banned key gets the
-//! jail's answer before the upstream. The logic lives in
+//! jail's answer before the upstream. Jails keyed by the client's address
+//! cost a request no call into the plugin unless the client is banned:
+//! the host checks the ban lists itself (request checks) and the log hook
+//! counts from the record. The logic lives in
 //! [`policy::BanPolicy`]; this file only wires it to the SDK.
 
 #![deny(unsafe_code)]
@@ -16,7 +19,7 @@ mod policy;
 
 use tailgate_plugin_sdk::{
     export_plugin, plugin, Config, HeaderFilter, LogFieldSet, LogRecord, LogVerdict, Plugin,
-    RequestAction, RequestFieldSet, RequestHead,
+    RequestAction, RequestChecks, RequestFieldSet, RequestHead,
 };
 
 use crate::policy::BanPolicy;
@@ -49,10 +52,18 @@ impl Plugin for Ban {
         self.policy.request_fields()
     }
 
-    /// `on-log` reads the status (always sent) and the keys `on-request`
-    /// left as vars.
+    /// `on-log` reads the status, method and address (always sent), the
+    /// vars (the keys `on-request` left, and whether it blocked), and the
+    /// path for the `path` filters of jails keyed by the client.
     fn log_fields(&self) -> LogFieldSet {
-        LogFieldSet::VARS
+        self.policy.log_fields()
+    }
+
+    /// When every jail is keyed by the client's address, the host looks it
+    /// up in their ban lists itself and enters `on-request` only for a
+    /// client banned in one.
+    fn request_checks(&self) -> RequestChecks {
+        self.policy.request_checks()
     }
 
     fn on_request(&self, req: &RequestHead) -> RequestAction {

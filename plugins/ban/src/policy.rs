@@ -3,20 +3,26 @@
 //! `on-request`: for each jail that does not ignore the client and has a
 //! key for the request, a banned key is answered at once (the jail's
 //! action: status + body + `Retry-After`, or 444), so the upstream never
-//! sees it; otherwise, when the jail's path and method filters match, the
-//! key is left as the var `ban_key.<jail>` for the log phase (the filters
-//! read the normalised path, which only the request head has).
+//! sees it; otherwise, for a jail keyed by a header or a template whose
+//! path and method filters match, the key is left as the var
+//! `ban_key.<jail>` for the log phase. When every jail is keyed by the
+//! client's address, the host makes those lookups itself (request checks,
+//! `client-bans`) and enters `on-request` only for a banned client.
 //!
-//! `on-log` (an observer: the line is kept as it is): each `ban_key.<jail>`
-//! var of a failed exchange (status in the jail's `statuses`) is one event
+//! `on-log` (an observer: the line is kept as it is): a failed exchange
+//! (status in the jail's `statuses`) that was not blocked counts for a
+//! jail keyed by the client when it does not ignore the record's address
+//! and the record's method and normalised path pass its filters, and for
+//! another jail when `on-request` left its `ban_key.<jail>` var: one event
 //! in the host's sliding window `<jail>|<key>`; the `max_retry`-th within
 //! `find_time` bans the key in the host's ban list (a parallel burst bans
 //! once: the host answers `already` to the others).
 
+use tailgate_plugin_sdk::template::push_ip;
 use tailgate_plugin_sdk::{
     host, validate, Ban, BanOutcome, BanRequest, Config, ConfigError, HeaderFilter,
-    ImmediateResponse, LogRecord, LogVerdict, RequestAction, RequestEdits, RequestFieldSet,
-    RequestHead,
+    ImmediateResponse, LogFieldSet, LogRecord, LogVerdict, RequestAction, RequestChecks,
+    RequestEdits, RequestFieldSet, RequestHead,
 };
 
 use crate::config::RawConfig;
@@ -28,9 +34,14 @@ const MAX_JAILS: usize = 16;
 
 /// The var carrying a watched request's key to the log phase.
 pub const KEY_VAR_PREFIX: &str = "ban_key.";
-/// On a blocked request: `BLOCKED`, or `BLOCKED_DRY_RUN` (a dry-run jail
-/// found the key banned and let it through).
+/// `PASSED` on a request no jail blocked (set by the host's request
+/// checks, or by the hook), `BLOCKED` on a blocked one, `BLOCKED_DRY_RUN`
+/// when a dry-run jail found the key banned and let it through. The log
+/// hook counts only requests that went through this plugin's request
+/// phase (not one an earlier plugin answered) and were not blocked.
 pub const BAN_VAR: &str = "ban";
+const PASSED: &str = "PASSED";
+const BLOCKED_DRY_RUN: &str = "BLOCKED_DRY_RUN";
 /// The jail that blocked the request.
 pub const JAIL_VAR: &str = "ban_jail";
 
@@ -106,8 +117,34 @@ impl BanPolicy {
             })
     }
 
+    /// The log-record fields `on-log` reads: the vars, and the path when
+    /// a jail keyed by the client filters by it.
+    pub fn log_fields(&self) -> LogFieldSet {
+        self.jails
+            .iter()
+            .fold(LogFieldSet::VARS, |set, jail| set | jail.log_fields())
+    }
+
+    /// With every jail keyed by the client's address, the host's lookups
+    /// of it in their ban lists: a request from a client banned in none
+    /// goes on without entering the plugin (there is nothing else for
+    /// `on-request` to do). Otherwise none: the hook runs for every
+    /// request.
+    pub fn request_checks(&self) -> RequestChecks {
+        if !self.jails.iter().all(Jail::by_client) {
+            return RequestChecks::none();
+        }
+        self.jails
+            .iter()
+            .fold(RequestChecks::none(), |checks, jail| {
+                checks.client_ban(jail.name.as_str())
+            })
+            .passed_var(BAN_VAR, PASSED)
+    }
+
     pub fn on_request(&self, req: &RequestHead) -> RequestAction {
         let mut edits = RequestEdits::new();
+        let mut dry_run_blocked = false;
         for jail in &self.jails {
             if jail.ignores(req.client_ip) {
                 continue;
@@ -127,22 +164,46 @@ impl BanPolicy {
                     jail.name
                 ));
                 edits = edits
-                    .var(BAN_VAR, "BLOCKED_DRY_RUN")
+                    .var(BAN_VAR, BLOCKED_DRY_RUN)
                     .var(JAIL_VAR, jail.name.as_str());
+                dry_run_blocked = true;
             }
-            if jail.watches(req) {
+            // A jail keyed by the client counts from the log record.
+            if !jail.by_client() && jail.watches(req) {
                 edits = edits.var(format!("{KEY_VAR_PREFIX}{}", jail.name), key);
             }
+        }
+        if !dry_run_blocked {
+            edits = edits.var(BAN_VAR, PASSED);
         }
         edits.into()
     }
 
     pub fn on_log(&self, rec: &LogRecord) -> LogVerdict {
+        // Jails keyed by the client count a request that passed this
+        // plugin's request phase: not one it blocked (its answer is often a
+        // 403, which a jail may count), nor one an earlier plugin answered.
+        let passed = rec
+            .vars
+            .iter()
+            .any(|v| v.name == BAN_VAR && (v.value == PASSED || v.value == BLOCKED_DRY_RUN));
+        // The key `on-request` would have made (`client_ip`), written once.
+        let client = std::cell::OnceCell::new();
+        let client_key = || {
+            let mut text = Vec::with_capacity(15);
+            push_ip(rec.client_ip, &mut text);
+            String::from_utf8(text).unwrap_or_default()
+        };
+        for jail in self.jails.iter().filter(|jail| passed && jail.by_client()) {
+            if jail.fails(rec.status) && !jail.ignores(rec.client_ip) && jail.watches_record(rec) {
+                failure(jail, client.get_or_init(client_key));
+            }
+        }
         for var in rec.vars.iter() {
             let Some(name) = var.name.strip_prefix(KEY_VAR_PREFIX) else {
                 continue;
             };
-            let Some(jail) = self.jails.iter().find(|j| j.name == name) else {
+            let Some(jail) = self.jails.iter().find(|j| j.name == name && !j.by_client()) else {
                 continue;
             };
             if jail.fails(rec.status) {

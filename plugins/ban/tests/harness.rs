@@ -335,6 +335,68 @@ fn a_header_key_bans_that_value_whatever_the_address() {
         .expect_continue();
 }
 
+/// The calls the runtime counted for the ban plugin's `hook`.
+fn hook_calls(harness: &Harness, hook: &str) -> u64 {
+    harness.metrics().counter(
+        "tailgate_plugin_calls_total",
+        &[("plugin", "ban"), ("hook", hook)],
+    )
+}
+
+#[test]
+fn jails_keyed_by_the_client_enter_the_plugin_only_for_a_banned_client() {
+    let harness = Harness::new().expect("harness");
+    let jail = configured(&harness, LOGIN);
+    // The host looks the address up itself: a client banned nowhere goes
+    // on with `ban = PASSED` and no call.
+    let passed = jail
+        .on_request(Request::post("/user/login").client_ip(ATTACKER))
+        .expect_continue()
+        .clone();
+    assert_eq!(var(&passed.vars, "ban"), Some("PASSED"));
+    assert_eq!(var(&passed.vars, "ban_key.forge-auth"), None);
+    assert_eq!(hook_calls(&harness, "request"), 0);
+    // The log hook counts from the record's address, method and path.
+    for _ in 0..5 {
+        exchange(&jail, ATTACKER, "/user/login", 401);
+    }
+    assert!(banned(&harness, "forge-auth", ATTACKER));
+    assert_eq!(hook_calls(&harness, "request"), 0);
+    // Banned: the hook is entered, and answers.
+    jail.on_request(Request::get("/").client_ip(ATTACKER))
+        .expect_status(403);
+    assert_eq!(hook_calls(&harness, "request"), 1);
+    // A request this plugin did not pass (blocked, or answered before it)
+    // is no failure, whatever its status.
+    for entry in [
+        LogEntry::new("POST", "/user/login", 403)
+            .client_ip(OTHER)
+            .var("ban", "BLOCKED"),
+        LogEntry::new("POST", "/user/login", 403).client_ip(OTHER),
+    ] {
+        for _ in 0..5 {
+            jail.on_log(entry.clone()).expect_kept();
+        }
+    }
+    assert!(!banned(&harness, "forge-auth", OTHER));
+}
+
+#[test]
+fn a_jail_keyed_by_a_header_keeps_the_hook_on_every_request() {
+    let harness = Harness::new().expect("harness");
+    let jails = configured(
+        &harness,
+        r#"{"jails": [{"name": "ip"}, {"name": "user", "key": "header:x-user"}]}"#,
+    );
+    let edits = jails
+        .on_request(Request::post("/").client_ip(OTHER).header("x-user", "bob"))
+        .expect_continue()
+        .clone();
+    assert_eq!(var(&edits.vars, "ban_key.user"), Some("bob"));
+    assert_eq!(var(&edits.vars, "ban"), Some("PASSED"));
+    assert_eq!(hook_calls(&harness, "request"), 1);
+}
+
 #[test]
 fn windows_filling_up_never_push_a_ban_out() {
     let harness = Harness::builder()

@@ -145,6 +145,10 @@ pub struct Config {
     /// The request header fields to ask the host for (absent = all).
     #[serde(default)]
     pub request_headers: Option<Vec<String>>,
+    /// `plugin-info.request-checks.client-bans`: jails the host looks the
+    /// client up in before the request hook.
+    #[serde(default)]
+    pub client_bans: Vec<String>,
     /// `plugin-info.request-gate` (absent: every request).
     #[serde(default)]
     pub request_gate: GateConfig,
@@ -326,6 +330,7 @@ impl Config {
             request_checks: RequestChecks {
                 checks: Vec::new(),
                 passed: Vec::new(),
+                client_bans: self.client_bans.clone(),
             },
             request_gate: self.request_gate.gate(),
             response_gate: self.response_gate.gate(),

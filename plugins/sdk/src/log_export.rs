@@ -27,8 +27,9 @@ use crate::{
 
 /// The pointer size: 4 on wasm32 (the layouts below are written for any).
 const P: usize = std::mem::size_of::<*const u8>();
-/// One `log-record` in the list the host passes.
-const RECORD_SIZE: usize = 104 + 38 * P;
+/// One `log-record` in the list the host passes (its last field ends at
+/// `104 + 41 * P`; a record's size is a multiple of its alignment).
+const RECORD_SIZE: usize = (104 + 41 * P).next_multiple_of(RECORD_ALIGN);
 const RECORD_ALIGN: usize = 8;
 /// One `log-verdict` in the list handed back: tag, line, labels.
 const VERDICT_SIZE: usize = 5 * P;
@@ -165,6 +166,7 @@ fn blank_record(fields: LogFieldSet) -> LogRecord {
             "LogFieldSet::HTTP_HOST",
         ),
         vars: field(None, asked(LogFieldSet::VARS), "LogFieldSet::VARS"),
+        path: field(None, asked(LogFieldSet::PATH), "LogFieldSet::PATH"),
         ..LogRecord::default()
     }
 }
@@ -226,6 +228,7 @@ unsafe fn lift_into(rec: &mut LogRecord, base: *const u8, fields: LogFieldSet) {
         if asked(LogFieldSet::VARS) {
             rec.vars.set(vars.unwrap_or_default());
         }
+        text_field(&mut rec.path, 104 + 38 * P, LogFieldSet::PATH);
     }
 }
 
@@ -399,6 +402,7 @@ mod tests {
                 (104 + 8 * P, Some(uri)),
                 (104 + 20 * P, Some("curl")),
                 (104 + 26 * P, http_host),
+                (104 + 38 * P, Some(uri)),
             ] {
                 if let Some(text) = text {
                     let (ptr, len) = lowered(text);
@@ -413,7 +417,7 @@ mod tests {
 
     #[test]
     fn records_refill_one_in_place_and_fields_not_asked_stay_marked() {
-        let fields = LogFieldSet::URI | LogFieldSet::HTTP_HOST;
+        let fields = LogFieldSet::URI | LogFieldSet::HTTP_HOST | LogFieldSet::PATH;
         let mut rec = blank_record(fields);
         let mut first = record("/a", Some("example.com:8080"));
         unsafe { lift_into(&mut rec, first.as_mut_ptr().cast(), fields) };
@@ -434,6 +438,7 @@ mod tests {
             ("/a", "example.com:8080")
         );
         assert!(!rec.user_agent.is_asked() && !rec.host.is_asked());
+        assert_eq!(rec.path.as_str(), "/a", "the last field of the record");
         let mut second = record("/b", None);
         unsafe { lift_into(&mut rec, second.as_mut_ptr().cast(), fields) };
         assert_eq!((rec.uri.as_str(), rec.http_host.as_str()), ("/b", ""));

@@ -105,6 +105,10 @@ pub struct LogRecord {
     pub response_headers: Vec<Header>,
     /// Vars set by earlier hooks (e.g. the rate-limit outcome).
     pub vars: Field<Vec<Var>>,
+    /// The normalised path, without the query, as [`RequestHead::path`]
+    /// had it (the path as received when it could not be normalised and
+    /// the request was refused).
+    pub path: Field<String>,
 }
 
 impl Default for LogRecord {
@@ -137,6 +141,7 @@ impl Default for LogRecord {
             request_headers: Vec::new(),
             response_headers: Vec::new(),
             vars: Field::default(),
+            path: Field::default(),
         }
     }
 }
@@ -261,6 +266,7 @@ impl LogRecord {
             request_headers: rec.request_headers.unwrap_or_default(),
             response_headers: rec.response_headers.unwrap_or_default(),
             vars: field(rec.vars, asked(LogFieldSet::VARS), "LogFieldSet::VARS"),
+            path: field(rec.path, asked(LogFieldSet::PATH), "LogFieldSet::PATH"),
         }
     }
 }

@@ -1,7 +1,8 @@
-//! Request checks (`plugin-info.request-checks`): rate-limit checks a
-//! plugin gives once, in `configure`, for the host to make on every request
-//! before its request hook, so a request that passes them costs no call
-//! into the plugin. See [`Plugin::request_checks`](crate::Plugin::request_checks).
+//! Request checks (`plugin-info.request-checks`): rate-limit checks and
+//! ban-list lookups of the client's address a plugin gives once, in
+//! `configure`, for the host to make on every request before its request
+//! hook, so a request that passes them costs no call into the plugin. See
+//! [`Plugin::request_checks`](crate::Plugin::request_checks).
 
 use crate::{ClientRateCheck, RequestChecks, Var, ZoneUse};
 
@@ -12,6 +13,7 @@ impl Default for RequestChecks {
         RequestChecks {
             checks: Vec::new(),
             passed: Vec::new(),
+            client_bans: Vec::new(),
         }
     }
 }
@@ -23,7 +25,7 @@ impl RequestChecks {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.checks.is_empty()
+        self.checks.is_empty() && self.client_bans.is_empty()
     }
 
     /// Then check `zone` (a use `configure` registered with
@@ -31,6 +33,14 @@ impl RequestChecks {
     /// `rate_limit_check(zone, RateKey::Address(..), dry_run)` would.
     pub fn client(mut self, zone: ZoneUse, dry_run: bool) -> Self {
         self.checks.push(ClientRateCheck { zone, dry_run });
+        self
+    }
+
+    /// Then look the client's address up in `jail`'s ban list, as
+    /// `ban_check(jail, &req.client_ip.to_string())` would: a client banned
+    /// there does not pass (the hook is entered, and answers it).
+    pub fn client_ban(mut self, jail: impl Into<String>) -> Self {
+        self.client_bans.push(jail.into());
         self
     }
 
@@ -71,5 +81,8 @@ mod tests {
         );
         assert_eq!(checks.passed.len(), 1);
         assert_eq!(checks.passed[0].value, "PASSED");
+        let bans = RequestChecks::none().client_ban("login");
+        assert!(!bans.is_empty());
+        assert_eq!(bans.client_bans, ["login"]);
     }
 }

@@ -6,7 +6,7 @@
 use regex::{Regex, RegexBuilder};
 
 use crate::validate::http_methods;
-use crate::{ConfigError, RequestFieldSet, RequestHead};
+use crate::{ConfigError, Method, RequestFieldSet, RequestHead};
 
 /// Compiled-size cap of one path regex: far above any sane pattern, well
 /// below an instance's memory limit.
@@ -52,10 +52,23 @@ impl RequestFilter {
     /// Whether the request passes: its method is listed (if methods are)
     /// and its path matches (if a regex is given).
     pub fn matches(&self, req: &RequestHead) -> bool {
+        self.matches_parts(&req.method, || &req.path)
+    }
+
+    /// [`matches`](Self::matches) for a request known by its method and
+    /// normalised path (a log record's `method` and `path`); `path` is read
+    /// only when there is a regex (a field the plugin did not ask for
+    /// panics when read).
+    pub fn matches_parts<'a>(&self, method: &Method, path: impl FnOnce() -> &'a str) -> bool {
         self.methods
             .as_ref()
-            .is_none_or(|methods| methods.iter().any(|m| m == req.method.as_str()))
-            && self.path.as_ref().is_none_or(|re| re.is_match(&req.path))
+            .is_none_or(|methods| methods.iter().any(|m| m == method.as_str()))
+            && self.path.as_ref().is_none_or(|re| re.is_match(path()))
+    }
+
+    /// Whether the filter reads the path (a regex is given).
+    pub fn reads_path(&self) -> bool {
+        self.path.is_some()
     }
 
     /// The request fields [`matches`](Self::matches) reads: the path when
@@ -84,6 +97,11 @@ mod tests {
         .map_err(|err| err.to_string())
     }
 
+    /// Whether a filter without a regex matches without reading the path.
+    fn matches_without_reading_the_path(filter: &RequestFilter) -> bool {
+        filter.matches_parts(&Method::Post, || panic!("the path was read"))
+    }
+
     #[test]
     fn path_and_methods_both_have_to_match() {
         let login = filter(Some("(?i)^/user/login"), Some(&["post"])).expect("valid");
@@ -91,6 +109,12 @@ mod tests {
         assert!(!login.matches(&request_head("GET", "/user/login", None)));
         assert!(!login.matches(&request_head("POST", "/", None)));
         assert_eq!(login.request_fields(), RequestFieldSet::PATH);
+        assert!(login.matches_parts(&Method::Post, || "/user/login/x"));
+        assert!(!login.matches_parts(&Method::Get, || "/user/login"));
+        assert!(matches_without_reading_the_path(
+            &filter(None, Some(&["POST"])).expect("valid")
+        ));
+        assert!(login.reads_path());
 
         let any = filter(None, None).expect("valid");
         assert!(any.matches(&request_head("DELETE", "/x", None)));

@@ -168,6 +168,7 @@ pub fn narrowed_log_record(
             vars: fields
                 .contains(LogFieldSet::VARS)
                 .then(|| rec.vars.get().cloned().unwrap_or_default()),
+            path: keep(LogFieldSet::PATH, &rec.path),
         },
         fields,
     )
@@ -363,6 +364,7 @@ mod narrowing_tests {
                 user_agent: Field::not_asked("LogFieldSet::USER_AGENT"),
                 referer: Field::not_asked("LogFieldSet::REFERER"),
                 http_host: Field::not_asked("LogFieldSet::HTTP_HOST"),
+                path: Field::not_asked("LogFieldSet::PATH"),
                 ..LogRecord::default()
             }
         );

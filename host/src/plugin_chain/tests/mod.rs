@@ -212,6 +212,7 @@ fn log_record() -> LogRecord {
         user_agent: Some("test".into()),
         referer: Some(String::new()),
         http_host: Some(String::new()),
+        path: None,
         request_headers: Some(vec![]),
         response_headers: Some(vec![]),
         vars: Some(vec![]),

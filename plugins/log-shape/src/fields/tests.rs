@@ -44,6 +44,7 @@ pub(crate) fn record() -> LogRecord {
         ],
         response_headers: vec![Header::new("content-type", "text/html")],
         vars: vec![Var::new("limit_req_status", "PASSED")].into(),
+        path: "/search".into(),
     }
 }
 
