@@ -123,9 +123,9 @@ impl ConfiguredPlugin {
     /// `on-request` alone: the plugin's fixed edits are its chain's
     /// ([`ChainedPlugin`](crate::ChainedPlugin) merges them, for the proxy
     /// and the harness alike). A plugin without the hook, or a request
-    /// outside its `request-gate`, goes on with no edits, without a call. The plugin sees only the request fields it
-    /// asked for: `req` is narrowed for the call and is whole again when
-    /// this returns.
+    /// outside its `request-gate`, goes on with no edits, without a call.
+    /// The plugin sees only the request fields it asked for: `req` is
+    /// narrowed for the call and is whole again when this returns.
     pub async fn request_hook(&self, req: &mut RequestHead) -> Result<RequestAction, PluginFault> {
         if !self.implements(Hook::Request) {
             return Ok(RequestAction::go_on(Vec::new()));
