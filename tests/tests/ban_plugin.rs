@@ -1,9 +1,10 @@
 //! The ban plugin through the real binary: failures answered by a real
 //! upstream ban the client, whose next request is refused before the
 //! upstream while other clients pass (and only a banned client's requests
-//! enter the plugin's request hook); a parallel burst of failures bans
-//! once; the ban shows in `GET /bans` and `DELETE` lifts it; the plugin and
-//! log-shape on one route both do their job; 10,000 attacking keys do not
+//! enter the plugin's request hook, and only failures its log hook); a
+//! parallel burst of failures bans once; the ban shows in `GET /bans` and
+//! `DELETE` lifts it; the plugin and log-shape on one route both do their
+//! job; 10,000 attacking keys do not
 //! push a ban out; a ban survives `kill -9` and a restart; with short
 //! times on the real clock, the window slides, a ban ends on time, a
 //! repeat offender is banned longer, and ignored networks are never banned.
@@ -155,6 +156,33 @@ async fn five_failures_block_the_client_before_the_upstream_and_others_pass() {
         l.contains("banned 198.51.100.1 in jail") && l.contains("5 failures within 10m, for 1h")
     });
     assert!(warning.is_some(), "{}", tg.stderr.snapshot().join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_statuses_a_jail_counts_enter_the_log_hook() {
+    let up = TestUpstream::start();
+    let dir = TempDir::new("ban-log-gate");
+    let tg = Tailgate::start(&config(&up, &dir.path().join("state"), "", LOGIN_JAIL, ""));
+    // Twenty successes, then one failure: the log thread takes the records
+    // in order, so once the failure's call is counted every success's
+    // record has been through the log phase too, and none entered the
+    // plugin's log hook (its log gate is the jail's 401 and 403).
+    for _ in 0..20 {
+        assert_eq!(from(&tg, OTHER, "/anything").await.status, 200);
+    }
+    assert_eq!(from(&tg, OTHER, FAILURE).await.status, 401);
+    let log_calls = [("plugin", "ban"), ("hook", "log")];
+    let counted = eventually(Duration::from_secs(5), || async {
+        metric(&tg, "tailgate_plugin_calls_total", &log_calls).await >= 1.0
+    })
+    .await;
+    assert!(counted, "the failure entered the log hook");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        metric(&tg, "tailgate_plugin_calls_total", &log_calls).await,
+        1.0,
+        "only the failure's record entered the log hook"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -239,7 +239,8 @@ impl ConfiguredPlugin {
     /// record that faults alone (a header too big for the instance's
     /// memory) loses its shaping; a call that failed fast (tripped,
     /// saturated) fails its records without entering the guest again.
-    /// What the guest logs names the request when a call holds one.
+    /// What the guest logs names the request when a call holds one. A
+    /// record outside the plugin's `log-gate` is `Keep` without a call.
     pub async fn log_batch_hook(
         &self,
         recs: &mut [LogRecord],
@@ -247,6 +248,28 @@ impl ConfiguredPlugin {
         if !self.implements(Hook::Log) {
             return recs.iter().map(|_| Ok(LogVerdict::Keep)).collect();
         }
+        let gate = &self.info.log_gate;
+        if recs.iter().all(|rec| gate.admits(rec)) {
+            return self.log_calls(recs).await;
+        }
+        let mut verdicts: Vec<_> = recs.iter().map(|_| Ok(LogVerdict::Keep)).collect();
+        let inside: Vec<usize> = (0..recs.len())
+            .filter(|&at| gate.admits(&recs[at]))
+            .collect();
+        if inside.is_empty() {
+            return verdicts;
+        }
+        let mut gathered = Gathered::new(recs, &inside);
+        let made = self.log_calls(gathered.front()).await;
+        drop(gathered);
+        for (&at, verdict) in inside.iter().zip(made) {
+            verdicts[at] = verdict;
+        }
+        verdicts
+    }
+
+    /// [`ConfiguredPlugin::log_batch_hook`] for records that all enter.
+    async fn log_calls(&self, recs: &mut [LogRecord]) -> Vec<Result<LogVerdict, PluginFault>> {
         let mut verdicts = Vec::with_capacity(recs.len());
         for chunk in recs.chunks_mut(MAX_LOG_BATCH) {
             match self.log_chunk(chunk).await {
@@ -426,4 +449,37 @@ pub(crate) fn report_fault(
         error = %fault,
         "plugin fault; instance discarded"
     );
+}
+
+/// A batch's records that enter a log hook, moved to the front of the
+/// batch in their order (the hook takes one contiguous list) and put back
+/// where they were when this is dropped, even if the call's future is.
+struct Gathered<'a> {
+    recs: &'a mut [LogRecord],
+    /// Ascending indices of the records moved to the front.
+    inside: &'a [usize],
+}
+
+impl<'a> Gathered<'a> {
+    fn new(recs: &'a mut [LogRecord], inside: &'a [usize]) -> Self {
+        // `inside` ascends, so index `at` still holds its own record when
+        // its turn comes: every earlier swap wrote below `at` or at an
+        // earlier index of `inside`.
+        for (to, &at) in inside.iter().enumerate() {
+            recs.swap(to, at);
+        }
+        Gathered { recs, inside }
+    }
+
+    fn front(&mut self) -> &mut [LogRecord] {
+        &mut self.recs[..self.inside.len()]
+    }
+}
+
+impl Drop for Gathered<'_> {
+    fn drop(&mut self) {
+        for (to, &at) in self.inside.iter().enumerate().rev() {
+            self.recs.swap(to, at);
+        }
+    }
 }

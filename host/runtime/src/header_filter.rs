@@ -172,6 +172,7 @@ mod tests {
             },
             request_gate: crate::HookGate::every(),
             response_gate: crate::HookGate::every(),
+            log_gate: crate::LogGate::every(),
         });
         match info.request_headers {
             HeaderFilter::Only(names) => assert_eq!(names, ["x-api-key"]),

@@ -1,12 +1,14 @@
 //! Which requests enter a plugin's request and response hooks
-//! (`plugin-info.request-gate`, `response-gate`): checked by the configured
-//! plugin's hook calls ([`ConfiguredPlugin`](crate::ConfiguredPlugin)),
-//! before the instance is taken, so a request outside a hook's gate costs
-//! the plugin no call (cors enters `on-request` for preflights only).
+//! (`plugin-info.request-gate`, `response-gate`) and which log records its
+//! log hook (`log-gate`): checked by the configured plugin's hook calls
+//! ([`ConfiguredPlugin`](crate::ConfiguredPlugin)), before the instance is
+//! taken, so a request outside a hook's gate costs the plugin no call (cors
+//! enters `on-request` for preflights only, ban `on-log` for the statuses
+//! its jails count).
 
 use http::HeaderName;
 
-use crate::bindings::types::{HookGate, PluginInfo, RequestHead};
+use crate::bindings::types::{HookGate, LogGate, LogRecord, PluginInfo, RequestHead};
 
 impl HookGate {
     /// The gate every request passes (the default).
@@ -33,9 +35,36 @@ impl HookGate {
     }
 }
 
+impl LogGate {
+    /// The gate every record passes (the default).
+    pub fn every() -> LogGate {
+        LogGate {
+            statuses: Vec::new(),
+        }
+    }
+
+    /// Whether `rec` enters the log hook: its status is one of the gate's,
+    /// or the gate names none.
+    pub fn admits(&self, rec: &LogRecord) -> bool {
+        self.statuses.is_empty() || self.statuses.contains(&rec.status)
+    }
+}
+
 /// `info`'s gates with their header names lower-cased, or the first name
-/// that is not a header field name, with the gate it is in.
+/// that is not a header field name (or status that is not an HTTP status),
+/// with the gate it is in.
 pub(crate) fn normalised(mut info: PluginInfo) -> Result<PluginInfo, String> {
+    if let Some(bad) = info
+        .log_gate
+        .statuses
+        .iter()
+        .find(|status| !(100..=599).contains(*status))
+    {
+        return Err(format!(
+            "plugin bug: plugin-info.log-gate.statuses names {bad}, which is not an HTTP \
+             status (100-599)"
+        ));
+    }
     for (side, gate) in [
         ("request-gate", &mut info.request_gate),
         ("response-gate", &mut info.response_gate),

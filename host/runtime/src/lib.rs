@@ -47,10 +47,10 @@ mod wire_values;
 
 pub use bindings::types::{
     CacheStatus, FixedEdit, FixedEdits, Header, HeaderEdit, HeaderFilter, HeaderOp, HookGate,
-    HookSet, ImmediateResponse, IpAddress, LogFieldSet, LogLevel, LogLine, LogRecord, LogVerdict,
-    Method, PluginInfo, Protocol, RateDecision, RateLimit, RequestAction, RequestChecks,
-    RequestEdits, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead, Scheme, StateScope,
-    ValuePart, Var,
+    HookSet, ImmediateResponse, IpAddress, LogFieldSet, LogGate, LogLevel, LogLine, LogRecord,
+    LogVerdict, Method, PluginInfo, Protocol, RateDecision, RateLimit, RequestAction,
+    RequestChecks, RequestEdits, RequestFieldSet, RequestHead, ResponseEdits, ResponseHead, Scheme,
+    StateScope, ValuePart, Var,
 };
 pub use call_guard::CallGuard;
 pub use chained::{ChainedPlugin, HookCall, HookFault, LogBatchCall, PluginHooks, RequestStep};

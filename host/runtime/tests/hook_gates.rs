@@ -1,16 +1,19 @@
-//! Hook gates (`plugin-info.request-gate`, `response-gate`) on the real
-//! fault-injector, through `ChainedPlugin` (the phases the proxy's chain
-//! and the harness run): a request outside a hook's gate does not enter
-//! the guest (a hook that would trap goes on untouched, no call counted)
-//! and still gets the plugin's fixed edits; one inside enters it; a gate
-//! naming something that is no header field rejects the config.
+//! Hook gates (`plugin-info.request-gate`, `response-gate`, `log-gate`)
+//! on the real fault-injector, through `ChainedPlugin` (the phases the
+//! proxy's chain and the harness run) and the log thread's batch call: a
+//! request outside a hook's gate does not enter the guest (a hook that
+//! would trap goes on untouched, no call counted) and still gets the
+//! plugin's fixed edits; one inside enters it; a record outside the log
+//! gate is kept without a call while the batch's others get their own
+//! verdicts; a gate naming something that is no header field, or no
+//! status, rejects the config.
 
 mod common;
 
 use common::*;
 use tailgate_runtime::{
-    block_on, ChainedPlugin, ConfigureError, ConfiguredPlugin, Header, HookFault, Method,
-    PluginFault, RequestHead, RequestStep, ResponseHead, WireEdit,
+    block_on, ChainedPlugin, ConfigureError, ConfiguredPlugin, Header, HookFault, LogRecord,
+    LogVerdict, Method, PluginFault, RequestHead, RequestStep, ResponseHead, WireEdit,
 };
 
 /// Both hooks trap when entered; each is gated on a request header field,
@@ -121,23 +124,89 @@ fn a_request_outside_a_hooks_gate_does_not_enter_it() {
 }
 
 #[test]
-fn a_gate_naming_no_header_field_rejects_the_config() {
+fn a_record_outside_the_log_gate_is_kept_without_a_call() {
+    let statuses = [200, 401, 200, 403, 500, 401];
+    let metrics = metrics_of(|| {
+        let runtime = runtime();
+        // The log hook shapes every record it is entered for ("GET /n 401
+        // ..."); it would trap on /trap, which is outside the gate.
+        let plugin = configured(
+            &runtime,
+            "log-gated",
+            r#"{"mode":"trap","hook":"log","hooks":["log"],"only_path":"/trap",
+                "log_gate":[401,403]}"#,
+        );
+        let record = |n: usize, status: u16| LogRecord {
+            uri: Some(format!("/{n}")),
+            status,
+            ..LogRecord::default()
+        };
+        let mut records: Vec<LogRecord> = statuses
+            .iter()
+            .enumerate()
+            .map(|(n, &status)| record(n, status))
+            .collect();
+        records.push(LogRecord {
+            uri: Some("/trap".into()),
+            status: 200,
+            ..LogRecord::default()
+        });
+        let verdicts = block_on(plugin.log_batch_hook(&mut records));
+        assert_eq!(verdicts.len(), records.len());
+        for (n, (verdict, rec)) in verdicts.iter().zip(&records).enumerate() {
+            if n < statuses.len() {
+                assert_eq!(
+                    rec.uri.as_deref(),
+                    Some(format!("/{n}").as_str()),
+                    "in place"
+                );
+            }
+            match (rec.status, verdict) {
+                (401 | 403, Ok(LogVerdict::Shape(line))) => assert!(
+                    line.line.starts_with(&format!("GET /{n} {} ", rec.status)),
+                    "record {n} got another's line: {}",
+                    line.line
+                ),
+                (200 | 500, Ok(LogVerdict::Keep)) => {}
+                other => panic!("record {n}: {other:?}"),
+            }
+        }
+        // A batch with no record inside the gate makes no call.
+        let mut outside = vec![record(0, 200), record(1, 502)];
+        let verdicts = block_on(plugin.log_batch_hook(&mut outside));
+        assert!(verdicts.iter().all(|v| matches!(v, Ok(LogVerdict::Keep))));
+    });
+    let calls = metrics.counter(
+        "tailgate_plugin_calls_total",
+        &[
+            ("plugin", "fault-injector"),
+            ("route", "log-gated"),
+            ("hook", "log"),
+        ],
+    );
+    assert_eq!(calls, 1, "one call, for the first batch's three failures");
+}
+
+#[test]
+fn a_gate_naming_no_header_field_or_status_rejects_the_config() {
     let runtime = runtime();
     let plugin = load(&runtime, "fault-injector");
-    let err = runtime
-        .configure(
-            &plugin,
-            "bad-gate",
-            r#"{"mode":"ok","response_gate":{"with_headers":["x enter"]}}"#,
-            limits(),
-        )
+    let rejected = |config: &str| match runtime
+        .configure(&plugin, "bad-gate", config, limits())
         .map(|_| ())
-        .expect_err("a field name with a space");
-    match err {
-        ConfigureError::Rejected { message, .. } => assert!(
-            message.contains("plugin-info.response-gate.with-headers names \"x enter\""),
-            "{message}"
-        ),
+        .expect_err(config)
+    {
+        ConfigureError::Rejected { message, .. } => message,
         other => panic!("not a rejection: {other}"),
-    }
+    };
+    let message = rejected(r#"{"mode":"ok","response_gate":{"with_headers":["x enter"]}}"#);
+    assert!(
+        message.contains("plugin-info.response-gate.with-headers names \"x enter\""),
+        "{message}"
+    );
+    let message = rejected(r#"{"mode":"ok","log_gate":[401,99]}"#);
+    assert!(
+        message.contains("plugin-info.log-gate.statuses names 99, which is not an HTTP status"),
+        "{message}"
+    );
 }

@@ -276,6 +276,11 @@ impl Jail {
         self.statuses.contains(&status)
     }
 
+    /// The statuses counted as failures.
+    pub fn statuses(&self) -> &[u16] {
+        &self.statuses
+    }
+
     /// The window key of `key` (jails of one name count together).
     pub fn window_key(&self, key: &str) -> String {
         format!("{}|{key}", self.name)

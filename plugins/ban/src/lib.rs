@@ -18,8 +18,8 @@ mod network;
 mod policy;
 
 use tailgate_plugin_sdk::{
-    export_plugin, plugin, Config, HeaderFilter, LogFieldSet, LogRecord, LogVerdict, Plugin,
-    RequestAction, RequestChecks, RequestFieldSet, RequestHead,
+    export_plugin, plugin, Config, HeaderFilter, LogFieldSet, LogGate, LogRecord, LogVerdict,
+    Plugin, RequestAction, RequestChecks, RequestFieldSet, RequestHead,
 };
 
 use crate::policy::BanPolicy;
@@ -64,6 +64,11 @@ impl Plugin for Ban {
     /// client banned in one.
     fn request_checks(&self) -> RequestChecks {
         self.policy.request_checks()
+    }
+
+    /// `on-log` counts failures: only the statuses the jails count enter.
+    fn log_gate(&self) -> LogGate {
+        self.policy.log_gate()
     }
 
     fn on_request(&self, req: &RequestHead) -> RequestAction {

@@ -21,7 +21,7 @@
 use tailgate_plugin_sdk::template::push_ip;
 use tailgate_plugin_sdk::{
     host, validate, Ban, BanOutcome, BanRequest, Config, ConfigError, HeaderFilter,
-    ImmediateResponse, LogFieldSet, LogRecord, LogVerdict, RequestAction, RequestChecks,
+    ImmediateResponse, LogFieldSet, LogGate, LogRecord, LogVerdict, RequestAction, RequestChecks,
     RequestEdits, RequestFieldSet, RequestHead,
 };
 
@@ -140,6 +140,16 @@ impl BanPolicy {
                 checks.client_ban(jail.name.as_str())
             })
             .passed_var(BAN_VAR, PASSED)
+    }
+
+    /// The records `on-log` is entered for: those of a status some jail
+    /// counts as a failure (it has nothing to do for the others).
+    pub fn log_gate(&self) -> LogGate {
+        LogGate::statuses(
+            self.jails
+                .iter()
+                .flat_map(|jail| jail.statuses().iter().copied()),
+        )
     }
 
     pub fn on_request(&self, req: &RequestHead) -> RequestAction {

@@ -362,6 +362,11 @@ fn jails_keyed_by_the_client_enter_the_plugin_only_for_a_banned_client() {
     }
     assert!(banned(&harness, "forge-auth", ATTACKER));
     assert_eq!(hook_calls(&harness, "request"), 0);
+    assert_eq!(hook_calls(&harness, "log"), 5);
+    // The log hook is entered only for the statuses the jail counts
+    // (its log gate): a success costs no call.
+    exchange(&jail, OTHER, "/user/login", 200);
+    assert_eq!(hook_calls(&harness, "log"), 5);
     // Banned: the hook is entered, and answers.
     jail.on_request(Request::get("/").client_ip(ATTACKER))
         .expect_status(403);
@@ -395,6 +400,20 @@ fn a_jail_keyed_by_a_header_keeps_the_hook_on_every_request() {
     assert_eq!(var(&edits.vars, "ban_key.user"), Some("bob"));
     assert_eq!(var(&edits.vars, "ban"), Some("PASSED"));
     assert_eq!(hook_calls(&harness, "request"), 1);
+    // Failures still count by the key the request hook left; a success
+    // (outside both jails' 401/403) does not enter the log hook.
+    let mut entry = LogEntry::new("POST", "/", 401).client_ip(OTHER);
+    for v in &edits.vars {
+        entry = entry.var(&v.name, &v.value);
+    }
+    for _ in 0..5 {
+        jails.on_log(entry.clone()).expect_kept();
+    }
+    assert!(banned(&harness, "user", "bob"));
+    jails
+        .on_log(LogEntry::new("POST", "/", 200).client_ip(OTHER))
+        .expect_kept();
+    assert_eq!(hook_calls(&harness, "log"), 5);
 }
 
 #[test]

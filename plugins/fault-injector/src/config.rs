@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::tailgate::plugin::types::{
-    FixedEdit, FixedEdits, HeaderFilter, HeaderOp, HookGate, HookSet, LogFieldSet, Method,
+    FixedEdit, FixedEdits, HeaderFilter, HeaderOp, HookGate, HookSet, LogFieldSet, LogGate, Method,
     PluginInfo, RequestChecks, RequestFieldSet, StateScope, ValuePart,
 };
 
@@ -155,6 +155,10 @@ pub struct Config {
     /// `plugin-info.response-gate` (absent: every request).
     #[serde(default)]
     pub response_gate: GateConfig,
+    /// `plugin-info.log-gate.statuses` (absent: every record). Not
+    /// checked here: the host refuses a status outside 100-599.
+    #[serde(default)]
+    pub log_gate: Vec<u16>,
     /// The response header fields to ask the host for (absent = all).
     #[serde(default)]
     pub response_headers: Option<Vec<String>>,
@@ -334,6 +338,9 @@ impl Config {
             },
             request_gate: self.request_gate.gate(),
             response_gate: self.response_gate.gate(),
+            log_gate: LogGate {
+                statuses: self.log_gate.clone(),
+            },
         }
     }
 

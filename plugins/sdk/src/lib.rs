@@ -92,7 +92,7 @@ mod values;
 
 pub use bindings::tailgate::plugin::types::{
     Ban, BanOutcome, BanRequest, CacheStatus, ClientRateCheck, FixedEdit, FixedEdits, Header,
-    HeaderEdit, HeaderFilter, HeaderOp, HookGate, HookSet, ImmediateResponse, LogFieldSet,
+    HeaderEdit, HeaderFilter, HeaderOp, HookGate, HookSet, ImmediateResponse, LogFieldSet, LogGate,
     LogLevel, LogLine, LogVerdict, Method, PluginInfo, Protocol, RateDecision, RateKey, RateLimit,
     RequestAction, RequestChecks, RequestEdits, RequestFieldSet, ResponseEdits, Scheme, StateScope,
     ValuePart, Var, ZoneUse,

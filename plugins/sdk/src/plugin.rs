@@ -7,9 +7,9 @@ use std::cell::OnceCell;
 
 use crate::bindings::tailgate::plugin::types as wit;
 use crate::{
-    Config, FixedEdits, HeaderFilter, HookGate, HookSet, LogFieldSet, LogRecord, LogVerdict,
-    PluginInfo, RequestAction, RequestChecks, RequestFieldSet, RequestHead, ResponseEdits,
-    ResponseHead, StateScope,
+    Config, FixedEdits, HeaderFilter, HookGate, HookSet, LogFieldSet, LogGate, LogRecord,
+    LogVerdict, PluginInfo, RequestAction, RequestChecks, RequestFieldSet, RequestHead,
+    ResponseEdits, ResponseHead, StateScope,
 };
 
 /// One plugin: built from a route's config by [`Plugin::configure`], then
@@ -130,6 +130,15 @@ pub trait Plugin: Sized + 'static {
     /// request, not the response.
     fn response_gate(&self) -> HookGate {
         HookGate::every()
+    }
+
+    /// The log records the host enters [`Plugin::on_log`] for: every one
+    /// by default; declare a [`LogGate`] of response statuses when the
+    /// hook has nothing to do for the rest, and they are kept as if it had
+    /// returned [`LogVerdict::Keep`] (the host's own line), costing no call
+    /// (ban counts failures: `LogGate::statuses([401, 403])`).
+    fn log_gate(&self) -> LogGate {
+        LogGate::every()
     }
 
     /// Before the request goes upstream: go on with edits
@@ -258,6 +267,7 @@ pub mod dispatch {
             request_checks: plugin.request_checks(),
             request_gate: plugin.request_gate(),
             response_gate: plugin.response_gate(),
+            log_gate: plugin.log_gate(),
         };
         ASKED.with(|asked| asked.set((info.request_fields, info.log_fields)));
         // Cannot fail: checked empty above and an instance is single-threaded.
@@ -417,6 +427,7 @@ mod tests {
                 request_checks: RequestChecks::none(),
                 request_gate: HookGate::every(),
                 response_gate: HookGate::every(),
+                log_gate: LogGate::every(),
             })
         );
         assert_eq!(dispatch::configured(&slot).greeting, "hi");
