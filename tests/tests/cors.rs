@@ -5,12 +5,12 @@
 
 use bytes::Bytes;
 use http::Method;
-use tailgate_e2e::base_config;
 use tailgate_e2e::client::{get_with, send};
 use tailgate_e2e::metrics_scrape::{scrape, sum};
 use tailgate_e2e::plugin_wasm;
 use tailgate_e2e::process::Tailgate;
 use tailgate_e2e::upstream::TestUpstream;
+use tailgate_e2e::{app_route, base_config};
 
 const APP: &str = "https://app.example.com";
 
@@ -19,15 +19,7 @@ fn config(up: &TestUpstream) -> String {
     base_config("")
         + &format!(
             r#"cors = "{cors}"
-
-[upstreams.app]
-url = "{up}"
-
-[[routes]]
-name = "app"
-hosts = ["app.test"]
-path = "/"
-upstream = "app"
+{app}
 [[routes.plugins]]
 plugin = "cors"
 [routes.plugins.config]
@@ -39,7 +31,7 @@ allow_credentials = true
 max_age = 600
 "#,
             cors = plugin_wasm("cors").display(),
-            up = up.url()
+            app = app_route(&up.url()),
         )
 }
 
