@@ -323,7 +323,7 @@ impl Runtime {
             .and_then(PluginPre::new)
             .map_err(|e| {
                 invalid(format!(
-                    "it does not fit the tailgate:plugin@0.10.0 `plugin` world: {e:#}"
+                    "it does not fit the tailgate:plugin@0.11.0 `plugin` world: {e:#}"
                 ))
             })?;
         Ok(Arc::new(LoadedPlugin {

@@ -47,7 +47,7 @@ fn files_that_are_not_plugins_are_refused_with_a_reason() {
     // A valid, empty component: compiles, but exports no hooks.
     let text = load_err(&runtime, b"\0asm\x0d\0\x01\0");
     assert!(
-        text.contains("does not fit the tailgate:plugin@0.10.0 `plugin` world"),
+        text.contains("does not fit the tailgate:plugin@0.11.0 `plugin` world"),
         "{text}"
     );
     assert!(text.contains("tailgate:plugin/hooks"), "{text}");

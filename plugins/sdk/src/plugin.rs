@@ -214,7 +214,7 @@ macro_rules! export_plugin {
 
             /// `on-log`, written by the SDK (log_export.rs), not by
             /// wit-bindgen.
-            #[unsafe(export_name = "tailgate:plugin/hooks@0.10.0#on-log")]
+            #[unsafe(export_name = "tailgate:plugin/hooks@0.11.0#on-log")]
             unsafe extern "C" fn tailgate_export_on_log(
                 records: *mut u8,
                 count: usize,
@@ -222,7 +222,7 @@ macro_rules! export_plugin {
                 TAILGATE_PLUGIN.with(|slot| unsafe { $crate::__private::on_log(slot, records, count) })
             }
 
-            #[unsafe(export_name = "cabi_post_tailgate:plugin/hooks@0.10.0#on-log")]
+            #[unsafe(export_name = "cabi_post_tailgate:plugin/hooks@0.11.0#on-log")]
             unsafe extern "C" fn tailgate_post_return_on_log(ret: *mut u8) {
                 unsafe { $crate::__private::post_return_on_log(ret) }
             }
